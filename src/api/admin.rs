@@ -1,0 +1,89 @@
+//! Operator endpoints: `/healthz` (alive), `/readyz` (config loaded and
+//! listener up, not draining), `/metrics` (Prometheus text) and `/v1/routes`
+//! (the routes and backends the gateway runs, as JSON).
+
+use std::sync::Arc;
+
+use http::{header, HeaderValue, Response, StatusCode};
+use serde_json::{json, Value};
+
+use super::full;
+use crate::app::{Gateway, ResBody};
+use crate::backend::BackendKind;
+
+/// Serves one of the admin paths (the caller matched the path and method).
+pub fn handle(gw: &Arc<Gateway>, path: &str) -> Response<ResBody> {
+    match path {
+        "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/readyz" if gw.is_ready() => text(StatusCode::OK, "ready\n"),
+        "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+        "/metrics" => {
+            let mut res = Response::new(full(gw.metrics.encode()));
+            res.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            res
+        }
+        _ => json_response(&routes(gw)),
+    }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<ResBody> {
+    let mut res = Response::new(full(body));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    res
+}
+
+fn json_response(v: &Value) -> Response<ResBody> {
+    let mut res = Response::new(full(v.to_string()));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    res
+}
+
+/// The route table as JSON. Never includes a token or credential.
+fn routes(gw: &Gateway) -> Value {
+    let routes: Vec<Value> = gw
+        .routes
+        .iter()
+        .map(|r| {
+            let backends: Vec<Value> = r
+                .pool
+                .iter()
+                .map(|m| {
+                    let b = &m.backend;
+                    let (url, auth) = match &b.kind {
+                        BackendKind::SageMaker(sm) => (sm.url().as_str().to_string(), "sigv4"),
+                        BackendKind::HuggingFace(hf) => (
+                            hf.url().as_str().to_string(),
+                            if hf.has_token() { "bearer" } else { "none" },
+                        ),
+                    };
+                    json!({
+                        "name": b.name,
+                        "kind": b.kind_name(),
+                        "weight": m.weight,
+                        "url": url,
+                        "auth": auth,
+                        "state": "available",
+                    })
+                })
+                .collect();
+            json!({
+                "name": r.name,
+                "path": format!("/v1/predict/{}", r.name),
+                "timeout_ms": u64::try_from(r.timeout.as_millis()).unwrap_or(u64::MAX),
+                "attempts": r.attempts,
+                "backends": backends,
+            })
+        })
+        .collect();
+    json!({ "routes": routes })
+}

@@ -1,0 +1,301 @@
+//! `POST /v1/predict/{route}`: the unified predict API.
+//!
+//! The body, `Content-Type` and `Accept` pass through to the backend picked
+//! for the route; the backend's answer comes back with `x-request-id`,
+//! `x-infergate-backend` and `x-infergate-attempts`. The body is read whole
+//! (up to `server.max_body_bytes`) because every attempt signs its exact
+//! bytes and a retry must be able to send them again; the answer streams
+//! back as it arrives.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response};
+use http_body_util::{BodyExt, Limited};
+use tokio::time::Instant;
+
+use super::{error, full};
+use crate::app::{Gateway, ResBody};
+use crate::backend::{UpstreamBody, UpstreamRequest};
+use crate::dispatch::{dispatch, Dispatched};
+use crate::error::{ApiError, ErrorContext};
+use crate::metrics::Outcome;
+
+/// `X-Amzn-SageMaker-*` request headers a client may send, with the length
+/// limits of the SageMaker runtime API (min, max).
+const SAGEMAKER_HEADERS: &[(&str, usize, usize)] = &[
+    ("x-amzn-sagemaker-custom-attributes", 0, 1024),
+    ("x-amzn-sagemaker-target-model", 1, 1024),
+    ("x-amzn-sagemaker-target-variant", 0, 63),
+    ("x-amzn-sagemaker-target-container-hostname", 0, 63),
+    ("x-amzn-sagemaker-inference-id", 1, 64),
+    ("x-amzn-sagemaker-enable-explanations", 1, 64),
+    ("x-amzn-sagemaker-inference-component", 0, 63),
+    ("x-amzn-sagemaker-session-id", 0, 256),
+];
+
+/// Serves one predict request.
+pub async fn predict<B>(
+    gw: &Arc<Gateway>,
+    route_name: &str,
+    req: Request<B>,
+    request_id: &HeaderValue,
+) -> Response<ResBody>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<crate::app::BoxError>,
+{
+    let started = Instant::now();
+    let rid = request_id.to_str().unwrap_or_default();
+    let Some(route) = gw.routes.get(route_name) else {
+        let err = ApiError::UnknownRoute(route_name.to_string());
+        let res = error(
+            &err,
+            ErrorContext {
+                route: None,
+                backend: None,
+                request_id: Some(rid),
+            },
+        );
+        finish(gw, "unknown", None, &res, 0, started, Duration::ZERO, rid, 0);
+        return res;
+    };
+    let route = Arc::clone(route);
+    let ctx = ErrorContext {
+        route: Some(&route.name),
+        backend: None,
+        request_id: Some(rid),
+    };
+
+    let (parts, body) = req.into_parts();
+    let body = match read_body(body, &parts.headers, gw.config.server.max_body_bytes).await {
+        Ok(b) => b,
+        Err(err) => {
+            let res = error(&err, ctx);
+            finish(gw, &route.name, None, &res, 0, started, Duration::ZERO, rid, 0);
+            return res;
+        }
+    };
+    let bytes_in = body.len();
+    let sagemaker_headers = match sagemaker_headers(&parts.headers) {
+        Ok(h) => h,
+        Err(err) => {
+            let res = error(&err, ctx);
+            finish(gw, &route.name, None, &res, 0, started, Duration::ZERO, rid, bytes_in);
+            return res;
+        }
+    };
+    let upstream = UpstreamRequest {
+        body,
+        content_type: parts.headers.get(header::CONTENT_TYPE).cloned(),
+        accept: parts.headers.get(header::ACCEPT).cloned(),
+        sagemaker_headers,
+        request_id: request_id.clone(),
+        timeout: route.timeout,
+    };
+    let deadline = started + route.timeout;
+    let Dispatched {
+        result,
+        backend,
+        attempts,
+        upstream_time,
+    } = dispatch(&gw.client, &route, &gw.policy, upstream, deadline).await;
+    let backend_name = backend.as_ref().map(|b| b.name.as_str());
+    if let Some(b) = backend_name {
+        gw.metrics.attempts(b, attempts, result.is_ok());
+    }
+
+    let mut res = match result {
+        Ok(up) => {
+            let body = match up.body {
+                UpstreamBody::Full(bytes) => full(bytes),
+                UpstreamBody::Stream(res) => {
+                    let res: http::Response<reqwest::Body> = res.into();
+                    res.into_body().map_err(Into::into).boxed()
+                }
+            };
+            let mut res = Response::new(body);
+            *res.status_mut() = up.status;
+            *res.headers_mut() = up.headers;
+            res
+        }
+        Err(err) => {
+            log_failure(&err, &route.name, backend_name, rid);
+            error(
+                &err,
+                ErrorContext {
+                    backend: backend_name,
+                    ..ctx
+                },
+            )
+        }
+    };
+    let headers = res.headers_mut();
+    if let Some(b) = backend_name.and_then(|b| HeaderValue::from_str(b).ok()) {
+        headers.insert("x-infergate-backend", b);
+    }
+    headers.insert("x-infergate-attempts", HeaderValue::from(attempts));
+    finish(
+        gw,
+        &route.name,
+        backend_name,
+        &res,
+        attempts,
+        started,
+        upstream_time,
+        rid,
+        bytes_in,
+    );
+    res
+}
+
+/// Reads the whole body within `limit`: a declared `Content-Length` over the
+/// limit is refused before a byte is read; a chunked body as soon as it
+/// passes the limit.
+async fn read_body<B>(body: B, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<crate::app::BoxError>,
+{
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(ApiError::PayloadTooLarge { limit })
+        }
+        Err(e) => Err(ApiError::BodyRead(e.to_string())),
+    }
+}
+
+/// The client's `X-Amzn-SageMaker-*` headers, checked against the SageMaker
+/// API's limits so a bad one is the client's 400, not a backend error.
+fn sagemaker_headers(headers: &HeaderMap) -> Result<Vec<(HeaderName, HeaderValue)>, ApiError> {
+    let mut out = Vec::new();
+    for (name, min, max) in SAGEMAKER_HEADERS {
+        if let Some(v) = headers.get(*name) {
+            let len = v.len();
+            if len < *min || len > *max || !v.as_bytes().iter().all(|b| b.is_ascii() && *b >= 0x20) {
+                return Err(ApiError::BadRequest(format!(
+                    "header {name} must be {min} to {max} printable ASCII characters"
+                )));
+            }
+            out.push((HeaderName::from_static(name), v.clone()));
+        }
+    }
+    Ok(out)
+}
+
+fn log_failure(err: &ApiError, route: &str, backend: Option<&str>, rid: &str) {
+    match err {
+        ApiError::Upstream(f) => tracing::warn!(
+            request_id = rid,
+            route,
+            backend,
+            kind = f.kind.as_str(),
+            upstream_status = f.status,
+            error = %f,
+            "request failed"
+        ),
+        other => tracing::warn!(request_id = rid, route, backend, error = %other, "request failed"),
+    }
+}
+
+/// The access-log line and the request metrics, once per request.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    gw: &Gateway,
+    route: &str,
+    backend: Option<&str>,
+    res: &Response<ResBody>,
+    attempts: u32,
+    started: Instant,
+    upstream: Duration,
+    rid: &str,
+    bytes_in: usize,
+) {
+    let total = started.elapsed();
+    let status = res.status().as_u16();
+    let outcome = if res.status().is_success() {
+        Outcome::Success
+    } else if res.status().is_client_error() {
+        Outcome::ClientError
+    } else if backend.is_some() {
+        Outcome::UpstreamError
+    } else {
+        Outcome::GatewayError
+    };
+    gw.metrics.request(
+        route,
+        backend.unwrap_or("none"),
+        status,
+        outcome,
+        total,
+        upstream,
+    );
+    tracing::info!(
+        target: "infergate::access",
+        request_id = rid,
+        route,
+        backend,
+        status,
+        attempts,
+        total_ms = total.as_secs_f64() * 1e3,
+        upstream_ms = upstream.as_secs_f64() * 1e3,
+        bytes_in,
+        "request"
+    );
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use http_body_util::Full;
+
+    #[tokio::test]
+    async fn declared_length_over_the_limit_is_refused_before_reading() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("11"));
+        let err = read_body(Full::new(Bytes::from_static(b"0123456789a")), &h, 10)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ApiError::PayloadTooLarge { limit: 10 }));
+    }
+
+    #[tokio::test]
+    async fn undeclared_body_over_the_limit_is_refused() {
+        let err = read_body(Full::new(Bytes::from_static(b"0123456789a")), &HeaderMap::new(), 10)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ApiError::PayloadTooLarge { limit: 10 }));
+        let ok = read_body(Full::new(Bytes::from_static(b"0123456789")), &HeaderMap::new(), 10)
+            .await
+            .unwrap();
+        assert_eq!(ok.len(), 10);
+    }
+
+    #[test]
+    fn sagemaker_headers_are_checked_against_the_api_limits() {
+        let mut h = HeaderMap::new();
+        h.insert("x-amzn-sagemaker-target-variant", HeaderValue::from_static("v1"));
+        h.insert("x-amzn-sagemaker-unknown", HeaderValue::from_static("x"));
+        let got = sagemaker_headers(&h).unwrap();
+        assert_eq!(got.len(), 1);
+        h.insert(
+            "x-amzn-sagemaker-target-variant",
+            HeaderValue::from_str(&"v".repeat(64)).unwrap(),
+        );
+        let err = sagemaker_headers(&h).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "header x-amzn-sagemaker-target-variant must be 0 to 63 printable ASCII characters"
+        );
+    }
+}

@@ -1,0 +1,201 @@
+//! A Hugging Face Inference Endpoint (public, token-protected, or private
+//! behind AWS PrivateLink: to the gateway, a base URL and maybe a token).
+//!
+//! `POST {url}` with the body as given, `Authorization: Bearer <token>` when
+//! a token is configured. A 401/403 means the gateway's token is wrong: a
+//! misconfiguration reported as 502, never the client's fault. A model's 4xx
+//! (TGI's 422 `validation`, the toolkit's 400) keeps its status, like a
+//! SageMaker `ModelError`.
+
+use http::{header, HeaderMap, HeaderValue};
+use serde_json::Value;
+
+use super::{
+    clip, copy_headers, read_error_body, retry_after, Failure, FailureKind, UpstreamBody,
+    UpstreamRequest, UpstreamResponse,
+};
+use crate::config::HuggingFaceConfig;
+
+/// Response headers of an HF endpoint (TGI's timing headers included) the
+/// client gets back.
+const RETURNED_HEADERS: &[&str] = &[
+    "content-type",
+    "x-compute-type",
+    "x-compute-time",
+    "x-compute-characters",
+    "x-total-time",
+    "x-inference-time",
+    "x-queue-time",
+    "x-validation-time",
+    "x-generated-tokens",
+    "x-prompt-tokens",
+];
+
+/// One HF Inference Endpoint.
+#[derive(Debug)]
+pub struct HuggingFace {
+    url: reqwest::Url,
+    /// `Bearer <token>`, marked sensitive so it is never logged by the
+    /// HTTP stack.
+    authorization: Option<HeaderValue>,
+}
+
+impl HuggingFace {
+    pub fn from_config(cfg: &HuggingFaceConfig) -> Self {
+        let authorization = cfg.token.as_ref().and_then(|t| {
+            let mut v = HeaderValue::from_str(&format!("Bearer {}", t.expose())).ok()?;
+            v.set_sensitive(true);
+            Some(v)
+        });
+        Self {
+            url: cfg.url.clone(),
+            authorization,
+        }
+    }
+
+    /// The URL requests go to.
+    pub fn url(&self) -> &reqwest::Url {
+        &self.url
+    }
+
+    /// Whether requests carry a bearer token.
+    pub fn has_token(&self) -> bool {
+        self.authorization.is_some()
+    }
+
+    pub(super) async fn call(
+        &self,
+        client: &reqwest::Client,
+        req: &UpstreamRequest,
+        name: &str,
+    ) -> Result<UpstreamResponse, Failure> {
+        let mut headers = HeaderMap::with_capacity(4);
+        if let Some(ct) = &req.content_type {
+            headers.insert(header::CONTENT_TYPE, ct.clone());
+        }
+        if let Some(accept) = &req.accept {
+            headers.insert(header::ACCEPT, accept.clone());
+        }
+        if let Some(auth) = &self.authorization {
+            headers.insert(header::AUTHORIZATION, auth.clone());
+        }
+        headers.insert("x-request-id", req.request_id.clone());
+
+        let res = client
+            .post(self.url.clone())
+            .headers(headers)
+            .body(req.body.clone())
+            .timeout(req.timeout)
+            .send()
+            .await
+            .map_err(|e| Failure::from_transport(&e, name))?;
+        let status = res.status();
+        if status.is_success() {
+            let mut out = HeaderMap::new();
+            copy_headers(res.headers(), RETURNED_HEADERS, &mut out);
+            return Ok(UpstreamResponse {
+                status,
+                headers: out,
+                body: UpstreamBody::Stream(res),
+            });
+        }
+        let headers = res.headers().clone();
+        let body = read_error_body(res, req.timeout).await;
+        Err(classify_error(name, status.as_u16(), &headers, &body))
+    }
+}
+
+/// The message of a TGI (`{"error", "error_type"}`) or toolkit
+/// (`{"error"}`) error body, else the body as text.
+fn message_of(body: &[u8]) -> String {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(v) => ["error", "message"]
+            .iter()
+            .find_map(|k| v.get(*k).and_then(Value::as_str).map(str::to_string))
+            .unwrap_or_else(|| v.to_string()),
+        Err(_) => String::from_utf8_lossy(body).trim().to_string(),
+    }
+}
+
+/// Turns an HF endpoint error answer into a [`Failure`].
+pub(crate) fn classify_error(backend: &str, status: u16, headers: &HeaderMap, body: &[u8]) -> Failure {
+    let message = clip(&message_of(body));
+    let described = |what: &str| {
+        if message.is_empty() {
+            format!("backend \"{backend}\": {what}")
+        } else {
+            format!("backend \"{backend}\": {what}: {message}")
+        }
+    };
+    let mut failure = match status {
+        401 | 403 => Failure::new(
+            FailureKind::AuthRejected,
+            format!(
+                "backend \"{backend}\" rejected the gateway's Hugging Face token ({status}); check the backend's token in the gateway's configuration"
+            ),
+        ),
+        404 | 405 => Failure::new(
+            FailureKind::Rejected,
+            described(&format!("endpoint answered {status}; check the backend's url")),
+        ),
+        408 => Failure::new(FailureKind::Timeout, described("endpoint timed out")),
+        429 => Failure::new(FailureKind::Throttled, described("endpoint is overloaded")),
+        503 => Failure::new(
+            FailureKind::Unavailable,
+            described("endpoint is unavailable (scaled to zero or starting)"),
+        ),
+        500 | 502 | 504 => Failure::new(
+            FailureKind::ServerError,
+            described(&format!("endpoint answered {status}")),
+        )
+        .retryable(true),
+        s if (400..500).contains(&s) => {
+            let mut f = Failure::new(FailureKind::ModelError, message.clone());
+            f.client_status = Some(s);
+            f
+        }
+        _ => Failure::new(
+            FailureKind::ServerError,
+            described(&format!("endpoint answered {status}")),
+        ),
+    };
+    failure.status = Some(status);
+    failure.retry_after = retry_after(headers);
+    failure
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tgi_validation_error_keeps_its_status_and_message() {
+        let f = classify_error(
+            "hf",
+            422,
+            &HeaderMap::new(),
+            br#"{"error": "Input validation error: `inputs` must not be empty", "error_type": "validation"}"#,
+        );
+        assert_eq!(f.kind, FailureKind::ModelError);
+        assert_eq!(f.client_status, Some(422));
+        assert_eq!(f.message, "Input validation error: `inputs` must not be empty");
+    }
+
+    #[test]
+    fn token_rejection_never_blames_the_client() {
+        let f = classify_error("hf", 401, &HeaderMap::new(), b"Unauthorized");
+        assert_eq!(f.kind, FailureKind::AuthRejected);
+        assert!(!f.retryable);
+    }
+
+    #[test]
+    fn overload_and_cold_start_are_retryable() {
+        let f = classify_error("hf", 429, &HeaderMap::new(), br#"{"error":"Model is overloaded","error_type":"overloaded"}"#);
+        assert_eq!(f.kind, FailureKind::Throttled);
+        assert!(f.retryable);
+        let f = classify_error("hf", 503, &HeaderMap::new(), b"");
+        assert_eq!(f.kind, FailureKind::Unavailable);
+        assert!(f.retryable);
+    }
+}

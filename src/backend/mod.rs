@@ -1,0 +1,339 @@
+//! Backends: one upstream model endpoint each, SageMaker or Hugging Face.
+//!
+//! A backend turns the gateway's [`UpstreamRequest`] into one HTTP exchange
+//! with its endpoint: adapt the payload ([`format`]), build the URL,
+//! authenticate (SigV4 via [`sigv4`] and [`credentials`], or a bearer token),
+//! send on the one shared upstream client, and classify the answer into an
+//! [`UpstreamResponse`] or a [`Failure`]. It knows nothing about routes,
+//! retries or balancing; [`crate::dispatch`] decides what to do with a
+//! failure. Backends are a closed enum, one file each: two kinds do not need
+//! `Box<dyn>`.
+
+pub mod credentials;
+pub mod format;
+pub mod huggingface;
+pub mod sagemaker;
+pub mod sigv4;
+
+use std::fmt;
+use std::time::Duration;
+
+use aws_credential_types::provider::SharedCredentialsProvider;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+
+use crate::config::{BackendConfig, BackendKind as BackendKindConfig};
+
+pub use huggingface::HuggingFace;
+pub use sagemaker::SageMaker;
+
+/// At most this much of an upstream error body is read to classify it.
+pub(crate) const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// One configured backend.
+#[derive(Debug)]
+pub struct Backend {
+    /// The backend's config name (`[backends.NAME]`), used in headers, logs
+    /// and metrics.
+    pub name: String,
+    /// Per-attempt timeout, when the config sets one.
+    pub timeout: Option<Duration>,
+    pub kind: BackendKind,
+}
+
+/// The closed set of backend kinds.
+#[derive(Debug)]
+pub enum BackendKind {
+    SageMaker(SageMaker),
+    HuggingFace(HuggingFace),
+}
+
+impl Backend {
+    /// Builds a backend from its validated config. SageMaker backends resolve
+    /// their credential chain here (no network call until the first request),
+    /// unless `credentials` supplies a provider.
+    pub async fn from_config(
+        cfg: &BackendConfig,
+        credentials: Option<SharedCredentialsProvider>,
+    ) -> Result<Self, String> {
+        let kind = match &cfg.kind {
+            BackendKindConfig::SageMaker(sm) => BackendKind::SageMaker(
+                SageMaker::from_config(&cfg.name, sm, credentials).await?,
+            ),
+            BackendKindConfig::HuggingFace(hf) => {
+                BackendKind::HuggingFace(HuggingFace::from_config(hf))
+            }
+        };
+        Ok(Self {
+            name: cfg.name.clone(),
+            timeout: cfg.timeout,
+            kind,
+        })
+    }
+
+    /// `"sagemaker"` or `"huggingface"`.
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind {
+            BackendKind::SageMaker(_) => "sagemaker",
+            BackendKind::HuggingFace(_) => "huggingface",
+        }
+    }
+
+    /// Sends one attempt. Each call authenticates afresh (a new SigV4
+    /// signature with the current credentials), so a retry never reuses a
+    /// stale signature.
+    pub async fn call(
+        &self,
+        client: &reqwest::Client,
+        req: &UpstreamRequest,
+    ) -> Result<UpstreamResponse, Failure> {
+        match &self.kind {
+            BackendKind::SageMaker(sm) => sm.call(client, req).await,
+            BackendKind::HuggingFace(hf) => hf.call(client, req, &self.name).await,
+        }
+    }
+}
+
+/// What the gateway asks of a backend, independent of the backend's kind.
+#[derive(Debug, Clone)]
+pub struct UpstreamRequest {
+    pub body: Bytes,
+    pub content_type: Option<HeaderValue>,
+    pub accept: Option<HeaderValue>,
+    /// `X-Amzn-SageMaker-*` headers the client sent (validated); SageMaker
+    /// backends forward them, others ignore them.
+    pub sagemaker_headers: Vec<(HeaderName, HeaderValue)>,
+    pub request_id: HeaderValue,
+    /// Time this attempt may take until the response headers.
+    pub timeout: Duration,
+}
+
+/// A successful upstream answer, its headers already filtered down to what
+/// the client may see.
+pub struct UpstreamResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: UpstreamBody,
+}
+
+impl fmt::Debug for UpstreamResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamResponse")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The body of a successful answer: passed through as it arrives, or
+/// complete when a payload adapter had to rewrite it.
+pub enum UpstreamBody {
+    Stream(reqwest::Response),
+    Full(Bytes),
+}
+
+/// Why an attempt failed, in terms the dispatcher and the error mapping share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// No connection could be made: nothing reached the backend.
+    Connect,
+    /// The connection broke (reset, closed) before a response arrived.
+    Io,
+    /// No response headers within the attempt's time.
+    Timeout,
+    /// The backend asks us to slow down (SageMaker `ThrottlingException`, HF 429).
+    Throttled,
+    /// The backend cannot serve now (`ModelNotReadyException`,
+    /// `ServiceUnavailable`, an HF endpoint scaled to zero).
+    Unavailable,
+    /// The model rejected or failed on the input (`ModelError`, HF 4xx).
+    ModelError,
+    /// The backend refused the gateway's credentials: a misconfiguration.
+    AuthRejected,
+    /// The gateway could not obtain AWS credentials.
+    Credentials,
+    /// The service rejected the request for a reason the client cannot fix
+    /// (`ValidationError`: unknown endpoint, bad variant; HF 404).
+    Rejected,
+    /// The service failed (`InternalFailure`, 5xx).
+    ServerError,
+    /// The answer did not have the shape the protocol promises.
+    Protocol,
+    /// The client's input cannot be adapted to this backend's payload format.
+    InvalidInput,
+}
+
+impl FailureKind {
+    /// The `type` member of the client-facing error JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Connect => "upstream_unreachable",
+            FailureKind::Io => "upstream_connection_error",
+            FailureKind::Timeout => "upstream_timeout",
+            FailureKind::Throttled => "rate_limited",
+            FailureKind::Unavailable => "backend_unavailable",
+            FailureKind::ModelError => "model_error",
+            FailureKind::AuthRejected => "upstream_auth_rejected",
+            FailureKind::Credentials => "credentials_unavailable",
+            FailureKind::Rejected => "upstream_rejected",
+            FailureKind::ServerError => "upstream_error",
+            FailureKind::Protocol => "upstream_protocol_error",
+            FailureKind::InvalidInput => "invalid_input",
+        }
+    }
+}
+
+/// One failed attempt.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub kind: FailureKind,
+    /// The HTTP status the backend answered, when it answered.
+    pub status: Option<u16>,
+    /// For a model's own rejection of the input: the 4xx the client gets.
+    pub client_status: Option<u16>,
+    /// A message safe to show the client (never a credential).
+    pub message: String,
+    /// How long the backend asked us to wait (`Retry-After`,
+    /// `x-amz-retry-after`).
+    pub retry_after: Option<Duration>,
+    /// Whether trying again (here or on another backend) may succeed.
+    pub retryable: bool,
+}
+
+impl Failure {
+    pub(crate) fn new(kind: FailureKind, message: impl Into<String>) -> Self {
+        let retryable = matches!(
+            kind,
+            FailureKind::Connect
+                | FailureKind::Io
+                | FailureKind::Timeout
+                | FailureKind::Throttled
+                | FailureKind::Unavailable
+        );
+        Self {
+            kind,
+            status: None,
+            client_status: None,
+            message: message.into(),
+            retry_after: None,
+            retryable,
+        }
+    }
+
+    pub(crate) fn with_status(mut self, status: u16) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    pub(crate) fn retryable(mut self, retryable: bool) -> Self {
+        self.retryable = retryable;
+        self
+    }
+
+    /// Classifies a transport error from the upstream client.
+    pub(crate) fn from_transport(err: &reqwest::Error, backend: &str) -> Self {
+        if err.is_timeout() {
+            Failure::new(
+                FailureKind::Timeout,
+                format!("backend \"{backend}\" did not answer in time"),
+            )
+        } else if err.is_connect() {
+            Failure::new(
+                FailureKind::Connect,
+                format!("could not connect to backend \"{backend}\""),
+            )
+        } else {
+            Failure::new(
+                FailureKind::Io,
+                format!("the connection to backend \"{backend}\" failed before a response"),
+            )
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Reads a `Retry-After` (seconds or HTTP date is not needed from these
+/// services: both send seconds) or `x-amz-retry-after` (milliseconds).
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    if let Some(ms) = headers
+        .get("x-amz-retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse::<u64>().ok())
+    {
+        return Some(Duration::from_millis(ms));
+    }
+    headers
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+/// Reads at most [`MAX_ERROR_BODY`] bytes of an error answer, within `timeout`.
+pub(crate) async fn read_error_body(mut res: reqwest::Response, timeout: Duration) -> Bytes {
+    let read = async {
+        let mut buf = Vec::new();
+        while let Ok(Some(chunk)) = res.chunk().await {
+            let room = MAX_ERROR_BODY.saturating_sub(buf.len());
+            buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if buf.len() >= MAX_ERROR_BODY {
+                break;
+            }
+        }
+        Bytes::from(buf)
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .unwrap_or_default()
+}
+
+/// Copies the named response headers the client may see.
+pub(crate) fn copy_headers(from: &HeaderMap, names: &[&'static str], to: &mut HeaderMap) {
+    for name in names {
+        for value in from.get_all(*name) {
+            to.append(HeaderName::from_static(name), value.clone());
+        }
+    }
+}
+
+/// Shortens an upstream message so a huge error body cannot flood the
+/// client's error JSON or the logs.
+pub(crate) fn clip(s: &str) -> String {
+    const MAX: usize = 1024;
+    if s.len() <= MAX {
+        return s.to_string();
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_prefers_the_amz_header_in_milliseconds() {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("3"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
+        h.insert("x-amz-retry-after", HeaderValue::from_static("1500"));
+        assert_eq!(retry_after(&h), Some(Duration::from_millis(1500)));
+    }
+
+    #[test]
+    fn clip_respects_char_boundaries() {
+        let s = "é".repeat(1000);
+        let c = clip(&s);
+        assert!(c.len() <= 1024 + "…".len());
+        assert!(c.ends_with('…'));
+    }
+}

@@ -1,0 +1,431 @@
+//! A SageMaker real-time endpoint: `InvokeEndpoint`, SigV4-signed.
+//!
+//! `POST {base}/endpoints/{name}/invocations`, where the base is
+//! `https://runtime.sagemaker.{region}.amazonaws.com` (`.com.cn` in the China
+//! partition, `runtime-fips` when asked) or the configured `endpoint_url` (a
+//! VPC interface endpoint, an emulator). Every attempt is signed afresh over
+//! the exact bytes sent. Error answers are classified the way AWS's SDKs read
+//! them: the type from `x-amzn-ErrorType`, else the body's `code`/`__type`,
+//! cut at the first `:` and after a `#`.
+
+use std::time::SystemTime;
+
+use aws_credential_types::provider::SharedCredentialsProvider;
+use http::{header, HeaderMap, HeaderName, HeaderValue};
+use serde_json::Value;
+
+use super::credentials::CredentialSource;
+use super::format::{jumpstart_request, jumpstart_response};
+use super::sigv4::{sign_request, Signer};
+use super::{
+    clip, copy_headers, read_error_body, retry_after, Failure, FailureKind, UpstreamBody,
+    UpstreamRequest, UpstreamResponse,
+};
+use crate::config::{PayloadFormat, SageMakerConfig};
+
+/// Response headers of `InvokeEndpoint` the client gets back.
+const RETURNED_HEADERS: &[&str] = &[
+    "content-type",
+    "x-amzn-invoked-production-variant",
+    "x-amzn-sagemaker-custom-attributes",
+    "x-amzn-sagemaker-new-session-id",
+    "x-amzn-sagemaker-closed-session-id",
+    "x-amzn-requestid",
+];
+
+/// One SageMaker endpoint.
+#[derive(Debug)]
+pub struct SageMaker {
+    name: String,
+    region: String,
+    url: reqwest::Url,
+    /// The `Host` header the upstream client sends, as signed.
+    host: String,
+    path: String,
+    credentials: CredentialSource,
+    fixed_headers: Vec<(HeaderName, HeaderValue)>,
+    format: PayloadFormat,
+}
+
+impl SageMaker {
+    /// Builds the backend with aws-config's default credential chain, or
+    /// with `provider` when given (the demo, tests).
+    pub async fn from_config(
+        name: &str,
+        cfg: &SageMakerConfig,
+        provider: Option<SharedCredentialsProvider>,
+    ) -> Result<Self, String> {
+        let credentials = match provider {
+            Some(p) => CredentialSource::from_provider(p),
+            None => CredentialSource::from_config(cfg).await,
+        };
+        let url = invocations_url(cfg)?;
+        let host = host_header(&url);
+        let path = url.path().to_string();
+        Ok(Self {
+            name: name.to_string(),
+            region: cfg.region.clone(),
+            url,
+            host,
+            path,
+            credentials,
+            fixed_headers: cfg.headers.clone(),
+            format: cfg.format,
+        })
+    }
+
+    /// The URL requests go to.
+    pub fn url(&self) -> &reqwest::Url {
+        &self.url
+    }
+
+    pub(super) async fn call(
+        &self,
+        client: &reqwest::Client,
+        req: &UpstreamRequest,
+    ) -> Result<UpstreamResponse, Failure> {
+        let (body, content_type, accept) = match self.format {
+            PayloadFormat::Hf => (
+                req.body.clone(),
+                req.content_type.clone(),
+                req.accept.clone(),
+            ),
+            PayloadFormat::JumpStartText2Text => {
+                let body = jumpstart_request(&req.body, &self.name)
+                    .map_err(|e| Failure::new(FailureKind::InvalidInput, e.to_string()))?;
+                let json = HeaderValue::from_static("application/json");
+                (body, Some(json.clone()), Some(json))
+            }
+        };
+
+        let credentials = self.credentials.get().await.map_err(|e| {
+            Failure::new(
+                FailureKind::Credentials,
+                format!("backend \"{}\": {e}", self.name),
+            )
+        })?;
+
+        let mut headers = HeaderMap::with_capacity(8);
+        if let Some(ct) = content_type {
+            headers.insert(header::CONTENT_TYPE, ct);
+        }
+        if let Some(accept) = accept {
+            headers.insert(header::ACCEPT, accept);
+        }
+        for (name, value) in &self.fixed_headers {
+            headers.insert(name.clone(), value.clone());
+        }
+        // The client's own X-Amzn-SageMaker-* headers, unless the operator
+        // pinned that header in config.
+        for (name, value) in &req.sagemaker_headers {
+            if !self.fixed_headers.iter().any(|(n, _)| n == name) {
+                headers.insert(name.clone(), value.clone());
+            }
+        }
+        let signer = Signer {
+            credentials: &credentials,
+            region: &self.region,
+            time: SystemTime::now(),
+        };
+        sign_request(signer, "POST", &self.host, &self.path, &mut headers, &body)
+            .map_err(|e| Failure::new(FailureKind::Credentials, e.to_string()))?;
+
+        let res = client
+            .post(self.url.clone())
+            .headers(headers)
+            .body(body)
+            .timeout(req.timeout)
+            .send()
+            .await
+            .map_err(|e| Failure::from_transport(&e, &self.name))?;
+
+        let status = res.status();
+        if status.is_success() {
+            let mut out = HeaderMap::new();
+            copy_headers(res.headers(), RETURNED_HEADERS, &mut out);
+            let body = match self.format {
+                PayloadFormat::Hf => UpstreamBody::Stream(res),
+                PayloadFormat::JumpStartText2Text => {
+                    let raw = res
+                        .bytes()
+                        .await
+                        .map_err(|e| Failure::from_transport(&e, &self.name))?;
+                    let adapted = jumpstart_response(&raw).ok_or_else(|| {
+                        Failure::new(
+                            FailureKind::Protocol,
+                            format!(
+                                "backend \"{}\" answered a body that is not a JumpStart text2text response",
+                                self.name
+                            ),
+                        )
+                        .with_status(status.as_u16())
+                    })?;
+                    out.insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    );
+                    UpstreamBody::Full(adapted)
+                }
+            };
+            return Ok(UpstreamResponse {
+                status,
+                headers: out,
+                body,
+            });
+        }
+        let headers = res.headers().clone();
+        let body = read_error_body(res, req.timeout).await;
+        Err(classify_error(&self.name, status.as_u16(), &headers, &body))
+    }
+}
+
+/// `{base}/endpoints/{name}/invocations`.
+fn invocations_url(cfg: &SageMakerConfig) -> Result<reqwest::Url, String> {
+    let base = match &cfg.endpoint_url {
+        Some(url) => url.as_str().trim_end_matches('/').to_string(),
+        None => default_base(&cfg.region, cfg.fips),
+    };
+    let raw = format!("{base}/endpoints/{}/invocations", cfg.endpoint_name);
+    reqwest::Url::parse(&raw).map_err(|e| format!("invalid SageMaker URL {raw}: {e}"))
+}
+
+/// The public regional endpoint of the SageMaker runtime.
+pub fn default_base(region: &str, fips: bool) -> String {
+    let suffix = if region.starts_with("cn-") {
+        "amazonaws.com.cn"
+    } else {
+        "amazonaws.com"
+    };
+    let prefix = if fips { "runtime-fips" } else { "runtime" };
+    format!("https://{prefix}.sagemaker.{region}.{suffix}")
+}
+
+/// The `Host` header value an HTTP client sends for `url`.
+fn host_header(url: &reqwest::Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    }
+}
+
+/// The error type as AWS's SDKs read it.
+fn error_type(headers: &HeaderMap, body: &Value) -> Option<String> {
+    let raw = headers
+        .get("x-amzn-errortype")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| {
+            ["code", "__type"]
+                .iter()
+                .find_map(|k| body.get(*k).and_then(Value::as_str).map(str::to_string))
+        })?;
+    let before_colon = raw.split(':').next().unwrap_or_default();
+    let after_hash = before_colon.rsplit('#').next().unwrap_or_default();
+    Some(after_hash.to_string())
+}
+
+fn message_of(body: &Value) -> Option<String> {
+    ["message", "Message", "errorMessage"]
+        .iter()
+        .find_map(|k| body.get(*k).and_then(Value::as_str).map(str::to_string))
+}
+
+/// The model's own message out of a `ModelError`'s `OriginalMessage`, which
+/// is the container's body: often JSON with a `message` or `error`.
+fn model_message(original: &str) -> String {
+    match serde_json::from_str::<Value>(original) {
+        Ok(v) => ["message", "error", "Message"]
+            .iter()
+            .find_map(|k| v.get(*k).and_then(Value::as_str).map(str::to_string))
+            .unwrap_or_else(|| original.to_string()),
+        Err(_) => original.to_string(),
+    }
+}
+
+/// Turns a SageMaker error answer into a [`Failure`].
+pub(crate) fn classify_error(backend: &str, status: u16, headers: &HeaderMap, body: &[u8]) -> Failure {
+    let json: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let kind = error_type(headers, &json).unwrap_or_default();
+    let message = message_of(&json).unwrap_or_default();
+    let described = |what: &str| {
+        if message.is_empty() {
+            format!("backend \"{backend}\": {what}")
+        } else {
+            format!("backend \"{backend}\": {what}: {}", clip(&message))
+        }
+    };
+    let mut failure = match kind.as_str() {
+        "ModelError" => {
+            let original_status = json
+                .get("OriginalStatusCode")
+                .and_then(Value::as_u64)
+                .and_then(|s| u16::try_from(s).ok());
+            let original = json
+                .get("OriginalMessage")
+                .and_then(Value::as_str)
+                .map(model_message)
+                .unwrap_or_else(|| message.clone());
+            let mut f = Failure::new(FailureKind::ModelError, clip(&original));
+            match original_status {
+                Some(s) if (400..500).contains(&s) => f.client_status = Some(s),
+                // The model itself failed: not the client's fault.
+                _ => f.kind = FailureKind::ServerError,
+            }
+            f
+        }
+        "ThrottlingException" | "Throttling" | "TooManyRequestsException" => Failure::new(
+            FailureKind::Throttled,
+            described("throttled by SageMaker"),
+        ),
+        "ModelNotReadyException" => Failure::new(
+            FailureKind::Unavailable,
+            described("model not ready"),
+        ),
+        "ServiceUnavailable" => Failure::new(
+            FailureKind::Unavailable,
+            described("SageMaker is unavailable"),
+        ),
+        "InternalFailure" => Failure::new(FailureKind::ServerError, described("SageMaker failed"))
+            .retryable(true),
+        "InternalDependencyException" => Failure::new(
+            FailureKind::ServerError,
+            described("SageMaker dependency failed"),
+        ),
+        "ValidationError" => Failure::new(
+            FailureKind::Rejected,
+            described("SageMaker rejected the request"),
+        ),
+        "InvalidSignatureException"
+        | "UnrecognizedClientException"
+        | "MissingAuthenticationTokenException"
+        | "IncompleteSignatureException"
+        | "AccessDeniedException"
+        | "ExpiredTokenException"
+        | "InvalidClientTokenId" => Failure::new(
+            FailureKind::AuthRejected,
+            described(&format!(
+                "SageMaker rejected the gateway's AWS credentials ({kind}); check the gateway's credentials and the backend's region"
+            )),
+        ),
+        _ => match status {
+            401 | 403 => Failure::new(
+                FailureKind::AuthRejected,
+                described("SageMaker rejected the gateway's AWS credentials"),
+            ),
+            500 | 502 | 503 | 504 => Failure::new(
+                if status == 503 {
+                    FailureKind::Unavailable
+                } else {
+                    FailureKind::ServerError
+                },
+                described(&format!("SageMaker answered {status}")),
+            )
+            .retryable(true),
+            s if s >= 500 => Failure::new(
+                FailureKind::ServerError,
+                described(&format!("SageMaker answered {status}")),
+            ),
+            _ => Failure::new(
+                FailureKind::Rejected,
+                described(&format!("SageMaker answered {status}")),
+            ),
+        },
+    };
+    failure.status = Some(status);
+    failure.retry_after = retry_after(headers);
+    failure
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn headers(kind: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("x-amzn-errortype", HeaderValue::from_str(kind).unwrap());
+        h
+    }
+
+    #[test]
+    fn default_hosts_per_partition() {
+        assert_eq!(
+            default_base("us-east-1", false),
+            "https://runtime.sagemaker.us-east-1.amazonaws.com"
+        );
+        assert_eq!(
+            default_base("cn-north-1", false),
+            "https://runtime.sagemaker.cn-north-1.amazonaws.com.cn"
+        );
+        assert_eq!(
+            default_base("us-gov-west-1", true),
+            "https://runtime-fips.sagemaker.us-gov-west-1.amazonaws.com"
+        );
+    }
+
+    #[test]
+    fn host_header_keeps_non_default_ports_only() {
+        let u = reqwest::Url::parse("http://127.0.0.1:9001/endpoints/x/invocations").unwrap();
+        assert_eq!(host_header(&u), "127.0.0.1:9001");
+        let u = reqwest::Url::parse("https://runtime.sagemaker.us-east-1.amazonaws.com:443/x")
+            .unwrap();
+        assert_eq!(host_header(&u), "runtime.sagemaker.us-east-1.amazonaws.com");
+    }
+
+    #[test]
+    fn error_type_is_cut_like_the_sdks_do() {
+        let f = classify_error(
+            "sm",
+            400,
+            &headers("ThrottlingException:http://internal.amazon.com/coral/com.amazon.coral.availability/"),
+            br#"{"message": null}"#,
+        );
+        assert_eq!(f.kind, FailureKind::Throttled);
+        assert!(f.retryable);
+        let f = classify_error(
+            "sm",
+            429,
+            &HeaderMap::new(),
+            br#"{"__type": "com.amazon.sagemaker#ModelNotReadyException", "Message": "not ready"}"#,
+        );
+        assert_eq!(f.kind, FailureKind::Unavailable);
+        assert_eq!(f.message, "backend \"sm\": model not ready: not ready");
+    }
+
+    #[test]
+    fn model_error_with_a_client_status_keeps_it_and_the_models_message() {
+        let body = serde_json::json!({
+            "Message": "Received client error (400) from primary with message \"...\"",
+            "OriginalStatusCode": 400,
+            "OriginalMessage": "{\"code\": 400, \"type\": \"InternalServerException\", \"message\": \"bad input\"}",
+            "LogStreamArn": "arn:aws:logs:us-east-1:123456789012:log-group:/aws/sagemaker/Endpoints/x"
+        });
+        let f = classify_error("sm", 424, &headers("ModelError"), body.to_string().as_bytes());
+        assert_eq!(f.kind, FailureKind::ModelError);
+        assert_eq!(f.client_status, Some(400));
+        assert_eq!(f.status, Some(424));
+        assert_eq!(f.message, "bad input");
+        assert!(!f.retryable);
+    }
+
+    #[test]
+    fn model_error_with_a_server_status_is_not_the_clients_fault() {
+        let body = serde_json::json!({"Message": "m", "OriginalStatusCode": 500, "OriginalMessage": "boom"});
+        let f = classify_error("sm", 424, &headers("ModelError"), body.to_string().as_bytes());
+        assert_eq!(f.kind, FailureKind::ServerError);
+        assert!(!f.retryable);
+    }
+
+    #[test]
+    fn signature_rejection_is_a_gateway_misconfiguration() {
+        let f = classify_error(
+            "sm",
+            403,
+            &headers("InvalidSignatureException"),
+            br#"{"message": "The request signature we calculated does not match"}"#,
+        );
+        assert_eq!(f.kind, FailureKind::AuthRejected);
+        assert!(!f.retryable);
+    }
+}

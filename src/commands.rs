@@ -1,0 +1,200 @@
+//! What each `infergate` command does; `main.rs` only parses arguments.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use tracing_subscriber::EnvFilter;
+
+use crate::app::{BuildOptions, Gateway};
+use crate::config::Config;
+use crate::emulator::cli::EmulateCommand;
+use crate::server;
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logging options shared by the long-running commands.
+#[derive(Debug, Clone)]
+pub struct Logging {
+    pub format: LogFormat,
+    /// `--log-level`; RUST_LOG when absent; else `info`.
+    pub level: Option<String>,
+}
+
+impl Logging {
+    /// Installs the global subscriber. Logs go to stderr.
+    pub fn init(&self) {
+        let filter = match &self.level {
+            Some(level) => EnvFilter::try_new(level),
+            None => EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new("info")),
+        }
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr);
+        let _ = match self.format {
+            LogFormat::Text => builder.try_init(),
+            LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        };
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("infergate: could not start the runtime: {e}");
+            ExitCode::FAILURE
+        })
+}
+
+/// Prints every config error, one per line, after a header naming the file.
+fn print_errors(path: &Path, errors: &[String]) {
+    let n = errors.len();
+    eprintln!(
+        "infergate: {} has {n} error{}:",
+        path.display(),
+        if n == 1 { "" } else { "s" }
+    );
+    for e in errors {
+        eprintln!("{e}");
+    }
+}
+
+/// `infergate check`: validate and print what was understood.
+pub fn check(path: &Path) -> ExitCode {
+    match Config::load(path) {
+        Ok(config) => {
+            print!("{}", config.summary());
+            for w in &config.warnings {
+                eprintln!("warning: {w}");
+            }
+            println!("{}: ok", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            print_errors(path, &errors.0);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `infergate serve`: load the config (refusing to start on any error) and
+/// run until Ctrl-C or SIGTERM.
+pub fn serve(path: &Path, listen: Option<SocketAddr>, logging: &Logging) -> ExitCode {
+    logging.init();
+    let mut config = match Config::load(path) {
+        Ok(c) => c,
+        Err(errors) => {
+            print_errors(path, &errors.0);
+            return ExitCode::FAILURE;
+        }
+    };
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    if let Some(addr) = listen {
+        config.server.listen = addr;
+    }
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    rt.block_on(async move {
+        let addr = config.server.listen;
+        let gateway = match Gateway::build(config, BuildOptions::default()).await {
+            Ok(g) => g,
+            Err(e) => {
+                eprintln!("infergate: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let listener = match server::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("infergate: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        tracing::info!(listen = %addr, routes = gateway.routes.iter().count(), "infergate listening");
+        match server::serve(listener, gateway, server::shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("infergate: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// `infergate demo`.
+pub fn demo(listen: SocketAddr, logging: &Logging) -> ExitCode {
+    logging.init();
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    rt.block_on(async move {
+        match crate::demo::run(listen, server::shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("infergate demo: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// `infergate emulate …`.
+pub fn emulate(cmd: EmulateCommand, logging: &Logging) -> ExitCode {
+    logging.init();
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    match rt.block_on(crate::emulator::cli::run(cmd)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("infergate emulate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `infergate healthcheck`: GET the URL; exit 0 on a 2xx within 5 s.
+pub fn healthcheck(url: &str) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(_) => return ExitCode::FAILURE,
+    };
+    rt.block_on(async {
+        let client = match reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+        {
+            Ok(c) => c,
+            Err(_) => return ExitCode::FAILURE,
+        };
+        match client.get(url).send().await {
+            Ok(res) if res.status().is_success() => ExitCode::SUCCESS,
+            Ok(res) => {
+                eprintln!("infergate healthcheck: {url} answered {}", res.status());
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("infergate healthcheck: {url}: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}

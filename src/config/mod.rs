@@ -1,0 +1,251 @@
+//! Configuration: one TOML file, parsed then validated into runtime types that
+//! cannot hold invalid values.
+//!
+//! Loading runs in two phases, vector / TensorZero style:
+//!
+//! 1. **shape** (`raw.rs`): the text is parsed as TOML, every string value is
+//!    interpolated (`${VAR}`, `${VAR:-default}`, `${VAR:?message}`, `$$`; see
+//!    `interpolate.rs`), then each section is deserialized into serde structs with
+//!    `deny_unknown_fields`, defaults and humantime durations;
+//! 2. **meaning** (`validate.rs`): ranges, names, URLs, header values and
+//!    cross-references are checked and the public types below are built.
+//!
+//! Both phases collect every error instead of stopping at the first, and each
+//! error starts with the key path it is about
+//! (`routes.flan.backends[1]: unknown backend "hf-flann"`), so one run of
+//! `infergate check` lists everything to fix. An interpolated value never appears
+//! in an error: it may be a secret.
+//!
+//! Neighbours: `server.rs` reads [`ServerConfig`], the shared upstream client
+//! reads [`UpstreamConfig`], `backend/` builds one backend per [`BackendConfig`]
+//! and `route/` builds the route table from [`RouteConfig`].
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::secret::Secret;
+
+mod backend;
+mod diag;
+mod interpolate;
+mod raw;
+mod summary;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+// === defaults ===
+// The single place defaults live; the example file documents the same values.
+
+const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 8080));
+/// SageMaker's own InvokeEndpoint body limit.
+const DEFAULT_MAX_BODY_BYTES: usize = 6_291_456;
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+const DEFAULT_POOL_MAX_IDLE_PER_HOST: usize = 64;
+const DEFAULT_ATTEMPTS: u32 = 3;
+const DEFAULT_WEIGHT: u32 = 1;
+
+/// The validated configuration of the whole gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub upstream: UpstreamConfig,
+    /// Sorted by name.
+    pub backends: Vec<BackendConfig>,
+    /// Sorted by name.
+    pub routes: Vec<RouteConfig>,
+    /// Things worth a look that do not stop the gateway (e.g. a backend no route
+    /// uses), each formatted `<key path>: <message>` like the errors.
+    pub warnings: Vec<String>,
+}
+
+/// `[server]`: the listener clients connect to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Larger request bodies are refused with 413 before any upstream call; > 0.
+    pub max_body_bytes: usize,
+    /// Whole-request deadline, every attempt and backoff included; > 0.
+    pub request_timeout: Duration,
+    /// How long in-flight requests may run on after a shutdown signal.
+    pub shutdown_grace: Duration,
+    /// How long a client may take to send its complete request head; > 0.
+    pub header_read_timeout: Duration,
+    /// Most client connections open at once; > 0.
+    pub max_connections: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+/// `[upstream]`: the one HTTP client shared by every backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamConfig {
+    /// TCP + TLS connect timeout; > 0.
+    pub connect_timeout: Duration,
+    /// Idle pooled connections are closed after this long; > 0.
+    pub pool_idle_timeout: Duration,
+    /// Idle connections kept per host; 0 disables pooling.
+    pub pool_max_idle_per_host: usize,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
+            pool_max_idle_per_host: DEFAULT_POOL_MAX_IDLE_PER_HOST,
+        }
+    }
+}
+
+/// `[backends.<name>]`: one model deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendConfig {
+    /// `[A-Za-z0-9._-]+`; sent back to clients as `x-infergate-backend`.
+    pub name: String,
+    /// Per-attempt timeout; `None` leaves only the request deadline.
+    pub timeout: Option<Duration>,
+    pub kind: BackendKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendKind {
+    SageMaker(SageMakerConfig),
+    HuggingFace(HuggingFaceConfig),
+}
+
+/// `kind = "sagemaker"`: a SageMaker real-time endpoint, SigV4-signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SageMakerConfig {
+    /// Matches `^[a-zA-Z0-9](-*[a-zA-Z0-9])*$`, at most 63 characters.
+    pub endpoint_name: String,
+    /// Lowercase letters, digits and dashes, e.g. `us-east-1`.
+    pub region: String,
+    /// Used as given instead of `runtime.sagemaker.{region}.amazonaws.com`.
+    /// http(s), no credentials, query or fragment.
+    pub endpoint_url: Option<reqwest::Url>,
+    /// Use `runtime-fips.sagemaker.{region}.amazonaws.com`. Never set together
+    /// with `endpoint_url`; only for regions of the `aws` partition.
+    pub fips: bool,
+    /// Shared-config profile for the default credential chain.
+    pub profile: Option<String>,
+    /// Role assumed on top of the default chain; starts with `arn:`.
+    pub role_arn: Option<String>,
+    /// Only set when `role_arn` is.
+    pub role_session_name: Option<String>,
+    /// Only set when `role_arn` is.
+    pub external_id: Option<String>,
+    /// Fixed `x-amzn-sagemaker-*` request headers, in a stable order, already
+    /// checked against the service's length limits.
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    pub format: PayloadFormat,
+}
+
+/// The payload shape a SageMaker container speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PayloadFormat {
+    /// `{"inputs": …, "parameters": {…}}` (HF inference toolkit, TGI): passed through.
+    #[default]
+    Hf,
+    /// JumpStart text2text: `{"text_inputs": …}` → `{"generated_texts": […]}`.
+    JumpStartText2Text,
+}
+
+/// `kind = "huggingface"`: a Hugging Face Inference Endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HuggingFaceConfig {
+    /// http(s), no credentials, query or fragment.
+    pub url: reqwest::Url,
+    /// Sent as `Authorization: Bearer …`; `None` for a public endpoint.
+    /// Visible ASCII only, so it always makes a valid header value.
+    pub token: Option<Secret>,
+}
+
+/// `[routes.<name>]`: what `/v1/predict/{name}` sends to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteConfig {
+    /// `[A-Za-z0-9._-]+`, so it is safe in a URL path segment.
+    pub name: String,
+    /// At least one, each backend at most once, in the order written.
+    pub backends: Vec<RouteBackend>,
+    /// Overrides `server.request_timeout` for this route; > 0.
+    pub timeout: Option<Duration>,
+    /// Total tries per request, the first included; 1..=10.
+    pub attempts: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteBackend {
+    /// Name of an entry of [`Config::backends`]; guaranteed to exist.
+    pub backend: String,
+    /// Relative share of traffic; 1..=1000.
+    pub weight: u32,
+}
+
+/// Everything wrong with a configuration, one `<key path>: <message>` per entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            f.write_str(error)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl Config {
+    /// Parses and validates a configuration. `env` answers `${VAR}` lookups
+    /// (`None` = unset), so tests never touch the process environment.
+    pub fn from_toml(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
+        validate::load(text, env)
+    }
+
+    /// Reads `path` and parses it with the process environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![format!("{}: cannot read the configuration file: {e}", path.display())])
+        })?;
+        Self::from_toml(&text, &|name| std::env::var_os(name).and_then(|v| v.into_string().ok()))
+    }
+
+    /// A human-readable listing of routes and backends for `infergate check`.
+    /// Never prints a secret: tokens show as `auth token`.
+    pub fn summary(&self) -> String {
+        summary::render(self)
+    }
+
+    /// The backend called `name`.
+    pub fn backend(&self, name: &str) -> Option<&BackendConfig> {
+        self.backends
+            .binary_search_by(|b| b.name.as_str().cmp(name))
+            .ok()
+            .and_then(|i| self.backends.get(i))
+    }
+}

@@ -1,0 +1,327 @@
+//! Phase two: from the raw shape to the runtime types, checking ranges, names
+//! and cross-references, and collecting every error on the way.
+//!
+//! Sections are read in file-reading order (top-level keys, `server`,
+//! `upstream`, `backends`, `routes`) so the error list reads top to bottom.
+//! Backend-specific checks are in `backend.rs`.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use super::backend::validate_backend;
+use super::diag::{index_path, key_path, Diagnostics};
+use super::interpolate::interpolate_tree;
+use super::raw::{deserialize_section, RawRoute, RawRouteBackend, RawServer, RawUpstream};
+use super::{
+    Config, ConfigErrors, RouteBackend, RouteConfig, ServerConfig, UpstreamConfig, DEFAULT_ATTEMPTS,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_LISTEN, DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_POOL_IDLE_TIMEOUT, DEFAULT_POOL_MAX_IDLE_PER_HOST,
+    DEFAULT_REQUEST_TIMEOUT, DEFAULT_SHUTDOWN_GRACE, DEFAULT_WEIGHT,
+};
+
+type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+const TOP_LEVEL_KEYS: [&str; 4] = ["server", "upstream", "backends", "routes"];
+pub(super) const NAME_RULE: &str = r#"use only letters, digits, ".", "_" and "-""#;
+
+pub(super) fn load(text: &str, env: Env<'_>) -> Result<Config, ConfigErrors> {
+    let mut root: toml::Table = text.parse().map_err(|e| ConfigErrors(vec![syntax_error(text, &e)]))?;
+    let mut diag = Diagnostics::default();
+
+    for key in root.keys() {
+        if !TOP_LEVEL_KEYS.contains(&key.as_str()) {
+            diag.error(&key_path("", key), "unknown key");
+        }
+    }
+
+    let server = section(&mut root, "server", env, &mut diag)
+        .and_then(|t| deserialize_section::<RawServer>(t, "server", &mut diag))
+        .map(|raw| server_config(raw, &mut diag));
+    let upstream = section(&mut root, "upstream", env, &mut diag)
+        .and_then(|t| deserialize_section::<RawUpstream>(t, "upstream", &mut diag))
+        .map(|raw| upstream_config(raw, &mut diag));
+
+    // Every declared name counts for references, valid or not, so a broken
+    // backend yields its own errors and not an extra "unknown backend" too.
+    let mut declared = BTreeSet::new();
+    let mut backends = Vec::new();
+    for (name, table) in named_sections(&mut root, "backends", &mut diag) {
+        let path = key_path("backends", &name);
+        declared.insert(name.clone());
+        check_name(&name, &path, "backend", &mut diag);
+        let Some(mut table) = table else { continue };
+        interpolate_table(&mut table, &path, env, &mut diag);
+        if let Some(raw) = deserialize_section(table, &path, &mut diag) {
+            backends.extend(validate_backend(name, raw, &path, &mut diag));
+        }
+    }
+
+    let mut routes = Vec::new();
+    let route_sections = named_sections(&mut root, "routes", &mut diag);
+    if route_sections.is_empty() {
+        // Suppressed if `routes` was already reported as not a table.
+        diag.error("routes", "at least one route is required");
+    }
+    for (name, table) in route_sections {
+        let path = key_path("routes", &name);
+        check_name(&name, &path, "route", &mut diag);
+        let Some(mut table) = table else { continue };
+        interpolate_table(&mut table, &path, env, &mut diag);
+        if let Some(raw) = deserialize_section::<RawRoute>(table, &path, &mut diag) {
+            routes.push(route_config(name, raw, &path, &declared, &mut diag));
+        }
+    }
+
+    // Every value substituted above (a default for a bad value, a skipped
+    // section) comes with a recorded error, so this is the one exit for them.
+    let (Some(server), Some(upstream)) = (server, upstream) else {
+        return Err(ConfigErrors(diag.into_parts().0));
+    };
+    if diag.has_errors() {
+        return Err(ConfigErrors(diag.into_parts().0));
+    }
+
+    let used: BTreeSet<&str> = routes
+        .iter()
+        .flat_map(|r: &RouteConfig| r.backends.iter().map(|b| b.backend.as_str()))
+        .collect();
+    for backend in &backends {
+        if !used.contains(backend.name.as_str()) {
+            diag.warn(&key_path("backends", &backend.name), "not used by any route");
+        }
+    }
+    let (_, warnings) = diag.into_parts();
+    Ok(Config {
+        server,
+        upstream,
+        backends,
+        routes,
+        warnings,
+    })
+}
+
+/// `line L, column C` of toml's error, and its message without the source
+/// excerpt (one error per line in [`ConfigErrors`]).
+fn syntax_error(text: &str, error: &toml::de::Error) -> String {
+    let message = error.message().trim();
+    match error.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+            format!("TOML syntax error at line {line}, column {column}: {message}")
+        }
+        None => format!("TOML syntax error: {message}"),
+    }
+}
+
+/// Takes the table at top-level `key` (empty if absent) and interpolates it.
+fn section(
+    root: &mut toml::Table,
+    key: &str,
+    env: Env<'_>,
+    diag: &mut Diagnostics,
+) -> Option<toml::Table> {
+    match root.remove(key) {
+        None => Some(toml::Table::new()),
+        Some(toml::Value::Table(mut table)) => {
+            interpolate_table(&mut table, key, env, diag);
+            Some(table)
+        }
+        Some(other) => {
+            diag.poison(key, format!("expected a table, found {}", other.type_str()));
+            None
+        }
+    }
+}
+
+/// The entries of a table of tables (`backends`, `routes`), sorted by name;
+/// `None` for an entry that is not a table (already reported).
+fn named_sections(
+    root: &mut toml::Table,
+    key: &str,
+    diag: &mut Diagnostics,
+) -> Vec<(String, Option<toml::Table>)> {
+    match root.remove(key) {
+        None => Vec::new(),
+        Some(toml::Value::Table(entries)) => entries
+            .into_iter()
+            .map(|(name, value)| match value {
+                toml::Value::Table(table) => (name, Some(table)),
+                other => {
+                    let path = key_path(key, &name);
+                    diag.poison(&path, format!("expected a table, found {}", other.type_str()));
+                    (name, None)
+                }
+            })
+            .collect(),
+        Some(other) => {
+            diag.poison(key, format!("expected a table, found {}", other.type_str()));
+            Vec::new()
+        }
+    }
+}
+
+fn interpolate_table(table: &mut toml::Table, path: &str, env: Env<'_>, diag: &mut Diagnostics) {
+    for (key, value) in table.iter_mut() {
+        interpolate_tree(value, &key_path(path, key), env, diag);
+    }
+}
+
+/// Backend and route names: `[A-Za-z0-9._-]+` (route names appear in URLs).
+fn check_name(name: &str, path: &str, what: &str, diag: &mut Diagnostics) {
+    let ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if !ok {
+        diag.error(path, format!("invalid {what} name, {NAME_RULE}"));
+    }
+}
+
+// === sections ===
+
+fn server_config(raw: RawServer, diag: &mut Diagnostics) -> ServerConfig {
+    let listen = match raw.listen {
+        None => DEFAULT_LISTEN,
+        Some(text) => text.trim().parse().unwrap_or_else(|_| {
+            diag.error(
+                "server.listen",
+                r#"invalid socket address, expected an IP address and a port such as "127.0.0.1:8080" or "[::]:8080""#,
+            );
+            DEFAULT_LISTEN
+        }),
+    };
+    ServerConfig {
+        listen,
+        max_body_bytes: count(raw.max_body_bytes, "server.max_body_bytes", 1, DEFAULT_MAX_BODY_BYTES, diag),
+        request_timeout: positive(raw.request_timeout, "server.request_timeout", DEFAULT_REQUEST_TIMEOUT, diag),
+        shutdown_grace: raw.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
+        header_read_timeout: positive(
+            raw.header_read_timeout,
+            "server.header_read_timeout",
+            DEFAULT_HEADER_READ_TIMEOUT,
+            diag,
+        ),
+        max_connections: count(raw.max_connections, "server.max_connections", 1, DEFAULT_MAX_CONNECTIONS, diag),
+    }
+}
+
+fn upstream_config(raw: RawUpstream, diag: &mut Diagnostics) -> UpstreamConfig {
+    UpstreamConfig {
+        connect_timeout: positive(raw.connect_timeout, "upstream.connect_timeout", DEFAULT_CONNECT_TIMEOUT, diag),
+        pool_idle_timeout: positive(
+            raw.pool_idle_timeout,
+            "upstream.pool_idle_timeout",
+            DEFAULT_POOL_IDLE_TIMEOUT,
+            diag,
+        ),
+        pool_max_idle_per_host: count(
+            raw.pool_max_idle_per_host,
+            "upstream.pool_max_idle_per_host",
+            0,
+            DEFAULT_POOL_MAX_IDLE_PER_HOST,
+            diag,
+        ),
+    }
+}
+
+fn route_config(
+    name: String,
+    raw: RawRoute,
+    path: &str,
+    declared: &BTreeSet<String>,
+    diag: &mut Diagnostics,
+) -> RouteConfig {
+    let list_path = key_path(path, "backends");
+    let entries = raw.backends.unwrap_or_default();
+    if entries.is_empty() {
+        diag.error(&list_path, "must list at least one backend");
+    }
+
+    let mut backends: Vec<RouteBackend> = Vec::with_capacity(entries.len());
+    let mut seen = BTreeSet::new();
+    for (i, entry) in entries.into_iter().enumerate() {
+        let entry_path = index_path(&list_path, i);
+        let (backend, name_path, weight) = match entry {
+            RawRouteBackend::Name(backend) => (Some(backend), entry_path.clone(), None),
+            RawRouteBackend::Table(t) => (t.backend, key_path(&entry_path, "backend"), t.weight),
+        };
+        let weight = match weight {
+            None => DEFAULT_WEIGHT,
+            Some(w) => match u32::try_from(w) {
+                Ok(w @ 1..=1000) => w,
+                _ => {
+                    diag.error(&key_path(&entry_path, "weight"), "must be between 1 and 1000");
+                    DEFAULT_WEIGHT
+                }
+            },
+        };
+        let Some(backend) = backend else {
+            diag.error(&name_path, "required");
+            continue;
+        };
+        if !declared.contains(&backend) {
+            diag.error(&name_path, format!("unknown backend {}", diag.show(&name_path, &backend)));
+        }
+        if !seen.insert(backend.clone()) {
+            diag.error(
+                &entry_path,
+                format!("backend {} is listed twice", diag.show(&name_path, &backend)),
+            );
+        }
+        backends.push(RouteBackend { backend, weight });
+    }
+
+    let timeout = raw.timeout.map(|t| positive(Some(t), &key_path(path, "timeout"), t, diag));
+    let attempts = match raw.attempts {
+        None => DEFAULT_ATTEMPTS,
+        Some(a) => match u32::try_from(a) {
+            Ok(a @ 1..=10) => a,
+            _ => {
+                diag.error(&key_path(path, "attempts"), "must be between 1 and 10");
+                DEFAULT_ATTEMPTS
+            }
+        },
+    };
+
+    RouteConfig {
+        name,
+        backends,
+        timeout,
+        attempts,
+    }
+}
+
+// === helpers ===
+
+/// A duration that must be > 0; the default when absent.
+pub(super) fn positive(value: Option<Duration>, path: &str, default: Duration, diag: &mut Diagnostics) -> Duration {
+    match value {
+        None => default,
+        Some(d) => {
+            if d.is_zero() {
+                diag.error(path, "must be greater than 0");
+            }
+            d
+        }
+    }
+}
+
+/// A count that must be at least `min` (0 or 1); the default when absent.
+fn count(value: Option<i64>, path: &str, min: usize, default: usize, diag: &mut Diagnostics) -> usize {
+    match value {
+        None => default,
+        Some(n) => match usize::try_from(n) {
+            Ok(n) if n >= min => n,
+            _ => {
+                if min == 0 {
+                    diag.error(path, "must not be negative");
+                } else {
+                    diag.error(path, "must be greater than 0");
+                }
+                default
+            }
+        },
+    }
+}

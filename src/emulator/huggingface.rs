@@ -1,0 +1,354 @@
+//! The Hugging Face Inference Endpoint emulator: a TGI-shaped server behind
+//! the endpoint's proxy.
+//!
+//! The proxy layer checks the bearer token (401 without a valid one; the
+//! token is never echoed) and plays scale-to-zero: with `cold_start` set the
+//! endpoint starts asleep, the first request starts a replica that is ready
+//! after the delay, and meanwhile requests get 503 — unless they carry
+//! `X-Scale-Up-Timeout: <seconds>`, which holds them until the replica is ready
+//! or the timeout passes. Then come injected faults (inference routes only:
+//! a real overloaded TGI still answers `/health`), then TGI's router: `/`
+//! (compat: a list, or SSE with `"stream": true`), `/generate`,
+//! `/generate_stream`, `/v1/chat/completions`, `/health`, `/info`, with TGI's
+//! `{"error", "error_type"}` bodies and `x-*-time` headers. The answers come
+//! from the shared fake model ([`super::model`]), so they match the SageMaker
+//! emulator's for the same input.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Response, StatusCode};
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+use super::faults::{FaultConfig, InjectedError};
+use super::model::{self, Generation, TgiRequest};
+use super::serve::{self, apply_faults, json_response, paced, set_header, Answer, BodyError, EmuBody, EmuRequest, Emulator};
+use super::{EmulatorHandle, Shared};
+
+/// TGI's default request body limit.
+pub const MAX_BODY_BYTES: usize = 2_000_000;
+// Bounds how long `X-Scale-Up-Timeout` may hold a request.
+const MAX_SCALE_UP_WAIT: Duration = Duration::from_secs(3600);
+const COMPUTE_TYPE: &str = "gpu+optimized";
+
+/// How to run a Hugging Face endpoint emulator.
+#[derive(Clone, Debug)]
+pub struct HuggingFaceOptions {
+    /// Required bearer token; `None` makes the endpoint public. Changeable
+    /// later with [`EmulatorHandle::set_token`].
+    pub token: Option<String>,
+    /// What `/info` and chat completions report as the model.
+    pub model_id: String,
+    pub faults: FaultConfig,
+}
+
+impl Default for HuggingFaceOptions {
+    fn default() -> Self {
+        HuggingFaceOptions {
+            token: None,
+            model_id: model::DEFAULT_MODEL_ID.to_owned(),
+            faults: FaultConfig::default(),
+        }
+    }
+}
+
+/// Starts a Hugging Face endpoint emulator on `listen` (`127.0.0.1:0` for any
+/// port).
+pub async fn start(listen: SocketAddr, opts: HuggingFaceOptions) -> std::io::Result<EmulatorHandle> {
+    let shared = Arc::new(Shared::default());
+    shared.faults.set(opts.faults.clone());
+    shared.auth.set_token(opts.token);
+    serve::start(listen, HuggingFace { model_id: opts.model_id }, shared).await
+}
+
+struct HuggingFace {
+    model_id: String,
+}
+
+fn tgi_error(status: StatusCode, error: &str, error_type: &str) -> Response<EmuBody> {
+    json_response(status, &json!({ "error": error, "error_type": error_type }))
+}
+
+fn validation(message: &str) -> Response<EmuBody> {
+    tgi_error(StatusCode::UNPROCESSABLE_ENTITY, message, "validation")
+}
+
+fn unauthorized(message: &str) -> Response<EmuBody> {
+    json_response(StatusCode::UNAUTHORIZED, &json!({ "error": message }))
+}
+
+fn scaled_to_zero() -> Response<EmuBody> {
+    json_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &json!({
+            "error": "503 Service Unavailable: the endpoint is scaled to zero and a replica is starting; retry later or send X-Scale-Up-Timeout",
+            "error_type": "unavailable",
+        }),
+    )
+}
+
+/// TGI's answer for a status, as an injected fault.
+fn status_error(status: u16) -> Response<EmuBody> {
+    let status = match StatusCode::from_u16(status) {
+        Ok(s) if s.is_client_error() || s.is_server_error() => s,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let (error, error_type) = match status.as_u16() {
+        422 => ("Input validation error: injected by the infergate emulator", "validation"),
+        424 => (
+            "Request failed during generation: Server error: injected by the infergate emulator",
+            "generation",
+        ),
+        429 => ("Model is overloaded", "overloaded"),
+        500 => ("Incomplete generation", "incomplete_generation"),
+        503 => ("503 Service Unavailable", "unavailable"),
+        s if s < 500 => ("Bad request: injected by the infergate emulator", "validation"),
+        _ => ("Server error: injected by the infergate emulator", "server_error"),
+    };
+    tgi_error(status, error, error_type)
+}
+
+fn injected(e: InjectedError) -> Response<EmuBody> {
+    status_error(match e {
+        InjectedError::ValidationError => 422,
+        InjectedError::ModelError { .. } => 424,
+        InjectedError::ModelNotReadyException | InjectedError::ServiceUnavailable => 503,
+        InjectedError::InternalFailure => 500,
+        InjectedError::InternalDependencyException => 502,
+        InjectedError::ThrottlingException => 429,
+        InjectedError::Status(s) => s,
+    })
+}
+
+/// `X-Scale-Up-Timeout` in seconds (fractions allowed), if valid.
+fn scale_up_timeout(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers.get("x-scale-up-timeout")?.to_str().ok()?;
+    let secs: f64 = v.trim().parse().ok()?;
+    if !secs.is_finite() || secs < 0.0 {
+        return None;
+    }
+    Some(Duration::from_secs_f64(secs.min(MAX_SCALE_UP_WAIT.as_secs_f64())))
+}
+
+/// Token check; the configured token is compared, never echoed.
+fn authorized(headers: &HeaderMap, token: &str) -> Result<(), Response<EmuBody>> {
+    let Some(value) = headers.get(http::header::AUTHORIZATION) else {
+        return Err(unauthorized("Authorization header is required"));
+    };
+    let presented = value.as_bytes().strip_prefix(b"Bearer ");
+    if presented.map(|p| p.trim_ascii()) == Some(token.as_bytes()) {
+        Ok(())
+    } else {
+        Err(unauthorized("Invalid credentials in Authorization header"))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route {
+    Compat,
+    Generate,
+    GenerateStream,
+    Chat,
+}
+
+fn ms(d: Duration) -> String {
+    d.as_millis().to_string()
+}
+
+impl Emulator for HuggingFace {
+    const MAX_BODY: usize = MAX_BODY_BYTES;
+
+    async fn handle(&self, req: EmuRequest, shared: &Arc<Shared>) -> Answer {
+        let started = Instant::now();
+        let EmuRequest { parts, body } = req;
+        if let Some(token) = shared.auth.token() {
+            if let Err(resp) = authorized(&parts.headers, &token) {
+                shared.counters.auth_rejected();
+                return Ok(resp);
+            }
+        }
+        if let Some(mut ready_at) = shared.faults.wake() {
+            let Some(wait) = scale_up_timeout(&parts.headers) else {
+                return Ok(scaled_to_zero());
+            };
+            let deadline = started + wait;
+            loop {
+                if ready_at > deadline {
+                    tokio::time::sleep_until(deadline).await;
+                    return Ok(scaled_to_zero());
+                }
+                tokio::time::sleep_until(ready_at).await;
+                match shared.faults.wake() {
+                    None => break,
+                    // Put back to sleep meanwhile: wait for the new replica.
+                    Some(next) => ready_at = next,
+                }
+            }
+        }
+        let route = match (&parts.method, parts.uri.path()) {
+            (&Method::GET, "/health") => return Ok(serve::empty_response(StatusCode::OK)),
+            (&Method::GET, "/info") => return Ok(json_response(StatusCode::OK, &self.info())),
+            (&Method::POST, "/") => Route::Compat,
+            (&Method::POST, "/generate") => Route::Generate,
+            (&Method::POST, "/generate_stream") => Route::GenerateStream,
+            (&Method::POST, "/v1/chat/completions") => Route::Chat,
+            (_, "/" | "/generate" | "/generate_stream" | "/v1/chat/completions" | "/health" | "/info") => {
+                return Ok(serve::empty_response(StatusCode::METHOD_NOT_ALLOWED))
+            }
+            _ => return Ok(serve::empty_response(StatusCode::NOT_FOUND)),
+        };
+        if let Some(e) = apply_faults(shared).await? {
+            return Ok(injected(e));
+        }
+        let body = match body {
+            Ok(b) => b,
+            Err(BodyError::TooLarge) => {
+                return Ok(tgi_error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &format!("Payload too large: the limit is {MAX_BODY_BYTES} bytes"),
+                    "validation",
+                ))
+            }
+            Err(BodyError::Io) => return Ok(validation("Failed to read the request body")),
+        };
+        let parsed = match route {
+            Route::Chat => model::parse_chat(&body).map(TgiRequest::Chat),
+            _ => model::parse_generate(&body).map(TgiRequest::Generate),
+        };
+        let req = match parsed {
+            Ok(r) => r,
+            Err(message) => return Ok(validation(&message)),
+        };
+        let stream = match route {
+            Route::GenerateStream => true,
+            Route::Generate => false,
+            Route::Compat | Route::Chat => req.stream(),
+        };
+        let faults = shared.faults.get();
+        if stream {
+            shared.counters.stream_started();
+            return Ok(self.stream(&req, &faults));
+        }
+        let (value, gen) = match &req {
+            TgiRequest::Generate(g) => {
+                let gen = Generation::run(&g.inputs, g.max_new_tokens);
+                let one = model::generate_response(&gen, g.details);
+                let value = if route == Route::Compat { json!([one]) } else { one };
+                (value, gen)
+            }
+            TgiRequest::Chat(c) => {
+                let gen = Generation::run(&c.prompt, c.max_tokens);
+                (model::chat_completion(&gen, &self.model_id), gen)
+            }
+        };
+        let inference_started = Instant::now();
+        let n = u32::try_from(gen.tokens.len()).unwrap_or(u32::MAX);
+        let total = faults.token_latency.saturating_mul(n);
+        if !total.is_zero() {
+            tokio::time::sleep(total).await;
+        }
+        let inference = inference_started.elapsed();
+        let mut resp = json_response(StatusCode::OK, &value);
+        let total_time = started.elapsed();
+        set_header(&mut resp, "x-compute-type", COMPUTE_TYPE);
+        set_header(&mut resp, "x-compute-time", &total_time.as_secs_f64().to_string());
+        set_header(&mut resp, "x-compute-characters", &body.len().to_string());
+        set_header(&mut resp, "x-total-time", &ms(total_time));
+        set_header(&mut resp, "x-validation-time", "0");
+        set_header(&mut resp, "x-queue-time", &ms(total_time.saturating_sub(inference)));
+        set_header(&mut resp, "x-inference-time", &ms(inference));
+        set_header(&mut resp, "x-time-per-token", &ms(faults.token_latency));
+        set_header(&mut resp, "x-prompt-tokens", &gen.prompt_tokens.to_string());
+        set_header(&mut resp, "x-generated-tokens", &gen.tokens.len().to_string());
+        Ok(resp)
+    }
+}
+
+impl HuggingFace {
+    fn info(&self) -> Value {
+        json!({
+            "model_id": self.model_id,
+            "model_sha": null,
+            "model_dtype": "torch.float16",
+            "model_device_type": "cpu",
+            "model_pipeline_tag": "text-generation",
+            "max_concurrent_requests": 128,
+            "max_best_of": 2,
+            "max_stop_sequences": 4,
+            "max_input_tokens": 1024,
+            "max_total_tokens": 2048,
+            "validation_workers": 2,
+            "max_client_batch_size": 4,
+            "router": "text-generation-router",
+            "version": "3.0.0",
+            "sha": null,
+            "docker_label": "infergate-emulator",
+        })
+    }
+
+    /// SSE answer: one event per token every `token_latency`; a TGI error
+    /// event replaces the rest after `stream_error_after` tokens.
+    fn stream(&self, req: &TgiRequest, faults: &FaultConfig) -> Response<EmuBody> {
+        let (events, done) = model::stream_events(req, &self.model_id);
+        let mut out: Vec<Bytes> = events.iter().map(|e| model::sse(e)).collect();
+        match faults.stream_error_after {
+            Some(n) if n < out.len() => {
+                out.truncate(n);
+                out.push(model::sse(&model::stream_error_event()));
+            }
+            _ if done => out.push(model::sse("[DONE]")),
+            _ => {}
+        }
+        let mut resp = Response::new(EmuBody::stream(paced(out, faults.token_latency)));
+        set_header(&mut resp, "content-type", "text/event-stream");
+        set_header(&mut resp, "cache-control", "no-cache");
+        set_header(&mut resp, "x-accel-buffering", "no");
+        set_header(&mut resp, "x-compute-type", COMPUTE_TYPE);
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn bearer_check() {
+        let mut h = HeaderMap::new();
+        assert!(authorized(&h, "t").is_err());
+        h.insert("authorization", "Bearer t".parse().unwrap());
+        assert!(authorized(&h, "t").is_ok());
+        h.insert("authorization", "Bearer tt".parse().unwrap());
+        assert!(authorized(&h, "t").is_err());
+        h.insert("authorization", "t".parse().unwrap());
+        assert!(authorized(&h, "t").is_err());
+    }
+
+    #[test]
+    fn scale_up_timeout_header() {
+        let mut h = HeaderMap::new();
+        assert_eq!(scale_up_timeout(&h), None);
+        h.insert("x-scale-up-timeout", "1.5".parse().unwrap());
+        assert_eq!(scale_up_timeout(&h), Some(Duration::from_millis(1500)));
+        h.insert("x-scale-up-timeout", "-1".parse().unwrap());
+        assert_eq!(scale_up_timeout(&h), None);
+        h.insert("x-scale-up-timeout", "1e300".parse().unwrap());
+        assert_eq!(scale_up_timeout(&h), Some(MAX_SCALE_UP_WAIT));
+        h.insert("x-scale-up-timeout", "NaN".parse().unwrap());
+        assert_eq!(scale_up_timeout(&h), None);
+    }
+
+    #[test]
+    fn injected_statuses() {
+        assert_eq!(injected(InjectedError::ThrottlingException).status(), 429);
+        assert_eq!(injected(InjectedError::Status(200)).status(), 500);
+        assert_eq!(injected(InjectedError::Status(1000)).status(), 500);
+        assert_eq!(injected(InjectedError::Status(418)).status(), 418);
+        assert_eq!(injected(InjectedError::InternalDependencyException).status(), 502);
+    }
+}

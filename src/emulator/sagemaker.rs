@@ -1,0 +1,682 @@
+//! The SageMaker runtime emulator: `InvokeEndpoint` and
+//! `InvokeEndpointWithResponseStream` as AWS answers them, down to the error
+//! shapes the AWS SDKs parse (`x-amzn-ErrorType`, `x-amzn-RequestId`, JSON
+//! `message`/`Message`, ModelError's `OriginalStatusCode`/`OriginalMessage`/
+//! `LogStreamArn`), stateful sessions, and header length limits.
+//!
+//! A request goes: route → body size → SigV4 ([`super::sigv4_verify`], when
+//! credentials are configured) → endpoint name and header validation → known
+//! endpoint → session → cold start (a serverless-style wait) → injected faults
+//! → the model container. The container is the shared fake model
+//! ([`super::model`]) behind one of two payload formats ([`ModelFormat`]); its
+//! rejection of bad input comes back, as on AWS, as a 424 ModelError wrapping
+//! the container's own 400.
+//!
+//! Choices where AWS leaves it to the container: the request closes its session
+//! with `"close_session": true` in the JSON body (top level or in
+//! `parameters`); `X-Amzn-SageMaker-Custom-Attributes` is echoed back; the TGI
+//! container streams only when the body says `"stream": true` (otherwise its
+//! JSON answer arrives in one PayloadPart, as TGI behind SageMaker does); the
+//! JumpStart text2text container cannot stream, so its stream route answers a
+//! ValidationError.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{header, HeaderMap, Method, Response, StatusCode};
+use serde_json::{json, Value};
+
+use super::eventstream::{self, StreamFaults};
+use super::faults::{FaultConfig, InjectedError};
+use super::model::{self, Generation, TgiRequest};
+use super::serve::{self, apply_faults, json_response, set_header, Answer, BodyError, EmuBody, EmuRequest, Emulator};
+use super::sigv4_verify::{self, Credential, Expect, Rejection, VerifyRequest};
+use super::{EmulatorHandle, Shared};
+
+/// The account every emulated endpoint belongs to.
+pub const ACCOUNT_ID: &str = "123456789012";
+/// SageMaker's request body limit.
+pub const MAX_BODY_BYTES: usize = 6_291_456;
+/// How long a new stateful session lives.
+pub const SESSION_TTL: Duration = Duration::from_secs(20 * 60);
+/// The production variant answering when none is requested.
+pub const DEFAULT_VARIANT: &str = "AllTraffic";
+// Caps the session table so no client can grow it without bound.
+const MAX_SESSIONS: usize = 10_000;
+
+const SAGE_NS: &str = "http://internal.amazon.com/coral/com.amazon.sage.datamodel/";
+const CORAL_NS: &str = "http://internal.amazon.com/coral/com.amazon.coral.service/";
+const AVAILABILITY_NS: &str = "http://internal.amazon.com/coral/com.amazon.coral.availability/";
+const INJECTED: &str = "(injected by the infergate emulator)";
+
+/// The payload format of the model container behind the endpoint.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModelFormat {
+    /// Hugging Face DLC / TGI: `{"inputs", "parameters", "stream"}` →
+    /// `[{"generated_text"}]`, `{"messages"}` → chat completion, SSE streams.
+    #[default]
+    #[value(name = "tgi")]
+    Tgi,
+    /// JumpStart text2text (legacy): JSON `{"text_inputs", "max_length",
+    /// "num_return_sequences"}` → `{"generated_texts"}`, `application/x-text` →
+    /// `{"generated_text"}`; no streaming.
+    #[value(name = "jumpstart-text2text")]
+    JumpStartText2Text,
+}
+
+/// How to run a SageMaker runtime emulator.
+#[derive(Clone, Debug)]
+pub struct SageMakerOptions {
+    pub region: String,
+    /// Endpoint names that exist; empty means any valid name exists.
+    pub endpoints: Vec<String>,
+    /// (access key id, credential) pairs accepted; empty turns SigV4
+    /// verification off. Changeable later with
+    /// [`EmulatorHandle::set_credentials`].
+    pub credentials: Vec<(String, Credential)>,
+    pub format: ModelFormat,
+    /// Allowed clock skew of `X-Amz-Date` (AWS: 15 minutes).
+    pub max_skew: Duration,
+    pub faults: FaultConfig,
+}
+
+impl Default for SageMakerOptions {
+    fn default() -> Self {
+        SageMakerOptions {
+            region: "us-east-1".to_owned(),
+            endpoints: Vec::new(),
+            credentials: Vec::new(),
+            format: ModelFormat::Tgi,
+            max_skew: Duration::from_secs(15 * 60),
+            faults: FaultConfig::default(),
+        }
+    }
+}
+
+/// Starts a SageMaker runtime emulator on `listen` (`127.0.0.1:0` for any port).
+pub async fn start(listen: SocketAddr, opts: SageMakerOptions) -> std::io::Result<EmulatorHandle> {
+    let shared = Arc::new(Shared::default());
+    shared.faults.set(opts.faults.clone());
+    shared.auth.set_credentials(opts.credentials);
+    let emu = SageMaker {
+        region: opts.region,
+        endpoints: opts.endpoints,
+        format: opts.format,
+        max_skew: opts.max_skew,
+        sessions: Mutex::new(HashMap::new()),
+    };
+    serve::start(listen, emu, shared).await
+}
+
+struct SageMaker {
+    region: String,
+    endpoints: Vec<String>,
+    format: ModelFormat,
+    max_skew: Duration,
+    /// Session id → expiry.
+    sessions: Mutex<HashMap<String, SystemTime>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    Invoke,
+    Stream,
+}
+
+enum Session {
+    None,
+    New { id: String, expires: SystemTime },
+    Existing(String),
+}
+
+/// The answer of the container, before SageMaker's headers are added.
+struct Output {
+    content_type: &'static str,
+    body: Bytes,
+}
+
+// === error shapes ===
+
+fn aws_error(status: StatusCode, error_type: &str, namespace: &str, body: &Value) -> Response<EmuBody> {
+    let mut resp = json_response(status, body);
+    set_header(&mut resp, "x-amzn-ErrorType", &format!("{error_type}:{namespace}"));
+    set_header(&mut resp, "x-amzn-RequestId", &serve::request_id());
+    resp
+}
+
+fn service_error(status: u16, error_type: &str, message: &str) -> Response<EmuBody> {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    aws_error(status, error_type, SAGE_NS, &json!({ "message": message }))
+}
+
+fn validation(message: &str) -> Response<EmuBody> {
+    service_error(400, "ValidationError", message)
+}
+
+fn auth_rejection(rej: &Rejection) -> Response<EmuBody> {
+    let status = StatusCode::from_u16(rej.status).unwrap_or(StatusCode::FORBIDDEN);
+    aws_error(status, rej.error_type, CORAL_NS, &json!({ "message": rej.message }))
+}
+
+fn unknown_operation() -> Response<EmuBody> {
+    aws_error(
+        StatusCode::NOT_FOUND,
+        "UnknownOperationException",
+        CORAL_NS,
+        &json!({ "message": null }),
+    )
+}
+
+/// The error JSON the HF inference toolkit (Multi Model Server) answers with.
+fn toolkit_error(status: u16, message: &str) -> String {
+    json!({ "code": status, "type": "InternalServerException", "message": message }).to_string()
+}
+
+fn violations_message(v: &[String]) -> String {
+    let s = if v.len() == 1 { "" } else { "s" };
+    format!("{} validation error{s} detected: {}", v.len(), v.join("; "))
+}
+
+fn length_violation(value: &str, member: &str, min: usize, max: usize) -> Option<String> {
+    let len = value.chars().count();
+    let constraint = if len < min {
+        format!("Member must have length greater than or equal to {min}")
+    } else if len > max {
+        format!("Member must have length less than or equal to {max}")
+    } else {
+        return None;
+    };
+    Some(format!(
+        "Value '{value}' at '{member}' failed to satisfy constraint: {constraint}"
+    ))
+}
+
+const NAME_PATTERN: &str = "^[a-zA-Z0-9](-*[a-zA-Z0-9])*";
+
+fn valid_endpoint_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    b.first().is_some_and(u8::is_ascii_alphanumeric)
+        && b.last().is_some_and(u8::is_ascii_alphanumeric)
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+}
+
+/// The request headers SageMaker bounds, with their member names and limits.
+const HEADER_LIMITS: [(&str, &str, usize, usize); 8] = [
+    ("x-amzn-sagemaker-custom-attributes", "customAttributes", 0, 1024),
+    ("x-amzn-sagemaker-target-model", "targetModel", 1, 1024),
+    ("x-amzn-sagemaker-target-variant", "targetVariant", 0, 63),
+    ("x-amzn-sagemaker-target-container-hostname", "targetContainerHostname", 0, 63),
+    ("x-amzn-sagemaker-inference-id", "inferenceId", 1, 64),
+    ("x-amzn-sagemaker-enable-explanations", "enableExplanations", 1, 64),
+    ("x-amzn-sagemaker-inference-component", "inferenceComponentName", 0, 63),
+    ("x-amzn-sagemaker-session-id", "sessionId", 0, 256),
+];
+
+fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+}
+
+fn header_violations(headers: &HeaderMap) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, member, min, max) in HEADER_LIMITS {
+        let Some(raw) = headers.get(name) else { continue };
+        let value = String::from_utf8_lossy(raw.as_bytes());
+        if let Some(v) = length_violation(&value, member, min, max) {
+            out.push(v);
+        } else if member == "customAttributes" && !raw.as_bytes().is_ascii() {
+            out.push(format!(
+                "Value '{value}' at '{member}' failed to satisfy constraint: Member must satisfy regular expression pattern: \\p{{ASCII}}*"
+            ));
+        }
+    }
+    out
+}
+
+/// `(endpoint name as sent, operation)` for the two known routes.
+fn route<'a>(method: &Method, path: &'a str) -> Option<(&'a str, Op)> {
+    if method != Method::POST {
+        return None;
+    }
+    let rest = path.strip_prefix("/endpoints/")?;
+    let (name, op) = rest.split_once('/')?;
+    match op {
+        "invocations" => Some((name, Op::Invoke)),
+        "invocations-response-stream" => Some((name, Op::Stream)),
+        _ => None,
+    }
+}
+
+fn wants_close(body: &[u8]) -> bool {
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return false;
+    };
+    v.get("close_session").and_then(Value::as_bool) == Some(true)
+        || v.pointer("/parameters/close_session").and_then(Value::as_bool) == Some(true)
+}
+
+fn media_type(headers: &HeaderMap) -> String {
+    header_str(headers, "content-type")
+        .and_then(|ct| ct.split(';').next().map(|s| s.trim().to_ascii_lowercase()))
+        .unwrap_or_default()
+}
+
+// === impl SageMaker ===
+
+impl Emulator for SageMaker {
+    const MAX_BODY: usize = MAX_BODY_BYTES;
+
+    async fn handle(&self, req: EmuRequest, shared: &Arc<Shared>) -> Answer {
+        let EmuRequest { parts, body } = req;
+        let Some((raw_name, op)) = route(&parts.method, parts.uri.path()) else {
+            return Ok(unknown_operation());
+        };
+        let body = match body {
+            Ok(b) => b,
+            Err(BodyError::TooLarge) => {
+                return Ok(validation(&violations_message(&[format!(
+                    "Value at 'body' failed to satisfy constraint: Member must have length less than or equal to {MAX_BODY_BYTES}"
+                )])))
+            }
+            Err(BodyError::Io) => return Ok(validation("Could not read the request body.")),
+        };
+        if shared.auth.verifies_signatures() {
+            if let Err(rej) = self.verify(&parts, &body, shared) {
+                shared.counters.auth_rejected();
+                return Ok(auth_rejection(&rej));
+            }
+        }
+        let name = percent_encoding::percent_decode_str(raw_name)
+            .decode_utf8_lossy()
+            .into_owned();
+        let mut violations = Vec::new();
+        if let Some(v) = length_violation(&name, "endpointName", 0, 63) {
+            violations.push(v);
+        } else if !valid_endpoint_name(&name) {
+            violations.push(format!(
+                "Value '{name}' at 'endpointName' failed to satisfy constraint: Member must satisfy regular expression pattern: {NAME_PATTERN}"
+            ));
+        }
+        violations.extend(header_violations(&parts.headers));
+        if !violations.is_empty() {
+            return Ok(validation(&violations_message(&violations)));
+        }
+        if !self.endpoints.is_empty() && !self.endpoints.contains(&name) {
+            return Ok(validation(&format!(
+                "Endpoint {name} of account {ACCOUNT_ID} not found."
+            )));
+        }
+        let session = match self.session(&parts.headers, op) {
+            Ok(s) => s,
+            Err(resp) => return Ok(resp),
+        };
+        // A sleeping endpoint holds requests while it starts (serverless).
+        while let Some(ready_at) = shared.faults.wake() {
+            tokio::time::sleep_until(ready_at).await;
+        }
+        if let Some(e) = apply_faults(shared).await? {
+            return Ok(self.injected(e, &name));
+        }
+        let variant = header_str(&parts.headers, "x-amzn-sagemaker-target-variant")
+            .unwrap_or_else(|| DEFAULT_VARIANT.to_owned());
+        let mut resp = match op {
+            Op::Invoke => match self.invoke(&parts.headers, &body, shared).await {
+                Ok(out) => {
+                    let mut resp = Response::new(EmuBody::full(out.body));
+                    set_header(&mut resp, "content-type", out.content_type);
+                    self.finish_session(&mut resp, session, &body);
+                    resp
+                }
+                Err(resp) => return Ok(self.container_error(resp, &name)),
+            },
+            Op::Stream => match self.stream(&body, shared) {
+                Ok(resp) => resp,
+                Err(e) => return Ok(self.stream_refusal(e, &name)),
+            },
+        };
+        set_header(&mut resp, "x-Amzn-Invoked-Production-Variant", &variant);
+        set_header(&mut resp, "x-amzn-RequestId", &serve::request_id());
+        if let Some(attrs) = parts.headers.get("x-amzn-sagemaker-custom-attributes") {
+            resp.headers_mut()
+                .insert("x-amzn-sagemaker-custom-attributes", attrs.clone());
+        }
+        Ok(resp)
+    }
+}
+
+/// Why the container refused a request: its status and its error body.
+struct ContainerError {
+    status: u16,
+    message: String,
+}
+
+enum StreamRefusal {
+    NotSupported,
+    Container(ContainerError),
+}
+
+impl SageMaker {
+    fn verify(&self, parts: &http::request::Parts, body: &[u8], shared: &Shared) -> Result<(), Rejection> {
+        // Over h2 the host travels as `:authority`; the signer signed it as `host`.
+        let mut with_host;
+        let mut headers = &parts.headers;
+        if !headers.contains_key(header::HOST) {
+            if let Some(host) = parts
+                .uri
+                .authority()
+                .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
+            {
+                with_host = parts.headers.clone();
+                with_host.insert(header::HOST, host);
+                headers = &with_host;
+            }
+        }
+        let req = VerifyRequest {
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            query: parts.uri.query(),
+            headers,
+            body,
+        };
+        let expect = Expect {
+            region: &self.region,
+            service: "sagemaker",
+            now: SystemTime::now(),
+            max_skew: self.max_skew,
+        };
+        sigv4_verify::verify(&req, &expect, &|id| shared.auth.credential(id)).map(|_| ())
+    }
+
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, SystemTime>> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn session(&self, headers: &HeaderMap, op: Op) -> Result<Session, Response<EmuBody>> {
+        let Some(id) = header_str(headers, "x-amzn-sagemaker-session-id") else {
+            return Ok(Session::None);
+        };
+        let now = SystemTime::now();
+        if id == "NEW_SESSION" {
+            if op == Op::Stream {
+                return Err(validation(
+                    "A new session can't be created with InvokeEndpointWithResponseStream; use InvokeEndpoint with NEW_SESSION.",
+                ));
+            }
+            let mut sessions = self.sessions();
+            sessions.retain(|_, expires| *expires > now);
+            if sessions.len() >= MAX_SESSIONS {
+                return Err(validation("The maximum number of open sessions has been reached."));
+            }
+            let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+            let expires = now + SESSION_TTL;
+            sessions.insert(id.clone(), expires);
+            return Ok(Session::New { id, expires });
+        }
+        match self.sessions().get(&id) {
+            Some(expires) if *expires > now => Ok(Session::Existing(id)),
+            _ => Err(validation(&format!(
+                "Session {id} is not found or has expired."
+            ))),
+        }
+    }
+
+    fn finish_session(&self, resp: &mut Response<EmuBody>, session: Session, body: &[u8]) {
+        match session {
+            Session::None => {}
+            Session::New { id, expires } => {
+                let expires = humantime::format_rfc3339_seconds(expires);
+                set_header(resp, "X-Amzn-SageMaker-New-Session-Id", &format!("{id}; Expires={expires}"));
+            }
+            Session::Existing(id) if wants_close(body) => {
+                self.sessions().remove(&id);
+                set_header(resp, "X-Amzn-SageMaker-Closed-Session-Id", &id);
+            }
+            Session::Existing(_) => {}
+        }
+    }
+
+    fn model_error(&self, name: &str, original_status: u16, original_message: &str) -> Response<EmuBody> {
+        let region = &self.region;
+        let kind = if original_status < 500 { "client" } else { "server" };
+        let message = format!(
+            "Received {kind} error ({original_status}) from primary with message \"{original_message}\". \
+             See https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#logEventViewer:group=/aws/sagemaker/Endpoints/{name} \
+             in account {ACCOUNT_ID} for more information."
+        );
+        let body = json!({
+            "Message": message,
+            "OriginalStatusCode": original_status,
+            "OriginalMessage": original_message,
+            "LogStreamArn": format!("arn:aws:logs:{region}:{ACCOUNT_ID}:log-group:/aws/sagemaker/Endpoints/{name}"),
+        });
+        aws_error(StatusCode::FAILED_DEPENDENCY, "ModelError", SAGE_NS, &body)
+    }
+
+    fn container_error(&self, e: ContainerError, name: &str) -> Response<EmuBody> {
+        self.model_error(name, e.status, &toolkit_error(e.status, &e.message))
+    }
+
+    fn stream_refusal(&self, e: StreamRefusal, name: &str) -> Response<EmuBody> {
+        match e {
+            StreamRefusal::NotSupported => validation(&format!(
+                "Endpoint {name} of account {ACCOUNT_ID} does not support response streaming: its model container does not stream."
+            )),
+            StreamRefusal::Container(e) => self.container_error(e, name),
+        }
+    }
+
+    fn injected(&self, e: InjectedError, name: &str) -> Response<EmuBody> {
+        match e {
+            InjectedError::ValidationError => validation(&format!("Validation error {INJECTED}.")),
+            InjectedError::ModelError { original_status } => {
+                let message = toolkit_error(original_status, &format!("Model failed {INJECTED}"));
+                self.model_error(name, original_status, &message)
+            }
+            InjectedError::ModelNotReadyException => service_error(
+                429,
+                "ModelNotReadyException",
+                &format!("Model is not ready to serve inference requests {INJECTED}."),
+            ),
+            InjectedError::InternalFailure => {
+                service_error(500, "InternalFailure", &format!("An internal failure occurred {INJECTED}."))
+            }
+            InjectedError::ServiceUnavailable => service_error(
+                503,
+                "ServiceUnavailable",
+                &format!("The service is unavailable; try again later {INJECTED}."),
+            ),
+            InjectedError::InternalDependencyException => service_error(
+                530,
+                "InternalDependencyException",
+                &format!("Your request caused an exception with an internal dependency {INJECTED}."),
+            ),
+            InjectedError::ThrottlingException => aws_error(
+                StatusCode::BAD_REQUEST,
+                "ThrottlingException",
+                AVAILABILITY_NS,
+                &json!({ "message": null }),
+            ),
+            InjectedError::Status(s) => match s {
+                400 => self.injected(InjectedError::ValidationError, name),
+                424 => self.injected(InjectedError::ModelError { original_status: 400 }, name),
+                429 => self.injected(InjectedError::ModelNotReadyException, name),
+                503 => self.injected(InjectedError::ServiceUnavailable, name),
+                530 => self.injected(InjectedError::InternalDependencyException, name),
+                401..=499 => service_error(s, "ValidationError", &format!("Validation error {INJECTED}.")),
+                501..=599 => service_error(s, "InternalFailure", &format!("An internal failure occurred {INJECTED}.")),
+                _ => self.injected(InjectedError::InternalFailure, name),
+            },
+        }
+    }
+
+    /// The container's answer to a non-streaming invocation, paced at
+    /// `token_latency` per generated token.
+    async fn invoke(&self, headers: &HeaderMap, body: &[u8], shared: &Shared) -> Result<Output, ContainerError> {
+        let bad = |message: String| ContainerError { status: 400, message };
+        let (out, tokens) = match self.format {
+            ModelFormat::Tgi => {
+                let req = model::parse_invocation(body).map_err(bad)?;
+                tgi_output(&req)
+            }
+            ModelFormat::JumpStartText2Text => match media_type(headers).as_str() {
+                "application/x-text" | "text/plain" => {
+                    let text = std::str::from_utf8(body).map_err(|e| bad(format!("input is not UTF-8: {e}")))?;
+                    let gen = Generation::run(text, None);
+                    let out = json!({ "generated_text": gen.text() });
+                    (json_output(&out), gen.tokens.len())
+                }
+                "application/json" | "" => {
+                    let (text, max_length, n) = model::parse_jumpstart(body).map_err(bad)?;
+                    let gen = Generation::run(&text, max_length);
+                    let out = json!({ "generated_texts": vec![gen.text(); n] });
+                    (json_output(&out), gen.tokens.len())
+                }
+                other => {
+                    return Err(bad(format!(
+                        "Content type {other} is not supported; use application/json or application/x-text."
+                    )))
+                }
+            },
+        };
+        let per_token = shared.faults.get().token_latency;
+        let total = per_token.saturating_mul(u32::try_from(tokens).unwrap_or(u32::MAX));
+        if !total.is_zero() {
+            tokio::time::sleep(total).await;
+        }
+        Ok(out)
+    }
+
+    fn stream(&self, body: &[u8], shared: &Shared) -> Result<Response<EmuBody>, StreamRefusal> {
+        if self.format == ModelFormat::JumpStartText2Text {
+            return Err(StreamRefusal::NotSupported);
+        }
+        let req = model::parse_invocation(body).map_err(|message| {
+            StreamRefusal::Container(ContainerError { status: 400, message })
+        })?;
+        let faults = shared.faults.get();
+        let (events, content_type, error_after) = if req.stream() {
+            let (events, done) = model::stream_events(&req, model::DEFAULT_MODEL_ID);
+            let tokens = events.len();
+            let mut events: Vec<Bytes> = events.iter().map(|e| model::sse(e)).collect();
+            if done {
+                events.push(model::sse("[DONE]"));
+            }
+            let error_after = faults.stream_error_after.filter(|n| *n < tokens);
+            (events, "text/event-stream", error_after)
+        } else {
+            let (out, _) = tgi_output(&req);
+            (vec![out.body], out.content_type, None)
+        };
+        shared.counters.stream_started();
+        let frames = eventstream::frames(
+            events,
+            StreamFaults {
+                token_latency: faults.token_latency,
+                split: faults.stream_split,
+                corrupt_crc_at: faults.corrupt_crc_at,
+                error_after,
+                error: faults.stream_error,
+            },
+        );
+        let mut resp = Response::new(EmuBody::stream(frames));
+        set_header(&mut resp, "content-type", "application/vnd.amazon.eventstream");
+        set_header(&mut resp, "X-Amzn-SageMaker-Content-Type", content_type);
+        Ok(resp)
+    }
+}
+
+fn json_output(v: &Value) -> Output {
+    Output {
+        content_type: "application/json",
+        body: Bytes::from(v.to_string()),
+    }
+}
+
+/// What TGI's `/invocations` answers (with the number of tokens generated).
+fn tgi_output(req: &TgiRequest) -> (Output, usize) {
+    match req {
+        TgiRequest::Generate(g) if !g.stream => {
+            let gen = Generation::run(&g.inputs, g.max_new_tokens);
+            let out = json!([model::generate_response(&gen, g.details)]);
+            (json_output(&out), gen.tokens.len())
+        }
+        TgiRequest::Chat(c) if !c.stream => {
+            let gen = Generation::run(&c.prompt, c.max_tokens);
+            let out = model::chat_completion(&gen, model::DEFAULT_MODEL_ID);
+            (json_output(&out), gen.tokens.len())
+        }
+        // A streaming body on the buffered route: SageMaker hands back the
+        // container's whole SSE text.
+        streamed => {
+            let (events, done) = model::stream_events(streamed, model::DEFAULT_MODEL_ID);
+            let tokens = events.len();
+            let mut text: Vec<u8> = events.iter().flat_map(|e| model::sse(e).to_vec()).collect();
+            if done {
+                text.extend_from_slice(&model::sse("[DONE]"));
+            }
+            let out = Output {
+                content_type: "text/event-stream",
+                body: Bytes::from(text),
+            };
+            (out, tokens)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert_eq!(route(&Method::POST, "/endpoints/a/invocations"), Some(("a", Op::Invoke)));
+        assert_eq!(
+            route(&Method::POST, "/endpoints/a-b/invocations-response-stream"),
+            Some(("a-b", Op::Stream))
+        );
+        assert_eq!(route(&Method::GET, "/endpoints/a/invocations"), None);
+        assert_eq!(route(&Method::POST, "/endpoints/a/other"), None);
+        assert_eq!(route(&Method::POST, "/endpoints/"), None);
+    }
+
+    #[test]
+    fn endpoint_names() {
+        for ok in ["a", "flan-t5", "a--b", "A9"] {
+            assert!(valid_endpoint_name(ok), "{ok}");
+        }
+        for bad in ["", "-a", "a-", "a_b", "a.b", "é"] {
+            assert!(!valid_endpoint_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn header_limits() {
+        let mut h = HeaderMap::new();
+        h.insert("x-amzn-sagemaker-target-variant", "v".repeat(64).parse().unwrap());
+        h.insert("x-amzn-sagemaker-inference-id", "".parse().unwrap());
+        h.insert(
+            "x-amzn-sagemaker-custom-attributes",
+            http::HeaderValue::from_bytes(b"caf\xe9").unwrap(),
+        );
+        let v = header_violations(&h);
+        assert_eq!(v.len(), 3, "{v:?}");
+        assert!(v[0].contains("'customAttributes'") && v[0].contains("ASCII"));
+        assert!(v[1].contains("'targetVariant'") && v[1].contains("less than or equal to 63"));
+        assert!(v[2].contains("'inferenceId'") && v[2].contains("greater than or equal to 1"));
+        assert!(violations_message(&v).starts_with("3 validation errors detected: "));
+    }
+
+    #[test]
+    fn close_session_flag() {
+        assert!(wants_close(br#"{"inputs":"a","close_session":true}"#));
+        assert!(wants_close(br#"{"inputs":"a","parameters":{"close_session":true}}"#));
+        assert!(!wants_close(br#"{"inputs":"a"}"#));
+        assert!(!wants_close(b"\xff"));
+    }
+}

@@ -1,0 +1,266 @@
+//! Errors the client sees, and how each maps to a status and one JSON shape.
+//!
+//! Layers below (backend, dispatch) describe what went wrong in their own
+//! terms ([`crate::backend::Failure`]); this module turns the final outcome into
+//! the contract of DESIGN.md:
+//!
+//! ```json
+//! {"error": {"type": "…", "message": "…", "route": "…", "backend": "…",
+//!            "upstream_status": 503, "request_id": "…"}}
+//! ```
+//!
+//! The status comes from an exhaustive `match` with no `_` arm, so a new
+//! variant forces a decision. Messages never carry credentials: upstream
+//! messages are taken from model or service error bodies only.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+use serde::Serialize;
+
+use crate::backend::{Failure, FailureKind};
+
+/// Everything that can end a request with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request itself is malformed (bad JSON for an adapted backend,
+    /// an invalid forwarded header, …).
+    #[error("{0}")]
+    BadRequest(String),
+    /// No route of that name.
+    #[error("unknown route \"{0}\"")]
+    UnknownRoute(String),
+    /// No such path on the gateway.
+    #[error("no such path: {0}")]
+    NotFound(String),
+    /// The path exists, the method does not.
+    #[error("method {method} not allowed; use {allowed}")]
+    MethodNotAllowed {
+        method: String,
+        allowed: &'static str,
+    },
+    /// The body is larger than `server.max_body_bytes`.
+    #[error("request body exceeds the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    /// The client's body could not be read.
+    #[error("could not read the request body: {0}")]
+    BodyRead(String),
+    /// The whole-request deadline passed.
+    #[error("no answer within the request deadline of {}", humantime::format_duration(*.0))]
+    Deadline(Duration),
+    /// Every attempt failed; the last failure decides the answer.
+    #[error("{0}")]
+    Upstream(Failure),
+    /// The route has no backend that can take the request now.
+    #[error("no backend of the route is available")]
+    NoBackend,
+}
+
+impl ApiError {
+    /// HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) | ApiError::BodyRead(_) => StatusCode::BAD_REQUEST,
+            ApiError::UnknownRoute(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Deadline(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::NoBackend => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Upstream(f) => upstream_status(f),
+        }
+    }
+
+    /// The `type` member of the error JSON: stable, machine-readable.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::BodyRead(_) => "bad_request",
+            ApiError::UnknownRoute(_) => "unknown_route",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::Deadline(_) => "deadline_exceeded",
+            ApiError::NoBackend => "no_backend_available",
+            ApiError::Upstream(f) => f.kind.as_str(),
+        }
+    }
+
+    /// The seconds to put in `Retry-After`, for statuses that ask the client
+    /// to come back later.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ApiError::NoBackend => Some(Duration::from_secs(1)),
+            ApiError::Upstream(f) => match upstream_status(f) {
+                StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
+                    Some(f.retry_after.unwrap_or(Duration::from_secs(1)))
+                }
+                _ => None,
+            },
+            ApiError::BadRequest(_)
+            | ApiError::UnknownRoute(_)
+            | ApiError::NotFound(_)
+            | ApiError::MethodNotAllowed { .. }
+            | ApiError::PayloadTooLarge { .. }
+            | ApiError::BodyRead(_)
+            | ApiError::Deadline(_) => None,
+        }
+    }
+
+    /// The backend that produced the error, when one did.
+    pub fn upstream_status(&self) -> Option<u16> {
+        match self {
+            ApiError::Upstream(f) => f.status,
+            _ => None,
+        }
+    }
+}
+
+/// Status for a failed upstream exchange. A model's own 4xx rejection of the
+/// input keeps its status, so both backends answer bad input alike; anything
+/// the client cannot fix is a 5xx.
+fn upstream_status(f: &Failure) -> StatusCode {
+    match f.kind {
+        FailureKind::ModelError => f
+            .client_status
+            .and_then(|s| StatusCode::from_u16(s).ok())
+            .unwrap_or(StatusCode::BAD_GATEWAY),
+        FailureKind::Throttled => StatusCode::TOO_MANY_REQUESTS,
+        FailureKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        FailureKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        FailureKind::InvalidInput => StatusCode::BAD_REQUEST,
+        FailureKind::Connect
+        | FailureKind::Io
+        | FailureKind::AuthRejected
+        | FailureKind::Credentials
+        | FailureKind::Rejected
+        | FailureKind::ServerError
+        | FailureKind::Protocol => StatusCode::BAD_GATEWAY,
+    }
+}
+
+/// Where an error happened, for the JSON body.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ErrorContext<'a> {
+    pub route: Option<&'a str>,
+    pub backend: Option<&'a str>,
+    pub request_id: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    error: Body<'a>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    route: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backend: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upstream_status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<&'a str>,
+}
+
+/// The JSON body of an error, as bytes.
+pub fn error_body(err: &ApiError, ctx: ErrorContext<'_>) -> Bytes {
+    let env = Envelope {
+        error: Body {
+            kind: err.kind(),
+            message: err.to_string(),
+            route: ctx.route,
+            backend: ctx.backend,
+            upstream_status: err.upstream_status(),
+            request_id: ctx.request_id,
+        },
+    };
+    // Serialising plain strings and integers cannot fail; fall back to a
+    // fixed body rather than panic should it ever.
+    serde_json::to_vec(&env)
+        .map(Bytes::from)
+        .unwrap_or_else(|_| Bytes::from_static(br#"{"error":{"type":"internal","message":"error"}}"#))
+}
+
+/// A complete error response: status, JSON body, `Retry-After` where due.
+pub fn error_response<B: From<Bytes>>(err: &ApiError, ctx: ErrorContext<'_>) -> Response<B> {
+    let mut res = Response::new(B::from(error_body(err, ctx)));
+    *res.status_mut() = err.status();
+    let headers = res.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(after) = err.retry_after() {
+        let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    }
+    res
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn failure(kind: FailureKind, status: Option<u16>, client_status: Option<u16>) -> Failure {
+        Failure {
+            kind,
+            status,
+            client_status,
+            message: "m".into(),
+            retry_after: None,
+            retryable: false,
+        }
+    }
+
+    #[test]
+    fn model_error_keeps_the_models_4xx() {
+        let e = ApiError::Upstream(failure(FailureKind::ModelError, Some(424), Some(400)));
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(e.kind(), "model_error");
+        assert_eq!(e.upstream_status(), Some(424));
+    }
+
+    #[test]
+    fn auth_rejected_is_a_gateway_problem() {
+        let e = ApiError::Upstream(failure(FailureKind::AuthRejected, Some(401), None));
+        assert_eq!(e.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(e.kind(), "upstream_auth_rejected");
+    }
+
+    #[test]
+    fn throttled_and_unavailable_carry_retry_after() {
+        let mut f = failure(FailureKind::Throttled, Some(400), None);
+        f.retry_after = Some(Duration::from_millis(2500));
+        let res: Response<Bytes> = error_response(&ApiError::Upstream(f), ErrorContext::default());
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(res.headers()[header::RETRY_AFTER], "3");
+        let res: Response<Bytes> = error_response(&ApiError::NoBackend, ErrorContext::default());
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(res.headers()[header::RETRY_AFTER], "1");
+    }
+
+    #[test]
+    fn body_has_the_contract_shape() {
+        let e = ApiError::UnknownRoute("nope".into());
+        let body = error_body(
+            &e,
+            ErrorContext {
+                route: Some("nope"),
+                backend: None,
+                request_id: Some("r1"),
+            },
+        );
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["type"], "unknown_route");
+        assert_eq!(v["error"]["message"], "unknown route \"nope\"");
+        assert_eq!(v["error"]["route"], "nope");
+        assert_eq!(v["error"]["request_id"], "r1");
+        assert!(v["error"].get("backend").is_none());
+    }
+}

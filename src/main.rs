@@ -1,0 +1,77 @@
+//! The `infergate` command line: argument parsing only; each command's work
+//! lives in the library ([`infergate::commands`], [`infergate::demo`],
+//! [`infergate::emulator::cli`]).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use infergate::commands::{self, LogFormat, Logging};
+use infergate::emulator::cli::EmulateCommand;
+
+#[derive(Parser)]
+#[command(
+    name = "infergate",
+    version,
+    about = "One stable inference URL in front of Amazon SageMaker and Hugging Face Inference Endpoints"
+)]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value = "text", env = "INFERGATE_LOG_FORMAT")]
+    log_format: LogFormat,
+    /// Log level or filter (e.g. `debug`, `infergate=debug,info`); defaults to
+    /// RUST_LOG, else `info`.
+    #[arg(long, global = true, env = "INFERGATE_LOG_LEVEL")]
+    log_level: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway with a config file.
+    Serve {
+        /// The TOML config file.
+        #[arg(long, short, env = "INFERGATE_CONFIG")]
+        config: PathBuf,
+        /// Listen here instead of `server.listen`.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Validate a config file and print the routes and backends it defines.
+    Check {
+        /// The TOML config file.
+        #[arg(long, short, env = "INFERGATE_CONFIG")]
+        config: PathBuf,
+    },
+    /// Run the gateway on an embedded demo config, with an emulated SageMaker
+    /// endpoint and an emulated Hugging Face endpoint started in-process.
+    Demo {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+    },
+    /// Run a local emulator of a SageMaker endpoint or an HF Inference Endpoint.
+    #[command(subcommand)]
+    Emulate(EmulateCommand),
+    /// Exit 0 when the gateway answers its health check (for container health checks).
+    Healthcheck {
+        #[arg(long, default_value = "http://127.0.0.1:8080/healthz")]
+        url: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let logging = Logging {
+        format: cli.log_format,
+        level: cli.log_level,
+    };
+    match cli.command {
+        Command::Serve { config, listen } => commands::serve(&config, listen, &logging),
+        Command::Check { config } => commands::check(&config),
+        Command::Demo { listen } => commands::demo(listen, &logging),
+        Command::Emulate(cmd) => commands::emulate(cmd, &logging),
+        Command::Healthcheck { url } => commands::healthcheck(&url),
+    }
+}

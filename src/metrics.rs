@@ -1,0 +1,200 @@
+//! Every metric name in one place, registered once at start.
+//!
+//! Label values are bounded: route and backend names come from config
+//! (`route="unknown"` for a name that matched no route), the status class and
+//! outcome from closed sets. Never a path, a request id or an error message.
+
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Buckets for client-visible and upstream latency, in seconds.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// Buckets for the gateway's own time: fine enough for microseconds.
+const OVERHEAD_BUCKETS: &[f64] = &[
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.0025, 0.005, 0.01, 0.025,
+    0.1,
+];
+
+/// The gateway's metrics.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    request_duration: HistogramVec,
+    overhead: HistogramVec,
+    upstream_attempts: IntCounterVec,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+/// How a request ended, for the `outcome` label.
+#[derive(Debug, Clone, Copy)]
+pub enum Outcome {
+    Success,
+    ClientError,
+    UpstreamError,
+    GatewayError,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::ClientError => "client_error",
+            Outcome::UpstreamError => "upstream_error",
+            Outcome::GatewayError => "gateway_error",
+        }
+    }
+}
+
+/// `2xx`, `4xx`, `5xx`, … from a status code.
+pub fn code_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+impl Metrics {
+    /// Registers every metric. Fails only on a duplicate or invalid name,
+    /// which is a programming error caught by the tests.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "infergate_requests_total",
+                "Client requests by route, final backend, status class and outcome.",
+            ),
+            &["route", "backend", "code_class", "outcome"],
+        )?;
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "infergate_request_duration_seconds",
+                "Client-visible request duration, until the response headers.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["route"],
+        )?;
+        let overhead = HistogramVec::new(
+            HistogramOpts::new(
+                "infergate_overhead_seconds",
+                "Client-visible time minus time spent waiting on backends: the gateway's own cost.",
+            )
+            .buckets(OVERHEAD_BUCKETS.to_vec()),
+            &["route"],
+        )?;
+        let upstream_attempts = IntCounterVec::new(
+            Opts::new(
+                "infergate_upstream_attempts_total",
+                "Attempts sent to backends, by result.",
+            ),
+            &["backend", "result"],
+        )?;
+        let build_info = IntGaugeVec::new(
+            Opts::new("infergate_build_info", "Build information."),
+            &["version"],
+        )?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(request_duration.clone()))?;
+        registry.register(Box::new(overhead.clone()))?;
+        registry.register(Box::new(upstream_attempts.clone()))?;
+        registry.register(Box::new(build_info))?;
+        Ok(Self {
+            registry,
+            requests,
+            request_duration,
+            overhead,
+            upstream_attempts,
+        })
+    }
+
+    /// Records one finished client request.
+    pub fn request(
+        &self,
+        route: &str,
+        backend: &str,
+        status: u16,
+        outcome: Outcome,
+        total: Duration,
+        upstream: Duration,
+    ) {
+        self.requests
+            .with_label_values(&[route, backend, code_class(status), outcome.as_str()])
+            .inc();
+        self.request_duration
+            .with_label_values(&[route])
+            .observe(total.as_secs_f64());
+        self.overhead
+            .with_label_values(&[route])
+            .observe(total.saturating_sub(upstream).as_secs_f64());
+    }
+
+    /// Records the attempts of a request: all failed but maybe the last.
+    pub fn attempts(&self, backend: &str, attempts: u32, last_succeeded: bool) {
+        if attempts == 0 {
+            return;
+        }
+        let failed = if last_succeeded { attempts - 1 } else { attempts };
+        if failed > 0 {
+            self.upstream_attempts
+                .with_label_values(&[backend, "failure"])
+                .inc_by(u64::from(failed));
+        }
+        if last_succeeded {
+            self.upstream_attempts
+                .with_label_values(&[backend, "success"])
+                .inc();
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(8 * 1024);
+        // Encoding into a Vec only fails on invalid metric data, which the
+        // registry does not hold.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        buf
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registers_and_encodes() {
+        let m = Metrics::new().unwrap();
+        m.request(
+            "flan",
+            "hf",
+            200,
+            Outcome::Success,
+            Duration::from_millis(10),
+            Duration::from_millis(9),
+        );
+        m.attempts("hf", 2, true);
+        let text = String::from_utf8(m.encode()).unwrap();
+        assert!(text.contains(
+            r#"infergate_requests_total{backend="hf",code_class="2xx",outcome="success",route="flan"} 1"#
+        ));
+        assert!(text.contains(r#"infergate_upstream_attempts_total{backend="hf",result="failure"} 1"#));
+        assert!(text.contains(r#"infergate_build_info{version="#));
+    }
+}

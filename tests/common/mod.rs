@@ -1,0 +1,202 @@
+//! A gateway in front of the two emulators, on loopback, for integration
+//! tests: the real server, the real config loader, real sockets.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_credential_types::Credentials;
+use infergate::app::{BuildOptions, Gateway};
+use infergate::config::Config;
+use infergate::emulator::{
+    self, Credential, EmulatorHandle, HuggingFaceOptions, ModelFormat, SageMakerOptions,
+};
+use infergate::server;
+
+pub const ACCESS_KEY: &str = "AKIDINFERGATETEST";
+pub const SECRET_KEY: &str = "test-secret-key-canary-7f3a";
+pub const HF_TOKEN: &str = "hf_test_token_canary_91c2";
+
+pub fn sm_options(format: ModelFormat) -> SageMakerOptions {
+    SageMakerOptions {
+        region: "us-east-1".into(),
+        endpoints: vec!["flan-t5-small".into()],
+        credentials: vec![(
+            ACCESS_KEY.into(),
+            Credential {
+                secret_access_key: SECRET_KEY.into(),
+                session_token: None,
+            },
+        )],
+        format,
+        ..SageMakerOptions::default()
+    }
+}
+
+pub fn hf_options() -> HuggingFaceOptions {
+    HuggingFaceOptions {
+        token: Some(HF_TOKEN.into()),
+        ..HuggingFaceOptions::default()
+    }
+}
+
+pub fn static_credentials(secret: &str) -> SharedCredentialsProvider {
+    SharedCredentialsProvider::new(Credentials::new(ACCESS_KEY, secret, None, None, "test"))
+}
+
+/// The default test config: routes `sm`, `hf`, `both` and `js` (a JumpStart
+/// text2text SageMaker endpoint).
+pub const CONFIG: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+max_body_bytes = 1024
+request_timeout = "5s"
+shutdown_grace = "1s"
+
+[backends.sm]
+kind = "sagemaker"
+endpoint_name = "flan-t5-small"
+region = "us-east-1"
+endpoint_url = "${SM_URL}"
+
+[backends.js]
+kind = "sagemaker"
+endpoint_name = "flan-t5-small"
+region = "us-east-1"
+endpoint_url = "${JS_URL}"
+format = "jumpstart-text2text"
+
+[backends.hf]
+kind = "huggingface"
+url = "${HF_URL}"
+token = "${HF_TOKEN}"
+
+[routes.sm]
+backends = ["sm"]
+
+[routes.hf]
+backends = ["hf"]
+
+[routes.js]
+backends = ["js"]
+
+[routes.both]
+backends = ["sm", "hf"]
+"#;
+
+pub struct Harness {
+    pub base: String,
+    pub gateway: Arc<Gateway>,
+    pub sm: EmulatorHandle,
+    pub js: EmulatorHandle,
+    pub hf: EmulatorHandle,
+    pub client: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+pub struct Setup {
+    pub config: String,
+    pub sm_secret: String,
+    pub extra_vars: Vec<(String, String)>,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Self {
+            config: CONFIG.to_string(),
+            sm_secret: SECRET_KEY.to_string(),
+            extra_vars: Vec::new(),
+        }
+    }
+}
+
+impl Harness {
+    pub async fn start() -> Self {
+        Self::with(Setup::default()).await
+    }
+
+    pub async fn with(setup: Setup) -> Self {
+        let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
+        let sm = emulator::sagemaker::start(loopback, sm_options(ModelFormat::Tgi))
+            .await
+            .unwrap();
+        let js = emulator::sagemaker::start(loopback, sm_options(ModelFormat::JumpStartText2Text))
+            .await
+            .unwrap();
+        let hf = emulator::huggingface::start(loopback, hf_options()).await.unwrap();
+        let mut vars: HashMap<String, String> = HashMap::from([
+            ("SM_URL".to_string(), sm.url()),
+            ("JS_URL".to_string(), js.url()),
+            ("HF_URL".to_string(), hf.url()),
+            ("HF_TOKEN".to_string(), HF_TOKEN.to_string()),
+        ]);
+        vars.extend(setup.extra_vars);
+        let config = Config::from_toml(&setup.config, &|k| vars.get(k).cloned())
+            .unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
+        let mut credentials = HashMap::new();
+        for b in &config.backends {
+            credentials.insert(b.name.clone(), static_credentials(&setup.sm_secret));
+        }
+        let listener = server::bind(config.server.listen).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let gateway = Gateway::build(config, BuildOptions { credentials })
+            .await
+            .unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(server::serve(listener, Arc::clone(&gateway), async {
+            let _ = stopped.await;
+        }));
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap();
+        Harness {
+            base: format!("http://{addr}"),
+            gateway,
+            sm,
+            js,
+            hf,
+            client,
+            stop: Some(stop),
+            server: Some(server),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// POSTs a JSON body to `/v1/predict/{route}`.
+    pub async fn predict(&self, route: &str, body: &str) -> reqwest::Response {
+        self.client
+            .post(self.url(&format!("/v1/predict/{route}")))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+    }
+}
+
+/// The `error` object of a gateway error body.
+pub async fn error_json(res: reqwest::Response) -> serde_json::Value {
+    assert_eq!(
+        res.headers()["content-type"], "application/json",
+        "errors are JSON"
+    );
+    let v: serde_json::Value = res.json().await.unwrap();
+    v["error"].clone()
+}
