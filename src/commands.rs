@@ -37,7 +37,8 @@ impl Logging {
         .unwrap_or_else(|_| EnvFilter::new("info"));
         let builder = tracing_subscriber::fmt()
             .with_env_filter(filter)
-            .with_writer(std::io::stderr);
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
         let _ = match self.format {
             LogFormat::Text => builder.try_init(),
             LogFormat::Json => builder.json().flatten_event(true).try_init(),
@@ -123,7 +124,8 @@ pub fn serve(path: &Path, listen: Option<SocketAddr>, logging: &Logging) -> Exit
                 return ExitCode::FAILURE;
             }
         };
-        tracing::info!(listen = %addr, routes = gateway.routes.iter().count(), "infergate listening");
+        let local = listener.local_addr().unwrap_or(addr);
+        tracing::info!(listen = %local, routes = gateway.routes.iter().count(), "infergate listening");
         match server::serve(listener, gateway, server::shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -19,9 +19,7 @@ use tokio::task::JoinHandle;
 
 use crate::app::{BuildOptions, Gateway};
 use crate::config::Config;
-use crate::emulator::{
-    self, Credential, EmulatorHandle, HuggingFaceOptions, SageMakerOptions,
-};
+use crate::emulator::{self, Credential, EmulatorHandle, HuggingFaceOptions, SageMakerOptions};
 use crate::server;
 
 /// The demo config, embedded.

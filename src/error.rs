@@ -183,7 +183,9 @@ pub fn error_body(err: &ApiError, ctx: ErrorContext<'_>) -> Bytes {
     // fixed body rather than panic should it ever.
     serde_json::to_vec(&env)
         .map(Bytes::from)
-        .unwrap_or_else(|_| Bytes::from_static(br#"{"error":{"type":"internal","message":"error"}}"#))
+        .unwrap_or_else(|_| {
+            Bytes::from_static(br#"{"error":{"type":"internal","message":"error"}}"#)
+        })
 }
 
 /// A complete error response: status, JSON body, `Retry-After` where due.

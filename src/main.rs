@@ -18,7 +18,13 @@ use infergate::emulator::cli::EmulateCommand;
 )]
 struct Cli {
     /// Log format.
-    #[arg(long, global = true, value_enum, default_value = "text", env = "INFERGATE_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "INFERGATE_LOG_FORMAT"
+    )]
     log_format: LogFormat,
     /// Log level or filter (e.g. `debug`, `infergate=debug,info`); defaults to
     /// RUST_LOG, else `info`.
@@ -56,7 +62,12 @@ enum Command {
     Emulate(EmulateCommand),
     /// Exit 0 when the gateway answers its health check (for container health checks).
     Healthcheck {
-        #[arg(long, default_value = "http://127.0.0.1:8080/healthz")]
+        /// The gateway's health URL.
+        #[arg(
+            long,
+            env = "INFERGATE_HEALTHCHECK_URL",
+            default_value = "http://127.0.0.1:8080/healthz"
+        )]
         url: String,
     },
 }

@@ -150,7 +150,11 @@ impl Metrics {
         if attempts == 0 {
             return;
         }
-        let failed = if last_succeeded { attempts - 1 } else { attempts };
+        let failed = if last_succeeded {
+            attempts - 1
+        } else {
+            attempts
+        };
         if failed > 0 {
             self.upstream_attempts
                 .with_label_values(&[backend, "failure"])
@@ -194,7 +198,9 @@ mod tests {
         assert!(text.contains(
             r#"infergate_requests_total{backend="hf",code_class="2xx",outcome="success",route="flan"} 1"#
         ));
-        assert!(text.contains(r#"infergate_upstream_attempts_total{backend="hf",result="failure"} 1"#));
+        assert!(
+            text.contains(r#"infergate_upstream_attempts_total{backend="hf",result="failure"} 1"#)
+        );
         assert!(text.contains(r#"infergate_build_info{version="#));
     }
 }

@@ -35,15 +35,30 @@ const KEY: Key<'static> = Key {
 };
 
 async fn start(opts: SageMakerOptions) -> EmulatorHandle {
-    sagemaker::start("127.0.0.1:0".parse().unwrap(), opts).await.unwrap()
+    sagemaker::start("127.0.0.1:0".parse().unwrap(), opts)
+        .await
+        .unwrap()
 }
 
 async fn start_default() -> EmulatorHandle {
     start(SageMakerOptions::default()).await
 }
 
-fn signed_headers(url: &str, headers: &[(&str, &str)], body: &[u8], key: &Key<'_>, time: SystemTime) -> Vec<(String, String)> {
-    let identity: Identity = Credentials::new(key.id, key.secret, key.token.map(str::to_owned), None, "test").into();
+fn signed_headers(
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    key: &Key<'_>,
+    time: SystemTime,
+) -> Vec<(String, String)> {
+    let identity: Identity = Credentials::new(
+        key.id,
+        key.secret,
+        key.token.map(str::to_owned),
+        None,
+        "test",
+    )
+    .into();
     let params = v4::SigningParams::builder()
         .identity(&identity)
         .region("us-east-1")
@@ -53,7 +68,13 @@ fn signed_headers(url: &str, headers: &[(&str, &str)], body: &[u8], key: &Key<'_
         .build()
         .unwrap()
         .into();
-    let req = SignableRequest::new("POST", url, headers.iter().copied(), SignableBody::Bytes(body)).unwrap();
+    let req = SignableRequest::new(
+        "POST",
+        url,
+        headers.iter().copied(),
+        SignableBody::Bytes(body),
+    )
+    .unwrap();
     let (instructions, _) = sign(req, &params).unwrap().into_parts();
     instructions
         .headers()
@@ -126,7 +147,9 @@ fn stream<'a>(body: impl Into<Vec<u8>>) -> Call<'a> {
 }
 
 fn header(resp: &reqwest::Response, name: &str) -> Option<String> {
-    resp.headers().get(name).map(|v| v.to_str().unwrap().to_owned())
+    resp.headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_owned())
 }
 
 /// Checks the parts every AWS error has and returns the body.
@@ -136,7 +159,10 @@ async fn aws_error(resp: reqwest::Response, status: u16, error_type: &str) -> Va
     assert_eq!(et.split(':').next(), Some(error_type), "{et}");
     assert!(et.contains(":http://internal.amazon.com/coral/"), "{et}");
     assert_eq!(header(&resp, "x-amzn-requestid").unwrap().len(), 36);
-    assert_eq!(header(&resp, "content-type").as_deref(), Some("application/json"));
+    assert_eq!(
+        header(&resp, "content-type").as_deref(),
+        Some("application/json")
+    );
     resp.json().await.unwrap()
 }
 
@@ -198,14 +224,29 @@ async fn invoke_tgi_answers_generated_text_with_sagemaker_headers() {
         .send(&emu)
         .await;
     assert_eq!(resp.status(), 200);
-    assert_eq!(header(&resp, "content-type").as_deref(), Some("application/json"));
-    assert_eq!(header(&resp, "x-amzn-invoked-production-variant").as_deref(), Some("Blue"));
-    assert_eq!(header(&resp, "x-amzn-sagemaker-custom-attributes").as_deref(), Some("trace=abc"));
+    assert_eq!(
+        header(&resp, "content-type").as_deref(),
+        Some("application/json")
+    );
+    assert_eq!(
+        header(&resp, "x-amzn-invoked-production-variant").as_deref(),
+        Some("Blue")
+    );
+    assert_eq!(
+        header(&resp, "x-amzn-sagemaker-custom-attributes").as_deref(),
+        Some("trace=abc")
+    );
     assert_eq!(header(&resp, "x-amzn-requestid").unwrap().len(), 36);
-    assert_eq!(resp.json::<Value>().await.unwrap(), json!([{"generated_text": "three two"}]));
+    assert_eq!(
+        resp.json::<Value>().await.unwrap(),
+        json!([{"generated_text": "three two"}])
+    );
 
     let resp = invoke(r#"{"inputs":"a b"}"#).send(&emu).await;
-    assert_eq!(header(&resp, "x-amzn-invoked-production-variant").as_deref(), Some("AllTraffic"));
+    assert_eq!(
+        header(&resp, "x-amzn-invoked-production-variant").as_deref(),
+        Some("AllTraffic")
+    );
     assert!(header(&resp, "x-amzn-sagemaker-custom-attributes").is_none());
 
     assert_eq!(emu.counters().requests(), 2);
@@ -238,7 +279,10 @@ async fn invoke_tgi_chat_details_and_buffered_stream() {
 
     // "stream": true on the buffered route: the container's SSE, whole.
     let resp = invoke(r#"{"inputs":"a b","stream":true}"#).send(&emu).await;
-    assert_eq!(header(&resp, "content-type").as_deref(), Some("text/event-stream"));
+    assert_eq!(
+        header(&resp, "content-type").as_deref(),
+        Some("text/event-stream")
+    );
     assert_eq!(resp.text().await.unwrap(), expected_sse("a b", None));
 }
 
@@ -249,26 +293,54 @@ async fn jumpstart_text2text_format() {
         ..SageMakerOptions::default()
     })
     .await;
-    let v: Value = invoke(r#"{"text_inputs":"one two three","max_length":2,"num_return_sequences":2}"#)
-        .send(&emu)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let v: Value =
+        invoke(r#"{"text_inputs":"one two three","max_length":2,"num_return_sequences":2}"#)
+            .send(&emu)
+            .await
+            .json()
+            .await
+            .unwrap();
     assert_eq!(v, json!({"generated_texts": ["three two", "three two"]}));
 
-    let resp = invoke("one two").header("content-type", "application/x-text").send(&emu).await;
+    let resp = invoke("one two")
+        .header("content-type", "application/x-text")
+        .send(&emu)
+        .await;
     assert_eq!(resp.status(), 200);
-    assert_eq!(resp.json::<Value>().await.unwrap(), json!({"generated_text": "two one"}));
+    assert_eq!(
+        resp.json::<Value>().await.unwrap(),
+        json!({"generated_text": "two one"})
+    );
 
-    let v = aws_error(invoke(r#"{"inputs":"a"}"#).send(&emu).await, 424, "ModelError").await;
+    let v = aws_error(
+        invoke(r#"{"inputs":"a"}"#).send(&emu).await,
+        424,
+        "ModelError",
+    )
+    .await;
     assert_eq!(v["OriginalStatusCode"], 400);
 
-    let v = aws_error(invoke("a").header("content-type", "text/csv").send(&emu).await, 424, "ModelError").await;
+    let v = aws_error(
+        invoke("a")
+            .header("content-type", "text/csv")
+            .send(&emu)
+            .await,
+        424,
+        "ModelError",
+    )
+    .await;
     assert!(v["OriginalMessage"].as_str().unwrap().contains("text/csv"));
 
-    let v = aws_error(stream(r#"{"text_inputs":"a"}"#).send(&emu).await, 400, "ValidationError").await;
-    assert!(v["message"].as_str().unwrap().contains("does not support response streaming"));
+    let v = aws_error(
+        stream(r#"{"text_inputs":"a"}"#).send(&emu).await,
+        400,
+        "ValidationError",
+    )
+    .await;
+    assert!(v["message"]
+        .as_str()
+        .unwrap()
+        .contains("does not support response streaming"));
 }
 
 // === validation ===
@@ -283,11 +355,18 @@ async fn unknown_endpoint_and_bad_names_are_validation_errors() {
     let ok = invoke(r#"{"inputs":"a"}"#).send(&emu).await;
     assert_eq!(ok.status(), 200);
 
-    let resp = call("/endpoints/other/invocations", r#"{"inputs":"a"}"#).send(&emu).await;
+    let resp = call("/endpoints/other/invocations", r#"{"inputs":"a"}"#)
+        .send(&emu)
+        .await;
     let v = aws_error(resp, 400, "ValidationError").await;
-    assert_eq!(v["message"], "Endpoint other of account 123456789012 not found.");
+    assert_eq!(
+        v["message"],
+        "Endpoint other of account 123456789012 not found."
+    );
 
-    let resp = call("/endpoints/bad_name/invocations", "{}").send(&emu).await;
+    let resp = call("/endpoints/bad_name/invocations", "{}")
+        .send(&emu)
+        .await;
     let v = aws_error(resp, 400, "ValidationError").await;
     assert_eq!(
         v["message"],
@@ -296,9 +375,14 @@ async fn unknown_endpoint_and_bad_names_are_validation_errors() {
     );
 
     let long = "a".repeat(64);
-    let resp = call(&format!("/endpoints/{long}/invocations"), "{}").send(&emu).await;
+    let resp = call(&format!("/endpoints/{long}/invocations"), "{}")
+        .send(&emu)
+        .await;
     let v = aws_error(resp, 400, "ValidationError").await;
-    assert!(v["message"].as_str().unwrap().contains("length less than or equal to 63"));
+    assert!(v["message"]
+        .as_str()
+        .unwrap()
+        .contains("length less than or equal to 63"));
 
     let resp = call("/endpoints/flan/predict", "{}").send(&emu).await;
     aws_error(resp, 404, "UnknownOperationException").await;
@@ -315,7 +399,10 @@ async fn header_limits_and_body_size_are_validation_errors() {
         .await;
     let v = aws_error(resp, 400, "ValidationError").await;
     let msg = v["message"].as_str().unwrap();
-    assert!(msg.starts_with("1 validation error detected: Value 'aaa"), "{msg}");
+    assert!(
+        msg.starts_with("1 validation error detected: Value 'aaa"),
+        "{msg}"
+    );
     assert!(msg.contains("at 'customAttributes' failed to satisfy constraint: Member must have length less than or equal to 1024"));
 
     let long_session = "s".repeat(257);
@@ -344,7 +431,11 @@ async fn bad_input_is_a_model_error_wrapping_the_containers_400() {
         ..SageMakerOptions::default()
     })
     .await;
-    for body in ["not json", r#"{"parameters":{}}"#, r#"{"inputs":"a","parameters":{"max_new_tokens":0}}"#] {
+    for body in [
+        "not json",
+        r#"{"parameters":{}}"#,
+        r#"{"inputs":"a","parameters":{"max_new_tokens":0}}"#,
+    ] {
         let v = aws_error(invoke(body).send(&emu).await, 424, "ModelError").await;
         assert_eq!(v["OriginalStatusCode"], 400);
         assert_eq!(
@@ -372,25 +463,79 @@ async fn bad_input_is_a_model_error_wrapping_the_containers_400() {
 async fn every_injected_error_has_its_aws_shape() {
     let emu = start_default().await;
     let cases = [
-        (InjectedError::ValidationError, 400, "ValidationError", "message"),
-        (InjectedError::ModelError { original_status: 500 }, 424, "ModelError", "Message"),
-        (InjectedError::ModelNotReadyException, 429, "ModelNotReadyException", "message"),
-        (InjectedError::InternalFailure, 500, "InternalFailure", "message"),
-        (InjectedError::ServiceUnavailable, 503, "ServiceUnavailable", "message"),
-        (InjectedError::InternalDependencyException, 530, "InternalDependencyException", "message"),
-        (InjectedError::Status(429), 429, "ModelNotReadyException", "message"),
-        (InjectedError::Status(502), 502, "InternalFailure", "message"),
+        (
+            InjectedError::ValidationError,
+            400,
+            "ValidationError",
+            "message",
+        ),
+        (
+            InjectedError::ModelError {
+                original_status: 500,
+            },
+            424,
+            "ModelError",
+            "Message",
+        ),
+        (
+            InjectedError::ModelNotReadyException,
+            429,
+            "ModelNotReadyException",
+            "message",
+        ),
+        (
+            InjectedError::InternalFailure,
+            500,
+            "InternalFailure",
+            "message",
+        ),
+        (
+            InjectedError::ServiceUnavailable,
+            503,
+            "ServiceUnavailable",
+            "message",
+        ),
+        (
+            InjectedError::InternalDependencyException,
+            530,
+            "InternalDependencyException",
+            "message",
+        ),
+        (
+            InjectedError::Status(429),
+            429,
+            "ModelNotReadyException",
+            "message",
+        ),
+        (
+            InjectedError::Status(502),
+            502,
+            "InternalFailure",
+            "message",
+        ),
     ];
     for (error, status, error_type, member) in cases {
         emu.faults().fail_next(1, error);
-        let v = aws_error(invoke(r#"{"inputs":"a"}"#).send(&emu).await, status, error_type).await;
-        assert!(v[member].as_str().unwrap().contains("injected"), "{error:?}: {v}");
+        let v = aws_error(
+            invoke(r#"{"inputs":"a"}"#).send(&emu).await,
+            status,
+            error_type,
+        )
+        .await;
+        assert!(
+            v[member].as_str().unwrap().contains("injected"),
+            "{error:?}: {v}"
+        );
         if let InjectedError::ModelError { original_status } = error {
             assert_eq!(v["OriginalStatusCode"], original_status);
-            assert!(v["Message"].as_str().unwrap().starts_with("Received server error (500)"));
+            assert!(v["Message"]
+                .as_str()
+                .unwrap()
+                .starts_with("Received server error (500)"));
         }
     }
-    emu.faults().fail_next(1, InjectedError::ThrottlingException);
+    emu.faults()
+        .fail_next(1, InjectedError::ThrottlingException);
     let v = aws_error(invoke("{}").send(&emu).await, 400, "ThrottlingException").await;
     assert_eq!(v, json!({"message": null}));
     assert_eq!(emu.counters().errors_injected(), cases.len() as u64 + 1);
@@ -444,17 +589,30 @@ async fn signatures_are_verified_from_the_received_bytes() {
         .await;
     assert_eq!(resp.status(), 200);
 
-    let v = aws_error(invoke(body).send(&emu).await, 403, "MissingAuthenticationTokenException").await;
+    let v = aws_error(
+        invoke(body).send(&emu).await,
+        403,
+        "MissingAuthenticationTokenException",
+    )
+    .await;
     assert_eq!(v["message"], "Missing Authentication Token");
 
-    let wrong = Key { secret: "not-the-secret", ..KEY };
+    let wrong = Key {
+        secret: "not-the-secret",
+        ..KEY
+    };
     let resp = invoke(body).signed(&wrong).send(&emu).await;
     assert_eq!(
         header(&resp, "x-amzn-errortype").as_deref(),
-        Some("InvalidSignatureException:http://internal.amazon.com/coral/com.amazon.coral.service/")
+        Some(
+            "InvalidSignatureException:http://internal.amazon.com/coral/com.amazon.coral.service/"
+        )
     );
     let v = aws_error(resp, 403, "InvalidSignatureException").await;
-    assert!(v["message"].as_str().unwrap().starts_with("The request signature we calculated does not match"));
+    assert!(v["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("The request signature we calculated does not match"));
 
     let stale = SystemTime::now() - Duration::from_secs(20 * 60);
     let resp = invoke(body).signed(&KEY).at(stale).send(&emu).await;
@@ -462,8 +620,17 @@ async fn signatures_are_verified_from_the_received_bytes() {
 
     // A signed header changed after signing: the signature no longer matches.
     let url = format!("{}/endpoints/flan/invocations", emu.url());
-    let signed = signed_headers(&url, &[("content-type", "application/json")], body.as_bytes(), &KEY, SystemTime::now());
-    let mut req = reqwest::Client::new().post(&url).body(body).header("content-type", "text/plain");
+    let signed = signed_headers(
+        &url,
+        &[("content-type", "application/json")],
+        body.as_bytes(),
+        &KEY,
+        SystemTime::now(),
+    );
+    let mut req = reqwest::Client::new()
+        .post(&url)
+        .body(body)
+        .header("content-type", "text/plain");
     for (k, v) in signed {
         req = req.header(k, v);
     }
@@ -506,11 +673,21 @@ async fn session_tokens_and_credential_rotation() {
 #[tokio::test]
 async fn h2c_requests_are_served_and_verified() {
     let emu = start(with_key(None)).await;
-    let client = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
-    let resp = invoke(r#"{"inputs":"a b"}"#).signed(&KEY).client(client).send(&emu).await;
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let resp = invoke(r#"{"inputs":"a b"}"#)
+        .signed(&KEY)
+        .client(client)
+        .send(&emu)
+        .await;
     assert_eq!(resp.version(), reqwest::Version::HTTP_2);
     assert_eq!(resp.status(), 200);
-    assert_eq!(resp.json::<Value>().await.unwrap(), json!([{"generated_text": "b a"}]));
+    assert_eq!(
+        resp.json::<Value>().await.unwrap(),
+        json!([{"generated_text": "b a"}])
+    );
 }
 
 // === sessions ===
@@ -531,7 +708,10 @@ async fn stateful_sessions_open_continue_and_close() {
     let ahead = expires.duration_since(SystemTime::now()).unwrap();
     assert!(ahead > Duration::from_secs(19 * 60) && ahead <= Duration::from_secs(20 * 60));
 
-    let resp = invoke(r#"{"inputs":"a"}"#).header("x-amzn-sagemaker-session-id", id).send(&emu).await;
+    let resp = invoke(r#"{"inputs":"a"}"#)
+        .header("x-amzn-sagemaker-session-id", id)
+        .send(&emu)
+        .await;
     assert_eq!(resp.status(), 200);
     assert!(header(&resp, "x-amzn-sagemaker-new-session-id").is_none());
 
@@ -541,17 +721,26 @@ async fn stateful_sessions_open_continue_and_close() {
         .send(&emu)
         .await;
     assert_eq!(resp.status(), 200);
-    let resp = stream("{}").header("x-amzn-sagemaker-session-id", "NEW_SESSION").send(&emu).await;
+    let resp = stream("{}")
+        .header("x-amzn-sagemaker-session-id", "NEW_SESSION")
+        .send(&emu)
+        .await;
     aws_error(resp, 400, "ValidationError").await;
 
     let resp = invoke(r#"{"inputs":"a","close_session":true}"#)
         .header("x-amzn-sagemaker-session-id", id)
         .send(&emu)
         .await;
-    assert_eq!(header(&resp, "x-amzn-sagemaker-closed-session-id").as_deref(), Some(id));
+    assert_eq!(
+        header(&resp, "x-amzn-sagemaker-closed-session-id").as_deref(),
+        Some(id)
+    );
 
     for unknown in [id, "never-opened"] {
-        let resp = invoke(r#"{"inputs":"a"}"#).header("x-amzn-sagemaker-session-id", unknown).send(&emu).await;
+        let resp = invoke(r#"{"inputs":"a"}"#)
+            .header("x-amzn-sagemaker-session-id", unknown)
+            .send(&emu)
+            .await;
         let v = aws_error(resp, 400, "ValidationError").await;
         assert!(v["message"].as_str().unwrap().contains(unknown));
     }
@@ -568,10 +757,22 @@ async fn response_stream_carries_tgi_sse_in_payload_parts() {
         .send(&emu)
         .await;
     assert_eq!(resp.status(), 200);
-    assert_eq!(header(&resp, "content-type").as_deref(), Some("application/vnd.amazon.eventstream"));
-    assert_eq!(header(&resp, "x-amzn-sagemaker-content-type").as_deref(), Some("text/event-stream"));
-    assert_eq!(header(&resp, "x-amzn-invoked-production-variant").as_deref(), Some("AllTraffic"));
-    assert_eq!(header(&resp, "x-amzn-sagemaker-custom-attributes").as_deref(), Some("k=v"));
+    assert_eq!(
+        header(&resp, "content-type").as_deref(),
+        Some("application/vnd.amazon.eventstream")
+    );
+    assert_eq!(
+        header(&resp, "x-amzn-sagemaker-content-type").as_deref(),
+        Some("text/event-stream")
+    );
+    assert_eq!(
+        header(&resp, "x-amzn-invoked-production-variant").as_deref(),
+        Some("AllTraffic")
+    );
+    assert_eq!(
+        header(&resp, "x-amzn-sagemaker-custom-attributes").as_deref(),
+        Some("k=v")
+    );
     let frames = decode_frames(&resp.bytes().await.unwrap()).unwrap();
     assert_eq!(frames.len(), 3);
     for f in &frames {
@@ -580,9 +781,16 @@ async fn response_stream_carries_tgi_sse_in_payload_parts() {
         assert_eq!(header_of(f, ":content-type"), "application/octet-stream");
     }
     let text: Vec<u8> = frames.iter().flat_map(|f| f.payload().to_vec()).collect();
-    assert_eq!(String::from_utf8(text).unwrap(), expected_sse("one two three", None));
+    assert_eq!(
+        String::from_utf8(text).unwrap(),
+        expected_sse("one two three", None)
+    );
     let last: Value = serde_json::from_str(
-        std::str::from_utf8(frames[2].payload()).unwrap().trim().strip_prefix("data:").unwrap(),
+        std::str::from_utf8(frames[2].payload())
+            .unwrap()
+            .trim()
+            .strip_prefix("data:")
+            .unwrap(),
     )
     .unwrap();
     assert_eq!(last["generated_text"], "three two one");
@@ -590,7 +798,10 @@ async fn response_stream_carries_tgi_sse_in_payload_parts() {
 
     // Without "stream": true the TGI container answers JSON, in one part.
     let resp = stream(r#"{"inputs":"a b"}"#).send(&emu).await;
-    assert_eq!(header(&resp, "x-amzn-sagemaker-content-type").as_deref(), Some("application/json"));
+    assert_eq!(
+        header(&resp, "x-amzn-sagemaker-content-type").as_deref(),
+        Some("application/json")
+    );
     let frames = decode_frames(&resp.bytes().await.unwrap()).unwrap();
     assert_eq!(frames.len(), 1);
     assert_eq!(&frames[0].payload()[..], br#"[{"generated_text":"b a"}]"#);
@@ -603,7 +814,8 @@ async fn response_stream_split_corrupt_and_errors() {
     let body = format!(r#"{{"inputs":"{inputs}","stream":true}}"#);
 
     emu.faults().update(|f| f.stream_split = Some(7));
-    let frames = decode_frames(&stream(body.clone()).send(&emu).await.bytes().await.unwrap()).unwrap();
+    let frames =
+        decode_frames(&stream(body.clone()).send(&emu).await.bytes().await.unwrap()).unwrap();
     assert!(frames.len() > 6);
     assert!(frames.iter().all(|f| (1..=7).contains(&f.payload().len())));
     let text: Vec<u8> = frames.iter().flat_map(|f| f.payload().to_vec()).collect();
@@ -629,7 +841,8 @@ async fn response_stream_split_corrupt_and_errors() {
             stream_error: kind,
             ..FaultConfig::default()
         });
-        let frames = decode_frames(&stream(body.clone()).send(&emu).await.bytes().await.unwrap()).unwrap();
+        let frames =
+            decode_frames(&stream(body.clone()).send(&emu).await.bytes().await.unwrap()).unwrap();
         assert_eq!(frames.len(), 3);
         let ex = &frames[2];
         assert_eq!(header_of(ex, ":message-type"), "exception");
@@ -645,7 +858,8 @@ async fn response_stream_split_corrupt_and_errors() {
     // Errors before the stream starts are ordinary JSON errors.
     emu.faults().set(FaultConfig::default());
     aws_error(stream("not json").send(&emu).await, 424, "ModelError").await;
-    emu.faults().fail_next(1, InjectedError::ModelNotReadyException);
+    emu.faults()
+        .fail_next(1, InjectedError::ModelNotReadyException);
     aws_error(stream(body).send(&emu).await, 429, "ModelNotReadyException").await;
 }
 
@@ -666,14 +880,20 @@ async fn chat_stream_ends_with_done() {
 async fn reset_faults_cut_the_connection() {
     let emu = start_default().await;
     emu.faults().update(|f| f.reset_next = 1);
-    let err = invoke(r#"{"inputs":"a"}"#).try_send(&emu).await.unwrap_err();
+    let err = invoke(r#"{"inputs":"a"}"#)
+        .try_send(&emu)
+        .await
+        .unwrap_err();
     assert!(is_reset(&err), "{err:?}");
     assert_eq!(emu.counters().resets_injected(), 1);
     assert_eq!(emu.counters().cancelled(), 0);
     assert_eq!(invoke(r#"{"inputs":"a"}"#).send(&emu).await.status(), 200);
 
     emu.faults().update(|f| f.reset_rate = 1.0);
-    let err = stream(r#"{"inputs":"a","stream":true}"#).try_send(&emu).await.unwrap_err();
+    let err = stream(r#"{"inputs":"a","stream":true}"#)
+        .try_send(&emu)
+        .await
+        .unwrap_err();
     assert!(is_reset(&err), "{err:?}");
     assert_eq!(emu.counters().resets_injected(), 2);
 }
@@ -700,7 +920,10 @@ async fn latency_and_cold_start_delay_the_answer() {
     let t = Instant::now();
     assert_eq!(invoke(r#"{"inputs":"a"}"#).send(&emu).await.status(), 200);
     assert!(t.elapsed() >= Duration::from_millis(80));
-    assert_eq!(emu.faults().scale_state(), infergate::emulator::ScaleState::Ready);
+    assert_eq!(
+        emu.faults().scale_state(),
+        infergate::emulator::ScaleState::Ready
+    );
 }
 
 #[tokio::test]
@@ -713,7 +936,9 @@ async fn in_flight_and_cancelled_streams_are_counted() {
         ..SageMakerOptions::default()
     })
     .await;
-    let mut resp = stream(r#"{"inputs":"a b c d e f g h i j","stream":true}"#).send(&emu).await;
+    let mut resp = stream(r#"{"inputs":"a b c d e f g h i j","stream":true}"#)
+        .send(&emu)
+        .await;
     assert!(resp.chunk().await.unwrap().is_some());
     assert_eq!(emu.counters().in_flight(), 1);
     drop(resp);
@@ -763,7 +988,11 @@ async fn control_routes_work_out_of_process() {
         .unwrap();
     assert_eq!(reqs[0]["path"], "/endpoints/flan/invocations");
     assert_eq!(reqs[0]["body"], r#"{"inputs":"a"}"#);
-    let reset = client.post(format!("{base}/_emulator/counters/reset")).send().await.unwrap();
+    let reset = client
+        .post(format!("{base}/_emulator/counters/reset"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(reset.status(), 204);
     assert_eq!(emu.counters().requests(), 0);
     assert!(emu.counters().last().is_none());
@@ -781,7 +1010,10 @@ async fn shutdown_and_drop_stop_the_server() {
     drop(emu);
     let deadline = Instant::now() + Duration::from_secs(5);
     while tokio::net::TcpStream::connect(addr).await.is_ok() {
-        assert!(Instant::now() < deadline, "server still accepting after drop");
+        assert!(
+            Instant::now() < deadline,
+            "server still accepting after drop"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }

@@ -113,7 +113,9 @@ macro_rules! backend_suite {
                     if $route == "hf" {
                         InjectedError::Status(422)
                     } else {
-                        InjectedError::ModelError { original_status: 400 }
+                        InjectedError::ModelError {
+                            original_status: 400,
+                        }
                     },
                 );
                 let res = h.predict($route, BODY).await;
@@ -151,7 +153,9 @@ macro_rules! backend_suite {
             #[tokio::test]
             async fn one_transient_failure_is_absorbed() {
                 let h = Harness::start().await;
-                emulator(&h, $route).faults().fail_next(1, throttled($route));
+                emulator(&h, $route)
+                    .faults()
+                    .fail_next(1, throttled($route));
                 let res = h.predict($route, BODY).await;
                 assert_eq!(res.status(), 200);
                 assert_eq!(res.headers()["x-infergate-attempts"], "2");
@@ -194,12 +198,17 @@ macro_rules! backend_suite {
                     ..Setup::default()
                 })
                 .await;
-                emulator(&h, $route).faults().update(|f| f.latency = Duration::from_secs(3));
+                emulator(&h, $route)
+                    .faults()
+                    .update(|f| f.latency = Duration::from_secs(3));
                 let res = h.predict($route, BODY).await;
                 assert_eq!(res.status(), 504);
                 let e = error_json(res).await;
                 assert_eq!(e["type"], "deadline_exceeded");
-                assert_eq!(e["message"], "no answer within the request deadline of 300ms");
+                assert_eq!(
+                    e["message"],
+                    "no answer within the request deadline of 300ms"
+                );
                 h.shutdown().await;
             }
 
@@ -215,7 +224,9 @@ macro_rules! backend_suite {
                 let res = h
                     .client
                     .post(h.url(concat!("/v1/predict/", $route)))
-                    .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+                    .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+                        chunks,
+                    )))
                     .send()
                     .await
                     .unwrap();
@@ -244,11 +255,20 @@ async fn both_backends_answer_alike_and_share_the_traffic() {
     for _ in 0..40 {
         let res = h.predict("both", BODY).await;
         assert_eq!(res.status(), 200);
-        seen.insert(res.headers()["x-infergate-backend"].to_str().unwrap().to_string());
+        seen.insert(
+            res.headers()["x-infergate-backend"]
+                .to_str()
+                .unwrap()
+                .to_string(),
+        );
         let v: Value = res.json().await.unwrap();
         assert_eq!(v, expected_answer());
     }
-    assert_eq!(seen.len(), 2, "40 requests at equal weight reach both backends");
+    assert_eq!(
+        seen.len(),
+        2,
+        "40 requests at equal weight reach both backends"
+    );
     assert_eq!(h.sm.counters().requests() + h.hf.counters().requests(), 40);
     h.shutdown().await;
 }
@@ -343,7 +363,10 @@ async fn hf_gets_the_bearer_token_and_sagemaker_a_sigv4_signature() {
     assert_eq!(h.predict("hf", BODY).await.status(), 200);
     assert_eq!(h.predict("sm", BODY).await.status(), 200);
     let hf = h.hf.counters().last().unwrap();
-    assert_eq!(hf.headers["authorization"], format!("Bearer {HF_TOKEN}").as_str());
+    assert_eq!(
+        hf.headers["authorization"],
+        format!("Bearer {HF_TOKEN}").as_str()
+    );
     let sm = h.sm.counters().last().unwrap();
     let auth = sm.headers["authorization"].to_str().unwrap();
     assert!(auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDINFERGATETEST/"));
@@ -364,7 +387,14 @@ async fn public_hf_endpoint_gets_no_authorization() {
     .await;
     h.hf.set_token(None);
     assert_eq!(h.predict("hf", BODY).await.status(), 200);
-    assert!(h.hf.counters().last().unwrap().headers.get("authorization").is_none());
+    assert!(h
+        .hf
+        .counters()
+        .last()
+        .unwrap()
+        .headers
+        .get("authorization")
+        .is_none());
     h.shutdown().await;
 }
 
@@ -384,9 +414,17 @@ async fn sagemaker_headers_pass_both_ways() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    assert_eq!(res.headers()["x-amzn-invoked-production-variant"], "variant-b");
-    assert_eq!(res.headers()["x-amzn-sagemaker-custom-attributes"], "trace=abc");
-    let session = res.headers()["x-amzn-sagemaker-new-session-id"].to_str().unwrap();
+    assert_eq!(
+        res.headers()["x-amzn-invoked-production-variant"],
+        "variant-b"
+    );
+    assert_eq!(
+        res.headers()["x-amzn-sagemaker-custom-attributes"],
+        "trace=abc"
+    );
+    let session = res.headers()["x-amzn-sagemaker-new-session-id"]
+        .to_str()
+        .unwrap();
     assert!(session.contains("; Expires="), "{session}");
     let seen = h.sm.counters().last().unwrap();
     assert_eq!(seen.headers["x-amzn-sagemaker-inference-id"], "inf-1");
@@ -419,7 +457,10 @@ async fn fixed_config_headers_are_sent() {
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["x-amzn-invoked-production-variant"], "pinned");
     let seen = h.sm.counters().last().unwrap();
-    assert_eq!(seen.headers["x-amzn-sagemaker-custom-attributes"], "from-config");
+    assert_eq!(
+        seen.headers["x-amzn-sagemaker-custom-attributes"],
+        "from-config"
+    );
     h.shutdown().await;
 }
 
@@ -449,7 +490,10 @@ async fn jumpstart_backend_is_adapted_both_ways() {
     assert_eq!(v, expected_answer());
     let seen = h.js.counters().last().unwrap();
     let sent: Value = serde_json::from_slice(&seen.body).unwrap();
-    assert_eq!(sent, json!({"text_inputs": "one stable inference URL", "max_length": 8}));
+    assert_eq!(
+        sent,
+        json!({"text_inputs": "one stable inference URL", "max_length": 8})
+    );
     h.shutdown().await;
 }
 
@@ -476,7 +520,10 @@ async fn unreachable_backend_is_a_502() {
         .local_addr()
         .unwrap()
         .port();
-    let config = common::CONFIG.replace("url = \"${HF_URL}\"", &format!("url = \"http://127.0.0.1:{port}\""));
+    let config = common::CONFIG.replace(
+        "url = \"${HF_URL}\"",
+        &format!("url = \"http://127.0.0.1:{port}\""),
+    );
     let h = Harness::with(Setup {
         config,
         ..Setup::default()

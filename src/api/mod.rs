@@ -58,7 +58,11 @@ where
     res
 }
 
-fn method_not_allowed(method: &Method, allowed: &'static str, id: &HeaderValue) -> Response<ResBody> {
+fn method_not_allowed(
+    method: &Method,
+    allowed: &'static str,
+    id: &HeaderValue,
+) -> Response<ResBody> {
     let mut res = error(
         &ApiError::MethodNotAllowed {
             method: method.to_string(),
@@ -92,7 +96,9 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
 
 /// A response with a complete body.
 pub fn full(body: impl Into<Bytes>) -> ResBody {
-    Full::new(body.into()).map_err(|never| match never {}).boxed()
+    Full::new(body.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 /// An error response with the JSON body.
@@ -112,7 +118,10 @@ mod tests {
         assert_eq!(request_id(&h), "abc-123");
         h.insert("x-request-id", HeaderValue::from_static("has space"));
         assert_ne!(request_id(&h), "has space");
-        h.insert("x-request-id", HeaderValue::from_str(&"a".repeat(200)).unwrap());
+        h.insert(
+            "x-request-id",
+            HeaderValue::from_str(&"a".repeat(200)).unwrap(),
+        );
         assert_eq!(request_id(&h).len(), 32);
         assert_eq!(request_id(&HeaderMap::new()).len(), 32);
     }

@@ -58,7 +58,17 @@ where
                 request_id: Some(rid),
             },
         );
-        finish(gw, "unknown", None, &res, 0, started, Duration::ZERO, rid, 0);
+        finish(
+            gw,
+            "unknown",
+            None,
+            &res,
+            0,
+            started,
+            Duration::ZERO,
+            rid,
+            0,
+        );
         return res;
     };
     let route = Arc::clone(route);
@@ -73,7 +83,17 @@ where
         Ok(b) => b,
         Err(err) => {
             let res = error(&err, ctx);
-            finish(gw, &route.name, None, &res, 0, started, Duration::ZERO, rid, 0);
+            finish(
+                gw,
+                &route.name,
+                None,
+                &res,
+                0,
+                started,
+                Duration::ZERO,
+                rid,
+                0,
+            );
             return res;
         }
     };
@@ -82,7 +102,17 @@ where
         Ok(h) => h,
         Err(err) => {
             let res = error(&err, ctx);
-            finish(gw, &route.name, None, &res, 0, started, Duration::ZERO, rid, bytes_in);
+            finish(
+                gw,
+                &route.name,
+                None,
+                &res,
+                0,
+                started,
+                Duration::ZERO,
+                rid,
+                bytes_in,
+            );
             return res;
         }
     };
@@ -181,7 +211,8 @@ fn sagemaker_headers(headers: &HeaderMap) -> Result<Vec<(HeaderName, HeaderValue
     for (name, min, max) in SAGEMAKER_HEADERS {
         if let Some(v) = headers.get(*name) {
             let len = v.len();
-            if len < *min || len > *max || !v.as_bytes().iter().all(|b| b.is_ascii() && *b >= 0x20) {
+            if len < *min || len > *max || !v.as_bytes().iter().all(|b| b.is_ascii() && *b >= 0x20)
+            {
                 return Err(ApiError::BadRequest(format!(
                     "header {name} must be {min} to {max} printable ASCII characters"
                 )));
@@ -246,8 +277,8 @@ fn finish(
         backend,
         status,
         attempts,
-        total_ms = total.as_secs_f64() * 1e3,
-        upstream_ms = upstream.as_secs_f64() * 1e3,
+        total_us = u64::try_from(total.as_micros()).unwrap_or(u64::MAX),
+        upstream_us = u64::try_from(upstream.as_micros()).unwrap_or(u64::MAX),
         bytes_in,
         "request"
     );
@@ -271,20 +302,31 @@ mod tests {
 
     #[tokio::test]
     async fn undeclared_body_over_the_limit_is_refused() {
-        let err = read_body(Full::new(Bytes::from_static(b"0123456789a")), &HeaderMap::new(), 10)
-            .await
-            .unwrap_err();
+        let err = read_body(
+            Full::new(Bytes::from_static(b"0123456789a")),
+            &HeaderMap::new(),
+            10,
+        )
+        .await
+        .unwrap_err();
         assert!(matches!(err, ApiError::PayloadTooLarge { limit: 10 }));
-        let ok = read_body(Full::new(Bytes::from_static(b"0123456789")), &HeaderMap::new(), 10)
-            .await
-            .unwrap();
+        let ok = read_body(
+            Full::new(Bytes::from_static(b"0123456789")),
+            &HeaderMap::new(),
+            10,
+        )
+        .await
+        .unwrap();
         assert_eq!(ok.len(), 10);
     }
 
     #[test]
     fn sagemaker_headers_are_checked_against_the_api_limits() {
         let mut h = HeaderMap::new();
-        h.insert("x-amzn-sagemaker-target-variant", HeaderValue::from_static("v1"));
+        h.insert(
+            "x-amzn-sagemaker-target-variant",
+            HeaderValue::from_static("v1"),
+        );
         h.insert("x-amzn-sagemaker-unknown", HeaderValue::from_static("x"));
         let got = sagemaker_headers(&h).unwrap();
         assert_eq!(got.len(), 1);

@@ -113,7 +113,10 @@ mod tests {
         let body = json!({"inputs": "hello", "parameters": {"max_new_tokens": 5, "top_k": 3}});
         let out = jumpstart_request(body.to_string().as_bytes(), "sm").unwrap();
         let v: Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(v, json!({"text_inputs": "hello", "max_length": 5, "top_k": 3}));
+        assert_eq!(
+            v,
+            json!({"text_inputs": "hello", "max_length": 5, "top_k": 3})
+        );
     }
 
     #[test]

@@ -118,7 +118,12 @@ fn message_of(body: &[u8]) -> String {
 }
 
 /// Turns an HF endpoint error answer into a [`Failure`].
-pub(crate) fn classify_error(backend: &str, status: u16, headers: &HeaderMap, body: &[u8]) -> Failure {
+pub(crate) fn classify_error(
+    backend: &str,
+    status: u16,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Failure {
     let message = clip(&message_of(body));
     let described = |what: &str| {
         if message.is_empty() {
@@ -179,7 +184,10 @@ mod tests {
         );
         assert_eq!(f.kind, FailureKind::ModelError);
         assert_eq!(f.client_status, Some(422));
-        assert_eq!(f.message, "Input validation error: `inputs` must not be empty");
+        assert_eq!(
+            f.message,
+            "Input validation error: `inputs` must not be empty"
+        );
     }
 
     #[test]
@@ -191,7 +199,12 @@ mod tests {
 
     #[test]
     fn overload_and_cold_start_are_retryable() {
-        let f = classify_error("hf", 429, &HeaderMap::new(), br#"{"error":"Model is overloaded","error_type":"overloaded"}"#);
+        let f = classify_error(
+            "hf",
+            429,
+            &HeaderMap::new(),
+            br#"{"error":"Model is overloaded","error_type":"overloaded"}"#,
+        );
         assert_eq!(f.kind, FailureKind::Throttled);
         assert!(f.retryable);
         let f = classify_error("hf", 503, &HeaderMap::new(), b"");

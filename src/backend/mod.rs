@@ -44,7 +44,9 @@ pub struct Backend {
 /// The closed set of backend kinds.
 #[derive(Debug)]
 pub enum BackendKind {
-    SageMaker(SageMaker),
+    // Boxed: a SageMaker backend carries its credential cache and is much
+    // larger than an HF one.
+    SageMaker(Box<SageMaker>),
     HuggingFace(HuggingFace),
 }
 
@@ -57,9 +59,9 @@ impl Backend {
         credentials: Option<SharedCredentialsProvider>,
     ) -> Result<Self, String> {
         let kind = match &cfg.kind {
-            BackendKindConfig::SageMaker(sm) => BackendKind::SageMaker(
+            BackendKindConfig::SageMaker(sm) => BackendKind::SageMaker(Box::new(
                 SageMaker::from_config(&cfg.name, sm, credentials).await?,
-            ),
+            )),
             BackendKindConfig::HuggingFace(hf) => {
                 BackendKind::HuggingFace(HuggingFace::from_config(hf))
             }

@@ -244,7 +244,12 @@ fn model_message(original: &str) -> String {
 }
 
 /// Turns a SageMaker error answer into a [`Failure`].
-pub(crate) fn classify_error(backend: &str, status: u16, headers: &HeaderMap, body: &[u8]) -> Failure {
+pub(crate) fn classify_error(
+    backend: &str,
+    status: u16,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Failure {
     let json: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let kind = error_type(headers, &json).unwrap_or_default();
     let message = message_of(&json).unwrap_or_default();
@@ -368,8 +373,8 @@ mod tests {
     fn host_header_keeps_non_default_ports_only() {
         let u = reqwest::Url::parse("http://127.0.0.1:9001/endpoints/x/invocations").unwrap();
         assert_eq!(host_header(&u), "127.0.0.1:9001");
-        let u = reqwest::Url::parse("https://runtime.sagemaker.us-east-1.amazonaws.com:443/x")
-            .unwrap();
+        let u =
+            reqwest::Url::parse("https://runtime.sagemaker.us-east-1.amazonaws.com:443/x").unwrap();
         assert_eq!(host_header(&u), "runtime.sagemaker.us-east-1.amazonaws.com");
     }
 
@@ -401,7 +406,12 @@ mod tests {
             "OriginalMessage": "{\"code\": 400, \"type\": \"InternalServerException\", \"message\": \"bad input\"}",
             "LogStreamArn": "arn:aws:logs:us-east-1:123456789012:log-group:/aws/sagemaker/Endpoints/x"
         });
-        let f = classify_error("sm", 424, &headers("ModelError"), body.to_string().as_bytes());
+        let f = classify_error(
+            "sm",
+            424,
+            &headers("ModelError"),
+            body.to_string().as_bytes(),
+        );
         assert_eq!(f.kind, FailureKind::ModelError);
         assert_eq!(f.client_status, Some(400));
         assert_eq!(f.status, Some(424));
@@ -412,7 +422,12 @@ mod tests {
     #[test]
     fn model_error_with_a_server_status_is_not_the_clients_fault() {
         let body = serde_json::json!({"Message": "m", "OriginalStatusCode": 500, "OriginalMessage": "boom"});
-        let f = classify_error("sm", 424, &headers("ModelError"), body.to_string().as_bytes());
+        let f = classify_error(
+            "sm",
+            424,
+            &headers("ModelError"),
+            body.to_string().as_bytes(),
+        );
         assert_eq!(f.kind, FailureKind::ServerError);
         assert!(!f.retryable);
     }

@@ -87,8 +87,7 @@ pub fn sign_request(
     let (new_headers, _params) = instructions.into_parts();
     for h in new_headers {
         let name = HeaderName::from_static(h.name());
-        let mut value =
-            HeaderValue::from_str(h.value()).map_err(|e| SignError(e.to_string()))?;
+        let mut value = HeaderValue::from_str(h.value()).map_err(|e| SignError(e.to_string()))?;
         value.set_sensitive(h.sensitive() || name == http::header::AUTHORIZATION);
         headers.insert(name, value);
     }

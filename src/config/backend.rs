@@ -19,10 +19,26 @@ const HUGGINGFACE: &str = "huggingface";
 const SAGEMAKER_HEADERS: [(&str, &str, usize); 7] = [
     ("target_variant", "x-amzn-sagemaker-target-variant", 63),
     ("target_model", "x-amzn-sagemaker-target-model", 1024),
-    ("target_container_hostname", "x-amzn-sagemaker-target-container-hostname", 63),
-    ("inference_component", "x-amzn-sagemaker-inference-component", 63),
-    ("custom_attributes", "x-amzn-sagemaker-custom-attributes", 1024),
-    ("enable_explanations", "x-amzn-sagemaker-enable-explanations", 64),
+    (
+        "target_container_hostname",
+        "x-amzn-sagemaker-target-container-hostname",
+        63,
+    ),
+    (
+        "inference_component",
+        "x-amzn-sagemaker-inference-component",
+        63,
+    ),
+    (
+        "custom_attributes",
+        "x-amzn-sagemaker-custom-attributes",
+        1024,
+    ),
+    (
+        "enable_explanations",
+        "x-amzn-sagemaker-enable-explanations",
+        64,
+    ),
     ("inference_id", "x-amzn-sagemaker-inference-id", 64),
 ];
 
@@ -38,7 +54,10 @@ pub(super) fn validate_backend(
     let kind_path = key_path(path, "kind");
     let kind = match raw.kind.as_deref() {
         None => {
-            diag.error(&kind_path, r#"required, expected "sagemaker" or "huggingface""#);
+            diag.error(
+                &kind_path,
+                r#"required, expected "sagemaker" or "huggingface""#,
+            );
             None
         }
         Some(SAGEMAKER) => {
@@ -74,7 +93,12 @@ fn wrong_kind_keys(keys: &[&str], kind: &str, owner: &str, path: &str, diag: &mu
     }
 }
 
-fn required(value: Option<String>, path: &str, kind: &str, diag: &mut Diagnostics) -> Option<String> {
+fn required(
+    value: Option<String>,
+    path: &str,
+    kind: &str,
+    diag: &mut Diagnostics,
+) -> Option<String> {
     if value.is_none() {
         diag.error(path, format!("required for kind {kind:?}"));
     }
@@ -86,8 +110,13 @@ fn required(value: Option<String>, path: &str, kind: &str, diag: &mut Diagnostic
 fn sagemaker(raw: RawBackend, path: &str, diag: &mut Diagnostics) -> Option<SageMakerConfig> {
     let p = |key: &str| key_path(path, key);
 
-    let endpoint_name = required(raw.endpoint_name.clone(), &p("endpoint_name"), SAGEMAKER, diag)
-        .filter(|name| check_endpoint_name(name, &p("endpoint_name"), diag));
+    let endpoint_name = required(
+        raw.endpoint_name.clone(),
+        &p("endpoint_name"),
+        SAGEMAKER,
+        diag,
+    )
+    .filter(|name| check_endpoint_name(name, &p("endpoint_name"), diag));
     let region = required(raw.region.clone(), &p("region"), SAGEMAKER, diag)
         .filter(|region| check_region(region, &p("region"), diag));
     let endpoint_url = raw
@@ -136,7 +165,9 @@ fn sagemaker(raw: RawBackend, path: &str, diag: &mut Diagnostics) -> Option<Sage
         {
             diag.error(
                 &p(key),
-                format!(r#"must be 2 to {max} characters among letters, digits and "+=,.@{extra}_-""#),
+                format!(
+                    r#"must be 2 to {max} characters among letters, digits and "+=,.@{extra}_-""#
+                ),
             );
         }
     }
@@ -214,7 +245,11 @@ fn in_aws_partition(region: &str) -> bool {
         .any(|prefix| region.starts_with(prefix))
 }
 
-fn sagemaker_headers(raw: &RawBackend, path: &str, diag: &mut Diagnostics) -> Vec<(HeaderName, HeaderValue)> {
+fn sagemaker_headers(
+    raw: &RawBackend,
+    path: &str,
+    diag: &mut Diagnostics,
+) -> Vec<(HeaderName, HeaderValue)> {
     let values = [
         &raw.target_variant,
         &raw.target_model,
@@ -231,7 +266,10 @@ fn sagemaker_headers(raw: &RawBackend, path: &str, diag: &mut Diagnostics) -> Ve
         if !(1..=max).contains(&value.len()) {
             diag.error(&path, format!("must be 1 to {max} characters"));
         } else if !value.bytes().all(|b| (0x20..=0x7e).contains(&b)) || value.trim() != value {
-            diag.error(&path, "must be printable ASCII, without leading or trailing spaces");
+            diag.error(
+                &path,
+                "must be printable ASCII, without leading or trailing spaces",
+            );
         } else {
             match HeaderValue::from_str(value) {
                 Ok(v) => headers.push((HeaderName::from_static(header), v)),
@@ -246,7 +284,8 @@ fn sagemaker_headers(raw: &RawBackend, path: &str, diag: &mut Diagnostics) -> Ve
 
 fn huggingface(raw: RawBackend, path: &str, diag: &mut Diagnostics) -> Option<HuggingFaceConfig> {
     let url_path = key_path(path, "url");
-    let url = required(raw.url, &url_path, HUGGINGFACE, diag).and_then(|url| http_url(&url, &url_path, diag));
+    let url = required(raw.url, &url_path, HUGGINGFACE, diag)
+        .and_then(|url| http_url(&url, &url_path, diag));
 
     let token_path = key_path(path, "token");
     // An empty token means a public endpoint, so `token = "${HF_TOKEN:-}"`

@@ -88,7 +88,11 @@ pub(super) fn key_path(parent: &str, key: &str) -> String {
         && key
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    let key = if bare { key.to_owned() } else { format!("{key:?}") };
+    let key = if bare {
+        key.to_owned()
+    } else {
+        format!("{key:?}")
+    };
     if parent.is_empty() {
         key
     } else {
@@ -111,7 +115,10 @@ mod tests {
         assert_eq!(key_path("", "server"), "server");
         assert_eq!(key_path("backends", "sm-flan"), "backends.sm-flan");
         assert_eq!(key_path("backends", "sm.flan"), "backends.\"sm.flan\"");
-        assert_eq!(index_path("routes.flan.backends", 2), "routes.flan.backends[2]");
+        assert_eq!(
+            index_path("routes.flan.backends", 2),
+            "routes.flan.backends[2]"
+        );
     }
 
     #[test]

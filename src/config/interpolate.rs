@@ -43,9 +43,7 @@ pub(super) fn interpolate(
             continue;
         }
         let Some(open) = after.strip_prefix('{') else {
-            errors.push(
-                r#"a "$" must start "${NAME}"; write "$$" for a literal "$""#.to_owned(),
-            );
+            errors.push(r#"a "$" must start "${NAME}"; write "$$" for a literal "$""#.to_owned());
             rest = after;
             continue;
         };
@@ -81,7 +79,9 @@ pub(super) fn interpolate(
                 } else if let Some(message) = op.strip_prefix('?') {
                     match non_empty {
                         Some(v) => value.push_str(&v),
-                        None if message.is_empty() => errors.push(format!("{name}: not set or empty")),
+                        None if message.is_empty() => {
+                            errors.push(format!("{name}: not set or empty"))
+                        }
                         None => errors.push(format!("{name}: {message}")),
                     }
                 } else {
@@ -226,20 +226,31 @@ mod tests {
             err("cost $5"),
             [r#"a "$" must start "${NAME}"; write "$$" for a literal "$""#]
         );
-        assert_eq!(err("${HF_TOKEN"), [r#"unterminated "${"; write "$$" for a literal "$""#]);
+        assert_eq!(
+            err("${HF_TOKEN"),
+            [r#"unterminated "${"; write "$$" for a literal "$""#]
+        );
         assert_eq!(
             err("${1X}"),
-            [r#"invalid environment variable name "1X"; the forms are "${NAME}", "${NAME:-default}" and "${NAME:?message}""#]
+            [
+                r#"invalid environment variable name "1X"; the forms are "${NAME}", "${NAME:-default}" and "${NAME:?message}""#
+            ]
         );
         assert_eq!(
             err("${X:=y}"),
-            [r#"unsupported interpolation of "X"; the forms are "${NAME}", "${NAME:-default}" and "${NAME:?message}""#]
+            [
+                r#"unsupported interpolation of "X"; the forms are "${NAME}", "${NAME:-default}" and "${NAME:?message}""#
+            ]
         );
     }
 
     #[test]
     fn errors_never_contain_values() {
-        for input in ["${HF_TOKEN} $x", "${HF_TOKEN}${UNSET}", "${HF_TOKEN:?m}${UNSET:?m}"] {
+        for input in [
+            "${HF_TOKEN} $x",
+            "${HF_TOKEN}${UNSET}",
+            "${HF_TOKEN:?m}${UNSET:?m}",
+        ] {
             for e in err(input) {
                 assert!(!e.contains("hf_secret"), "{e}");
             }

@@ -40,8 +40,10 @@ mod tests;
 // === defaults ===
 // The single place defaults live; the example file documents the same values.
 
-const DEFAULT_LISTEN: SocketAddr =
-    SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 8080));
+const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    8080,
+));
 /// SageMaker's own InvokeEndpoint body limit.
 const DEFAULT_MAX_BODY_BYTES: usize = 6_291_456;
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -223,16 +225,24 @@ impl std::error::Error for ConfigErrors {}
 impl Config {
     /// Parses and validates a configuration. `env` answers `${VAR}` lookups
     /// (`None` = unset), so tests never touch the process environment.
-    pub fn from_toml(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
+    pub fn from_toml(
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigErrors> {
         validate::load(text, env)
     }
 
     /// Reads `path` and parses it with the process environment.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors(vec![format!("{}: cannot read the configuration file: {e}", path.display())])
+            ConfigErrors(vec![format!(
+                "{}: cannot read the configuration file: {e}",
+                path.display()
+            )])
         })?;
-        Self::from_toml(&text, &|name| std::env::var_os(name).and_then(|v| v.into_string().ok()))
+        Self::from_toml(&text, &|name| {
+            std::env::var_os(name).and_then(|v| v.into_string().ok())
+        })
     }
 
     /// A human-readable listing of routes and backends for `infergate check`.

@@ -90,20 +90,29 @@ impl RawBackend {
             ("external_id", self.external_id.is_some()),
             ("target_variant", self.target_variant.is_some()),
             ("target_model", self.target_model.is_some()),
-            ("target_container_hostname", self.target_container_hostname.is_some()),
+            (
+                "target_container_hostname",
+                self.target_container_hostname.is_some(),
+            ),
             ("inference_component", self.inference_component.is_some()),
             ("custom_attributes", self.custom_attributes.is_some()),
             ("enable_explanations", self.enable_explanations.is_some()),
             ("inference_id", self.inference_id.is_some()),
             ("format", self.format.is_some()),
         ];
-        keys.iter().filter(|(_, set)| *set).map(|(k, _)| *k).collect()
+        keys.iter()
+            .filter(|(_, set)| *set)
+            .map(|(k, _)| *k)
+            .collect()
     }
 
     /// The Hugging Face-only keys that are set.
     pub(super) fn huggingface_keys(&self) -> Vec<&'static str> {
         let keys = [("url", self.url.is_some()), ("token", self.token.is_some())];
-        keys.iter().filter(|(_, set)| *set).map(|(k, _)| *k).collect()
+        keys.iter()
+            .filter(|(_, set)| *set)
+            .map(|(k, _)| *k)
+            .collect()
     }
 }
 
@@ -198,7 +207,8 @@ pub(super) fn deserialize_section<T: DeserializeOwned>(
     // bound is a belt for the braces.
     let rounds = count_values(&table) + 1;
     for _ in 0..rounds {
-        let err = match serde_path_to_error::deserialize::<_, T>(toml::Value::Table(table.clone())) {
+        let err = match serde_path_to_error::deserialize::<_, T>(toml::Value::Table(table.clone()))
+        {
             Ok(section) => return Some(section),
             Err(err) => err,
         };
@@ -249,7 +259,8 @@ fn child<'a>(value: &'a toml::Value, step: &Step) -> Option<&'a toml::Value> {
 fn lookup<'a>(table: &'a toml::Table, steps: &[Step]) -> Option<&'a toml::Value> {
     let (first, rest) = steps.split_first()?;
     let Step::Key(key) = first else { return None };
-    rest.iter().try_fold(table.get(key)?, |v, step| child(v, step))
+    rest.iter()
+        .try_fold(table.get(key)?, |v, step| child(v, step))
 }
 
 /// How many leading steps name values that exist (a datetime, for instance,
@@ -412,12 +423,19 @@ mod tests {
     #[test]
     fn a_secret_in_the_wrong_type_is_not_echoed() {
         let (_, errors) = section::<RawServer>(r#"max_body_bytes = "hf_secret""#);
-        assert_eq!(errors, ["s.max_body_bytes: expected an integer, found string"]);
+        assert_eq!(
+            errors,
+            ["s.max_body_bytes: expected an integer, found string"]
+        );
     }
 
     #[test]
     fn datetime_values_are_reported_at_their_key() {
-        let (_, errors) = section::<RawServer>("max_body_bytes = 1979-05-27T07:32:00Z\nlisten = 1979-05-27");
-        assert_eq!(errors, ["s.max_body_bytes: expected an integer, found datetime"]);
+        let (_, errors) =
+            section::<RawServer>("max_body_bytes = 1979-05-27T07:32:00Z\nlisten = 1979-05-27");
+        assert_eq!(
+            errors,
+            ["s.max_body_bytes: expected an integer, found datetime"]
+        );
     }
 }

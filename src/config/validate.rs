@@ -13,10 +13,11 @@ use super::diag::{index_path, key_path, Diagnostics};
 use super::interpolate::interpolate_tree;
 use super::raw::{deserialize_section, RawRoute, RawRouteBackend, RawServer, RawUpstream};
 use super::{
-    Config, ConfigErrors, RouteBackend, RouteConfig, ServerConfig, UpstreamConfig, DEFAULT_ATTEMPTS,
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_LISTEN, DEFAULT_MAX_BODY_BYTES,
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_POOL_IDLE_TIMEOUT, DEFAULT_POOL_MAX_IDLE_PER_HOST,
-    DEFAULT_REQUEST_TIMEOUT, DEFAULT_SHUTDOWN_GRACE, DEFAULT_WEIGHT,
+    Config, ConfigErrors, RouteBackend, RouteConfig, ServerConfig, UpstreamConfig,
+    DEFAULT_ATTEMPTS, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_LISTEN,
+    DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS, DEFAULT_POOL_IDLE_TIMEOUT,
+    DEFAULT_POOL_MAX_IDLE_PER_HOST, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SHUTDOWN_GRACE,
+    DEFAULT_WEIGHT,
 };
 
 type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -25,7 +26,9 @@ const TOP_LEVEL_KEYS: [&str; 4] = ["server", "upstream", "backends", "routes"];
 pub(super) const NAME_RULE: &str = r#"use only letters, digits, ".", "_" and "-""#;
 
 pub(super) fn load(text: &str, env: Env<'_>) -> Result<Config, ConfigErrors> {
-    let mut root: toml::Table = text.parse().map_err(|e| ConfigErrors(vec![syntax_error(text, &e)]))?;
+    let mut root: toml::Table = text
+        .parse()
+        .map_err(|e| ConfigErrors(vec![syntax_error(text, &e)]))?;
     let mut diag = Diagnostics::default();
 
     for key in root.keys() {
@@ -87,7 +90,10 @@ pub(super) fn load(text: &str, env: Env<'_>) -> Result<Config, ConfigErrors> {
         .collect();
     for backend in &backends {
         if !used.contains(backend.name.as_str()) {
-            diag.warn(&key_path("backends", &backend.name), "not used by any route");
+            diag.warn(
+                &key_path("backends", &backend.name),
+                "not used by any route",
+            );
         }
     }
     let (_, warnings) = diag.into_parts();
@@ -150,7 +156,10 @@ fn named_sections(
                 toml::Value::Table(table) => (name, Some(table)),
                 other => {
                     let path = key_path(key, &name);
-                    diag.poison(&path, format!("expected a table, found {}", other.type_str()));
+                    diag.poison(
+                        &path,
+                        format!("expected a table, found {}", other.type_str()),
+                    );
                     (name, None)
                 }
             })
@@ -194,8 +203,19 @@ fn server_config(raw: RawServer, diag: &mut Diagnostics) -> ServerConfig {
     };
     ServerConfig {
         listen,
-        max_body_bytes: count(raw.max_body_bytes, "server.max_body_bytes", 1, DEFAULT_MAX_BODY_BYTES, diag),
-        request_timeout: positive(raw.request_timeout, "server.request_timeout", DEFAULT_REQUEST_TIMEOUT, diag),
+        max_body_bytes: count(
+            raw.max_body_bytes,
+            "server.max_body_bytes",
+            1,
+            DEFAULT_MAX_BODY_BYTES,
+            diag,
+        ),
+        request_timeout: positive(
+            raw.request_timeout,
+            "server.request_timeout",
+            DEFAULT_REQUEST_TIMEOUT,
+            diag,
+        ),
         shutdown_grace: raw.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
         header_read_timeout: positive(
             raw.header_read_timeout,
@@ -203,13 +223,24 @@ fn server_config(raw: RawServer, diag: &mut Diagnostics) -> ServerConfig {
             DEFAULT_HEADER_READ_TIMEOUT,
             diag,
         ),
-        max_connections: count(raw.max_connections, "server.max_connections", 1, DEFAULT_MAX_CONNECTIONS, diag),
+        max_connections: count(
+            raw.max_connections,
+            "server.max_connections",
+            1,
+            DEFAULT_MAX_CONNECTIONS,
+            diag,
+        ),
     }
 }
 
 fn upstream_config(raw: RawUpstream, diag: &mut Diagnostics) -> UpstreamConfig {
     UpstreamConfig {
-        connect_timeout: positive(raw.connect_timeout, "upstream.connect_timeout", DEFAULT_CONNECT_TIMEOUT, diag),
+        connect_timeout: positive(
+            raw.connect_timeout,
+            "upstream.connect_timeout",
+            DEFAULT_CONNECT_TIMEOUT,
+            diag,
+        ),
         pool_idle_timeout: positive(
             raw.pool_idle_timeout,
             "upstream.pool_idle_timeout",
@@ -252,7 +283,10 @@ fn route_config(
             Some(w) => match u32::try_from(w) {
                 Ok(w @ 1..=1000) => w,
                 _ => {
-                    diag.error(&key_path(&entry_path, "weight"), "must be between 1 and 1000");
+                    diag.error(
+                        &key_path(&entry_path, "weight"),
+                        "must be between 1 and 1000",
+                    );
                     DEFAULT_WEIGHT
                 }
             },
@@ -262,18 +296,26 @@ fn route_config(
             continue;
         };
         if !declared.contains(&backend) {
-            diag.error(&name_path, format!("unknown backend {}", diag.show(&name_path, &backend)));
+            diag.error(
+                &name_path,
+                format!("unknown backend {}", diag.show(&name_path, &backend)),
+            );
         }
         if !seen.insert(backend.clone()) {
             diag.error(
                 &entry_path,
-                format!("backend {} is listed twice", diag.show(&name_path, &backend)),
+                format!(
+                    "backend {} is listed twice",
+                    diag.show(&name_path, &backend)
+                ),
             );
         }
         backends.push(RouteBackend { backend, weight });
     }
 
-    let timeout = raw.timeout.map(|t| positive(Some(t), &key_path(path, "timeout"), t, diag));
+    let timeout = raw
+        .timeout
+        .map(|t| positive(Some(t), &key_path(path, "timeout"), t, diag));
     let attempts = match raw.attempts {
         None => DEFAULT_ATTEMPTS,
         Some(a) => match u32::try_from(a) {
@@ -296,7 +338,12 @@ fn route_config(
 // === helpers ===
 
 /// A duration that must be > 0; the default when absent.
-pub(super) fn positive(value: Option<Duration>, path: &str, default: Duration, diag: &mut Diagnostics) -> Duration {
+pub(super) fn positive(
+    value: Option<Duration>,
+    path: &str,
+    default: Duration,
+    diag: &mut Diagnostics,
+) -> Duration {
     match value {
         None => default,
         Some(d) => {
@@ -309,7 +356,13 @@ pub(super) fn positive(value: Option<Duration>, path: &str, default: Duration, d
 }
 
 /// A count that must be at least `min` (0 or 1); the default when absent.
-fn count(value: Option<i64>, path: &str, min: usize, default: usize, diag: &mut Diagnostics) -> usize {
+fn count(
+    value: Option<i64>,
+    path: &str,
+    min: usize,
+    default: usize,
+    diag: &mut Diagnostics,
+) -> usize {
     match value {
         None => default,
         Some(n) => match usize::try_from(n) {

@@ -118,7 +118,9 @@ impl SageMakerArgs {
                 },
             )],
             (None, None) => Vec::new(),
-            _ => return Err("give both --access-key-id and --secret-access-key, or neither".into()),
+            _ => {
+                return Err("give both --access-key-id and --secret-access-key, or neither".into())
+            }
         };
         Ok(SageMakerOptions {
             region: self.region,
@@ -163,8 +165,18 @@ pub async fn run(cmd: EmulateCommand) -> Result<(), BoxError> {
             let opts = args.into_options()?;
             let protected = opts.token.is_some();
             let handle = huggingface::start(listen, opts).await?;
-            println!("Hugging Face endpoint emulator listening on {}", handle.url());
-            println!("  {}", if protected { "token required" } else { "public" });
+            println!(
+                "Hugging Face endpoint emulator listening on {}",
+                handle.url()
+            );
+            println!(
+                "  {}",
+                if protected {
+                    "token required"
+                } else {
+                    "public"
+                }
+            );
             handle
         }
     };
@@ -212,27 +224,46 @@ mod tests {
             "eu-west-1",
         ])
         .unwrap();
-        let EmulateCommand::Sagemaker(args) = cli.cmd else { panic!("wrong command") };
+        let EmulateCommand::Sagemaker(args) = cli.cmd else {
+            panic!("wrong command")
+        };
         assert_eq!(args.listen.port(), 9001);
         let opts = args.into_options().unwrap();
         assert_eq!(opts.endpoints, ["a", "b"]);
         assert_eq!(opts.format, ModelFormat::JumpStartText2Text);
         assert_eq!(opts.region, "eu-west-1");
         assert_eq!(opts.faults.latency, Duration::from_millis(50));
-        assert_eq!(opts.faults.error, InjectedError::ModelError { original_status: 500 });
+        assert_eq!(
+            opts.faults.error,
+            InjectedError::ModelError {
+                original_status: 500
+            }
+        );
         assert_eq!(opts.credentials.len(), 1);
     }
 
     #[test]
     fn rejects_half_credentials_and_bad_rates() {
         let cli = Cli::try_parse_from(["x", "sagemaker", "--access-key-id", "AKID"]).unwrap();
-        let EmulateCommand::Sagemaker(args) = cli.cmd else { panic!("wrong command") };
+        let EmulateCommand::Sagemaker(args) = cli.cmd else {
+            panic!("wrong command")
+        };
         // The secret may come from the environment of whoever runs the tests.
         if args.secret_access_key.is_none() {
             assert!(args.into_options().is_err());
         }
-        let cli = Cli::try_parse_from(["x", "huggingface", "--reset-rate", "2", "--cold-start", "30s"]).unwrap();
-        let EmulateCommand::Huggingface(args) = cli.cmd else { panic!("wrong command") };
+        let cli = Cli::try_parse_from([
+            "x",
+            "huggingface",
+            "--reset-rate",
+            "2",
+            "--cold-start",
+            "30s",
+        ])
+        .unwrap();
+        let EmulateCommand::Huggingface(args) = cli.cmd else {
+            panic!("wrong command")
+        };
         assert_eq!(args.listen.port(), 9002);
         assert!(args.into_options().is_err());
     }

@@ -24,7 +24,10 @@ pub(crate) fn payload_part(payload: Bytes) -> Message {
     Message::new_from_parts(
         vec![
             Header::new(":event-type", HeaderValue::String("PayloadPart".into())),
-            Header::new(":content-type", HeaderValue::String("application/octet-stream".into())),
+            Header::new(
+                ":content-type",
+                HeaderValue::String("application/octet-stream".into()),
+            ),
             Header::new(":message-type", HeaderValue::String("event".into())),
         ],
         payload,
@@ -49,7 +52,10 @@ pub(crate) fn exception(kind: StreamError) -> Message {
     Message::new_from_parts(
         vec![
             Header::new(":exception-type", HeaderValue::String(name.into())),
-            Header::new(":content-type", HeaderValue::String("application/json".into())),
+            Header::new(
+                ":content-type",
+                HeaderValue::String("application/json".into()),
+            ),
             Header::new(":message-type", HeaderValue::String("exception".into())),
         ],
         Bytes::from(payload.to_string()),
@@ -120,7 +126,9 @@ impl FrameStream {
         let max = max.max(1);
         loop {
             let size = fastrand::usize(1..=max);
-            if self.pending.len() < size && !(flush && !self.pending.is_empty()) {
+            let enough = self.pending.len() >= size;
+            let flushing = flush && !self.pending.is_empty();
+            if !enough && !flushing {
                 return Ok(());
             }
             let take = size.min(self.pending.len());
@@ -173,7 +181,10 @@ impl FrameStream {
 
 /// The response body of a streamed invocation: `events` (raw payload bytes,
 /// e.g. SSE events) framed as `PayloadPart`s, paced by `token_latency`.
-pub(crate) fn frames(events: Vec<Bytes>, faults: StreamFaults) -> impl Stream<Item = io::Result<Bytes>> + Send {
+pub(crate) fn frames(
+    events: Vec<Bytes>,
+    faults: StreamFaults,
+) -> impl Stream<Item = io::Result<Bytes>> + Send {
     let state = FrameStream {
         events: events.into_iter(),
         faults,
@@ -217,7 +228,11 @@ mod tests {
     fn exception_frames_decode() {
         let frame = encode(&exception(StreamError::ModelStreamError)).unwrap();
         let msg = read_message_from(&frame[..]).unwrap();
-        let names: Vec<_> = msg.headers().iter().map(|h| h.name().as_str().to_owned()).collect();
+        let names: Vec<_> = msg
+            .headers()
+            .iter()
+            .map(|h| h.name().as_str().to_owned())
+            .collect();
         assert_eq!(names, [":exception-type", ":content-type", ":message-type"]);
         let payload: serde_json::Value = serde_json::from_slice(msg.payload()).unwrap();
         assert_eq!(payload["ErrorCode"], "StreamBroken");
@@ -241,7 +256,11 @@ mod tests {
 
     #[tokio::test]
     async fn split_reslices_but_keeps_the_bytes() {
-        let events = ["data:{\"a\":1}\n\n", "data:{\"b\":22}\n\n", "data:{\"c\":333}\n\n"];
+        let events = [
+            "data:{\"a\":1}\n\n",
+            "data:{\"b\":22}\n\n",
+            "data:{\"c\":333}\n\n",
+        ];
         let faults = StreamFaults {
             split: Some(3),
             ..StreamFaults::default()
@@ -263,7 +282,12 @@ mod tests {
         let msgs = collect(&["a", "b", "c"], faults).await;
         assert_eq!(msgs.len(), 2);
         assert_eq!(&msgs[0].payload()[..], b"a");
-        let kind = msgs[1].headers()[0].value().as_string().unwrap().as_str().to_owned();
+        let kind = msgs[1].headers()[0]
+            .value()
+            .as_string()
+            .unwrap()
+            .as_str()
+            .to_owned();
         assert_eq!(kind, "InternalStreamFailure");
     }
 

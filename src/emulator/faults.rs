@@ -83,7 +83,10 @@ impl Default for FaultConfig {
 impl FaultConfig {
     /// Checks the values a JSON or CLI user can get wrong.
     pub fn validate(&self) -> Result<(), String> {
-        for (name, rate) in [("error_rate", self.error_rate), ("reset_rate", self.reset_rate)] {
+        for (name, rate) in [
+            ("error_rate", self.error_rate),
+            ("reset_rate", self.reset_rate),
+        ] {
             if !(0.0..=1.0).contains(&rate) {
                 return Err(format!("{name} must be between 0 and 1, got {rate}"));
             }
@@ -111,7 +114,9 @@ impl FaultConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum InjectedError {
     ValidationError,
-    ModelError { original_status: u16 },
+    ModelError {
+        original_status: u16,
+    },
     ModelNotReadyException,
     InternalFailure,
     ServiceUnavailable,
@@ -168,7 +173,9 @@ impl FromStr for InjectedError {
 impl fmt::Display for InjectedError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            InjectedError::ModelError { original_status } => write!(f, "ModelError:{original_status}"),
+            InjectedError::ModelError { original_status } => {
+                write!(f, "ModelError:{original_status}")
+            }
             InjectedError::Status(s) => write!(f, "{s}"),
             other => write!(f, "{other:?}"),
         }
@@ -292,7 +299,10 @@ impl Faults {
                     st.scale = ScaleState::Ready;
                     return None;
                 }
-                let ready_at = now + delay;
+                // A configured delay too large for the clock means "never".
+                let ready_at = now
+                    .checked_add(delay)
+                    .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400));
                 st.scale = ScaleState::Initializing { ready_at };
                 Some(ready_at)
             }
@@ -409,7 +419,12 @@ mod tests {
         assert_eq!(c.latency, Duration::from_millis(50));
         assert_eq!(c.token_latency, Duration::from_millis(5));
         assert_eq!(c.cold_start, Some(Duration::from_secs(2)));
-        assert_eq!(c.error, InjectedError::ModelError { original_status: 400 });
+        assert_eq!(
+            c.error,
+            InjectedError::ModelError {
+                original_status: 400
+            }
+        );
         let back: FaultConfig = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
         assert_eq!(back, c);
         assert!(serde_json::from_str::<FaultConfig>(r#"{"latncy":"1s"}"#).is_err());
@@ -433,10 +448,15 @@ mod tests {
 
     #[test]
     fn parse_error_kinds() {
-        assert_eq!("503".parse::<InjectedError>().unwrap(), InjectedError::Status(503));
+        assert_eq!(
+            "503".parse::<InjectedError>().unwrap(),
+            InjectedError::Status(503)
+        );
         assert_eq!(
             "modelerror:500".parse::<InjectedError>().unwrap(),
-            InjectedError::ModelError { original_status: 500 }
+            InjectedError::ModelError {
+                original_status: 500
+            }
         );
         assert_eq!(
             "Throttling".parse::<InjectedError>().unwrap(),
@@ -449,7 +469,9 @@ mod tests {
         assert!("nope".parse::<InjectedError>().is_err());
         assert!("InternalFailure:3".parse::<InjectedError>().is_err());
         for e in [
-            InjectedError::ModelError { original_status: 418 },
+            InjectedError::ModelError {
+                original_status: 418,
+            },
             InjectedError::Status(429),
             InjectedError::InternalDependencyException,
         ] {
@@ -466,8 +488,14 @@ mod tests {
             c.error = InjectedError::InternalFailure;
         });
         assert_eq!(f.draw().outcome, Outcome::Reset);
-        assert_eq!(f.draw().outcome, Outcome::Fail(InjectedError::InternalFailure));
-        assert_eq!(f.draw().outcome, Outcome::Fail(InjectedError::InternalFailure));
+        assert_eq!(
+            f.draw().outcome,
+            Outcome::Fail(InjectedError::InternalFailure)
+        );
+        assert_eq!(
+            f.draw().outcome,
+            Outcome::Fail(InjectedError::InternalFailure)
+        );
         assert_eq!(f.draw().outcome, Outcome::Proceed);
         assert_eq!(f.get().fail_next, 0);
     }

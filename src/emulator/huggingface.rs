@@ -25,7 +25,10 @@ use tokio::time::Instant;
 
 use super::faults::{FaultConfig, InjectedError};
 use super::model::{self, Generation, TgiRequest};
-use super::serve::{self, apply_faults, json_response, paced, set_header, Answer, BodyError, EmuBody, EmuRequest, Emulator};
+use super::serve::{
+    self, apply_faults, json_response, paced, set_header, Answer, BodyError, EmuBody, EmuRequest,
+    Emulator,
+};
 use super::{EmulatorHandle, Shared};
 
 /// TGI's default request body limit.
@@ -57,11 +60,21 @@ impl Default for HuggingFaceOptions {
 
 /// Starts a Hugging Face endpoint emulator on `listen` (`127.0.0.1:0` for any
 /// port).
-pub async fn start(listen: SocketAddr, opts: HuggingFaceOptions) -> std::io::Result<EmulatorHandle> {
+pub async fn start(
+    listen: SocketAddr,
+    opts: HuggingFaceOptions,
+) -> std::io::Result<EmulatorHandle> {
     let shared = Arc::new(Shared::default());
     shared.faults.set(opts.faults.clone());
     shared.auth.set_token(opts.token);
-    serve::start(listen, HuggingFace { model_id: opts.model_id }, shared).await
+    serve::start(
+        listen,
+        HuggingFace {
+            model_id: opts.model_id,
+        },
+        shared,
+    )
+    .await
 }
 
 struct HuggingFace {
@@ -97,7 +110,10 @@ fn status_error(status: u16) -> Response<EmuBody> {
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     let (error, error_type) = match status.as_u16() {
-        422 => ("Input validation error: injected by the infergate emulator", "validation"),
+        422 => (
+            "Input validation error: injected by the infergate emulator",
+            "validation",
+        ),
         424 => (
             "Request failed during generation: Server error: injected by the infergate emulator",
             "generation",
@@ -105,8 +121,14 @@ fn status_error(status: u16) -> Response<EmuBody> {
         429 => ("Model is overloaded", "overloaded"),
         500 => ("Incomplete generation", "incomplete_generation"),
         503 => ("503 Service Unavailable", "unavailable"),
-        s if s < 500 => ("Bad request: injected by the infergate emulator", "validation"),
-        _ => ("Server error: injected by the infergate emulator", "server_error"),
+        s if s < 500 => (
+            "Bad request: injected by the infergate emulator",
+            "validation",
+        ),
+        _ => (
+            "Server error: injected by the infergate emulator",
+            "server_error",
+        ),
     };
     tgi_error(status, error, error_type)
 }
@@ -130,19 +152,22 @@ fn scale_up_timeout(headers: &HeaderMap) -> Option<Duration> {
     if !secs.is_finite() || secs < 0.0 {
         return None;
     }
-    Some(Duration::from_secs_f64(secs.min(MAX_SCALE_UP_WAIT.as_secs_f64())))
+    Some(Duration::from_secs_f64(
+        secs.min(MAX_SCALE_UP_WAIT.as_secs_f64()),
+    ))
 }
 
 /// Token check; the configured token is compared, never echoed.
-fn authorized(headers: &HeaderMap, token: &str) -> Result<(), Response<EmuBody>> {
+/// The error is the 401 message.
+fn authorized(headers: &HeaderMap, token: &str) -> Result<(), &'static str> {
     let Some(value) = headers.get(http::header::AUTHORIZATION) else {
-        return Err(unauthorized("Authorization header is required"));
+        return Err("Authorization header is required");
     };
     let presented = value.as_bytes().strip_prefix(b"Bearer ");
     if presented.map(|p| p.trim_ascii()) == Some(token.as_bytes()) {
         Ok(())
     } else {
-        Err(unauthorized("Invalid credentials in Authorization header"))
+        Err("Invalid credentials in Authorization header")
     }
 }
 
@@ -165,9 +190,9 @@ impl Emulator for HuggingFace {
         let started = Instant::now();
         let EmuRequest { parts, body } = req;
         if let Some(token) = shared.auth.token() {
-            if let Err(resp) = authorized(&parts.headers, &token) {
+            if let Err(message) = authorized(&parts.headers, &token) {
                 shared.counters.auth_rejected();
-                return Ok(resp);
+                return Ok(unauthorized(message));
             }
         }
         if let Some(mut ready_at) = shared.faults.wake() {
@@ -195,9 +220,15 @@ impl Emulator for HuggingFace {
             (&Method::POST, "/generate") => Route::Generate,
             (&Method::POST, "/generate_stream") => Route::GenerateStream,
             (&Method::POST, "/v1/chat/completions") => Route::Chat,
-            (_, "/" | "/generate" | "/generate_stream" | "/v1/chat/completions" | "/health" | "/info") => {
-                return Ok(serve::empty_response(StatusCode::METHOD_NOT_ALLOWED))
-            }
+            (
+                _,
+                "/"
+                | "/generate"
+                | "/generate_stream"
+                | "/v1/chat/completions"
+                | "/health"
+                | "/info",
+            ) => return Ok(serve::empty_response(StatusCode::METHOD_NOT_ALLOWED)),
             _ => return Ok(serve::empty_response(StatusCode::NOT_FOUND)),
         };
         if let Some(e) = apply_faults(shared).await? {
@@ -236,7 +267,11 @@ impl Emulator for HuggingFace {
             TgiRequest::Generate(g) => {
                 let gen = Generation::run(&g.inputs, g.max_new_tokens);
                 let one = model::generate_response(&gen, g.details);
-                let value = if route == Route::Compat { json!([one]) } else { one };
+                let value = if route == Route::Compat {
+                    json!([one])
+                } else {
+                    one
+                };
                 (value, gen)
             }
             TgiRequest::Chat(c) => {
@@ -254,15 +289,27 @@ impl Emulator for HuggingFace {
         let mut resp = json_response(StatusCode::OK, &value);
         let total_time = started.elapsed();
         set_header(&mut resp, "x-compute-type", COMPUTE_TYPE);
-        set_header(&mut resp, "x-compute-time", &total_time.as_secs_f64().to_string());
+        set_header(
+            &mut resp,
+            "x-compute-time",
+            &total_time.as_secs_f64().to_string(),
+        );
         set_header(&mut resp, "x-compute-characters", &body.len().to_string());
         set_header(&mut resp, "x-total-time", &ms(total_time));
         set_header(&mut resp, "x-validation-time", "0");
-        set_header(&mut resp, "x-queue-time", &ms(total_time.saturating_sub(inference)));
+        set_header(
+            &mut resp,
+            "x-queue-time",
+            &ms(total_time.saturating_sub(inference)),
+        );
         set_header(&mut resp, "x-inference-time", &ms(inference));
         set_header(&mut resp, "x-time-per-token", &ms(faults.token_latency));
         set_header(&mut resp, "x-prompt-tokens", &gen.prompt_tokens.to_string());
-        set_header(&mut resp, "x-generated-tokens", &gen.tokens.len().to_string());
+        set_header(
+            &mut resp,
+            "x-generated-tokens",
+            &gen.tokens.len().to_string(),
+        );
         Ok(resp)
     }
 }
@@ -349,6 +396,9 @@ mod tests {
         assert_eq!(injected(InjectedError::Status(200)).status(), 500);
         assert_eq!(injected(InjectedError::Status(1000)).status(), 500);
         assert_eq!(injected(InjectedError::Status(418)).status(), 418);
-        assert_eq!(injected(InjectedError::InternalDependencyException).status(), 502);
+        assert_eq!(
+            injected(InjectedError::InternalDependencyException).status(),
+            502
+        );
     }
 }

@@ -190,7 +190,9 @@ impl Counters {
         // Saturating: never wrap the gauge, whatever the interleaving.
         let _ = self
             .in_flight
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| Some(v.saturating_sub(1)));
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
+                Some(v.saturating_sub(1))
+            });
         if cancelled {
             self.cancelled.fetch_add(1, Ordering::SeqCst);
         }
@@ -212,16 +214,20 @@ impl Auth {
     }
 
     pub(crate) fn verifies_signatures(&self) -> bool {
-        !self.credentials.read().unwrap_or_else(|p| p.into_inner()).is_empty()
+        !self
+            .credentials
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
     }
 
-    /// A fresh copy of the credential for this access key id, if known.
+    /// The credential for this access key id, if known.
     pub(crate) fn credential(&self, access_key_id: &str) -> Option<Credential> {
         let creds = self.credentials.read().unwrap_or_else(|p| p.into_inner());
-        creds.iter().find(|(id, _)| id == access_key_id).map(|(_, c)| Credential {
-            secret_access_key: c.secret_access_key.clone(),
-            session_token: c.session_token.clone(),
-        })
+        creds
+            .iter()
+            .find(|(id, _)| id == access_key_id)
+            .map(|(_, c)| c.clone())
     }
 
     pub(crate) fn set_token(&self, token: Option<String>) {
@@ -301,6 +307,8 @@ impl Drop for EmulatorHandle {
 
 impl std::fmt::Debug for EmulatorHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmulatorHandle").field("addr", &self.addr).finish_non_exhaustive()
+        f.debug_struct("EmulatorHandle")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
     }
 }

@@ -35,7 +35,13 @@ pub fn generate(inputs: &str, max_new_tokens: Option<u32>) -> Vec<String> {
         .rev()
         .take(max)
         .enumerate()
-        .map(|(i, w)| if i == 0 { w.to_owned() } else { format!(" {w}") })
+        .map(|(i, w)| {
+            if i == 0 {
+                w.to_owned()
+            } else {
+                format!(" {w}")
+            }
+        })
         .collect()
 }
 
@@ -161,7 +167,10 @@ impl TgiRequest {
 fn parse_object(body: &[u8]) -> Result<serde_json::Map<String, Value>, String> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err("Failed to deserialize the JSON body into the target type: expected a JSON object".to_owned()),
+        Ok(_) => Err(
+            "Failed to deserialize the JSON body into the target type: expected a JSON object"
+                .to_owned(),
+        ),
         Err(e) => Err(format!("Failed to parse the request body as JSON: {e}")),
     }
 }
@@ -189,7 +198,9 @@ fn opt_bool(map: &serde_json::Map<String, Value>, key: &str) -> Result<bool, Str
 
 fn positive(max: Option<u32>, key: &str) -> Result<Option<u32>, String> {
     if max == Some(0) {
-        return Err(format!("Input validation error: `{key}` must be strictly positive"));
+        return Err(format!(
+            "Input validation error: `{key}` must be strictly positive"
+        ));
     }
     Ok(max)
 }
@@ -247,7 +258,11 @@ pub fn parse_chat(body: &[u8]) -> Result<ChatRequest, String> {
         None => return Err("Failed to deserialize the JSON body into the target type: missing field `messages`".to_owned()),
     };
     let is_user = |m: &&Value| m.get("role").and_then(Value::as_str) == Some("user");
-    let last = messages.iter().rev().find(is_user).or_else(|| messages.last());
+    let last = messages
+        .iter()
+        .rev()
+        .find(is_user)
+        .or_else(|| messages.last());
     let prompt = last
         .and_then(|m| m.get("content"))
         .and_then(message_text)
@@ -452,8 +467,14 @@ mod tests {
 
     #[test]
     fn finish_reason_and_ids_are_stable() {
-        assert_eq!(Generation::run("a b c", Some(2)).finish_reason, FinishReason::Length);
-        assert_eq!(Generation::run("a b", Some(2)).finish_reason, FinishReason::EosToken);
+        assert_eq!(
+            Generation::run("a b c", Some(2)).finish_reason,
+            FinishReason::Length
+        );
+        assert_eq!(
+            Generation::run("a b", Some(2)).finish_reason,
+            FinishReason::EosToken
+        );
         assert_eq!(token_id("hi"), token_id("hi"));
         assert_ne!(token_id("hi"), token_id(" hi"));
         assert!(token_id("x") >= 3 && token_id("x") < 32_000);
@@ -462,15 +483,24 @@ mod tests {
 
     #[test]
     fn parse_generate_validates_like_tgi() {
-        let g = parse_generate(br#"{"inputs":"a b","parameters":{"max_new_tokens":3,"details":true},"stream":true}"#).unwrap();
+        let g = parse_generate(
+            br#"{"inputs":"a b","parameters":{"max_new_tokens":3,"details":true},"stream":true}"#,
+        )
+        .unwrap();
         assert_eq!(g.max_new_tokens, Some(3));
         assert!(g.details && g.stream);
         assert!(parse_generate(b"not json").unwrap_err().contains("JSON"));
-        assert!(parse_generate(br#"{"parameters":{}}"#).unwrap_err().contains("missing field `inputs`"));
-        assert!(parse_generate(br#"{"inputs":""}"#).unwrap_err().contains("cannot be empty"));
-        assert!(parse_generate(br#"{"inputs":"a","parameters":{"max_new_tokens":0}}"#)
+        assert!(parse_generate(br#"{"parameters":{}}"#)
             .unwrap_err()
-            .contains("strictly positive"));
+            .contains("missing field `inputs`"));
+        assert!(parse_generate(br#"{"inputs":""}"#)
+            .unwrap_err()
+            .contains("cannot be empty"));
+        assert!(
+            parse_generate(br#"{"inputs":"a","parameters":{"max_new_tokens":0}}"#)
+                .unwrap_err()
+                .contains("strictly positive")
+        );
         assert!(parse_generate(br#"{"inputs":"a","parameters":{"max_new_tokens":-1}}"#).is_err());
         assert!(parse_generate(br#"[1]"#).is_err());
     }
@@ -494,7 +524,8 @@ mod tests {
     #[test]
     fn parse_jumpstart_bounds_sequences() {
         assert_eq!(
-            parse_jumpstart(br#"{"text_inputs":"a b","max_length":5,"num_return_sequences":2}"#).unwrap(),
+            parse_jumpstart(br#"{"text_inputs":"a b","max_length":5,"num_return_sequences":2}"#)
+                .unwrap(),
             ("a b".to_owned(), Some(5), 2)
         );
         assert!(parse_jumpstart(br#"{"text_inputs":"a","num_return_sequences":1000000}"#).is_err());

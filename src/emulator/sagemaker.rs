@@ -19,6 +19,9 @@
 //! JSON answer arrives in one PayloadPart, as TGI behind SageMaker does); the
 //! JumpStart text2text container cannot stream, so its stream route answers a
 //! ValidationError.
+//!
+//! The error shapes and the request validation rules live in `errors.rs`
+//! beside this file.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -26,15 +29,24 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::{header, HeaderMap, Method, Response, StatusCode};
+use http::{header, HeaderMap, Method, Response};
 use serde_json::{json, Value};
 
 use super::eventstream::{self, StreamFaults};
-use super::faults::{FaultConfig, InjectedError};
+use super::faults::FaultConfig;
 use super::model::{self, Generation, TgiRequest};
-use super::serve::{self, apply_faults, json_response, set_header, Answer, BodyError, EmuBody, EmuRequest, Emulator};
+use super::serve::{
+    self, apply_faults, set_header, Answer, BodyError, EmuBody, EmuRequest, Emulator,
+};
 use super::sigv4_verify::{self, Credential, Expect, Rejection, VerifyRequest};
 use super::{EmulatorHandle, Shared};
+
+mod errors;
+
+use errors::{
+    auth_rejection, header_violations, length_violation, toolkit_error, unknown_operation,
+    valid_endpoint_name, validation, violations_message, NAME_PATTERN,
+};
 
 /// The account every emulated endpoint belongs to.
 pub const ACCOUNT_ID: &str = "123456789012";
@@ -46,11 +58,6 @@ pub const SESSION_TTL: Duration = Duration::from_secs(20 * 60);
 pub const DEFAULT_VARIANT: &str = "AllTraffic";
 // Caps the session table so no client can grow it without bound.
 const MAX_SESSIONS: usize = 10_000;
-
-const SAGE_NS: &str = "http://internal.amazon.com/coral/com.amazon.sage.datamodel/";
-const CORAL_NS: &str = "http://internal.amazon.com/coral/com.amazon.coral.service/";
-const AVAILABILITY_NS: &str = "http://internal.amazon.com/coral/com.amazon.coral.availability/";
-const INJECTED: &str = "(injected by the infergate emulator)";
 
 /// The payload format of the model container behind the endpoint.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -138,103 +145,10 @@ struct Output {
     body: Bytes,
 }
 
-// === error shapes ===
-
-fn aws_error(status: StatusCode, error_type: &str, namespace: &str, body: &Value) -> Response<EmuBody> {
-    let mut resp = json_response(status, body);
-    set_header(&mut resp, "x-amzn-ErrorType", &format!("{error_type}:{namespace}"));
-    set_header(&mut resp, "x-amzn-RequestId", &serve::request_id());
-    resp
-}
-
-fn service_error(status: u16, error_type: &str, message: &str) -> Response<EmuBody> {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    aws_error(status, error_type, SAGE_NS, &json!({ "message": message }))
-}
-
-fn validation(message: &str) -> Response<EmuBody> {
-    service_error(400, "ValidationError", message)
-}
-
-fn auth_rejection(rej: &Rejection) -> Response<EmuBody> {
-    let status = StatusCode::from_u16(rej.status).unwrap_or(StatusCode::FORBIDDEN);
-    aws_error(status, rej.error_type, CORAL_NS, &json!({ "message": rej.message }))
-}
-
-fn unknown_operation() -> Response<EmuBody> {
-    aws_error(
-        StatusCode::NOT_FOUND,
-        "UnknownOperationException",
-        CORAL_NS,
-        &json!({ "message": null }),
-    )
-}
-
-/// The error JSON the HF inference toolkit (Multi Model Server) answers with.
-fn toolkit_error(status: u16, message: &str) -> String {
-    json!({ "code": status, "type": "InternalServerException", "message": message }).to_string()
-}
-
-fn violations_message(v: &[String]) -> String {
-    let s = if v.len() == 1 { "" } else { "s" };
-    format!("{} validation error{s} detected: {}", v.len(), v.join("; "))
-}
-
-fn length_violation(value: &str, member: &str, min: usize, max: usize) -> Option<String> {
-    let len = value.chars().count();
-    let constraint = if len < min {
-        format!("Member must have length greater than or equal to {min}")
-    } else if len > max {
-        format!("Member must have length less than or equal to {max}")
-    } else {
-        return None;
-    };
-    Some(format!(
-        "Value '{value}' at '{member}' failed to satisfy constraint: {constraint}"
-    ))
-}
-
-const NAME_PATTERN: &str = "^[a-zA-Z0-9](-*[a-zA-Z0-9])*";
-
-fn valid_endpoint_name(name: &str) -> bool {
-    let b = name.as_bytes();
-    b.first().is_some_and(u8::is_ascii_alphanumeric)
-        && b.last().is_some_and(u8::is_ascii_alphanumeric)
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
-}
-
-/// The request headers SageMaker bounds, with their member names and limits.
-const HEADER_LIMITS: [(&str, &str, usize, usize); 8] = [
-    ("x-amzn-sagemaker-custom-attributes", "customAttributes", 0, 1024),
-    ("x-amzn-sagemaker-target-model", "targetModel", 1, 1024),
-    ("x-amzn-sagemaker-target-variant", "targetVariant", 0, 63),
-    ("x-amzn-sagemaker-target-container-hostname", "targetContainerHostname", 0, 63),
-    ("x-amzn-sagemaker-inference-id", "inferenceId", 1, 64),
-    ("x-amzn-sagemaker-enable-explanations", "enableExplanations", 1, 64),
-    ("x-amzn-sagemaker-inference-component", "inferenceComponentName", 0, 63),
-    ("x-amzn-sagemaker-session-id", "sessionId", 0, 256),
-];
-
 fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get(name)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-}
-
-fn header_violations(headers: &HeaderMap) -> Vec<String> {
-    let mut out = Vec::new();
-    for (name, member, min, max) in HEADER_LIMITS {
-        let Some(raw) = headers.get(name) else { continue };
-        let value = String::from_utf8_lossy(raw.as_bytes());
-        if let Some(v) = length_violation(&value, member, min, max) {
-            out.push(v);
-        } else if member == "customAttributes" && !raw.as_bytes().is_ascii() {
-            out.push(format!(
-                "Value '{value}' at '{member}' failed to satisfy constraint: Member must satisfy regular expression pattern: \\p{{ASCII}}*"
-            ));
-        }
-    }
-    out
 }
 
 /// `(endpoint name as sent, operation)` for the two known routes.
@@ -256,7 +170,9 @@ fn wants_close(body: &[u8]) -> bool {
         return false;
     };
     v.get("close_session").and_then(Value::as_bool) == Some(true)
-        || v.pointer("/parameters/close_session").and_then(Value::as_bool) == Some(true)
+        || v.pointer("/parameters/close_session")
+            .and_then(Value::as_bool)
+            == Some(true)
 }
 
 fn media_type(headers: &HeaderMap) -> String {
@@ -312,14 +228,14 @@ impl Emulator for SageMaker {
         }
         let session = match self.session(&parts.headers, op) {
             Ok(s) => s,
-            Err(resp) => return Ok(resp),
+            Err(message) => return Ok(validation(&message)),
         };
         // A sleeping endpoint holds requests while it starts (serverless).
         while let Some(ready_at) = shared.faults.wake() {
             tokio::time::sleep_until(ready_at).await;
         }
         if let Some(e) = apply_faults(shared).await? {
-            return Ok(self.injected(e, &name));
+            return Ok(errors::injected(&self.region, &name, e));
         }
         let variant = header_str(&parts.headers, "x-amzn-sagemaker-target-variant")
             .unwrap_or_else(|| DEFAULT_VARIANT.to_owned());
@@ -338,8 +254,8 @@ impl Emulator for SageMaker {
                 Err(e) => return Ok(self.stream_refusal(e, &name)),
             },
         };
-        set_header(&mut resp, "x-Amzn-Invoked-Production-Variant", &variant);
-        set_header(&mut resp, "x-amzn-RequestId", &serve::request_id());
+        set_header(&mut resp, "x-amzn-invoked-production-variant", &variant);
+        set_header(&mut resp, "x-amzn-requestid", &serve::request_id());
         if let Some(attrs) = parts.headers.get("x-amzn-sagemaker-custom-attributes") {
             resp.headers_mut()
                 .insert("x-amzn-sagemaker-custom-attributes", attrs.clone());
@@ -360,7 +276,12 @@ enum StreamRefusal {
 }
 
 impl SageMaker {
-    fn verify(&self, parts: &http::request::Parts, body: &[u8], shared: &Shared) -> Result<(), Rejection> {
+    fn verify(
+        &self,
+        parts: &http::request::Parts,
+        body: &[u8],
+        shared: &Shared,
+    ) -> Result<(), Rejection> {
         // Over h2 the host travels as `:authority`; the signer signed it as `host`.
         let mut with_host;
         let mut headers = &parts.headers;
@@ -395,21 +316,23 @@ impl SageMaker {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn session(&self, headers: &HeaderMap, op: Op) -> Result<Session, Response<EmuBody>> {
+    fn session(&self, headers: &HeaderMap, op: Op) -> Result<Session, String> {
         let Some(id) = header_str(headers, "x-amzn-sagemaker-session-id") else {
             return Ok(Session::None);
         };
         let now = SystemTime::now();
         if id == "NEW_SESSION" {
             if op == Op::Stream {
-                return Err(validation(
+                return Err(String::from(
                     "A new session can't be created with InvokeEndpointWithResponseStream; use InvokeEndpoint with NEW_SESSION.",
                 ));
             }
             let mut sessions = self.sessions();
             sessions.retain(|_, expires| *expires > now);
             if sessions.len() >= MAX_SESSIONS {
-                return Err(validation("The maximum number of open sessions has been reached."));
+                return Err(String::from(
+                    "The maximum number of open sessions has been reached.",
+                ));
             }
             let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
             let expires = now + SESSION_TTL;
@@ -418,9 +341,7 @@ impl SageMaker {
         }
         match self.sessions().get(&id) {
             Some(expires) if *expires > now => Ok(Session::Existing(id)),
-            _ => Err(validation(&format!(
-                "Session {id} is not found or has expired."
-            ))),
+            _ => Err(format!("Session {id} is not found or has expired.")),
         }
     }
 
@@ -429,35 +350,27 @@ impl SageMaker {
             Session::None => {}
             Session::New { id, expires } => {
                 let expires = humantime::format_rfc3339_seconds(expires);
-                set_header(resp, "X-Amzn-SageMaker-New-Session-Id", &format!("{id}; Expires={expires}"));
+                set_header(
+                    resp,
+                    "x-amzn-sagemaker-new-session-id",
+                    &format!("{id}; Expires={expires}"),
+                );
             }
             Session::Existing(id) if wants_close(body) => {
                 self.sessions().remove(&id);
-                set_header(resp, "X-Amzn-SageMaker-Closed-Session-Id", &id);
+                set_header(resp, "x-amzn-sagemaker-closed-session-id", &id);
             }
             Session::Existing(_) => {}
         }
     }
 
-    fn model_error(&self, name: &str, original_status: u16, original_message: &str) -> Response<EmuBody> {
-        let region = &self.region;
-        let kind = if original_status < 500 { "client" } else { "server" };
-        let message = format!(
-            "Received {kind} error ({original_status}) from primary with message \"{original_message}\". \
-             See https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#logEventViewer:group=/aws/sagemaker/Endpoints/{name} \
-             in account {ACCOUNT_ID} for more information."
-        );
-        let body = json!({
-            "Message": message,
-            "OriginalStatusCode": original_status,
-            "OriginalMessage": original_message,
-            "LogStreamArn": format!("arn:aws:logs:{region}:{ACCOUNT_ID}:log-group:/aws/sagemaker/Endpoints/{name}"),
-        });
-        aws_error(StatusCode::FAILED_DEPENDENCY, "ModelError", SAGE_NS, &body)
-    }
-
     fn container_error(&self, e: ContainerError, name: &str) -> Response<EmuBody> {
-        self.model_error(name, e.status, &toolkit_error(e.status, &e.message))
+        errors::model_error(
+            &self.region,
+            name,
+            e.status,
+            &toolkit_error(e.status, &e.message),
+        )
     }
 
     fn stream_refusal(&self, e: StreamRefusal, name: &str) -> Response<EmuBody> {
@@ -469,54 +382,18 @@ impl SageMaker {
         }
     }
 
-    fn injected(&self, e: InjectedError, name: &str) -> Response<EmuBody> {
-        match e {
-            InjectedError::ValidationError => validation(&format!("Validation error {INJECTED}.")),
-            InjectedError::ModelError { original_status } => {
-                let message = toolkit_error(original_status, &format!("Model failed {INJECTED}"));
-                self.model_error(name, original_status, &message)
-            }
-            InjectedError::ModelNotReadyException => service_error(
-                429,
-                "ModelNotReadyException",
-                &format!("Model is not ready to serve inference requests {INJECTED}."),
-            ),
-            InjectedError::InternalFailure => {
-                service_error(500, "InternalFailure", &format!("An internal failure occurred {INJECTED}."))
-            }
-            InjectedError::ServiceUnavailable => service_error(
-                503,
-                "ServiceUnavailable",
-                &format!("The service is unavailable; try again later {INJECTED}."),
-            ),
-            InjectedError::InternalDependencyException => service_error(
-                530,
-                "InternalDependencyException",
-                &format!("Your request caused an exception with an internal dependency {INJECTED}."),
-            ),
-            InjectedError::ThrottlingException => aws_error(
-                StatusCode::BAD_REQUEST,
-                "ThrottlingException",
-                AVAILABILITY_NS,
-                &json!({ "message": null }),
-            ),
-            InjectedError::Status(s) => match s {
-                400 => self.injected(InjectedError::ValidationError, name),
-                424 => self.injected(InjectedError::ModelError { original_status: 400 }, name),
-                429 => self.injected(InjectedError::ModelNotReadyException, name),
-                503 => self.injected(InjectedError::ServiceUnavailable, name),
-                530 => self.injected(InjectedError::InternalDependencyException, name),
-                401..=499 => service_error(s, "ValidationError", &format!("Validation error {INJECTED}.")),
-                501..=599 => service_error(s, "InternalFailure", &format!("An internal failure occurred {INJECTED}.")),
-                _ => self.injected(InjectedError::InternalFailure, name),
-            },
-        }
-    }
-
     /// The container's answer to a non-streaming invocation, paced at
     /// `token_latency` per generated token.
-    async fn invoke(&self, headers: &HeaderMap, body: &[u8], shared: &Shared) -> Result<Output, ContainerError> {
-        let bad = |message: String| ContainerError { status: 400, message };
+    async fn invoke(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        shared: &Shared,
+    ) -> Result<Output, ContainerError> {
+        let bad = |message: String| ContainerError {
+            status: 400,
+            message,
+        };
         let (out, tokens) = match self.format {
             ModelFormat::Tgi => {
                 let req = model::parse_invocation(body).map_err(bad)?;
@@ -555,7 +432,10 @@ impl SageMaker {
             return Err(StreamRefusal::NotSupported);
         }
         let req = model::parse_invocation(body).map_err(|message| {
-            StreamRefusal::Container(ContainerError { status: 400, message })
+            StreamRefusal::Container(ContainerError {
+                status: 400,
+                message,
+            })
         })?;
         let faults = shared.faults.get();
         let (events, content_type, error_after) = if req.stream() {
@@ -583,8 +463,12 @@ impl SageMaker {
             },
         );
         let mut resp = Response::new(EmuBody::stream(frames));
-        set_header(&mut resp, "content-type", "application/vnd.amazon.eventstream");
-        set_header(&mut resp, "X-Amzn-SageMaker-Content-Type", content_type);
+        set_header(
+            &mut resp,
+            "content-type",
+            "application/vnd.amazon.eventstream",
+        );
+        set_header(&mut resp, "x-amzn-sagemaker-content-type", content_type);
         Ok(resp)
     }
 }
@@ -635,7 +519,10 @@ mod tests {
 
     #[test]
     fn routes() {
-        assert_eq!(route(&Method::POST, "/endpoints/a/invocations"), Some(("a", Op::Invoke)));
+        assert_eq!(
+            route(&Method::POST, "/endpoints/a/invocations"),
+            Some(("a", Op::Invoke))
+        );
         assert_eq!(
             route(&Method::POST, "/endpoints/a-b/invocations-response-stream"),
             Some(("a-b", Op::Stream))
@@ -646,36 +533,11 @@ mod tests {
     }
 
     #[test]
-    fn endpoint_names() {
-        for ok in ["a", "flan-t5", "a--b", "A9"] {
-            assert!(valid_endpoint_name(ok), "{ok}");
-        }
-        for bad in ["", "-a", "a-", "a_b", "a.b", "é"] {
-            assert!(!valid_endpoint_name(bad), "{bad}");
-        }
-    }
-
-    #[test]
-    fn header_limits() {
-        let mut h = HeaderMap::new();
-        h.insert("x-amzn-sagemaker-target-variant", "v".repeat(64).parse().unwrap());
-        h.insert("x-amzn-sagemaker-inference-id", "".parse().unwrap());
-        h.insert(
-            "x-amzn-sagemaker-custom-attributes",
-            http::HeaderValue::from_bytes(b"caf\xe9").unwrap(),
-        );
-        let v = header_violations(&h);
-        assert_eq!(v.len(), 3, "{v:?}");
-        assert!(v[0].contains("'customAttributes'") && v[0].contains("ASCII"));
-        assert!(v[1].contains("'targetVariant'") && v[1].contains("less than or equal to 63"));
-        assert!(v[2].contains("'inferenceId'") && v[2].contains("greater than or equal to 1"));
-        assert!(violations_message(&v).starts_with("3 validation errors detected: "));
-    }
-
-    #[test]
     fn close_session_flag() {
         assert!(wants_close(br#"{"inputs":"a","close_session":true}"#));
-        assert!(wants_close(br#"{"inputs":"a","parameters":{"close_session":true}}"#));
+        assert!(wants_close(
+            br#"{"inputs":"a","parameters":{"close_session":true}}"#
+        ));
         assert!(!wants_close(br#"{"inputs":"a"}"#));
         assert!(!wants_close(b"\xff"));
     }

@@ -133,7 +133,10 @@ impl Body for EmuBody {
     type Data = Bytes;
     type Error = io::Error;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         let this = self.get_mut();
         match &mut this.kind {
             Kind::Full(chunk) => {
@@ -176,7 +179,10 @@ pub(crate) struct RequestGuard {
 impl RequestGuard {
     fn new(shared: Arc<Shared>) -> Self {
         shared.counters.enter();
-        RequestGuard { shared, done: false }
+        RequestGuard {
+            shared,
+            done: false,
+        }
     }
 }
 
@@ -191,8 +197,10 @@ impl Drop for RequestGuard {
 pub(crate) fn json_response(status: StatusCode, value: &Value) -> Response<EmuBody> {
     let mut resp = Response::new(EmuBody::full(value.to_string()));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     resp
 }
 
@@ -243,7 +251,10 @@ pub(crate) async fn apply_faults(shared: &Shared) -> Result<Option<InjectedError
 }
 
 /// Emits `events` one per `interval` (the first after one interval too).
-pub(crate) fn paced(events: Vec<Bytes>, interval: Duration) -> impl Stream<Item = Result<Bytes, io::Error>> + Send {
+pub(crate) fn paced(
+    events: Vec<Bytes>,
+    interval: Duration,
+) -> impl Stream<Item = Result<Bytes, io::Error>> + Send {
     futures_util::stream::unfold(events.into_iter(), move |mut it| async move {
         let next = it.next()?;
         if !interval.is_zero() {
@@ -257,11 +268,20 @@ pub(crate) fn paced(events: Vec<Bytes>, interval: Duration) -> impl Stream<Item 
 
 /// Binds `listen` and serves `emu` until the returned handle is shut down or
 /// dropped.
-pub(crate) async fn start<E: Emulator>(listen: SocketAddr, emu: E, shared: Arc<Shared>) -> io::Result<EmulatorHandle> {
+pub(crate) async fn start<E: Emulator>(
+    listen: SocketAddr,
+    emu: E,
+    shared: Arc<Shared>,
+) -> io::Result<EmulatorHandle> {
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let (stop, stop_rx) = watch::channel(false);
-    let task = tokio::spawn(accept_loop(listener, Arc::new(emu), shared.clone(), stop_rx));
+    let task = tokio::spawn(accept_loop(
+        listener,
+        Arc::new(emu),
+        shared.clone(),
+        stop_rx,
+    ));
     Ok(EmulatorHandle {
         addr,
         shared,
@@ -368,13 +388,21 @@ impl Drop for ResetIo {
 }
 
 impl AsyncRead for ResetIo {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for ResetIo {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
     }
 
@@ -442,7 +470,12 @@ fn recorded_json(r: &RecordedRequest) -> Value {
     let headers: serde_json::Map<String, Value> = r
         .headers
         .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), Value::from(String::from_utf8_lossy(v.as_bytes()))))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                Value::from(String::from_utf8_lossy(v.as_bytes())),
+            )
+        })
         .collect();
     json!({
         "method": r.method.as_str(),
@@ -470,7 +503,9 @@ async fn control(shared: &Shared, req: Request<Incoming>) -> Response<EmuBody> {
             let list: Vec<Value> = shared.counters.recent().iter().map(recorded_json).collect();
             json_response(StatusCode::OK, &Value::Array(list))
         }
-        (&Method::GET, "/_emulator/faults") => json_response(StatusCode::OK, &faults_json(&shared.faults.get())),
+        (&Method::GET, "/_emulator/faults") => {
+            json_response(StatusCode::OK, &faults_json(&shared.faults.get()))
+        }
         (&Method::PUT, "/_emulator/faults") => {
             let bytes = match read_body(body, CONTROL_BODY_LIMIT).await {
                 Ok(b) => b,
@@ -478,10 +513,18 @@ async fn control(shared: &Shared, req: Request<Incoming>) -> Response<EmuBody> {
             };
             let config: FaultConfig = match serde_json::from_slice(&bytes) {
                 Ok(c) => c,
-                Err(e) => return control_error(StatusCode::BAD_REQUEST, &format!("invalid fault config: {e}")),
+                Err(e) => {
+                    return control_error(
+                        StatusCode::BAD_REQUEST,
+                        &format!("invalid fault config: {e}"),
+                    )
+                }
             };
             if let Err(e) = config.validate() {
-                return control_error(StatusCode::BAD_REQUEST, &format!("invalid fault config: {e}"));
+                return control_error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("invalid fault config: {e}"),
+                );
             }
             shared.faults.set(config);
             json_response(StatusCode::OK, &faults_json(&shared.faults.get()))

@@ -127,7 +127,9 @@ impl Harness {
         let js = emulator::sagemaker::start(loopback, sm_options(ModelFormat::JumpStartText2Text))
             .await
             .unwrap();
-        let hf = emulator::huggingface::start(loopback, hf_options()).await.unwrap();
+        let hf = emulator::huggingface::start(loopback, hf_options())
+            .await
+            .unwrap();
         let mut vars: HashMap<String, String> = HashMap::from([
             ("SM_URL".to_string(), sm.url()),
             ("JS_URL".to_string(), js.url()),
@@ -194,7 +196,8 @@ impl Harness {
 /// The `error` object of a gateway error body.
 pub async fn error_json(res: reqwest::Response) -> serde_json::Value {
     assert_eq!(
-        res.headers()["content-type"], "application/json",
+        res.headers()["content-type"],
+        "application/json",
         "errors are JSON"
     );
     let v: serde_json::Value = res.json().await.unwrap();

@@ -1,0 +1,296 @@
+//! Loading tests: the example file, defaults, and the exact text of every
+//! error. Shared fixtures are here; the cases are grouped by concern below.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod backends;
+mod errors;
+mod interpolation;
+mod output;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::raw::INVALID_DURATION;
+use super::*;
+
+pub(super) const TOKEN: &str = "hf_canary_0123456789";
+
+pub(super) fn env(name: &str) -> Option<String> {
+    match name {
+        "HF_TOKEN" => Some(TOKEN.to_owned()),
+        "SM_EXTERNAL_ID" => Some("ext-id-canary".to_owned()),
+        "EMPTY" => Some(String::new()),
+        "KIND" => Some("sagmaker".to_owned()),
+        "QUOTED" => Some("ab\"c'd\\e".to_owned()),
+        _ => None,
+    }
+}
+
+pub(super) fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+pub(super) fn parse(text: &str) -> Config {
+    Config::from_toml(text, &env).unwrap_or_else(|e| panic!("unexpected errors:\n{e}"))
+}
+
+pub(super) fn errors(text: &str) -> Vec<String> {
+    match Config::from_toml(text, &env) {
+        Ok(config) => panic!("expected errors, got {config:#?}"),
+        Err(e) => e.0,
+    }
+}
+
+pub(super) const EXAMPLE: &str = include_str!("../../../config/infergate.example.toml");
+
+pub(super) const SM: &str = r#"
+[backends.sm-flan]
+kind = "sagemaker"
+endpoint_name = "flan-t5-small"
+region = "us-east-1"
+"#;
+
+pub(super) const HF: &str = r#"
+[backends.hf-flan]
+kind = "huggingface"
+url = "https://abc123.us-east-1.aws.endpoints.huggingface.cloud"
+token = "${HF_TOKEN}"
+"#;
+
+pub(super) const ROUTE: &str = r#"
+[routes.flan]
+backends = ["sm-flan", "hf-flan"]
+"#;
+
+/// Both backends, one route over both, plus `extra`.
+pub(super) fn minimal(extra: &str) -> String {
+    format!("{SM}{HF}{ROUTE}{extra}")
+}
+
+pub(super) fn sagemaker(config: &Config, name: &str) -> SageMakerConfig {
+    match &config.backend(name).unwrap().kind {
+        BackendKind::SageMaker(sm) => sm.clone(),
+        other => panic!("not sagemaker: {other:?}"),
+    }
+}
+
+pub(super) fn huggingface(config: &Config, name: &str) -> HuggingFaceConfig {
+    match &config.backend(name).unwrap().kind {
+        BackendKind::HuggingFace(hf) => hf.clone(),
+        other => panic!("not huggingface: {other:?}"),
+    }
+}
+
+// === the example file ===
+
+#[test]
+fn example_file_parses() {
+    let config = parse(EXAMPLE);
+    assert_eq!(config.server, ServerConfig::default());
+    assert_eq!(config.upstream, UpstreamConfig::default());
+    let names: Vec<&str> = config.backends.iter().map(|b| b.name.as_str()).collect();
+    assert_eq!(names, ["hf-flan", "sm-flan"]);
+    let sm = sagemaker(&config, "sm-flan");
+    assert_eq!(sm.endpoint_name, "flan-t5-small");
+    assert_eq!(sm.region, "us-east-1");
+    assert_eq!(sm.format, PayloadFormat::Hf);
+    let hf = huggingface(&config, "hf-flan");
+    assert_eq!(hf.token.as_ref().map(Secret::expose), Some(TOKEN));
+    assert_eq!(
+        hf.url.as_str(),
+        "https://abc123.us-east-1.aws.endpoints.huggingface.cloud/"
+    );
+    assert_eq!(
+        config.routes,
+        [RouteConfig {
+            name: "flan".to_owned(),
+            backends: vec![
+                RouteBackend {
+                    backend: "sm-flan".to_owned(),
+                    weight: 3
+                },
+                RouteBackend {
+                    backend: "hf-flan".to_owned(),
+                    weight: 1
+                },
+            ],
+            timeout: None,
+            attempts: 3,
+        }]
+    );
+    assert_eq!(config.warnings, Vec::<String>::new());
+}
+
+/// Every `# key = value` line of the example, uncommented, is valid too, so
+/// the documentation of optional keys cannot rot either.
+#[test]
+fn example_file_commented_options_are_valid() {
+    let uncommented: String = EXAMPLE
+        .lines()
+        .map(|line| match line.strip_prefix("# ") {
+            Some(rest)
+                if rest.split_once(" = ").is_some_and(|(key, _)| {
+                    !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                }) =>
+            {
+                rest
+            }
+            _ => line,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(uncommented.contains("\nrole_arn = "));
+    let config = parse(&uncommented);
+    let sm = sagemaker(&config, "sm-flan");
+    assert_eq!(sm.headers.len(), 7);
+    assert_eq!(
+        sm.role_arn.as_deref(),
+        Some("arn:aws:iam::123456789012:role/infergate")
+    );
+    assert_eq!(sm.external_id.as_deref(), Some("ext-id-canary"));
+    assert!(sm.endpoint_url.is_some());
+    assert_eq!(sm.profile.as_deref(), Some("prod"));
+    assert_eq!(
+        config.backend("sm-flan").unwrap().timeout,
+        Some(Duration::from_secs(30))
+    );
+    assert_eq!(config.routes[0].timeout, Some(Duration::from_secs(60)));
+}
+
+// === defaults ===
+
+#[test]
+fn defaults() {
+    let config = parse(&minimal(""));
+    assert_eq!(
+        config.server,
+        ServerConfig {
+            listen: "127.0.0.1:8080".parse::<SocketAddr>().unwrap(),
+            max_body_bytes: 6_291_456,
+            request_timeout: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 4096,
+        }
+    );
+    assert_eq!(
+        config.upstream,
+        UpstreamConfig {
+            connect_timeout: Duration::from_secs(5),
+            pool_idle_timeout: Duration::from_secs(90),
+            pool_max_idle_per_host: 64,
+        }
+    );
+    let sm = sagemaker(&config, "sm-flan");
+    assert_eq!(sm.endpoint_url, None);
+    assert!(!sm.fips);
+    assert_eq!(sm.format, PayloadFormat::Hf);
+    assert!(sm.headers.is_empty());
+    assert_eq!(sm.profile, None);
+    assert_eq!(sm.role_arn, None);
+    assert_eq!(config.backend("sm-flan").unwrap().timeout, None);
+    let route = &config.routes[0];
+    assert_eq!(route.attempts, 3);
+    assert_eq!(route.timeout, None);
+    assert!(route.backends.iter().all(|b| b.weight == 1));
+    assert_eq!(config.backend("nope"), None);
+}
+
+#[test]
+fn every_key_set() {
+    let config = parse(&minimal(
+        r#"
+[server]
+listen = "[::]:9000"
+max_body_bytes = 1024
+request_timeout = "2m"
+shutdown_grace = "0s"
+header_read_timeout = "500ms"
+max_connections = 10
+
+[upstream]
+connect_timeout = "1s"
+pool_idle_timeout = "1m 30s"
+pool_max_idle_per_host = 0
+
+[backends.sm-jumpstart]
+kind = "sagemaker"
+endpoint_name = "js-flan"
+region = "eu-west-1"
+endpoint_url = "http://127.0.0.1:9001/prefix"
+profile = "prod"
+role_arn = "arn:aws:iam::123456789012:role/x"
+role_session_name = "infergate"
+external_id = "ext-id"
+target_variant = "AllTraffic"
+custom_attributes = "a=b"
+format = "jumpstart-text2text"
+timeout = "15s"
+
+[routes.js]
+backends = [{ backend = "sm-jumpstart", weight = 1000 }, { backend = "hf-flan" }]
+timeout = "5s"
+attempts = 10
+"#,
+    ));
+    assert_eq!(
+        config.server.listen,
+        "[::]:9000".parse::<SocketAddr>().unwrap()
+    );
+    assert_eq!(config.server.max_body_bytes, 1024);
+    assert_eq!(config.server.request_timeout, Duration::from_secs(120));
+    assert_eq!(config.server.shutdown_grace, Duration::ZERO);
+    assert_eq!(
+        config.server.header_read_timeout,
+        Duration::from_millis(500)
+    );
+    assert_eq!(config.server.max_connections, 10);
+    assert_eq!(config.upstream.connect_timeout, Duration::from_secs(1));
+    assert_eq!(config.upstream.pool_idle_timeout, Duration::from_secs(90));
+    assert_eq!(config.upstream.pool_max_idle_per_host, 0);
+
+    let backend = config.backend("sm-jumpstart").unwrap();
+    assert_eq!(backend.timeout, Some(Duration::from_secs(15)));
+    let sm = sagemaker(&config, "sm-jumpstart");
+    assert_eq!(
+        sm.endpoint_url.unwrap().as_str(),
+        "http://127.0.0.1:9001/prefix"
+    );
+    assert_eq!(sm.format, PayloadFormat::JumpStartText2Text);
+    assert_eq!(sm.role_session_name.as_deref(), Some("infergate"));
+    assert_eq!(
+        sm.headers,
+        [
+            (
+                http::HeaderName::from_static("x-amzn-sagemaker-target-variant"),
+                http::HeaderValue::from_static("AllTraffic")
+            ),
+            (
+                http::HeaderName::from_static("x-amzn-sagemaker-custom-attributes"),
+                http::HeaderValue::from_static("a=b")
+            ),
+        ]
+    );
+
+    let names: Vec<&str> = config.routes.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["flan", "js"]);
+    let js = &config.routes[1];
+    assert_eq!(js.timeout, Some(Duration::from_secs(5)));
+    assert_eq!(js.attempts, 10);
+    let weights: Vec<(&str, u32)> = js
+        .backends
+        .iter()
+        .map(|b| (b.backend.as_str(), b.weight))
+        .collect();
+    assert_eq!(weights, [("sm-jumpstart", 1000), ("hf-flan", 1)]);
+}
+
+#[test]
+fn strings_and_tables_mix_in_a_route() {
+    let config = parse(&format!(
+        "{SM}{HF}[routes.flan]\nbackends = [\"sm-flan\", {{ backend = \"hf-flan\", weight = 7 }}]\n"
+    ));
+    let weights: Vec<u32> = config.routes[0].backends.iter().map(|b| b.weight).collect();
+    assert_eq!(weights, [1, 7]);
+}

@@ -1,0 +1,384 @@
+//! The `infergate` binary as a user runs it: `check`, `serve`, `demo`,
+//! `healthcheck`, and what reaches its logs.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_infergate");
+
+fn write_temp(name: &str, contents: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "infergate-cli-test-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+fn run(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).env_remove("INFERGATE_CONFIG");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_accepts_the_example_config() {
+    let (code, stdout, stderr) = run(
+        &["check", "--config", "config/infergate.example.toml"],
+        &[("HF_TOKEN", "hf_example")],
+    );
+    assert_eq!(code, 0, "stderr: {stderr}");
+    assert!(stdout.contains("flan"), "{stdout}");
+    assert!(
+        !stdout.contains("hf_example"),
+        "the summary never prints a token"
+    );
+}
+
+#[test]
+fn check_lists_every_error_with_its_key_path() {
+    let path = write_temp(
+        "bad.toml",
+        r#"
+[server]
+listn = "127.0.0.1:8080"
+
+[backends.sm-flan]
+kind = "sagemaker"
+endpoint_name = "flan-t5-small"
+region = "us-east-1"
+
+[backends.hf-flan]
+kind = "huggingface"
+url = "https://example.invalid"
+
+[routes.flan]
+backends = ["sm-flan", "hf-flann"]
+"#,
+    );
+    let (code, stdout, stderr) = run(&["check", "--config", path.to_str().unwrap()], &[]);
+    assert_eq!(code, 1, "stdout: {stdout}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(
+        lines.contains(&r#"routes.flan.backends[1]: unknown backend "hf-flann""#),
+        "{stderr}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("server.listn: ")),
+        "{stderr}"
+    );
+    assert!(lines[0].contains("has 2 errors"), "{stderr}");
+}
+
+#[test]
+fn check_reads_infergate_config_from_the_environment() {
+    let path = write_temp(
+        "env.toml",
+        r#"
+[backends.hf]
+kind = "huggingface"
+url = "${HF_URL:-https://example.invalid}"
+[routes.r]
+backends = ["hf"]
+"#,
+    );
+    let (code, _stdout, stderr) = run(&["check"], &[("INFERGATE_CONFIG", path.to_str().unwrap())]);
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn serve_refuses_to_start_on_invalid_config() {
+    let path = write_temp(
+        "invalid.toml",
+        r#"
+[backends.hf]
+kind = "huggingface"
+url = "${MISSING_URL_FOR_TEST}"
+[routes.r]
+backends = ["hf"]
+"#,
+    );
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config", path.to_str().unwrap()])
+        .env_remove("MISSING_URL_FOR_TEST")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_timeout(&mut child, Duration::from_secs(20)).expect("serve exited");
+    assert_eq!(status, 1);
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(
+        stderr
+            .contains(r#"backends.hf.url: environment variable "MISSING_URL_FOR_TEST" is not set"#),
+        "{stderr}"
+    );
+}
+
+fn wait_timeout(child: &mut Child, limit: Duration) -> Option<i32> {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    None
+}
+
+/// A child process whose output lines are collected as they come.
+struct Running {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    rx: mpsc::Receiver<String>,
+}
+
+impl Running {
+    fn spawn(mut cmd: Command, from_stdout: bool) -> Self {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (tx, rx) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        for (stream, notify) in [
+            (Box::new(stdout) as Box<dyn Read + Send>, from_stdout),
+            (Box::new(stderr) as Box<dyn Read + Send>, !from_stdout),
+        ] {
+            let lines = lines.clone();
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    lines.lock().unwrap().push(line.clone());
+                    if notify {
+                        let _ = tx.send(line);
+                    }
+                }
+            });
+        }
+        Self { child, lines, rx }
+    }
+
+    /// Waits for a line containing `needle` on the watched stream.
+    fn wait_for(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => continue,
+                Err(_) => panic!(
+                    "no line with {needle:?}; output so far:\n{}",
+                    self.lines.lock().unwrap().join("\n")
+                ),
+            }
+        }
+    }
+
+    fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(Duration::from_millis(100));
+        let out = self.lines.lock().unwrap().join("\n");
+        out
+    }
+}
+
+#[tokio::test]
+async fn demo_serves_the_flan_route_and_healthcheck_sees_it() {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["demo", "--listen", "127.0.0.1:0"]);
+    let demo = Running::spawn(cmd, true);
+    let line = demo.wait_for("gateway listening on ");
+    let base = line.rsplit(' ').next().unwrap().to_string();
+    let client = reqwest::Client::new();
+    let mut backends = std::collections::HashSet::new();
+    for _ in 0..20 {
+        let res = client
+            .post(format!("{base}/v1/predict/flan"))
+            .header("content-type", "application/json")
+            .body(r#"{"inputs": "one stable inference URL"}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        backends.insert(
+            res.headers()["x-infergate-backend"]
+                .to_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    assert_eq!(backends.len(), 2, "both demo backends serve: {backends:?}");
+    let (code, _, _) = run(&["healthcheck", "--url", &format!("{base}/healthz")], &[]);
+    assert_eq!(code, 0);
+    let out = demo.stop();
+    assert!(out.contains("curl -i"), "the demo prints curl commands");
+
+    // Nothing listens there any more.
+    let (code, _, _) = run(&["healthcheck", "--url", &format!("{base}/healthz")], &[]);
+    assert_eq!(code, 1);
+}
+
+/// Canary secrets sent through every path never reach the logs, even at
+/// debug level: the HF token, the AWS secret key and session token, and the
+/// client's own key.
+#[tokio::test]
+async fn no_secret_reaches_the_logs_at_debug_level() {
+    use infergate::emulator::{self, Credential, InjectedError};
+
+    const AWS_SECRET: &str = "canary-aws-secret-0d9e";
+    const AWS_TOKEN: &str = "canary-aws-session-token-5b1c";
+    const HF_SECRET: &str = "hf_canary_token_77aa";
+    const CLIENT_KEY: &str = "canary-client-key-31f0";
+
+    let loopback: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
+    let mut sm_opts = common::sm_options(emulator::ModelFormat::Tgi);
+    sm_opts.credentials = vec![(
+        "ASIACANARYKEY".into(),
+        Credential {
+            secret_access_key: AWS_SECRET.into(),
+            session_token: Some(AWS_TOKEN.into()),
+        },
+    )];
+    let sm = emulator::sagemaker::start(loopback, sm_opts).await.unwrap();
+    let hf = emulator::huggingface::start(
+        loopback,
+        emulator::HuggingFaceOptions {
+            token: Some(HF_SECRET.into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let config = write_temp(
+        "canary.toml",
+        &format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+[backends.sm]
+kind = "sagemaker"
+endpoint_name = "flan-t5-small"
+region = "us-east-1"
+endpoint_url = "{}"
+[backends.hf]
+kind = "huggingface"
+url = "{}"
+token = "${{CANARY_HF_TOKEN}}"
+[routes.sm]
+backends = ["sm"]
+[routes.hf]
+backends = ["hf"]
+"#,
+            sm.url(),
+            hf.url()
+        ),
+    );
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "--log-level",
+        "debug",
+        "serve",
+        "--config",
+        config.to_str().unwrap(),
+    ])
+    .env("AWS_ACCESS_KEY_ID", "ASIACANARYKEY")
+    .env("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
+    .env("AWS_SESSION_TOKEN", AWS_TOKEN)
+    .env("AWS_EC2_METADATA_DISABLED", "true")
+    .env("CANARY_HF_TOKEN", HF_SECRET);
+    let gw = Running::spawn(cmd, false);
+    let line = gw.wait_for("infergate listening");
+    let addr = line
+        .split("listen=")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let base = format!("http://{addr}");
+    let client = reqwest::Client::new();
+    let send = |route: &str| {
+        client
+            .post(format!("{base}/v1/predict/{route}"))
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {CLIENT_KEY}"))
+            .header("x-api-key", CLIENT_KEY)
+            .body(r#"{"inputs": "canary"}"#)
+            .send()
+    };
+    // Success on both backends.
+    assert_eq!(send("sm").await.unwrap().status(), 200);
+    assert_eq!(send("hf").await.unwrap().status(), 200);
+    // Retries, then failure.
+    sm.faults().fail_next(1, InjectedError::ThrottlingException);
+    assert_eq!(send("sm").await.unwrap().status(), 200);
+    // Auth failures on both backends.
+    hf.set_token(Some("another-token".into()));
+    let res = send("hf").await.unwrap();
+    assert_eq!(res.status(), 502);
+    let body = res.text().await.unwrap();
+    sm.set_credentials(vec![]);
+    sm.set_credentials(vec![(
+        "ASIACANARYKEY".into(),
+        Credential {
+            secret_access_key: "another-secret".into(),
+            session_token: Some(AWS_TOKEN.into()),
+        },
+    )]);
+    let res = send("sm").await.unwrap();
+    assert_eq!(res.status(), 502);
+    let body2 = res.text().await.unwrap();
+    // A model error.
+    sm.set_credentials(vec![]);
+    sm.faults().fail_next(
+        1,
+        InjectedError::ModelError {
+            original_status: 400,
+        },
+    );
+    assert_eq!(send("sm").await.unwrap().status(), 400);
+
+    let logs = gw.stop();
+    assert!(
+        logs.contains("request"),
+        "access log lines are written: {logs}"
+    );
+    for canary in [AWS_SECRET, AWS_TOKEN, HF_SECRET, CLIENT_KEY, "Signature="] {
+        assert!(
+            !logs.contains(canary),
+            "{canary} leaked into the logs:\n{logs}"
+        );
+        assert!(
+            !body.contains(canary) && !body2.contains(canary),
+            "{canary} leaked into an error body"
+        );
+    }
+}
