@@ -444,7 +444,7 @@ async fn resets_latency_and_token_latency() {
 async fn cold_start_answers_503_until_the_replica_is_ready() {
     let emu = start(HuggingFaceOptions {
         faults: FaultConfig {
-            cold_start: Some(Duration::from_millis(150)),
+            cold_start: Some(Duration::from_millis(400)),
             ..FaultConfig::default()
         },
         ..HuggingFaceOptions::default()
@@ -530,7 +530,7 @@ async fn cold_start_then_success_without_holding() {
 async fn cancelled_streams_and_in_flight() {
     let emu = start(HuggingFaceOptions {
         faults: FaultConfig {
-            token_latency: Duration::from_millis(40),
+            token_latency: Duration::from_millis(50),
             ..FaultConfig::default()
         },
         ..HuggingFaceOptions::default()
@@ -539,7 +539,7 @@ async fn cancelled_streams_and_in_flight() {
     let mut resp = post(
         &emu,
         "/generate_stream",
-        r#"{"inputs":"a b c d e f g h i j"}"#,
+        r#"{"inputs":"a b c d e f g h i j k l m n o p q r s t"}"#,
     )
     .send()
     .await
@@ -553,7 +553,7 @@ async fn cancelled_streams_and_in_flight() {
     // Two concurrent held requests raise max_in_flight to 2.
     emu.counters().reset();
     emu.faults().set(FaultConfig {
-        latency: Duration::from_millis(100),
+        latency: Duration::from_millis(250),
         ..FaultConfig::default()
     });
     let (a, b) = tokio::join!(

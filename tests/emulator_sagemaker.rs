@@ -930,13 +930,13 @@ async fn latency_and_cold_start_delay_the_answer() {
 async fn in_flight_and_cancelled_streams_are_counted() {
     let emu = start(SageMakerOptions {
         faults: FaultConfig {
-            token_latency: Duration::from_millis(40),
+            token_latency: Duration::from_millis(50),
             ..FaultConfig::default()
         },
         ..SageMakerOptions::default()
     })
     .await;
-    let mut resp = stream(r#"{"inputs":"a b c d e f g h i j","stream":true}"#)
+    let mut resp = stream(r#"{"inputs":"a b c d e f g h i j k l m n o p q r s t","stream":true}"#)
         .send(&emu)
         .await;
     assert!(resp.chunk().await.unwrap().is_some());

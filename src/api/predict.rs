@@ -17,10 +17,11 @@ use tokio::time::Instant;
 
 use super::{error, full};
 use crate::app::{Gateway, ResBody};
-use crate::backend::{UpstreamBody, UpstreamRequest};
+use crate::backend::{Backend, UpstreamBody, UpstreamRequest};
 use crate::dispatch::{dispatch, Dispatched};
 use crate::error::{ApiError, ErrorContext};
 use crate::metrics::Outcome;
+use crate::route::Route;
 
 /// `X-Amzn-SageMaker-*` request headers a client may send, with the length
 /// limits of the SageMaker runtime API (min, max).
@@ -35,6 +36,17 @@ const SAGEMAKER_HEADERS: &[(&str, usize, usize)] = &[
     ("x-amzn-sagemaker-session-id", 0, 256),
 ];
 
+/// What the access log and the metrics record of one request, filled in
+/// as the request goes.
+#[derive(Default)]
+struct Access {
+    route: Option<Arc<Route>>,
+    backend: Option<Arc<Backend>>,
+    attempts: u32,
+    upstream: Duration,
+    bytes_in: usize,
+}
+
 /// Serves one predict request.
 pub async fn predict<B>(
     gw: &Arc<Gateway>,
@@ -48,73 +60,51 @@ where
 {
     let started = Instant::now();
     let rid = request_id.to_str().unwrap_or_default();
-    let Some(route) = gw.routes.get(route_name) else {
+    let mut access = Access::default();
+    let res = serve(gw, route_name, req, request_id, started, &mut access).await;
+    finish(gw, &access, &res, started, rid);
+    res
+}
+
+async fn serve<B>(
+    gw: &Arc<Gateway>,
+    route_name: &str,
+    req: Request<B>,
+    request_id: &HeaderValue,
+    started: Instant,
+    access: &mut Access,
+) -> Response<ResBody>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<crate::app::BoxError>,
+{
+    let rid = request_id.to_str().ok();
+    let Some(route) = gw.routes.get(route_name).cloned() else {
         let err = ApiError::UnknownRoute(route_name.to_string());
-        let res = error(
+        return error(
             &err,
             ErrorContext {
-                route: None,
-                backend: None,
-                request_id: Some(rid),
+                request_id: rid,
+                ..ErrorContext::default()
             },
         );
-        finish(
-            gw,
-            "unknown",
-            None,
-            &res,
-            0,
-            started,
-            Duration::ZERO,
-            rid,
-            0,
-        );
-        return res;
     };
-    let route = Arc::clone(route);
+    access.route = Some(Arc::clone(&route));
     let ctx = ErrorContext {
         route: Some(&route.name),
         backend: None,
-        request_id: Some(rid),
+        request_id: rid,
     };
 
     let (parts, body) = req.into_parts();
     let body = match read_body(body, &parts.headers, gw.config.server.max_body_bytes).await {
         Ok(b) => b,
-        Err(err) => {
-            let res = error(&err, ctx);
-            finish(
-                gw,
-                &route.name,
-                None,
-                &res,
-                0,
-                started,
-                Duration::ZERO,
-                rid,
-                0,
-            );
-            return res;
-        }
+        Err(err) => return error(&err, ctx),
     };
-    let bytes_in = body.len();
+    access.bytes_in = body.len();
     let sagemaker_headers = match sagemaker_headers(&parts.headers) {
         Ok(h) => h,
-        Err(err) => {
-            let res = error(&err, ctx);
-            finish(
-                gw,
-                &route.name,
-                None,
-                &res,
-                0,
-                started,
-                Duration::ZERO,
-                rid,
-                bytes_in,
-            );
-            return res;
-        }
+        Err(err) => return error(&err, ctx),
     };
     let upstream = UpstreamRequest {
         body,
@@ -131,6 +121,8 @@ where
         attempts,
         upstream_time,
     } = dispatch(&gw.client, &route, &gw.policy, upstream, deadline).await;
+    access.attempts = attempts;
+    access.upstream = upstream_time;
     let backend_name = backend.as_ref().map(|b| b.name.as_str());
     if let Some(b) = backend_name {
         gw.metrics.attempts(b, attempts, result.is_ok());
@@ -151,7 +143,7 @@ where
             res
         }
         Err(err) => {
-            log_failure(&err, &route.name, backend_name, rid);
+            log_failure(&err, &route.name, backend_name, rid.unwrap_or_default());
             error(
                 &err,
                 ErrorContext {
@@ -166,17 +158,7 @@ where
         headers.insert("x-infergate-backend", b);
     }
     headers.insert("x-infergate-attempts", HeaderValue::from(attempts));
-    finish(
-        gw,
-        &route.name,
-        backend_name,
-        &res,
-        attempts,
-        started,
-        upstream_time,
-        rid,
-        bytes_in,
-    );
+    access.backend = backend;
     res
 }
 
@@ -239,19 +221,10 @@ fn log_failure(err: &ApiError, route: &str, backend: Option<&str>, rid: &str) {
 }
 
 /// The access-log line and the request metrics, once per request.
-#[allow(clippy::too_many_arguments)]
-fn finish(
-    gw: &Gateway,
-    route: &str,
-    backend: Option<&str>,
-    res: &Response<ResBody>,
-    attempts: u32,
-    started: Instant,
-    upstream: Duration,
-    rid: &str,
-    bytes_in: usize,
-) {
+fn finish(gw: &Gateway, access: &Access, res: &Response<ResBody>, started: Instant, rid: &str) {
     let total = started.elapsed();
+    let route = access.route.as_ref().map_or("unknown", |r| r.name.as_str());
+    let backend = access.backend.as_ref().map(|b| b.name.as_str());
     let status = res.status().as_u16();
     let outcome = if res.status().is_success() {
         Outcome::Success
@@ -268,7 +241,7 @@ fn finish(
         status,
         outcome,
         total,
-        upstream,
+        access.upstream,
     );
     tracing::info!(
         target: "infergate::access",
@@ -276,10 +249,10 @@ fn finish(
         route,
         backend,
         status,
-        attempts,
+        attempts = access.attempts,
         total_us = u64::try_from(total.as_micros()).unwrap_or(u64::MAX),
-        upstream_us = u64::try_from(upstream.as_micros()).unwrap_or(u64::MAX),
-        bytes_in,
+        upstream_us = u64::try_from(access.upstream.as_micros()).unwrap_or(u64::MAX),
+        bytes_in = access.bytes_in,
         "request"
     );
 }

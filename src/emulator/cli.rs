@@ -1,5 +1,5 @@
 //! `infergate emulate sagemaker|huggingface …`: runs one emulator on its own
-//! until Ctrl-C, so users can develop against a backend offline. main.rs only
+//! until Ctrl-C or SIGTERM, so users can develop against a backend offline. main.rs only
 //! parses; this module turns the flags into options and runs the emulator.
 //! Secrets come from flags or the usual environment variables and are never
 //! printed (clap is told to hide their values).
@@ -144,18 +144,23 @@ impl HuggingFaceArgs {
     }
 }
 
-/// Starts the chosen emulator, prints its URL, and serves until Ctrl-C.
+/// Starts the chosen emulator, prints its URL, and serves until Ctrl-C or
+/// SIGTERM, then shuts down gracefully.
 pub async fn run(cmd: EmulateCommand) -> Result<(), BoxError> {
     let handle: EmulatorHandle = match cmd {
         EmulateCommand::Sagemaker(args) => {
             let listen = args.listen;
             let opts = args.into_options()?;
             let verifying = !opts.credentials.is_empty();
-            let (region, format) = (opts.region.clone(), opts.format);
+            let region = opts.region.clone();
+            let format = match opts.format {
+                ModelFormat::Tgi => "tgi",
+                ModelFormat::JumpStartText2Text => "jumpstart-text2text",
+            };
             let handle = sagemaker::start(listen, opts).await?;
             println!("SageMaker runtime emulator listening on {}", handle.url());
             println!(
-                "  region {region}, format {format:?}, signatures {}",
+                "  region {region}, format {format}, signatures {}",
                 if verifying { "verified" } else { "not checked" }
             );
             handle
@@ -180,9 +185,26 @@ pub async fn run(cmd: EmulateCommand) -> Result<(), BoxError> {
             handle
         }
     };
-    tokio::signal::ctrl_c().await?;
+    stop_signal().await?;
     handle.shutdown().await;
     Ok(())
+}
+
+/// Ctrl-C, or SIGTERM (what `docker stop` and Kubernetes send).
+async fn stop_signal() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r,
+            _ = term.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await
+    }
 }
 
 #[cfg(test)]

@@ -163,7 +163,12 @@ fn authorized(headers: &HeaderMap, token: &str) -> Result<(), &'static str> {
     let Some(value) = headers.get(http::header::AUTHORIZATION) else {
         return Err("Authorization header is required");
     };
-    let presented = value.as_bytes().strip_prefix(b"Bearer ");
+    // The auth scheme is case-insensitive (RFC 9110); the token is not.
+    let bytes = value.as_bytes();
+    let is_bearer = bytes
+        .get(..7)
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"bearer "));
+    let presented = bytes.get(7..).filter(|_| is_bearer);
     if presented.map(|p| p.trim_ascii()) == Some(token.as_bytes()) {
         Ok(())
     } else {
@@ -369,6 +374,8 @@ mod tests {
         let mut h = HeaderMap::new();
         assert!(authorized(&h, "t").is_err());
         h.insert("authorization", "Bearer t".parse().unwrap());
+        assert!(authorized(&h, "t").is_ok());
+        h.insert("authorization", "bearer t".parse().unwrap());
         assert!(authorized(&h, "t").is_ok());
         h.insert("authorization", "Bearer tt".parse().unwrap());
         assert!(authorized(&h, "t").is_err());

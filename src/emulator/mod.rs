@@ -11,7 +11,8 @@
 //! [`EmulatorHandle`] that `start` returns. Signatures are checked by
 //! [`sigv4_verify`], which never shares code with the gateway's signer.
 //!
-//! Control routes, answered by both emulators and never counted or faulted:
+//! Control routes, answered by both emulators and never authenticated,
+//! counted or faulted:
 //! `GET /_emulator/counters` (JSON), `POST /_emulator/counters/reset`,
 //! `GET|PUT /_emulator/faults` (a JSON [`FaultConfig`]; durations as humantime
 //! strings or milliseconds; a PUT replaces the whole config),
