@@ -61,10 +61,14 @@ fn write_summary(out: &mut String, config: &Config) -> std::fmt::Result {
                 writeln!(out, "  {}  sagemaker", backend.name)?;
                 writeln!(out, "    endpoint: {}", sm.endpoint_name)?;
                 writeln!(out, "    region: {}", sm.region)?;
-                match (&sm.endpoint_url, sm.fips) {
-                    (Some(url), _) => writeln!(out, "    endpoint url: {url}")?,
-                    (None, true) => writeln!(out, "    endpoint url: FIPS endpoint of the region")?,
-                    (None, false) => writeln!(out, "    endpoint url: default for the region")?,
+                match &sm.endpoint_url {
+                    Some(url) => writeln!(out, "    endpoint url: {url}")?,
+                    None => writeln!(
+                        out,
+                        "    endpoint url: {} (the region's{} endpoint)",
+                        crate::backend::sagemaker::default_base(&sm.region, sm.fips),
+                        if sm.fips { " FIPS" } else { "" }
+                    )?,
                 }
                 let auth = match (&sm.role_arn, &sm.profile) {
                     (Some(arn), _) => format!("assume role {arn}"),
