@@ -27,8 +27,10 @@ use http::{Request, Response};
 use crate::api;
 use crate::backend::Backend;
 use crate::config::Config;
-use crate::dispatch::RetryPolicy;
+use crate::dispatch::budget::RetryBudget;
 use crate::metrics::Metrics;
+use crate::route::health::BackendState;
+use crate::route::sticky::SessionTable;
 use crate::route::{PoolMember, Route, RouteTable};
 
 /// The response body type of every answer the gateway gives.
@@ -61,11 +63,14 @@ pub struct BuildOptions {
 pub struct Gateway {
     pub config: Config,
     pub routes: RouteTable,
+    /// Backends in config order; `states[i]` is `backends[i]`'s health.
     pub backends: Vec<Arc<Backend>>,
+    pub states: Vec<Arc<BackendState>>,
     pub client: reqwest::Client,
     pub metrics: Metrics,
-    pub policy: RetryPolicy,
     ready: AtomicBool,
+    /// Active health-check tasks, stopped when the gateway is dropped.
+    health_checks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Gateway {
@@ -82,9 +87,19 @@ impl Gateway {
                 })?;
             backends.push(Arc::new(backend));
         }
-        let by_name: HashMap<&str, &Arc<Backend>> =
-            backends.iter().map(|b| (b.name.as_str(), b)).collect();
-        let routes = config
+        let states: Vec<Arc<BackendState>> = config
+            .backends
+            .iter()
+            .map(|b| Arc::new(BackendState::new(&b.name, b.max_in_flight, b.outlier)))
+            .collect();
+        let index: HashMap<&str, usize> = config
+            .backends
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (b.name.as_str(), i))
+            .collect();
+        let now = tokio::time::Instant::now();
+        let routes: Vec<Route> = config
             .routes
             .iter()
             .map(|r| Route {
@@ -93,16 +108,39 @@ impl Gateway {
                     .backends
                     .iter()
                     .filter_map(|m| {
-                        by_name.get(m.backend.as_str()).map(|b| PoolMember {
-                            backend: Arc::clone(b),
+                        index.get(m.backend.as_str()).map(|&i| PoolMember {
+                            backend: Arc::clone(&backends[i]),
+                            state: Arc::clone(&states[i]),
                             weight: m.weight,
                         })
                     })
                     .collect(),
+                balance: r.balance,
                 timeout: r.timeout.unwrap_or(config.server.request_timeout),
+                per_try_timeout: r.per_try_timeout,
                 attempts: r.attempts,
+                policy: r.backoff.into(),
+                budget: RetryBudget::new(&r.retry_budget, now),
+                hedge_after: r.hedge_after,
+                sessions: r.sticky_sessions.then(SessionTable::default),
             })
             .collect();
+        // Each backend learns the other backends of its routes, so that
+        // ejecting it never leaves a route with nothing.
+        for (i, state) in states.iter().enumerate() {
+            let siblings = routes
+                .iter()
+                .filter(|r| r.pool.iter().any(|m| Arc::ptr_eq(&m.state, state)))
+                .map(|r| {
+                    r.pool
+                        .iter()
+                        .filter(|m| !Arc::ptr_eq(&m.state, &states[i]))
+                        .map(|m| Arc::downgrade(&m.state))
+                        .collect()
+                })
+                .collect();
+            state.set_siblings(siblings);
+        }
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(config.upstream.connect_timeout)
@@ -113,15 +151,18 @@ impl Gateway {
             .build()
             .map_err(|e| BuildError::Client(e.to_string()))?;
         let metrics = Metrics::new().map_err(|e| BuildError::Metrics(e.to_string()))?;
-        Ok(Arc::new(Self {
+        let gateway = Arc::new(Self {
             routes: RouteTable::new(routes),
             backends,
+            states,
             client,
             metrics,
-            policy: RetryPolicy::default(),
             ready: AtomicBool::new(false),
+            health_checks: std::sync::Mutex::new(Vec::new()),
             config,
-        }))
+        });
+        gateway.start_health_checks();
+        Ok(gateway)
     }
 
     /// Serves one request.
@@ -141,5 +182,40 @@ impl Gateway {
 
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// The dispatcher's view of the gateway.
+    pub fn dispatch_context(&self) -> crate::dispatch::Context<'_> {
+        crate::dispatch::Context {
+            client: &self.client,
+            metrics: &self.metrics,
+        }
+    }
+
+    /// Starts a task per backend with an active health check configured.
+    fn start_health_checks(&self) {
+        let mut tasks = Vec::new();
+        for (backend, state) in self.backends.iter().zip(&self.states) {
+            if let Some(task) = crate::route::health::spawn_check(
+                self.client.clone(),
+                Arc::clone(backend),
+                Arc::clone(state),
+            ) {
+                tasks.push(task);
+            }
+        }
+        if let Ok(mut slot) = self.health_checks.lock() {
+            *slot = tasks;
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Ok(tasks) = self.health_checks.get_mut() {
+            for t in tasks.drain(..) {
+                t.abort();
+            }
+        }
     }
 }

@@ -55,6 +55,9 @@ pub enum ApiError {
     /// The route has no backend that can take the request now.
     #[error("no backend of the route is available")]
     NoBackend,
+    /// Every backend of the route is at its concurrency limit (load shedding).
+    #[error("every backend of the route is at its concurrency limit; retry later")]
+    Overloaded,
 }
 
 impl ApiError {
@@ -66,7 +69,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Deadline(_) => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::NoBackend => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NoBackend | ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Upstream(f) => upstream_status(f),
         }
     }
@@ -82,6 +85,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::Deadline(_) => "deadline_exceeded",
             ApiError::NoBackend => "no_backend_available",
+            ApiError::Overloaded => "overloaded",
             ApiError::Upstream(f) => f.kind.as_str(),
         }
     }
@@ -90,7 +94,7 @@ impl ApiError {
     /// to come back later.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            ApiError::NoBackend => Some(Duration::from_secs(1)),
+            ApiError::NoBackend | ApiError::Overloaded => Some(Duration::from_secs(1)),
             ApiError::Upstream(f) => match upstream_status(f) {
                 StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
                     Some(f.retry_after.unwrap_or(Duration::from_secs(1)))
@@ -217,6 +221,7 @@ mod tests {
             message: "m".into(),
             retry_after: None,
             retryable: false,
+            cold: false,
         }
     }
 

@@ -29,7 +29,18 @@ pub struct Metrics {
     request_duration: HistogramVec,
     overhead: HistogramVec,
     upstream_attempts: IntCounterVec,
+    retries: IntCounterVec,
+    budget_exhausted: IntCounterVec,
+    failovers: IntCounterVec,
+    hedges: IntCounterVec,
+    shed: IntCounterVec,
+    ejections: IntCounterVec,
+    backend_in_flight: IntGaugeVec,
+    backend_state: IntGaugeVec,
 }
+
+/// The states `infergate_backend_state` reports, one gauge each.
+pub const BACKEND_STATES: &[&str] = &["available", "ejected", "cold", "saturated", "unhealthy"];
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -103,6 +114,53 @@ impl Metrics {
             ),
             &["backend", "result"],
         )?;
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            IntCounterVec::new(Opts::new(name, help), labels)
+        };
+        let retries = counter(
+            "infergate_retries_total",
+            "Retries, by the kind of failure that caused them.",
+            &["route", "reason"],
+        )?;
+        let budget_exhausted = counter(
+            "infergate_retry_budget_exhausted_total",
+            "Retries (and hedges) refused because the route's retry budget was spent.",
+            &["route"],
+        )?;
+        let failovers = counter(
+            "infergate_failovers_total",
+            "Retries that went to another backend than the failed attempt.",
+            &["route", "from", "to"],
+        )?;
+        let hedges = counter(
+            "infergate_hedges_total",
+            "Hedged attempts sent because the first was slow.",
+            &["route"],
+        )?;
+        let shed = counter(
+            "infergate_shed_total",
+            "Requests refused at once because every backend was at its concurrency limit.",
+            &["route"],
+        )?;
+        let ejections = counter(
+            "infergate_backend_ejections_total",
+            "Passive outlier ejections of a backend.",
+            &["backend"],
+        )?;
+        let backend_in_flight = IntGaugeVec::new(
+            Opts::new(
+                "infergate_backend_in_flight",
+                "Attempts in flight to a backend.",
+            ),
+            &["backend"],
+        )?;
+        let backend_state = IntGaugeVec::new(
+            Opts::new(
+                "infergate_backend_state",
+                "1 for the backend's current state, 0 for the others.",
+            ),
+            &["backend", "state"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new("infergate_build_info", "Build information."),
             &["version"],
@@ -115,12 +173,32 @@ impl Metrics {
         registry.register(Box::new(overhead.clone()))?;
         registry.register(Box::new(upstream_attempts.clone()))?;
         registry.register(Box::new(build_info))?;
+        for c in [
+            &retries,
+            &budget_exhausted,
+            &failovers,
+            &hedges,
+            &shed,
+            &ejections,
+        ] {
+            registry.register(Box::new(c.clone()))?;
+        }
+        registry.register(Box::new(backend_in_flight.clone()))?;
+        registry.register(Box::new(backend_state.clone()))?;
         Ok(Self {
             registry,
             requests,
             request_duration,
             overhead,
             upstream_attempts,
+            retries,
+            budget_exhausted,
+            failovers,
+            hedges,
+            shed,
+            ejections,
+            backend_in_flight,
+            backend_state,
         })
     }
 
@@ -164,6 +242,42 @@ impl Metrics {
             self.upstream_attempts
                 .with_label_values(&[backend, "success"])
                 .inc();
+        }
+    }
+
+    pub fn retry(&self, route: &str, reason: &str) {
+        self.retries.with_label_values(&[route, reason]).inc();
+    }
+
+    pub fn retry_budget_exhausted(&self, route: &str) {
+        self.budget_exhausted.with_label_values(&[route]).inc();
+    }
+
+    pub fn failover(&self, route: &str, from: &str, to: &str) {
+        self.failovers.with_label_values(&[route, from, to]).inc();
+    }
+
+    pub fn hedge(&self, route: &str) {
+        self.hedges.with_label_values(&[route]).inc();
+    }
+
+    pub fn shed(&self, route: &str) {
+        self.shed.with_label_values(&[route]).inc();
+    }
+
+    pub fn ejection(&self, backend: &str) {
+        self.ejections.with_label_values(&[backend]).inc();
+    }
+
+    /// Sets a backend's gauges (at scrape time).
+    pub fn backend(&self, backend: &str, in_flight: u32, state: &str) {
+        self.backend_in_flight
+            .with_label_values(&[backend])
+            .set(i64::from(in_flight));
+        for s in BACKEND_STATES {
+            self.backend_state
+                .with_label_values(&[backend, s])
+                .set(i64::from(*s == state));
         }
     }
 

@@ -3,6 +3,7 @@
 //! (the routes and backends the gateway runs, as JSON).
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use http::{header, HeaderValue, Response, StatusCode};
 use serde_json::{json, Value};
@@ -10,6 +11,8 @@ use serde_json::{json, Value};
 use super::full;
 use crate::app::{Gateway, ResBody};
 use crate::backend::BackendKind;
+use crate::route::health::Availability;
+use tokio::time::Instant;
 
 /// Serves one of the admin paths (the caller matched the path and method).
 pub fn handle(gw: &Arc<Gateway>, path: &str) -> Response<ResBody> {
@@ -18,6 +21,12 @@ pub fn handle(gw: &Arc<Gateway>, path: &str) -> Response<ResBody> {
         "/readyz" if gw.is_ready() => text(StatusCode::OK, "ready\n"),
         "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
         "/metrics" => {
+            let now = Instant::now();
+            for (backend, state) in gw.backends.iter().zip(&gw.states) {
+                let snap = state.snapshot(now);
+                gw.metrics
+                    .backend(&backend.name, snap.in_flight, state_name(snap.availability));
+            }
             let mut res = Response::new(full(gw.metrics.encode()));
             res.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -48,8 +57,22 @@ fn json_response(v: &Value) -> Response<ResBody> {
     res
 }
 
-/// The route table as JSON. Never includes a token or credential.
+/// The `state` of a backend in `/v1/routes` and in metrics.
+pub fn state_name(a: Availability) -> &'static str {
+    match a {
+        Availability::Available | Availability::Probe => "available",
+        Availability::Ejected(_) => "ejected",
+        Availability::Cold => "cold",
+        Availability::Saturated => "saturated",
+        Availability::Unhealthy => "unhealthy",
+    }
+}
+
+/// The route table as JSON, with each backend's live state. Never includes
+/// a token or credential.
 fn routes(gw: &Gateway) -> Value {
+    let now = Instant::now();
+    let wall = SystemTime::now();
     let routes: Vec<Value> = gw
         .routes
         .iter()
@@ -66,19 +89,35 @@ fn routes(gw: &Gateway) -> Value {
                             if hf.has_token() { "bearer" } else { "none" },
                         ),
                     };
+                    let snap = m.state.snapshot(now);
+                    let ejected_until = match snap.availability {
+                        Availability::Ejected(until) => {
+                            let left = until.saturating_duration_since(now);
+                            Some(humantime::format_rfc3339_seconds(wall + left).to_string())
+                        }
+                        _ => None,
+                    };
                     json!({
                         "name": b.name,
                         "kind": b.kind_name(),
                         "weight": m.weight,
                         "url": url,
                         "auth": auth,
-                        "state": "available",
+                        "state": state_name(snap.availability),
+                        "ejected_until": ejected_until,
+                        "ejections": snap.ejections,
+                        "consecutive_failures": snap.consecutive_failures,
+                        "in_flight": snap.in_flight,
+                        "ewma_ms": (snap.ewma.as_secs_f64() * 1e6).round() / 1e3,
                     })
                 })
                 .collect();
             json!({
                 "name": r.name,
                 "path": format!("/v1/predict/{}", r.name),
+                "balance": r.balance.as_str(),
+                "hedge_after_ms": r.hedge_after.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                "sessions": r.sessions.as_ref().map(|s| s.len()),
                 "timeout_ms": u64::try_from(r.timeout.as_millis()).unwrap_or(u64::MAX),
                 "attempts": r.attempts,
                 "backends": backends,

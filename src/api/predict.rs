@@ -47,6 +47,9 @@ struct Access {
     bytes_in: usize,
 }
 
+/// The request header with which a client shortens its deadline.
+pub const TIMEOUT_HEADER: &str = "x-infergate-timeout-ms";
+
 /// Serves one predict request.
 pub async fn predict<B>(
     gw: &Arc<Gateway>,
@@ -113,14 +116,20 @@ where
         sagemaker_headers,
         request_id: request_id.clone(),
         timeout: route.timeout,
+        scale_up_timeout: None,
     };
-    let deadline = started + route.timeout;
+    let budget = match client_timeout(&parts.headers) {
+        Ok(Some(t)) => t.min(route.timeout),
+        Ok(None) => route.timeout,
+        Err(err) => return error(&err, ctx),
+    };
+    let deadline = started + budget;
     let Dispatched {
         result,
         backend,
         attempts,
         upstream_time,
-    } = dispatch(&gw.client, &route, &gw.policy, upstream, deadline).await;
+    } = dispatch(gw.dispatch_context(), &route, upstream, deadline).await;
     access.attempts = attempts;
     access.upstream = upstream_time;
     let backend_name = backend.as_ref().map(|b| b.name.as_str());
@@ -183,6 +192,20 @@ where
             Err(ApiError::PayloadTooLarge { limit })
         }
         Err(e) => Err(ApiError::BodyRead(e.to_string())),
+    }
+}
+
+/// The client's own deadline, `X-Infergate-Timeout-Ms: <milliseconds>`,
+/// which may only shorten the route's.
+fn client_timeout(headers: &HeaderMap) -> Result<Option<Duration>, ApiError> {
+    let Some(v) = headers.get(TIMEOUT_HEADER) else {
+        return Ok(None);
+    };
+    match v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()) {
+        Some(ms) if ms > 0 => Ok(Some(Duration::from_millis(ms))),
+        _ => Err(ApiError::BadRequest(format!(
+            "header {TIMEOUT_HEADER} must be a whole number of milliseconds greater than 0"
+        ))),
     }
 }
 

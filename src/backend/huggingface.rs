@@ -14,7 +14,7 @@ use super::{
     clip, copy_headers, read_error_body, retry_after, Failure, FailureKind, UpstreamBody,
     UpstreamRequest, UpstreamResponse,
 };
-use crate::config::HuggingFaceConfig;
+use crate::config::{HealthCheckConfig, HuggingFaceConfig};
 
 /// Response headers of an HF endpoint (TGI's timing headers included) the
 /// client gets back.
@@ -38,6 +38,7 @@ pub struct HuggingFace {
     /// `Bearer <token>`, marked sensitive so it is never logged by the
     /// HTTP stack.
     authorization: Option<HeaderValue>,
+    health_check: Option<HealthCheckConfig>,
 }
 
 impl HuggingFace {
@@ -50,7 +51,27 @@ impl HuggingFace {
         Self {
             url: cfg.url.clone(),
             authorization,
+            health_check: cfg.health_check.clone(),
         }
+    }
+
+    /// The active health check, when configured: its URL (`{url}{path}`)
+    /// and settings.
+    pub fn health_check(&self) -> Option<(reqwest::Url, &HealthCheckConfig)> {
+        let hc = self.health_check.as_ref()?;
+        let base = self.url.as_str().trim_end_matches('/');
+        let url = reqwest::Url::parse(&format!("{base}{}", hc.path)).ok()?;
+        Some((url, hc))
+    }
+
+    /// `GET` on the health URL with the backend's token; `true` on a 2xx.
+    pub async fn probe_health(&self, client: &reqwest::Client) -> Option<bool> {
+        let (url, hc) = self.health_check()?;
+        let mut req = client.get(url).timeout(hc.timeout);
+        if let Some(auth) = &self.authorization {
+            req = req.header(header::AUTHORIZATION, auth.clone());
+        }
+        Some(matches!(req.send().await, Ok(res) if res.status().is_success()))
     }
 
     /// The URL requests go to.
@@ -80,6 +101,12 @@ impl HuggingFace {
             headers.insert(header::AUTHORIZATION, auth.clone());
         }
         headers.insert("x-request-id", req.request_id.clone());
+        if let Some(wait) = req.scale_up_timeout {
+            // Whole seconds, at least one: the endpoint holds the request
+            // while a replica starts instead of answering 503.
+            let secs = wait.as_secs().max(1);
+            headers.insert("x-scale-up-timeout", HeaderValue::from(secs));
+        }
 
         let res = client
             .post(self.url.clone())
@@ -145,10 +172,14 @@ pub(crate) fn classify_error(
         ),
         408 => Failure::new(FailureKind::Timeout, described("endpoint timed out")),
         429 => Failure::new(FailureKind::Throttled, described("endpoint is overloaded")),
-        503 => Failure::new(
-            FailureKind::Unavailable,
-            described("endpoint is unavailable (scaled to zero or starting)"),
-        ),
+        503 => {
+            let mut f = Failure::new(
+                FailureKind::Unavailable,
+                described("endpoint is unavailable (scaled to zero or starting)"),
+            );
+            f.cold = true;
+            f
+        }
         500 | 502 | 504 => Failure::new(
             FailureKind::ServerError,
             described(&format!("endpoint answered {status}")),

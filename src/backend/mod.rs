@@ -106,8 +106,11 @@ pub struct UpstreamRequest {
     /// backends forward them, others ignore them.
     pub sagemaker_headers: Vec<(HeaderName, HeaderValue)>,
     pub request_id: HeaderValue,
-    /// Time this attempt may take until the response headers.
+    /// Time this attempt may take.
     pub timeout: Duration,
+    /// For an HF endpoint scaled to zero: how long it may hold the request
+    /// while a replica starts (`X-Scale-Up-Timeout`).
+    pub scale_up_timeout: Option<Duration>,
 }
 
 /// A successful upstream answer, its headers already filtered down to what
@@ -200,6 +203,9 @@ pub struct Failure {
     pub retry_after: Option<Duration>,
     /// Whether trying again (here or on another backend) may succeed.
     pub retryable: bool,
+    /// The backend is scaling from zero (HF 503, SageMaker
+    /// `ModelNotReadyException`): avoid it while it wakes.
+    pub cold: bool,
 }
 
 impl Failure {
@@ -219,6 +225,7 @@ impl Failure {
             message: message.into(),
             retry_after: None,
             retryable,
+            cold: false,
         }
     }
 

@@ -283,10 +283,11 @@ pub(crate) fn classify_error(
             FailureKind::Throttled,
             described("throttled by SageMaker"),
         ),
-        "ModelNotReadyException" => Failure::new(
-            FailureKind::Unavailable,
-            described("model not ready"),
-        ),
+        "ModelNotReadyException" => {
+            let mut f = Failure::new(FailureKind::Unavailable, described("model not ready"));
+            f.cold = true;
+            f
+        }
         "ServiceUnavailable" => Failure::new(
             FailureKind::Unavailable,
             described("SageMaker is unavailable"),

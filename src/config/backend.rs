@@ -7,6 +7,7 @@ use reqwest::Url;
 
 use super::diag::{key_path, Diagnostics};
 use super::raw::RawBackend;
+use super::resilience::{backend_limits, health_check};
 use super::validate::positive;
 use super::{BackendConfig, BackendKind, HuggingFaceConfig, PayloadFormat, SageMakerConfig};
 use crate::secret::Secret;
@@ -51,6 +52,7 @@ pub(super) fn validate_backend(
     let timeout = raw
         .timeout
         .map(|t| positive(Some(t), &key_path(path, "timeout"), t, diag));
+    let (max_in_flight, outlier) = backend_limits(&raw, path, diag);
     let kind_path = key_path(path, "kind");
     let kind = match raw.kind.as_deref() {
         None => {
@@ -80,6 +82,8 @@ pub(super) fn validate_backend(
     Some(BackendConfig {
         name,
         timeout,
+        max_in_flight,
+        outlier,
         kind: kind?,
     })
 }
@@ -284,13 +288,13 @@ fn sagemaker_headers(
 
 fn huggingface(raw: RawBackend, path: &str, diag: &mut Diagnostics) -> Option<HuggingFaceConfig> {
     let url_path = key_path(path, "url");
-    let url = required(raw.url, &url_path, HUGGINGFACE, diag)
+    let url = required(raw.url.clone(), &url_path, HUGGINGFACE, diag)
         .and_then(|url| http_url(&url, &url_path, diag));
 
     let token_path = key_path(path, "token");
     // An empty token means a public endpoint, so `token = "${HF_TOKEN:-}"`
     // can make auth optional; a missing `${HF_TOKEN}` is still an error.
-    let token = raw.token.filter(|t| !t.is_empty());
+    let token = raw.token.clone().filter(|t| !t.is_empty());
     if let Some(token) = &token {
         if !token.bytes().all(|b| b.is_ascii_graphic()) {
             diag.error(
@@ -305,9 +309,11 @@ fn huggingface(raw: RawBackend, path: &str, diag: &mut Diagnostics) -> Option<Hu
             );
         }
     }
+    let health_check = health_check(&raw, path, diag);
     Some(HuggingFaceConfig {
         url: url?,
         token: token.map(Secret::new),
+        health_check,
     })
 }
 

@@ -31,6 +31,7 @@ mod backend;
 mod diag;
 mod interpolate;
 mod raw;
+mod resilience;
 mod summary;
 mod validate;
 
@@ -55,9 +56,22 @@ const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 const DEFAULT_POOL_MAX_IDLE_PER_HOST: usize = 64;
 const DEFAULT_ATTEMPTS: u32 = 3;
 const DEFAULT_WEIGHT: u32 = 1;
+const DEFAULT_BACKOFF_BASE: Duration = Duration::from_millis(25);
+const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+const DEFAULT_RETRY_BUDGET_RATIO: f64 = 0.2;
+const DEFAULT_RETRY_BUDGET_MIN_PER_SECOND: u32 = 10;
+const DEFAULT_RETRY_BUDGET_WINDOW: Duration = Duration::from_secs(10);
+const DEFAULT_STICKY_SESSIONS: bool = true;
+const DEFAULT_EJECT_AFTER: u32 = 5;
+const DEFAULT_EJECTION_TIME: Duration = Duration::from_secs(30);
+const DEFAULT_MAX_EJECTION_TIME: Duration = Duration::from_secs(300);
+const DEFAULT_HEALTH_CHECK_PATH: &str = "/health";
+const DEFAULT_HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The validated configuration of the whole gateway.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// `PartialEq` only: a route's retry budget ratio is an `f64`.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub server: ServerConfig,
     pub upstream: UpstreamConfig,
@@ -127,7 +141,37 @@ pub struct BackendConfig {
     pub name: String,
     /// Per-attempt timeout; `None` leaves only the request deadline.
     pub timeout: Option<Duration>,
+    /// Most attempts in flight to this backend at once (>= 1); past it a request
+    /// spills to another backend of the route or is shed with a fast 503.
+    /// `None` = unlimited.
+    pub max_in_flight: Option<u32>,
+    /// Passive health: when consecutive failures eject this backend.
+    pub outlier: OutlierConfig,
     pub kind: BackendKind,
+}
+
+/// `eject_after`, `ejection_time`, `max_ejection_time`: passive outlier
+/// ejection. After `eject_after` consecutive failures the backend is ejected
+/// for `base_ejection` × its ejection count, capped at `max_ejection`; then a
+/// single probe request decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutlierConfig {
+    /// Consecutive failures that eject the backend; 0 disables ejection.
+    pub eject_after: u32,
+    /// > 0.
+    pub base_ejection: Duration,
+    /// >= `base_ejection`.
+    pub max_ejection: Duration,
+}
+
+impl Default for OutlierConfig {
+    fn default() -> Self {
+        Self {
+            eject_after: DEFAULT_EJECT_AFTER,
+            base_ejection: DEFAULT_EJECTION_TIME,
+            max_ejection: DEFAULT_MAX_EJECTION_TIME,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,10 +225,28 @@ pub struct HuggingFaceConfig {
     /// Sent as `Authorization: Bearer …`; `None` for a public endpoint.
     /// Visible ASCII only, so it always makes a valid header value.
     pub token: Option<Secret>,
+    /// Active health checks; `None` (the default) = passive ejection only.
+    pub health_check: Option<HealthCheckConfig>,
+}
+
+/// `health_check_interval`, `health_check_path`, `health_check_timeout`:
+/// `GET {url}{path}` every `interval`; a check fails on a non-2xx answer, an
+/// error or no answer within `timeout`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheckConfig {
+    /// > 0.
+    pub interval: Duration,
+    /// Starts with `/`; visible ASCII without `#`, so it is a valid URL path
+    /// (and query) to append to the endpoint's URL.
+    pub path: String,
+    /// > 0.
+    pub timeout: Duration,
 }
 
 /// `[routes.<name>]`: what `/v1/predict/{name}` sends to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// `PartialEq` only: the retry budget ratio is an `f64`.
+#[derive(Debug, Clone, PartialEq)]
 pub struct RouteConfig {
     /// `[A-Za-z0-9._-]+`, so it is safe in a URL path segment.
     pub name: String,
@@ -194,6 +256,95 @@ pub struct RouteConfig {
     pub timeout: Option<Duration>,
     /// Total tries per request, the first included; 1..=10.
     pub attempts: u32,
+    /// How each attempt picks a backend.
+    pub balance: Balance,
+    /// Longest one attempt may take; > 0. `None`: an attempt may use what is
+    /// left of the deadline. A backend's own `timeout` applies too: an attempt
+    /// ends at the earliest of the three.
+    pub per_try_timeout: Option<Duration>,
+    /// Wait before a retry.
+    pub backoff: BackoffConfig,
+    /// Bounds retries (and hedged attempts) relative to requests.
+    pub retry_budget: RetryBudgetConfig,
+    /// Send one more attempt to another backend when the first has not
+    /// answered after this long (> 0); first answer wins. `None` = no hedging.
+    pub hedge_after: Option<Duration>,
+    /// Requests carrying `X-Amzn-SageMaker-Session-Id` go to the backend that
+    /// opened the session.
+    pub sticky_sessions: bool,
+}
+
+/// `balance = "p2c" | "weighted" | "priority"`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Balance {
+    /// Power of two choices on peak-EWMA latency × (in-flight + 1), weights
+    /// respected.
+    #[default]
+    P2c,
+    /// Random by weight, skipping unavailable backends.
+    Weighted,
+    /// Spillover: the first available backend in the order listed takes the
+    /// traffic, the next one what it sheds. Weights are not used.
+    Priority,
+}
+
+impl Balance {
+    /// The name used in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Balance::P2c => "p2c",
+            Balance::Weighted => "weighted",
+            Balance::Priority => "priority",
+        }
+    }
+}
+
+impl fmt::Display for Balance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `backoff_base`, `backoff_max`: capped exponential backoff with full jitter,
+/// the n-th retry waiting a random time in `[0, min(max, base × 2^(n-1))]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackoffConfig {
+    /// > 0.
+    pub base: Duration,
+    /// >= `base`.
+    pub max: Duration,
+}
+
+impl Default for BackoffConfig {
+    fn default() -> Self {
+        Self {
+            base: DEFAULT_BACKOFF_BASE,
+            max: DEFAULT_BACKOFF_MAX,
+        }
+    }
+}
+
+/// `retry_budget_ratio`, `retry_budget_min_per_second`, `retry_budget_window`:
+/// retries allowed = `ratio` × requests + `min_per_second` × seconds, both
+/// counted over the last `window` (Finagle / Linkerd style).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryBudgetConfig {
+    /// 0.0..=1.0 (never NaN).
+    pub ratio: f64,
+    /// Retries always allowed per second, whatever the ratio; may be 0.
+    pub min_per_second: u32,
+    /// > 0.
+    pub window: Duration,
+}
+
+impl Default for RetryBudgetConfig {
+    fn default() -> Self {
+        Self {
+            ratio: DEFAULT_RETRY_BUDGET_RATIO,
+            min_per_second: DEFAULT_RETRY_BUDGET_MIN_PER_SECOND,
+            window: DEFAULT_RETRY_BUDGET_WINDOW,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -52,6 +52,12 @@ pub(super) struct RawBackend {
     pub(super) kind: Option<String>,
     #[serde(deserialize_with = "duration")]
     pub(super) timeout: Option<Duration>,
+    pub(super) max_in_flight: Option<i64>,
+    pub(super) eject_after: Option<i64>,
+    #[serde(deserialize_with = "duration")]
+    pub(super) ejection_time: Option<Duration>,
+    #[serde(deserialize_with = "duration")]
+    pub(super) max_ejection_time: Option<Duration>,
 
     // kind = "sagemaker"
     pub(super) endpoint_name: Option<String>,
@@ -74,6 +80,11 @@ pub(super) struct RawBackend {
     // kind = "huggingface"
     pub(super) url: Option<String>,
     pub(super) token: Option<String>,
+    #[serde(deserialize_with = "duration")]
+    pub(super) health_check_interval: Option<Duration>,
+    pub(super) health_check_path: Option<String>,
+    #[serde(deserialize_with = "duration")]
+    pub(super) health_check_timeout: Option<Duration>,
 }
 
 impl RawBackend {
@@ -108,7 +119,16 @@ impl RawBackend {
 
     /// The Hugging Face-only keys that are set.
     pub(super) fn huggingface_keys(&self) -> Vec<&'static str> {
-        let keys = [("url", self.url.is_some()), ("token", self.token.is_some())];
+        let keys = [
+            ("url", self.url.is_some()),
+            ("token", self.token.is_some()),
+            (
+                "health_check_interval",
+                self.health_check_interval.is_some(),
+            ),
+            ("health_check_path", self.health_check_path.is_some()),
+            ("health_check_timeout", self.health_check_timeout.is_some()),
+        ];
         keys.iter()
             .filter(|(_, set)| *set)
             .map(|(k, _)| *k)
@@ -124,6 +144,21 @@ pub(super) struct RawRoute {
     #[serde(deserialize_with = "duration")]
     pub(super) timeout: Option<Duration>,
     pub(super) attempts: Option<i64>,
+    pub(super) balance: Option<String>,
+    #[serde(deserialize_with = "duration")]
+    pub(super) per_try_timeout: Option<Duration>,
+    #[serde(deserialize_with = "duration")]
+    pub(super) backoff_base: Option<Duration>,
+    #[serde(deserialize_with = "duration")]
+    pub(super) backoff_max: Option<Duration>,
+    /// A float; an integer (`0`, `1`) is accepted too.
+    pub(super) retry_budget_ratio: Option<f64>,
+    pub(super) retry_budget_min_per_second: Option<i64>,
+    #[serde(deserialize_with = "duration")]
+    pub(super) retry_budget_window: Option<Duration>,
+    #[serde(deserialize_with = "duration")]
+    pub(super) hedge_after: Option<Duration>,
+    pub(super) sticky_sessions: Option<bool>,
 }
 
 /// One entry of `routes.<name>.backends`: `"name"` or `{ backend = "name", weight = 3 }`.
@@ -344,6 +379,7 @@ fn describe(message: &str, found: Option<&str>) -> String {
 fn friendly(expected: &str) -> String {
     match expected {
         "i64" | "u64" | "i32" | "u32" | "usize" => "an integer".to_owned(),
+        "f64" | "f32" => "a number".to_owned(),
         "a sequence" => "an array".to_owned(),
         "a map" => "a table".to_owned(),
         e if e.starts_with("struct ") => "a table".to_owned(),

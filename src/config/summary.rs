@@ -7,7 +7,7 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use super::{BackendKind, Config, PayloadFormat};
+use super::{BackendConfig, BackendKind, Config, PayloadFormat, RouteConfig};
 
 pub(super) fn render(config: &Config) -> String {
     let mut out = String::new();
@@ -48,6 +48,7 @@ fn write_summary(out: &mut String, config: &Config) -> std::fmt::Result {
             "  {}  POST /v1/predict/{}  attempts {}, timeout {}",
             route.name, route.name, route.attempts, timeout
         )?;
+        writeln!(out, "    {}", route_policy(route))?;
         let total: u32 = route.backends.iter().map(|b| b.weight).sum();
         for b in &route.backends {
             writeln!(out, "    -> {}  weight {}/{}", b.backend, b.weight, total)?;
@@ -98,6 +99,7 @@ fn write_summary(out: &mut String, config: &Config) -> std::fmt::Result {
         if let Some(t) = backend.timeout {
             writeln!(out, "    attempt timeout: {}", human(t))?;
         }
+        writeln!(out, "    {}", backend_health(backend))?;
     }
 
     if !config.warnings.is_empty() {
@@ -107,6 +109,60 @@ fn write_summary(out: &mut String, config: &Config) -> std::fmt::Result {
         }
     }
     Ok(())
+}
+
+/// `balance p2c, per-try timeout none, backoff 25ms..1s, retry budget 20% + 10/s over 10s, hedge off, sticky sessions on`
+fn route_policy(route: &RouteConfig) -> String {
+    let per_try = route
+        .per_try_timeout
+        .map_or_else(|| "none".to_owned(), human);
+    let b = &route.retry_budget;
+    // Rounded to 0.01 %, so 0.2 prints as 20 and not 20.000000000000004.
+    let percent = (b.ratio * 10_000.0).round() / 100.0;
+    let hedge = route
+        .hedge_after
+        .map_or_else(|| "off".to_owned(), |d| format!("after {}", human(d)));
+    format!(
+        "balance {}, per-try timeout {per_try}, backoff {}..{}, retry budget {percent}% + {}/s over {}, hedge {hedge}, sticky sessions {}",
+        route.balance,
+        human(route.backoff.base),
+        human(route.backoff.max),
+        b.min_per_second,
+        human(b.window),
+        if route.sticky_sessions { "on" } else { "off" },
+    )
+}
+
+/// `max in flight unlimited, eject after 5 failures for 30s..5m, health check GET /health every 10s (timeout 2s)`;
+/// the health check part only for Hugging Face backends.
+fn backend_health(backend: &BackendConfig) -> String {
+    let in_flight = backend
+        .max_in_flight
+        .map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
+    let o = &backend.outlier;
+    let ejection = if o.eject_after == 0 {
+        "ejection off".to_owned()
+    } else {
+        format!(
+            "eject after {} failures for {}..{}",
+            o.eject_after,
+            human(o.base_ejection),
+            human(o.max_ejection)
+        )
+    };
+    let health = match &backend.kind {
+        BackendKind::SageMaker(_) => String::new(),
+        BackendKind::HuggingFace(hf) => match &hf.health_check {
+            None => ", health check off".to_owned(),
+            Some(h) => format!(
+                ", health check GET {} every {} (timeout {})",
+                h.path,
+                human(h.interval),
+                human(h.timeout)
+            ),
+        },
+    };
+    format!("max in flight {in_flight}, {ejection}{health}")
 }
 
 fn human(d: Duration) -> String {

@@ -12,8 +12,9 @@ use super::backend::validate_backend;
 use super::diag::{index_path, key_path, Diagnostics};
 use super::interpolate::interpolate_tree;
 use super::raw::{deserialize_section, RawRoute, RawRouteBackend, RawServer, RawUpstream};
+use super::resilience::{route_policy, RoutePolicy};
 use super::{
-    Config, ConfigErrors, RouteBackend, RouteConfig, ServerConfig, UpstreamConfig,
+    Balance, Config, ConfigErrors, RouteBackend, RouteConfig, ServerConfig, UpstreamConfig,
     DEFAULT_ATTEMPTS, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_LISTEN,
     DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS, DEFAULT_POOL_IDLE_TIMEOUT,
     DEFAULT_POOL_MAX_IDLE_PER_HOST, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SHUTDOWN_GRACE,
@@ -259,25 +260,29 @@ fn upstream_config(raw: RawUpstream, diag: &mut Diagnostics) -> UpstreamConfig {
 
 fn route_config(
     name: String,
-    raw: RawRoute,
+    mut raw: RawRoute,
     path: &str,
     declared: &BTreeSet<String>,
     diag: &mut Diagnostics,
 ) -> RouteConfig {
     let list_path = key_path(path, "backends");
-    let entries = raw.backends.unwrap_or_default();
+    let entries = raw.backends.take().unwrap_or_default();
     if entries.is_empty() {
         diag.error(&list_path, "must list at least one backend");
     }
 
     let mut backends: Vec<RouteBackend> = Vec::with_capacity(entries.len());
     let mut seen = BTreeSet::new();
+    let mut weight_paths = Vec::new();
     for (i, entry) in entries.into_iter().enumerate() {
         let entry_path = index_path(&list_path, i);
         let (backend, name_path, weight) = match entry {
             RawRouteBackend::Name(backend) => (Some(backend), entry_path.clone(), None),
             RawRouteBackend::Table(t) => (t.backend, key_path(&entry_path, "backend"), t.weight),
         };
+        if weight.is_some() {
+            weight_paths.push(key_path(&entry_path, "weight"));
+        }
         let weight = match weight {
             None => DEFAULT_WEIGHT,
             Some(w) => match u32::try_from(w) {
@@ -327,11 +332,34 @@ fn route_config(
         },
     };
 
+    let RoutePolicy {
+        balance,
+        per_try_timeout,
+        backoff,
+        retry_budget,
+        hedge_after,
+        sticky_sessions,
+    } = route_policy(&raw, path, diag);
+    if balance == Balance::Priority {
+        for weight_path in weight_paths {
+            diag.warn(
+                &weight_path,
+                r#"not used with balance = "priority" (backends are used in the order listed)"#,
+            );
+        }
+    }
+
     RouteConfig {
         name,
         backends,
         timeout,
         attempts,
+        balance,
+        per_try_timeout,
+        backoff,
+        retry_budget,
+        hedge_after,
+        sticky_sessions,
     }
 }
 

@@ -1,22 +1,33 @@
-//! Routes: a config route name → a weighted pool of backends and its policy.
+//! Routes: a config route name → a pool of backends and the policy that
+//! governs it (balancing, attempts, deadline, backoff, retry budget,
+//! hedging, sticky sessions).
 //!
-//! The route table is built once at start from the validated config and is
-//! immutable afterwards; a request looks its route up by name and asks the
-//! [`balancer`] for a backend. A route knows nothing about how a backend
-//! authenticates; a backend knows nothing about routes.
+//! The route table is built once at start and is immutable afterwards; what
+//! changes at run time lives in the backends' [`health::BackendState`]
+//! (shared by every route that lists a backend), each route's
+//! [`crate::dispatch::budget::RetryBudget`] and its [`sticky::SessionTable`].
+//! A route knows nothing about how a backend authenticates; a backend knows
+//! nothing about routes.
 
 pub mod balancer;
+pub mod ewma;
+pub mod health;
+pub mod sticky;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backend::Backend;
+use crate::config::Balance;
+use crate::dispatch::budget::RetryBudget;
+use crate::dispatch::RetryPolicy;
 
 /// One backend in a route's pool.
 #[derive(Debug)]
 pub struct PoolMember {
     pub backend: Arc<Backend>,
+    pub state: Arc<health::BackendState>,
     pub weight: u32,
 }
 
@@ -25,17 +36,20 @@ pub struct PoolMember {
 pub struct Route {
     pub name: String,
     pub pool: Vec<PoolMember>,
+    pub balance: Balance,
     /// The whole-request deadline for this route.
     pub timeout: Duration,
+    /// Longest single attempt, when set.
+    pub per_try_timeout: Option<Duration>,
     /// Total tries per request, the first included.
     pub attempts: u32,
-}
-
-impl Route {
-    /// Picks a backend for the next attempt, preferring those not yet tried.
-    pub fn pick(&self, tried: &[usize]) -> Option<usize> {
-        balancer::pick_weighted(&self.pool, tried, fastrand::u64(..))
-    }
+    pub policy: RetryPolicy,
+    pub budget: RetryBudget,
+    /// Send one more attempt to another backend after this long without an
+    /// answer.
+    pub hedge_after: Option<Duration>,
+    /// Session id → backend, when sticky sessions are on.
+    pub sessions: Option<sticky::SessionTable>,
 }
 
 /// Every route, by name.

@@ -7,6 +7,7 @@ mod backends;
 mod errors;
 mod interpolation;
 mod output;
+mod resilience;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -117,8 +118,19 @@ fn example_file_parses() {
             ],
             timeout: None,
             attempts: 3,
+            balance: Balance::P2c,
+            per_try_timeout: None,
+            backoff: BackoffConfig::default(),
+            retry_budget: RetryBudgetConfig::default(),
+            hedge_after: None,
+            sticky_sessions: true,
         }]
     );
+    for backend in &config.backends {
+        assert_eq!(backend.max_in_flight, None);
+        assert_eq!(backend.outlier, OutlierConfig::default());
+    }
+    assert_eq!(hf.health_check, None);
     assert_eq!(config.warnings, Vec::<String>::new());
 }
 
@@ -156,6 +168,25 @@ fn example_file_commented_options_are_valid() {
         Some(Duration::from_secs(30))
     );
     assert_eq!(config.routes[0].timeout, Some(Duration::from_secs(60)));
+
+    // The resilience keys: examples where there is no default, else defaults.
+    let route = &config.routes[0];
+    assert_eq!(route.per_try_timeout, Some(Duration::from_secs(20)));
+    assert_eq!(route.hedge_after, Some(Duration::from_millis(500)));
+    assert_eq!(route.backoff, BackoffConfig::default());
+    assert_eq!(route.retry_budget, RetryBudgetConfig::default());
+    assert!(route.sticky_sessions);
+    let sm = config.backend("sm-flan").unwrap();
+    assert_eq!(sm.max_in_flight, Some(64));
+    assert_eq!(sm.outlier, OutlierConfig::default());
+    assert_eq!(
+        huggingface(&config, "hf-flan").health_check,
+        Some(HealthCheckConfig {
+            interval: Duration::from_secs(10),
+            path: "/health".to_owned(),
+            timeout: Duration::from_secs(2),
+        })
+    );
 }
 
 // === defaults ===
@@ -195,6 +226,41 @@ fn defaults() {
     assert_eq!(route.timeout, None);
     assert!(route.backends.iter().all(|b| b.weight == 1));
     assert_eq!(config.backend("nope"), None);
+
+    // Resilience: p2c, backoff 25ms..1s, budget 20% + 10/s over 10s, no
+    // per-try timeout, no hedging, sticky sessions on.
+    assert_eq!(route.balance, Balance::P2c);
+    assert_eq!(route.per_try_timeout, None);
+    assert_eq!(
+        route.backoff,
+        BackoffConfig {
+            base: Duration::from_millis(25),
+            max: Duration::from_secs(1),
+        }
+    );
+    assert_eq!(
+        route.retry_budget,
+        RetryBudgetConfig {
+            ratio: 0.2,
+            min_per_second: 10,
+            window: Duration::from_secs(10),
+        }
+    );
+    assert_eq!(route.hedge_after, None);
+    assert!(route.sticky_sessions);
+    // Unlimited in flight, eject after 5 failures for 30s..5m, no active checks.
+    for backend in &config.backends {
+        assert_eq!(backend.max_in_flight, None);
+        assert_eq!(
+            backend.outlier,
+            OutlierConfig {
+                eject_after: 5,
+                base_ejection: Duration::from_secs(30),
+                max_ejection: Duration::from_secs(300),
+            }
+        );
+    }
+    assert_eq!(huggingface(&config, "hf-flan").health_check, None);
 }
 
 #[test]

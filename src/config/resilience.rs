@@ -1,0 +1,253 @@
+//! Phase two for the resilience keys: how a route balances, retries, backs off,
+//! budgets and hedges (`[routes.<name>]`), and how a backend is limited and
+//! judged healthy (`[backends.<name>]`, both kinds, plus the Hugging Face-only
+//! active health check).
+//!
+//! `validate.rs` and `backend.rs` call in here so that those files keep to the
+//! keys the gateway core needs; `dispatch.rs` and `route/` read the results.
+
+use std::time::Duration;
+
+use super::diag::{key_path, Diagnostics};
+use super::raw::{RawBackend, RawRoute};
+use super::validate::positive;
+use super::{
+    BackoffConfig, Balance, HealthCheckConfig, OutlierConfig, RetryBudgetConfig,
+    DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_MAX, DEFAULT_EJECTION_TIME, DEFAULT_EJECT_AFTER,
+    DEFAULT_HEALTH_CHECK_PATH, DEFAULT_HEALTH_CHECK_TIMEOUT, DEFAULT_MAX_EJECTION_TIME,
+    DEFAULT_RETRY_BUDGET_MIN_PER_SECOND, DEFAULT_RETRY_BUDGET_RATIO, DEFAULT_RETRY_BUDGET_WINDOW,
+    DEFAULT_STICKY_SESSIONS,
+};
+
+/// The resilience part of a [`super::RouteConfig`].
+pub(super) struct RoutePolicy {
+    pub(super) balance: Balance,
+    pub(super) per_try_timeout: Option<Duration>,
+    pub(super) backoff: BackoffConfig,
+    pub(super) retry_budget: RetryBudgetConfig,
+    pub(super) hedge_after: Option<Duration>,
+    pub(super) sticky_sessions: bool,
+}
+
+pub(super) fn route_policy(raw: &RawRoute, path: &str, diag: &mut Diagnostics) -> RoutePolicy {
+    let p = |key: &str| key_path(path, key);
+
+    let balance = match raw.balance.as_deref() {
+        None | Some("p2c") => Balance::P2c,
+        Some("weighted") => Balance::Weighted,
+        Some("priority") => Balance::Priority,
+        Some(other) => {
+            let shown = diag.show(&p("balance"), other);
+            diag.error(
+                &p("balance"),
+                format!(r#"unknown balance {shown}, expected "p2c", "weighted" or "priority""#),
+            );
+            Balance::P2c
+        }
+    };
+
+    let per_try_timeout = optional_positive(raw.per_try_timeout, &p("per_try_timeout"), diag);
+
+    let base = positive(
+        raw.backoff_base,
+        &p("backoff_base"),
+        DEFAULT_BACKOFF_BASE,
+        diag,
+    );
+    let max = at_least(
+        raw.backoff_max,
+        DEFAULT_BACKOFF_MAX,
+        (base, raw.backoff_base.is_some(), "backoff_base"),
+        &p("backoff_max"),
+        diag,
+    );
+
+    let ratio = match raw.retry_budget_ratio {
+        None => DEFAULT_RETRY_BUDGET_RATIO,
+        // Also false for NaN.
+        Some(r) if (0.0..=1.0).contains(&r) => r,
+        Some(_) => {
+            diag.error(&p("retry_budget_ratio"), "must be between 0.0 and 1.0");
+            DEFAULT_RETRY_BUDGET_RATIO
+        }
+    };
+    let retry_budget = RetryBudgetConfig {
+        ratio,
+        min_per_second: count_u32(
+            raw.retry_budget_min_per_second,
+            &p("retry_budget_min_per_second"),
+            0,
+            DEFAULT_RETRY_BUDGET_MIN_PER_SECOND,
+            diag,
+        ),
+        window: positive(
+            raw.retry_budget_window,
+            &p("retry_budget_window"),
+            DEFAULT_RETRY_BUDGET_WINDOW,
+            diag,
+        ),
+    };
+
+    RoutePolicy {
+        balance,
+        per_try_timeout,
+        backoff: BackoffConfig { base, max },
+        retry_budget,
+        hedge_after: optional_positive(raw.hedge_after, &p("hedge_after"), diag),
+        sticky_sessions: raw.sticky_sessions.unwrap_or(DEFAULT_STICKY_SESSIONS),
+    }
+}
+
+/// `max_in_flight` and the outlier keys, common to both kinds.
+pub(super) fn backend_limits(
+    raw: &RawBackend,
+    path: &str,
+    diag: &mut Diagnostics,
+) -> (Option<u32>, OutlierConfig) {
+    let p = |key: &str| key_path(path, key);
+    let max_in_flight = raw
+        .max_in_flight
+        .map(|n| count_u32(Some(n), &p("max_in_flight"), 1, 1, diag));
+    let eject_after = count_u32(
+        raw.eject_after,
+        &p("eject_after"),
+        0,
+        DEFAULT_EJECT_AFTER,
+        diag,
+    );
+    let base_ejection = positive(
+        raw.ejection_time,
+        &p("ejection_time"),
+        DEFAULT_EJECTION_TIME,
+        diag,
+    );
+    let max_ejection = at_least(
+        raw.max_ejection_time,
+        DEFAULT_MAX_EJECTION_TIME,
+        (base_ejection, raw.ejection_time.is_some(), "ejection_time"),
+        &p("max_ejection_time"),
+        diag,
+    );
+    (
+        max_in_flight,
+        OutlierConfig {
+            eject_after,
+            base_ejection,
+            max_ejection,
+        },
+    )
+}
+
+/// The Hugging Face active health check; `None` unless `health_check_interval`
+/// is set.
+pub(super) fn health_check(
+    raw: &RawBackend,
+    path: &str,
+    diag: &mut Diagnostics,
+) -> Option<HealthCheckConfig> {
+    let p = |key: &str| key_path(path, key);
+    let interval = optional_positive(raw.health_check_interval, &p("health_check_interval"), diag);
+    let timeout = optional_positive(raw.health_check_timeout, &p("health_check_timeout"), diag);
+
+    let check_path = raw.health_check_path.as_deref();
+    if interval.is_none() {
+        for (key, set) in [
+            ("health_check_path", check_path.is_some()),
+            ("health_check_timeout", timeout.is_some()),
+        ] {
+            if set {
+                diag.error(&p(key), "only valid together with health_check_interval");
+            }
+        }
+    } else if let Some(value) = check_path {
+        if !value.starts_with('/') {
+            diag.error(
+                &p("health_check_path"),
+                r#"must start with "/", such as "/health""#,
+            );
+        } else if !value.bytes().all(|b| b.is_ascii_graphic() && b != b'#') {
+            diag.error(
+                &p("health_check_path"),
+                r##"must contain only visible ASCII characters other than "#""##,
+            );
+        }
+    }
+
+    Some(HealthCheckConfig {
+        interval: interval?,
+        path: check_path.unwrap_or(DEFAULT_HEALTH_CHECK_PATH).to_owned(),
+        timeout: timeout.unwrap_or(DEFAULT_HEALTH_CHECK_TIMEOUT),
+    })
+}
+
+// === helpers ===
+
+/// An optional duration that must be > 0 when set.
+fn optional_positive(
+    value: Option<Duration>,
+    path: &str,
+    diag: &mut Diagnostics,
+) -> Option<Duration> {
+    value.map(|d| positive(Some(d), path, d, diag))
+}
+
+/// An upper bound that must not be below `floor` (its value, whether it was
+/// set, its key). When absent it is the larger of `default` and the floor, so
+/// raising only the floor never makes an error of a key the user did not write.
+fn at_least(
+    value: Option<Duration>,
+    default: Duration,
+    (floor, floor_set, floor_key): (Duration, bool, &str),
+    path: &str,
+    diag: &mut Diagnostics,
+) -> Duration {
+    match value {
+        None => default.max(floor),
+        Some(d) => {
+            if d < floor {
+                if floor_set {
+                    diag.error(path, format!("must be at least {floor_key}"));
+                } else {
+                    let floor = humantime::format_duration(floor);
+                    diag.error(
+                        path,
+                        format!("must be at least {floor_key} ({floor} by default)"),
+                    );
+                }
+            }
+            d
+        }
+    }
+}
+
+/// A `u32` that must be at least `min` (0 or 1); the default when absent.
+fn count_u32(
+    value: Option<i64>,
+    path: &str,
+    min: u32,
+    default: u32,
+    diag: &mut Diagnostics,
+) -> u32 {
+    match value {
+        None => default,
+        Some(n) => match u32::try_from(n) {
+            Ok(n) if n >= min => n,
+            Ok(_) => {
+                diag.error(path, "must be greater than 0");
+                default
+            }
+            Err(_) if n < 0 => {
+                if min == 0 {
+                    diag.error(path, "must not be negative");
+                } else {
+                    diag.error(path, "must be greater than 0");
+                }
+                default
+            }
+            Err(_) => {
+                diag.error(path, format!("must be at most {}", u32::MAX));
+                default
+            }
+        },
+    }
+}
