@@ -46,6 +46,9 @@ pub enum ApiError {
     /// The client's body could not be read.
     #[error("could not read the request body: {0}")]
     BodyRead(String),
+    /// The client did not send its whole body within the request deadline.
+    #[error("the request body did not arrive within the request deadline")]
+    BodyTimeout,
     /// The whole-request deadline passed.
     #[error("no answer within the request deadline of {}", humantime::format_duration(*.0))]
     Deadline(Duration),
@@ -65,6 +68,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) | ApiError::BodyRead(_) => StatusCode::BAD_REQUEST,
+            ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnknownRoute(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -79,6 +83,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::BodyRead(_) => "bad_request",
+            ApiError::BodyTimeout => "request_timeout",
             ApiError::UnknownRoute(_) => "unknown_route",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
@@ -107,14 +112,23 @@ impl ApiError {
             | ApiError::MethodNotAllowed { .. }
             | ApiError::PayloadTooLarge { .. }
             | ApiError::BodyRead(_)
+            | ApiError::BodyTimeout
             | ApiError::Deadline(_) => None,
         }
     }
 
-    /// The backend that produced the error, when one did.
+    /// The status the backend answered, when one did.
     pub fn upstream_status(&self) -> Option<u16> {
         match self {
             ApiError::Upstream(f) => f.status,
+            _ => None,
+        }
+    }
+
+    /// The backend's own request id, when it gave one.
+    pub fn upstream_request_id(&self) -> Option<&str> {
+        match self {
+            ApiError::Upstream(f) => f.upstream_request_id.as_deref(),
             _ => None,
         }
     }
@@ -133,6 +147,7 @@ fn upstream_status(f: &Failure) -> StatusCode {
         FailureKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         FailureKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
         FailureKind::InvalidInput => StatusCode::BAD_REQUEST,
+        FailureKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         FailureKind::Connect
         | FailureKind::Io
         | FailureKind::AuthRejected
@@ -168,6 +183,8 @@ struct Body<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     upstream_status: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    upstream_request_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     request_id: Option<&'a str>,
 }
 
@@ -180,6 +197,7 @@ pub fn error_body(err: &ApiError, ctx: ErrorContext<'_>) -> Bytes {
             route: ctx.route,
             backend: ctx.backend,
             upstream_status: err.upstream_status(),
+            upstream_request_id: err.upstream_request_id(),
             request_id: ctx.request_id,
         },
     };
@@ -222,6 +240,7 @@ mod tests {
             retry_after: None,
             retryable: false,
             cold: false,
+            upstream_request_id: None,
         }
     }
 

@@ -223,26 +223,11 @@ impl Metrics {
             .observe(total.saturating_sub(upstream).as_secs_f64());
     }
 
-    /// Records the attempts of a request: all failed but maybe the last.
-    pub fn attempts(&self, backend: &str, attempts: u32, last_succeeded: bool) {
-        if attempts == 0 {
-            return;
-        }
-        let failed = if last_succeeded {
-            attempts - 1
-        } else {
-            attempts
-        };
-        if failed > 0 {
-            self.upstream_attempts
-                .with_label_values(&[backend, "failure"])
-                .inc_by(u64::from(failed));
-        }
-        if last_succeeded {
-            self.upstream_attempts
-                .with_label_values(&[backend, "success"])
-                .inc();
-        }
+    /// Records one attempt: `result` is `success` or a failure kind.
+    pub fn attempt(&self, backend: &str, result: &str) {
+        self.upstream_attempts
+            .with_label_values(&[backend, result])
+            .inc();
     }
 
     pub fn retry(&self, route: &str, reason: &str) {
@@ -307,14 +292,15 @@ mod tests {
             Duration::from_millis(10),
             Duration::from_millis(9),
         );
-        m.attempts("hf", 2, true);
+        m.attempt("hf", "success");
+        m.attempt("hf", "rate_limited");
         let text = String::from_utf8(m.encode()).unwrap();
         assert!(text.contains(
             r#"infergate_requests_total{backend="hf",code_class="2xx",outcome="success",route="flan"} 1"#
         ));
-        assert!(
-            text.contains(r#"infergate_upstream_attempts_total{backend="hf",result="failure"} 1"#)
-        );
+        assert!(text.contains(
+            r#"infergate_upstream_attempts_total{backend="hf",result="rate_limited"} 1"#
+        ));
         assert!(text.contains(r#"infergate_build_info{version="#));
     }
 }

@@ -100,22 +100,34 @@ where
     };
 
     let (parts, body) = req.into_parts();
-    let body = match read_body(body, &parts.headers, gw.config.server.max_body_bytes).await {
-        Ok(b) => b,
-        Err(err) => return error(&err, ctx),
+    // A client that stops sending its body must not hold the request past
+    // its deadline.
+    let read = read_body(body, &parts.headers, gw.config.server.max_body_bytes);
+    let body = match tokio::time::timeout_at(started + route.timeout, read).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(err)) => return error(&err, ctx),
+        Err(_) => return error(&ApiError::BodyTimeout, ctx),
     };
     access.bytes_in = body.len();
     let sagemaker_headers = match sagemaker_headers(&parts.headers) {
         Ok(h) => h,
         Err(err) => return error(&err, ctx),
     };
+    let (content_type, accept) = match (
+        visible(&parts.headers, header::CONTENT_TYPE),
+        visible(&parts.headers, header::ACCEPT),
+    ) {
+        (Ok(ct), Ok(accept)) => (ct, accept),
+        (Err(err), _) | (_, Err(err)) => return error(&err, ctx),
+    };
     let upstream = UpstreamRequest {
         body,
-        content_type: parts.headers.get(header::CONTENT_TYPE).cloned(),
-        accept: parts.headers.get(header::ACCEPT).cloned(),
+        content_type,
+        accept,
         sagemaker_headers,
         request_id: request_id.clone(),
         timeout: route.timeout,
+        total: route.timeout,
         scale_up_timeout: None,
     };
     let budget = match client_timeout(&parts.headers) {
@@ -133,9 +145,6 @@ where
     access.attempts = attempts;
     access.upstream = upstream_time;
     let backend_name = backend.as_ref().map(|b| b.name.as_str());
-    if let Some(b) = backend_name {
-        gw.metrics.attempts(b, attempts, result.is_ok());
-    }
 
     let mut res = match result {
         Ok(up) => {
@@ -192,6 +201,18 @@ where
             Err(ApiError::PayloadTooLarge { limit })
         }
         Err(e) => Err(ApiError::BodyRead(e.to_string())),
+    }
+}
+
+/// A header passed to the backend, which must be visible ASCII (it is
+/// signed for SageMaker).
+fn visible(headers: &HeaderMap, name: HeaderName) -> Result<Option<HeaderValue>, ApiError> {
+    match headers.get(&name) {
+        None => Ok(None),
+        Some(v) if v.to_str().is_ok() => Ok(Some(v.clone())),
+        Some(_) => Err(ApiError::BadRequest(format!(
+            "header {name} must be visible ASCII"
+        ))),
     }
 }
 

@@ -11,7 +11,7 @@ use http::{header, HeaderMap, HeaderValue};
 use serde_json::Value;
 
 use super::{
-    clip, copy_headers, read_error_body, retry_after, Failure, FailureKind, UpstreamBody,
+    clip, copy_headers, read_error_body, retry_after, send, Failure, FailureKind, UpstreamBody,
     UpstreamRequest, UpstreamResponse,
 };
 use crate::config::{HealthCheckConfig, HuggingFaceConfig};
@@ -108,14 +108,11 @@ impl HuggingFace {
             headers.insert("x-scale-up-timeout", HeaderValue::from(secs));
         }
 
-        let res = client
+        let builder = client
             .post(self.url.clone())
             .headers(headers)
-            .body(req.body.clone())
-            .timeout(req.timeout)
-            .send()
-            .await
-            .map_err(|e| Failure::from_transport(&e, name))?;
+            .body(req.body.clone());
+        let res = send(builder, req, name).await?;
         let status = res.status();
         if status.is_success() {
             let mut out = HeaderMap::new();
@@ -171,6 +168,12 @@ pub(crate) fn classify_error(
             described(&format!("endpoint answered {status}; check the backend's url")),
         ),
         408 => Failure::new(FailureKind::Timeout, described("endpoint timed out")),
+        // A paused endpoint answers this; another backend may serve.
+        400 if message.contains("Invalid state") => Failure::new(
+            FailureKind::Unavailable,
+            described("endpoint is paused"),
+        )
+        .retryable(false),
         429 => Failure::new(FailureKind::Throttled, described("endpoint is overloaded")),
         503 => {
             let mut f = Failure::new(

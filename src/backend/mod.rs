@@ -106,8 +106,11 @@ pub struct UpstreamRequest {
     /// backends forward them, others ignore them.
     pub sagemaker_headers: Vec<(HeaderName, HeaderValue)>,
     pub request_id: HeaderValue,
-    /// Time this attempt may take.
+    /// Time this attempt may take until the response headers.
     pub timeout: Duration,
+    /// Time left of the request's deadline: bounds the whole exchange,
+    /// the response body included.
+    pub total: Duration,
     /// For an HF endpoint scaled to zero: how long it may hold the request
     /// while a replica starts (`X-Scale-Up-Timeout`).
     pub scale_up_timeout: Option<Duration>,
@@ -166,6 +169,8 @@ pub enum FailureKind {
     Protocol,
     /// The client's input cannot be adapted to this backend's payload format.
     InvalidInput,
+    /// The gateway itself failed to build the request (e.g. to sign it).
+    Internal,
 }
 
 impl FailureKind {
@@ -184,6 +189,7 @@ impl FailureKind {
             FailureKind::ServerError => "upstream_error",
             FailureKind::Protocol => "upstream_protocol_error",
             FailureKind::InvalidInput => "invalid_input",
+            FailureKind::Internal => "internal_error",
         }
     }
 }
@@ -206,6 +212,8 @@ pub struct Failure {
     /// The backend is scaling from zero (HF 503, SageMaker
     /// `ModelNotReadyException`): avoid it while it wakes.
     pub cold: bool,
+    /// The upstream's own request id (`x-amzn-RequestId`), for support cases.
+    pub upstream_request_id: Option<String>,
 }
 
 impl Failure {
@@ -226,7 +234,14 @@ impl Failure {
             retry_after: None,
             retryable,
             cold: false,
+            upstream_request_id: None,
         }
+    }
+
+    /// Whether another backend may serve the request: everything but a
+    /// model's rejection of the client's input.
+    pub fn may_fail_over(&self) -> bool {
+        self.kind != FailureKind::ModelError
     }
 
     pub(crate) fn with_status(mut self, status: u16) -> Self {
@@ -281,6 +296,23 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .and_then(|v| v.to_str().ok())
         .and_then(|s| s.trim().parse::<u64>().ok())
         .map(Duration::from_secs)
+}
+
+/// Sends a request: `timeout` bounds the wait for the response headers,
+/// `total` (set on the request) the whole exchange.
+pub(crate) async fn send(
+    builder: reqwest::RequestBuilder,
+    req: &UpstreamRequest,
+    backend: &str,
+) -> Result<reqwest::Response, Failure> {
+    match tokio::time::timeout(req.timeout, builder.timeout(req.total).send()).await {
+        Ok(Ok(res)) => Ok(res),
+        Ok(Err(e)) => Err(Failure::from_transport(&e, backend)),
+        Err(_) => Err(Failure::new(
+            FailureKind::Timeout,
+            format!("backend \"{backend}\" did not answer in time"),
+        )),
+    }
 }
 
 /// Reads at most [`MAX_ERROR_BODY`] bytes of an error answer, within `timeout`.

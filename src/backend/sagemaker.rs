@@ -8,6 +8,7 @@
 //! them: the type from `x-amzn-ErrorType`, else the body's `code`/`__type`,
 //! cut at the first `:` and after a `#`.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use aws_credential_types::provider::SharedCredentialsProvider;
@@ -18,7 +19,7 @@ use super::credentials::CredentialSource;
 use super::format::{jumpstart_request, jumpstart_response};
 use super::sigv4::{sign_request, Signer};
 use super::{
-    clip, copy_headers, read_error_body, retry_after, Failure, FailureKind, UpstreamBody,
+    clip, copy_headers, read_error_body, retry_after, send, Failure, FailureKind, UpstreamBody,
     UpstreamRequest, UpstreamResponse,
 };
 use crate::config::{PayloadFormat, SageMakerConfig};
@@ -42,7 +43,7 @@ pub struct SageMaker {
     /// The `Host` header the upstream client sends, as signed.
     host: String,
     path: String,
-    credentials: CredentialSource,
+    credentials: Arc<CredentialSource>,
     fixed_headers: Vec<(HeaderName, HeaderValue)>,
     format: PayloadFormat,
 }
@@ -55,10 +56,10 @@ impl SageMaker {
         cfg: &SageMakerConfig,
         provider: Option<SharedCredentialsProvider>,
     ) -> Result<Self, String> {
-        let credentials = match provider {
+        let credentials = Arc::new(match provider {
             Some(p) => CredentialSource::from_provider(p),
             None => CredentialSource::from_config(cfg).await,
-        };
+        });
         let url = invocations_url(cfg)?;
         let host = host_header(&url);
         let path = url.path().to_string();
@@ -99,9 +100,15 @@ impl SageMaker {
         };
 
         let credentials = self.credentials.get().await.map_err(|e| {
+            // The provider's error chain may name roles, accounts and local
+            // endpoints: it goes to the log, the client gets the gist.
+            tracing::warn!(backend = %self.name, error = %e, "no AWS credentials");
             Failure::new(
                 FailureKind::Credentials,
-                format!("backend \"{}\": {e}", self.name),
+                format!(
+                    "backend \"{}\": the gateway could not obtain AWS credentials; see the gateway's log",
+                    self.name
+                ),
             )
         })?;
 
@@ -127,17 +134,19 @@ impl SageMaker {
             region: &self.region,
             time: SystemTime::now(),
         };
-        sign_request(signer, "POST", &self.host, &self.path, &mut headers, &body)
-            .map_err(|e| Failure::new(FailureKind::Credentials, e.to_string()))?;
+        sign_request(signer, "POST", &self.host, &self.path, &mut headers, &body).map_err(|e| {
+            tracing::error!(backend = %self.name, error = %e, "could not sign a request");
+            Failure::new(
+                FailureKind::Internal,
+                format!(
+                    "backend \"{}\": the gateway could not sign the request",
+                    self.name
+                ),
+            )
+        })?;
 
-        let res = client
-            .post(self.url.clone())
-            .headers(headers)
-            .body(body)
-            .timeout(req.timeout)
-            .send()
-            .await
-            .map_err(|e| Failure::from_transport(&e, &self.name))?;
+        let builder = client.post(self.url.clone()).headers(headers).body(body);
+        let res = send(builder, req, &self.name).await?;
 
         let status = res.status();
         if status.is_success() {
@@ -243,6 +252,18 @@ fn model_message(original: &str) -> String {
     }
 }
 
+/// A rejection of the gateway's credentials. AWS's message is not passed on:
+/// after a signature mismatch it quotes the canonical request, session token
+/// included.
+fn auth_rejected(backend: &str, kind: &str) -> Failure {
+    Failure::new(
+        FailureKind::AuthRejected,
+        format!(
+            "backend \"{backend}\": SageMaker rejected the gateway's AWS credentials ({kind}); check the gateway's credentials and the backend's region"
+        ),
+    )
+}
+
 /// Turns a SageMaker error answer into a [`Failure`].
 pub(crate) fn classify_error(
     backend: &str,
@@ -273,16 +294,19 @@ pub(crate) fn classify_error(
                 .unwrap_or_else(|| message.clone());
             let mut f = Failure::new(FailureKind::ModelError, clip(&original));
             match original_status {
+                // The container is overloaded (TGI's 429): transient.
+                Some(429) => {
+                    f = Failure::new(FailureKind::Throttled, described("the model is overloaded"));
+                }
                 Some(s) if (400..500).contains(&s) => f.client_status = Some(s),
                 // The model itself failed: not the client's fault.
                 _ => f.kind = FailureKind::ServerError,
             }
             f
         }
-        "ThrottlingException" | "Throttling" | "TooManyRequestsException" => Failure::new(
-            FailureKind::Throttled,
-            described("throttled by SageMaker"),
-        ),
+        "ThrottlingException" | "Throttling" | "TooManyRequestsException" => {
+            Failure::new(FailureKind::Throttled, described("throttled by SageMaker"))
+        }
         "ModelNotReadyException" => {
             let mut f = Failure::new(FailureKind::Unavailable, described("model not ready"));
             f.cold = true;
@@ -292,8 +316,9 @@ pub(crate) fn classify_error(
             FailureKind::Unavailable,
             described("SageMaker is unavailable"),
         ),
-        "InternalFailure" => Failure::new(FailureKind::ServerError, described("SageMaker failed"))
-            .retryable(true),
+        "InternalFailure" => {
+            Failure::new(FailureKind::ServerError, described("SageMaker failed")).retryable(true)
+        }
         "InternalDependencyException" => Failure::new(
             FailureKind::ServerError,
             described("SageMaker dependency failed"),
@@ -308,17 +333,9 @@ pub(crate) fn classify_error(
         | "IncompleteSignatureException"
         | "AccessDeniedException"
         | "ExpiredTokenException"
-        | "InvalidClientTokenId" => Failure::new(
-            FailureKind::AuthRejected,
-            described(&format!(
-                "SageMaker rejected the gateway's AWS credentials ({kind}); check the gateway's credentials and the backend's region"
-            )),
-        ),
+        | "InvalidClientTokenId" => auth_rejected(backend, &kind),
         _ => match status {
-            401 | 403 => Failure::new(
-                FailureKind::AuthRejected,
-                described("SageMaker rejected the gateway's AWS credentials"),
-            ),
+            401 | 403 => auth_rejected(backend, "access denied"),
             500 | 502 | 503 | 504 => Failure::new(
                 if status == 503 {
                     FailureKind::Unavailable
@@ -340,6 +357,10 @@ pub(crate) fn classify_error(
     };
     failure.status = Some(status);
     failure.retry_after = retry_after(headers);
+    failure.upstream_request_id = headers
+        .get("x-amzn-requestid")
+        .and_then(|v| v.to_str().ok())
+        .map(clip);
     failure
 }
 

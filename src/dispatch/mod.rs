@@ -104,7 +104,7 @@ fn observation(f: &Failure) -> Observation {
         return Observation::Cold;
     }
     match f.kind {
-        K::ModelError | K::InvalidInput => Observation::Neutral,
+        K::ModelError | K::InvalidInput | K::Internal => Observation::Neutral,
         K::Connect
         | K::Io
         | K::Timeout
@@ -129,6 +129,13 @@ async fn attempt(
 ) -> (usize, Result<UpstreamResponse, Failure>) {
     let member = &route.pool[index];
     let result = member.backend.call(ctx.client, &req).await;
+    ctx.metrics.attempt(
+        &member.backend.name,
+        match &result {
+            Ok(_) => "success",
+            Err(f) => f.kind.as_str(),
+        },
+    );
     let now = Instant::now();
     let obs = match &result {
         Ok(_) => Observation::Success(now.saturating_duration_since(slot.started())),
@@ -174,6 +181,10 @@ pub async fn dispatch(
     };
 
     let mut tried: Vec<usize> = Vec::with_capacity(route.attempts as usize);
+    // When each backend may be tried again, from its `Retry-After`.
+    let mut not_before: Vec<Option<Instant>> = vec![None; route.pool.len()];
+    // After a failure only another backend can mend, only untried ones.
+    let mut untried_only = false;
     let mut attempts = 0u32;
     let mut upstream_time = Duration::ZERO;
     let mut last: Option<(usize, Failure)> = None;
@@ -190,8 +201,9 @@ pub async fn dispatch(
             ctx.metrics.retry_budget_exhausted(&route.name);
             break;
         }
+        let allowed = |i: usize| eligible(i) && !(untried_only && tried.contains(&i));
         let (index, slot) =
-            match balancer::pick(route.balance, &route.pool, &tried, &eligible, now, &mut rng) {
+            match balancer::pick(route.balance, &route.pool, &tried, &allowed, now, &mut rng) {
                 Pick::Chosen { index, slot } => (index, slot),
                 Pick::Shed if last.is_none() => {
                     ctx.metrics.shed(&route.name);
@@ -204,23 +216,28 @@ pub async fn dispatch(
             };
         if let Some((prev, failure)) = &last {
             ctx.metrics.retry(&route.name, failure.kind.as_str());
+            let now = Instant::now();
+            let mut wait = Duration::ZERO;
             if *prev == index {
-                let wait = failure
-                    .retry_after
-                    .unwrap_or_else(|| route.policy.backoff(attempts, rng.f64()));
-                let left = deadline.saturating_duration_since(Instant::now());
-                if wait >= left {
-                    // Waiting would outlive the deadline: answer now, with
-                    // the backend's own error and Retry-After.
-                    break;
-                }
-                tokio::time::sleep(wait).await;
+                wait = route.policy.backoff(attempts, rng.f64());
             } else {
                 ctx.metrics.failover(
                     &route.name,
                     &route.pool[*prev].backend.name,
                     &route.pool[index].backend.name,
                 );
+            }
+            // The backend's own `Retry-After` wins over the backoff.
+            if let Some(at) = not_before[index] {
+                wait = at.saturating_duration_since(now);
+            }
+            if !wait.is_zero() {
+                if wait >= deadline.saturating_duration_since(now) {
+                    // Waiting would outlive the deadline: answer now, with
+                    // the backend's own error and Retry-After.
+                    break;
+                }
+                tokio::time::sleep(wait).await;
             }
         }
 
@@ -268,10 +285,16 @@ pub async fn dispatch(
                     retryable = failure.retryable,
                     "attempt failed"
                 );
-                let retryable = failure.retryable;
+                if let Some(after) = failure.retry_after {
+                    not_before[index] = Some(Instant::now() + after);
+                }
+                let (retryable, fail_over) = (failure.retryable, failure.may_fail_over());
                 last = Some((index, failure));
                 if !retryable {
-                    break;
+                    if !fail_over {
+                        break;
+                    }
+                    untried_only = true;
                 }
             }
             Err(_elapsed) => {
@@ -326,6 +349,7 @@ fn prepare(
     // Waiting for a replica may take all that is left of the deadline.
     req.scale_up_timeout = cold.then_some(left);
     req.timeout = if cold { left } else { timeout };
+    req.total = left;
 }
 
 /// Runs `first`; if it has not answered after `after`, sends a second

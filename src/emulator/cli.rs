@@ -86,6 +86,9 @@ pub struct FaultArgs {
     /// Start scaled to zero; a replica takes this long to start, e.g. `30s`.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub cold_start: Option<Duration>,
+    /// Injected errors carry `Retry-After` with these whole seconds, e.g. `2s`.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub retry_after: Option<Duration>,
 }
 
 impl FaultArgs {
@@ -97,6 +100,7 @@ impl FaultArgs {
             error: self.error,
             reset_rate: self.reset_rate,
             cold_start: self.cold_start,
+            retry_after: self.retry_after,
             ..FaultConfig::default()
         };
         config.validate()?;

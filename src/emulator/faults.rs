@@ -55,6 +55,9 @@ pub struct FaultConfig {
     pub stream_error_after: Option<usize>,
     /// SageMaker streams: which exception frame `stream_error_after` sends.
     pub stream_error: StreamError,
+    /// Injected errors carry `Retry-After` with this many whole seconds.
+    #[serde(with = "opt_duration_serde")]
+    pub retry_after: Option<Duration>,
     /// Time per generated token (streams pace their events by it; non-streaming
     /// answers take `tokens × token_latency`).
     #[serde(with = "duration_serde")]
@@ -76,6 +79,7 @@ impl Default for FaultConfig {
             stream_error_after: None,
             stream_error: StreamError::ModelStreamError,
             token_latency: Duration::ZERO,
+            retry_after: None,
         }
     }
 }

@@ -237,7 +237,7 @@ impl Emulator for HuggingFace {
             _ => return Ok(serve::empty_response(StatusCode::NOT_FOUND)),
         };
         if let Some(e) = apply_faults(shared).await? {
-            return Ok(injected(e));
+            return Ok(serve::with_retry_after(injected(e), &shared.faults));
         }
         let body = match body {
             Ok(b) => b,

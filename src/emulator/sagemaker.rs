@@ -235,7 +235,8 @@ impl Emulator for SageMaker {
             tokio::time::sleep_until(ready_at).await;
         }
         if let Some(e) = apply_faults(shared).await? {
-            return Ok(errors::injected(&self.region, &name, e));
+            let res = errors::injected(&self.region, &name, e);
+            return Ok(serve::with_retry_after(res, &shared.faults));
         }
         let variant = header_str(&parts.headers, "x-amzn-sagemaker-target-variant")
             .unwrap_or_else(|| DEFAULT_VARIANT.to_owned());

@@ -210,6 +210,18 @@ pub(crate) fn empty_response(status: StatusCode) -> Response<EmuBody> {
     resp
 }
 
+/// Adds `Retry-After` to an injected error when the faults ask for it.
+pub(crate) fn with_retry_after(
+    mut resp: Response<EmuBody>,
+    faults: &super::faults::Faults,
+) -> Response<EmuBody> {
+    if let Some(after) = faults.get().retry_after {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(after.as_secs()));
+    }
+    resp
+}
+
 /// Inserts a header when the value is a valid header value (values built
 /// from request input may not be); never panics.
 pub(crate) fn set_header(resp: &mut Response<EmuBody>, name: &'static str, value: &str) {

@@ -273,7 +273,7 @@ pub fn verify(
         _ => body_hash,
     };
 
-    let creq = canonical_request(req, &signed, &payload_hash, false);
+    let creq = canonical_request(req, &signed, &payload_hash);
     let scope_str = format!("{scope_date}/{scope_region}/{scope_service}/{terminator}");
     let sts = string_to_sign(&amz_date, &scope_str, &creq);
     let key = signing_key(
@@ -349,13 +349,7 @@ impl<'a> AuthParams<'a> {
 // === canonical request, string to sign, signing key ===
 
 /// The canonical request for the signed headers listed, in that order.
-/// `redact_token` replaces the session token's value, for error messages.
-fn canonical_request(
-    req: &VerifyRequest<'_>,
-    signed: &[&str],
-    payload_hash: &str,
-    redact_token: bool,
-) -> String {
+fn canonical_request(req: &VerifyRequest<'_>, signed: &[&str], payload_hash: &str) -> String {
     let mut out = String::with_capacity(256);
     out.push_str(req.method);
     out.push('\n');
@@ -366,17 +360,13 @@ fn canonical_request(
     for name in signed {
         out.push_str(name);
         out.push(':');
-        if redact_token && *name == "x-amz-security-token" {
-            out.push_str("***");
-        } else {
-            let values: Vec<String> = req
-                .headers
-                .get_all(*name)
-                .iter()
-                .map(|v| collapse_spaces(&String::from_utf8_lossy(v.as_bytes())))
-                .collect();
-            out.push_str(&values.join(","));
-        }
+        let values: Vec<String> = req
+            .headers
+            .get_all(*name)
+            .iter()
+            .map(|v| collapse_spaces(&String::from_utf8_lossy(v.as_bytes())))
+            .collect();
+        out.push_str(&values.join(","));
         out.push('\n');
     }
     out.push('\n');
@@ -466,14 +456,16 @@ fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> Option<
     hmac_sha256(&k_service, b"aws4_request")
 }
 
-/// AWS shows what it computed after a mismatch; the token's value is hidden.
+/// AWS shows what it computed after a mismatch, the session token's value
+/// included: so does the emulator, so that a client that passes this message
+/// on (the gateway must not) would be caught by a test.
 fn mismatch_with_details(
     req: &VerifyRequest<'_>,
     signed: &[&str],
     payload_hash: &str,
     string_to_sign: &str,
 ) -> Rejection {
-    let shown = canonical_request(req, signed, payload_hash, true);
+    let shown = canonical_request(req, signed, payload_hash);
     Rejection::invalid(format!(
         "{SIGNATURE_MISMATCH}\n\nThe Canonical String for this request should have been\n'{shown}'\n\nThe String-to-Sign should have been\n'{string_to_sign}'\n"
     ))
