@@ -1,24 +1,37 @@
-//! The accept loop: HTTP/1.1 and h2c on one listener, header limits, and a
-//! graceful shutdown that stops accepting, lets in-flight requests finish
-//! within `server.shutdown_grace`, then closes what remains.
+//! The accept loop: HTTP/1.1 and h2c on one listener, connection limits and
+//! timeouts, and a graceful shutdown.
+//!
+//! Limits: at most `server.max_connections` connections (more wait in the
+//! accept backlog), a request head within `server.header_read_timeout` and
+//! 64 KiB, at most 256 concurrent h2 streams per connection, h2 keep-alive
+//! pings, and a connection with no request in flight for
+//! `server.idle_timeout` is closed, so idle clients cannot hold the slots.
+//! On shutdown the listener closes, `/readyz` turns 503, every connection is
+//! asked to finish what it is doing (HTTP/1: after the current response;
+//! h2: GOAWAY), and the gateway waits up to `server.shutdown_grace` for them.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 
 use crate::app::Gateway;
 
 /// Largest request head (request line and headers) accepted, in bytes.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Most concurrent streams on one h2 connection.
+const MAX_H2_STREAMS: u32 = 256;
+/// Interval of h2 keep-alive pings, and how long a ping may go unanswered.
+const H2_KEEPALIVE: Duration = Duration::from_secs(20);
 
 /// Serves `gateway` on `listener` until `shutdown` resolves, then drains.
 pub async fn serve(
@@ -36,11 +49,14 @@ pub async fn serve(
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(MAX_HEAD_BYTES as u32);
+        .max_header_list_size(MAX_HEAD_BYTES as u32)
+        .max_concurrent_streams(MAX_H2_STREAMS)
+        .keep_alive_interval(Some(H2_KEEPALIVE))
+        .keep_alive_timeout(H2_KEEPALIVE);
     let builder = Arc::new(builder);
-    // Past `max_connections`, new connections wait in the accept backlog.
-    let slots = Arc::new(Semaphore::new(server.max_connections));
-    let graceful = GracefulShutdown::new();
+    let max = server.max_connections.min(Semaphore::MAX_PERMITS);
+    let slots = Arc::new(Semaphore::new(max));
+    let (stop, stopped) = watch::channel(false);
     gateway.set_ready(true);
     tokio::pin!(shutdown);
 
@@ -53,32 +69,24 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(x) => x,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off
-                        // briefly instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let gw = Arc::clone(&gateway);
-                let service = service_fn(move |req: hyper::Request<Incoming>| {
-                    let gw = Arc::clone(&gw);
-                    async move { Ok::<_, std::convert::Infallible>(gw.handle(req).await) }
-                });
-                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                    drop(slot);
-                });
-            }
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    tokio::spawn(connection(
+                        stream,
+                        peer,
+                        Arc::clone(&gateway),
+                        Arc::clone(&builder),
+                        stopped.clone(),
+                        slot,
+                    ));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off
+                    // briefly instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
             () = &mut shutdown => break,
         }
     }
@@ -90,13 +98,97 @@ pub async fn serve(
         grace_secs = grace.as_secs_f64(),
         "shutting down: draining connections"
     );
-    if tokio::time::timeout(grace, graceful.shutdown())
+    let _ = stop.send(true);
+    // Every connection holds a slot until it closes.
+    let all = u32::try_from(max).unwrap_or(u32::MAX);
+    if tokio::time::timeout(grace, slots.acquire_many(all))
         .await
         .is_err()
     {
         tracing::warn!("shutdown grace elapsed; closing remaining connections");
     }
     Ok(())
+}
+
+/// What a connection is doing, for its idle timeout.
+struct Activity {
+    in_flight: AtomicUsize,
+    last: Mutex<Instant>,
+}
+
+impl Activity {
+    fn idle_for(&self, now: Instant) -> Duration {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return Duration::ZERO;
+        }
+        let last = *self.last.lock().unwrap_or_else(|p| p.into_inner());
+        now.saturating_duration_since(last)
+    }
+}
+
+/// Serves one connection until it closes, is idle too long, or shutdown
+/// asks it to finish.
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    gateway: Arc<Gateway>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    mut stopped: watch::Receiver<bool>,
+    slot: OwnedSemaphorePermit,
+) {
+    let _ = stream.set_nodelay(true);
+    let idle_timeout = gateway.config.server.idle_timeout;
+    let activity = Arc::new(Activity {
+        in_flight: AtomicUsize::new(0),
+        last: Mutex::new(Instant::now()),
+    });
+    let service = {
+        let activity = Arc::clone(&activity);
+        service_fn(move |req: hyper::Request<Incoming>| {
+            let gw = Arc::clone(&gateway);
+            let activity = Arc::clone(&activity);
+            activity.in_flight.fetch_add(1, Ordering::AcqRel);
+            async move {
+                let res = gw.handle(req).await;
+                if let Ok(mut last) = activity.last.lock() {
+                    *last = Instant::now();
+                }
+                activity.in_flight.fetch_sub(1, Ordering::AcqRel);
+                Ok::<_, std::convert::Infallible>(res)
+            }
+        })
+    };
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let check_every = (idle_timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    let mut tick = tokio::time::interval(check_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut draining = *stopped.borrow();
+    if draining {
+        conn.as_mut().graceful_shutdown();
+    }
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                break;
+            }
+            _ = stopped.changed(), if !draining => {
+                draining = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = tick.tick(), if !draining => {
+                if activity.idle_for(Instant::now()) >= idle_timeout {
+                    tracing::debug!(%peer, "closing an idle connection");
+                    draining = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+    drop(slot);
 }
 
 /// Binds the configured listener, with a message that names the address.

@@ -23,19 +23,6 @@ use crate::error::{ApiError, ErrorContext};
 use crate::metrics::Outcome;
 use crate::route::Route;
 
-/// `X-Amzn-SageMaker-*` request headers a client may send, with the length
-/// limits of the SageMaker runtime API (min, max).
-const SAGEMAKER_HEADERS: &[(&str, usize, usize)] = &[
-    ("x-amzn-sagemaker-custom-attributes", 0, 1024),
-    ("x-amzn-sagemaker-target-model", 1, 1024),
-    ("x-amzn-sagemaker-target-variant", 0, 63),
-    ("x-amzn-sagemaker-target-container-hostname", 0, 63),
-    ("x-amzn-sagemaker-inference-id", 1, 64),
-    ("x-amzn-sagemaker-enable-explanations", 1, 64),
-    ("x-amzn-sagemaker-inference-component", 0, 63),
-    ("x-amzn-sagemaker-session-id", 0, 256),
-];
-
 /// What the access log and the metrics record of one request, filled in
 /// as the request goes.
 #[derive(Default)]
@@ -234,7 +221,7 @@ fn client_timeout(headers: &HeaderMap) -> Result<Option<Duration>, ApiError> {
 /// API's limits so a bad one is the client's 400, not a backend error.
 fn sagemaker_headers(headers: &HeaderMap) -> Result<Vec<(HeaderName, HeaderValue)>, ApiError> {
     let mut out = Vec::new();
-    for (name, min, max) in SAGEMAKER_HEADERS {
+    for (name, min, max) in crate::backend::sagemaker::REQUEST_HEADERS {
         if let Some(v) = headers.get(*name) {
             let len = v.len();
             if len < *min || len > *max || !v.as_bytes().iter().all(|b| b.is_ascii() && *b >= 0x20)

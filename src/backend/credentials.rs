@@ -102,7 +102,7 @@ impl CredentialSource {
                             .unwrap_or_else(|| "infergate".to_string()),
                     );
                 if let Some(id) = &cfg.external_id {
-                    builder = builder.external_id(id.clone());
+                    builder = builder.external_id(id.expose());
                 }
                 SharedCredentialsProvider::new(builder.build_from_provider(chain).await)
             }

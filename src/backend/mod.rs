@@ -315,6 +315,29 @@ pub(crate) async fn send(
     }
 }
 
+/// Reads a whole answer of at most `limit` bytes.
+pub(crate) async fn read_limited(
+    mut res: reqwest::Response,
+    limit: usize,
+    backend: &str,
+) -> Result<Bytes, Failure> {
+    let mut buf = Vec::new();
+    while let Some(chunk) = res
+        .chunk()
+        .await
+        .map_err(|e| Failure::from_transport(&e, backend))?
+    {
+        if buf.len() + chunk.len() > limit {
+            return Err(Failure::new(
+                FailureKind::Protocol,
+                format!("backend \"{backend}\" answered more than {limit} bytes"),
+            ));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(buf))
+}
+
 /// Reads at most [`MAX_ERROR_BODY`] bytes of an error answer, within `timeout`.
 pub(crate) async fn read_error_body(mut res: reqwest::Response, timeout: Duration) -> Bytes {
     let read = async {

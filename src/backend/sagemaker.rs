@@ -19,10 +19,36 @@ use super::credentials::CredentialSource;
 use super::format::{jumpstart_request, jumpstart_response};
 use super::sigv4::{sign_request, Signer};
 use super::{
-    clip, copy_headers, read_error_body, retry_after, send, Failure, FailureKind, UpstreamBody,
-    UpstreamRequest, UpstreamResponse,
+    clip, copy_headers, read_error_body, read_limited, retry_after, send, Failure, FailureKind,
+    UpstreamBody, UpstreamRequest, UpstreamResponse,
 };
 use crate::config::{PayloadFormat, SageMakerConfig};
+
+/// The largest `InvokeEndpoint` answer SageMaker returns (6 MB); an adapted
+/// answer is read whole, so it is bounded.
+const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
+
+/// The `X-Amzn-SageMaker-*` request headers of `InvokeEndpoint`, with the
+/// API's length limits (min, max).
+pub const REQUEST_HEADERS: &[(&str, usize, usize)] = &[
+    ("x-amzn-sagemaker-custom-attributes", 0, 1024),
+    ("x-amzn-sagemaker-target-model", 1, 1024),
+    ("x-amzn-sagemaker-target-variant", 0, 63),
+    ("x-amzn-sagemaker-target-container-hostname", 0, 63),
+    ("x-amzn-sagemaker-inference-id", 1, 64),
+    ("x-amzn-sagemaker-enable-explanations", 1, 64),
+    ("x-amzn-sagemaker-inference-component", 0, 63),
+    ("x-amzn-sagemaker-session-id", 0, 256),
+];
+
+/// The longest value the API accepts for a request header of
+/// [`REQUEST_HEADERS`].
+pub fn header_max_len(name: &str) -> Option<usize> {
+    REQUEST_HEADERS
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, _, max)| *max)
+}
 
 /// Response headers of `InvokeEndpoint` the client gets back.
 const RETURNED_HEADERS: &[&str] = &[
@@ -155,10 +181,7 @@ impl SageMaker {
             let body = match self.format {
                 PayloadFormat::Hf => UpstreamBody::Stream(res),
                 PayloadFormat::JumpStartText2Text => {
-                    let raw = res
-                        .bytes()
-                        .await
-                        .map_err(|e| Failure::from_transport(&e, &self.name))?;
+                    let raw = read_limited(res, MAX_RESPONSE_BYTES, &self.name).await?;
                     let adapted = jumpstart_response(&raw).ok_or_else(|| {
                         Failure::new(
                             FailureKind::Protocol,

@@ -15,32 +15,25 @@ use crate::secret::Secret;
 const SAGEMAKER: &str = "sagemaker";
 const HUGGINGFACE: &str = "huggingface";
 
-/// The optional fixed `X-Amzn-SageMaker-*` request headers: config key, header
-/// name, maximum length (PROTOCOL.md's header table).
-const SAGEMAKER_HEADERS: [(&str, &str, usize); 7] = [
-    ("target_variant", "x-amzn-sagemaker-target-variant", 63),
-    ("target_model", "x-amzn-sagemaker-target-model", 1024),
+/// The optional fixed `X-Amzn-SageMaker-*` request headers: config key and
+/// header name; the length limits come from the backend's table.
+const SAGEMAKER_HEADERS: [(&str, &str); 7] = [
+    ("target_variant", "x-amzn-sagemaker-target-variant"),
+    ("target_model", "x-amzn-sagemaker-target-model"),
     (
         "target_container_hostname",
         "x-amzn-sagemaker-target-container-hostname",
-        63,
     ),
     (
         "inference_component",
         "x-amzn-sagemaker-inference-component",
-        63,
     ),
-    (
-        "custom_attributes",
-        "x-amzn-sagemaker-custom-attributes",
-        1024,
-    ),
+    ("custom_attributes", "x-amzn-sagemaker-custom-attributes"),
     (
         "enable_explanations",
         "x-amzn-sagemaker-enable-explanations",
-        64,
     ),
-    ("inference_id", "x-amzn-sagemaker-inference-id", 64),
+    ("inference_id", "x-amzn-sagemaker-inference-id"),
 ];
 
 pub(super) fn validate_backend(
@@ -199,7 +192,7 @@ fn sagemaker(raw: RawBackend, path: &str, diag: &mut Diagnostics) -> Option<Sage
         profile: raw.profile,
         role_arn: raw.role_arn,
         role_session_name: raw.role_session_name,
-        external_id: raw.external_id,
+        external_id: raw.external_id.map(Secret::new),
         headers,
         format,
     })
@@ -264,8 +257,9 @@ fn sagemaker_headers(
         &raw.inference_id,
     ];
     let mut headers = Vec::new();
-    for ((key, header, max), value) in SAGEMAKER_HEADERS.into_iter().zip(values) {
+    for ((key, header), value) in SAGEMAKER_HEADERS.into_iter().zip(values) {
         let Some(value) = value else { continue };
+        let max = crate::backend::sagemaker::header_max_len(header).unwrap_or(1024);
         let path = key_path(path, key);
         if !(1..=max).contains(&value.len()) {
             diag.error(&path, format!("must be 1 to {max} characters"));

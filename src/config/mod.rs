@@ -50,6 +50,7 @@ const DEFAULT_MAX_BODY_BYTES: usize = 6_291_456;
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -96,6 +97,9 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// How long a client may take to send its complete request head; > 0.
     pub header_read_timeout: Duration,
+    /// A client connection with no request in flight for this long is
+    /// closed; > 0.
+    pub idle_timeout: Duration,
     /// Most client connections open at once; > 0.
     pub max_connections: usize,
 }
@@ -108,6 +112,7 @@ impl Default for ServerConfig {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
@@ -200,7 +205,7 @@ pub struct SageMakerConfig {
     /// Only set when `role_arn` is.
     pub role_session_name: Option<String>,
     /// Only set when `role_arn` is.
-    pub external_id: Option<String>,
+    pub external_id: Option<Secret>,
     /// Fixed `x-amzn-sagemaker-*` request headers, in a stable order, already
     /// checked against the service's length limits.
     pub headers: Vec<(http::HeaderName, http::HeaderValue)>,

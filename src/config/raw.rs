@@ -30,6 +30,8 @@ pub(super) struct RawServer {
     pub(super) shutdown_grace: Option<Duration>,
     #[serde(deserialize_with = "duration")]
     pub(super) header_read_timeout: Option<Duration>,
+    #[serde(deserialize_with = "duration")]
+    pub(super) idle_timeout: Option<Duration>,
     pub(super) max_connections: Option<i64>,
 }
 

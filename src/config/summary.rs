@@ -20,12 +20,13 @@ fn write_summary(out: &mut String, config: &Config) -> std::fmt::Result {
     let s = &config.server;
     writeln!(
         out,
-        "server: listen {}, max body {} bytes, request timeout {}, shutdown grace {}, header read timeout {}, max connections {}",
+        "server: listen {}, max body {} bytes, request timeout {}, shutdown grace {}, header read timeout {}, idle timeout {}, max connections {}",
         s.listen,
         s.max_body_bytes,
         human(s.request_timeout),
         human(s.shutdown_grace),
         human(s.header_read_timeout),
+        human(s.idle_timeout),
         s.max_connections,
     )?;
     let u = &config.upstream;

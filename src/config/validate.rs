@@ -15,8 +15,8 @@ use super::raw::{deserialize_section, RawRoute, RawRouteBackend, RawServer, RawU
 use super::resilience::{route_policy, RoutePolicy};
 use super::{
     Balance, Config, ConfigErrors, RouteBackend, RouteConfig, ServerConfig, UpstreamConfig,
-    DEFAULT_ATTEMPTS, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_LISTEN,
-    DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS, DEFAULT_POOL_IDLE_TIMEOUT,
+    DEFAULT_ATTEMPTS, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_LISTEN, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS, DEFAULT_POOL_IDLE_TIMEOUT,
     DEFAULT_POOL_MAX_IDLE_PER_HOST, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SHUTDOWN_GRACE,
     DEFAULT_WEIGHT,
 };
@@ -222,6 +222,12 @@ fn server_config(raw: RawServer, diag: &mut Diagnostics) -> ServerConfig {
             raw.header_read_timeout,
             "server.header_read_timeout",
             DEFAULT_HEADER_READ_TIMEOUT,
+            diag,
+        ),
+        idle_timeout: positive(
+            raw.idle_timeout,
+            "server.idle_timeout",
+            DEFAULT_IDLE_TIMEOUT,
             diag,
         ),
         max_connections: count(

@@ -160,7 +160,10 @@ fn example_file_commented_options_are_valid() {
         sm.role_arn.as_deref(),
         Some("arn:aws:iam::123456789012:role/infergate")
     );
-    assert_eq!(sm.external_id.as_deref(), Some("ext-id-canary"));
+    assert_eq!(
+        sm.external_id.as_ref().map(Secret::expose),
+        Some("ext-id-canary")
+    );
     assert!(sm.endpoint_url.is_some());
     assert_eq!(sm.profile.as_deref(), Some("prod"));
     assert_eq!(
@@ -202,6 +205,7 @@ fn defaults() {
             request_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(30),
             header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
             max_connections: 4096,
         }
     );
