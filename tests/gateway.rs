@@ -300,12 +300,19 @@ async fn throttled_sagemaker_fails_over_to_hf() {
         error: InjectedError::ThrottlingException,
         ..FaultConfig::default()
     });
+    let mut failed_over = 0;
     for _ in 0..10 {
         let res = h.predict("both", BODY).await;
         assert_eq!(res.status(), 200);
         assert_eq!(res.headers()["x-infergate-backend"], "hf");
+        failed_over += u32::from(res.headers()["x-infergate-attempts"] == "2");
     }
     assert_eq!(h.hf.counters().requests(), 10);
+    assert!(
+        h.sm.counters().requests() > 0,
+        "the throttled backend was tried"
+    );
+    assert!(failed_over > 0);
     h.shutdown().await;
 }
 
@@ -316,11 +323,15 @@ async fn cold_hf_endpoint_fails_over_to_sagemaker() {
         cold_start: Some(Duration::from_secs(60)),
         ..FaultConfig::default()
     });
+    let mut failed_over = 0;
     for _ in 0..10 {
         let res = h.predict("both", BODY).await;
         assert_eq!(res.status(), 200);
         assert_eq!(res.headers()["x-infergate-backend"], "sm");
+        failed_over += u32::from(res.headers()["x-infergate-attempts"] == "2");
     }
+    assert!(h.hf.counters().requests() > 0, "the cold backend was tried");
+    assert!(failed_over > 0);
     h.shutdown().await;
 }
 
@@ -618,5 +629,278 @@ async fn h2c_clients_are_served() {
         .unwrap();
     assert_eq!(res.version(), reqwest::Version::HTTP_2);
     assert_eq!(res.status(), 200);
+    h.shutdown().await;
+}
+
+/// A loopback server that answers every request with the same raw HTTP
+/// response, for upstream answers the emulators do not give.
+async fn fixed_upstream(response: &'static str) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut seen = Vec::new();
+                // Read the head and the declared body, then answer.
+                loop {
+                    let Ok(n) = stream.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&seen).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let len = text
+                            .lines()
+                            .find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.eq_ignore_ascii_case("content-length")
+                                    .then(|| v.trim().parse::<usize>().ok())?
+                            })
+                            .unwrap_or(0);
+                        if seen.len() >= end + 4 + len {
+                            break;
+                        }
+                    }
+                }
+                let _ = stream.write_all(response.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn unknown_sagemaker_endpoint_is_upstream_rejected() {
+    let config = common::CONFIG.replacen(
+        "endpoint_name = \"flan-t5-small\"",
+        "endpoint_name = \"no-such-endpoint\"",
+        1,
+    );
+    let h = Harness::with(Setup {
+        config,
+        ..Setup::default()
+    })
+    .await;
+    let res = h.predict("sm", BODY).await;
+    assert_eq!(res.status(), 502);
+    assert_eq!(res.headers()["x-infergate-attempts"], "1");
+    let e = error_json(res).await;
+    assert_eq!(e["type"], "upstream_rejected");
+    assert_eq!(e["upstream_status"], 400);
+    assert!(e["message"]
+        .as_str()
+        .unwrap()
+        .contains("Endpoint no-such-endpoint of account 123456789012 not found."));
+    assert!(!e["upstream_request_id"].as_str().unwrap().is_empty());
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn persistent_internal_failure_is_upstream_error() {
+    let h = Harness::start().await;
+    h.sm.faults().set(FaultConfig {
+        error_rate: 1.0,
+        error: InjectedError::InternalFailure,
+        ..FaultConfig::default()
+    });
+    let res = h.predict("sm", BODY).await;
+    assert_eq!(res.status(), 502);
+    assert_eq!(
+        res.headers()["x-infergate-attempts"],
+        "3",
+        "InternalFailure is retried"
+    );
+    let e = error_json(res).await;
+    assert_eq!(e["type"], "upstream_error");
+    assert_eq!(e["upstream_status"], 500);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_answer_of_the_wrong_shape_is_upstream_protocol_error() {
+    let addr = fixed_upstream(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 9\r\nconnection: close\r\n\r\n[1, 2, 3]",
+    )
+    .await;
+    let config = common::CONFIG.replace(
+        "endpoint_url = \"${JS_URL}\"",
+        &format!("endpoint_url = \"http://{addr}\""),
+    );
+    let h = Harness::with(Setup {
+        config,
+        ..Setup::default()
+    })
+    .await;
+    let res = h.predict("js", BODY).await;
+    assert_eq!(res.status(), 502);
+    let e = error_json(res).await;
+    assert_eq!(e["type"], "upstream_protocol_error");
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn no_aws_credentials_is_credentials_unavailable_and_fails_over() {
+    use aws_credential_types::provider::{error::CredentialsError, future, ProvideCredentials};
+    #[derive(Debug)]
+    struct Nothing;
+    impl ProvideCredentials for Nothing {
+        fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+        where
+            Self: 'a,
+        {
+            future::ProvideCredentials::ready(Err(CredentialsError::not_loaded(
+                "internal-detail-canary: role arn:aws:iam::123456789012:role/x",
+            )))
+        }
+    }
+    let h = Harness::with(Setup {
+        credentials: Some(aws_credential_types::provider::SharedCredentialsProvider::new(Nothing)),
+        ..Setup::default()
+    })
+    .await;
+    let res = h.predict("sm", BODY).await;
+    assert_eq!(res.status(), 502);
+    let e = error_json(res).await;
+    assert_eq!(e["type"], "credentials_unavailable");
+    assert!(!e.to_string().contains("internal-detail-canary"), "{e}");
+    assert_eq!(h.sm.counters().requests(), 0);
+    // The route with a second backend is served by it.
+    for _ in 0..5 {
+        let res = h.predict("both", BODY).await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["x-infergate-backend"], "hf");
+    }
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn per_try_timeout_fails_over_and_alone_is_upstream_timeout() {
+    let config = common::CONFIG
+        .replace(
+            "[routes.both]\n",
+            "[routes.both]\nper_try_timeout = \"200ms\"\nbalance = \"priority\"\n",
+        )
+        .replace(
+            "[routes.sm]\n",
+            "[routes.sm]\nper_try_timeout = \"100ms\"\n",
+        );
+    let h = Harness::with(Setup {
+        config,
+        ..Setup::default()
+    })
+    .await;
+    h.sm.faults().update(|f| f.latency = Duration::from_secs(2));
+    let res = h.predict("both", BODY).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-infergate-backend"], "hf");
+    assert_eq!(res.headers()["x-infergate-attempts"], "2");
+
+    let res = h.predict("sm", BODY).await;
+    assert_eq!(res.status(), 504);
+    assert_eq!(res.headers()["x-infergate-attempts"], "3");
+    assert_eq!(error_json(res).await["type"], "upstream_timeout");
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_body_that_stops_arriving_is_a_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = common::CONFIG.replace("[routes.hf]\n", "[routes.hf]\ntimeout = \"300ms\"\n");
+    let h = Harness::with(Setup {
+        config,
+        ..Setup::default()
+    })
+    .await;
+    let mut stream = tokio::net::TcpStream::connect(h.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    stream
+        .write_all(b"POST /v1/predict/hf HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"inputs\":")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut buf).await.unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            answer.extend_from_slice(&buf[..n]);
+            if String::from_utf8_lossy(&answer).contains("request_timeout") {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the gateway answered");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains(r#""type":"request_timeout""#), "{text}");
+    assert_eq!(h.hf.counters().requests(), 0);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_non_ascii_content_type_is_the_clients_400() {
+    let h = Harness::start().await;
+    let res = h
+        .client
+        .post(h.url("/v1/predict/sm"))
+        .header(
+            "content-type",
+            reqwest::header::HeaderValue::from_bytes(b"application/json; x=\xe9").unwrap(),
+        )
+        .body(BODY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let e = error_json(res).await;
+    assert_eq!(e["type"], "bad_request");
+    assert_eq!(e["message"], "header content-type must be visible ASCII");
+    assert_eq!(h.sm.counters().requests(), 0);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn idle_client_connections_are_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = common::CONFIG.replace(
+        "shutdown_grace = \"1s\"\n",
+        "shutdown_grace = \"1s\"\nidle_timeout = \"200ms\"\n",
+    );
+    let h = Harness::with(Setup {
+        config,
+        ..Setup::default()
+    })
+    .await;
+    let mut stream = tokio::net::TcpStream::connect(h.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // The answer, then the server closes the idle keep-alive connection.
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut all = Vec::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return all,
+                Ok(n) => all.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .expect("the idle connection was closed");
+    assert!(String::from_utf8_lossy(&closed).starts_with("HTTP/1.1 200"));
     h.shutdown().await;
 }

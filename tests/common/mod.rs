@@ -102,6 +102,8 @@ pub struct Setup {
     pub config: String,
     pub sm_secret: String,
     pub extra_vars: Vec<(String, String)>,
+    /// Replaces the SageMaker backends' credentials provider.
+    pub credentials: Option<SharedCredentialsProvider>,
 }
 
 impl Default for Setup {
@@ -110,6 +112,7 @@ impl Default for Setup {
             config: CONFIG.to_string(),
             sm_secret: SECRET_KEY.to_string(),
             extra_vars: Vec::new(),
+            credentials: None,
         }
     }
 }
@@ -141,7 +144,11 @@ impl Harness {
             .unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
         let mut credentials = HashMap::new();
         for b in &config.backends {
-            credentials.insert(b.name.clone(), static_credentials(&setup.sm_secret));
+            let provider = setup
+                .credentials
+                .clone()
+                .unwrap_or_else(|| static_credentials(&setup.sm_secret));
+            credentials.insert(b.name.clone(), provider);
         }
         let listener = server::bind(config.server.listen).await.unwrap();
         let addr = listener.local_addr().unwrap();
