@@ -34,7 +34,7 @@ use crate::route::sticky::SessionTable;
 use crate::route::{PoolMember, Route, RouteTable};
 
 /// The response body type of every answer the gateway gives.
-pub type ResBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
+pub type ResBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
 
 /// A boxed error for bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -123,6 +123,7 @@ impl Gateway {
                 budget: RetryBudget::new(&r.retry_budget, now),
                 hedge_after: r.hedge_after,
                 sessions: r.sticky_sessions.then(SessionTable::default),
+                stream: r.stream,
             })
             .collect();
         // Each backend learns the other backends of its routes, so that

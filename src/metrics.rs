@@ -37,6 +37,9 @@ pub struct Metrics {
     ejections: IntCounterVec,
     backend_in_flight: IntGaugeVec,
     backend_state: IntGaugeVec,
+    stream_first_byte: HistogramVec,
+    stream_events: IntCounterVec,
+    stream_errors: IntCounterVec,
 }
 
 /// The states `infergate_backend_state` reports, one gauge each.
@@ -161,6 +164,24 @@ impl Metrics {
             ),
             &["backend", "state"],
         )?;
+        let stream_first_byte = HistogramVec::new(
+            HistogramOpts::new(
+                "infergate_stream_time_to_first_byte_seconds",
+                "Time from a stream request's arrival to its first event sent to the client.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["route", "backend"],
+        )?;
+        let stream_events = counter(
+            "infergate_stream_events_total",
+            "Events relayed to streaming clients.",
+            &["route", "backend"],
+        )?;
+        let stream_errors = counter(
+            "infergate_stream_errors_total",
+            "Streams ended by an error event, by kind.",
+            &["route", "backend", "kind"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new("infergate_build_info", "Build information."),
             &["version"],
@@ -184,6 +205,9 @@ impl Metrics {
             registry.register(Box::new(c.clone()))?;
         }
         registry.register(Box::new(backend_in_flight.clone()))?;
+        registry.register(Box::new(stream_first_byte.clone()))?;
+        registry.register(Box::new(stream_events.clone()))?;
+        registry.register(Box::new(stream_errors.clone()))?;
         registry.register(Box::new(backend_state.clone()))?;
         Ok(Self {
             registry,
@@ -199,6 +223,9 @@ impl Metrics {
             ejections,
             backend_in_flight,
             backend_state,
+            stream_first_byte,
+            stream_events,
+            stream_errors,
         })
     }
 
@@ -252,6 +279,24 @@ impl Metrics {
 
     pub fn ejection(&self, backend: &str) {
         self.ejections.with_label_values(&[backend]).inc();
+    }
+
+    pub fn stream_first_byte(&self, route: &str, backend: &str, after: Duration) {
+        self.stream_first_byte
+            .with_label_values(&[route, backend])
+            .observe(after.as_secs_f64());
+    }
+
+    pub fn stream_events(&self, route: &str, backend: &str, n: u64) {
+        self.stream_events
+            .with_label_values(&[route, backend])
+            .inc_by(n);
+    }
+
+    pub fn stream_error(&self, route: &str, backend: &str, kind: &str) {
+        self.stream_errors
+            .with_label_values(&[route, backend, kind])
+            .inc();
     }
 
     /// Sets a backend's gauges (at scrape time).

@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod predict;
+pub mod stream;
 
 use std::sync::Arc;
 
@@ -31,8 +32,12 @@ where
     let path = req.uri().path();
     let mut res = if let Some(route) = path.strip_prefix("/v1/predict/") {
         if req.method() == Method::POST {
-            let route = route.to_string();
-            predict::predict(gw, &route, req, &request_id).await
+            // Route names cannot hold "/": `{route}/stream` is unambiguous.
+            let (route, stream) = match route.strip_suffix("/stream") {
+                Some(r) => (r.to_string(), true),
+                None => (route.to_string(), false),
+            };
+            predict::predict(gw, &route, req, &request_id, stream).await
         } else {
             method_not_allowed(req.method(), "POST", &request_id)
         }
@@ -98,12 +103,13 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
 pub fn full(body: impl Into<Bytes>) -> ResBody {
     Full::new(body.into())
         .map_err(|never| match never {})
-        .boxed()
+        .boxed_unsync()
 }
 
 /// An error response with the JSON body.
 pub fn error(err: &ApiError, ctx: ErrorContext<'_>) -> Response<ResBody> {
-    error_response::<Full<Bytes>>(err, ctx).map(|b| b.map_err(|never| match never {}).boxed())
+    error_response::<Full<Bytes>>(err, ctx)
+        .map(|b| b.map_err(|never| match never {}).boxed_unsync())
 }
 
 #[cfg(test)]

@@ -32,17 +32,20 @@ struct Access {
     attempts: u32,
     upstream: Duration,
     bytes_in: usize,
+    stream: bool,
 }
 
 /// The request header with which a client shortens its deadline.
 pub const TIMEOUT_HEADER: &str = "x-infergate-timeout-ms";
 
-/// Serves one predict request.
+/// Serves one predict request: `POST /v1/predict/{route}`, or with
+/// `stream`, `POST /v1/predict/{route}/stream` ([`super::stream`]).
 pub async fn predict<B>(
     gw: &Arc<Gateway>,
     route_name: &str,
     req: Request<B>,
     request_id: &HeaderValue,
+    stream: bool,
 ) -> Response<ResBody>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -50,7 +53,10 @@ where
 {
     let started = Instant::now();
     let rid = request_id.to_str().unwrap_or_default();
-    let mut access = Access::default();
+    let mut access = Access {
+        stream,
+        ..Access::default()
+    };
     let res = serve(gw, route_name, req, request_id, started, &mut access).await;
     finish(gw, &access, &res, started, rid);
     res
@@ -85,6 +91,13 @@ where
         backend: None,
         request_id: rid,
     };
+    if access.stream && !route.pool.iter().any(|m| m.backend.can_stream()) {
+        let err = ApiError::BadRequest(format!(
+            "route \"{}\" cannot stream: none of its backends can (a JumpStart text2text model answers whole)",
+            route.name
+        ));
+        return error(&err, ctx);
+    }
 
     let (parts, body) = req.into_parts();
     // A client that stops sending its body must not hold the request past
@@ -116,6 +129,7 @@ where
         timeout: route.timeout,
         total: route.timeout,
         scale_up_timeout: None,
+        stream: access.stream,
     };
     let budget = match client_timeout(&parts.headers) {
         Ok(Some(t)) => t.min(route.timeout),
@@ -135,16 +149,33 @@ where
 
     let mut res = match result {
         Ok(up) => {
+            let mut headers = up.headers;
             let body = match up.body {
                 UpstreamBody::Full(bytes) => full(bytes),
                 UpstreamBody::Stream(res) => {
                     let res: http::Response<reqwest::Body> = res.into();
-                    res.into_body().map_err(Into::into).boxed()
+                    res.into_body().map_err(Into::into).boxed_unsync()
+                }
+                UpstreamBody::Events { first, events } => {
+                    super::stream::set_headers(&mut headers);
+                    let labels = super::stream::Labels {
+                        route: route.name.clone(),
+                        backend: backend_name.unwrap_or("none").to_string(),
+                        request_id: rid.unwrap_or_default().to_string(),
+                    };
+                    super::stream::body(
+                        first,
+                        events,
+                        route.stream,
+                        labels,
+                        gw.metrics.clone(),
+                        started,
+                    )
                 }
             };
             let mut res = Response::new(body);
             *res.status_mut() = up.status;
-            *res.headers_mut() = up.headers;
+            *res.headers_mut() = headers;
             res
         }
         Err(err) => {
@@ -284,6 +315,7 @@ fn finish(gw: &Gateway, access: &Access, res: &Response<ResBody>, started: Insta
         total_us = u64::try_from(total.as_micros()).unwrap_or(u64::MAX),
         upstream_us = u64::try_from(access.upstream.as_micros()).unwrap_or(u64::MAX),
         bytes_in = access.bytes_in,
+        stream = access.stream,
         "request"
     );
 }

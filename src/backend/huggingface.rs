@@ -10,9 +10,10 @@
 use http::{header, HeaderMap, HeaderValue};
 use serde_json::Value;
 
+use super::events::Events;
 use super::{
-    clip, copy_headers, read_error_body, retry_after, send, Failure, FailureKind, UpstreamBody,
-    UpstreamRequest, UpstreamResponse,
+    clip, copy_headers, first_event, read_error_body, retry_after, send, Failure, FailureKind,
+    UpstreamBody, UpstreamRequest, UpstreamResponse,
 };
 use crate::config::{HealthCheckConfig, HuggingFaceConfig};
 
@@ -35,6 +36,8 @@ const RETURNED_HEADERS: &[&str] = &[
 #[derive(Debug)]
 pub struct HuggingFace {
     url: reqwest::Url,
+    /// TGI's `generate_stream` under the endpoint's URL.
+    stream_url: reqwest::Url,
     /// `Bearer <token>`, marked sensitive so it is never logged by the
     /// HTTP stack.
     authorization: Option<HeaderValue>,
@@ -48,7 +51,13 @@ impl HuggingFace {
             v.set_sensitive(true);
             Some(v)
         });
+        let stream_url = reqwest::Url::parse(&format!(
+            "{}/generate_stream",
+            cfg.url.as_str().trim_end_matches('/')
+        ))
+        .unwrap_or_else(|_| cfg.url.clone());
         Self {
+            stream_url,
             url: cfg.url.clone(),
             authorization,
             health_check: cfg.health_check.clone(),
@@ -108,12 +117,34 @@ impl HuggingFace {
             headers.insert("x-scale-up-timeout", HeaderValue::from(secs));
         }
 
+        let url = if req.stream {
+            headers.insert(
+                header::ACCEPT,
+                HeaderValue::from_static("text/event-stream"),
+            );
+            &self.stream_url
+        } else {
+            &self.url
+        };
+        let started = tokio::time::Instant::now();
         let builder = client
-            .post(self.url.clone())
+            .post(url.clone())
             .headers(headers)
             .body(req.body.clone());
         let res = send(builder, req, name).await?;
         let status = res.status();
+        if status.is_success() && req.stream {
+            // No backend-specific headers on a stream: the events look the
+            // same whichever backend served them.
+            let out = HeaderMap::new();
+            let (first, events) =
+                first_event(Events::sse(res), started + req.timeout, name).await?;
+            return Ok(UpstreamResponse {
+                status,
+                headers: out,
+                body: UpstreamBody::Events { first, events },
+            });
+        }
         if status.is_success() {
             let mut out = HeaderMap::new();
             copy_headers(res.headers(), RETURNED_HEADERS, &mut out);

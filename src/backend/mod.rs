@@ -10,6 +10,7 @@
 //! `Box<dyn>`.
 
 pub mod credentials;
+pub mod events;
 pub mod format;
 pub mod huggingface;
 pub mod sagemaker;
@@ -44,9 +45,7 @@ pub struct Backend {
 /// The closed set of backend kinds.
 #[derive(Debug)]
 pub enum BackendKind {
-    // Boxed: a SageMaker backend carries its credential cache and is much
-    // larger than an HF one.
-    SageMaker(Box<SageMaker>),
+    SageMaker(SageMaker),
     HuggingFace(HuggingFace),
 }
 
@@ -59,9 +58,9 @@ impl Backend {
         credentials: Option<SharedCredentialsProvider>,
     ) -> Result<Self, String> {
         let kind = match &cfg.kind {
-            BackendKindConfig::SageMaker(sm) => BackendKind::SageMaker(Box::new(
-                SageMaker::from_config(&cfg.name, sm, credentials).await?,
-            )),
+            BackendKindConfig::SageMaker(sm) => {
+                BackendKind::SageMaker(SageMaker::from_config(&cfg.name, sm, credentials).await?)
+            }
             BackendKindConfig::HuggingFace(hf) => {
                 BackendKind::HuggingFace(HuggingFace::from_config(hf))
             }
@@ -78,6 +77,14 @@ impl Backend {
         match self.kind {
             BackendKind::SageMaker(_) => "sagemaker",
             BackendKind::HuggingFace(_) => "huggingface",
+        }
+    }
+
+    /// Whether the backend can answer a token stream.
+    pub fn can_stream(&self) -> bool {
+        match &self.kind {
+            BackendKind::SageMaker(sm) => sm.can_stream(),
+            BackendKind::HuggingFace(_) => true,
         }
     }
 
@@ -114,6 +121,10 @@ pub struct UpstreamRequest {
     /// For an HF endpoint scaled to zero: how long it may hold the request
     /// while a replica starts (`X-Scale-Up-Timeout`).
     pub scale_up_timeout: Option<Duration>,
+    /// A token stream (`generate_stream`, `InvokeEndpointWithResponseStream`)
+    /// rather than one answer; `timeout` then bounds the wait for the first
+    /// event.
+    pub stream: bool,
 }
 
 /// A successful upstream answer, its headers already filtered down to what
@@ -138,6 +149,11 @@ impl fmt::Debug for UpstreamResponse {
 pub enum UpstreamBody {
     Stream(reqwest::Response),
     Full(Bytes),
+    /// A token stream whose first event has arrived.
+    Events {
+        first: Bytes,
+        events: events::Events,
+    },
 }
 
 /// Why an attempt failed, in terms the dispatcher and the error mapping share.
@@ -305,12 +321,48 @@ pub(crate) async fn send(
     req: &UpstreamRequest,
     backend: &str,
 ) -> Result<reqwest::Response, Failure> {
-    match tokio::time::timeout(req.timeout, builder.timeout(req.total).send()).await {
+    // A stream's body is bounded by its idle timeout, not the deadline.
+    let builder = if req.stream {
+        builder
+    } else {
+        builder.timeout(req.total)
+    };
+    match tokio::time::timeout(req.timeout, builder.send()).await {
         Ok(Ok(res)) => Ok(res),
         Ok(Err(e)) => Err(Failure::from_transport(&e, backend)),
         Err(_) => Err(Failure::new(
             FailureKind::Timeout,
             format!("backend \"{backend}\" did not answer in time"),
+        )),
+    }
+}
+
+/// Waits, until `deadline`, for a stream's first event: only then is the
+/// attempt a success, so a stream that fails before it is retried like any
+/// other attempt.
+pub(crate) async fn first_event(
+    mut events: events::Events,
+    deadline: tokio::time::Instant,
+    backend: &str,
+) -> Result<(Bytes, events::Events), Failure> {
+    match tokio::time::timeout_at(deadline, events.next()).await {
+        Ok(Some(events::StreamItem::Data(first))) => Ok((first, events)),
+        Ok(Some(events::StreamItem::Error(e))) => Err(Failure::new(
+            FailureKind::ServerError,
+            format!(
+                "backend \"{backend}\": the stream failed before its first event: {}",
+                e.message
+            ),
+        )
+        .retryable(true)),
+        Ok(None) => Err(Failure::new(
+            FailureKind::Protocol,
+            format!("backend \"{backend}\": the stream ended without an event"),
+        )
+        .retryable(true)),
+        Err(_) => Err(Failure::new(
+            FailureKind::Timeout,
+            format!("backend \"{backend}\": no first event in time"),
         )),
     }
 }

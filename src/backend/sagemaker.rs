@@ -12,15 +12,17 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use aws_credential_types::provider::SharedCredentialsProvider;
+use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
 use super::credentials::CredentialSource;
+use super::events::Events;
 use super::format::{jumpstart_request, jumpstart_response};
 use super::sigv4::{sign_request, Signer};
 use super::{
-    clip, copy_headers, read_error_body, read_limited, retry_after, send, Failure, FailureKind,
-    UpstreamBody, UpstreamRequest, UpstreamResponse,
+    clip, copy_headers, first_event, read_error_body, read_limited, retry_after, send, Failure,
+    FailureKind, UpstreamBody, UpstreamRequest, UpstreamResponse,
 };
 use crate::config::{PayloadFormat, SageMakerConfig};
 
@@ -60,15 +62,24 @@ const RETURNED_HEADERS: &[&str] = &[
     "x-amzn-requestid",
 ];
 
+/// Response headers of a stream the client gets back: only those it asked
+/// for, so the events look the same whichever backend served them.
+const STREAM_RETURNED_HEADERS: &[&str] = &[
+    "x-amzn-sagemaker-custom-attributes",
+    "x-amzn-sagemaker-new-session-id",
+    "x-amzn-sagemaker-closed-session-id",
+];
+
 /// One SageMaker endpoint.
 #[derive(Debug)]
 pub struct SageMaker {
     name: String,
     region: String,
     url: reqwest::Url,
+    /// `InvokeEndpointWithResponseStream`'s URL.
+    stream_url: reqwest::Url,
     /// The `Host` header the upstream client sends, as signed.
     host: String,
-    path: String,
     credentials: Arc<CredentialSource>,
     fixed_headers: Vec<(HeaderName, HeaderValue)>,
     format: PayloadFormat,
@@ -86,15 +97,15 @@ impl SageMaker {
             Some(p) => CredentialSource::from_provider(p),
             None => CredentialSource::from_config(cfg).await,
         });
-        let url = invocations_url(cfg)?;
+        let url = invocations_url(cfg, "invocations")?;
+        let stream_url = invocations_url(cfg, "invocations-response-stream")?;
         let host = host_header(&url);
-        let path = url.path().to_string();
         Ok(Self {
             name: name.to_string(),
             region: cfg.region.clone(),
             url,
+            stream_url,
             host,
-            path,
             credentials,
             fixed_headers: cfg.headers.clone(),
             format: cfg.format,
@@ -106,12 +117,23 @@ impl SageMaker {
         &self.url
     }
 
+    /// Whether the container can stream: a JumpStart text2text model
+    /// cannot.
+    pub fn can_stream(&self) -> bool {
+        self.format == PayloadFormat::Hf
+    }
+
     pub(super) async fn call(
         &self,
         client: &reqwest::Client,
         req: &UpstreamRequest,
     ) -> Result<UpstreamResponse, Failure> {
         let (body, content_type, accept) = match self.format {
+            PayloadFormat::Hf if req.stream => (
+                stream_body(&req.body, &self.name)?,
+                Some(HeaderValue::from_static("application/json")),
+                None,
+            ),
             PayloadFormat::Hf => (
                 req.body.clone(),
                 req.content_type.clone(),
@@ -155,12 +177,23 @@ impl SageMaker {
                 headers.insert(name.clone(), value.clone());
             }
         }
+        if req.stream {
+            // InvokeEndpointWithResponseStream takes fewer headers.
+            for name in NOT_STREAMED {
+                headers.remove(*name);
+            }
+        }
+        let url = if req.stream {
+            &self.stream_url
+        } else {
+            &self.url
+        };
         let signer = Signer {
             credentials: &credentials,
             region: &self.region,
             time: SystemTime::now(),
         };
-        sign_request(signer, "POST", &self.host, &self.path, &mut headers, &body).map_err(|e| {
+        sign_request(signer, "POST", &self.host, url.path(), &mut headers, &body).map_err(|e| {
             tracing::error!(backend = %self.name, error = %e, "could not sign a request");
             Failure::new(
                 FailureKind::Internal,
@@ -171,10 +204,22 @@ impl SageMaker {
             )
         })?;
 
-        let builder = client.post(self.url.clone()).headers(headers).body(body);
+        let started = tokio::time::Instant::now();
+        let builder = client.post(url.clone()).headers(headers).body(body);
         let res = send(builder, req, &self.name).await?;
 
         let status = res.status();
+        if status.is_success() && req.stream {
+            let mut out = HeaderMap::new();
+            copy_headers(res.headers(), STREAM_RETURNED_HEADERS, &mut out);
+            let events = Events::aws(res);
+            let (first, events) = first_event(events, started + req.timeout, &self.name).await?;
+            return Ok(UpstreamResponse {
+                status,
+                headers: out,
+                body: UpstreamBody::Events { first, events },
+            });
+        }
         if status.is_success() {
             let mut out = HeaderMap::new();
             copy_headers(res.headers(), RETURNED_HEADERS, &mut out);
@@ -211,13 +256,38 @@ impl SageMaker {
     }
 }
 
-/// `{base}/endpoints/{name}/invocations`.
-fn invocations_url(cfg: &SageMakerConfig) -> Result<reqwest::Url, String> {
+/// Request headers `InvokeEndpointWithResponseStream` does not take.
+const NOT_STREAMED: &[&str] = &[
+    "accept",
+    "x-amzn-sagemaker-target-model",
+    "x-amzn-sagemaker-enable-explanations",
+];
+
+/// The body of a streaming request to a TGI-style container: the client's
+/// JSON object with `"stream": true`, which such a container needs to answer
+/// server-sent events.
+fn stream_body(body: &[u8], backend: &str) -> Result<Bytes, Failure> {
+    let invalid = || {
+        Failure::new(
+            FailureKind::InvalidInput,
+            format!("streaming through backend \"{backend}\" needs a JSON object body"),
+        )
+    };
+    let mut value: serde_json::Map<String, Value> =
+        serde_json::from_slice(body).map_err(|_| invalid())?;
+    value.insert("stream".into(), Value::Bool(true));
+    serde_json::to_vec(&value)
+        .map(Bytes::from)
+        .map_err(|_| invalid())
+}
+
+/// `{base}/endpoints/{name}/{operation}`.
+fn invocations_url(cfg: &SageMakerConfig, operation: &str) -> Result<reqwest::Url, String> {
     let base = match &cfg.endpoint_url {
         Some(url) => url.as_str().trim_end_matches('/').to_string(),
         None => default_base(&cfg.region, cfg.fips),
     };
-    let raw = format!("{base}/endpoints/{}/invocations", cfg.endpoint_name);
+    let raw = format!("{base}/endpoints/{}/{operation}", cfg.endpoint_name);
     reqwest::Url::parse(&raw).map_err(|e| format!("invalid SageMaker URL {raw}: {e}"))
 }
 

@@ -63,6 +63,9 @@ const DEFAULT_RETRY_BUDGET_RATIO: f64 = 0.2;
 const DEFAULT_RETRY_BUDGET_MIN_PER_SECOND: u32 = 10;
 const DEFAULT_RETRY_BUDGET_WINDOW: Duration = Duration::from_secs(10);
 const DEFAULT_STICKY_SESSIONS: bool = true;
+const DEFAULT_STREAM_FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_STREAM_KEEPALIVE: Duration = Duration::from_secs(15);
 const DEFAULT_EJECT_AFTER: u32 = 5;
 const DEFAULT_EJECTION_TIME: Duration = Duration::from_secs(30);
 const DEFAULT_MAX_EJECTION_TIME: Duration = Duration::from_secs(300);
@@ -274,6 +277,8 @@ pub struct RouteConfig {
     /// Send one more attempt to another backend when the first has not
     /// answered after this long (> 0); first answer wins. `None` = no hedging.
     pub hedge_after: Option<Duration>,
+    /// Timeouts and keep-alives of `/v1/predict/{route}/stream`.
+    pub stream: StreamConfig,
     /// Requests carrying `X-Amzn-SageMaker-Session-Id` go to the backend that
     /// opened the session.
     pub sticky_sessions: bool,
@@ -312,6 +317,29 @@ impl fmt::Display for Balance {
 
 /// `backoff_base`, `backoff_max`: capped exponential backoff with full jitter,
 /// the n-th retry waiting a random time in `[0, min(max, base × 2^(n-1))]`.
+/// How a route's streams are timed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamConfig {
+    /// Longest wait for a stream's first event, per attempt (retries may
+    /// follow); > 0.
+    pub first_byte_timeout: Duration,
+    /// Longest silence between two events once the stream began; > 0.
+    pub idle_timeout: Duration,
+    /// An SSE comment is sent after this much silence, so proxies and
+    /// clients keep the connection; > 0.
+    pub keepalive: Duration,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        Self {
+            first_byte_timeout: DEFAULT_STREAM_FIRST_BYTE_TIMEOUT,
+            idle_timeout: DEFAULT_STREAM_IDLE_TIMEOUT,
+            keepalive: DEFAULT_STREAM_KEEPALIVE,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BackoffConfig {
     /// > 0.

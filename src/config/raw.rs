@@ -161,6 +161,12 @@ pub(super) struct RawRoute {
     #[serde(deserialize_with = "duration")]
     pub(super) hedge_after: Option<Duration>,
     pub(super) sticky_sessions: Option<bool>,
+    #[serde(deserialize_with = "duration")]
+    pub(super) stream_first_byte_timeout: Option<Duration>,
+    #[serde(deserialize_with = "duration")]
+    pub(super) stream_idle_timeout: Option<Duration>,
+    #[serde(deserialize_with = "duration")]
+    pub(super) stream_keepalive: Option<Duration>,
 }
 
 /// One entry of `routes.<name>.backends`: `"name"` or `{ backend = "name", weight = 3 }`.

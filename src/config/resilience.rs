@@ -12,11 +12,12 @@ use super::diag::{key_path, Diagnostics};
 use super::raw::{RawBackend, RawRoute};
 use super::validate::positive;
 use super::{
-    BackoffConfig, Balance, HealthCheckConfig, OutlierConfig, RetryBudgetConfig,
+    BackoffConfig, Balance, HealthCheckConfig, OutlierConfig, RetryBudgetConfig, StreamConfig,
     DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_MAX, DEFAULT_EJECTION_TIME, DEFAULT_EJECT_AFTER,
     DEFAULT_HEALTH_CHECK_PATH, DEFAULT_HEALTH_CHECK_TIMEOUT, DEFAULT_MAX_EJECTION_TIME,
     DEFAULT_RETRY_BUDGET_MIN_PER_SECOND, DEFAULT_RETRY_BUDGET_RATIO, DEFAULT_RETRY_BUDGET_WINDOW,
-    DEFAULT_STICKY_SESSIONS,
+    DEFAULT_STICKY_SESSIONS, DEFAULT_STREAM_FIRST_BYTE_TIMEOUT, DEFAULT_STREAM_IDLE_TIMEOUT,
+    DEFAULT_STREAM_KEEPALIVE,
 };
 
 /// The resilience part of a [`super::RouteConfig`].
@@ -27,6 +28,7 @@ pub(super) struct RoutePolicy {
     pub(super) retry_budget: RetryBudgetConfig,
     pub(super) hedge_after: Option<Duration>,
     pub(super) sticky_sessions: bool,
+    pub(super) stream: StreamConfig,
 }
 
 pub(super) fn route_policy(raw: &RawRoute, path: &str, diag: &mut Diagnostics) -> RoutePolicy {
@@ -95,6 +97,26 @@ pub(super) fn route_policy(raw: &RawRoute, path: &str, diag: &mut Diagnostics) -
         retry_budget,
         hedge_after: optional_positive(raw.hedge_after, &p("hedge_after"), diag),
         sticky_sessions: raw.sticky_sessions.unwrap_or(DEFAULT_STICKY_SESSIONS),
+        stream: StreamConfig {
+            first_byte_timeout: positive(
+                raw.stream_first_byte_timeout,
+                &p("stream_first_byte_timeout"),
+                DEFAULT_STREAM_FIRST_BYTE_TIMEOUT,
+                diag,
+            ),
+            idle_timeout: positive(
+                raw.stream_idle_timeout,
+                &p("stream_idle_timeout"),
+                DEFAULT_STREAM_IDLE_TIMEOUT,
+                diag,
+            ),
+            keepalive: positive(
+                raw.stream_keepalive,
+                &p("stream_keepalive"),
+                DEFAULT_STREAM_KEEPALIVE,
+                diag,
+            ),
+        },
     }
 }
 

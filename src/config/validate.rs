@@ -345,6 +345,7 @@ fn route_config(
         retry_budget,
         hedge_after,
         sticky_sessions,
+        stream,
     } = route_policy(&raw, path, diag);
     if balance == Balance::Priority {
         for weight_path in weight_paths {
@@ -366,6 +367,7 @@ fn route_config(
         retry_budget,
         hedge_after,
         sticky_sessions,
+        stream,
     }
 }
 

@@ -175,9 +175,14 @@ pub async fn dispatch(
         _ => None,
     };
     let new_session = session.as_deref() == Some(NEW_SESSION) && has_sagemaker;
-    let eligible = |i: usize| match pinned {
-        Some(p) => i == p,
-        None => !new_session || matches!(route.pool[i].backend.kind, BackendKind::SageMaker(_)),
+    let streaming = req.stream;
+    let eligible = |i: usize| {
+        let backend = &route.pool[i].backend;
+        (!streaming || backend.can_stream())
+            && match pinned {
+                Some(p) => i == p,
+                None => !new_session || matches!(backend.kind, BackendKind::SageMaker(_)),
+            }
     };
 
     let mut tried: Vec<usize> = Vec::with_capacity(route.attempts as usize);
@@ -342,6 +347,9 @@ fn prepare(
     if let Some(t) = member.backend.timeout {
         timeout = timeout.min(t);
     }
+    if req.stream {
+        timeout = timeout.min(route.stream.first_byte_timeout);
+    }
     let cold = matches!(
         member.state.availability(Instant::now()),
         crate::route::health::Availability::Cold
@@ -376,7 +384,8 @@ where
         Either::Right(((), _)) => first,
     };
     let now = Instant::now();
-    let untried = |i: usize| !tried.contains(&i);
+    let untried =
+        |i: usize| !tried.contains(&i) && (!req.stream || route.pool[i].backend.can_stream());
     let second = if route.budget.withdraw(now) {
         match balancer::pick(route.balance, &route.pool, tried, &untried, now, rng) {
             Pick::Chosen { index, slot } => Some((index, slot)),

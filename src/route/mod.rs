@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backend::Backend;
-use crate::config::Balance;
+use crate::config::{Balance, StreamConfig};
 use crate::dispatch::budget::RetryBudget;
 use crate::dispatch::RetryPolicy;
 
@@ -50,6 +50,8 @@ pub struct Route {
     pub hedge_after: Option<Duration>,
     /// Session id → backend, when sticky sessions are on.
     pub sessions: Option<sticky::SessionTable>,
+    /// Timeouts and keep-alives of the route's streams.
+    pub stream: StreamConfig,
 }
 
 /// Every route, by name.

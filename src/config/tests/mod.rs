@@ -123,6 +123,7 @@ fn example_file_parses() {
             backoff: BackoffConfig::default(),
             retry_budget: RetryBudgetConfig::default(),
             hedge_after: None,
+            stream: StreamConfig::default(),
             sticky_sessions: true,
         }]
     );

@@ -1,0 +1,435 @@
+//! Token streams from either backend, as one sequence of events.
+//!
+//! An HF endpoint (TGI `generate_stream`) sends server-sent events
+//! (`data:{json}\n\n`). A SageMaker endpoint sends the AWS event stream:
+//! binary frames, CRC-checked and decoded with `aws-smithy-eventstream`,
+//! whose `PayloadPart`s carry the container's own output — SSE lines from a
+//! TGI container, JSON lines from others — cut at arbitrary byte offsets.
+//! Both paths end in the same [`Lines`] reassembler, so every event comes
+//! out whole: a JSON document per token, or an error.
+//!
+//! Nothing is buffered beyond the current incomplete line (bounded by
+//! [`MAX_EVENT_BYTES`]): the next chunk is read from the upstream only when
+//! the consumer asks for the next event, so a slow client slows the read.
+
+use std::collections::VecDeque;
+
+use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder};
+use aws_smithy_types::event_stream::{HeaderValue as FrameHeaderValue, Message};
+use bytes::{Bytes, BytesMut};
+use futures_util::stream::{BoxStream, StreamExt};
+use serde_json::Value;
+
+/// Largest single event accepted; a longer line is a protocol error.
+pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
+
+/// One item of a token stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamItem {
+    /// One event's JSON, as the backend sent it.
+    Data(Bytes),
+    /// The stream failed; nothing follows.
+    Error(StreamError),
+}
+
+/// A failure inside a stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamError {
+    /// Bounded, for metrics and the error event's `type`: `model_stream_error`,
+    /// `internal_stream_failure`, `model_error`, `protocol`, `connection`,
+    /// `idle_timeout`.
+    pub kind: &'static str,
+    pub message: String,
+}
+
+impl StreamError {
+    fn new(kind: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// How the upstream frames its bytes.
+enum Framing {
+    /// SSE or JSON lines straight on the wire (HF).
+    Raw,
+    /// The AWS event stream (SageMaker `InvokeEndpointWithResponseStream`).
+    AwsEventStream {
+        decoder: MessageFrameDecoder,
+        buf: BytesMut,
+    },
+}
+
+/// The events of one upstream stream, read on demand.
+pub struct Events {
+    body: BoxStream<'static, reqwest::Result<Bytes>>,
+    framing: Framing,
+    lines: Lines,
+    pending: VecDeque<StreamItem>,
+    done: bool,
+}
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Events")
+            .field("pending", &self.pending.len())
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Events {
+    /// Events of an HF endpoint's SSE answer.
+    pub fn sse(res: reqwest::Response) -> Self {
+        Self::new(res, Framing::Raw)
+    }
+
+    /// Events of a SageMaker response stream.
+    pub fn aws(res: reqwest::Response) -> Self {
+        Self::new(
+            res,
+            Framing::AwsEventStream {
+                decoder: MessageFrameDecoder::new(),
+                buf: BytesMut::new(),
+            },
+        )
+    }
+
+    fn new(res: reqwest::Response, framing: Framing) -> Self {
+        Self {
+            body: res.bytes_stream().boxed(),
+            framing,
+            lines: Lines::default(),
+            pending: VecDeque::new(),
+            done: false,
+        }
+    }
+
+    /// The next event; `None` once the stream ended (after an error, too).
+    /// Cancel-safe: dropping the future loses nothing.
+    pub async fn next(&mut self) -> Option<StreamItem> {
+        loop {
+            if let Some(item) = self.pending.pop_front() {
+                if matches!(item, StreamItem::Error(_)) {
+                    self.pending.clear();
+                    self.done = true;
+                }
+                return Some(item);
+            }
+            if self.done {
+                return None;
+            }
+            match self.body.next().await {
+                Some(Ok(chunk)) => self.feed(chunk),
+                Some(Err(e)) => {
+                    let message = if e.is_timeout() {
+                        "the backend's stream timed out"
+                    } else {
+                        "the connection to the backend broke during the stream"
+                    };
+                    self.pending
+                        .push_back(StreamItem::Error(StreamError::new("connection", message)));
+                }
+                None => {
+                    self.finish();
+                }
+            }
+        }
+    }
+
+    fn feed(&mut self, chunk: Bytes) {
+        match &mut self.framing {
+            Framing::Raw => self.lines.feed(&chunk, &mut self.pending),
+            Framing::AwsEventStream { decoder, buf } => {
+                buf.extend_from_slice(&chunk);
+                loop {
+                    match decoder.decode_frame(&mut *buf) {
+                        Ok(DecodedFrame::Complete(message)) => match frame_item(&message) {
+                            Frame::Payload(bytes) => self.lines.feed(&bytes, &mut self.pending),
+                            Frame::Error(e) => {
+                                self.pending.push_back(StreamItem::Error(e));
+                                return;
+                            }
+                            Frame::Ignored => {}
+                        },
+                        Ok(DecodedFrame::Incomplete) => break,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "undecodable event-stream frame");
+                            self.pending.push_back(StreamItem::Error(StreamError::new(
+                                "protocol",
+                                "the backend sent a corrupted event-stream frame",
+                            )));
+                            return;
+                        }
+                    }
+                }
+                if buf.len() > MAX_EVENT_BYTES + 64 * 1024 {
+                    self.pending.push_back(StreamItem::Error(StreamError::new(
+                        "protocol",
+                        "the backend sent an event-stream frame that is too large",
+                    )));
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Framing::AwsEventStream { buf, .. } = &self.framing {
+            if !buf.is_empty() {
+                self.pending.push_back(StreamItem::Error(StreamError::new(
+                    "protocol",
+                    "the backend's event stream ended inside a frame",
+                )));
+                self.done = true;
+                return;
+            }
+        }
+        self.lines.finish(&mut self.pending);
+        self.done = true;
+    }
+}
+
+enum Frame {
+    Payload(Bytes),
+    Error(StreamError),
+    Ignored,
+}
+
+fn header<'a>(message: &'a Message, name: &str) -> Option<&'a str> {
+    message
+        .headers()
+        .iter()
+        .find(|h| h.name().as_str() == name)
+        .and_then(|h| match h.value() {
+            FrameHeaderValue::String(s) => Some(s.as_str()),
+            _ => None,
+        })
+}
+
+/// What one decoded frame means.
+fn frame_item(message: &Message) -> Frame {
+    match header(message, ":message-type") {
+        Some("event") => match header(message, ":event-type") {
+            Some("PayloadPart") => Frame::Payload(message.payload().clone()),
+            _ => Frame::Ignored,
+        },
+        Some("exception") => {
+            let kind = match header(message, ":exception-type") {
+                Some("ModelStreamError") => "model_stream_error",
+                Some("InternalStreamFailure") => "internal_stream_failure",
+                _ => "model_stream_error",
+            };
+            let body: Value = serde_json::from_slice(message.payload()).unwrap_or(Value::Null);
+            let text = ["Message", "message"]
+                .iter()
+                .find_map(|k| body.get(*k).and_then(Value::as_str))
+                .unwrap_or("the model's stream failed");
+            let code = body.get("ErrorCode").and_then(Value::as_str);
+            let message = match code {
+                Some(code) => format!("{text} ({code})"),
+                None => text.to_string(),
+            };
+            Frame::Error(StreamError::new(kind, message))
+        }
+        Some("error") => Frame::Error(StreamError::new(
+            "internal_stream_failure",
+            header(message, ":error-message").unwrap_or("the stream failed"),
+        )),
+        _ => Frame::Ignored,
+    }
+}
+
+/// Reassembles SSE events and JSON lines from bytes cut anywhere.
+#[derive(Debug, Default)]
+struct Lines {
+    partial: Vec<u8>,
+    data: Vec<u8>,
+    has_data: bool,
+    failed: bool,
+}
+
+impl Lines {
+    fn feed(&mut self, bytes: &[u8], out: &mut VecDeque<StreamItem>) {
+        if self.failed {
+            return;
+        }
+        let mut rest = bytes;
+        while let Some(pos) = rest.iter().position(|b| *b == b'\n') {
+            if self.failed {
+                return;
+            }
+            let (line, tail) = rest.split_at(pos);
+            rest = &tail[1..];
+            if self.partial.is_empty() {
+                self.line(line, out);
+            } else {
+                let mut whole = std::mem::take(&mut self.partial);
+                whole.extend_from_slice(line);
+                self.line(&whole, out);
+            }
+        }
+        self.partial.extend_from_slice(rest);
+        if self.partial.len() > MAX_EVENT_BYTES {
+            self.fail(out, "the backend sent an event that is too large");
+        }
+    }
+
+    fn line(&mut self, line: &[u8], out: &mut VecDeque<StreamItem>) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            // The end of an SSE event.
+            if self.has_data {
+                let data = std::mem::take(&mut self.data);
+                self.has_data = false;
+                self.event(&data, out);
+            }
+        } else if let Some(rest) = line.strip_prefix(b"data:") {
+            let rest = rest.strip_prefix(b" ").unwrap_or(rest);
+            if self.has_data {
+                self.data.push(b'\n');
+            }
+            self.data.extend_from_slice(rest);
+            self.has_data = true;
+        } else if line.starts_with(b":")
+            || line.starts_with(b"event:")
+            || line.starts_with(b"id:")
+            || line.starts_with(b"retry:")
+        {
+            // Comments (keep-alives) and SSE fields the token stream does
+            // not use.
+        } else if !self.has_data {
+            // A JSON-lines container: each line is an event.
+            self.event(line, out);
+        }
+    }
+
+    fn event(&mut self, data: &[u8], out: &mut VecDeque<StreamItem>) {
+        let trimmed = data.trim_ascii();
+        if trimmed.is_empty() || trimmed == b"[DONE]" {
+            return;
+        }
+        match serde_json::from_slice::<Value>(trimmed) {
+            Ok(v) if v.get("error").is_some() => {
+                // TGI's mid-stream error event: {"error", "error_type"}.
+                let message = v
+                    .get("error")
+                    .and_then(Value::as_str)
+                    .unwrap_or("the model failed during the stream");
+                self.failed = true;
+                out.push_back(StreamItem::Error(StreamError::new(
+                    "model_error",
+                    super::clip(message),
+                )));
+            }
+            Ok(_) => out.push_back(StreamItem::Data(Bytes::copy_from_slice(trimmed))),
+            Err(_) => self.fail(out, "the backend sent an event that is not JSON"),
+        }
+    }
+
+    fn fail(&mut self, out: &mut VecDeque<StreamItem>, message: &str) {
+        self.failed = true;
+        self.partial.clear();
+        out.push_back(StreamItem::Error(StreamError::new("protocol", message)));
+    }
+
+    fn finish(&mut self, out: &mut VecDeque<StreamItem>) {
+        if !self.partial.is_empty() {
+            let last = std::mem::take(&mut self.partial);
+            self.line(&last, out);
+        }
+        if self.has_data {
+            let data = std::mem::take(&mut self.data);
+            self.has_data = false;
+            self.event(&data, out);
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn run(chunks: &[&[u8]]) -> Vec<StreamItem> {
+        let mut lines = Lines::default();
+        let mut out = VecDeque::new();
+        for c in chunks {
+            lines.feed(c, &mut out);
+        }
+        lines.finish(&mut out);
+        out.into_iter().collect()
+    }
+
+    fn data(s: &str) -> StreamItem {
+        StreamItem::Data(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    #[test]
+    fn sse_events_come_out_whole_wherever_the_bytes_are_cut() {
+        let text = b"data:{\"a\":1}\n\n:\n\ndata: {\"b\":2}\r\n\r\ndata:{\"c\":3}\n\n";
+        let want = vec![data("{\"a\":1}"), data("{\"b\":2}"), data("{\"c\":3}")];
+        for cut in 0..text.len() {
+            for cut2 in cut..text.len() {
+                let got = run(&[&text[..cut], &text[cut..cut2], &text[cut2..]]);
+                assert_eq!(got, want, "cut at {cut}, {cut2}");
+            }
+        }
+    }
+
+    #[test]
+    fn json_lines_are_events_too() {
+        let got = run(&[
+            b"{\"token\":{\"text\":\"a\"}}\n{\"tok",
+            b"en\":{\"text\":\"b\"}}",
+        ]);
+        assert_eq!(
+            got,
+            vec![
+                data("{\"token\":{\"text\":\"a\"}}"),
+                data("{\"token\":{\"text\":\"b\"}}")
+            ]
+        );
+    }
+
+    #[test]
+    fn tgi_error_events_end_the_stream() {
+        let got = run(&[
+            b"data:{\"token\":1}\n\ndata:{\"error\":\"boom\",\"error_type\":\"generation\"}\n\ndata:{\"token\":2}\n\n",
+        ]);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0], data("{\"token\":1}"));
+        assert!(
+            matches!(&got[1], StreamItem::Error(e) if e.kind == "model_error" && e.message == "boom")
+        );
+    }
+
+    #[test]
+    fn garbage_is_a_protocol_error_and_done_is_ignored() {
+        let got = run(&[b"data:[DONE]\n\nnot json\n"]);
+        assert!(matches!(&got[..], [StreamItem::Error(e)] if e.kind == "protocol"));
+    }
+
+    #[test]
+    fn an_oversized_event_is_refused() {
+        let big = vec![b'x'; MAX_EVENT_BYTES + 1];
+        let got = run(&[&big]);
+        assert!(matches!(&got[..], [StreamItem::Error(e)] if e.kind == "protocol"));
+    }
+
+    #[test]
+    fn decodes_the_reference_payload_part() {
+        // PROTOCOL.md's independently checked 119-byte PayloadPart frame.
+        let frame = hex::decode("00000077000000593c670ae60b3a6576656e742d7479706507000b5061796c6f6164506172740d3a636f6e74656e742d747970650700186170706c69636174696f6e2f6f637465742d73747265616d0d3a6d6573736167652d747970650700056576656e747b22746f6b656e223a226869227d4350430f").unwrap();
+        let mut decoder = MessageFrameDecoder::new();
+        let mut buf = BytesMut::from(&frame[..]);
+        let DecodedFrame::Complete(message) = decoder.decode_frame(&mut buf).unwrap() else {
+            panic!("incomplete");
+        };
+        match frame_item(&message) {
+            Frame::Payload(p) => assert_eq!(&p[..], b"{\"token\":\"hi\"}"),
+            _ => panic!("not a payload"),
+        }
+    }
+}
