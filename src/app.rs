@@ -76,10 +76,11 @@ pub struct Gateway {
 impl Gateway {
     /// Builds backends, routes, the upstream client and the metrics.
     pub async fn build(config: Config, mut opts: BuildOptions) -> Result<Arc<Self>, BuildError> {
+        let metrics = Metrics::new().map_err(|e| BuildError::Metrics(e.to_string()))?;
         let mut backends = Vec::with_capacity(config.backends.len());
         for cfg in &config.backends {
             let provider = opts.credentials.remove(&cfg.name);
-            let backend = Backend::from_config(cfg, provider)
+            let backend = Backend::from_config(cfg, provider, &metrics)
                 .await
                 .map_err(|message| BuildError::Backend {
                     backend: cfg.name.clone(),
@@ -151,7 +152,6 @@ impl Gateway {
             .user_agent(concat!("infergate/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| BuildError::Client(e.to_string()))?;
-        let metrics = Metrics::new().map_err(|e| BuildError::Metrics(e.to_string()))?;
         let gateway = Arc::new(Self {
             routes: RouteTable::new(routes),
             backends,

@@ -27,3 +27,4 @@ pub mod metrics;
 pub mod route;
 pub mod secret;
 pub mod server;
+pub mod trace;

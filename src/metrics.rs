@@ -37,6 +37,8 @@ pub struct Metrics {
     ejections: IntCounterVec,
     backend_in_flight: IntGaugeVec,
     backend_state: IntGaugeVec,
+    upstream_duration: HistogramVec,
+    credentials_refresh: IntCounterVec,
     stream_first_byte: HistogramVec,
     stream_events: IntCounterVec,
     stream_errors: IntCounterVec,
@@ -164,6 +166,19 @@ impl Metrics {
             ),
             &["backend", "state"],
         )?;
+        let upstream_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "infergate_upstream_duration_seconds",
+                "Duration of each attempt to a backend, until its response head (or failure).",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["backend", "code_class"],
+        )?;
+        let credentials_refresh = counter(
+            "infergate_credentials_refresh_total",
+            "Fetches of AWS credentials for a SageMaker backend, by result.",
+            &["backend", "result"],
+        )?;
         let stream_first_byte = HistogramVec::new(
             HistogramOpts::new(
                 "infergate_stream_time_to_first_byte_seconds",
@@ -205,6 +220,8 @@ impl Metrics {
             registry.register(Box::new(c.clone()))?;
         }
         registry.register(Box::new(backend_in_flight.clone()))?;
+        registry.register(Box::new(upstream_duration.clone()))?;
+        registry.register(Box::new(credentials_refresh.clone()))?;
         registry.register(Box::new(stream_first_byte.clone()))?;
         registry.register(Box::new(stream_events.clone()))?;
         registry.register(Box::new(stream_errors.clone()))?;
@@ -223,6 +240,8 @@ impl Metrics {
             ejections,
             backend_in_flight,
             backend_state,
+            upstream_duration,
+            credentials_refresh,
             stream_first_byte,
             stream_events,
             stream_errors,
@@ -250,10 +269,22 @@ impl Metrics {
             .observe(total.saturating_sub(upstream).as_secs_f64());
     }
 
-    /// Records one attempt: `result` is `success` or a failure kind.
-    pub fn attempt(&self, backend: &str, result: &str) {
+    /// Records one attempt: `result` is `success` or a failure kind;
+    /// `status` the backend's HTTP status when it answered.
+    pub fn attempt(&self, backend: &str, result: &str, status: Option<u16>, took: Duration) {
         self.upstream_attempts
             .with_label_values(&[backend, result])
+            .inc();
+        let class = status.map_or("none", code_class);
+        self.upstream_duration
+            .with_label_values(&[backend, class])
+            .observe(took.as_secs_f64());
+    }
+
+    /// Records a fetch of AWS credentials.
+    pub fn credentials_refresh(&self, backend: &str, ok: bool) {
+        self.credentials_refresh
+            .with_label_values(&[backend, if ok { "success" } else { "failure" }])
             .inc();
     }
 
@@ -337,8 +368,8 @@ mod tests {
             Duration::from_millis(10),
             Duration::from_millis(9),
         );
-        m.attempt("hf", "success");
-        m.attempt("hf", "rate_limited");
+        m.attempt("hf", "success", Some(200), Duration::from_millis(3));
+        m.attempt("hf", "rate_limited", Some(429), Duration::from_millis(1));
         let text = String::from_utf8(m.encode()).unwrap();
         assert!(text.contains(
             r#"infergate_requests_total{backend="hf",code_class="2xx",outcome="success",route="flan"} 1"#

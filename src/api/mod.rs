@@ -6,6 +6,7 @@
 //! Every answer carries `x-request-id` (the client's own when it sent a
 //! sane one) and every error is the JSON shape of [`crate::error`].
 
+pub mod access;
 pub mod admin;
 pub mod predict;
 pub mod stream;

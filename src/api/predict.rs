@@ -15,25 +15,13 @@ use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Limited};
 use tokio::time::Instant;
 
+use super::access::{finish, Access};
 use super::{error, full};
 use crate::app::{Gateway, ResBody};
-use crate::backend::{Backend, UpstreamBody, UpstreamRequest};
+use crate::backend::{UpstreamBody, UpstreamRequest};
 use crate::dispatch::{dispatch, Dispatched};
 use crate::error::{ApiError, ErrorContext};
-use crate::metrics::Outcome;
-use crate::route::Route;
-
-/// What the access log and the metrics record of one request, filled in
-/// as the request goes.
-#[derive(Default)]
-struct Access {
-    route: Option<Arc<Route>>,
-    backend: Option<Arc<Backend>>,
-    attempts: u32,
-    upstream: Duration,
-    bytes_in: usize,
-    stream: bool,
-}
+use crate::trace::TraceContext;
 
 /// The request header with which a client shortens its deadline.
 pub const TIMEOUT_HEADER: &str = "x-infergate-timeout-ms";
@@ -52,14 +40,24 @@ where
     B::Error: Into<crate::app::BoxError>,
 {
     let started = Instant::now();
-    let rid = request_id.to_str().unwrap_or_default();
+    let trace = TraceContext::from_headers(req.headers());
     let mut access = Access {
         stream,
+        request_id: request_id.to_str().unwrap_or_default().to_string(),
+        trace_id: trace.trace_id_hex(),
         ..Access::default()
     };
-    let res = serve(gw, route_name, req, request_id, started, &mut access).await;
-    finish(gw, &access, &res, started, rid);
-    res
+    let res = serve(
+        gw,
+        route_name,
+        req,
+        request_id,
+        &trace,
+        started,
+        &mut access,
+    )
+    .await;
+    finish(gw, access, res, started)
 }
 
 async fn serve<B>(
@@ -67,6 +65,7 @@ async fn serve<B>(
     route_name: &str,
     req: Request<B>,
     request_id: &HeaderValue,
+    trace: &TraceContext,
     started: Instant,
     access: &mut Access,
 ) -> Response<ResBody>
@@ -130,6 +129,7 @@ where
         total: route.timeout,
         scale_up_timeout: None,
         stream: access.stream,
+        trace: Some(trace.clone()),
     };
     let budget = match client_timeout(&parts.headers) {
         Ok(Some(t)) => t.min(route.timeout),
@@ -194,8 +194,24 @@ where
         headers.insert("x-infergate-backend", b);
     }
     headers.insert("x-infergate-attempts", HeaderValue::from(attempts));
+    headers.insert(
+        "server-timing",
+        server_timing(started.elapsed(), upstream_time),
+    );
     access.backend = backend;
     res
+}
+
+/// `server-timing: upstream;dur=…, gateway;dur=…` in milliseconds: time
+/// spent waiting on backends, and the rest, until the response head.
+fn server_timing(total: Duration, upstream: Duration) -> HeaderValue {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let value = format!(
+        "upstream;dur={:.3}, gateway;dur={:.3}",
+        ms(upstream),
+        ms(total.saturating_sub(upstream))
+    );
+    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("gateway"))
 }
 
 /// Reads the whole body within `limit`: a declared `Content-Length` over the
@@ -276,48 +292,11 @@ fn log_failure(err: &ApiError, route: &str, backend: Option<&str>, rid: &str) {
             kind = f.kind.as_str(),
             upstream_status = f.status,
             error = %f,
+            cause = f.cause.as_deref(),
             "request failed"
         ),
         other => tracing::warn!(request_id = rid, route, backend, error = %other, "request failed"),
     }
-}
-
-/// The access-log line and the request metrics, once per request.
-fn finish(gw: &Gateway, access: &Access, res: &Response<ResBody>, started: Instant, rid: &str) {
-    let total = started.elapsed();
-    let route = access.route.as_ref().map_or("unknown", |r| r.name.as_str());
-    let backend = access.backend.as_ref().map(|b| b.name.as_str());
-    let status = res.status().as_u16();
-    let outcome = if res.status().is_success() {
-        Outcome::Success
-    } else if res.status().is_client_error() {
-        Outcome::ClientError
-    } else if backend.is_some() {
-        Outcome::UpstreamError
-    } else {
-        Outcome::GatewayError
-    };
-    gw.metrics.request(
-        route,
-        backend.unwrap_or("none"),
-        status,
-        outcome,
-        total,
-        access.upstream,
-    );
-    tracing::info!(
-        target: "infergate::access",
-        request_id = rid,
-        route,
-        backend,
-        status,
-        attempts = access.attempts,
-        total_us = u64::try_from(total.as_micros()).unwrap_or(u64::MAX),
-        upstream_us = u64::try_from(access.upstream.as_micros()).unwrap_or(u64::MAX),
-        bytes_in = access.bytes_in,
-        stream = access.stream,
-        "request"
-    );
 }
 
 #[cfg(test)]

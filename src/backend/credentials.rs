@@ -58,6 +58,8 @@ struct Backoff {
 /// A cached, refreshing source of AWS credentials for one backend.
 pub struct CredentialSource {
     provider: SharedCredentialsProvider,
+    /// Counts fetches in the metrics, under this backend's name.
+    observer: Option<(crate::metrics::Metrics, String)>,
     cached: RwLock<Option<Cached>>,
     /// Held while a request waits for credentials it does not have.
     fetch: tokio::sync::Mutex<()>,
@@ -114,10 +116,23 @@ impl CredentialSource {
     pub fn from_provider(provider: SharedCredentialsProvider) -> Self {
         Self {
             provider,
+            observer: None,
             cached: RwLock::new(None),
             fetch: tokio::sync::Mutex::new(()),
             refreshing: AtomicBool::new(false),
             backoff: Mutex::new(Backoff::default()),
+        }
+    }
+
+    /// Counts this source's fetches in `metrics` as `backend`'s.
+    pub fn observed(mut self, metrics: crate::metrics::Metrics, backend: &str) -> Self {
+        self.observer = Some((metrics, backend.to_string()));
+        self
+    }
+
+    fn observe(&self, ok: bool) {
+        if let Some((metrics, backend)) = &self.observer {
+            metrics.credentials_refresh(backend, ok);
         }
     }
 
@@ -188,7 +203,9 @@ impl CredentialSource {
     }
 
     async fn fetch_and_store(&self) -> Result<Credentials, CredentialsError> {
-        match self.provider.provide_credentials().await {
+        let result = self.provider.provide_credentials().await;
+        self.observe(result.is_ok());
+        match result {
             Ok(credentials) => {
                 let fetched = SystemTime::now();
                 let lifetime = credentials
@@ -218,7 +235,8 @@ impl CredentialSource {
                 Ok(credentials)
             }
             Err(err) => {
-                let message = error_chain(&err);
+                // aws-config errors carry no secret values.
+                let message = crate::error::cause_chain(&err);
                 if let Ok(mut b) = self.backoff.lock() {
                     let wait = FIRST_BACKOFF
                         .saturating_mul(1 << b.failures.min(6))
@@ -232,19 +250,6 @@ impl CredentialSource {
             }
         }
     }
-}
-
-/// The provider error with its sources, one line; aws-config errors carry no
-/// secret values.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

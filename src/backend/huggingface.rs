@@ -110,6 +110,9 @@ impl HuggingFace {
             headers.insert(header::AUTHORIZATION, auth.clone());
         }
         headers.insert("x-request-id", req.request_id.clone());
+        if let Some(trace) = &req.trace {
+            trace.inject(&mut headers);
+        }
         if let Some(wait) = req.scale_up_timeout {
             // Whole seconds, at least one: the endpoint holds the request
             // while a replica starts instead of answering 503.

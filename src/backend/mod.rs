@@ -56,11 +56,12 @@ impl Backend {
     pub async fn from_config(
         cfg: &BackendConfig,
         credentials: Option<SharedCredentialsProvider>,
+        metrics: &crate::metrics::Metrics,
     ) -> Result<Self, String> {
         let kind = match &cfg.kind {
-            BackendKindConfig::SageMaker(sm) => {
-                BackendKind::SageMaker(SageMaker::from_config(&cfg.name, sm, credentials).await?)
-            }
+            BackendKindConfig::SageMaker(sm) => BackendKind::SageMaker(
+                SageMaker::from_config(&cfg.name, sm, credentials, metrics).await?,
+            ),
             BackendKindConfig::HuggingFace(hf) => {
                 BackendKind::HuggingFace(HuggingFace::from_config(hf))
             }
@@ -125,6 +126,8 @@ pub struct UpstreamRequest {
     /// rather than one answer; `timeout` then bounds the wait for the first
     /// event.
     pub stream: bool,
+    /// The request's trace context, sent on as `traceparent`.
+    pub trace: Option<crate::trace::TraceContext>,
 }
 
 /// A successful upstream answer, its headers already filtered down to what
@@ -230,6 +233,9 @@ pub struct Failure {
     pub cold: bool,
     /// The upstream's own request id (`x-amzn-RequestId`), for support cases.
     pub upstream_request_id: Option<String>,
+    /// The underlying error's cause chain, for the log only: it may name
+    /// addresses and internals a client need not see.
+    pub cause: Option<String>,
 }
 
 impl Failure {
@@ -251,6 +257,7 @@ impl Failure {
             retryable,
             cold: false,
             upstream_request_id: None,
+            cause: None,
         }
     }
 
@@ -272,6 +279,12 @@ impl Failure {
 
     /// Classifies a transport error from the upstream client.
     pub(crate) fn from_transport(err: &reqwest::Error, backend: &str) -> Self {
+        let mut f = Self::transport_kind(err, backend);
+        f.cause = Some(crate::error::cause_chain(err));
+        f
+    }
+
+    fn transport_kind(err: &reqwest::Error, backend: &str) -> Self {
         if err.is_timeout() {
             Failure::new(
                 FailureKind::Timeout,

@@ -25,6 +25,7 @@ use super::{
     FailureKind, UpstreamBody, UpstreamRequest, UpstreamResponse,
 };
 use crate::config::{PayloadFormat, SageMakerConfig};
+use crate::metrics::Metrics;
 
 /// The largest `InvokeEndpoint` answer SageMaker returns (6 MB); an adapted
 /// answer is read whole, so it is bounded.
@@ -92,11 +93,13 @@ impl SageMaker {
         name: &str,
         cfg: &SageMakerConfig,
         provider: Option<SharedCredentialsProvider>,
+        metrics: &Metrics,
     ) -> Result<Self, String> {
-        let credentials = Arc::new(match provider {
+        let source = match provider {
             Some(p) => CredentialSource::from_provider(p),
             None => CredentialSource::from_config(cfg).await,
-        });
+        };
+        let credentials = Arc::new(source.observed(metrics.clone(), name));
         let url = invocations_url(cfg, "invocations")?;
         let stream_url = invocations_url(cfg, "invocations-response-stream")?;
         let host = host_header(&url);
@@ -204,6 +207,11 @@ impl SageMaker {
             )
         })?;
 
+        // Trace context goes unsigned, like X-Amzn-Trace-Id: a tracing
+        // proxy on the way may rewrite it.
+        if let Some(trace) = &req.trace {
+            trace.inject(&mut headers);
+        }
         let started = tokio::time::Instant::now();
         let builder = client.post(url.clone()).headers(headers).body(body);
         let res = send(builder, req, &self.name).await?;

@@ -129,14 +129,17 @@ async fn attempt(
 ) -> (usize, Result<UpstreamResponse, Failure>) {
     let member = &route.pool[index];
     let result = member.backend.call(ctx.client, &req).await;
+    let now = Instant::now();
+    let (label, status) = match &result {
+        Ok(r) => ("success", Some(r.status.as_u16())),
+        Err(f) => (f.kind.as_str(), f.status),
+    };
     ctx.metrics.attempt(
         &member.backend.name,
-        match &result {
-            Ok(_) => "success",
-            Err(f) => f.kind.as_str(),
-        },
+        label,
+        status,
+        now.saturating_duration_since(slot.started()),
     );
-    let now = Instant::now();
     let obs = match &result {
         Ok(_) => Observation::Success(now.saturating_duration_since(slot.started())),
         Err(f) => observation(f),

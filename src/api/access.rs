@@ -1,0 +1,170 @@
+//! The access log and the request metrics: one record per request.
+//!
+//! The request metrics are recorded when the response head is ready (the
+//! client-visible latency and the gateway's overhead); the access-log line
+//! is written when the response body ends — or the client leaves — so it
+//! carries the bytes sent and the whole duration, streams included.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Response;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use tokio::time::Instant;
+
+use crate::app::{BoxError, Gateway, ResBody};
+use crate::backend::Backend;
+use crate::metrics::Outcome;
+use crate::route::Route;
+
+/// What the log and the metrics record of one request, filled in as the
+/// request goes.
+#[derive(Debug, Default)]
+pub struct Access {
+    pub request_id: String,
+    pub trace_id: String,
+    pub route: Option<Arc<Route>>,
+    pub backend: Option<Arc<Backend>>,
+    pub attempts: u32,
+    pub upstream: Duration,
+    pub bytes_in: usize,
+    pub stream: bool,
+}
+
+/// Records the request's metrics and wraps the body so that the access-log
+/// line is written when it ends.
+pub fn finish(
+    gw: &Gateway,
+    access: Access,
+    res: Response<ResBody>,
+    started: Instant,
+) -> Response<ResBody> {
+    let head = started.elapsed();
+    let route = access.route.as_ref().map_or("unknown", |r| r.name.as_str());
+    let backend = access.backend.as_ref().map(|b| b.name.as_str());
+    let status = res.status();
+    let outcome = if status.is_success() {
+        Outcome::Success
+    } else if status.is_client_error() {
+        Outcome::ClientError
+    } else if backend.is_some() {
+        Outcome::UpstreamError
+    } else {
+        Outcome::GatewayError
+    };
+    gw.metrics.request(
+        route,
+        backend.unwrap_or("none"),
+        status.as_u16(),
+        outcome,
+        head,
+        access.upstream,
+    );
+    let line = Line {
+        access,
+        status: status.as_u16(),
+        started,
+        head,
+        bytes_out: 0,
+    };
+    res.map(|inner| {
+        Logged {
+            inner,
+            line: Some(line),
+        }
+        .boxed_unsync()
+    })
+}
+
+struct Line {
+    access: Access,
+    status: u16,
+    started: Instant,
+    head: Duration,
+    bytes_out: u64,
+}
+
+impl Line {
+    fn write(&self, complete: bool) {
+        let a = &self.access;
+        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        tracing::info!(
+            target: "infergate::access",
+            request_id = %a.request_id,
+            trace_id = %a.trace_id,
+            route = a.route.as_ref().map_or("unknown", |r| r.name.as_str()),
+            backend = a.backend.as_ref().map(|b| b.name.as_str()),
+            status = self.status,
+            attempts = a.attempts,
+            stream = a.stream,
+            head_us = micros(self.head),
+            total_us = micros(self.started.elapsed()),
+            upstream_us = micros(a.upstream),
+            bytes_in = a.bytes_in,
+            bytes_out = self.bytes_out,
+            complete,
+            "request"
+        );
+    }
+}
+
+/// A response body that counts what it sends and writes the access-log
+/// line at its end.
+struct Logged {
+    inner: ResBody,
+    line: Option<Line>,
+}
+
+impl Body for Logged {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(line)) = (frame.data_ref(), self.line.as_mut()) {
+                    line.bytes_out += data.len() as u64;
+                }
+            }
+            Poll::Ready(None) => {
+                if let Some(line) = self.line.take() {
+                    line.write(true);
+                }
+            }
+            Poll::Ready(Some(Err(_))) => {
+                if let Some(line) = self.line.take() {
+                    line.write(false);
+                }
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        // A body dropped before its end: the client went away (or the body
+        // had no frames to poll, as for an empty answer).
+        if let Some(line) = self.line.take() {
+            let complete = self.inner.is_end_stream();
+            line.write(complete);
+        }
+    }
+}
