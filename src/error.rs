@@ -40,6 +40,9 @@ pub enum ApiError {
         method: String,
         allowed: &'static str,
     },
+    /// The request's headers are larger than the gateway accepts.
+    #[error("request headers exceed the limit of {limit} bytes")]
+    HeadersTooLarge { limit: usize },
     /// The body is larger than `server.max_body_bytes`.
     #[error("request body exceeds the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
@@ -72,6 +75,7 @@ impl ApiError {
             ApiError::UnknownRoute(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::Deadline(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::NoBackend | ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Upstream(f) => upstream_status(f),
@@ -88,6 +92,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::HeadersTooLarge { .. } => "headers_too_large",
             ApiError::Deadline(_) => "deadline_exceeded",
             ApiError::NoBackend => "no_backend_available",
             ApiError::Overloaded => "overloaded",
@@ -111,6 +116,7 @@ impl ApiError {
             | ApiError::NotFound(_)
             | ApiError::MethodNotAllowed { .. }
             | ApiError::PayloadTooLarge { .. }
+            | ApiError::HeadersTooLarge { .. }
             | ApiError::BodyRead(_)
             | ApiError::BodyTimeout
             | ApiError::Deadline(_) => None,

@@ -26,8 +26,10 @@ use tokio::time::Instant;
 
 use crate::app::Gateway;
 
-/// Largest request head (request line and headers) accepted, in bytes.
-const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Largest request head hyper reads before refusing with an empty 431. The
+/// gateway's own, smaller limit ([`crate::api::MAX_HEADER_BYTES`]) answers in
+/// the JSON error shape below this.
+const MAX_HEAD_BYTES: usize = 256 * 1024;
 /// Most concurrent streams on one h2 connection.
 const MAX_H2_STREAMS: u32 = 256;
 /// Interval of h2 keep-alive pings, and how long a ping may go unanswered.

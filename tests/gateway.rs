@@ -904,3 +904,21 @@ async fn idle_client_connections_are_closed() {
     assert!(String::from_utf8_lossy(&closed).starts_with("HTTP/1.1 200"));
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn oversized_headers_get_the_json_error_shape() {
+    let h = Harness::start().await;
+    let res = h
+        .client
+        .post(h.url("/v1/predict/hf"))
+        .header("x-big", "a".repeat(70 * 1024))
+        .body(BODY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 431);
+    let e = error_json(res).await;
+    assert_eq!(e["type"], "headers_too_large");
+    assert_eq!(h.hf.counters().requests(), 0);
+    h.shutdown().await;
+}

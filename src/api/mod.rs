@@ -23,6 +23,9 @@ use crate::error::{error_response, ApiError, ErrorContext};
 /// Longest client-supplied request id that is kept as is.
 const MAX_REQUEST_ID: usize = 128;
 
+/// Most header bytes (names and values) a request may carry.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
 /// Routes a request to its front door.
 pub async fn handle<B>(gw: &Arc<Gateway>, req: Request<B>) -> Response<ResBody>
 where
@@ -31,7 +34,22 @@ where
 {
     let request_id = request_id(req.headers());
     let path = req.uri().path();
-    let mut res = if let Some(route) = path.strip_prefix("/v1/predict/") {
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len())
+        .sum();
+    let mut res = if header_bytes > MAX_HEADER_BYTES {
+        error(
+            &ApiError::HeadersTooLarge {
+                limit: MAX_HEADER_BYTES,
+            },
+            ErrorContext {
+                request_id: request_id.to_str().ok(),
+                ..ErrorContext::default()
+            },
+        )
+    } else if let Some(route) = path.strip_prefix("/v1/predict/") {
         if req.method() == Method::POST {
             // Route names cannot hold "/": `{route}/stream` is unambiguous.
             let (route, stream) = match route.strip_suffix("/stream") {
