@@ -16,7 +16,7 @@
 //! (requests the emulators received, and attempts the gateway made, per
 //! client request) and the latency the client saw (all requests).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,7 +67,7 @@ fn scenarios() -> Vec<Scenario> {
             route_keys: "",
             sm: none(),
             hf: none(),
-            about: "route [sm, hf], p2c, defaults; no faults",
+            about: "route [sm, hf]; no faults",
         },
         Scenario {
             name: "one of two backends 30% 503",
@@ -164,6 +164,7 @@ url = "${{DOWN_URL}}"
 
 [routes.r]
 backends = [{}]
+balance = "weighted"
 {}
 "#,
         list.join(", "),
@@ -189,6 +190,7 @@ struct Row {
     p50: Duration,
     p99: Duration,
     per_backend: String,
+    failures: String,
 }
 
 async fn start_emulators(s: &Scenario) -> (EmulatorHandle, EmulatorHandle) {
@@ -247,9 +249,15 @@ async fn run(s: &Scenario, rate: u32, seconds: u32) -> Row {
     )]);
     let listener = server::bind(config.server.listen).await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let gateway = Gateway::build(config, BuildOptions { credentials })
-        .await
-        .unwrap();
+    let gateway = Gateway::build(
+        config,
+        BuildOptions {
+            credentials,
+            ..BuildOptions::default()
+        },
+    )
+    .await
+    .unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(server::serve(listener, Arc::clone(&gateway), async {
         let _ = stopped.await;
@@ -272,7 +280,8 @@ async fn run(s: &Scenario, rate: u32, seconds: u32) -> Row {
         let url = url.clone();
         tasks.push(tokio::spawn(async move {
             let sent = Instant::now();
-            let ok = match client
+            // `None` for a success, else what went wrong.
+            let failure = match client
                 .post(url)
                 .header("content-type", "application/json")
                 .body(BODY)
@@ -280,19 +289,40 @@ async fn run(s: &Scenario, rate: u32, seconds: u32) -> Row {
                 .await
             {
                 Ok(res) => {
-                    let success = res.status().is_success();
-                    res.bytes().await.is_ok() && success
+                    let status = res.status();
+                    let attempts = res
+                        .headers()
+                        .get("x-infergate-attempts")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("?")
+                        .to_string();
+                    match res.bytes().await {
+                        Ok(_) if status.is_success() => None,
+                        Ok(body) => {
+                            let kind = serde_json::from_slice::<serde_json::Value>(&body)
+                                .ok()
+                                .and_then(|v| v["error"]["type"].as_str().map(str::to_string))
+                                .unwrap_or_default();
+                            Some(format!("{} {kind} ({attempts} attempts)", status.as_u16()))
+                        }
+                        Err(_) => Some("body cut".to_string()),
+                    }
                 }
-                Err(_) => false,
+                Err(e) if e.is_timeout() => Some("client timeout".to_string()),
+                Err(_) => Some("client error".to_string()),
             };
-            (ok, sent.elapsed())
+            (failure, sent.elapsed())
         }));
     }
     let mut latencies = Vec::with_capacity(total);
     let mut ok = 0;
+    let mut failures: BTreeMap<String, usize> = BTreeMap::new();
     for t in tasks {
-        let (success, took) = t.await.unwrap();
-        ok += usize::from(success);
+        let (failure, took) = t.await.unwrap();
+        match failure {
+            None => ok += 1,
+            Some(f) => *failures.entry(f).or_default() += 1,
+        }
         latencies.push(took);
     }
     latencies.sort();
@@ -339,6 +369,15 @@ async fn run(s: &Scenario, rate: u32, seconds: u32) -> Row {
         p50: pct(0.50),
         p99: pct(0.99),
         per_backend: split.join(", "),
+        failures: if failures.is_empty() {
+            "none".to_string()
+        } else {
+            failures
+                .iter()
+                .map(|(f, n)| format!("{n} × {f}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
     };
     let _ = stop.send(());
     let _ = serving.await;
@@ -387,8 +426,10 @@ async fn main() {
     let scenarios = scenarios();
     println!(
         "Fault matrix: {rate} requests/s for {seconds} s per scenario, open loop, \
-         attempts 3, request_timeout 5s, retry budget 20% + 10/s, eject after 5 \
-         (all defaults unless noted).\n"
+         balance \"weighted\" (equal weights, so a fault on one of two backends meets \
+         half the traffic; p2c would steer by latency), otherwise the defaults: attempts 3, \
+         retry budget 20% + 10/s over 10 s, eject after 5 consecutive failures for 30 s; \
+         request_timeout 5s.\n"
     );
     println!("| scenario | client success | upstream requests / request | gateway attempts / request | p50 ms | p99 ms |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: |");
@@ -406,8 +447,8 @@ async fn main() {
             ms(row.p99),
         );
         notes.push(format!(
-            "- {}: {}. Upstream: {}.",
-            s.name, s.about, row.per_backend
+            "- {}: {}. Upstream: {}. Failures: {}.",
+            s.name, s.about, row.per_backend, row.failures
         ));
     }
     println!("\nScenarios:\n");

@@ -56,6 +56,8 @@ pub struct BuildOptions {
     /// Credentials providers by backend name, replacing aws-config's default
     /// chain for those backends (the demo uses fixed demo keys).
     pub credentials: HashMap<String, SharedCredentialsProvider>,
+    /// Where finished request spans go (OTLP export); none by default.
+    pub spans: Option<Arc<dyn crate::telemetry::SpanSink>>,
 }
 
 /// The running gateway's shared state.
@@ -68,6 +70,8 @@ pub struct Gateway {
     pub states: Vec<Arc<BackendState>>,
     pub client: reqwest::Client,
     pub metrics: Metrics,
+    /// Where finished request spans go, when configured.
+    pub spans: Option<Arc<dyn crate::telemetry::SpanSink>>,
     ready: AtomicBool,
     /// Active health-check tasks, stopped when the gateway is dropped.
     health_checks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -158,6 +162,7 @@ impl Gateway {
             states,
             client,
             metrics,
+            spans: opts.spans.take(),
             ready: AtomicBool::new(false),
             health_checks: std::sync::Mutex::new(Vec::new()),
             config,

@@ -3,14 +3,16 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tracing_subscriber::EnvFilter;
 
 use crate::app::{BuildOptions, Gateway};
-use crate::config::Config;
+use crate::config::{Config, TelemetryConfig};
 use crate::emulator::cli::EmulateCommand;
 use crate::server;
+use crate::telemetry::SpanSink;
 
 /// `--log-format`.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -108,9 +110,20 @@ pub fn serve(path: &Path, listen: Option<SocketAddr>, logging: &Logging) -> Exit
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    rt.block_on(async move {
+    let export = match SpanExport::start(&config.telemetry) {
+        Ok(export) => export,
+        Err(e) => {
+            eprintln!("infergate: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let opts = BuildOptions {
+        spans: export.sink(),
+        ..BuildOptions::default()
+    };
+    let code = rt.block_on(async move {
         let addr = config.server.listen;
-        let gateway = match Gateway::build(config, BuildOptions::default()).await {
+        let gateway = match Gateway::build(config, opts).await {
             Ok(g) => g,
             Err(e) => {
                 eprintln!("infergate: {e}");
@@ -133,7 +146,61 @@ pub fn serve(path: &Path, listen: Option<SocketAddr>, logging: &Logging) -> Exit
                 ExitCode::FAILURE
             }
         }
-    })
+    });
+    // Off the runtime now: sending the last spans may block.
+    export.finish();
+    code
+}
+
+/// Span export as `[telemetry]` asks: OTLP when `otlp_endpoint` is set
+/// (only possible in a build with the `otlp` feature), else none.
+struct SpanExport {
+    #[cfg(feature = "otlp")]
+    otlp: Option<(Arc<crate::telemetry::otlp::OtlpSink>, Duration)>,
+}
+
+impl SpanExport {
+    #[cfg(feature = "otlp")]
+    fn start(config: &TelemetryConfig) -> Result<Self, String> {
+        if config.otlp_endpoint.is_none() {
+            return Ok(Self { otlp: None });
+        }
+        let sink = crate::telemetry::otlp::OtlpSink::new(config).map_err(|e| e.to_string())?;
+        tracing::info!(endpoint = sink.endpoint(), "exporting spans over OTLP/HTTP");
+        // The last export may take its whole timeout.
+        let grace = config.otlp_timeout + Duration::from_secs(1);
+        Ok(Self {
+            otlp: Some((Arc::new(sink), grace)),
+        })
+    }
+
+    #[cfg(not(feature = "otlp"))]
+    fn start(config: &TelemetryConfig) -> Result<Self, String> {
+        // Config validation refuses otlp_endpoint in this build.
+        match &config.otlp_endpoint {
+            None => Ok(Self {}),
+            Some(_) => Err("this build has no OTLP export; build with --features otlp".into()),
+        }
+    }
+
+    fn sink(&self) -> Option<Arc<dyn SpanSink>> {
+        #[cfg(feature = "otlp")]
+        if let Some((sink, _)) = &self.otlp {
+            return Some(Arc::clone(sink) as Arc<dyn SpanSink>);
+        }
+        None
+    }
+
+    /// Sends what is queued and stops export. Blocks: never call it on the
+    /// runtime.
+    fn finish(self) {
+        #[cfg(feature = "otlp")]
+        if let Some((sink, grace)) = self.otlp {
+            if let Err(e) = sink.shutdown(grace) {
+                tracing::warn!("span export did not finish: {e}");
+            }
+        }
+    }
 }
 
 /// `infergate demo`.

@@ -94,7 +94,14 @@ impl Demo {
                 "infergate-demo",
             )),
         )]);
-        let gateway = Gateway::build(config, BuildOptions { credentials }).await?;
+        let gateway = Gateway::build(
+            config,
+            BuildOptions {
+                credentials,
+                spans: None,
+            },
+        )
+        .await?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(server::serve(listener, Arc::clone(&gateway), async {
             let _ = stopped.await;

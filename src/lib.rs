@@ -27,4 +27,5 @@ pub mod metrics;
 pub mod route;
 pub mod secret;
 pub mod server;
+pub mod telemetry;
 pub mod trace;

@@ -107,7 +107,7 @@ impl Metrics {
         let overhead = HistogramVec::new(
             HistogramOpts::new(
                 "infergate_overhead_seconds",
-                "Client-visible time minus time spent waiting on backends: the gateway's own cost.",
+                "Time to the response head minus time spent on backends, in backoff and reading the client's body: the gateway's own cost.",
             )
             .buckets(OVERHEAD_BUCKETS.to_vec()),
             &["route"],
@@ -248,7 +248,9 @@ impl Metrics {
         })
     }
 
-    /// Records one finished client request.
+    /// Records one finished client request: `total` until the response
+    /// head, of which `not_ours` was spent on backends, in backoff and
+    /// reading the client's body; the rest is the gateway's overhead.
     pub fn request(
         &self,
         route: &str,
@@ -256,7 +258,7 @@ impl Metrics {
         status: u16,
         outcome: Outcome,
         total: Duration,
-        upstream: Duration,
+        not_ours: Duration,
     ) {
         self.requests
             .with_label_values(&[route, backend, code_class(status), outcome.as_str()])
@@ -266,7 +268,7 @@ impl Metrics {
             .observe(total.as_secs_f64());
         self.overhead
             .with_label_values(&[route])
-            .observe(total.saturating_sub(upstream).as_secs_f64());
+            .observe(total.saturating_sub(not_ours).as_secs_f64());
     }
 
     /// Records one attempt: `result` is `success` or a failure kind;

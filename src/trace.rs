@@ -15,6 +15,8 @@ pub struct TraceContext {
     pub trace_id: [u8; 16],
     /// The gateway's own span id: the parent id the backend sees.
     pub span_id: [u8; 8],
+    /// The client's span, when it sent a `traceparent`.
+    pub parent_id: Option<[u8; 8]>,
     pub flags: u8,
     pub tracestate: Option<HeaderValue>,
 }
@@ -30,9 +32,10 @@ impl TraceContext {
             .and_then(parse_traceparent);
         let span_id = nonzero_id::<8>();
         match parsed {
-            Some((trace_id, flags)) => Self {
+            Some((trace_id, parent_id, flags)) => Self {
                 trace_id,
                 span_id,
+                parent_id: Some(parent_id),
                 flags,
                 tracestate: headers
                     .get("tracestate")
@@ -42,6 +45,7 @@ impl TraceContext {
             None => Self {
                 trace_id: nonzero_id::<16>(),
                 span_id,
+                parent_id: None,
                 flags: 0,
                 tracestate: None,
             },
@@ -76,7 +80,7 @@ impl TraceContext {
 
 /// `00-<32 hex>-<16 hex>-<2 hex>` with non-zero ids; later versions are read
 /// by their first four fields, as the spec asks.
-fn parse_traceparent(s: &str) -> Option<([u8; 16], u8)> {
+fn parse_traceparent(s: &str) -> Option<([u8; 16], [u8; 8], u8)> {
     let s = s.trim();
     let mut parts = s.split('-');
     let version = parts.next()?;
@@ -103,7 +107,7 @@ fn parse_traceparent(s: &str) -> Option<([u8; 16], u8)> {
         return None;
     }
     let flags = u8::from_str_radix(flags, 16).ok()?;
-    Some((trace_id, flags))
+    Some((trace_id, parent_id, flags))
 }
 
 fn is_lower_hex(s: &str) -> bool {

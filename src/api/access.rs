@@ -8,7 +8,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::Response;
@@ -20,17 +20,21 @@ use crate::app::{BoxError, Gateway, ResBody};
 use crate::backend::Backend;
 use crate::metrics::Outcome;
 use crate::route::Route;
+use crate::telemetry::{RequestSpan, SpanSink};
+use crate::trace::TraceContext;
 
 /// What the log and the metrics record of one request, filled in as the
 /// request goes.
 #[derive(Debug, Default)]
 pub struct Access {
     pub request_id: String,
-    pub trace_id: String,
+    pub trace: Option<TraceContext>,
     pub route: Option<Arc<Route>>,
     pub backend: Option<Arc<Backend>>,
     pub attempts: u32,
     pub upstream: Duration,
+    /// Backoff waits and the client's upload time.
+    pub waited: Duration,
     pub bytes_in: usize,
     pub stream: bool,
 }
@@ -62,14 +66,16 @@ pub fn finish(
         status.as_u16(),
         outcome,
         head,
-        access.upstream,
+        access.upstream + access.waited,
     );
     let line = Line {
         access,
         status: status.as_u16(),
         started,
+        start_time: SystemTime::now() - head,
         head,
         bytes_out: 0,
+        spans: gw.spans.clone(),
     };
     res.map(|inner| {
         Logged {
@@ -84,18 +90,21 @@ struct Line {
     access: Access,
     status: u16,
     started: Instant,
+    start_time: SystemTime,
     head: Duration,
     bytes_out: u64,
+    spans: Option<Arc<dyn SpanSink>>,
 }
 
 impl Line {
     fn write(&self, complete: bool) {
         let a = &self.access;
         let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let trace_id = a.trace.as_ref().map(TraceContext::trace_id_hex);
         tracing::info!(
             target: "infergate::access",
             request_id = %a.request_id,
-            trace_id = %a.trace_id,
+            trace_id = trace_id.as_deref().unwrap_or_default(),
             route = a.route.as_ref().map_or("unknown", |r| r.name.as_str()),
             backend = a.backend.as_ref().map(|b| b.name.as_str()),
             status = self.status,
@@ -109,6 +118,20 @@ impl Line {
             complete,
             "request"
         );
+        if let (Some(sink), Some(trace)) = (&self.spans, &a.trace) {
+            sink.finished(&RequestSpan {
+                trace,
+                route: a.route.as_ref().map_or("unknown", |r| r.name.as_str()),
+                backend: a.backend.as_ref().map(|b| b.name.as_str()),
+                status: self.status,
+                attempts: a.attempts,
+                stream: a.stream,
+                request_id: &a.request_id,
+                start: self.start_time,
+                end: SystemTime::now(),
+                complete,
+            });
+        }
     }
 }
 

@@ -44,7 +44,7 @@ where
     let mut access = Access {
         stream,
         request_id: request_id.to_str().unwrap_or_default().to_string(),
-        trace_id: trace.trace_id_hex(),
+        trace: Some(trace.clone()),
         ..Access::default()
     };
     let res = serve(
@@ -102,7 +102,11 @@ where
     // A client that stops sending its body must not hold the request past
     // its deadline.
     let read = read_body(body, &parts.headers, gw.config.server.max_body_bytes);
-    let body = match tokio::time::timeout_at(started + route.timeout, read).await {
+    let reading = Instant::now();
+    let body = tokio::time::timeout_at(started + route.timeout, read).await;
+    // The client's upload time is not the gateway's own.
+    access.waited = reading.elapsed();
+    let body = match body {
         Ok(Ok(b)) => b,
         Ok(Err(err)) => return error(&err, ctx),
         Err(_) => return error(&ApiError::BodyTimeout, ctx),
@@ -142,9 +146,11 @@ where
         backend,
         attempts,
         upstream_time,
+        waited,
     } = dispatch(gw.dispatch_context(), &route, upstream, deadline).await;
     access.attempts = attempts;
     access.upstream = upstream_time;
+    access.waited += waited;
     let backend_name = backend.as_ref().map(|b| b.name.as_str());
 
     let mut res = match result {
@@ -196,20 +202,22 @@ where
     headers.insert("x-infergate-attempts", HeaderValue::from(attempts));
     headers.insert(
         "server-timing",
-        server_timing(started.elapsed(), upstream_time),
+        server_timing(started.elapsed(), upstream_time, access.waited),
     );
     access.backend = backend;
     res
 }
 
-/// `server-timing: upstream;dur=…, gateway;dur=…` in milliseconds: time
-/// spent waiting on backends, and the rest, until the response head.
-fn server_timing(total: Duration, upstream: Duration) -> HeaderValue {
+/// `server-timing: upstream;dur=…, wait;dur=…, gateway;dur=…` in
+/// milliseconds, until the response head: time spent on backends, in
+/// backoff and reading the client's body, and the gateway's own.
+fn server_timing(total: Duration, upstream: Duration, waited: Duration) -> HeaderValue {
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let value = format!(
-        "upstream;dur={:.3}, gateway;dur={:.3}",
+        "upstream;dur={:.3}, wait;dur={:.3}, gateway;dur={:.3}",
         ms(upstream),
-        ms(total.saturating_sub(upstream))
+        ms(waited),
+        ms(total.saturating_sub(upstream).saturating_sub(waited))
     );
     HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("gateway"))
 }

@@ -101,6 +101,9 @@ struct State {
     started: Instant,
     keepalive_at: Instant,
     idle_until: Instant,
+    /// The last chunk was an event: the next wait for the backend starts
+    /// the timers afresh. A slow client's pauses are not backend silence.
+    restart_timers: bool,
     done: bool,
     tally: Tally,
 }
@@ -108,8 +111,7 @@ struct State {
 impl State {
     fn event(&mut self, json: &[u8]) -> Bytes {
         let now = Instant::now();
-        self.keepalive_at = now + self.cfg.keepalive;
-        self.idle_until = now + self.cfg.idle_timeout;
+        self.restart_timers = true;
         if self.tally.events == 0 {
             self.tally.metrics.stream_first_byte(
                 &self.tally.labels.route,
@@ -147,8 +149,16 @@ impl State {
         if let Some(first) = self.first.take() {
             return Some(self.event(&first));
         }
+        if self.restart_timers {
+            let now = Instant::now();
+            self.keepalive_at = now + self.cfg.keepalive;
+            self.idle_until = now + self.cfg.idle_timeout;
+            self.restart_timers = false;
+        }
         loop {
             tokio::select! {
+                // An event that is ready wins over a timer that ran out.
+                biased;
                 item = self.events.next() => {
                     return match item {
                         Some(StreamItem::Data(json)) => Some(self.event(&json)),
@@ -194,6 +204,7 @@ pub fn body(
         started,
         keepalive_at: now + cfg.keepalive,
         idle_until: now + cfg.idle_timeout,
+        restart_timers: true,
         done: false,
         tally: Tally {
             metrics,

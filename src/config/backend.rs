@@ -315,7 +315,7 @@ fn huggingface(raw: RawBackend, path: &str, diag: &mut Diagnostics) -> Option<Hu
 
 /// An absolute http(s) URL without credentials, query or fragment (the
 /// gateway appends paths to it, and it is printed by `infergate check`).
-fn http_url(text: &str, path: &str, diag: &mut Diagnostics) -> Option<Url> {
+pub(super) fn http_url(text: &str, path: &str, diag: &mut Diagnostics) -> Option<Url> {
     let url = match Url::parse(text) {
         Ok(url) => url,
         Err(e) => {

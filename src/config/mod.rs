@@ -18,7 +18,8 @@
 //!
 //! Neighbours: `server.rs` reads [`ServerConfig`], the shared upstream client
 //! reads [`UpstreamConfig`], `backend/` builds one backend per [`BackendConfig`]
-//! and `route/` builds the route table from [`RouteConfig`].
+//! and `route/` builds the route table from [`RouteConfig`]; `commands.rs`
+//! starts span export from [`TelemetryConfig`].
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -33,6 +34,7 @@ mod interpolate;
 mod raw;
 mod resilience;
 mod summary;
+mod telemetry;
 mod validate;
 
 #[cfg(test)]
@@ -71,6 +73,9 @@ const DEFAULT_EJECTION_TIME: Duration = Duration::from_secs(30);
 const DEFAULT_MAX_EJECTION_TIME: Duration = Duration::from_secs(300);
 const DEFAULT_HEALTH_CHECK_PATH: &str = "/health";
 const DEFAULT_HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+const DEFAULT_SERVICE_NAME: &str = "infergate";
+/// The OTLP exporters' own default.
+const DEFAULT_OTLP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The validated configuration of the whole gateway.
 ///
@@ -79,6 +84,7 @@ const DEFAULT_HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct Config {
     pub server: ServerConfig,
     pub upstream: UpstreamConfig,
+    pub telemetry: TelemetryConfig,
     /// Sorted by name.
     pub backends: Vec<BackendConfig>,
     /// Sorted by name.
@@ -139,6 +145,43 @@ impl Default for UpstreamConfig {
             pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
             pool_max_idle_per_host: DEFAULT_POOL_MAX_IDLE_PER_HOST,
         }
+    }
+}
+
+/// `[telemetry]`: where finished request spans go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TelemetryConfig {
+    /// The OTLP/HTTP collector (http(s), no credentials, query or fragment);
+    /// `None` = no span export. Only ever set in a build with the `otlp`
+    /// cargo feature. Spans are sent to [`TelemetryConfig::otlp_traces_url`].
+    pub otlp_endpoint: Option<reqwest::Url>,
+    /// The `service.name` resource attribute of exported spans; not empty.
+    pub service_name: String,
+    /// Longest one export request may take; > 0.
+    pub otlp_timeout: Duration,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: DEFAULT_SERVICE_NAME.to_owned(),
+            otlp_timeout: DEFAULT_OTLP_TIMEOUT,
+        }
+    }
+}
+
+impl TelemetryConfig {
+    /// Where spans are POSTed: `otlp_endpoint` itself when its path already
+    /// ends in `/v1/traces`, else that path appended to it (as the OTLP
+    /// exporters do with `OTEL_EXPORTER_OTLP_ENDPOINT`).
+    pub fn otlp_traces_url(&self) -> Option<reqwest::Url> {
+        let mut url = self.otlp_endpoint.clone()?;
+        if !url.path().ends_with("/v1/traces") {
+            let path = format!("{}/v1/traces", url.path().trim_end_matches('/'));
+            url.set_path(&path);
+        }
+        Some(url)
     }
 }
 

@@ -46,6 +46,16 @@ pub(super) struct RawUpstream {
     pub(super) pool_max_idle_per_host: Option<i64>,
 }
 
+/// `[telemetry]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawTelemetry {
+    pub(super) otlp_endpoint: Option<String>,
+    pub(super) service_name: Option<String>,
+    #[serde(deserialize_with = "duration")]
+    pub(super) otlp_timeout: Option<Duration>,
+}
+
 /// `[backends.<name>]`: the keys of every kind side by side, so that a key of
 /// the wrong kind gets "not valid for kind …" instead of a bare "unknown key".
 #[derive(Debug, Default, Deserialize)]

@@ -38,6 +38,16 @@ fn write_summary(out: &mut String, config: &Config) -> std::fmt::Result {
         u.pool_max_idle_per_host,
     )?;
 
+    let t = &config.telemetry;
+    if let Some(url) = t.otlp_traces_url() {
+        writeln!(
+            out,
+            "telemetry: OTLP spans to {url} as service {:?}, timeout {}",
+            t.service_name,
+            human(t.otlp_timeout),
+        )?;
+    }
+
     writeln!(out, "\nroutes ({}):", config.routes.len())?;
     for route in &config.routes {
         let timeout = match route.timeout {

@@ -2,8 +2,9 @@
 //! and cross-references, and collecting every error on the way.
 //!
 //! Sections are read in file-reading order (top-level keys, `server`,
-//! `upstream`, `backends`, `routes`) so the error list reads top to bottom.
-//! Backend-specific checks are in `backend.rs`.
+//! `upstream`, `telemetry`, `backends`, `routes`) so the error list reads top
+//! to bottom. Backend-specific checks are in `backend.rs`, `[telemetry]` is in
+//! `telemetry.rs`.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -11,8 +12,11 @@ use std::time::Duration;
 use super::backend::validate_backend;
 use super::diag::{index_path, key_path, Diagnostics};
 use super::interpolate::interpolate_tree;
-use super::raw::{deserialize_section, RawRoute, RawRouteBackend, RawServer, RawUpstream};
+use super::raw::{
+    deserialize_section, RawRoute, RawRouteBackend, RawServer, RawTelemetry, RawUpstream,
+};
 use super::resilience::{route_policy, RoutePolicy};
+use super::telemetry::telemetry_config;
 use super::{
     Balance, Config, ConfigErrors, RouteBackend, RouteConfig, ServerConfig, UpstreamConfig,
     DEFAULT_ATTEMPTS, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
@@ -23,7 +27,7 @@ use super::{
 
 type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
-const TOP_LEVEL_KEYS: [&str; 4] = ["server", "upstream", "backends", "routes"];
+const TOP_LEVEL_KEYS: [&str; 5] = ["server", "upstream", "telemetry", "backends", "routes"];
 pub(super) const NAME_RULE: &str = r#"use only letters, digits, ".", "_" and "-""#;
 
 pub(super) fn load(text: &str, env: Env<'_>) -> Result<Config, ConfigErrors> {
@@ -44,6 +48,9 @@ pub(super) fn load(text: &str, env: Env<'_>) -> Result<Config, ConfigErrors> {
     let upstream = section(&mut root, "upstream", env, &mut diag)
         .and_then(|t| deserialize_section::<RawUpstream>(t, "upstream", &mut diag))
         .map(|raw| upstream_config(raw, &mut diag));
+    let telemetry = section(&mut root, "telemetry", env, &mut diag)
+        .and_then(|t| deserialize_section::<RawTelemetry>(t, "telemetry", &mut diag))
+        .map(|raw| telemetry_config(raw, &mut diag));
 
     // Every declared name counts for references, valid or not, so a broken
     // backend yields its own errors and not an extra "unknown backend" too.
@@ -78,7 +85,7 @@ pub(super) fn load(text: &str, env: Env<'_>) -> Result<Config, ConfigErrors> {
 
     // Every value substituted above (a default for a bad value, a skipped
     // section) comes with a recorded error, so this is the one exit for them.
-    let (Some(server), Some(upstream)) = (server, upstream) else {
+    let (Some(server), Some(upstream), Some(telemetry)) = (server, upstream, telemetry) else {
         return Err(ConfigErrors(diag.into_parts().0));
     };
     if diag.has_errors() {
@@ -101,6 +108,7 @@ pub(super) fn load(text: &str, env: Env<'_>) -> Result<Config, ConfigErrors> {
     Ok(Config {
         server,
         upstream,
+        telemetry,
         backends,
         routes,
         warnings,

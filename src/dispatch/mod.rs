@@ -86,8 +86,11 @@ pub struct Dispatched {
     pub backend: Option<Arc<Backend>>,
     /// Attempts made, hedges included.
     pub attempts: u32,
-    /// Time spent waiting on backends (the rest is the gateway's own).
+    /// Time spent waiting on backends.
     pub upstream_time: Duration,
+    /// Time spent in backoff and `Retry-After` waits: neither the backends'
+    /// nor the gateway's own work.
+    pub waited: Duration,
 }
 
 /// What the dispatcher needs from the gateway.
@@ -118,6 +121,23 @@ fn observation(f: &Failure) -> Observation {
     }
 }
 
+/// Records an attempt that was dropped before it ended.
+struct AttemptRecord<'a> {
+    metrics: &'a Metrics,
+    backend: &'a str,
+    started: Instant,
+    done: bool,
+}
+
+impl Drop for AttemptRecord<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.metrics
+                .attempt(self.backend, "cancelled", None, self.started.elapsed());
+        }
+    }
+}
+
 /// One attempt on `pool[index]`, reporting its outcome to the backend's
 /// health state.
 async fn attempt(
@@ -128,12 +148,21 @@ async fn attempt(
     req: UpstreamRequest,
 ) -> (usize, Result<UpstreamResponse, Failure>) {
     let member = &route.pool[index];
+    // Counts the attempt even when it is cancelled (the deadline, a hedge
+    // that lost, a client that left) before it ends.
+    let mut record = AttemptRecord {
+        metrics: ctx.metrics,
+        backend: &member.backend.name,
+        started: slot.started(),
+        done: false,
+    };
     let result = member.backend.call(ctx.client, &req).await;
     let now = Instant::now();
     let (label, status) = match &result {
         Ok(r) => ("success", Some(r.status.as_u16())),
         Err(f) => (f.kind.as_str(), f.status),
     };
+    record.done = true;
     ctx.metrics.attempt(
         &member.backend.name,
         label,
@@ -196,56 +225,73 @@ pub async fn dispatch(
     let mut attempts = 0u32;
     let mut upstream_time = Duration::ZERO;
     let mut last: Option<(usize, Failure)> = None;
-    let end = |result, index: Option<usize>, attempts, upstream_time| Dispatched {
+    let mut waited = Duration::ZERO;
+    let end = |result, index: Option<usize>, attempts, upstream_time, waited| Dispatched {
         result,
         backend: index.map(|i: usize| Arc::clone(&route.pool[i].backend)),
         attempts,
         upstream_time,
+        waited,
     };
 
     while attempts < route.attempts.max(1) {
         let now = Instant::now();
-        if attempts > 0 && !route.budget.withdraw(now) {
-            ctx.metrics.retry_budget_exhausted(&route.name);
-            break;
-        }
         let allowed = |i: usize| eligible(i) && !(untried_only && tried.contains(&i));
         let (index, slot) =
             match balancer::pick(route.balance, &route.pool, &tried, &allowed, now, &mut rng) {
                 Pick::Chosen { index, slot } => (index, slot),
                 Pick::Shed if last.is_none() => {
                     ctx.metrics.shed(&route.name);
-                    return end(Err(ApiError::Overloaded), None, attempts, upstream_time);
+                    return end(
+                        Err(ApiError::Overloaded),
+                        None,
+                        attempts,
+                        upstream_time,
+                        waited,
+                    );
                 }
                 Pick::Empty if last.is_none() => {
-                    return end(Err(ApiError::NoBackend), None, attempts, upstream_time);
+                    return end(
+                        Err(ApiError::NoBackend),
+                        None,
+                        attempts,
+                        upstream_time,
+                        waited,
+                    );
                 }
                 Pick::Shed | Pick::Empty => break,
             };
         if let Some((prev, failure)) = &last {
-            ctx.metrics.retry(&route.name, failure.kind.as_str());
             let now = Instant::now();
-            let mut wait = Duration::ZERO;
-            if *prev == index {
-                wait = route.policy.backoff(attempts, rng.f64());
+            let mut wait = if *prev == index {
+                route.policy.backoff(attempts, rng.f64())
             } else {
+                Duration::ZERO
+            };
+            // The backend's own `Retry-After` wins over the backoff.
+            if let Some(at) = not_before[index] {
+                wait = at.saturating_duration_since(now);
+            }
+            if wait >= deadline.saturating_duration_since(now) && !wait.is_zero() {
+                // Waiting would outlive the deadline: answer now, with the
+                // backend's own error and Retry-After. No retry was made.
+                break;
+            }
+            if !route.budget.withdraw(now) {
+                ctx.metrics.retry_budget_exhausted(&route.name);
+                break;
+            }
+            ctx.metrics.retry(&route.name, failure.kind.as_str());
+            if *prev != index {
                 ctx.metrics.failover(
                     &route.name,
                     &route.pool[*prev].backend.name,
                     &route.pool[index].backend.name,
                 );
             }
-            // The backend's own `Retry-After` wins over the backoff.
-            if let Some(at) = not_before[index] {
-                wait = at.saturating_duration_since(now);
-            }
             if !wait.is_zero() {
-                if wait >= deadline.saturating_duration_since(now) {
-                    // Waiting would outlive the deadline: answer now, with
-                    // the backend's own error and Retry-After.
-                    break;
-                }
                 tokio::time::sleep(wait).await;
+                waited += wait;
             }
         }
 
@@ -256,6 +302,7 @@ pub async fn dispatch(
                 Some(index),
                 attempts,
                 upstream_time,
+                waited,
             );
         }
         prepare(&mut req, route, index, left, last.as_ref());
@@ -267,7 +314,7 @@ pub async fn dispatch(
             None => tokio::time::timeout(left, first).await,
             Some(after) => {
                 let hedged = hedge(
-                    ctx, route, &mut req, first, after, deadline, &mut tried, &mut rng,
+                    ctx, route, &mut req, first, after, deadline, &mut tried, &eligible, &mut rng,
                 );
                 match tokio::time::timeout(left, hedged).await {
                     Ok((outcome, extra)) => {
@@ -282,7 +329,7 @@ pub async fn dispatch(
         match outcome {
             Ok((index, Ok(response))) => {
                 remember_session(route, index, &response);
-                return end(Ok(response), Some(index), attempts, upstream_time);
+                return end(Ok(response), Some(index), attempts, upstream_time, waited);
             }
             Ok((index, Err(failure))) => {
                 tracing::debug!(
@@ -311,6 +358,7 @@ pub async fn dispatch(
                     Some(index),
                     attempts,
                     upstream_time,
+                    waited,
                 );
             }
         }
@@ -327,9 +375,15 @@ pub async fn dispatch(
             } else {
                 Err(ApiError::Upstream(failure))
             };
-            end(result, Some(index), attempts, upstream_time)
+            end(result, Some(index), attempts, upstream_time, waited)
         }
-        None => end(Err(ApiError::NoBackend), None, attempts, upstream_time),
+        None => end(
+            Err(ApiError::NoBackend),
+            None,
+            attempts,
+            upstream_time,
+            waited,
+        ),
     }
 }
 
@@ -375,6 +429,7 @@ async fn hedge<F>(
     after: Duration,
     deadline: Instant,
     tried: &mut Vec<usize>,
+    eligible: &(dyn Fn(usize) -> bool + Sync),
     rng: &mut fastrand::Rng,
 ) -> ((usize, Result<UpstreamResponse, Failure>), u32)
 where
@@ -387,8 +442,9 @@ where
         Either::Right(((), _)) => first,
     };
     let now = Instant::now();
-    let untried =
-        |i: usize| !tried.contains(&i) && (!req.stream || route.pool[i].backend.can_stream());
+    // The same rules as any attempt (sessions, streaming), on a backend not
+    // yet tried.
+    let untried = |i: usize| !tried.contains(&i) && eligible(i);
     let second = if route.budget.withdraw(now) {
         match balancer::pick(route.balance, &route.pool, tried, &untried, now, rng) {
             Pick::Chosen { index, slot } => Some((index, slot)),

@@ -9,7 +9,7 @@
 //! decides whether it comes back. A backend is never ejected when that would
 //! leave one of its routes with no available backend. An HF endpoint that
 //! answered 503 (scaled to zero) is *cold*: avoided while another backend can
-//! serve, cleared by its next success.
+//! serve, for one `ejection_time` at a time, and cleared by its next success.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
@@ -61,7 +61,9 @@ struct Inner {
     /// When the last ejection ended (its probe succeeded).
     recovered_at: Option<Instant>,
     probing: bool,
-    cold: bool,
+    /// Cold until then, or until a success. Past it, the backend is tried
+    /// again (and marked cold again if it still is).
+    cold_until: Option<Instant>,
     /// Set by active health checks.
     unhealthy: bool,
 }
@@ -137,7 +139,7 @@ impl BackendState {
                 ejected_until: None,
                 recovered_at: None,
                 probing: false,
-                cold: false,
+                cold_until: None,
                 unhealthy: false,
             }),
             siblings: OnceLock::new(),
@@ -186,7 +188,7 @@ impl BackendState {
         {
             return Availability::Saturated;
         }
-        if inner.cold {
+        if inner.cold_until.is_some_and(|until| now < until) {
             return Availability::Cold;
         }
         Availability::Available
@@ -266,7 +268,7 @@ impl BackendState {
             Observation::Success(rtt) => {
                 inner.ewma.observe(rtt, now);
                 inner.consecutive_failures = 0;
-                inner.cold = false;
+                inner.cold_until = None;
                 if inner.ejected_until.take().is_some() {
                     inner.recovered_at = Some(now);
                 } else if inner.ejections > 0
@@ -282,7 +284,9 @@ impl BackendState {
                 false
             }
             Observation::Cold => {
-                inner.cold = true;
+                // Check again after a base ejection time: a cold backend
+                // that is never tried would never be seen to wake up.
+                inner.cold_until = Some(now + self.outlier.base_ejection);
                 false
             }
             Observation::Neutral => {
@@ -523,6 +527,21 @@ mod tests {
             .unwrap()
             .finish(Observation::Success(Duration::from_millis(1)), t);
         assert_eq!(s.availability(t), Availability::Available);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cold_is_checked_again_after_an_ejection_time() {
+        let s = Arc::new(BackendState::new("s", None, outlier()));
+        let t = Instant::now();
+        s.begin(t).unwrap().finish(Observation::Cold, t);
+        assert_eq!(
+            s.availability(t + Duration::from_secs(29)),
+            Availability::Cold
+        );
+        assert_eq!(
+            s.availability(t + Duration::from_secs(30)),
+            Availability::Available
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -152,9 +152,15 @@ impl Harness {
         }
         let listener = server::bind(config.server.listen).await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let gateway = Gateway::build(config, BuildOptions { credentials })
-            .await
-            .unwrap();
+        let gateway = Gateway::build(
+            config,
+            BuildOptions {
+                credentials,
+                ..BuildOptions::default()
+            },
+        )
+        .await
+        .unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(server::serve(listener, Arc::clone(&gateway), async {
             let _ = stopped.await;

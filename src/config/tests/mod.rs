@@ -8,6 +8,7 @@ mod errors;
 mod interpolation;
 mod output;
 mod resilience;
+mod telemetry;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -90,6 +91,7 @@ fn example_file_parses() {
     let config = parse(EXAMPLE);
     assert_eq!(config.server, ServerConfig::default());
     assert_eq!(config.upstream, UpstreamConfig::default());
+    assert_eq!(config.telemetry, TelemetryConfig::default());
     let names: Vec<&str> = config.backends.iter().map(|b| b.name.as_str()).collect();
     assert_eq!(names, ["hf-flan", "sm-flan"]);
     let sm = sagemaker(&config, "sm-flan");
