@@ -353,6 +353,10 @@ pub async fn dispatch(
                 }
             }
             Err(_elapsed) => {
+                // The deadline cut the attempt: for the backend's health,
+                // a timeout like any other (a backend that always hangs
+                // must still be ejected).
+                route.pool[index].state.record_timeout(Instant::now());
                 return end(
                     Err(ApiError::Deadline(route.timeout)),
                     Some(index),

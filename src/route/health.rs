@@ -335,6 +335,13 @@ impl BackendState {
         }
     }
 
+    /// Records an attempt the request's deadline cut short: a failure, as a
+    /// timeout of the attempt itself would have been. Returns `true` when
+    /// this ejected the backend.
+    pub fn record_timeout(&self, now: Instant) -> bool {
+        self.observe(Observation::Failure, false, now)
+    }
+
     /// Sets the result of an active health check.
     pub fn set_healthy(&self, healthy: bool) {
         let mut inner = self.lock();

@@ -156,7 +156,7 @@ fn otlp_endpoint_is_an_http_url() {
         ]
     );
     assert_eq!(
-        errors(&telemetry("otlp_endpoint = \"127.0.0.1:4318\"")),
+        errors(&telemetry("otlp_endpoint = \"localhost:4318\"")),
         ["telemetry.otlp_endpoint: must be an http or https URL"]
     );
     assert_eq!(
