@@ -356,7 +356,9 @@ pub async fn dispatch(
                 // The deadline cut the attempt: for the backend's health,
                 // a timeout like any other (a backend that always hangs
                 // must still be ejected).
-                route.pool[index].state.record_timeout(Instant::now());
+                if route.pool[index].state.record_timeout(Instant::now()) {
+                    ctx.metrics.ejection(&route.pool[index].backend.name);
+                }
                 return end(
                     Err(ApiError::Deadline(route.timeout)),
                     Some(index),
