@@ -147,7 +147,9 @@ pub fn serve(path: &Path, listen: Option<SocketAddr>, logging: &Logging) -> Exit
             }
         }
     });
-    // Off the runtime now: sending the last spans may block.
+    // Requests still open end with the runtime, and their spans with them;
+    // then the last spans are sent (which may block, off the runtime now).
+    drop(rt);
     export.finish();
     code
 }

@@ -608,8 +608,9 @@ backends = ["hf"]
     let _ = res.bytes().await;
     let (_, span_id, _) = seen_traceparent(&hf);
     // SIGTERM: a graceful stop, which must send the queued span.
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+    // The shell's own `kill`, so no procps is needed.
+    let killed = Command::new("sh")
+        .args(["-c", &format!("kill -TERM {}", child.id())])
         .status()
         .unwrap();
     assert!(killed.success());

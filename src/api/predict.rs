@@ -123,6 +123,11 @@ where
         (Ok(ct), Ok(accept)) => (ct, accept),
         (Err(err), _) | (_, Err(err)) => return error(&err, ctx),
     };
+    let budget = match client_timeout(&parts.headers) {
+        Ok(Some(t)) => t.min(route.timeout),
+        Ok(None) => route.timeout,
+        Err(err) => return error(&err, ctx),
+    };
     let upstream = UpstreamRequest {
         body,
         content_type,
@@ -130,15 +135,10 @@ where
         sagemaker_headers,
         request_id: request_id.clone(),
         timeout: route.timeout,
-        total: route.timeout,
+        total: budget,
         scale_up_timeout: None,
         stream: access.stream,
         trace: Some(trace.clone()),
-    };
-    let budget = match client_timeout(&parts.headers) {
-        Ok(Some(t)) => t.min(route.timeout),
-        Ok(None) => route.timeout,
-        Err(err) => return error(&err, ctx),
     };
     let deadline = started + budget;
     let Dispatched {

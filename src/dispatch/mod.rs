@@ -187,6 +187,9 @@ pub async fn dispatch(
     deadline: Instant,
 ) -> Dispatched {
     let started = Instant::now();
+    // The request's whole time (the client may have shortened it), for the
+    // 504's message.
+    let allowed_time = req.total;
     route.budget.deposit(started);
     let mut rng = fastrand::Rng::new();
 
@@ -298,7 +301,7 @@ pub async fn dispatch(
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return end(
-                Err(ApiError::Deadline(route.timeout)),
+                Err(ApiError::Deadline(allowed_time)),
                 Some(index),
                 attempts,
                 upstream_time,
@@ -360,7 +363,7 @@ pub async fn dispatch(
                     ctx.metrics.ejection(&route.pool[index].backend.name);
                 }
                 return end(
-                    Err(ApiError::Deadline(route.timeout)),
+                    Err(ApiError::Deadline(allowed_time)),
                     Some(index),
                     attempts,
                     upstream_time,
@@ -377,7 +380,7 @@ pub async fn dispatch(
             let result = if failure.kind == crate::backend::FailureKind::Timeout
                 && Instant::now() >= deadline
             {
-                Err(ApiError::Deadline(route.timeout))
+                Err(ApiError::Deadline(allowed_time))
             } else {
                 Err(ApiError::Upstream(failure))
             };
