@@ -24,8 +24,9 @@ pub struct TraceContext {
 const MAX_TRACESTATE: usize = 512;
 
 impl TraceContext {
-    /// Continues the client's trace, or starts one.
-    pub fn from_headers(headers: &HeaderMap) -> Self {
+    /// Continues the client's trace, or starts one; a new trace is marked
+    /// sampled when the gateway records spans (`recording`).
+    pub fn from_headers(headers: &HeaderMap, recording: bool) -> Self {
         let parsed = headers
             .get("traceparent")
             .and_then(|v| v.to_str().ok())
@@ -46,7 +47,7 @@ impl TraceContext {
                 trace_id: nonzero_id::<16>(),
                 span_id,
                 parent_id: None,
-                flags: 0,
+                flags: u8::from(recording),
                 tracestate: None,
             },
         }
@@ -143,10 +144,13 @@ mod tests {
     #[test]
     fn continues_the_clients_trace_with_a_new_span() {
         let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        let ctx = TraceContext::from_headers(&headers(&[
-            ("traceparent", incoming),
-            ("tracestate", "congo=t61rcWkgMzE"),
-        ]));
+        let ctx = TraceContext::from_headers(
+            &headers(&[
+                ("traceparent", incoming),
+                ("tracestate", "congo=t61rcWkgMzE"),
+            ]),
+            false,
+        );
         assert_eq!(ctx.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
         let out = ctx.traceparent();
         let out = out.to_str().unwrap();
@@ -169,10 +173,10 @@ mod tests {
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
             "garbage",
         ] {
-            let ctx = TraceContext::from_headers(&headers(&[
-                ("traceparent", bad),
-                ("tracestate", "a=b"),
-            ]));
+            let ctx = TraceContext::from_headers(
+                &headers(&[("traceparent", bad), ("tracestate", "a=b")]),
+                false,
+            );
             assert_ne!(
                 ctx.trace_id_hex(),
                 "4bf92f3577b34da6a3ce929d0e0e4736",
@@ -181,11 +185,18 @@ mod tests {
             assert!(ctx.tracestate.is_none());
             assert_eq!(ctx.flags, 0);
         }
+        // When the gateway records spans, a new trace is sampled.
+        let ctx = TraceContext::from_headers(&HeaderMap::new(), true);
+        assert_eq!(ctx.flags, 1);
+        assert!(ctx.traceparent().to_str().unwrap().ends_with("-01"));
         // A later version with extra fields is read by its first four.
-        let ctx = TraceContext::from_headers(&headers(&[(
-            "traceparent",
-            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-more",
-        )]));
+        let ctx = TraceContext::from_headers(
+            &headers(&[(
+                "traceparent",
+                "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-more",
+            )]),
+            false,
+        );
         assert_eq!(ctx.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
     }
 }

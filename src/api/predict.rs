@@ -40,7 +40,7 @@ where
     B::Error: Into<crate::app::BoxError>,
 {
     let started = Instant::now();
-    let trace = TraceContext::from_headers(req.headers());
+    let trace = TraceContext::from_headers(req.headers(), gw.spans.is_some());
     let mut access = Access {
         stream,
         request_id: request_id.to_str().unwrap_or_default().to_string(),
