@@ -922,3 +922,75 @@ async fn oversized_headers_get_the_json_error_shape() {
     assert_eq!(h.hf.counters().requests(), 0);
     h.shutdown().await;
 }
+
+/// The state `/v1/routes` reports for a backend of a route.
+async fn backend_state(h: &Harness, route: &str, backend: &str) -> String {
+    let routes: Value = h
+        .client
+        .get(h.url("/v1/routes"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    routes["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == route)
+        .and_then(|r| {
+            r["backends"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|b| b["name"] == backend)
+        })
+        .map(|b| b["state"].as_str().unwrap().to_string())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn active_health_checks_take_a_failing_endpoint_out_and_back() {
+    let config = common::CONFIG.replace(
+        "token = \"${HF_TOKEN}\"\n",
+        "token = \"${HF_TOKEN}\"\nhealth_check_interval = \"50ms\"\nhealth_check_timeout = \"1s\"\n",
+    );
+    let h = Harness::with(Setup {
+        config,
+        ..Setup::default()
+    })
+    .await;
+    // The check fails (the endpoint now refuses the token): unhealthy.
+    h.hf.set_token(Some("rotated-elsewhere".into()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while backend_state(&h, "both", "hf").await != "unhealthy" {
+        assert!(tokio::time::Instant::now() < deadline, "never unhealthy");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let before = h.hf.counters().requests();
+    for _ in 0..10 {
+        let res = h.predict("both", BODY).await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["x-infergate-backend"], "sm");
+    }
+    // Only health checks reached hf, no predictions.
+    let seen: Vec<String> =
+        h.hf.counters()
+            .recent()
+            .into_iter()
+            .skip(before as usize)
+            .map(|r| r.path)
+            .collect();
+    assert!(seen.iter().all(|p| p == "/health"), "{seen:?}");
+    // The check passes again: back in rotation.
+    h.hf.set_token(Some(HF_TOKEN.into()));
+    while backend_state(&h, "both", "hf").await != "available" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never available again"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    h.shutdown().await;
+}
