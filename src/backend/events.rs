@@ -241,6 +241,13 @@ fn frame_item(message: &Message) -> Frame {
     }
 }
 
+/// The one member of an event the relay looks at.
+#[derive(serde::Deserialize)]
+struct Probe<'a> {
+    #[serde(borrow, default)]
+    error: Option<std::borrow::Cow<'a, str>>,
+}
+
 /// Reassembles SSE events and JSON lines from bytes cut anywhere.
 #[derive(Debug, Default)]
 struct Lines {
@@ -310,21 +317,32 @@ impl Lines {
         if trimmed.is_empty() || trimmed == b"[DONE]" {
             return;
         }
-        match serde_json::from_slice::<Value>(trimmed) {
-            Ok(v) if v.get("error").is_some() => {
-                // TGI's mid-stream error event: {"error", "error_type"}.
-                let message = v
+        // The common case, a token event, is only checked to be JSON
+        // without an `error` member: the probe skips every other member
+        // without building a document.
+        let error = match serde_json::from_slice::<Probe<'_>>(trimmed) {
+            Ok(Probe { error }) => error.map(|e| e.into_owned()),
+            // Not an object, or an `error` that is not a string.
+            Err(_) => match serde_json::from_slice::<Value>(trimmed) {
+                Ok(v) => v
                     .get("error")
-                    .and_then(Value::as_str)
-                    .unwrap_or("the model failed during the stream");
+                    .map(|_| "the model failed during the stream".to_string()),
+                Err(_) => {
+                    self.fail(out, "the backend sent an event that is not JSON");
+                    return;
+                }
+            },
+        };
+        match error {
+            // TGI's mid-stream error event: {"error", "error_type"}.
+            Some(message) => {
                 self.failed = true;
                 out.push_back(StreamItem::Error(StreamError::new(
                     "model_error",
-                    super::clip(message),
+                    super::clip(&message),
                 )));
             }
-            Ok(_) => out.push_back(StreamItem::Data(Bytes::copy_from_slice(trimmed))),
-            Err(_) => self.fail(out, "the backend sent an event that is not JSON"),
+            None => out.push_back(StreamItem::Data(Bytes::copy_from_slice(trimmed))),
         }
     }
 
@@ -403,6 +421,13 @@ mod tests {
         assert!(
             matches!(&got[1], StreamItem::Error(e) if e.kind == "model_error" && e.message == "boom")
         );
+    }
+
+    #[test]
+    fn any_json_is_an_event_and_any_error_member_ends_the_stream() {
+        let got = run(&[b"data:[1,2]\n\ndata:{\"error\":{\"code\":1}}\n\n"]);
+        assert_eq!(got[0], data("[1,2]"));
+        assert!(matches!(&got[1], StreamItem::Error(e) if e.kind == "model_error"));
     }
 
     #[test]
