@@ -12,8 +12,8 @@ use serde_json::Value;
 
 use super::events::Events;
 use super::{
-    clip, copy_headers, first_event, read_error_body, retry_after, send, Failure, FailureKind,
-    UpstreamBody, UpstreamRequest, UpstreamResponse,
+    clip, copy_headers, describe, first_event, read_error_body, retry_after, send, Failure,
+    FailureKind, UpstreamBody, UpstreamRequest, UpstreamResponse,
 };
 use crate::config::{HealthCheckConfig, HuggingFaceConfig};
 
@@ -183,13 +183,7 @@ pub(crate) fn classify_error(
     body: &[u8],
 ) -> Failure {
     let message = clip(&message_of(body));
-    let described = |what: &str| {
-        if message.is_empty() {
-            format!("backend \"{backend}\": {what}")
-        } else {
-            format!("backend \"{backend}\": {what}: {message}")
-        }
-    };
+    let described = |what: &str| describe(backend, what, &message);
     let mut failure = match status {
         401 | 403 => Failure::new(
             FailureKind::AuthRejected,

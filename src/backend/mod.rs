@@ -430,6 +430,16 @@ pub(crate) fn copy_headers(from: &HeaderMap, names: &[&'static str], to: &mut He
     }
 }
 
+/// `backend "name": what: the upstream's message` (without the last part
+/// when the upstream said nothing).
+pub(crate) fn describe(backend: &str, what: &str, message: &str) -> String {
+    if message.is_empty() {
+        format!("backend \"{backend}\": {what}")
+    } else {
+        format!("backend \"{backend}\": {what}: {message}")
+    }
+}
+
 /// Shortens an upstream message so a huge error body cannot flood the
 /// client's error JSON or the logs.
 pub(crate) fn clip(s: &str) -> String {

@@ -21,8 +21,8 @@ use super::events::Events;
 use super::format::{jumpstart_request, jumpstart_response};
 use super::sigv4::{sign_request, Signer};
 use super::{
-    clip, copy_headers, first_event, read_error_body, read_limited, retry_after, send, Failure,
-    FailureKind, UpstreamBody, UpstreamRequest, UpstreamResponse,
+    clip, copy_headers, describe, first_event, read_error_body, read_limited, retry_after, send,
+    Failure, FailureKind, UpstreamBody, UpstreamRequest, UpstreamResponse,
 };
 use crate::config::{PayloadFormat, SageMakerConfig};
 use crate::metrics::Metrics;
@@ -375,13 +375,7 @@ pub(crate) fn classify_error(
     let json: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let kind = error_type(headers, &json).unwrap_or_default();
     let message = message_of(&json).unwrap_or_default();
-    let described = |what: &str| {
-        if message.is_empty() {
-            format!("backend \"{backend}\": {what}")
-        } else {
-            format!("backend \"{backend}\": {what}: {}", clip(&message))
-        }
-    };
+    let described = |what: &str| describe(backend, what, &clip(&message));
     let mut failure = match kind.as_str() {
         "ModelError" => {
             let original_status = json
