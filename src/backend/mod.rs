@@ -310,9 +310,13 @@ impl fmt::Display for Failure {
     }
 }
 
-/// Reads a `Retry-After` (seconds or HTTP date is not needed from these
-/// services: both send seconds) or `x-amz-retry-after` (milliseconds).
+/// Reads `x-amz-retry-after` (milliseconds) or `Retry-After` (seconds, or
+/// an HTTP date: the time from now until then).
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    retry_after_at(headers, std::time::SystemTime::now())
+}
+
+fn retry_after_at(headers: &HeaderMap, now: std::time::SystemTime) -> Option<Duration> {
     if let Some(ms) = headers
         .get("x-amz-retry-after")
         .and_then(|v| v.to_str().ok())
@@ -320,11 +324,18 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     {
         return Some(Duration::from_millis(ms));
     }
-    headers
-        .get(http::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
+    let value = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    match value.parse::<u64>() {
+        Ok(secs) => Some(Duration::from_secs(secs)),
+        // A date in the past means "now".
+        Err(_) => httpdate::parse_http_date(value)
+            .ok()
+            .map(|at| at.duration_since(now).unwrap_or_default()),
+    }
 }
 
 /// Sends a request: `timeout` bounds the wait for the response headers,
@@ -466,6 +477,24 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
         h.insert("x-amz-retry-after", HeaderValue::from_static("1500"));
         assert_eq!(retry_after(&h), Some(Duration::from_millis(1500)));
+    }
+
+    #[test]
+    fn retry_after_takes_an_http_date() {
+        let now = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(
+            "retry-after",
+            HeaderValue::from_static("Sun, 06 Nov 1994 08:50:07 GMT"),
+        );
+        assert_eq!(retry_after_at(&h, now), Some(Duration::from_secs(30)));
+        h.insert(
+            "retry-after",
+            HeaderValue::from_static("Sun, 06 Nov 1994 08:49:00 GMT"),
+        );
+        assert_eq!(retry_after_at(&h, now), Some(Duration::ZERO));
+        h.insert("retry-after", HeaderValue::from_static("soon"));
+        assert_eq!(retry_after_at(&h, now), None);
     }
 
     #[test]
