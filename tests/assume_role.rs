@@ -25,11 +25,10 @@ use http_body_util::{BodyExt, Full};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use infergate::app::{BuildOptions, Gateway};
+use infergate::app::BuildOptions;
 use infergate::config::Config;
 use infergate::emulator::sigv4_verify::{verify, Expect, VerifyRequest};
 use infergate::emulator::{self, Credential};
-use infergate::server;
 use tokio::net::TcpListener;
 
 const SOURCE_KEY: &str = "AKIDSOURCECHAIN";
@@ -197,15 +196,8 @@ async fn sagemaker_requests_are_signed_with_the_assumed_role() {
         sm.url()
     );
     let config = Config::from_toml(&toml, &|_| None).unwrap();
-    let listener = server::bind(config.server.listen).await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let gateway = Gateway::build(config, BuildOptions::default())
-        .await
-        .unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let srv = tokio::spawn(server::serve(listener, gateway, async {
-        let _ = stopped.await;
-    }));
+    let served = common::Served::start(config, BuildOptions::default()).await;
+    let base = served.base.clone();
 
     let client = reqwest::Client::new();
     for _ in 0..5 {
@@ -230,6 +222,5 @@ async fn sagemaker_requests_are_signed_with_the_assumed_role() {
         "the role's credentials are cached"
     );
 
-    let _ = stop.send(());
-    let _ = srv.await;
+    served.stop().await;
 }

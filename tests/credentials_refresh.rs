@@ -23,10 +23,9 @@ use http_body_util::Full;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use infergate::app::{BuildOptions, Gateway};
+use infergate::app::BuildOptions;
 use infergate::config::Config;
 use infergate::emulator::{self, Credential, EmulatorHandle};
-use infergate::server;
 use tokio::net::TcpListener;
 
 /// Lifetime of each set of credentials handed out.
@@ -174,15 +173,8 @@ async fn requests_succeed_across_credential_rotations() {
         sm.url()
     );
     let config = Config::from_toml(&toml, &|_| None).unwrap();
-    let listener = server::bind(config.server.listen).await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let gateway = Gateway::build(config, BuildOptions::default())
-        .await
-        .unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let srv = tokio::spawn(server::serve(listener, gateway, async {
-        let _ = stopped.await;
-    }));
+    let served = common::Served::start(config, BuildOptions::default()).await;
+    let base = served.base.clone();
 
     let client = reqwest::Client::new();
     let mut keys = std::collections::BTreeSet::new();
@@ -221,6 +213,5 @@ async fn requests_succeed_across_credential_rotations() {
     );
     assert_eq!(sm.counters().auth_rejections(), 0);
 
-    let _ = stop.send(());
-    let _ = srv.await;
+    served.stop().await;
 }

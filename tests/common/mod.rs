@@ -94,8 +94,40 @@ pub struct Harness {
     pub js: EmulatorHandle,
     pub hf: EmulatorHandle,
     pub client: reqwest::Client,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    served: Served,
+}
+
+/// The gateway serving a config on loopback, until [`Served::stop`].
+pub struct Served {
+    pub base: String,
+    pub gateway: Arc<Gateway>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Served {
+    /// Builds the gateway and serves it on the config's listen address.
+    pub async fn start(config: Config, opts: BuildOptions) -> Self {
+        let listener = server::bind(config.server.listen).await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let gateway = Gateway::build(config, opts).await.unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(server::serve(listener, Arc::clone(&gateway), async {
+            let _ = stopped.await;
+        }));
+        Self {
+            base,
+            gateway,
+            stop,
+            server,
+        }
+    }
+
+    /// Stops accepting and drains, as on SIGTERM.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.server.await;
+    }
 }
 
 pub struct Setup {
@@ -150,34 +182,26 @@ impl Harness {
                 .unwrap_or_else(|| static_credentials(&setup.sm_secret));
             credentials.insert(b.name.clone(), provider);
         }
-        let listener = server::bind(config.server.listen).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let gateway = Gateway::build(
+        let served = Served::start(
             config,
             BuildOptions {
                 credentials,
                 ..BuildOptions::default()
             },
         )
-        .await
-        .unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(server::serve(listener, Arc::clone(&gateway), async {
-            let _ = stopped.await;
-        }));
+        .await;
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(20))
             .build()
             .unwrap();
         Harness {
-            base: format!("http://{addr}"),
-            gateway,
+            base: served.base.clone(),
+            gateway: Arc::clone(&served.gateway),
             sm,
             js,
             hf,
             client,
-            stop: Some(stop),
-            server: Some(server),
+            served,
         }
     }
 
@@ -196,13 +220,8 @@ impl Harness {
             .unwrap()
     }
 
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(server) = self.server.take() {
-            let _ = server.await;
-        }
+    pub async fn shutdown(self) {
+        self.served.stop().await;
     }
 }
 
