@@ -223,6 +223,47 @@ async fn both_backends_relay_the_same_events() {
     h.shutdown().await;
 }
 
+/// The response body's chunks as the client receives them (over HTTP/1.1,
+/// one per chunk of the gateway's chunked encoding).
+async fn chunks(h: &Harness, route: &str, body: &str) -> Vec<bytes::Bytes> {
+    let mut res = open(h, route, body).await;
+    assert_eq!(res.status(), 200);
+    let mut out = Vec::new();
+    while let Some(chunk) = res.chunk().await.unwrap() {
+        out.push(chunk);
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_burst_of_tokens_goes_out_in_a_few_chunks() {
+    // The emulators send all 20 events at once (no token latency), each in
+    // its own chunk or frame; the gateway sends what it has at hand in one
+    // chunk instead of one write per token.
+    let h = Harness::start().await;
+    let inputs = words(25);
+    let body = body(&inputs, 20);
+    let want = expected(&inputs, 20);
+    for route in ["sm", "hf"] {
+        let got = chunks(&h, route, &body).await;
+        let text = String::from_utf8(got.concat()).unwrap();
+        assert_eq!(data(&parse(&text)), want, "route {route}");
+        assert!(got.len() <= 5, "route {route}: {} chunks", got.len());
+    }
+}
+
+#[tokio::test]
+async fn tokens_that_arrive_apart_go_out_apart() {
+    let h = harness(CONFIG.to_string()).await;
+    h.hf.faults()
+        .update(|f| f.token_latency = Duration::from_millis(30));
+    let inputs = words(8);
+    let got = chunks(&h, "hf", &body(&inputs, 5)).await;
+    let text = String::from_utf8(got.concat()).unwrap();
+    assert_eq!(data(&parse(&text)), expected(&inputs, 5));
+    assert_eq!(got.len(), 5, "one chunk per token: {got:?}");
+}
+
 // === SageMaker's event stream ===
 
 #[tokio::test]

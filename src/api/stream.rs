@@ -11,7 +11,7 @@
 //! drops the upstream response and closes its connection.
 
 use bytes::{Bytes, BytesMut};
-use futures_util::stream;
+use futures_util::{stream, FutureExt};
 use http::{header, HeaderMap, HeaderValue};
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
@@ -42,13 +42,12 @@ pub fn set_headers(headers: &mut HeaderMap) {
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
 }
 
-/// `data:{json}\n\n`.
-fn data_frame(json: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(json.len() + 7);
+/// Appends `data:{json}\n\n`.
+fn push_data_frame(out: &mut BytesMut, json: &[u8]) {
+    out.reserve(json.len() + 7);
     out.extend_from_slice(b"data:");
     out.extend_from_slice(json);
     out.extend_from_slice(b"\n\n");
-    out.freeze()
 }
 
 /// The client-facing `type` of a stream failure.
@@ -75,7 +74,7 @@ fn error_frame(e: &StreamError, labels: &Labels) -> Bytes {
         }
     });
     let mut out = BytesMut::from(&b"event: error\n"[..]);
-    out.extend_from_slice(&data_frame(body.to_string().as_bytes()));
+    push_data_frame(&mut out, body.to_string().as_bytes());
     out.freeze()
 }
 
@@ -108,8 +107,24 @@ struct State {
     tally: Tally,
 }
 
+/// What [`State::wait`] put in the chunk.
+enum Waited {
+    Event,
+    KeepAlive,
+    /// The stream is over; the chunk may hold an error event.
+    End,
+}
+
+/// Events already at hand are sent together, up to this many bytes.
+const BATCH_BYTES: usize = 16 * 1024;
+/// Runtime turns to wait for an event the upstream connection has already
+/// read: its task hands each body chunk over through a channel, which takes
+/// two turns of the scheduler (it is woken by the demand, then sends).
+const HANDOVER_TURNS: u32 = 2;
+
 impl State {
-    fn event(&mut self, json: &[u8]) -> Bytes {
+    /// Appends `data:{json}\n\n` to `out`.
+    fn event(&mut self, json: &[u8], out: &mut BytesMut) {
         let now = Instant::now();
         self.restart_timers = true;
         if self.tally.events == 0 {
@@ -120,10 +135,10 @@ impl State {
             );
         }
         self.tally.events += 1;
-        data_frame(json)
+        push_data_frame(out, json);
     }
 
-    fn fail(&mut self, e: &StreamError) -> Bytes {
+    fn fail(&mut self, e: &StreamError, out: &mut BytesMut) {
         self.done = true;
         tracing::warn!(
             request_id = %self.tally.labels.request_id,
@@ -138,17 +153,71 @@ impl State {
             &self.tally.labels.backend,
             e.kind,
         );
-        error_frame(e, &self.tally.labels)
+        out.extend_from_slice(&error_frame(e, &self.tally.labels));
+    }
+
+    /// Adds one upstream item to `out`; false once the stream is over.
+    fn take(&mut self, item: Option<StreamItem>, out: &mut BytesMut) -> bool {
+        match item {
+            Some(StreamItem::Data(json)) => {
+                self.event(&json, out);
+                true
+            }
+            Some(StreamItem::Error(e)) => {
+                self.fail(&e, out);
+                false
+            }
+            None => {
+                self.done = true;
+                false
+            }
+        }
     }
 
     /// The next chunk of the response body; `None` at the end.
+    ///
+    /// A chunk holds the next event and every event that is already at hand
+    /// after it (up to [`BATCH_BYTES`]): a backend that sends a burst of
+    /// tokens costs one write to the client, not one per token, while a
+    /// token that arrives alone goes out after [`HANDOVER_TURNS`] turns of
+    /// the runtime (microseconds): "at hand" includes events the upstream
+    /// connection has read but not yet handed over.
     async fn next(&mut self) -> Option<Bytes> {
         if self.done {
             return None;
         }
+        let mut out = BytesMut::new();
         if let Some(first) = self.first.take() {
-            return Some(self.event(&first));
+            self.event(&first, &mut out);
+        } else {
+            match self.wait(&mut out).await {
+                Waited::Event => {}
+                Waited::KeepAlive => return Some(out.freeze()),
+                Waited::End => return (!out.is_empty()).then(|| out.freeze()),
+            }
         }
+        let mut idle_turns = 0;
+        while !self.done && out.len() < BATCH_BYTES {
+            match self.events.next().now_or_never() {
+                Some(item) => {
+                    idle_turns = 0;
+                    if !self.take(item, &mut out) {
+                        break;
+                    }
+                }
+                None if idle_turns == HANDOVER_TURNS => break,
+                None => {
+                    tokio::task::yield_now().await;
+                    idle_turns += 1;
+                }
+            }
+        }
+        Some(out.freeze())
+    }
+
+    /// Waits for the next upstream event, or for a keep-alive to be due,
+    /// or for the idle timeout, which ends the stream with an error event.
+    async fn wait(&mut self, out: &mut BytesMut) -> Waited {
         if self.restart_timers {
             let now = Instant::now();
             self.keepalive_at = now + self.cfg.keepalive;
@@ -160,16 +229,13 @@ impl State {
                 // An event that is ready wins over a timer that ran out.
                 biased;
                 item = self.events.next() => {
-                    return match item {
-                        Some(StreamItem::Data(json)) => Some(self.event(&json)),
-                        Some(StreamItem::Error(e)) => Some(self.fail(&e)),
-                        None => None,
-                    };
+                    return if self.take(item, out) { Waited::Event } else { Waited::End };
                 }
                 () = tokio::time::sleep_until(self.keepalive_at) => {
                     self.keepalive_at = Instant::now() + self.cfg.keepalive;
                     if self.keepalive_at < self.idle_until {
-                        return Some(Bytes::from_static(b":\n\n"));
+                        out.extend_from_slice(b":\n\n");
+                        return Waited::KeepAlive;
                     }
                 }
                 () = tokio::time::sleep_until(self.idle_until) => {
@@ -180,7 +246,8 @@ impl State {
                             humantime::format_duration(self.cfg.idle_timeout)
                         ),
                     };
-                    return Some(self.fail(&e));
+                    self.fail(&e, out);
+                    return Waited::End;
                 }
             }
         }
@@ -223,10 +290,92 @@ pub fn body(
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use futures_util::StreamExt;
+    use std::time::Duration;
+
+    /// The relay's chunks for an upstream SSE body made of `chunks`, each
+    /// `gap` after the previous one.
+    async fn relay(chunks: Vec<String>, gap: Duration) -> Vec<Bytes> {
+        let upstream = stream::iter(chunks).then(move |c| async move {
+            if !gap.is_zero() {
+                tokio::time::sleep(gap).await;
+            }
+            Ok::<_, std::io::Error>(Bytes::from(c))
+        });
+        let res = http::Response::new(reqwest::Body::wrap_stream(upstream));
+        let mut events = Events::sse(reqwest::Response::from(res));
+        let Some(StreamItem::Data(first)) = events.next().await else {
+            panic!("no first event");
+        };
+        let labels = Labels {
+            route: "r".into(),
+            backend: "b".into(),
+            request_id: "id".into(),
+        };
+        let metrics = Metrics::new().unwrap();
+        let mut body = body(
+            first,
+            events,
+            StreamConfig::default(),
+            labels,
+            metrics,
+            Instant::now(),
+        );
+        let mut out = Vec::new();
+        while let Some(frame) = body.frame().await {
+            out.push(frame.unwrap().into_data().unwrap());
+        }
+        out
+    }
+
+    fn tgi_event(i: usize) -> String {
+        format!("data:{{\"token\":{{\"id\":{i},\"text\":\"t{i}\"}}}}\n\n")
+    }
+
+    fn expected(n: usize) -> Vec<u8> {
+        (0..n)
+            .map(|i| format!("data:{{\"token\":{{\"id\":{i},\"text\":\"t{i}\"}}}}\n\n"))
+            .collect::<String>()
+            .into_bytes()
+    }
+
+    #[tokio::test]
+    async fn a_burst_of_events_goes_out_in_few_writes() {
+        // Twenty events, each its own upstream chunk, all at hand at once.
+        let chunks = relay((0..20).map(tgi_event).collect(), Duration::ZERO).await;
+        assert_eq!(chunks.concat(), expected(20));
+        assert!(chunks.len() <= 3, "{} chunks for a burst", chunks.len());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn events_that_arrive_apart_go_out_apart() {
+        let chunks = relay((0..5).map(tgi_event).collect(), Duration::from_millis(20)).await;
+        assert_eq!(chunks.concat(), expected(5));
+        assert_eq!(chunks.len(), 5);
+    }
+
+    #[tokio::test]
+    async fn a_batch_stops_at_its_size_limit() {
+        // One upstream chunk of 400 events of ~150 bytes: 60 KB at hand.
+        let many: String = (0..400)
+            .map(|i| {
+                format!(
+                    "data:{{\"token\":{{\"id\":{i},\"text\":\"{}\"}}}}\n\n",
+                    "x".repeat(120)
+                )
+            })
+            .collect();
+        let chunks = relay(vec![many.clone()], Duration::ZERO).await;
+        assert_eq!(chunks.concat(), many.into_bytes());
+        assert!(chunks.len() >= 3, "{} chunks", chunks.len());
+        assert!(chunks.iter().all(|c| c.len() < BATCH_BYTES + 1024));
+    }
 
     #[test]
     fn frames_have_the_sse_shape() {
-        assert_eq!(&data_frame(b"{\"a\":1}")[..], b"data:{\"a\":1}\n\n");
+        let mut out = BytesMut::new();
+        push_data_frame(&mut out, b"{\"a\":1}");
+        assert_eq!(&out[..], b"data:{\"a\":1}\n\n");
         let labels = Labels {
             route: "r".into(),
             backend: "b".into(),
