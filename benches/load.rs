@@ -82,6 +82,8 @@ struct Opts {
     step: Duration,
     streams: usize,
     log_level: Option<String>,
+    /// The gateway's `server.workers`; its default (one per CPU) when unset.
+    workers: Option<usize>,
     only: Option<Vec<String>>,
 }
 
@@ -101,6 +103,7 @@ impl Opts {
                 step: Duration::from_millis(500),
                 streams: 1000,
                 log_level: None,
+                workers: None,
                 only: None,
             }
         } else {
@@ -115,6 +118,7 @@ impl Opts {
                 step: Duration::from_secs(2),
                 streams: 1000,
                 log_level: None,
+                workers: None,
                 only: None,
             }
         };
@@ -133,6 +137,7 @@ impl Opts {
                 "--duration" => o.secs = number(i, a),
                 "--streams" => o.streams = number(i, a) as usize,
                 "--log-level" => o.log_level = Some(value(i)),
+                "--workers" => o.workers = Some(number(i, a) as usize),
                 "--only" => o.only = Some(value(i).split(',').map(str::to_string).collect()),
                 _ => {}
             }
@@ -259,8 +264,13 @@ fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
+/// The gateway binary: the one cargo built for this bench, or
+/// `INFERGATE_BENCH_GATEWAY` (another build, to compare two in one session).
 fn gateway_bin() -> PathBuf {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_infergate"));
+    let bin = std::env::var_os("INFERGATE_BENCH_GATEWAY").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_infergate")),
+        PathBuf::from,
+    );
     if !bin.exists() {
         eprintln!(
             "load bench: the gateway binary {} does not exist; run `cargo bench --bench load` \
@@ -280,14 +290,15 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
 }
 
-fn gateway_config(sm: &str, hf: &str, slow: &str) -> String {
+fn gateway_config(sm: &str, hf: &str, slow: &str, workers: Option<usize>) -> String {
+    let workers = workers.map_or(String::new(), |n| format!("workers = {n}\n"));
     format!(
         r#"# Written by benches/load.rs.
 [server]
 listen = "127.0.0.1:0"
 request_timeout = "30s"
 shutdown_grace = "1s"
-
+{workers}
 [backends.hf]
 kind = "huggingface"
 url = "{hf}"
@@ -989,6 +1000,8 @@ impl Bench {
                         / self.tck as f64
                         / side.rec.elapsed.lock().unwrap().as_secs_f64()
                 );
+                step["gateway_cpu_us_per_request"] =
+                    json!(side.cpu_us_per_req(side.rec.gw_ticks.load(Ordering::Relaxed), self.tck));
                 step["error_share"] = json!(err_share);
                 step["pass"] = json!(pass);
                 steps.push(step);
@@ -1327,9 +1340,9 @@ fn max_table(max: &Value) -> String {
     );
     let _ = writeln!(
         s,
-        "| side | step rate | achieved/s | p50 | p99 | errors | gateway CPU (cores) | pass |"
+        "| side | step rate | achieved/s | p50 | p99 | errors | gateway CPU (cores) | CPU/req: bench process | CPU/req: gateway | pass |"
     );
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---|");
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     for side in ["direct", "through"] {
         let Some(steps) = max[side]["steps"].as_array() else {
             continue;
@@ -1337,13 +1350,23 @@ fn max_table(max: &Value) -> String {
         for st in steps {
             let _ = writeln!(
                 s,
-                "| {side} | {:.0} | {:.0} | {} | {} | {:.2}% | {:.2} | {} |",
+                "| {side} | {:.0} | {:.0} | {} | {} | {:.2}% | {:.2} | {} | {} | {} |",
                 st["target_rate"].as_f64().unwrap_or(0.0),
                 st["achieved_rate"].as_f64().unwrap_or(0.0),
                 fmt_us(q_us(st, "latency", "p50")),
                 fmt_us(q_us(st, "latency", "p99")),
                 st["error_share"].as_f64().unwrap_or(0.0) * 100.0,
                 st["gateway_cpu_share"].as_f64().unwrap_or(0.0),
+                fmt_us(
+                    st["bench_process_cpu_us_per_request"]
+                        .as_f64()
+                        .unwrap_or(f64::NAN)
+                ),
+                fmt_us(
+                    st["gateway_cpu_us_per_request"]
+                        .as_f64()
+                        .unwrap_or(f64::NAN)
+                ),
                 if st["pass"] == json!(true) {
                     "yes"
                 } else if st["attempt"] == json!(1) {
@@ -1362,7 +1385,56 @@ fn max_table(max: &Value) -> String {
         max["ratio"].as_f64().unwrap_or(f64::NAN) * 100.0,
         max["through"]["peak_rss_kb"].as_f64().unwrap_or(0.0) / 1024.0
     );
+    if let Some(c) = max.get("cpu_bound") {
+        let _ = writeln!(
+            s,
+            "\n**CPU per request** at {:.0}/s, the highest step both sides passed: direct {} (load generator and emulator), through {} ({} of them plus {} in the gateway). With the cores saturated, through/direct cannot pass their ratio: **{:.0}%**.",
+            c["rate"].as_f64().unwrap_or(0.0),
+            fmt_us(c["direct_us"].as_f64().unwrap_or(f64::NAN)),
+            fmt_us(c["through_us"].as_f64().unwrap_or(f64::NAN)),
+            fmt_us(c["through_bench_us"].as_f64().unwrap_or(f64::NAN)),
+            fmt_us(c["through_gateway_us"].as_f64().unwrap_or(f64::NAN)),
+            c["ceiling"].as_f64().unwrap_or(f64::NAN) * 100.0,
+        );
+    }
     s
+}
+
+/// CPU per request of each side at the highest step rate both passed: the
+/// ceiling of the sustained ratio when the machine's cores are the limit.
+fn cpu_bound(direct: &Value, through: &Value) -> Option<Value> {
+    let passed = |side: &Value| -> Vec<Value> {
+        side["steps"]
+            .as_array()
+            .map(|steps| {
+                steps
+                    .iter()
+                    .filter(|st| st["pass"] == json!(true))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (d, t) = (passed(direct), passed(through));
+    let t = t
+        .iter()
+        .rev()
+        .find(|t| d.iter().any(|d| d["target_rate"] == t["target_rate"]))?;
+    let d = d
+        .iter()
+        .rev()
+        .find(|d| d["target_rate"] == t["target_rate"])?;
+    let direct_us = d["bench_process_cpu_us_per_request"].as_f64()?;
+    let bench = t["bench_process_cpu_us_per_request"].as_f64()?;
+    let gateway = t["gateway_cpu_us_per_request"].as_f64()?;
+    Some(json!({
+        "rate": t["target_rate"],
+        "direct_us": direct_us,
+        "through_us": bench + gateway,
+        "through_bench_us": bench,
+        "through_gateway_us": gateway,
+        "ceiling": direct_us / (bench + gateway),
+    }))
 }
 
 fn memory_table(idle_kb: u64, streams: Option<&Value>, end_idle_kb: u64, peak_kb: u64) -> String {
@@ -1630,7 +1702,7 @@ fn main() {
     });
 
     // The gateway, as its own process.
-    let config = gateway_config(&sm.url(), &hf.url(), &slow.url());
+    let config = gateway_config(&sm.url(), &hf.url(), &slow.url(), opts.workers);
     let mut gw = start_gateway(&config, opts.log_level.as_deref());
     let client = reqwest::Client::builder()
         .no_proxy()
@@ -1698,14 +1770,18 @@ fn main() {
         let through = bench.max_rate("through", &|b| b.through("hf", false));
         let d = direct["max_sustained_rate"].as_f64().unwrap_or(0.0);
         let t = through["max_sustained_rate"].as_f64().unwrap_or(0.0);
-        json!({
+        let mut v = json!({
             "step_seconds": opts.step.as_secs_f64(),
             "p99_limit_ms": 10,
             "error_limit": SUSTAINED_ERRORS,
-            "direct": direct,
-            "through": through,
             "ratio": if d > 0.0 { t / d } else { f64::NAN },
-        })
+        });
+        if let Some(c) = cpu_bound(&direct, &through) {
+            v["cpu_bound"] = c;
+        }
+        v["direct"] = direct;
+        v["through"] = through;
+        v
     } else {
         Value::Null
     };
@@ -1767,11 +1843,12 @@ fn main() {
             env!("CARGO_PKG_VERSION"),
             command_output("rustc", &["--version"]).unwrap_or_else(|| "rustc unknown".into())
         ),
-        "setup": "one machine: load generator (tokio, 2 workers, pooled reqwest HTTP/1.1 client) and both emulators (zero added latency) in the bench process; the gateway (`infergate serve`, release build, 2 tokio workers) in its own process; all on 127.0.0.1, sharing the same cores",
+        "setup": format!("one machine: load generator (tokio, 2 workers, pooled reqwest HTTP/1.1 client) and both emulators (zero added latency) in the bench process; the gateway (`infergate serve`, release build, `server.workers` {}) in its own process; all on 127.0.0.1, sharing the same cores", opts.workers.map_or("default: one per CPU".to_string(), |n| n.to_string())),
         "pacer": format!(
             "the bench's main thread, timer slack {}, sleeping then yield-spinning the last 50 µs below 2,000/s; its lateness (send − due) is in the JSON as pacer_lateness",
             if slack { "set to 1 µs" } else { "left at the default 50 µs" }
         ),
+        "gateway binary": gateway_bin().display().to_string(),
         "gateway log level": opts.log_level.clone().unwrap_or_else(|| "default (info: one access-log line per request, to a file)".into()),
         "load": format!(
             "open loop, fixed rate; latency from each request's scheduled time (coordinated omission corrected); HDR histograms (ns, 3 significant digits); unary {} req/s and streams {} /s, {} s and {} s per side, direct and through alternated in {} slices after a {} ms warm-up of each; concurrency cap 1024 in flight (a hit counts as an error)",

@@ -68,7 +68,9 @@ pub struct Gateway {
     /// Backends in config order; `states[i]` is `backends[i]`'s health.
     pub backends: Vec<Arc<Backend>>,
     pub states: Vec<Arc<BackendState>>,
-    pub client: reqwest::Client,
+    /// The upstream HTTP client of each worker ([`crate::server`]): its own
+    /// pool of connections, driven by its own runtime.
+    clients: Vec<reqwest::Client>,
     pub metrics: Metrics,
     /// Where finished request spans go, when configured.
     pub spans: Option<Arc<dyn crate::telemetry::SpanSink>>,
@@ -147,20 +149,24 @@ impl Gateway {
                 .collect();
             state.set_siblings(siblings);
         }
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(config.upstream.connect_timeout)
-            .pool_idle_timeout(config.upstream.pool_idle_timeout)
-            .pool_max_idle_per_host(config.upstream.pool_max_idle_per_host)
-            .tcp_nodelay(true)
-            .user_agent(concat!("infergate/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| BuildError::Client(e.to_string()))?;
+        let clients = (0..config.server.worker_count())
+            .map(|_| {
+                reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .connect_timeout(config.upstream.connect_timeout)
+                    .pool_idle_timeout(config.upstream.pool_idle_timeout)
+                    .pool_max_idle_per_host(config.upstream.pool_max_idle_per_host)
+                    .tcp_nodelay(true)
+                    .user_agent(concat!("infergate/", env!("CARGO_PKG_VERSION")))
+                    .build()
+                    .map_err(|e| BuildError::Client(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let gateway = Arc::new(Self {
             routes: RouteTable::new(routes),
             backends,
             states,
-            client,
+            clients,
             metrics,
             spans: opts.spans.take(),
             ready: AtomicBool::new(false),
@@ -190,10 +196,16 @@ impl Gateway {
         self.ready.store(ready, Ordering::Relaxed);
     }
 
+    /// The upstream client of the worker running on this thread.
+    pub fn client(&self) -> &reqwest::Client {
+        let i = crate::server::current_worker();
+        &self.clients[i % self.clients.len()]
+    }
+
     /// The dispatcher's view of the gateway.
     pub fn dispatch_context(&self) -> crate::dispatch::Context<'_> {
         crate::dispatch::Context {
-            client: &self.client,
+            client: self.client(),
             metrics: &self.metrics,
         }
     }
@@ -203,7 +215,7 @@ impl Gateway {
         let mut tasks = Vec::new();
         for (backend, state) in self.backends.iter().zip(&self.states) {
             if let Some(task) = crate::route::health::spawn_check(
-                self.client.clone(),
+                self.client().clone(),
                 Arc::clone(backend),
                 Arc::clone(state),
             ) {

@@ -49,13 +49,22 @@ impl Logging {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            eprintln!("infergate: could not start the runtime: {e}");
-            ExitCode::FAILURE
-        })
+    build_runtime(tokio::runtime::Builder::new_multi_thread())
+}
+
+/// The runtime of the gateway's first worker, on the main thread; the
+/// other workers start their own ([`server::serve_workers`]).
+fn worker_runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    build_runtime(tokio::runtime::Builder::new_current_thread())
+}
+
+fn build_runtime(
+    mut builder: tokio::runtime::Builder,
+) -> Result<tokio::runtime::Runtime, ExitCode> {
+    builder.enable_all().build().map_err(|e| {
+        eprintln!("infergate: could not start the runtime: {e}");
+        ExitCode::FAILURE
+    })
 }
 
 /// Prints every config error, one per line, after a header naming the file.
@@ -106,7 +115,7 @@ pub fn serve(path: &Path, listen: Option<SocketAddr>, logging: &Logging) -> Exit
     if let Some(addr) = listen {
         config.server.listen = addr;
     }
-    let rt = match runtime() {
+    let rt = match worker_runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
     };
@@ -123,6 +132,7 @@ pub fn serve(path: &Path, listen: Option<SocketAddr>, logging: &Logging) -> Exit
     };
     let code = rt.block_on(async move {
         let addr = config.server.listen;
+        let workers = config.server.worker_count();
         let gateway = match Gateway::build(config, opts).await {
             Ok(g) => g,
             Err(e) => {
@@ -130,16 +140,24 @@ pub fn serve(path: &Path, listen: Option<SocketAddr>, logging: &Logging) -> Exit
                 return ExitCode::FAILURE;
             }
         };
-        let listener = match server::bind(addr).await {
+        let listeners = match server::bind_workers(addr, workers).await {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("infergate: {e}");
                 return ExitCode::FAILURE;
             }
         };
-        let local = listener.local_addr().unwrap_or(addr);
-        tracing::info!(listen = %local, routes = gateway.routes.iter().count(), "infergate listening");
-        match server::serve(listener, gateway, server::shutdown_signal()).await {
+        let local = listeners
+            .first()
+            .and_then(|l| l.local_addr().ok())
+            .unwrap_or(addr);
+        tracing::info!(
+            listen = %local,
+            routes = gateway.routes.iter().count(),
+            workers,
+            "infergate listening"
+        );
+        match server::serve_workers(listeners, gateway, server::shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("infergate: {e}");

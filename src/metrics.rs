@@ -42,6 +42,7 @@ pub struct Metrics {
     stream_first_byte: HistogramVec,
     stream_events: IntCounterVec,
     stream_errors: IntCounterVec,
+    connections: IntCounterVec,
 }
 
 /// The states `infergate_backend_state` reports, one gauge each.
@@ -197,6 +198,11 @@ impl Metrics {
             "Streams ended by an error event, by kind.",
             &["route", "backend", "kind"],
         )?;
+        let connections = counter(
+            "infergate_connections_accepted_total",
+            "Client connections accepted, by worker (server.workers).",
+            &["worker"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new("infergate_build_info", "Build information."),
             &["version"],
@@ -226,6 +232,7 @@ impl Metrics {
         registry.register(Box::new(stream_events.clone()))?;
         registry.register(Box::new(stream_errors.clone()))?;
         registry.register(Box::new(backend_state.clone()))?;
+        registry.register(Box::new(connections.clone()))?;
         Ok(Self {
             registry,
             requests,
@@ -245,6 +252,7 @@ impl Metrics {
             stream_first_byte,
             stream_events,
             stream_errors,
+            connections,
         })
     }
 
@@ -324,6 +332,12 @@ impl Metrics {
         self.stream_events
             .with_label_values(&[route, backend])
             .inc_by(n);
+    }
+
+    /// The counter of connections accepted by worker `worker`.
+    pub fn connections_accepted(&self, worker: usize) -> prometheus::IntCounter {
+        self.connections
+            .with_label_values(&[worker.to_string().as_str()])
     }
 
     pub fn stream_error(&self, route: &str, backend: &str, kind: &str) {

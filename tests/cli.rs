@@ -245,6 +245,58 @@ async fn demo_serves_the_flan_route_and_healthcheck_sees_it() {
     assert_eq!(code, 1);
 }
 
+/// `serve` with several workers: all answer on the one address, and
+/// SIGTERM drains them and exits 0, with the drain logged once.
+#[tokio::test]
+async fn serve_with_workers_answers_and_stops_cleanly_on_sigterm() {
+    use infergate::emulator;
+    let loopback: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
+    let hf = emulator::huggingface::start(loopback, emulator::HuggingFaceOptions::default())
+        .await
+        .unwrap();
+    let config = write_temp(
+        "workers.toml",
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nworkers = 3\nshutdown_grace = \"5s\"\n\
+             [backends.hf]\nkind = \"huggingface\"\nurl = \"{}\"\n\
+             [routes.hf]\nbackends = [\"hf\"]\n",
+            hf.url()
+        ),
+    );
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--config", config.to_str().unwrap()])
+        .env("INFERGATE_LOG_LEVEL", "info");
+    let mut gw = Running::spawn(cmd, false);
+    let line = gw.wait_for("infergate listening");
+    assert!(line.contains("workers=3"), "{line}");
+    let base = format!("http://{}", listen_addr(&line));
+    for i in 0..12 {
+        // A new connection each time: the kernel picks the worker.
+        let res = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap()
+            .post(format!("{base}/v1/predict/hf"))
+            .header("content-type", "application/json")
+            .body(format!(r#"{{"inputs": "a{i} b{i}"}}"#))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    let pid = gw.child.id().to_string();
+    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(status.success());
+    assert_eq!(
+        wait_timeout(&mut gw.child, Duration::from_secs(15)),
+        Some(0)
+    );
+    let out = gw.stop();
+    assert_eq!(out.matches("draining connections").count(), 1, "{out}");
+    // Every request's access line was written before the exit.
+    assert_eq!(out.matches("infergate::access").count(), 12, "{out}");
+}
+
 /// Canary secrets sent through every path never reach the logs, even at
 /// debug level: the HF token, the AWS secret key and session token, and the
 /// client's own key.

@@ -331,6 +331,11 @@ const FAMILIES: &[(&str, &str, &[&str])] = &[
         &["backend", "result"],
     ),
     ("infergate_build_info", "gauge", &["version"]),
+    (
+        "infergate_connections_accepted_total",
+        "counter",
+        &["worker"],
+    ),
 ];
 
 // === exact counts ===
@@ -1233,6 +1238,9 @@ async fn the_whole_exposition_parses_and_every_label_value_is_bounded() {
                 "state" => STATES.contains(&v),
                 "kind" => STREAM_ERROR_KINDS.contains(&v),
                 "version" => v == env!("CARGO_PKG_VERSION"),
+                "worker" => v
+                    .parse::<usize>()
+                    .is_ok_and(|w| w < h.gateway.config.server.worker_count()),
                 _ => false,
             };
             assert!(ok, "{}: {k}={v:?} is not a bounded value", s.metric);

@@ -111,6 +111,26 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// Most client connections open at once; > 0.
     pub max_connections: usize,
+    /// Worker threads, each with its own listener socket, event loop and
+    /// upstream connections (1..=[`MAX_WORKERS`]); `None`: one per CPU the
+    /// process may use ([`ServerConfig::worker_count`]).
+    pub workers: Option<usize>,
+}
+
+/// Most `server.workers`.
+pub const MAX_WORKERS: usize = 256;
+
+impl ServerConfig {
+    /// How many workers serve: `workers`, else one per CPU the process may
+    /// use (its CPU affinity and cgroup quota count), at most
+    /// [`MAX_WORKERS`].
+    pub fn worker_count(&self) -> usize {
+        self.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map_or(1, std::num::NonZeroUsize::get)
+                .min(MAX_WORKERS)
+        })
+    }
 }
 
 impl Default for ServerConfig {
@@ -123,6 +143,7 @@ impl Default for ServerConfig {
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            workers: None,
         }
     }
 }

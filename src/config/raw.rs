@@ -33,6 +33,7 @@ pub(super) struct RawServer {
     #[serde(deserialize_with = "duration")]
     pub(super) idle_timeout: Option<Duration>,
     pub(super) max_connections: Option<i64>,
+    pub(super) workers: Option<i64>,
 }
 
 /// `[upstream]`

@@ -20,7 +20,7 @@ fn write_summary(out: &mut String, config: &Config) -> std::fmt::Result {
     let s = &config.server;
     writeln!(
         out,
-        "server: listen {}, max body {} bytes, request timeout {}, shutdown grace {}, header read timeout {}, idle timeout {}, max connections {}",
+        "server: listen {}, max body {} bytes, request timeout {}, shutdown grace {}, header read timeout {}, idle timeout {}, max connections {}, workers {}",
         s.listen,
         s.max_body_bytes,
         human(s.request_timeout),
@@ -28,6 +28,10 @@ fn write_summary(out: &mut String, config: &Config) -> std::fmt::Result {
         human(s.header_read_timeout),
         human(s.idle_timeout),
         s.max_connections,
+        match s.workers {
+            Some(n) => n.to_string(),
+            None => format!("{} (one per CPU)", s.worker_count()),
+        },
     )?;
     let u = &config.upstream;
     writeln!(

@@ -22,7 +22,7 @@ use super::{
     DEFAULT_ATTEMPTS, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
     DEFAULT_LISTEN, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS, DEFAULT_POOL_IDLE_TIMEOUT,
     DEFAULT_POOL_MAX_IDLE_PER_HOST, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SHUTDOWN_GRACE,
-    DEFAULT_WEIGHT,
+    DEFAULT_WEIGHT, MAX_WORKERS,
 };
 
 type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -245,6 +245,16 @@ fn server_config(raw: RawServer, diag: &mut Diagnostics) -> ServerConfig {
             DEFAULT_MAX_CONNECTIONS,
             diag,
         ),
+        workers: raw.workers.map(|n| {
+            let n = count(Some(n), "server.workers", 1, 1, diag);
+            if n > MAX_WORKERS {
+                diag.error(
+                    "server.workers",
+                    format_args!("must be at most {MAX_WORKERS}"),
+                );
+            }
+            n.min(MAX_WORKERS)
+        }),
     }
 }
 

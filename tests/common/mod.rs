@@ -106,15 +106,24 @@ pub struct Served {
 }
 
 impl Served {
-    /// Builds the gateway and serves it on the config's listen address.
+    /// Builds the gateway and serves it on the config's listen address with
+    /// its workers, as `infergate serve` does: the first on the test's
+    /// runtime, the others on threads of their own.
     pub async fn start(config: Config, opts: BuildOptions) -> Self {
-        let listener = server::bind(config.server.listen).await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
+        let workers = config.server.worker_count();
+        let listeners = server::bind_workers(config.server.listen, workers)
+            .await
+            .unwrap();
+        let base = format!("http://{}", listeners[0].local_addr().unwrap());
         let gateway = Gateway::build(config, opts).await.unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(server::serve(listener, Arc::clone(&gateway), async {
-            let _ = stopped.await;
-        }));
+        let server = tokio::spawn(server::serve_workers(
+            listeners,
+            Arc::clone(&gateway),
+            async {
+                let _ = stopped.await;
+            },
+        ));
         Self {
             base,
             gateway,

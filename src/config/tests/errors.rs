@@ -246,13 +246,18 @@ fn durations() {
 fn numbers() {
     assert_eq!(
         errors(&minimal(
-            "[server]\nmax_body_bytes = -1\nmax_connections = 0\n[upstream]\npool_max_idle_per_host = -1\n"
+            "[server]\nmax_body_bytes = -1\nmax_connections = 0\nworkers = 0\n[upstream]\npool_max_idle_per_host = -1\n"
         )),
         [
             "server.max_body_bytes: must be greater than 0",
             "server.max_connections: must be greater than 0",
+            "server.workers: must be greater than 0",
             "upstream.pool_max_idle_per_host: must not be negative",
         ]
+    );
+    assert_eq!(
+        errors(&minimal("[server]\nworkers = 257\n")),
+        ["server.workers: must be at most 256"]
     );
     assert_eq!(
         errors(&minimal("[server]\nmax_body_bytes = 1.5\n")),

@@ -210,6 +210,7 @@ fn defaults() {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_connections: 4096,
+            workers: None,
         }
     );
     assert_eq!(
@@ -281,6 +282,7 @@ request_timeout = "2m"
 shutdown_grace = "0s"
 header_read_timeout = "500ms"
 max_connections = 10
+workers = 3
 
 [upstream]
 connect_timeout = "1s"
@@ -319,6 +321,8 @@ attempts = 10
         Duration::from_millis(500)
     );
     assert_eq!(config.server.max_connections, 10);
+    assert_eq!(config.server.workers, Some(3));
+    assert_eq!(config.server.worker_count(), 3);
     assert_eq!(config.upstream.connect_timeout, Duration::from_secs(1));
     assert_eq!(config.upstream.pool_idle_timeout, Duration::from_secs(90));
     assert_eq!(config.upstream.pool_max_idle_per_host, 0);

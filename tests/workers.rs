@@ -1,0 +1,179 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! `server.workers`: several workers, each with its own listening socket on
+//! the one address, its own runtime and its own upstream connections. Every
+//! worker answers both backends (SigV4 included), new connections are spread
+//! over the workers, and a shutdown drains the requests in flight on all of
+//! them.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::{Harness, Setup, CONFIG};
+use infergate::emulator::model::Generation;
+use infergate::server;
+
+const WORKERS: usize = 4;
+
+fn with_workers(n: usize) -> String {
+    assert!(CONFIG.contains("[server]\n"));
+    CONFIG.replace("[server]\n", &format!("[server]\nworkers = {n}\n"))
+}
+
+async fn harness(workers: usize) -> Harness {
+    Harness::with(Setup {
+        config: with_workers(workers),
+        ..Setup::default()
+    })
+    .await
+}
+
+/// A client that opens a new connection for every request, so that the
+/// kernel picks a worker every time.
+fn fresh_connections() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap()
+}
+
+/// `infergate_connections_accepted_total` by worker.
+async fn accepted(h: &Harness) -> BTreeMap<usize, f64> {
+    let text = h
+        .client
+        .get(h.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).unwrap();
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "infergate_connections_accepted_total")
+        .map(|s| {
+            let worker = s.labels.get("worker").unwrap().parse().unwrap();
+            let prometheus_parse::Value::Counter(n) = s.value else {
+                panic!("not a counter: {s:?}");
+            };
+            (worker, n)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn binding_several_workers_shares_one_port() {
+    let listeners = server::bind_workers(([127, 0, 0, 1], 0).into(), 3)
+        .await
+        .unwrap();
+    assert_eq!(listeners.len(), 3);
+    let port = listeners[0].local_addr().unwrap().port();
+    assert_ne!(port, 0);
+    for l in &listeners {
+        assert_eq!(l.local_addr().unwrap().port(), port);
+    }
+    // A port held by a socket that does not share it stays refused.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let err = server::bind_workers(taken.local_addr().unwrap(), 2)
+        .await
+        .unwrap_err();
+    assert!(err
+        .to_string()
+        .starts_with("could not listen on 127.0.0.1:"));
+}
+
+#[tokio::test]
+async fn connections_are_spread_over_the_workers_and_every_one_answers() {
+    let h = harness(WORKERS).await;
+    assert_eq!(h.gateway.config.server.worker_count(), WORKERS);
+    let before: f64 = accepted(&h).await.values().sum();
+    let client = fresh_connections();
+    let n = 48;
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let client = client.clone();
+        let route = if i % 2 == 0 { "sm" } else { "hf" };
+        let url = h.url(&format!("/v1/predict/{route}"));
+        tasks.push(tokio::spawn(async move {
+            let inputs = format!("w{i} x{i} y{i}");
+            let res = client
+                .post(url)
+                .header("content-type", "application/json")
+                .body(format!(r#"{{"inputs":"{inputs}"}}"#))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200, "route {route}");
+            assert_eq!(res.headers()["x-infergate-backend"], route);
+            let body: serde_json::Value = res.json().await.unwrap();
+            assert_eq!(
+                body[0]["generated_text"],
+                Generation::run(&inputs, None).text(),
+                "route {route}"
+            );
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let after = accepted(&h).await;
+    let total: f64 = after.values().sum();
+    assert!(total - before >= f64::from(n), "{after:?}");
+    assert!(after.keys().all(|w| *w < WORKERS), "{after:?}");
+    // 48 connections hashed over 4 sockets: all on one has odds of 4^-47.
+    let busy = after.values().filter(|c| **c > 0.0).count();
+    assert!(busy >= 2, "connections per worker: {after:?}");
+    assert_eq!(h.sm.counters().auth_rejections(), 0);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_lets_requests_on_every_worker_finish() {
+    let h = harness(WORKERS).await;
+    h.hf.faults()
+        .update(|f| f.latency = Duration::from_millis(300));
+    let client = fresh_connections();
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let client = client.clone();
+        let url = h.url("/v1/predict/hf");
+        tasks.push(tokio::spawn(async move {
+            client
+                .post(url)
+                .header("content-type", "application/json")
+                .body(format!(r#"{{"inputs":"a{i} b{i}"}}"#))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        }));
+    }
+    for _ in 0..200 {
+        if h.hf.counters().in_flight() == 16 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(h.hf.counters().in_flight(), 16);
+    let spread = accepted(&h).await;
+    let base = h.base.clone();
+    let gateway = std::sync::Arc::clone(&h.gateway);
+    let stopping = tokio::spawn(h.shutdown());
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap(), 200, "spread: {spread:?}");
+    }
+    stopping.await.unwrap();
+    assert!(!gateway.is_ready());
+    // Every worker's socket is closed.
+    for _ in 0..8 {
+        let refused = fresh_connections()
+            .get(format!("{base}/healthz"))
+            .send()
+            .await;
+        assert!(refused.is_err(), "a worker still accepts");
+    }
+}
