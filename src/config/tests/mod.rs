@@ -218,7 +218,7 @@ fn defaults() {
         UpstreamConfig {
             connect_timeout: Duration::from_secs(5),
             pool_idle_timeout: Duration::from_secs(90),
-            pool_max_idle_per_host: 64,
+            pool_max_idle_per_host: 4096,
         }
     );
     let sm = sagemaker(&config, "sm-flan");
