@@ -46,9 +46,12 @@ const MAX_H2_STREAMS: u32 = 256;
 /// Interval of h2 keep-alive pings, and how long a ping may go unanswered.
 const H2_KEEPALIVE: Duration = Duration::from_secs(20);
 
-/// Pending connections a listening socket holds before the kernel refuses
-/// more (as tokio's own `TcpListener::bind`).
-const BACKLOG: u32 = 1024;
+/// Connections a listening socket holds before `accept` (the kernel caps it
+/// at `net.core.somaxconn`, 4096 by default). A burst of new connections
+/// beyond it is not refused: the kernel drops the handshakes and the clients
+/// send them again after a second, which under load showed up as stalls of
+/// a second with idle CPUs. tokio's own `TcpListener::bind` uses 1024.
+pub const BACKLOG: u32 = 4096;
 
 thread_local! {
     static WORKER: Cell<usize> = const { Cell::new(0) };
@@ -320,9 +323,29 @@ async fn connection(
 
 /// Binds the configured listener, with a message that names the address.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| bind_error(addr, &e))
+    listen(addr, false).map_err(|e| bind_error(addr, &e))
+}
+
+/// A listening socket on `addr` with [`BACKLOG`], `SO_REUSEADDR` (as
+/// tokio's `TcpListener::bind`) and, when asked, `SO_REUSEPORT`.
+pub fn listen(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }?;
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    if reuse_port {
+        #[cfg(unix)]
+        socket.set_reuseport(true)?;
+        #[cfg(not(unix))]
+        return Err(std::io::Error::other(
+            "more than one worker needs SO_REUSEPORT; set server.workers = 1",
+        ));
+    }
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
 }
 
 fn bind_error(addr: SocketAddr, e: &std::io::Error) -> std::io::Error {
@@ -336,31 +359,13 @@ pub async fn bind_workers(addr: SocketAddr, workers: usize) -> std::io::Result<V
     if workers <= 1 {
         return Ok(vec![bind(addr).await?]);
     }
-    let first = bind_shared(addr)?;
+    let first = listen(addr, true).map_err(|e| bind_error(addr, &e))?;
     let addr = first.local_addr()?;
     let mut listeners = vec![first];
     for _ in 1..workers {
-        listeners.push(bind_shared(addr)?);
+        listeners.push(listen(addr, true).map_err(|e| bind_error(addr, &e))?);
     }
     Ok(listeners)
-}
-
-#[cfg(unix)]
-fn bind_shared(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()
-    } else {
-        tokio::net::TcpSocket::new_v6()
-    }
-    .map_err(|e| bind_error(addr, &e))?;
-    socket
-        .set_reuseaddr(true)
-        .map_err(|e| bind_error(addr, &e))?;
-    socket
-        .set_reuseport(true)
-        .map_err(|e| bind_error(addr, &e))?;
-    socket.bind(addr).map_err(|e| bind_error(addr, &e))?;
-    socket.listen(BACKLOG).map_err(|e| bind_error(addr, &e))
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -385,10 +390,3 @@ pub async fn shutdown_signal() {
     }
 }
 
-#[cfg(not(unix))]
-fn bind_shared(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    Err(bind_error(
-        addr,
-        &std::io::Error::other("more than one worker needs SO_REUSEPORT; set server.workers = 1"),
-    ))
-}

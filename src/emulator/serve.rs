@@ -285,7 +285,7 @@ pub(crate) async fn start<E: Emulator>(
     emu: E,
     shared: Arc<Shared>,
 ) -> io::Result<EmulatorHandle> {
-    let listener = TcpListener::bind(listen).await?;
+    let listener = crate::server::listen(listen, false)?;
     let addr = listener.local_addr()?;
     let (stop, stop_rx) = watch::channel(false);
     let task = tokio::spawn(accept_loop(
