@@ -389,4 +389,3 @@ pub async fn shutdown_signal() {
         () = term => {},
     }
 }
-
