@@ -118,14 +118,18 @@ pub async fn serve_workers(
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()?;
-                rt.block_on(async move {
+                let served = rt.block_on(async move {
                     let listener = TcpListener::from_std(listener)?;
                     // A dropped sender (the first worker failed) stops too.
                     let shutdown = async move {
                         let _ = stopped.wait_for(|stop| *stop).await;
                     };
                     serve_worker(listener, gateway, shutdown, slots).await
-                })
+                });
+                if let Err(e) = &served {
+                    tracing::error!(worker = index, error = %e, "a worker stopped");
+                }
+                served
             })?;
         threads.push(thread);
     }
