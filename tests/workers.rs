@@ -134,9 +134,17 @@ async fn connections_are_spread_over_the_workers_and_every_one_answers() {
 
 #[tokio::test]
 async fn shutdown_lets_requests_on_every_worker_finish() {
-    let h = harness(WORKERS).await;
-    h.hf.faults()
-        .update(|f| f.latency = Duration::from_millis(300));
+    // Requests slow enough that all 16 are in flight together even on a
+    // loaded machine, and a grace period longer than they take.
+    let config =
+        with_workers(WORKERS).replace("shutdown_grace = \"1s\"", "shutdown_grace = \"10s\"");
+    assert!(config.contains("shutdown_grace = \"10s\""));
+    let h = Harness::with(Setup {
+        config,
+        ..Setup::default()
+    })
+    .await;
+    h.hf.faults().update(|f| f.latency = Duration::from_secs(2));
     let client = fresh_connections();
     let mut tasks = Vec::new();
     for i in 0..16 {
@@ -152,7 +160,7 @@ async fn shutdown_lets_requests_on_every_worker_finish() {
                 .map(|r| r.status().as_u16())
         }));
     }
-    for _ in 0..200 {
+    for _ in 0..1000 {
         if h.hf.counters().in_flight() == 16 {
             break;
         }
