@@ -1,8 +1,9 @@
 //! The accept loop: HTTP/1.1 and h2c on one listener, connection limits and
 //! timeouts, and a graceful shutdown.
 //!
-//! Limits: at most `server.max_connections` connections (more wait in the
-//! accept backlog), a request head within `server.header_read_timeout` and
+//! Limits: at most `server.max_connections` connections served (more wait in
+//! the accept backlog; each worker holds at most one accepted connection
+//! until a slot frees), a request head within `server.header_read_timeout` and
 //! 64 KiB, at most 256 concurrent h2 streams per connection, h2 keep-alive
 //! pings, and a connection with no request in flight for
 //! `server.idle_timeout` is closed, so idle clients cannot hold the slots.
@@ -12,7 +13,7 @@
 //!
 //! Workers (`server.workers`): each worker is a thread with its own
 //! single-threaded runtime and its own listening socket on the same address
-//! (`SO_REUSEPORT`, so the kernel spreads new connections over them). A
+//! (`SO_REUSEPORT`; Linux spreads new connections over them). A
 //! connection, its requests, the upstream calls they make (through the
 //! worker's own pool of upstream connections, [`current_worker`]) and the
 //! response all stay on one thread: no task is handed between threads and
@@ -86,6 +87,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let slots = Slots::new(gateway.config.server.max_connections);
+    gateway.set_ready(true);
     serve_worker(listener, gateway, shutdown, slots).await
 }
 
@@ -104,6 +106,9 @@ pub async fn serve_workers(
     let first = listeners.remove(0);
     let slots = Slots::new(gateway.config.server.max_connections);
     let (stop, stopped) = watch::channel(false);
+    // Every socket is listening: connections queue until their worker runs.
+    // Set once here, so a worker that starts late cannot undo a shutdown.
+    gateway.set_ready(true);
     let mut threads = Vec::with_capacity(listeners.len());
     for (i, listener) in listeners.into_iter().enumerate() {
         let index = i + 1;
@@ -144,7 +149,7 @@ pub async fn serve_workers(
     )
     .await;
     // The other workers drain on their own threads; this runtime (which
-    // runs the health checks and credential refreshes) keeps going meanwhile.
+    // runs the health checks) keeps going meanwhile.
     let joined = tokio::task::spawn_blocking(move || {
         threads
             .into_iter()
@@ -188,10 +193,25 @@ async fn serve_worker(
     } = slots;
     let (stop, stopped) = watch::channel(false);
     let connections = gateway.metrics.connections_accepted(current_worker());
-    gateway.set_ready(true);
     tokio::pin!(shutdown);
 
     loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off
+                    // briefly instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // The slot is taken once a connection is there, so an idle worker
+        // holds none. At the limit a worker holds the one connection it
+        // accepted until a slot frees, and the others wait in the backlog.
         let slot = tokio::select! {
             slot = Arc::clone(&slots).acquire_owned() => match slot {
                 Ok(slot) => slot,
@@ -199,28 +219,15 @@ async fn serve_worker(
             },
             () = &mut shutdown => break,
         };
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    connections.inc();
-                    tokio::spawn(connection(
-                        stream,
-                        peer,
-                        Arc::clone(&gateway),
-                        Arc::clone(&builder),
-                        stopped.clone(),
-                        slot,
-                    ));
-                }
-                Err(e) => {
-                    // Out of file descriptors and the like: back off
-                    // briefly instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            () = &mut shutdown => break,
-        }
+        connections.inc();
+        tokio::spawn(connection(
+            stream,
+            peer,
+            Arc::clone(&gateway),
+            Arc::clone(&builder),
+            stopped.clone(),
+            slot,
+        ));
     }
 
     gateway.set_ready(false);
@@ -352,6 +359,19 @@ pub fn listen(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener
     socket.listen(BACKLOG)
 }
 
+/// Binds (without listening) and closes a plain socket on `addr`: fails
+/// when anything listens there.
+fn probe(addr: SocketAddr) -> std::io::Result<()> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }?;
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)
+}
+
 fn bind_error(addr: SocketAddr, e: &std::io::Error) -> std::io::Error {
     std::io::Error::new(e.kind(), format!("could not listen on {addr}: {e}"))
 }
@@ -359,9 +379,15 @@ fn bind_error(addr: SocketAddr, e: &std::io::Error) -> std::io::Error {
 /// Binds `workers` listening sockets on `addr`, one per worker. One worker
 /// gets a plain socket, as [`bind`]; more share the address through
 /// `SO_REUSEPORT` (port 0 is resolved by the first and reused by the rest).
+/// A port something else listens on is refused as with one socket, even if
+/// that listener shares it too (another infergate): first a plain socket
+/// must be able to bind it.
 pub async fn bind_workers(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<TcpListener>> {
     if workers <= 1 {
         return Ok(vec![bind(addr).await?]);
+    }
+    if addr.port() != 0 {
+        probe(addr).map_err(|e| bind_error(addr, &e))?;
     }
     let first = listen(addr, true).map_err(|e| bind_error(addr, &e))?;
     let addr = first.local_addr()?;

@@ -85,6 +85,38 @@ async fn binding_several_workers_shares_one_port() {
     assert!(err
         .to_string()
         .starts_with("could not listen on 127.0.0.1:"));
+    // So does a port another group of workers shares (a second gateway
+    // started on the same address must not split the traffic silently).
+    let addr = listeners[0].local_addr().unwrap();
+    let err = server::bind_workers(addr, 2).await.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{err}");
+    // Once the first group is gone, the address is free again.
+    drop(listeners);
+    assert_eq!(server::bind_workers(addr, 2).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn fewer_connection_slots_than_workers_still_serve_every_connection() {
+    // An idle worker holds no slot: with 4 workers and 2 slots, every new
+    // connection, whichever worker the kernel gives it to, is served.
+    let config = with_workers(WORKERS).replace("[server]\n", "[server]\nmax_connections = 2\n");
+    let h = Harness::with(Setup {
+        config,
+        ..Setup::default()
+    })
+    .await;
+    assert_eq!(h.gateway.config.server.max_connections, 2);
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    for i in 0..24 {
+        let res = client.get(h.url("/healthz")).send().await;
+        assert_eq!(res.map(|r| r.status()).unwrap(), 200, "connection {i}");
+    }
+    h.shutdown().await;
 }
 
 #[tokio::test]
@@ -168,6 +200,11 @@ async fn shutdown_lets_requests_on_every_worker_finish() {
     }
     assert_eq!(h.hf.counters().in_flight(), 16);
     let spread = accepted(&h).await;
+    let busy = spread.values().filter(|c| **c > 0.0).count();
+    assert!(
+        busy >= 2,
+        "the requests in flight are on one worker: {spread:?}"
+    );
     let base = h.base.clone();
     let gateway = std::sync::Arc::clone(&h.gateway);
     let stopping = tokio::spawn(h.shutdown());

@@ -3,9 +3,11 @@
 //!
 //! [`super::predict`] does the routing, the retries and the failover up to
 //! the stream's first event; this module relays what follows. Each upstream
-//! event goes out as `data:{json}\n\n` as soon as it arrives, the next one is
-//! read only when the client has taken this one (backpressure, bounded
-//! memory), an SSE comment keeps a silent stream open, and a failure after
+//! event goes out as `data:{json}\n\n`, with the events already at hand
+//! after it in the same chunk (a lone event goes out after two runtime
+//! turns); the next chunk is read only when the client has taken this one
+//! (backpressure, memory bounded by one 16 KiB chunk and the partial event),
+//! an SSE comment keeps a silent stream open, and a failure after
 //! the first byte ends the stream with `event: error` and the error JSON —
 //! never a silent truncation. The client going away drops the body, which
 //! drops the upstream response and closes its connection.
