@@ -340,13 +340,7 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// A listening socket on `addr` with [`BACKLOG`], `SO_REUSEADDR` (as
 /// tokio's `TcpListener::bind`) and, when asked, `SO_REUSEPORT`.
 pub fn listen(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()
-    } else {
-        tokio::net::TcpSocket::new_v6()
-    }?;
-    #[cfg(unix)]
-    socket.set_reuseaddr(true)?;
+    let socket = socket(addr)?;
     if reuse_port {
         #[cfg(unix)]
         socket.set_reuseport(true)?;
@@ -362,6 +356,11 @@ pub fn listen(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener
 /// Binds (without listening) and closes a plain socket on `addr`: fails
 /// when anything listens there.
 fn probe(addr: SocketAddr) -> std::io::Result<()> {
+    socket(addr)?.bind(addr)
+}
+
+/// A TCP socket of `addr`'s family with `SO_REUSEADDR`, not yet bound.
+fn socket(addr: SocketAddr) -> std::io::Result<tokio::net::TcpSocket> {
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()
     } else {
@@ -369,7 +368,7 @@ fn probe(addr: SocketAddr) -> std::io::Result<()> {
     }?;
     #[cfg(unix)]
     socket.set_reuseaddr(true)?;
-    socket.bind(addr)
+    Ok(socket)
 }
 
 fn bind_error(addr: SocketAddr, e: &std::io::Error) -> std::io::Error {

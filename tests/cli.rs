@@ -270,12 +270,13 @@ async fn serve_with_workers_answers_and_stops_cleanly_on_sigterm() {
     let line = gw.wait_for("infergate listening");
     assert!(line.contains("workers=3"), "{line}");
     let base = format!("http://{}", listen_addr(&line));
+    // A new connection for each request: the kernel picks the worker.
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
     for i in 0..12 {
-        // A new connection each time: the kernel picks the worker.
-        let res = reqwest::Client::builder()
-            .pool_max_idle_per_host(0)
-            .build()
-            .unwrap()
+        let res = client
             .post(format!("{base}/v1/predict/hf"))
             .header("content-type", "application/json")
             .body(format!(r#"{{"inputs": "a{i} b{i}"}}"#))

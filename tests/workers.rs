@@ -35,6 +35,7 @@ fn fresh_connections() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
         .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(10))
         .build()
         .unwrap()
 }
@@ -106,12 +107,7 @@ async fn fewer_connection_slots_than_workers_still_serve_every_connection() {
     })
     .await;
     assert_eq!(h.gateway.config.server.max_connections, 2);
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .pool_max_idle_per_host(0)
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    let client = fresh_connections();
     for i in 0..24 {
         let res = client.get(h.url("/healthz")).send().await;
         assert_eq!(res.map(|r| r.status()).unwrap(), 200, "connection {i}");

@@ -334,11 +334,9 @@ mod tests {
         format!("data:{{\"token\":{{\"id\":{i},\"text\":\"t{i}\"}}}}\n\n")
     }
 
+    /// What the client gets for `tgi_event(0..n)`: the same SSE blocks.
     fn expected(n: usize) -> Vec<u8> {
-        (0..n)
-            .map(|i| format!("data:{{\"token\":{{\"id\":{i},\"text\":\"t{i}\"}}}}\n\n"))
-            .collect::<String>()
-            .into_bytes()
+        (0..n).map(tgi_event).collect::<String>().into_bytes()
     }
 
     #[tokio::test]
