@@ -129,7 +129,6 @@ fn nonzero_id<const N: usize>() -> [u8; N] {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

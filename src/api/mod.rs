@@ -132,7 +132,6 @@ pub fn error(err: &ApiError, ctx: ErrorContext<'_>) -> Response<ResBody> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

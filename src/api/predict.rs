@@ -308,7 +308,6 @@ fn log_failure(err: &ApiError, route: &str, backend: Option<&str>, rid: &str) {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use http_body_util::Full;

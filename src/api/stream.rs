@@ -289,7 +289,6 @@ pub fn body(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use futures_util::StreamExt;

@@ -253,7 +253,6 @@ impl CredentialSource {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use aws_credential_types::provider::future;

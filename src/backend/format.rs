@@ -103,7 +103,6 @@ pub fn jumpstart_response(body: &[u8]) -> Option<Bytes> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use serde_json::json;

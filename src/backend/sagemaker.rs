@@ -460,7 +460,6 @@ pub(crate) fn classify_error(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -106,7 +106,6 @@ pub(super) fn index_path(parent: &str, index: usize) -> String {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

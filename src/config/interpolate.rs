@@ -149,7 +149,6 @@ pub(super) fn interpolate_tree(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

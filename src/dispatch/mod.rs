@@ -499,7 +499,6 @@ fn remember_session(route: &Route, index: usize, response: &UpstreamResponse) {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

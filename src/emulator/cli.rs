@@ -213,7 +213,6 @@ async fn stop_signal() -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use clap::Parser;
 

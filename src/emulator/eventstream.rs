@@ -202,7 +202,6 @@ pub(crate) fn frames(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
     use aws_smithy_eventstream::frame::read_message_from;

@@ -410,7 +410,6 @@ mod opt_duration_serde {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
 

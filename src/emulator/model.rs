@@ -450,7 +450,6 @@ pub fn stream_events(req: &TgiRequest, model_id: &str) -> (Vec<String>, bool) {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
 

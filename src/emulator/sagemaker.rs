@@ -514,7 +514,6 @@ fn tgi_output(req: &TgiRequest) -> (Output, usize) {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
 

@@ -148,7 +148,6 @@ pub fn weighted(pool: &[PoolMember], candidates: &[usize], random: u64) -> usize
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use crate::backend::{Backend, BackendKind, HuggingFace};

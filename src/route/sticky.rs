@@ -105,7 +105,6 @@ fn parse_new_session(header: &str) -> Option<(&str, Option<SystemTime>)> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

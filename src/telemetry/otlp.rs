@@ -221,7 +221,6 @@ impl SpanSink for OtlpSink {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use std::time::SystemTime;
 

@@ -1,6 +1,5 @@
 //! Kind-specific checks of SageMaker and Hugging Face backends.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use super::*;
 

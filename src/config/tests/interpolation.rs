@@ -1,6 +1,5 @@
 //! `${…}` interpolation through the whole loader.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use super::*;
 

@@ -1,7 +1,6 @@
 //! Loading tests: the example file, defaults, and the exact text of every
 //! error. Shared fixtures are here; the cases are grouped by concern below.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod backends;
 mod errors;

@@ -1,6 +1,5 @@
 //! What comes out besides the config: warnings, summary, Debug, errors, load.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use super::*;
 

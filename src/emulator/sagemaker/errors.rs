@@ -238,7 +238,6 @@ pub(super) fn injected(region: &str, name: &str, e: InjectedError) -> Response<E
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
 
