@@ -23,12 +23,12 @@ use std::time::Duration;
 
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::Credentials;
-use infergate::app::{BuildOptions, Gateway};
 use infergate::config::Config;
 use infergate::emulator::{
     self, Credential, EmulatorHandle, FaultConfig, HuggingFaceOptions, InjectedError, ModelFormat,
     SageMakerOptions,
 };
+use infergate::gateway::{BuildOptions, Gateway};
 use infergate::server;
 use tokio::time::Instant;
 

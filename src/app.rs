@@ -1,9 +1,6 @@
-//! The gateway: everything a request needs, built once from the config.
+//! The service a connection runs: every front door behind one entry point.
 //!
-//! [`Gateway::build`] turns a validated [`Config`] into the route table, the
-//! backends (with their credential chains), the one shared upstream client
-//! and the metrics. [`Gateway::handle`] is the whole service a connection
-//! runs; the order in which a request meets each concern is:
+//! The order in which a request meets each concern is:
 //!
 //! 1. request id: taken from `x-request-id` or made, echoed on every answer
 //!    ([`crate::api`]);
@@ -14,226 +11,21 @@
 //!    ([`crate::api::predict`]);
 //! 4. dispatch: deadline, attempts, failover ([`crate::dispatch`]);
 //! 5. backend: adapt, authenticate, send, classify ([`crate::backend`]);
-//! 6. access log and metrics, once per request ([`crate::api::predict`]).
+//! 6. access log and metrics, once per request ([`crate::api::access`]).
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use aws_credential_types::provider::SharedCredentialsProvider;
 use bytes::Bytes;
 use http::{Request, Response};
 
 use crate::api;
-use crate::backend::Backend;
-use crate::config::Config;
-use crate::dispatch::budget::RetryBudget;
-use crate::metrics::Metrics;
-use crate::route::health::BackendState;
-use crate::route::sticky::SessionTable;
-use crate::route::{PoolMember, Route, RouteTable};
+use crate::gateway::{BoxError, Gateway, ResBody};
 
-/// The response body type of every answer the gateway gives.
-pub type ResBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
-
-/// A boxed error for bodies.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Why the gateway could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    #[error("backends.{backend}: {message}")]
-    Backend { backend: String, message: String },
-    #[error("could not build the upstream HTTP client: {0}")]
-    Client(String),
-    #[error("could not register metrics: {0}")]
-    Metrics(String),
-}
-
-/// Extra inputs to [`Gateway::build`] that do not come from the config file.
-#[derive(Default)]
-pub struct BuildOptions {
-    /// Credentials providers by backend name, replacing aws-config's default
-    /// chain for those backends (the demo uses fixed demo keys).
-    pub credentials: HashMap<String, SharedCredentialsProvider>,
-    /// Where finished request spans go (OTLP export); none by default.
-    pub spans: Option<Arc<dyn crate::telemetry::SpanSink>>,
-}
-
-/// The running gateway's shared state.
-#[derive(Debug)]
-pub struct Gateway {
-    pub config: Config,
-    pub routes: RouteTable,
-    /// Backends in config order; `states[i]` is `backends[i]`'s health.
-    pub backends: Vec<Arc<Backend>>,
-    pub states: Vec<Arc<BackendState>>,
-    /// The upstream HTTP client of each worker ([`crate::server`]): its own
-    /// pool of connections, driven by its own runtime.
-    clients: Vec<reqwest::Client>,
-    pub metrics: Metrics,
-    /// Where finished request spans go, when configured.
-    pub spans: Option<Arc<dyn crate::telemetry::SpanSink>>,
-    ready: AtomicBool,
-    /// Active health-check tasks, stopped when the gateway is dropped.
-    health_checks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
-}
-
-impl Gateway {
-    /// Builds backends, routes, the upstream client and the metrics.
-    pub async fn build(config: Config, mut opts: BuildOptions) -> Result<Arc<Self>, BuildError> {
-        let metrics = Metrics::new().map_err(|e| BuildError::Metrics(e.to_string()))?;
-        let mut backends = Vec::with_capacity(config.backends.len());
-        for cfg in &config.backends {
-            let provider = opts.credentials.remove(&cfg.name);
-            let backend = Backend::from_config(cfg, provider, &metrics)
-                .await
-                .map_err(|message| BuildError::Backend {
-                    backend: cfg.name.clone(),
-                    message,
-                })?;
-            backends.push(Arc::new(backend));
-        }
-        let states: Vec<Arc<BackendState>> = config
-            .backends
-            .iter()
-            .map(|b| Arc::new(BackendState::new(&b.name, b.max_in_flight, b.outlier)))
-            .collect();
-        let index: HashMap<&str, usize> = config
-            .backends
-            .iter()
-            .enumerate()
-            .map(|(i, b)| (b.name.as_str(), i))
-            .collect();
-        let now = tokio::time::Instant::now();
-        let routes: Vec<Route> = config
-            .routes
-            .iter()
-            .map(|r| Route {
-                name: r.name.clone(),
-                pool: r
-                    .backends
-                    .iter()
-                    .filter_map(|m| {
-                        index.get(m.backend.as_str()).map(|&i| PoolMember {
-                            backend: Arc::clone(&backends[i]),
-                            state: Arc::clone(&states[i]),
-                            weight: m.weight,
-                        })
-                    })
-                    .collect(),
-                balance: r.balance,
-                timeout: r.timeout.unwrap_or(config.server.request_timeout),
-                per_try_timeout: r.per_try_timeout,
-                attempts: r.attempts,
-                policy: r.backoff.into(),
-                budget: RetryBudget::new(&r.retry_budget, now),
-                hedge_after: r.hedge_after,
-                sessions: r.sticky_sessions.then(SessionTable::default),
-                stream: r.stream,
-            })
-            .collect();
-        // Each backend learns the other backends of its routes, so that
-        // ejecting it never leaves a route with nothing.
-        for (i, state) in states.iter().enumerate() {
-            let siblings = routes
-                .iter()
-                .filter(|r| r.pool.iter().any(|m| Arc::ptr_eq(&m.state, state)))
-                .map(|r| {
-                    r.pool
-                        .iter()
-                        .filter(|m| !Arc::ptr_eq(&m.state, &states[i]))
-                        .map(|m| Arc::downgrade(&m.state))
-                        .collect()
-                })
-                .collect();
-            state.set_siblings(siblings);
-        }
-        let clients = (0..config.server.worker_count())
-            .map(|_| {
-                reqwest::Client::builder()
-                    .redirect(reqwest::redirect::Policy::none())
-                    .connect_timeout(config.upstream.connect_timeout)
-                    .pool_idle_timeout(config.upstream.pool_idle_timeout)
-                    .pool_max_idle_per_host(config.upstream.pool_max_idle_per_host)
-                    .tcp_nodelay(true)
-                    .user_agent(concat!("infergate/", env!("CARGO_PKG_VERSION")))
-                    .build()
-                    .map_err(|e| BuildError::Client(e.to_string()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let gateway = Arc::new(Self {
-            routes: RouteTable::new(routes),
-            backends,
-            states,
-            clients,
-            metrics,
-            spans: opts.spans.take(),
-            ready: AtomicBool::new(false),
-            health_checks: std::sync::Mutex::new(Vec::new()),
-            config,
-        });
-        gateway.start_health_checks();
-        Ok(gateway)
-    }
-
-    /// Serves one request.
-    pub async fn handle<B>(self: &Arc<Self>, req: Request<B>) -> Response<ResBody>
-    where
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<crate::app::BoxError>,
-    {
-        api::handle(self, req).await
-    }
-
-    /// Whether the gateway takes traffic: set once the listener is up,
-    /// cleared when shutdown begins.
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
-    }
-
-    pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Relaxed);
-    }
-
-    /// The upstream client of the worker running on this thread.
-    pub fn client(&self) -> &reqwest::Client {
-        let i = crate::server::current_worker();
-        &self.clients[i % self.clients.len()]
-    }
-
-    /// The dispatcher's view of the gateway.
-    pub fn dispatch_context(&self) -> crate::dispatch::Context<'_> {
-        crate::dispatch::Context {
-            client: self.client(),
-            metrics: &self.metrics,
-        }
-    }
-
-    /// Starts a task per backend with an active health check configured.
-    fn start_health_checks(&self) {
-        let mut tasks = Vec::new();
-        for (backend, state) in self.backends.iter().zip(&self.states) {
-            if let Some(task) = crate::route::health::spawn_check(
-                self.client().clone(),
-                Arc::clone(backend),
-                Arc::clone(state),
-            ) {
-                tasks.push(task);
-            }
-        }
-        if let Ok(mut slot) = self.health_checks.lock() {
-            *slot = tasks;
-        }
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        if let Ok(tasks) = self.health_checks.get_mut() {
-            for t in tasks.drain(..) {
-                t.abort();
-            }
-        }
-    }
+/// Serves one request.
+pub async fn handle<B>(gw: &Arc<Gateway>, req: Request<B>) -> Response<ResBody>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    api::handle(gw, req).await
 }

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use tracing_subscriber::EnvFilter;
 
-use crate::app::{BuildOptions, Gateway};
 use crate::config::{Config, TelemetryConfig};
 use crate::emulator::cli::EmulateCommand;
+use crate::gateway::{BuildOptions, Gateway};
 use crate::server;
 use crate::telemetry::SpanSink;
 

@@ -17,9 +17,9 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::Credentials;
 use tokio::task::JoinHandle;
 
-use crate::app::{BuildOptions, Gateway};
 use crate::config::Config;
 use crate::emulator::{self, Credential, EmulatorHandle, HuggingFaceOptions, SageMakerOptions};
+use crate::gateway::{BuildOptions, Gateway};
 use crate::server;
 
 /// The demo config, embedded.

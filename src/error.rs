@@ -164,21 +164,6 @@ fn upstream_status(f: &Failure) -> StatusCode {
     }
 }
 
-/// An error and its sources on one line, for the log.
-pub fn cause_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
-}
-
 /// Where an error happened, for the JSON body.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ErrorContext<'a> {

@@ -15,13 +15,12 @@
 //! single-threaded runtime and its own listening socket on the same address
 //! (`SO_REUSEPORT`; Linux spreads new connections over them). A
 //! connection, its requests, the upstream calls they make (through the
-//! worker's own pool of upstream connections, [`current_worker`]) and the
+//! worker's own pool of upstream connections, [`crate::gateway::current_worker`]) and the
 //! response all stay on one thread: no task is handed between threads and
 //! no thread is woken to steal work, which on a loaded machine costs more
 //! than the work itself. The state that matters across requests (routes,
 //! backend health, budgets, metrics, the connection limit) is shared.
 
-use std::cell::Cell;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -36,7 +35,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use crate::app::Gateway;
+use crate::gateway::{current_worker, set_current_worker, Gateway};
 
 /// Largest request head hyper reads before refusing with an empty 431. The
 /// gateway's own, smaller limit ([`crate::api::MAX_HEADER_BYTES`]) answers in
@@ -53,15 +52,6 @@ const H2_KEEPALIVE: Duration = Duration::from_secs(20);
 /// send them again after a second, which under load showed up as stalls of
 /// a second with idle CPUs. tokio's own `TcpListener::bind` uses 1024.
 pub const BACKLOG: u32 = 4096;
-
-thread_local! {
-    static WORKER: Cell<usize> = const { Cell::new(0) };
-}
-
-/// The index of the worker running on this thread (0 outside workers).
-pub fn current_worker() -> usize {
-    WORKER.with(Cell::get)
-}
 
 /// The `server.max_connections` slots, shared by every worker.
 #[derive(Debug, Clone)]
@@ -119,7 +109,7 @@ pub async fn serve_workers(
         let thread = std::thread::Builder::new()
             .name(format!("infergate-worker-{index}"))
             .spawn(move || -> std::io::Result<()> {
-                WORKER.with(|w| w.set(index));
+                set_current_worker(index);
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()?;
@@ -290,7 +280,7 @@ async fn connection(
             let activity = Arc::clone(&activity);
             activity.in_flight.fetch_add(1, Ordering::AcqRel);
             async move {
-                let res = gw.handle(req).await;
+                let res = crate::app::handle(&gw, req).await;
                 if let Ok(mut last) = activity.last.lock() {
                     *last = Instant::now();
                 }

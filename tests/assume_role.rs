@@ -25,10 +25,10 @@ use http_body_util::{BodyExt, Full};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use infergate::app::BuildOptions;
 use infergate::config::Config;
 use infergate::emulator::sigv4_verify::{verify, Expect, VerifyRequest};
 use infergate::emulator::{self, Credential};
+use infergate::gateway::BuildOptions;
 use tokio::net::TcpListener;
 
 const SOURCE_KEY: &str = "AKIDSOURCECHAIN";

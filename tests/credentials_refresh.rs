@@ -23,9 +23,9 @@ use http_body_util::Full;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use infergate::app::BuildOptions;
 use infergate::config::Config;
 use infergate::emulator::{self, Credential, EmulatorHandle};
+use infergate::gateway::BuildOptions;
 use tokio::net::TcpListener;
 
 /// Lifetime of each set of credentials handed out.

@@ -26,9 +26,9 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use infergate::app::{BuildOptions, Gateway};
 use infergate::config::Config;
 use infergate::emulator::{self, EmulatorHandle, InjectedError, ModelFormat};
+use infergate::gateway::{BuildOptions, Gateway};
 use infergate::server;
 use infergate::telemetry::otlp::{BatchOptions, OtlpSink};
 use opentelemetry_proto::tonic::collector::trace::v1::{

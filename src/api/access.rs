@@ -16,8 +16,8 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use tokio::time::Instant;
 
-use crate::app::{BoxError, Gateway, ResBody};
 use crate::backend::Backend;
+use crate::gateway::{BoxError, Gateway, ResBody};
 use crate::metrics::Outcome;
 use crate::route::Route;
 use crate::telemetry::{RequestSpan, SpanSink};

@@ -9,8 +9,8 @@ use http::{header, HeaderValue, Response, StatusCode};
 use serde_json::{json, Value};
 
 use super::full;
-use crate::app::{Gateway, ResBody};
 use crate::backend::BackendKind;
+use crate::gateway::{Gateway, ResBody};
 use crate::route::health::Availability;
 use tokio::time::Instant;
 

@@ -17,8 +17,8 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response};
 use http_body_util::{BodyExt, Full};
 
-use crate::app::{Gateway, ResBody};
 use crate::error::{error_response, ApiError, ErrorContext};
+use crate::gateway::{Gateway, ResBody};
 
 /// Longest client-supplied request id that is kept as is.
 const MAX_REQUEST_ID: usize = 128;
@@ -30,7 +30,7 @@ pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 pub async fn handle<B>(gw: &Arc<Gateway>, req: Request<B>) -> Response<ResBody>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<crate::app::BoxError>,
+    B::Error: Into<crate::gateway::BoxError>,
 {
     let request_id = request_id(req.headers());
     let path = req.uri().path();

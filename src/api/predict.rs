@@ -17,10 +17,10 @@ use tokio::time::Instant;
 
 use super::access::{finish, Access};
 use super::{error, full};
-use crate::app::{Gateway, ResBody};
 use crate::backend::{UpstreamBody, UpstreamRequest};
 use crate::dispatch::{dispatch, Dispatched};
 use crate::error::{ApiError, ErrorContext};
+use crate::gateway::{Gateway, ResBody};
 use crate::trace::TraceContext;
 
 /// The request header with which a client shortens its deadline.
@@ -37,7 +37,7 @@ pub async fn predict<B>(
 ) -> Response<ResBody>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<crate::app::BoxError>,
+    B::Error: Into<crate::gateway::BoxError>,
 {
     let started = Instant::now();
     let trace = TraceContext::from_headers(req.headers(), gw.spans.is_some());
@@ -71,7 +71,7 @@ async fn serve<B>(
 ) -> Response<ResBody>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<crate::app::BoxError>,
+    B::Error: Into<crate::gateway::BoxError>,
 {
     let rid = request_id.to_str().ok();
     let Some(route) = gw.routes.get(route_name).cloned() else {
@@ -228,7 +228,7 @@ fn server_timing(total: Duration, upstream: Duration, waited: Duration) -> Heade
 async fn read_body<B>(body: B, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError>
 where
     B: http_body::Body<Data = Bytes>,
-    B::Error: Into<crate::app::BoxError>,
+    B::Error: Into<crate::gateway::BoxError>,
 {
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -276,14 +276,10 @@ fn client_timeout(headers: &HeaderMap) -> Result<Option<Duration>, ApiError> {
 /// API's limits so a bad one is the client's 400, not a backend error.
 fn sagemaker_headers(headers: &HeaderMap) -> Result<Vec<(HeaderName, HeaderValue)>, ApiError> {
     let mut out = Vec::new();
-    for (name, min, max) in crate::backend::sagemaker::REQUEST_HEADERS {
+    for (name, _, _) in crate::protocol::sagemaker::REQUEST_HEADERS {
         if let Some(v) = headers.get(*name) {
-            let len = v.len();
-            if len < *min || len > *max || !v.as_bytes().iter().all(|b| b.is_ascii() && *b >= 0x20)
-            {
-                return Err(ApiError::BadRequest(format!(
-                    "header {name} must be {min} to {max} printable ASCII characters"
-                )));
+            if let Some(Err(must)) = crate::protocol::sagemaker::check_header(name, v.as_bytes()) {
+                return Err(ApiError::BadRequest(format!("header {name} {must}")));
             }
             out.push((HeaderName::from_static(name), v.clone()));
         }

@@ -20,9 +20,9 @@ use http_body_util::{BodyExt, StreamBody};
 use serde_json::json;
 use tokio::time::Instant;
 
-use crate::app::{BoxError, ResBody};
 use crate::backend::events::{Events, StreamError, StreamItem};
 use crate::config::StreamConfig;
+use crate::gateway::{BoxError, ResBody};
 use crate::metrics::Metrics;
 
 /// Names carried into the stream for error events and metrics.

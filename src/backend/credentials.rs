@@ -236,7 +236,7 @@ impl CredentialSource {
             }
             Err(err) => {
                 // aws-config errors carry no secret values.
-                let message = crate::error::cause_chain(&err);
+                let message = super::cause_chain(&err);
                 if let Ok(mut b) = self.backoff.lock() {
                     let wait = FIRST_BACKOFF
                         .saturating_mul(1 << b.failures.min(6))

@@ -280,7 +280,7 @@ impl Failure {
     /// Classifies a transport error from the upstream client.
     pub(crate) fn from_transport(err: &reqwest::Error, backend: &str) -> Self {
         let mut f = Self::transport_kind(err, backend);
-        f.cause = Some(crate::error::cause_chain(err));
+        f.cause = Some(cause_chain(err));
         f
     }
 
@@ -308,6 +308,21 @@ impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
     }
+}
+
+/// An error and its sources on one line, for the log.
+pub(crate) fn cause_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
 }
 
 /// Reads `x-amz-retry-after` (milliseconds) or `Retry-After` (seconds, or

@@ -26,32 +26,11 @@ use super::{
 };
 use crate::config::{PayloadFormat, SageMakerConfig};
 use crate::metrics::Metrics;
+use crate::protocol::sagemaker::default_base;
 
 /// The largest `InvokeEndpoint` answer SageMaker returns (6 MB); an adapted
 /// answer is read whole, so it is bounded.
 const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
-
-/// The `X-Amzn-SageMaker-*` request headers of `InvokeEndpoint`, with the
-/// API's length limits (min, max).
-pub const REQUEST_HEADERS: &[(&str, usize, usize)] = &[
-    ("x-amzn-sagemaker-custom-attributes", 0, 1024),
-    ("x-amzn-sagemaker-target-model", 1, 1024),
-    ("x-amzn-sagemaker-target-variant", 0, 63),
-    ("x-amzn-sagemaker-target-container-hostname", 0, 63),
-    ("x-amzn-sagemaker-inference-id", 1, 64),
-    ("x-amzn-sagemaker-enable-explanations", 1, 64),
-    ("x-amzn-sagemaker-inference-component", 0, 63),
-    ("x-amzn-sagemaker-session-id", 0, 256),
-];
-
-/// The longest value the API accepts for a request header of
-/// [`REQUEST_HEADERS`].
-pub fn header_max_len(name: &str) -> Option<usize> {
-    REQUEST_HEADERS
-        .iter()
-        .find(|(n, _, _)| *n == name)
-        .map(|(_, _, max)| *max)
-}
 
 /// Response headers of `InvokeEndpoint` the client gets back.
 const RETURNED_HEADERS: &[&str] = &[
@@ -299,17 +278,6 @@ fn invocations_url(cfg: &SageMakerConfig, operation: &str) -> Result<reqwest::Ur
     reqwest::Url::parse(&raw).map_err(|e| format!("invalid SageMaker URL {raw}: {e}"))
 }
 
-/// The public regional endpoint of the SageMaker runtime.
-pub fn default_base(region: &str, fips: bool) -> String {
-    let suffix = if region.starts_with("cn-") {
-        "amazonaws.com.cn"
-    } else {
-        "amazonaws.com"
-    };
-    let prefix = if fips { "runtime-fips" } else { "runtime" };
-    format!("https://{prefix}.sagemaker.{region}.{suffix}")
-}
-
 /// The `Host` header value an HTTP client sends for `url`.
 fn host_header(url: &reqwest::Url) -> String {
     let host = url.host_str().unwrap_or_default();
@@ -467,22 +435,6 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-amzn-errortype", HeaderValue::from_str(kind).unwrap());
         h
-    }
-
-    #[test]
-    fn default_hosts_per_partition() {
-        assert_eq!(
-            default_base("us-east-1", false),
-            "https://runtime.sagemaker.us-east-1.amazonaws.com"
-        );
-        assert_eq!(
-            default_base("cn-north-1", false),
-            "https://runtime.sagemaker.cn-north-1.amazonaws.com.cn"
-        );
-        assert_eq!(
-            default_base("us-gov-west-1", true),
-            "https://runtime-fips.sagemaker.us-gov-west-1.amazonaws.com"
-        );
     }
 
     #[test]

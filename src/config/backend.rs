@@ -259,15 +259,12 @@ fn sagemaker_headers(
     let mut headers = Vec::new();
     for ((key, header), value) in SAGEMAKER_HEADERS.into_iter().zip(values) {
         let Some(value) = value else { continue };
-        let max = crate::backend::sagemaker::header_max_len(header).unwrap_or(1024);
         let path = key_path(path, key);
-        if !(1..=max).contains(&value.len()) {
-            diag.error(&path, format!("must be 1 to {max} characters"));
-        } else if !value.bytes().all(|b| (0x20..=0x7e).contains(&b)) || value.trim() != value {
-            diag.error(
-                &path,
-                "must be printable ASCII, without leading or trailing spaces",
-            );
+        let rule = crate::protocol::sagemaker::check_header(header, value.as_bytes());
+        if let Some(Err(must)) = rule {
+            diag.error(&path, must);
+        } else if value.is_empty() || value.trim() != value {
+            diag.error(&path, "must not be empty or start or end with a space");
         } else {
             match HeaderValue::from_str(value) {
                 Ok(v) => headers.push((HeaderName::from_static(header), v)),

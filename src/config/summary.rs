@@ -82,7 +82,7 @@ fn write_summary(out: &mut String, config: &Config) -> std::fmt::Result {
                     None => writeln!(
                         out,
                         "    endpoint url: {} (the region's{} endpoint)",
-                        crate::backend::sagemaker::default_base(&sm.region, sm.fips),
+                        crate::protocol::sagemaker::default_base(&sm.region, sm.fips),
                         if sm.fips { " FIPS" } else { "" }
                     )?,
                 }

@@ -11,7 +11,7 @@
 //!   backoff, or the backend's `Retry-After` when that fits in the time left
 //!   (when it does not, the client gets the error and its `Retry-After` at
 //!   once);
-//! - every retry is paid from the route's [`budget::RetryBudget`];
+//! - every retry is paid from the route's [`crate::route::budget::RetryBudget`];
 //! - a request to a cold HF endpoint carries `X-Scale-Up-Timeout` up to the
 //!   remaining deadline, so the endpoint holds it while it wakes;
 //! - with `hedge_after`, a second attempt goes to another backend when the
@@ -22,8 +22,6 @@
 //! is [`RetryPolicy`], kept apart from the transport. Attempts are futures of
 //! the request's own task: when the client goes away, dropping the request
 //! cancels every attempt, and nothing is left running.
-
-pub mod budget;
 
 use std::future::Future;
 use std::pin::pin;
@@ -267,7 +265,7 @@ pub async fn dispatch(
         if let Some((prev, failure)) = &last {
             let now = Instant::now();
             let mut wait = if *prev == index {
-                route.policy.backoff(attempts, rng.f64())
+                RetryPolicy::from(route.backoff).backoff(attempts, rng.f64())
             } else {
                 Duration::ZERO
             };

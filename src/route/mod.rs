@@ -5,11 +5,12 @@
 //! The route table is built once at start and is immutable afterwards; what
 //! changes at run time lives in the backends' [`health::BackendState`]
 //! (shared by every route that lists a backend), each route's
-//! [`crate::dispatch::budget::RetryBudget`] and its [`sticky::SessionTable`].
+//! [`budget::RetryBudget`] and its [`sticky::SessionTable`].
 //! A route knows nothing about how a backend authenticates; a backend knows
 //! nothing about routes.
 
 pub mod balancer;
+pub mod budget;
 pub mod ewma;
 pub mod health;
 pub mod sticky;
@@ -19,9 +20,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backend::Backend;
+use crate::config::BackoffConfig;
 use crate::config::{Balance, StreamConfig};
-use crate::dispatch::budget::RetryBudget;
-use crate::dispatch::RetryPolicy;
+use budget::RetryBudget;
 
 /// One backend in a route's pool.
 #[derive(Debug)]
@@ -43,7 +44,8 @@ pub struct Route {
     pub per_try_timeout: Option<Duration>,
     /// Total tries per request, the first included.
     pub attempts: u32,
-    pub policy: RetryPolicy,
+    /// Backoff between attempts on the same backend.
+    pub backoff: BackoffConfig,
     pub budget: RetryBudget,
     /// Send one more attempt to another backend after this long without an
     /// answer.

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::Credentials;
-use infergate::app::{BuildOptions, Gateway};
 use infergate::config::Config;
 use infergate::emulator::{
     self, Credential, EmulatorHandle, HuggingFaceOptions, ModelFormat, SageMakerOptions,
 };
+use infergate::gateway::{BuildOptions, Gateway};
 use infergate::server;
 
 pub const ACCESS_KEY: &str = "AKIDINFERGATETEST";

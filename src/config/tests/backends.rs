@@ -1,6 +1,5 @@
 //! Kind-specific checks of SageMaker and Hugging Face backends.
 
-
 use super::*;
 
 // === sagemaker ===
@@ -104,16 +103,16 @@ fn sagemaker_headers() {
             "target_variant = \"{long}\"\ntarget_model = \"\"\ncustom_attributes = \"{attrs}\"\ninference_id = \"caf\u{e9}\"\nenable_explanations = \" x\""
         )),
         [
-            "backends.sm-flan.target_variant: must be 1 to 63 characters",
-            "backends.sm-flan.target_model: must be 1 to 1024 characters",
-            "backends.sm-flan.custom_attributes: must be 1 to 1024 characters",
-            "backends.sm-flan.enable_explanations: must be printable ASCII, without leading or trailing spaces",
-            "backends.sm-flan.inference_id: must be printable ASCII, without leading or trailing spaces",
+            "backends.sm-flan.target_variant: must be 0 to 63 printable ASCII characters",
+            "backends.sm-flan.target_model: must be 1 to 1024 printable ASCII characters",
+            "backends.sm-flan.custom_attributes: must be 0 to 1024 printable ASCII characters",
+            "backends.sm-flan.enable_explanations: must not be empty or start or end with a space",
+            "backends.sm-flan.inference_id: must be 1 to 64 printable ASCII characters",
         ]
     );
     assert_eq!(
         sm_errors("custom_attributes = \"line\\nbreak\""),
-        ["backends.sm-flan.custom_attributes: must be printable ASCII, without leading or trailing spaces"]
+        ["backends.sm-flan.custom_attributes: must be 0 to 1024 printable ASCII characters"]
     );
 }
 

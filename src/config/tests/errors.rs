@@ -1,7 +1,6 @@
 //! The exact messages of structural errors: required keys, unknown keys,
 //! types, names, ranges, syntax, and many errors in one pass.
 
-
 use super::*;
 
 // === required messages ===

@@ -1,6 +1,5 @@
 //! `${…}` interpolation through the whole loader.
 
-
 use super::*;
 
 // === interpolation ===

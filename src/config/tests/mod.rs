@@ -1,7 +1,6 @@
 //! Loading tests: the example file, defaults, and the exact text of every
 //! error. Shared fixtures are here; the cases are grouped by concern below.
 
-
 mod backends;
 mod errors;
 mod interpolation;

@@ -1,6 +1,5 @@
 //! What comes out besides the config: warnings, summary, Debug, errors, load.
 
-
 use super::*;
 
 // === warnings ===

@@ -2,7 +2,6 @@
 //! budget, hedging, sticky sessions), backend limits and outlier ejection, and
 //! Hugging Face active health checks. Values, exact errors, summary.
 
-
 use super::*;
 
 /// The minimal config with `keys` added to `[routes.flan]`.

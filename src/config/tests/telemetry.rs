@@ -1,7 +1,6 @@
 //! `[telemetry]`: defaults, the exact errors, and the build without the
 //! `otlp` feature refusing `otlp_endpoint`.
 
-
 use super::*;
 
 fn telemetry(section: &str) -> String {

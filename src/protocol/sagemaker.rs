@@ -1,0 +1,76 @@
+//! The SageMaker runtime's request headers and endpoints, as its API
+//! reference gives them.
+
+/// The `X-Amzn-SageMaker-*` request headers of `InvokeEndpoint`, with the
+/// API's length limits (min, max).
+pub const REQUEST_HEADERS: &[(&str, usize, usize)] = &[
+    ("x-amzn-sagemaker-custom-attributes", 0, 1024),
+    ("x-amzn-sagemaker-target-model", 1, 1024),
+    ("x-amzn-sagemaker-target-variant", 0, 63),
+    ("x-amzn-sagemaker-target-container-hostname", 0, 63),
+    ("x-amzn-sagemaker-inference-id", 1, 64),
+    ("x-amzn-sagemaker-enable-explanations", 1, 64),
+    ("x-amzn-sagemaker-inference-component", 0, 63),
+    ("x-amzn-sagemaker-session-id", 0, 256),
+];
+
+/// Checks a value for one of [`REQUEST_HEADERS`]: its length within the
+/// API's limits and printable ASCII (0x20–0x7e). The one rule for a value
+/// a client sends and a value the config pins. `Err` says what the value
+/// must be, for a message that names the header or the key; `None` when
+/// `name` is not a SageMaker request header.
+pub fn check_header(name: &str, value: &[u8]) -> Option<Result<(), String>> {
+    let &(_, min, max) = REQUEST_HEADERS.iter().find(|(n, _, _)| *n == name)?;
+    let printable = value.iter().all(|b| (0x20..=0x7e).contains(b));
+    Some(if (min..=max).contains(&value.len()) && printable {
+        Ok(())
+    } else {
+        Err(format!("must be {min} to {max} printable ASCII characters"))
+    })
+}
+
+/// The public regional endpoint of the SageMaker runtime.
+pub fn default_base(region: &str, fips: bool) -> String {
+    let suffix = if region.starts_with("cn-") {
+        "amazonaws.com.cn"
+    } else {
+        "amazonaws.com"
+    };
+    let prefix = if fips { "runtime-fips" } else { "runtime" };
+    format!("https://{prefix}.sagemaker.{region}.{suffix}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_hosts_per_partition() {
+        assert_eq!(
+            default_base("us-east-1", false),
+            "https://runtime.sagemaker.us-east-1.amazonaws.com"
+        );
+        assert_eq!(
+            default_base("cn-north-1", false),
+            "https://runtime.sagemaker.cn-north-1.amazonaws.com.cn"
+        );
+        assert_eq!(
+            default_base("us-gov-west-1", true),
+            "https://runtime-fips.sagemaker.us-gov-west-1.amazonaws.com"
+        );
+    }
+
+    #[test]
+    fn one_rule_for_header_values() {
+        let variant = "x-amzn-sagemaker-target-variant";
+        assert_eq!(check_header(variant, b"v1"), Some(Ok(())));
+        assert_eq!(check_header(variant, b""), Some(Ok(())));
+        assert!(matches!(check_header(variant, &[b'v'; 64]), Some(Err(_))));
+        assert!(matches!(check_header(variant, b"a\x7fb"), Some(Err(_))));
+        assert!(matches!(
+            check_header("x-amzn-sagemaker-inference-id", b""),
+            Some(Err(_))
+        ));
+        assert_eq!(check_header("x-amzn-sagemaker-unknown", b"x"), None);
+    }
+}
