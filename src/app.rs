@@ -1,31 +1,68 @@
-//! The service a connection runs: every front door behind one entry point.
+//! The service a connection runs: the layers every door shares, the doors,
+//! and the request core, composed in one place.
 //!
-//! The order in which a request meets each concern is:
+//! The order in which a request meets each step, outermost first:
 //!
-//! 1. request id: taken from `x-request-id` or made, echoed on every answer
-//!    ([`crate::api`]);
-//! 2. routing by path: `/v1/predict/{route}`, `/healthz`, `/readyz`,
-//!    `/metrics`, `/v1/routes` ([`crate::api`]);
-//! 3. body limit: a declared length over `server.max_body_bytes` is refused
-//!    before the body is read, a chunked body as soon as it passes the limit
-//!    ([`crate::api::predict`]);
-//! 4. dispatch: deadline, attempts, failover ([`crate::dispatch`]);
-//! 5. backend: adapt, authenticate, send, classify ([`crate::backend`]);
-//! 6. access log and metrics, once per request ([`crate::api::access`]).
+//! 1. [`RequestIdLayer`]: the client's `x-request-id` when sane, else a new
+//!    one; set on the request for every later step and on every answer;
+//! 2. [`HeadLimitLayer`]: at most 100 header fields and 64 KiB of head, the
+//!    same rule on HTTP/1 and HTTP/2, else a JSON 431;
+//! 3. [`AccessLayer`]: the request metrics when the answer's head is ready,
+//!    the access-log line (and span) when its body ends;
+//! 4. [`BodyLimitLayer`]: `server.max_body_bytes`, a declared length over
+//!    it refused before a byte is read, a chunked body once it passes;
+//! 5. the doors ([`api::doors`]): by path, the predict door or the
+//!    operator paths; a door parses its wire format into a
+//!    [`CoreRequest`](crate::core::CoreRequest);
+//! 6. the request core ([`core::service`]): dispatch (deadline, attempts,
+//!    retries, failover, [`crate::dispatch`]) onto the backends
+//!    ([`crate::backend`]); client keys and rate limits will be layers
+//!    around it, here.
+//!
+//! Every layer's future is a named type, so the stack is statically typed
+//! and boxes nothing per request.
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Request, Response};
+use tower::{Service, ServiceBuilder};
 
 use crate::api;
-use crate::gateway::{BoxError, Gateway, ResBody};
+use crate::body::{BoxError, ResBody};
+use crate::core;
+use crate::gateway::Gateway;
+use crate::layers::{AccessLayer, BodyLimitLayer, HeadLimitLayer, RequestIdLayer};
 
-/// Serves one request.
-pub async fn handle<B>(gw: &Arc<Gateway>, req: Request<B>) -> Response<ResBody>
+/// The whole stack for one connection's requests.
+pub fn service<B>(
+    gw: Arc<Gateway>,
+) -> impl Service<
+    Request<B>,
+    Response = Response<ResBody>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<ResBody>, Infallible>> + Send,
+> + Clone
+       + Send
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    api::handle(gw, req).await
+    let core = core::service(Arc::clone(&gw));
+    let doors = {
+        let gw = Arc::clone(&gw);
+        tower::service_fn(move |req| {
+            let gw = Arc::clone(&gw);
+            let core = core.clone();
+            async move { Ok::<_, Infallible>(api::doors(&gw, core, req).await) }
+        })
+    };
+    ServiceBuilder::new()
+        .layer(RequestIdLayer)
+        .layer(HeadLimitLayer)
+        .layer(AccessLayer::new(Arc::clone(&gw)))
+        .layer(BodyLimitLayer::new(gw.config.server.max_body_bytes))
+        .service(doors)
 }

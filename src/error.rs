@@ -20,6 +20,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 use serde::Serialize;
 
 use crate::backend::{Failure, FailureKind};
+use crate::body::ResBody;
 
 /// Everything that can end a request with an error.
 #[derive(Debug, thiserror::Error)]
@@ -28,11 +29,12 @@ pub enum ApiError {
     /// an invalid forwarded header, …).
     #[error("{0}")]
     BadRequest(String),
-    /// No route of that name.
-    #[error("unknown route \"{0}\"")]
+    /// No route of that name (the name as the client gave it; the message
+    /// echoes at most [`MAX_ECHO`] bytes of it).
+    #[error("unknown route \"{}\"", echo(.0))]
     UnknownRoute(String),
     /// No such path on the gateway.
-    #[error("no such path: {0}")]
+    #[error("no such path: {}", echo(.0))]
     NotFound(String),
     /// The path exists, the method does not.
     #[error("method {method} not allowed; use {allowed}")]
@@ -41,8 +43,8 @@ pub enum ApiError {
         allowed: &'static str,
     },
     /// The request's headers are larger than the gateway accepts.
-    #[error("request headers exceed the limit of {limit} bytes")]
-    HeadersTooLarge { limit: usize },
+    #[error("request headers exceed the limit of {max_headers} fields or {limit} bytes")]
+    HeadersTooLarge { limit: usize, max_headers: usize },
     /// The body is larger than `server.max_body_bytes`.
     #[error("request body exceeds the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
@@ -164,6 +166,23 @@ fn upstream_status(f: &Failure) -> StatusCode {
     }
 }
 
+/// Most bytes of a client's own text (a route name, a path) an error
+/// message repeats: enough to recognise it, not enough to turn a long
+/// request line into a long answer.
+pub const MAX_ECHO: usize = 128;
+
+/// `text`, cut at [`MAX_ECHO`] bytes (on a character boundary) with `…`.
+fn echo(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.len() <= MAX_ECHO {
+        return text.into();
+    }
+    let mut end = MAX_ECHO;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end]).into()
+}
+
 /// Where an error happened, for the JSON body.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ErrorContext<'a> {
@@ -232,6 +251,14 @@ pub fn error_response<B: From<Bytes>>(err: &ApiError, ctx: ErrorContext<'_>) -> 
     res
 }
 
+/// [`error_response`] with the gateway's body type.
+pub fn reply(err: &ApiError, ctx: ErrorContext<'_>) -> Response<ResBody> {
+    error_response::<http_body_util::Full<Bytes>>(err, ctx).map(|b| {
+        use http_body_util::BodyExt;
+        b.map_err(|never| match never {}).boxed_unsync()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,5 +321,22 @@ mod tests {
         assert_eq!(v["error"]["route"], "nope");
         assert_eq!(v["error"]["request_id"], "r1");
         assert!(v["error"].get("backend").is_none());
+    }
+
+    #[test]
+    fn a_long_route_name_is_echoed_cut() {
+        let long = "é".repeat(30_000);
+        let e = ApiError::UnknownRoute(long.clone());
+        let msg = e.to_string();
+        assert!(msg.len() < MAX_ECHO + 40, "{} bytes", msg.len());
+        assert!(msg.starts_with("unknown route \"éé"));
+        assert!(msg.ends_with("…\""));
+        let short = ApiError::UnknownRoute("flan".into());
+        assert_eq!(short.to_string(), "unknown route \"flan\"");
+        let body = error_body(
+            &ApiError::NotFound(format!("/{long}")),
+            ErrorContext::default(),
+        );
+        assert!(body.len() < 400, "{} bytes", body.len());
     }
 }

@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use aws_credential_types::provider::SharedCredentialsProvider;
-use bytes::Bytes;
 
 use crate::backend::Backend;
 use crate::config::Config;
@@ -38,12 +37,6 @@ pub fn current_worker() -> usize {
 pub fn set_current_worker(index: usize) {
     WORKER.with(|w| w.set(index));
 }
-
-/// The response body type of every answer the gateway gives.
-pub type ResBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
-
-/// A boxed error for bodies.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Why the gateway could not be built.
 #[derive(Debug, thiserror::Error)]

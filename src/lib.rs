@@ -17,13 +17,16 @@
 pub mod api;
 pub mod app;
 pub mod backend;
+pub mod body;
 pub mod commands;
 pub mod config;
+pub mod core;
 pub mod demo;
 pub mod dispatch;
 pub mod emulator;
 pub mod error;
 pub mod gateway;
+pub mod layers;
 pub mod metrics;
 pub mod protocol;
 pub mod route;

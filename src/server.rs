@@ -34,11 +34,12 @@ use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
+use tower::ServiceExt;
 
 use crate::gateway::{current_worker, set_current_worker, Gateway};
 
 /// Largest request head hyper reads before refusing with an empty 431. The
-/// gateway's own, smaller limit ([`crate::api::MAX_HEADER_BYTES`]) answers in
+/// gateway's own, smaller limit ([`crate::layers::head_limit::MAX_HEADER_BYTES`]) answers in
 /// the JSON error shape below this.
 const MAX_HEAD_BYTES: usize = 256 * 1024;
 /// Most concurrent streams on one h2 connection.
@@ -273,19 +274,20 @@ async fn connection(
         in_flight: AtomicUsize::new(0),
         last: Mutex::new(Instant::now()),
     });
+    let app = crate::app::service(Arc::clone(&gateway));
     let service = {
         let activity = Arc::clone(&activity);
         service_fn(move |req: hyper::Request<Incoming>| {
-            let gw = Arc::clone(&gateway);
+            let app = app.clone();
             let activity = Arc::clone(&activity);
             activity.in_flight.fetch_add(1, Ordering::AcqRel);
             async move {
-                let res = crate::app::handle(&gw, req).await;
+                let res = app.oneshot(req).await;
                 if let Ok(mut last) = activity.last.lock() {
                     *last = Instant::now();
                 }
                 activity.in_flight.fetch_sub(1, Ordering::AcqRel);
-                Ok::<_, std::convert::Infallible>(res)
+                res
             }
         })
     };

@@ -8,9 +8,10 @@ use std::time::SystemTime;
 use http::{header, HeaderValue, Response, StatusCode};
 use serde_json::{json, Value};
 
-use super::full;
 use crate::backend::BackendKind;
-use crate::gateway::{Gateway, ResBody};
+use crate::body::full;
+use crate::body::ResBody;
+use crate::gateway::Gateway;
 use crate::route::health::Availability;
 use tokio::time::Instant;
 

@@ -7,20 +7,23 @@
 //! bytes and a retry must be able to send them again; the answer streams
 //! back as it arrives.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use tokio::time::Instant;
+use tower::{Service, ServiceExt};
 
-use super::access::{finish, Access};
-use super::{error, full};
-use crate::backend::{UpstreamBody, UpstreamRequest};
-use crate::dispatch::{dispatch, Dispatched};
-use crate::error::{ApiError, ErrorContext};
-use crate::gateway::{Gateway, ResBody};
+use crate::backend::UpstreamBody;
+use crate::body::{full, BoxError, ResBody};
+use crate::core::{CoreRequest, CoreResponse};
+use crate::error::{reply, ApiError, ErrorContext};
+use crate::gateway::Gateway;
+use crate::layers::{request_id, Access, Answer, BodyTooLarge};
+use crate::route::Route;
 use crate::trace::TraceContext;
 
 /// The request header with which a client shortens its deadline.
@@ -28,132 +31,128 @@ pub const TIMEOUT_HEADER: &str = "x-infergate-timeout-ms";
 
 /// Serves one predict request: `POST /v1/predict/{route}`, or with
 /// `stream`, `POST /v1/predict/{route}/stream` ([`super::stream`]).
-pub async fn predict<B>(
+pub async fn predict<B, C>(
     gw: &Arc<Gateway>,
+    core: C,
     route_name: &str,
     req: Request<B>,
-    request_id: &HeaderValue,
     stream: bool,
-) -> Response<ResBody>
+) -> Answer
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<crate::gateway::BoxError>,
+    B::Error: Into<BoxError>,
+    C: Service<CoreRequest, Response = CoreResponse, Error = Infallible>,
 {
     let started = Instant::now();
     let trace = TraceContext::from_headers(req.headers(), gw.spans.is_some());
     let mut access = Access {
         stream,
-        request_id: request_id.to_str().unwrap_or_default().to_string(),
+        request_id: request_id::of(req.headers()).to_string(),
         trace: Some(trace.clone()),
         ..Access::default()
     };
-    let res = serve(
-        gw,
-        route_name,
-        req,
-        request_id,
-        &trace,
-        started,
-        &mut access,
-    )
-    .await;
-    finish(gw, access, res, started)
-}
-
-async fn serve<B>(
-    gw: &Arc<Gateway>,
-    route_name: &str,
-    req: Request<B>,
-    request_id: &HeaderValue,
-    trace: &TraceContext,
-    started: Instant,
-    access: &mut Access,
-) -> Response<ResBody>
-where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<crate::gateway::BoxError>,
-{
-    let rid = request_id.to_str().ok();
     let Some(route) = gw.routes.get(route_name).cloned() else {
         let err = ApiError::UnknownRoute(route_name.to_string());
-        return error(
-            &err,
-            ErrorContext {
-                request_id: rid,
-                ..ErrorContext::default()
-            },
-        );
+        let ctx = ErrorContext {
+            request_id: Some(&access.request_id),
+            ..ErrorContext::default()
+        };
+        let response = reply(&err, ctx);
+        return Answer {
+            response,
+            access: Some(access),
+        };
     };
     access.route = Some(Arc::clone(&route));
-    let ctx = ErrorContext {
-        route: Some(&route.name),
-        backend: None,
-        request_id: rid,
+    let response = match parse(gw, &route, req, trace, started, &mut access).await {
+        Ok(request) => {
+            let answer = match core.oneshot(request).await {
+                Ok(answer) => answer,
+                Err(never) => match never {},
+            };
+            render(gw, &route, answer, started, &mut access)
+        }
+        Err(err) => reply(
+            &err,
+            ErrorContext {
+                route: Some(&route.name),
+                backend: None,
+                request_id: Some(&access.request_id),
+            },
+        ),
     };
-    if access.stream && !route.pool.iter().any(|m| m.backend.can_stream()) {
-        let err = ApiError::BadRequest(format!(
-            "route \"{}\" cannot stream: none of its backends can (a JumpStart text2text model answers whole)",
-            route.name
-        ));
-        return error(&err, ctx);
+    Answer {
+        response,
+        access: Some(access),
     }
+}
 
+/// Reads the body (within the route's deadline) and the headers that
+/// matter into the core's request.
+async fn parse<B>(
+    gw: &Gateway,
+    route: &Arc<Route>,
+    req: Request<B>,
+    trace: TraceContext,
+    started: Instant,
+    access: &mut Access,
+) -> Result<CoreRequest, ApiError>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     let (parts, body) = req.into_parts();
     // A client that stops sending its body must not hold the request past
     // its deadline.
-    let read = read_body(body, &parts.headers, gw.config.server.max_body_bytes);
+    let limit = gw.config.server.max_body_bytes;
     let reading = Instant::now();
-    let body = tokio::time::timeout_at(started + route.timeout, read).await;
+    let body = tokio::time::timeout_at(started + route.timeout, read_body(body, limit)).await;
     // The client's upload time is not the gateway's own.
     access.waited = reading.elapsed();
-    let body = match body {
-        Ok(Ok(b)) => b,
-        Ok(Err(err)) => return error(&err, ctx),
-        Err(_) => return error(&ApiError::BodyTimeout, ctx),
-    };
+    let body = body.map_err(|_| ApiError::BodyTimeout)??;
     access.bytes_in = body.len();
-    let sagemaker_headers = match sagemaker_headers(&parts.headers) {
-        Ok(h) => h,
-        Err(err) => return error(&err, ctx),
+    let sagemaker_headers = sagemaker_headers(&parts.headers)?;
+    let content_type = visible(&parts.headers, header::CONTENT_TYPE)?;
+    let accept = visible(&parts.headers, header::ACCEPT)?;
+    let budget = match client_timeout(&parts.headers)? {
+        Some(t) => t.min(route.timeout),
+        None => route.timeout,
     };
-    let (content_type, accept) = match (
-        visible(&parts.headers, header::CONTENT_TYPE),
-        visible(&parts.headers, header::ACCEPT),
-    ) {
-        (Ok(ct), Ok(accept)) => (ct, accept),
-        (Err(err), _) | (_, Err(err)) => return error(&err, ctx),
-    };
-    let budget = match client_timeout(&parts.headers) {
-        Ok(Some(t)) => t.min(route.timeout),
-        Ok(None) => route.timeout,
-        Err(err) => return error(&err, ctx),
-    };
-    let upstream = UpstreamRequest {
+    let request_id = parts
+        .headers
+        .get(request_id::REQUEST_ID)
+        .cloned()
+        .unwrap_or_else(|| request_id::request_id(&parts.headers));
+    Ok(CoreRequest {
+        route: Arc::clone(route),
         body,
         content_type,
         accept,
         sagemaker_headers,
-        request_id: request_id.clone(),
-        timeout: route.timeout,
-        total: budget,
-        scale_up_timeout: None,
+        request_id,
+        trace: Some(trace),
         stream: access.stream,
-        trace: Some(trace.clone()),
-    };
-    let deadline = started + budget;
-    let Dispatched {
-        result,
-        backend,
-        attempts,
-        upstream_time,
-        waited,
-    } = dispatch(gw.dispatch_context(), &route, upstream, deadline).await;
-    access.attempts = attempts;
-    access.upstream = upstream_time;
-    access.waited += waited;
-    let backend_name = backend.as_ref().map(|b| b.name.as_str());
+        started,
+        budget,
+        caller: None,
+    })
+}
 
-    let mut res = match result {
+/// The core's answer in the predict door's shape: the upstream status,
+/// headers and body (an SSE stream for events), or the JSON error; with
+/// `x-infergate-backend`, `x-infergate-attempts` and `server-timing`.
+fn render(
+    gw: &Gateway,
+    route: &Route,
+    answer: CoreResponse,
+    started: Instant,
+    access: &mut Access,
+) -> Response<ResBody> {
+    access.attempts = answer.attempts;
+    access.upstream = answer.upstream_time;
+    access.waited += answer.waited;
+    let backend_name = answer.backend.as_ref().map(|b| b.name.as_str());
+    let mut res = match answer.result {
         Ok(up) => {
             let mut headers = up.headers;
             let body = match up.body {
@@ -167,16 +166,10 @@ where
                     let labels = super::stream::Labels {
                         route: route.name.clone(),
                         backend: backend_name.unwrap_or("none").to_string(),
-                        request_id: rid.unwrap_or_default().to_string(),
+                        request_id: access.request_id.clone(),
                     };
-                    super::stream::body(
-                        first,
-                        events,
-                        route.stream,
-                        labels,
-                        gw.metrics.clone(),
-                        started,
-                    )
+                    let metrics = gw.metrics.clone();
+                    super::stream::body(first, events, route.stream, labels, metrics, started)
                 }
             };
             let mut res = Response::new(body);
@@ -185,26 +178,25 @@ where
             res
         }
         Err(err) => {
-            log_failure(&err, &route.name, backend_name, rid.unwrap_or_default());
-            error(
-                &err,
-                ErrorContext {
-                    backend: backend_name,
-                    ..ctx
-                },
-            )
+            log_failure(&err, &route.name, backend_name, &access.request_id);
+            let ctx = ErrorContext {
+                route: Some(&route.name),
+                backend: backend_name,
+                request_id: Some(&access.request_id),
+            };
+            reply(&err, ctx)
         }
     };
     let headers = res.headers_mut();
     if let Some(b) = backend_name.and_then(|b| HeaderValue::from_str(b).ok()) {
         headers.insert("x-infergate-backend", b);
     }
-    headers.insert("x-infergate-attempts", HeaderValue::from(attempts));
+    headers.insert("x-infergate-attempts", HeaderValue::from(answer.attempts));
     headers.insert(
         "server-timing",
-        server_timing(started.elapsed(), upstream_time, access.waited),
+        server_timing(started.elapsed(), answer.upstream_time, access.waited),
     );
-    access.backend = backend;
+    access.backend = answer.backend;
     res
 }
 
@@ -222,27 +214,23 @@ fn server_timing(total: Duration, upstream: Duration, waited: Duration) -> Heade
     HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("gateway"))
 }
 
-/// Reads the whole body within `limit`: a declared `Content-Length` over the
-/// limit is refused before a byte is read; a chunked body as soon as it
-/// passes the limit.
-async fn read_body<B>(body: B, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError>
+/// Reads the whole body; the body limit layer
+/// ([`crate::layers::body_limit`]) caps it.
+async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, ApiError>
 where
     B: http_body::Body<Data = Bytes>,
-    B::Error: Into<crate::gateway::BoxError>,
+    B::Error: Into<BoxError>,
 {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(ApiError::PayloadTooLarge { limit });
-    }
-    match Limited::new(body, limit).collect().await {
+    match body.collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(ApiError::PayloadTooLarge { limit })
+        Err(e) => {
+            let e: BoxError = e.into();
+            if BodyTooLarge::is(&e) {
+                Err(ApiError::PayloadTooLarge { limit })
+            } else {
+                Err(ApiError::BodyRead(e.to_string()))
+            }
         }
-        Err(e) => Err(ApiError::BodyRead(e.to_string())),
     }
 }
 
@@ -309,33 +297,16 @@ mod tests {
     use http_body_util::Full;
 
     #[tokio::test]
-    async fn declared_length_over_the_limit_is_refused_before_reading() {
-        let mut h = HeaderMap::new();
-        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("11"));
-        let err = read_body(Full::new(Bytes::from_static(b"0123456789a")), &h, 10)
-            .await
-            .unwrap_err();
+    async fn a_capped_body_over_the_limit_is_a_413() {
+        use crate::layers::CappedBody;
+        let body = CappedBody::new(Full::new(Bytes::from_static(b"0123456789a")), 10, true);
+        let err = read_body(body, 10).await.unwrap_err();
         assert!(matches!(err, ApiError::PayloadTooLarge { limit: 10 }));
-    }
-
-    #[tokio::test]
-    async fn undeclared_body_over_the_limit_is_refused() {
-        let err = read_body(
-            Full::new(Bytes::from_static(b"0123456789a")),
-            &HeaderMap::new(),
-            10,
-        )
-        .await
-        .unwrap_err();
+        let body = CappedBody::new(Full::new(Bytes::from_static(b"0123456789a")), 10, false);
+        let err = read_body(body, 10).await.unwrap_err();
         assert!(matches!(err, ApiError::PayloadTooLarge { limit: 10 }));
-        let ok = read_body(
-            Full::new(Bytes::from_static(b"0123456789")),
-            &HeaderMap::new(),
-            10,
-        )
-        .await
-        .unwrap();
-        assert_eq!(ok.len(), 10);
+        let body = CappedBody::new(Full::new(Bytes::from_static(b"0123456789")), 10, false);
+        assert_eq!(read_body(body, 10).await.unwrap().len(), 10);
     }
 
     #[test]

@@ -21,8 +21,8 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::backend::events::{Events, StreamError, StreamItem};
+use crate::body::{BoxError, ResBody};
 use crate::config::StreamConfig;
-use crate::gateway::{BoxError, ResBody};
 use crate::metrics::Metrics;
 
 /// Names carried into the stream for error events and metrics.

@@ -1,23 +1,31 @@
-//! The access log and the request metrics: one record per request.
+//! The access log and the request metrics: one record per request a door
+//! accounts for (the predict door does; the operator paths do not).
+//!
+//! A door answers an [`Answer`]: the response and what it learnt of the
+//! request ([`Access`]: route, backend, attempts, timings). This layer turns
+//! it into the plain response.
 //!
 //! The request metrics are recorded when the response head is ready (the
 //! client-visible latency and the gateway's overhead); the access-log line
 //! is written when the response body ends — or the client leaves — so it
 //! carries the bytes sent and the whole duration, streams included.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::Response;
+use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use tokio::time::Instant;
+use tower::{Layer, Service};
 
 use crate::backend::Backend;
-use crate::gateway::{BoxError, Gateway, ResBody};
+use crate::body::{BoxError, ResBody};
+use crate::gateway::Gateway;
 use crate::metrics::Outcome;
 use crate::route::Route;
 use crate::telemetry::{RequestSpan, SpanSink};
@@ -39,9 +47,104 @@ pub struct Access {
     pub stream: bool,
 }
 
+/// What a door answers: the response, and the record of the request when
+/// the door accounts for it.
+pub struct Answer {
+    pub response: Response<ResBody>,
+    pub access: Option<Access>,
+}
+
+impl Answer {
+    /// An answer with no access record (operator paths, unknown paths).
+    pub fn unrecorded(response: Response<ResBody>) -> Self {
+        Self {
+            response,
+            access: None,
+        }
+    }
+}
+
+/// Records each [`Answer`]'s metrics and access-log line.
+#[derive(Debug, Clone)]
+pub struct AccessLayer {
+    gateway: Arc<Gateway>,
+}
+
+impl AccessLayer {
+    pub fn new(gateway: Arc<Gateway>) -> Self {
+        Self { gateway }
+    }
+}
+
+impl<S> Layer<S> for AccessLayer {
+    type Service = AccessLog<S>;
+
+    fn layer(&self, inner: S) -> AccessLog<S> {
+        AccessLog {
+            inner,
+            gateway: Arc::clone(&self.gateway),
+        }
+    }
+}
+
+/// The service of [`AccessLayer`].
+#[derive(Debug, Clone)]
+pub struct AccessLog<S> {
+    inner: S,
+    gateway: Arc<Gateway>,
+}
+
+impl<S, B> Service<Request<B>> for AccessLog<S>
+where
+    S: Service<Request<B>, Response = Answer>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = AccessFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        AccessFuture {
+            started: Instant::now(),
+            inner: self.inner.call(req),
+            gateway: Some(Arc::clone(&self.gateway)),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The door's answer, recorded.
+    pub struct AccessFuture<F> {
+        #[pin]
+        inner: F,
+        gateway: Option<Arc<Gateway>>,
+        started: Instant,
+    }
+}
+
+impl<F, E> Future for AccessFuture<F>
+where
+    F: Future<Output = Result<Answer, E>>,
+{
+    type Output = Result<Response<ResBody>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let answer = ready!(this.inner.poll(cx))?;
+        let res = match (answer.access, this.gateway.take()) {
+            (Some(access), Some(gw)) => finish(&gw, access, answer.response, *this.started),
+            _ => answer.response,
+        };
+        Poll::Ready(Ok(res))
+    }
+}
+
 /// Records the request's metrics and wraps the body so that the access-log
 /// line is written when it ends.
-pub fn finish(
+fn finish(
     gw: &Gateway,
     access: Access,
     res: Response<ResBody>,
