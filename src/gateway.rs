@@ -38,6 +38,17 @@ pub fn set_current_worker(index: usize) {
     WORKER.with(|w| w.set(index));
 }
 
+/// Every `kind` of a stream that fails after it began: the backend's
+/// ([`crate::backend::events`]) and the relay's own idle timeout.
+const STREAM_ERROR_KINDS: &[&str] = &[
+    "connection",
+    "protocol",
+    "model_error",
+    "model_stream_error",
+    "internal_stream_failure",
+    "idle_timeout",
+];
+
 /// Why the gateway could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -172,6 +183,7 @@ impl Gateway {
             health_checks: std::sync::Mutex::new(Vec::new()),
             config,
         });
+        gateway.preset_metrics();
         gateway.start_health_checks();
         Ok(gateway)
     }
@@ -198,6 +210,40 @@ impl Gateway {
             client: self.client(),
             metrics: &self.metrics,
         }
+    }
+
+    /// Every series the config makes known, at 0 from start.
+    fn preset_metrics(&self) {
+        use crate::backend::{BackendKind, FailureKind};
+        use crate::metrics::{Known, KnownRoute};
+        let failure_kinds = FailureKind::ALL.map(FailureKind::as_str);
+        let known = Known {
+            routes: self
+                .routes
+                .iter()
+                .map(|r| KnownRoute {
+                    name: &r.name,
+                    backends: r.pool.iter().map(|m| m.backend.name.as_str()).collect(),
+                    streaming: r
+                        .pool
+                        .iter()
+                        .filter(|m| m.backend.can_stream())
+                        .map(|m| m.backend.name.as_str())
+                        .collect(),
+                })
+                .collect(),
+            backends: self.backends.iter().map(|b| b.name.as_str()).collect(),
+            signed_backends: self
+                .backends
+                .iter()
+                .filter(|b| matches!(b.kind, BackendKind::SageMaker(_)))
+                .map(|b| b.name.as_str())
+                .collect(),
+            failure_kinds: &failure_kinds,
+            stream_error_kinds: STREAM_ERROR_KINDS,
+            workers: self.clients.len(),
+        };
+        self.metrics.preset(&known);
     }
 
     /// Starts a task per backend with an active health check configured.

@@ -21,6 +21,31 @@ const OVERHEAD_BUCKETS: &[f64] = &[
     0.1,
 ];
 
+/// The label values a config makes known, for [`Metrics::preset`].
+#[derive(Debug, Default)]
+pub struct Known<'a> {
+    pub routes: Vec<KnownRoute<'a>>,
+    /// Every backend, by config name.
+    pub backends: Vec<&'a str>,
+    /// The backends that sign with AWS credentials.
+    pub signed_backends: Vec<&'a str>,
+    /// Every failure kind an attempt can end with (`result` of attempts,
+    /// `reason` of retries).
+    pub failure_kinds: &'a [&'a str],
+    /// Every `kind` of a stream that fails after it began.
+    pub stream_error_kinds: &'a [&'a str],
+    pub workers: usize,
+}
+
+/// One route's known labels.
+#[derive(Debug, Default)]
+pub struct KnownRoute<'a> {
+    pub name: &'a str,
+    pub backends: Vec<&'a str>,
+    /// The backends of the route that can answer a token stream.
+    pub streaming: Vec<&'a str>,
+}
+
 /// The gateway's metrics.
 #[derive(Clone)]
 pub struct Metrics {
@@ -254,6 +279,71 @@ impl Metrics {
             stream_errors,
             connections,
         })
+    }
+
+    /// Creates every series whose labels the config makes known, at 0, so
+    /// that `rate()` and alert rules see them before the first event (a
+    /// labelled counter is otherwise absent until its first increment).
+    pub fn preset(&self, known: &Known<'_>) {
+        let requests = |route: &str, backend: &str, pairs: &[(&str, Outcome)]| {
+            for (class, outcome) in pairs {
+                self.requests
+                    .with_label_values(&[route, backend, class, outcome.as_str()]);
+            }
+        };
+        let through_backend = [
+            ("2xx", Outcome::Success),
+            ("4xx", Outcome::ClientError),
+            ("5xx", Outcome::UpstreamError),
+        ];
+        let by_gateway = [
+            ("4xx", Outcome::ClientError),
+            ("5xx", Outcome::GatewayError),
+        ];
+        requests("unknown", "none", &[("4xx", Outcome::ClientError)]);
+        for route in &known.routes {
+            let name = route.name;
+            requests(name, "none", &by_gateway);
+            self.request_duration.with_label_values(&[name]);
+            self.overhead.with_label_values(&[name]);
+            for c in [&self.budget_exhausted, &self.hedges, &self.shed] {
+                c.with_label_values(&[name]);
+            }
+            for reason in known.failure_kinds {
+                self.retries.with_label_values(&[name, reason]);
+            }
+            for from in &route.backends {
+                requests(name, from, &through_backend);
+                for to in route.backends.iter().filter(|to| *to != from) {
+                    self.failovers.with_label_values(&[name, from, to]);
+                }
+            }
+            for backend in &route.streaming {
+                self.stream_first_byte.with_label_values(&[name, backend]);
+                self.stream_events.with_label_values(&[name, backend]);
+                for kind in known.stream_error_kinds {
+                    self.stream_errors.with_label_values(&[name, backend, kind]);
+                }
+            }
+        }
+        for backend in &known.backends {
+            self.ejections.with_label_values(&[backend]);
+            for result in ["success", "cancelled"].iter().chain(known.failure_kinds) {
+                self.upstream_attempts.with_label_values(&[backend, result]);
+            }
+            for class in ["none", "2xx", "4xx", "5xx"] {
+                self.upstream_duration.with_label_values(&[backend, class]);
+            }
+        }
+        for backend in &known.signed_backends {
+            for result in ["success", "failure"] {
+                self.credentials_refresh
+                    .with_label_values(&[backend, result]);
+            }
+        }
+        for worker in 0..known.workers {
+            self.connections_accepted(worker);
+        }
     }
 
     /// Records one finished client request: `total` until the response

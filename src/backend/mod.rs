@@ -193,6 +193,23 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
+    /// Every kind, for the metrics that are present from start.
+    pub const ALL: [FailureKind; 13] = [
+        FailureKind::Connect,
+        FailureKind::Io,
+        FailureKind::Timeout,
+        FailureKind::Throttled,
+        FailureKind::Unavailable,
+        FailureKind::ModelError,
+        FailureKind::AuthRejected,
+        FailureKind::Credentials,
+        FailureKind::Rejected,
+        FailureKind::ServerError,
+        FailureKind::Protocol,
+        FailureKind::InvalidInput,
+        FailureKind::Internal,
+    ];
+
     /// The `type` member of the client-facing error JSON.
     pub fn as_str(self) -> &'static str {
         match self {
