@@ -48,8 +48,12 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Why the gateway could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error("backends.{backend}: {message}")]
-    Backend { backend: String, message: String },
+    #[error("backends.{backend}: {source}")]
+    Backend {
+        backend: String,
+        #[source]
+        source: crate::backend::BuildError,
+    },
     #[error("could not build the upstream HTTP client: {0}")]
     Client(String),
     #[error("could not register metrics: {0}")]
@@ -94,9 +98,9 @@ impl Gateway {
             let provider = opts.credentials.remove(&cfg.name);
             let backend = Backend::from_config(cfg, provider, &metrics)
                 .await
-                .map_err(|message| BuildError::Backend {
+                .map_err(|source| BuildError::Backend {
                     backend: cfg.name.clone(),
-                    message,
+                    source,
                 })?;
             backends.push(Arc::new(backend));
         }

@@ -28,6 +28,22 @@ use crate::config::{BackendConfig, BackendKind as BackendKindConfig};
 pub use huggingface::HuggingFace;
 pub use sagemaker::SageMaker;
 
+/// Why a backend could not be built from its (validated) config.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A URL put together from the config does not parse.
+    #[error("invalid SageMaker URL {url}: {source}")]
+    Url {
+        url: String,
+        #[source]
+        source: UrlParseError,
+    },
+}
+
+/// The `url` crate's parse error, named through reqwest's `Url` so that the
+/// crate need not depend on `url` itself.
+pub type UrlParseError = <reqwest::Url as std::str::FromStr>::Err;
+
 /// At most this much of an upstream error body is read to classify it.
 pub(crate) const MAX_ERROR_BODY: usize = 64 * 1024;
 
@@ -57,7 +73,7 @@ impl Backend {
         cfg: &BackendConfig,
         credentials: Option<SharedCredentialsProvider>,
         metrics: &crate::metrics::Metrics,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, BuildError> {
         let kind = match &cfg.kind {
             BackendKindConfig::SageMaker(sm) => BackendKind::SageMaker(
                 SageMaker::from_config(&cfg.name, sm, credentials, metrics).await?,

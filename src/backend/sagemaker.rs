@@ -22,7 +22,7 @@ use super::format::{jumpstart_request, jumpstart_response};
 use super::sigv4::{sign_request, Signer};
 use super::{
     clip, copy_headers, describe, first_event, read_error_body, read_limited, retry_after, send,
-    Failure, FailureKind, UpstreamBody, UpstreamRequest, UpstreamResponse,
+    BuildError, Failure, FailureKind, UpstreamBody, UpstreamRequest, UpstreamResponse,
 };
 use crate::config::{PayloadFormat, SageMakerConfig};
 use crate::metrics::Metrics;
@@ -73,7 +73,7 @@ impl SageMaker {
         cfg: &SageMakerConfig,
         provider: Option<SharedCredentialsProvider>,
         metrics: &Metrics,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, BuildError> {
         let source = match provider {
             Some(p) => CredentialSource::from_provider(p),
             None => CredentialSource::from_config(cfg).await,
@@ -269,13 +269,13 @@ fn stream_body(body: &[u8], backend: &str) -> Result<Bytes, Failure> {
 }
 
 /// `{base}/endpoints/{name}/{operation}`.
-fn invocations_url(cfg: &SageMakerConfig, operation: &str) -> Result<reqwest::Url, String> {
+fn invocations_url(cfg: &SageMakerConfig, operation: &str) -> Result<reqwest::Url, BuildError> {
     let base = match &cfg.endpoint_url {
         Some(url) => url.as_str().trim_end_matches('/').to_string(),
         None => default_base(&cfg.region, cfg.fips),
     };
     let raw = format!("{base}/endpoints/{}/{operation}", cfg.endpoint_name);
-    reqwest::Url::parse(&raw).map_err(|e| format!("invalid SageMaker URL {raw}: {e}"))
+    reqwest::Url::parse(&raw).map_err(|source| BuildError::Url { url: raw, source })
 }
 
 /// The `Host` header value an HTTP client sends for `url`.
@@ -435,6 +435,28 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-amzn-errortype", HeaderValue::from_str(kind).unwrap());
         h
+    }
+
+    #[test]
+    fn an_unparsable_url_keeps_its_message_and_its_source() {
+        let cfg = SageMakerConfig {
+            endpoint_name: "x".into(),
+            region: "not a region".into(),
+            endpoint_url: None,
+            fips: false,
+            profile: None,
+            role_arn: None,
+            role_session_name: None,
+            external_id: None,
+            headers: Vec::new(),
+            format: PayloadFormat::Hf,
+        };
+        let err = invocations_url(&cfg, "invocations").unwrap_err();
+        let source = std::error::Error::source(&err).unwrap().to_string();
+        assert_eq!(
+            err.to_string(),
+            format!("invalid SageMaker URL https://runtime.sagemaker.not a region.amazonaws.com/endpoints/x/invocations: {source}")
+        );
     }
 
     #[test]
