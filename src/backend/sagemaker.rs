@@ -18,11 +18,12 @@ use serde_json::Value;
 
 use super::credentials::CredentialSource;
 use super::events::Events;
+use super::exchange::{exchange, read_limited, Wire};
 use super::format::{jumpstart_request, jumpstart_response};
 use super::sigv4::{sign_request, Signer};
 use super::{
-    clip, copy_headers, describe, first_event, read_error_body, read_limited, retry_after, send,
-    BuildError, Failure, FailureKind, UpstreamBody, UpstreamRequest, UpstreamResponse,
+    clip, describe, retry_after, BuildError, Failure, FailureKind, UpstreamBody, UpstreamRequest,
+    UpstreamResponse,
 };
 use crate::config::{PayloadFormat, SageMakerConfig};
 use crate::metrics::Metrics;
@@ -32,23 +33,26 @@ use crate::protocol::sagemaker::default_base;
 /// answer is read whole, so it is bounded.
 const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
 
-/// Response headers of `InvokeEndpoint` the client gets back.
-const RETURNED_HEADERS: &[&str] = &[
-    "content-type",
-    "x-amzn-invoked-production-variant",
-    "x-amzn-sagemaker-custom-attributes",
-    "x-amzn-sagemaker-new-session-id",
-    "x-amzn-sagemaker-closed-session-id",
-    "x-amzn-requestid",
-];
-
-/// Response headers of a stream the client gets back: only those it asked
-/// for, so the events look the same whichever backend served them.
-const STREAM_RETURNED_HEADERS: &[&str] = &[
-    "x-amzn-sagemaker-custom-attributes",
-    "x-amzn-sagemaker-new-session-id",
-    "x-amzn-sagemaker-closed-session-id",
-];
+/// SageMaker's answers: `InvokeEndpoint`'s headers the client gets back;
+/// of a stream, only the session headers it asked for, so the events look
+/// the same whichever backend served them; streams in the AWS event stream.
+const WIRE: Wire = Wire {
+    returned: &[
+        "content-type",
+        "x-amzn-invoked-production-variant",
+        "x-amzn-sagemaker-custom-attributes",
+        "x-amzn-sagemaker-new-session-id",
+        "x-amzn-sagemaker-closed-session-id",
+        "x-amzn-requestid",
+    ],
+    stream_returned: &[
+        "x-amzn-sagemaker-custom-attributes",
+        "x-amzn-sagemaker-new-session-id",
+        "x-amzn-sagemaker-closed-session-id",
+    ],
+    framing: Events::aws,
+    classify: classify_error,
+};
 
 /// One SageMaker endpoint.
 #[derive(Debug)]
@@ -191,55 +195,39 @@ impl SageMaker {
         if let Some(trace) = &req.trace {
             trace.inject(&mut headers);
         }
-        let started = tokio::time::Instant::now();
         let builder = client.post(url.clone()).headers(headers).body(body);
-        let res = send(builder, req, &self.name).await?;
-
-        let status = res.status();
-        if status.is_success() && req.stream {
-            let mut out = HeaderMap::new();
-            copy_headers(res.headers(), STREAM_RETURNED_HEADERS, &mut out);
-            let events = Events::aws(res);
-            let (first, events) = first_event(events, started + req.timeout, &self.name).await?;
-            return Ok(UpstreamResponse {
-                status,
-                headers: out,
-                body: UpstreamBody::Events { first, events },
-            });
-        }
-        if status.is_success() {
-            let mut out = HeaderMap::new();
-            copy_headers(res.headers(), RETURNED_HEADERS, &mut out);
-            let body = match self.format {
-                PayloadFormat::Hf => UpstreamBody::Stream(res),
-                PayloadFormat::JumpStartText2Text => {
-                    let raw = read_limited(res, MAX_RESPONSE_BYTES, &self.name).await?;
-                    let adapted = jumpstart_response(&raw).ok_or_else(|| {
-                        Failure::new(
-                            FailureKind::Protocol,
-                            format!(
-                                "backend \"{}\" answered a body that is not a JumpStart text2text response",
-                                self.name
-                            ),
-                        )
-                        .with_status(status.as_u16())
-                    })?;
-                    out.insert(
-                        header::CONTENT_TYPE,
-                        HeaderValue::from_static("application/json"),
-                    );
-                    UpstreamBody::Full(adapted)
-                }
-            };
-            return Ok(UpstreamResponse {
-                status,
-                headers: out,
-                body,
-            });
-        }
-        let headers = res.headers().clone();
-        let body = read_error_body(res, req.timeout).await;
-        Err(classify_error(&self.name, status.as_u16(), &headers, &body))
+        let UpstreamResponse {
+            status,
+            mut headers,
+            body,
+        } = exchange(builder, req, &WIRE, &self.name).await?;
+        let body = match (self.format, body) {
+            // A JumpStart answer is rewritten into the HF shape: read whole.
+            (PayloadFormat::JumpStartText2Text, UpstreamBody::Stream(res)) => {
+                let raw = read_limited(res, MAX_RESPONSE_BYTES, &self.name).await?;
+                let adapted = jumpstart_response(&raw).ok_or_else(|| {
+                    Failure::new(
+                        FailureKind::Protocol,
+                        format!(
+                            "backend \"{}\" answered a body that is not a JumpStart text2text response",
+                            self.name
+                        ),
+                    )
+                    .with_status(status.as_u16())
+                })?;
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                UpstreamBody::Full(adapted)
+            }
+            (_, body) => body,
+        };
+        Ok(UpstreamResponse {
+            status,
+            headers,
+            body,
+        })
     }
 }
 
