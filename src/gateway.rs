@@ -211,14 +211,16 @@ impl Gateway {
         }
     }
 
-    /// Starts a task per backend with an active health check configured.
+    /// Starts a task per backend with an active health check configured;
+    /// each probe's result marks the backend healthy or not for balancing.
     fn start_health_checks(&self) {
         let mut tasks = Vec::new();
         for (backend, state) in self.backends.iter().zip(&self.states) {
-            if let Some(task) = crate::route::health::spawn_check(
-                self.client().clone(),
+            let state = Arc::clone(state);
+            if let Some(task) = crate::backend::health_check::spawn(
                 Arc::clone(backend),
-                Arc::clone(state),
+                self.client().clone(),
+                move |healthy| state.set_healthy(healthy),
             ) {
                 tasks.push(task);
             }

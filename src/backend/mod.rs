@@ -5,15 +5,17 @@
 //! authenticate (SigV4 via [`sigv4`] and [`credentials`], or a bearer token),
 //! send on the upstream client it is handed (each worker has its own), and
 //! classify the answer into an [`UpstreamResponse`] or a [`Failure`]
-//! ([`exchange`] does the part both kinds share). It knows nothing about
-//! routes, retries or balancing; [`crate::dispatch`] decides what to do with
-//! a failure. Backends are a closed enum, one file each: two kinds do not
-//! need `Box<dyn>`.
+//! (`exchange` does the part both kinds share). A backend's active health
+//! probe is its own too ([`health_check`]), and reports its results through
+//! a callback. It knows nothing about routes, retries or balancing;
+//! [`crate::dispatch`] decides what to do with a failure. Backends are a
+//! closed enum, one file each: two kinds do not need `Box<dyn>`.
 
 pub mod credentials;
 pub mod events;
 pub(crate) mod exchange;
 pub mod format;
+pub mod health_check;
 pub mod huggingface;
 pub mod sagemaker;
 pub mod sigv4;
@@ -27,6 +29,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use crate::config::{BackendConfig, BackendKind as BackendKindConfig};
 
+pub use health_check::HealthCheck;
 pub use huggingface::HuggingFace;
 pub use sagemaker::SageMaker;
 
