@@ -114,25 +114,7 @@ impl SageMaker {
         client: &reqwest::Client,
         req: &UpstreamRequest,
     ) -> Result<UpstreamResponse, Failure> {
-        let (body, content_type, accept) = match self.format {
-            PayloadFormat::Hf if req.stream => (
-                stream_body(&req.body, &self.name)?,
-                Some(HeaderValue::from_static("application/json")),
-                None,
-            ),
-            PayloadFormat::Hf => (
-                req.body.clone(),
-                req.content_type.clone(),
-                req.accept.clone(),
-            ),
-            PayloadFormat::JumpStartText2Text => {
-                let body = jumpstart_request(&req.body, &self.name)
-                    .map_err(|e| Failure::new(FailureKind::InvalidInput, e.to_string()))?;
-                let json = HeaderValue::from_static("application/json");
-                (body, Some(json.clone()), Some(json))
-            }
-        };
-
+        let (body, content_type, accept) = self.payload(req)?;
         let credentials = self.credentials.get().await.map_err(|e| {
             // The provider's error chain may name roles, accounts and local
             // endpoints: it goes to the log, the client gets the gist.
@@ -145,30 +127,7 @@ impl SageMaker {
                 ),
             )
         })?;
-
-        let mut headers = HeaderMap::with_capacity(8);
-        if let Some(ct) = content_type {
-            headers.insert(header::CONTENT_TYPE, ct);
-        }
-        if let Some(accept) = accept {
-            headers.insert(header::ACCEPT, accept);
-        }
-        for (name, value) in &self.fixed_headers {
-            headers.insert(name.clone(), value.clone());
-        }
-        // The client's own X-Amzn-SageMaker-* headers, unless the operator
-        // pinned that header in config.
-        for (name, value) in &req.sagemaker_headers {
-            if !self.fixed_headers.iter().any(|(n, _)| n == name) {
-                headers.insert(name.clone(), value.clone());
-            }
-        }
-        if req.stream {
-            // InvokeEndpointWithResponseStream takes fewer headers.
-            for name in NOT_STREAMED {
-                headers.remove(*name);
-            }
-        }
+        let mut headers = self.request_headers(req, content_type, accept);
         let url = if req.stream {
             &self.stream_url
         } else {
@@ -196,37 +155,109 @@ impl SageMaker {
             trace.inject(&mut headers);
         }
         let builder = client.post(url.clone()).headers(headers).body(body);
+        let response = exchange(builder, req, &WIRE, &self.name).await?;
+        match self.format {
+            PayloadFormat::Hf => Ok(response),
+            PayloadFormat::JumpStartText2Text => self.adapt(response).await,
+        }
+    }
+
+    /// The body to send and its `Content-Type` and `Accept`, in the
+    /// container's payload format.
+    fn payload(
+        &self,
+        req: &UpstreamRequest,
+    ) -> Result<(Bytes, Option<HeaderValue>, Option<HeaderValue>), Failure> {
+        Ok(match self.format {
+            PayloadFormat::Hf if req.stream => (
+                stream_body(&req.body, &self.name)?,
+                Some(HeaderValue::from_static("application/json")),
+                None,
+            ),
+            PayloadFormat::Hf => (
+                req.body.clone(),
+                req.content_type.clone(),
+                req.accept.clone(),
+            ),
+            PayloadFormat::JumpStartText2Text => {
+                let body = jumpstart_request(&req.body, &self.name)
+                    .map_err(|e| Failure::new(FailureKind::InvalidInput, e.to_string()))?;
+                let json = HeaderValue::from_static("application/json");
+                (body, Some(json.clone()), Some(json))
+            }
+        })
+    }
+
+    /// The request's headers before signing.
+    fn request_headers(
+        &self,
+        req: &UpstreamRequest,
+        content_type: Option<HeaderValue>,
+        accept: Option<HeaderValue>,
+    ) -> HeaderMap {
+        let mut headers = HeaderMap::with_capacity(8);
+        if let Some(ct) = content_type {
+            headers.insert(header::CONTENT_TYPE, ct);
+        }
+        if let Some(accept) = accept {
+            headers.insert(header::ACCEPT, accept);
+        }
+        for (name, value) in &self.fixed_headers {
+            headers.insert(name.clone(), value.clone());
+        }
+        // The client's own X-Amzn-SageMaker-* headers, unless the operator
+        // pinned that header in config.
+        for (name, value) in &req.sagemaker_headers {
+            if !self.fixed_headers.iter().any(|(n, _)| n == name) {
+                headers.insert(name.clone(), value.clone());
+            }
+        }
+        if req.stream {
+            // InvokeEndpointWithResponseStream takes fewer headers.
+            for name in NOT_STREAMED {
+                headers.remove(*name);
+            }
+        }
+        headers
+    }
+
+    /// Rewrites a JumpStart text2text answer into the HF shape, which means
+    /// reading it whole; anything else (a stream) passes as it is.
+    async fn adapt(&self, response: UpstreamResponse) -> Result<UpstreamResponse, Failure> {
         let UpstreamResponse {
             status,
             mut headers,
             body,
-        } = exchange(builder, req, &WIRE, &self.name).await?;
-        let body = match (self.format, body) {
-            // A JumpStart answer is rewritten into the HF shape: read whole.
-            (PayloadFormat::JumpStartText2Text, UpstreamBody::Stream(res)) => {
-                let raw = read_limited(res, MAX_RESPONSE_BYTES, &self.name).await?;
-                let adapted = jumpstart_response(&raw).ok_or_else(|| {
-                    Failure::new(
-                        FailureKind::Protocol,
-                        format!(
-                            "backend \"{}\" answered a body that is not a JumpStart text2text response",
-                            self.name
-                        ),
-                    )
-                    .with_status(status.as_u16())
-                })?;
-                headers.insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                );
-                UpstreamBody::Full(adapted)
+        } = response;
+        let res = match body {
+            UpstreamBody::Stream(res) => res,
+            body => {
+                return Ok(UpstreamResponse {
+                    status,
+                    headers,
+                    body,
+                })
             }
-            (_, body) => body,
         };
+        let raw = read_limited(res, MAX_RESPONSE_BYTES, &self.name).await?;
+        let adapted = jumpstart_response(&raw).ok_or_else(|| {
+            Failure::new(
+                FailureKind::Protocol,
+                format!(
+                    "backend \"{}\" answered a body that is not a JumpStart text2text response",
+                    self.name
+                ),
+            )
+            .with_status(status.as_u16())
+        })?;
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         Ok(UpstreamResponse {
             status,
             headers,
-            body,
+            body: UpstreamBody::Full(adapted),
         })
     }
 }
