@@ -85,10 +85,7 @@ async fn send(
     match tokio::time::timeout(req.timeout, builder.send()).await {
         Ok(Ok(res)) => Ok(res),
         Ok(Err(e)) => Err(Failure::from_transport(&e, backend)),
-        Err(_) => Err(Failure::new(
-            FailureKind::Timeout,
-            format!("backend \"{backend}\" did not answer in time"),
-        )),
+        Err(_) => Err(Failure::timed_out(backend)),
     }
 }
 

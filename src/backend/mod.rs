@@ -302,12 +302,18 @@ impl Failure {
         f
     }
 
+    /// No answer in time: the wait for the response headers ran out, or
+    /// the HTTP client's own timeout did; one message for both.
+    pub(crate) fn timed_out(backend: &str) -> Self {
+        Failure::new(
+            FailureKind::Timeout,
+            format!("backend \"{backend}\" did not answer in time"),
+        )
+    }
+
     fn transport_kind(err: &reqwest::Error, backend: &str) -> Self {
         if err.is_timeout() {
-            Failure::new(
-                FailureKind::Timeout,
-                format!("backend \"{backend}\" did not answer in time"),
-            )
+            Self::timed_out(backend)
         } else if err.is_connect() {
             Failure::new(
                 FailureKind::Connect,
