@@ -38,22 +38,15 @@ pub fn set_current_worker(index: usize) {
     WORKER.with(|w| w.set(index));
 }
 
-/// Every `kind` of a stream that fails after it began: the backend's
-/// ([`crate::backend::events`]) and the relay's own idle timeout.
-const STREAM_ERROR_KINDS: &[&str] = &[
-    "connection",
-    "protocol",
-    "model_error",
-    "model_stream_error",
-    "internal_stream_failure",
-    "idle_timeout",
-];
-
 /// Why the gateway could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error("backends.{backend}: {message}")]
-    Backend { backend: String, message: String },
+    #[error("backends.{backend}: {source}")]
+    Backend {
+        backend: String,
+        #[source]
+        source: crate::backend::BuildError,
+    },
     #[error("could not build the upstream HTTP client: {0}")]
     Client(String),
     #[error("could not register metrics: {0}")]
@@ -98,9 +91,9 @@ impl Gateway {
             let provider = opts.credentials.remove(&cfg.name);
             let backend = Backend::from_config(cfg, provider, &metrics)
                 .await
-                .map_err(|message| BuildError::Backend {
+                .map_err(|source| BuildError::Backend {
                     backend: cfg.name.clone(),
-                    message,
+                    source,
                 })?;
             backends.push(Arc::new(backend));
         }
@@ -214,9 +207,13 @@ impl Gateway {
 
     /// Every series the config makes known, at 0 from start.
     fn preset_metrics(&self) {
+        use crate::backend::events::StreamErrorKind;
         use crate::backend::{BackendKind, FailureKind};
         use crate::metrics::{Known, KnownRoute};
         let failure_kinds = FailureKind::ALL.map(FailureKind::as_str);
+        let mut stream_error_kinds = StreamErrorKind::ALL.map(StreamErrorKind::as_str).to_vec();
+        stream_error_kinds.sort_unstable();
+        stream_error_kinds.dedup();
         let known = Known {
             routes: self
                 .routes
@@ -240,20 +237,22 @@ impl Gateway {
                 .map(|b| b.name.as_str())
                 .collect(),
             failure_kinds: &failure_kinds,
-            stream_error_kinds: STREAM_ERROR_KINDS,
+            stream_error_kinds: &stream_error_kinds,
             workers: self.clients.len(),
         };
         self.metrics.preset(&known);
     }
 
-    /// Starts a task per backend with an active health check configured.
+    /// Starts a task per backend with an active health check configured;
+    /// each probe's result marks the backend healthy or not for balancing.
     fn start_health_checks(&self) {
         let mut tasks = Vec::new();
         for (backend, state) in self.backends.iter().zip(&self.states) {
-            if let Some(task) = crate::route::health::spawn_check(
-                self.client().clone(),
+            let state = Arc::clone(state);
+            if let Some(task) = crate::backend::health_check::spawn(
                 Arc::clone(backend),
-                Arc::clone(state),
+                self.client().clone(),
+                move |healthy| state.set_healthy(healthy),
             ) {
                 tasks.push(task);
             }

@@ -20,7 +20,7 @@ use http_body_util::{BodyExt, StreamBody};
 use serde_json::json;
 use tokio::time::Instant;
 
-use crate::backend::events::{Events, StreamError, StreamItem};
+use crate::backend::events::{Events, StreamError, StreamErrorKind, StreamItem};
 use crate::body::{BoxError, ResBody};
 use crate::config::StreamConfig;
 use crate::metrics::Metrics;
@@ -53,14 +53,16 @@ fn push_data_frame(out: &mut BytesMut, json: &[u8]) {
 }
 
 /// The client-facing `type` of a stream failure.
-fn error_type(kind: &str) -> &'static str {
+fn error_type(kind: StreamErrorKind) -> &'static str {
     match kind {
-        "model_stream_error" => "model_stream_error",
-        "internal_stream_failure" => "internal_stream_failure",
-        "model_error" => "model_error",
-        "connection" => "upstream_connection_error",
-        "idle_timeout" => "stream_idle_timeout",
-        _ => "upstream_protocol_error",
+        StreamErrorKind::ModelStreamError | StreamErrorKind::UnknownException => {
+            "model_stream_error"
+        }
+        StreamErrorKind::InternalStreamFailure => "internal_stream_failure",
+        StreamErrorKind::ModelError => "model_error",
+        StreamErrorKind::Connection => "upstream_connection_error",
+        StreamErrorKind::IdleTimeout => "stream_idle_timeout",
+        StreamErrorKind::Protocol => "upstream_protocol_error",
     }
 }
 
@@ -146,14 +148,14 @@ impl State {
             request_id = %self.tally.labels.request_id,
             route = %self.tally.labels.route,
             backend = %self.tally.labels.backend,
-            kind = e.kind,
+            kind = e.kind.as_str(),
             error = %e.message,
             "stream failed after it began"
         );
         self.tally.metrics.stream_error(
             &self.tally.labels.route,
             &self.tally.labels.backend,
-            e.kind,
+            e.kind.as_str(),
         );
         out.extend_from_slice(&error_frame(e, &self.tally.labels));
     }
@@ -242,7 +244,7 @@ impl State {
                 }
                 () = tokio::time::sleep_until(self.idle_until) => {
                     let e = StreamError {
-                        kind: "idle_timeout",
+                        kind: StreamErrorKind::IdleTimeout,
                         message: format!(
                             "the backend sent nothing for {}",
                             humantime::format_duration(self.cfg.idle_timeout)
@@ -382,7 +384,7 @@ mod tests {
         };
         let f = error_frame(
             &StreamError {
-                kind: "model_stream_error",
+                kind: StreamErrorKind::ModelStreamError,
                 message: "boom".into(),
             },
             &labels,

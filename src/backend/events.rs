@@ -35,18 +35,68 @@ pub enum StreamItem {
 /// A failure inside a stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamError {
-    /// Bounded, for metrics and the error event's `type`: `model_stream_error`,
-    /// `internal_stream_failure`, `model_error`, `protocol`, `connection`,
-    /// `idle_timeout`.
-    pub kind: &'static str,
+    pub kind: StreamErrorKind,
     pub message: String,
 }
 
 impl StreamError {
-    fn new(kind: &'static str, message: impl Into<String>) -> Self {
+    fn new(kind: StreamErrorKind, message: impl Into<String>) -> Self {
         Self {
             kind,
             message: message.into(),
+        }
+    }
+}
+
+/// Why a stream failed: a closed set, so that each place turning it into a
+/// client-facing type, a metric label or a log field has to name every kind
+/// (a new kind cannot silently become some other error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamErrorKind {
+    /// SageMaker's `ModelStreamError` exception: the container failed.
+    ModelStreamError,
+    /// SageMaker's `InternalStreamFailure` exception, or an event-stream
+    /// `error` message: the service failed.
+    InternalStreamFailure,
+    /// An event-stream exception of a type the gateway does not know (or
+    /// of no type): reported like a `ModelStreamError`, the closest thing
+    /// the client can act on.
+    UnknownException,
+    /// A mid-stream error event from the model (TGI's `{"error"}`).
+    ModelError,
+    /// The bytes did not have the stream's shape (a corrupted or oversized
+    /// frame, an event that is not JSON).
+    Protocol,
+    /// The connection broke, or its read timed out.
+    Connection,
+    /// The backend sent nothing for the stream's idle timeout (the relay's
+    /// own verdict, not the decoder's).
+    IdleTimeout,
+}
+
+impl StreamErrorKind {
+    /// Every kind, for the metrics that are present from start.
+    pub const ALL: [StreamErrorKind; 7] = [
+        StreamErrorKind::ModelStreamError,
+        StreamErrorKind::InternalStreamFailure,
+        StreamErrorKind::UnknownException,
+        StreamErrorKind::ModelError,
+        StreamErrorKind::Protocol,
+        StreamErrorKind::Connection,
+        StreamErrorKind::IdleTimeout,
+    ];
+
+    /// The bounded label of metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamErrorKind::ModelStreamError | StreamErrorKind::UnknownException => {
+                "model_stream_error"
+            }
+            StreamErrorKind::InternalStreamFailure => "internal_stream_failure",
+            StreamErrorKind::ModelError => "model_error",
+            StreamErrorKind::Protocol => "protocol",
+            StreamErrorKind::Connection => "connection",
+            StreamErrorKind::IdleTimeout => "idle_timeout",
         }
     }
 }
@@ -129,8 +179,10 @@ impl Events {
                     } else {
                         "the connection to the backend broke during the stream"
                     };
-                    self.pending
-                        .push_back(StreamItem::Error(StreamError::new("connection", message)));
+                    self.pending.push_back(StreamItem::Error(StreamError::new(
+                        StreamErrorKind::Connection,
+                        message,
+                    )));
                 }
                 None => {
                     self.finish();
@@ -158,7 +210,7 @@ impl Events {
                         Err(e) => {
                             tracing::debug!(error = %e, "undecodable event-stream frame");
                             self.pending.push_back(StreamItem::Error(StreamError::new(
-                                "protocol",
+                                StreamErrorKind::Protocol,
                                 "the backend sent a corrupted event-stream frame",
                             )));
                             return;
@@ -167,7 +219,7 @@ impl Events {
                 }
                 if buf.len() > MAX_EVENT_BYTES + 64 * 1024 {
                     self.pending.push_back(StreamItem::Error(StreamError::new(
-                        "protocol",
+                        StreamErrorKind::Protocol,
                         "the backend sent an event-stream frame that is too large",
                     )));
                 }
@@ -179,7 +231,7 @@ impl Events {
         if let Framing::AwsEventStream { buf, .. } = &self.framing {
             if !buf.is_empty() {
                 self.pending.push_back(StreamItem::Error(StreamError::new(
-                    "protocol",
+                    StreamErrorKind::Protocol,
                     "the backend's event stream ended inside a frame",
                 )));
                 self.done = true;
@@ -217,9 +269,12 @@ fn frame_item(message: &Message) -> Frame {
         },
         Some("exception") => {
             let kind = match header(message, ":exception-type") {
-                Some("ModelStreamError") => "model_stream_error",
-                Some("InternalStreamFailure") => "internal_stream_failure",
-                _ => "model_stream_error",
+                Some("ModelStreamError") => StreamErrorKind::ModelStreamError,
+                Some("InternalStreamFailure") => StreamErrorKind::InternalStreamFailure,
+                other => {
+                    tracing::debug!(exception_type = ?other, "unknown event-stream exception");
+                    StreamErrorKind::UnknownException
+                }
             };
             let body: Value = serde_json::from_slice(message.payload()).unwrap_or(Value::Null);
             let text = ["Message", "message"]
@@ -234,7 +289,7 @@ fn frame_item(message: &Message) -> Frame {
             Frame::Error(StreamError::new(kind, message))
         }
         Some("error") => Frame::Error(StreamError::new(
-            "internal_stream_failure",
+            StreamErrorKind::InternalStreamFailure,
             header(message, ":error-message").unwrap_or("the stream failed"),
         )),
         _ => Frame::Ignored,
@@ -338,7 +393,7 @@ impl Lines {
             Some(message) => {
                 self.failed = true;
                 out.push_back(StreamItem::Error(StreamError::new(
-                    "model_error",
+                    StreamErrorKind::ModelError,
                     super::clip(&message),
                 )));
             }
@@ -349,7 +404,10 @@ impl Lines {
     fn fail(&mut self, out: &mut VecDeque<StreamItem>, message: &str) {
         self.failed = true;
         self.partial.clear();
-        out.push_back(StreamItem::Error(StreamError::new("protocol", message)));
+        out.push_back(StreamItem::Error(StreamError::new(
+            StreamErrorKind::Protocol,
+            message,
+        )));
     }
 
     fn finish(&mut self, out: &mut VecDeque<StreamItem>) {
@@ -418,7 +476,7 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert_eq!(got[0], data("{\"token\":1}"));
         assert!(
-            matches!(&got[1], StreamItem::Error(e) if e.kind == "model_error" && e.message == "boom")
+            matches!(&got[1], StreamItem::Error(e) if e.kind == StreamErrorKind::ModelError && e.message == "boom")
         );
     }
 
@@ -426,20 +484,46 @@ mod tests {
     fn any_json_is_an_event_and_any_error_member_ends_the_stream() {
         let got = run(&[b"data:[1,2]\n\ndata:{\"error\":{\"code\":1}}\n\n"]);
         assert_eq!(got[0], data("[1,2]"));
-        assert!(matches!(&got[1], StreamItem::Error(e) if e.kind == "model_error"));
+        assert!(matches!(&got[1], StreamItem::Error(e) if e.kind == StreamErrorKind::ModelError));
     }
 
     #[test]
     fn garbage_is_a_protocol_error_and_done_is_ignored() {
         let got = run(&[b"data:[DONE]\n\nnot json\n"]);
-        assert!(matches!(&got[..], [StreamItem::Error(e)] if e.kind == "protocol"));
+        assert!(matches!(&got[..], [StreamItem::Error(e)] if e.kind == StreamErrorKind::Protocol));
     }
 
     #[test]
     fn an_oversized_event_is_refused() {
         let big = vec![b'x'; MAX_EVENT_BYTES + 1];
         let got = run(&[&big]);
-        assert!(matches!(&got[..], [StreamItem::Error(e)] if e.kind == "protocol"));
+        assert!(matches!(&got[..], [StreamItem::Error(e)] if e.kind == StreamErrorKind::Protocol));
+    }
+
+    #[test]
+    fn an_unknown_exception_type_is_reported_as_the_models_stream_failing() {
+        use aws_smithy_types::event_stream::Header;
+        let exception = |kind: &str| {
+            Message::new(&b"{\"Message\":\"boom\"}"[..])
+                .add_header(Header::new(
+                    ":message-type",
+                    FrameHeaderValue::String("exception".into()),
+                ))
+                .add_header(Header::new(
+                    ":exception-type",
+                    FrameHeaderValue::String(kind.to_string().into()),
+                ))
+        };
+        let Frame::Error(e) = frame_item(&exception("SomethingNew")) else {
+            panic!("not an error");
+        };
+        assert_eq!(e.kind, StreamErrorKind::UnknownException);
+        assert_eq!(e.kind.as_str(), "model_stream_error");
+        assert_eq!(e.message, "boom");
+        let Frame::Error(e) = frame_item(&exception("InternalStreamFailure")) else {
+            panic!("not an error");
+        };
+        assert_eq!(e.kind, StreamErrorKind::InternalStreamFailure);
     }
 
     #[test]

@@ -11,26 +11,30 @@ use http::{header, HeaderMap, HeaderValue};
 use serde_json::Value;
 
 use super::events::Events;
-use super::{
-    clip, copy_headers, describe, first_event, read_error_body, retry_after, send, Failure,
-    FailureKind, UpstreamBody, UpstreamRequest, UpstreamResponse,
-};
+use super::exchange::{exchange, Wire};
+use super::{clip, describe, retry_after, Failure, FailureKind, UpstreamRequest, UpstreamResponse};
 use crate::config::{HealthCheckConfig, HuggingFaceConfig};
 
-/// Response headers of an HF endpoint (TGI's timing headers included) the
-/// client gets back.
-const RETURNED_HEADERS: &[&str] = &[
-    "content-type",
-    "x-compute-type",
-    "x-compute-time",
-    "x-compute-characters",
-    "x-total-time",
-    "x-inference-time",
-    "x-queue-time",
-    "x-validation-time",
-    "x-generated-tokens",
-    "x-prompt-tokens",
-];
+/// An HF endpoint's answers: the response headers (TGI's timing headers
+/// included) the client gets back; none on a stream, so the events look the
+/// same whichever backend served them; streams in server-sent events.
+const WIRE: Wire = Wire {
+    returned: &[
+        "content-type",
+        "x-compute-type",
+        "x-compute-time",
+        "x-compute-characters",
+        "x-total-time",
+        "x-inference-time",
+        "x-queue-time",
+        "x-validation-time",
+        "x-generated-tokens",
+        "x-prompt-tokens",
+    ],
+    stream_returned: &[],
+    framing: Events::sse,
+    classify: classify_error,
+};
 
 /// One HF Inference Endpoint.
 #[derive(Debug)]
@@ -129,37 +133,11 @@ impl HuggingFace {
         } else {
             &self.url
         };
-        let started = tokio::time::Instant::now();
         let builder = client
             .post(url.clone())
             .headers(headers)
             .body(req.body.clone());
-        let res = send(builder, req, name).await?;
-        let status = res.status();
-        if status.is_success() && req.stream {
-            // No backend-specific headers on a stream: the events look the
-            // same whichever backend served them.
-            let out = HeaderMap::new();
-            let (first, events) =
-                first_event(Events::sse(res), started + req.timeout, name).await?;
-            return Ok(UpstreamResponse {
-                status,
-                headers: out,
-                body: UpstreamBody::Events { first, events },
-            });
-        }
-        if status.is_success() {
-            let mut out = HeaderMap::new();
-            copy_headers(res.headers(), RETURNED_HEADERS, &mut out);
-            return Ok(UpstreamResponse {
-                status,
-                headers: out,
-                body: UpstreamBody::Stream(res),
-            });
-        }
-        let headers = res.headers().clone();
-        let body = read_error_body(res, req.timeout).await;
-        Err(classify_error(name, status.as_u16(), &headers, &body))
+        exchange(builder, req, &WIRE, name).await
     }
 }
 

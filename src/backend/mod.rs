@@ -3,15 +3,19 @@
 //! A backend turns the gateway's [`UpstreamRequest`] into one HTTP exchange
 //! with its endpoint: adapt the payload ([`format`]), build the URL,
 //! authenticate (SigV4 via [`sigv4`] and [`credentials`], or a bearer token),
-//! send on the one shared upstream client, and classify the answer into an
-//! [`UpstreamResponse`] or a [`Failure`]. It knows nothing about routes,
-//! retries or balancing; [`crate::dispatch`] decides what to do with a
-//! failure. Backends are a closed enum, one file each: two kinds do not need
-//! `Box<dyn>`.
+//! send on the upstream client it is handed (each worker has its own), and
+//! classify the answer into an [`UpstreamResponse`] or a [`Failure`]
+//! (`exchange` does the part both kinds share). A backend's active health
+//! probe is its own too ([`health_check`]), and reports its results through
+//! a callback. It knows nothing about routes, retries or balancing;
+//! [`crate::dispatch`] decides what to do with a failure. Backends are a
+//! closed enum, one file each: two kinds do not need `Box<dyn>`.
 
 pub mod credentials;
 pub mod events;
+pub(crate) mod exchange;
 pub mod format;
+pub mod health_check;
 pub mod huggingface;
 pub mod sagemaker;
 pub mod sigv4;
@@ -25,11 +29,25 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use crate::config::{BackendConfig, BackendKind as BackendKindConfig};
 
+pub use health_check::HealthCheck;
 pub use huggingface::HuggingFace;
 pub use sagemaker::SageMaker;
 
-/// At most this much of an upstream error body is read to classify it.
-pub(crate) const MAX_ERROR_BODY: usize = 64 * 1024;
+/// Why a backend could not be built from its (validated) config.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A URL put together from the config does not parse.
+    #[error("invalid SageMaker URL {url}: {source}")]
+    Url {
+        url: String,
+        #[source]
+        source: UrlParseError,
+    },
+}
+
+/// The `url` crate's parse error, named through reqwest's `Url` so that the
+/// crate need not depend on `url` itself.
+pub type UrlParseError = <reqwest::Url as std::str::FromStr>::Err;
 
 /// One configured backend.
 #[derive(Debug)]
@@ -57,7 +75,7 @@ impl Backend {
         cfg: &BackendConfig,
         credentials: Option<SharedCredentialsProvider>,
         metrics: &crate::metrics::Metrics,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, BuildError> {
         let kind = match &cfg.kind {
             BackendKindConfig::SageMaker(sm) => BackendKind::SageMaker(
                 SageMaker::from_config(&cfg.name, sm, credentials, metrics).await?,
@@ -301,12 +319,18 @@ impl Failure {
         f
     }
 
+    /// No answer in time: the wait for the response headers ran out, or
+    /// the HTTP client's own timeout did; one message for both.
+    pub(crate) fn timed_out(backend: &str) -> Self {
+        Failure::new(
+            FailureKind::Timeout,
+            format!("backend \"{backend}\" did not answer in time"),
+        )
+    }
+
     fn transport_kind(err: &reqwest::Error, backend: &str) -> Self {
         if err.is_timeout() {
-            Failure::new(
-                FailureKind::Timeout,
-                format!("backend \"{backend}\" did not answer in time"),
-            )
+            Self::timed_out(backend)
         } else if err.is_connect() {
             Failure::new(
                 FailureKind::Connect,
@@ -367,109 +391,6 @@ fn retry_after_at(headers: &HeaderMap, now: std::time::SystemTime) -> Option<Dur
         Err(_) => httpdate::parse_http_date(value)
             .ok()
             .map(|at| at.duration_since(now).unwrap_or_default()),
-    }
-}
-
-/// Sends a request: `timeout` bounds the wait for the response headers,
-/// `total` (set on the request) the whole exchange.
-pub(crate) async fn send(
-    builder: reqwest::RequestBuilder,
-    req: &UpstreamRequest,
-    backend: &str,
-) -> Result<reqwest::Response, Failure> {
-    // A stream's body is bounded by its idle timeout, not the deadline.
-    let builder = if req.stream {
-        builder
-    } else {
-        builder.timeout(req.total)
-    };
-    match tokio::time::timeout(req.timeout, builder.send()).await {
-        Ok(Ok(res)) => Ok(res),
-        Ok(Err(e)) => Err(Failure::from_transport(&e, backend)),
-        Err(_) => Err(Failure::new(
-            FailureKind::Timeout,
-            format!("backend \"{backend}\" did not answer in time"),
-        )),
-    }
-}
-
-/// Waits, until `deadline`, for a stream's first event: only then is the
-/// attempt a success, so a stream that fails before it is retried like any
-/// other attempt.
-pub(crate) async fn first_event(
-    mut events: events::Events,
-    deadline: tokio::time::Instant,
-    backend: &str,
-) -> Result<(Bytes, events::Events), Failure> {
-    match tokio::time::timeout_at(deadline, events.next()).await {
-        Ok(Some(events::StreamItem::Data(first))) => Ok((first, events)),
-        Ok(Some(events::StreamItem::Error(e))) => Err(Failure::new(
-            FailureKind::ServerError,
-            format!(
-                "backend \"{backend}\": the stream failed before its first event: {}",
-                e.message
-            ),
-        )
-        .retryable(true)),
-        Ok(None) => Err(Failure::new(
-            FailureKind::Protocol,
-            format!("backend \"{backend}\": the stream ended without an event"),
-        )
-        .retryable(true)),
-        Err(_) => Err(Failure::new(
-            FailureKind::Timeout,
-            format!("backend \"{backend}\": no first event in time"),
-        )),
-    }
-}
-
-/// Reads a whole answer of at most `limit` bytes.
-pub(crate) async fn read_limited(
-    mut res: reqwest::Response,
-    limit: usize,
-    backend: &str,
-) -> Result<Bytes, Failure> {
-    let mut buf = Vec::new();
-    while let Some(chunk) = res
-        .chunk()
-        .await
-        .map_err(|e| Failure::from_transport(&e, backend))?
-    {
-        if buf.len() + chunk.len() > limit {
-            return Err(Failure::new(
-                FailureKind::Protocol,
-                format!("backend \"{backend}\" answered more than {limit} bytes"),
-            ));
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(Bytes::from(buf))
-}
-
-/// Reads at most [`MAX_ERROR_BODY`] bytes of an error answer, within `timeout`.
-pub(crate) async fn read_error_body(mut res: reqwest::Response, timeout: Duration) -> Bytes {
-    let read = async {
-        let mut buf = Vec::new();
-        while let Ok(Some(chunk)) = res.chunk().await {
-            let room = MAX_ERROR_BODY.saturating_sub(buf.len());
-            buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
-            if buf.len() >= MAX_ERROR_BODY {
-                break;
-            }
-        }
-        Bytes::from(buf)
-    };
-    tokio::time::timeout(timeout, read)
-        .await
-        .unwrap_or_default()
-}
-
-/// Copies the named response headers the client may see.
-pub(crate) fn copy_headers(from: &HeaderMap, names: &[&'static str], to: &mut HeaderMap) {
-    for name in names {
-        for value in from.get_all(*name) {
-            to.append(HeaderName::from_static(name), value.clone());
-        }
     }
 }
 

@@ -18,11 +18,12 @@ use serde_json::Value;
 
 use super::credentials::CredentialSource;
 use super::events::Events;
+use super::exchange::{exchange, read_limited, Wire};
 use super::format::{jumpstart_request, jumpstart_response};
 use super::sigv4::{sign_request, Signer};
 use super::{
-    clip, copy_headers, describe, first_event, read_error_body, read_limited, retry_after, send,
-    Failure, FailureKind, UpstreamBody, UpstreamRequest, UpstreamResponse,
+    clip, describe, retry_after, BuildError, Failure, FailureKind, UpstreamBody, UpstreamRequest,
+    UpstreamResponse,
 };
 use crate::config::{PayloadFormat, SageMakerConfig};
 use crate::metrics::Metrics;
@@ -32,23 +33,26 @@ use crate::protocol::sagemaker::default_base;
 /// answer is read whole, so it is bounded.
 const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
 
-/// Response headers of `InvokeEndpoint` the client gets back.
-const RETURNED_HEADERS: &[&str] = &[
-    "content-type",
-    "x-amzn-invoked-production-variant",
-    "x-amzn-sagemaker-custom-attributes",
-    "x-amzn-sagemaker-new-session-id",
-    "x-amzn-sagemaker-closed-session-id",
-    "x-amzn-requestid",
-];
-
-/// Response headers of a stream the client gets back: only those it asked
-/// for, so the events look the same whichever backend served them.
-const STREAM_RETURNED_HEADERS: &[&str] = &[
-    "x-amzn-sagemaker-custom-attributes",
-    "x-amzn-sagemaker-new-session-id",
-    "x-amzn-sagemaker-closed-session-id",
-];
+/// SageMaker's answers: `InvokeEndpoint`'s headers the client gets back;
+/// of a stream, only the session headers it asked for, so the events look
+/// the same whichever backend served them; streams in the AWS event stream.
+const WIRE: Wire = Wire {
+    returned: &[
+        "content-type",
+        "x-amzn-invoked-production-variant",
+        "x-amzn-sagemaker-custom-attributes",
+        "x-amzn-sagemaker-new-session-id",
+        "x-amzn-sagemaker-closed-session-id",
+        "x-amzn-requestid",
+    ],
+    stream_returned: &[
+        "x-amzn-sagemaker-custom-attributes",
+        "x-amzn-sagemaker-new-session-id",
+        "x-amzn-sagemaker-closed-session-id",
+    ],
+    framing: Events::aws,
+    classify: classify_error,
+};
 
 /// One SageMaker endpoint.
 #[derive(Debug)]
@@ -73,7 +77,7 @@ impl SageMaker {
         cfg: &SageMakerConfig,
         provider: Option<SharedCredentialsProvider>,
         metrics: &Metrics,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, BuildError> {
         let source = match provider {
             Some(p) => CredentialSource::from_provider(p),
             None => CredentialSource::from_config(cfg).await,
@@ -110,25 +114,7 @@ impl SageMaker {
         client: &reqwest::Client,
         req: &UpstreamRequest,
     ) -> Result<UpstreamResponse, Failure> {
-        let (body, content_type, accept) = match self.format {
-            PayloadFormat::Hf if req.stream => (
-                stream_body(&req.body, &self.name)?,
-                Some(HeaderValue::from_static("application/json")),
-                None,
-            ),
-            PayloadFormat::Hf => (
-                req.body.clone(),
-                req.content_type.clone(),
-                req.accept.clone(),
-            ),
-            PayloadFormat::JumpStartText2Text => {
-                let body = jumpstart_request(&req.body, &self.name)
-                    .map_err(|e| Failure::new(FailureKind::InvalidInput, e.to_string()))?;
-                let json = HeaderValue::from_static("application/json");
-                (body, Some(json.clone()), Some(json))
-            }
-        };
-
+        let (body, content_type, accept) = self.payload(req)?;
         let credentials = self.credentials.get().await.map_err(|e| {
             // The provider's error chain may name roles, accounts and local
             // endpoints: it goes to the log, the client gets the gist.
@@ -141,30 +127,7 @@ impl SageMaker {
                 ),
             )
         })?;
-
-        let mut headers = HeaderMap::with_capacity(8);
-        if let Some(ct) = content_type {
-            headers.insert(header::CONTENT_TYPE, ct);
-        }
-        if let Some(accept) = accept {
-            headers.insert(header::ACCEPT, accept);
-        }
-        for (name, value) in &self.fixed_headers {
-            headers.insert(name.clone(), value.clone());
-        }
-        // The client's own X-Amzn-SageMaker-* headers, unless the operator
-        // pinned that header in config.
-        for (name, value) in &req.sagemaker_headers {
-            if !self.fixed_headers.iter().any(|(n, _)| n == name) {
-                headers.insert(name.clone(), value.clone());
-            }
-        }
-        if req.stream {
-            // InvokeEndpointWithResponseStream takes fewer headers.
-            for name in NOT_STREAMED {
-                headers.remove(*name);
-            }
-        }
+        let mut headers = self.request_headers(req, content_type, accept);
         let url = if req.stream {
             &self.stream_url
         } else {
@@ -191,55 +154,111 @@ impl SageMaker {
         if let Some(trace) = &req.trace {
             trace.inject(&mut headers);
         }
-        let started = tokio::time::Instant::now();
         let builder = client.post(url.clone()).headers(headers).body(body);
-        let res = send(builder, req, &self.name).await?;
+        let response = exchange(builder, req, &WIRE, &self.name).await?;
+        match self.format {
+            PayloadFormat::Hf => Ok(response),
+            PayloadFormat::JumpStartText2Text => self.adapt(response).await,
+        }
+    }
 
-        let status = res.status();
-        if status.is_success() && req.stream {
-            let mut out = HeaderMap::new();
-            copy_headers(res.headers(), STREAM_RETURNED_HEADERS, &mut out);
-            let events = Events::aws(res);
-            let (first, events) = first_event(events, started + req.timeout, &self.name).await?;
-            return Ok(UpstreamResponse {
-                status,
-                headers: out,
-                body: UpstreamBody::Events { first, events },
-            });
+    /// The body to send and its `Content-Type` and `Accept`, in the
+    /// container's payload format.
+    fn payload(
+        &self,
+        req: &UpstreamRequest,
+    ) -> Result<(Bytes, Option<HeaderValue>, Option<HeaderValue>), Failure> {
+        Ok(match self.format {
+            PayloadFormat::Hf if req.stream => (
+                stream_body(&req.body, &self.name)?,
+                Some(HeaderValue::from_static("application/json")),
+                None,
+            ),
+            PayloadFormat::Hf => (
+                req.body.clone(),
+                req.content_type.clone(),
+                req.accept.clone(),
+            ),
+            PayloadFormat::JumpStartText2Text => {
+                let body = jumpstart_request(&req.body, &self.name)
+                    .map_err(|e| Failure::new(FailureKind::InvalidInput, e.to_string()))?;
+                let json = HeaderValue::from_static("application/json");
+                (body, Some(json.clone()), Some(json))
+            }
+        })
+    }
+
+    /// The request's headers before signing.
+    fn request_headers(
+        &self,
+        req: &UpstreamRequest,
+        content_type: Option<HeaderValue>,
+        accept: Option<HeaderValue>,
+    ) -> HeaderMap {
+        let mut headers = HeaderMap::with_capacity(8);
+        if let Some(ct) = content_type {
+            headers.insert(header::CONTENT_TYPE, ct);
         }
-        if status.is_success() {
-            let mut out = HeaderMap::new();
-            copy_headers(res.headers(), RETURNED_HEADERS, &mut out);
-            let body = match self.format {
-                PayloadFormat::Hf => UpstreamBody::Stream(res),
-                PayloadFormat::JumpStartText2Text => {
-                    let raw = read_limited(res, MAX_RESPONSE_BYTES, &self.name).await?;
-                    let adapted = jumpstart_response(&raw).ok_or_else(|| {
-                        Failure::new(
-                            FailureKind::Protocol,
-                            format!(
-                                "backend \"{}\" answered a body that is not a JumpStart text2text response",
-                                self.name
-                            ),
-                        )
-                        .with_status(status.as_u16())
-                    })?;
-                    out.insert(
-                        header::CONTENT_TYPE,
-                        HeaderValue::from_static("application/json"),
-                    );
-                    UpstreamBody::Full(adapted)
-                }
-            };
-            return Ok(UpstreamResponse {
-                status,
-                headers: out,
-                body,
-            });
+        if let Some(accept) = accept {
+            headers.insert(header::ACCEPT, accept);
         }
-        let headers = res.headers().clone();
-        let body = read_error_body(res, req.timeout).await;
-        Err(classify_error(&self.name, status.as_u16(), &headers, &body))
+        for (name, value) in &self.fixed_headers {
+            headers.insert(name.clone(), value.clone());
+        }
+        // The client's own X-Amzn-SageMaker-* headers, unless the operator
+        // pinned that header in config.
+        for (name, value) in &req.sagemaker_headers {
+            if !self.fixed_headers.iter().any(|(n, _)| n == name) {
+                headers.insert(name.clone(), value.clone());
+            }
+        }
+        if req.stream {
+            // InvokeEndpointWithResponseStream takes fewer headers.
+            for name in NOT_STREAMED {
+                headers.remove(*name);
+            }
+        }
+        headers
+    }
+
+    /// Rewrites a JumpStart text2text answer into the HF shape, which means
+    /// reading it whole; anything else (a stream) passes as it is.
+    async fn adapt(&self, response: UpstreamResponse) -> Result<UpstreamResponse, Failure> {
+        let UpstreamResponse {
+            status,
+            mut headers,
+            body,
+        } = response;
+        let res = match body {
+            UpstreamBody::Stream(res) => res,
+            body => {
+                return Ok(UpstreamResponse {
+                    status,
+                    headers,
+                    body,
+                })
+            }
+        };
+        let raw = read_limited(res, MAX_RESPONSE_BYTES, &self.name).await?;
+        let adapted = jumpstart_response(&raw).ok_or_else(|| {
+            Failure::new(
+                FailureKind::Protocol,
+                format!(
+                    "backend \"{}\" answered a body that is not a JumpStart text2text response",
+                    self.name
+                ),
+            )
+            .with_status(status.as_u16())
+        })?;
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        Ok(UpstreamResponse {
+            status,
+            headers,
+            body: UpstreamBody::Full(adapted),
+        })
     }
 }
 
@@ -269,13 +288,13 @@ fn stream_body(body: &[u8], backend: &str) -> Result<Bytes, Failure> {
 }
 
 /// `{base}/endpoints/{name}/{operation}`.
-fn invocations_url(cfg: &SageMakerConfig, operation: &str) -> Result<reqwest::Url, String> {
+fn invocations_url(cfg: &SageMakerConfig, operation: &str) -> Result<reqwest::Url, BuildError> {
     let base = match &cfg.endpoint_url {
         Some(url) => url.as_str().trim_end_matches('/').to_string(),
         None => default_base(&cfg.region, cfg.fips),
     };
     let raw = format!("{base}/endpoints/{}/{operation}", cfg.endpoint_name);
-    reqwest::Url::parse(&raw).map_err(|e| format!("invalid SageMaker URL {raw}: {e}"))
+    reqwest::Url::parse(&raw).map_err(|source| BuildError::Url { url: raw, source })
 }
 
 /// The `Host` header value an HTTP client sends for `url`.
@@ -435,6 +454,28 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-amzn-errortype", HeaderValue::from_str(kind).unwrap());
         h
+    }
+
+    #[test]
+    fn an_unparsable_url_keeps_its_message_and_its_source() {
+        let cfg = SageMakerConfig {
+            endpoint_name: "x".into(),
+            region: "not a region".into(),
+            endpoint_url: None,
+            fips: false,
+            profile: None,
+            role_arn: None,
+            role_session_name: None,
+            external_id: None,
+            headers: Vec::new(),
+            format: PayloadFormat::Hf,
+        };
+        let err = invocations_url(&cfg, "invocations").unwrap_err();
+        let source = std::error::Error::source(&err).unwrap().to_string();
+        assert_eq!(
+            err.to_string(),
+            format!("invalid SageMaker URL https://runtime.sagemaker.not a region.amazonaws.com/endpoints/x/invocations: {source}")
+        );
     }
 
     #[test]

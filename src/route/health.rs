@@ -1,6 +1,6 @@
 //! What the gateway knows of each backend's health: in-flight requests,
 //! peak-EWMA latency, passive outlier ejection, scale-to-zero coldness and
-//! active health checks.
+//! the results of active health checks.
 //!
 //! One [`BackendState`] per backend, shared by every route that lists it.
 //! Passive ejection follows Envoy's outlier detection: `eject_after`
@@ -10,6 +10,11 @@
 //! leave one of its routes with no available backend. An HF endpoint that
 //! answered 503 (scaled to zero) is *cold*: avoided while another backend can
 //! serve, for one `ejection_time` at a time, and cleared by its next success.
+//!
+//! This module only receives observations: attempts' outcomes, and active
+//! health check results through [`BackendState::set_healthy`]. The probes
+//! themselves are the backends' own, started by the gateway: no HTTP call
+//! is made here, and no backend kind is known.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
@@ -18,7 +23,6 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::ewma::{PeakEwma, DEFAULT_DECAY, DEFAULT_RTT};
-use crate::backend::{Backend, BackendKind};
 use crate::config::OutlierConfig;
 
 /// Whether a backend can take a request now.
@@ -378,33 +382,6 @@ impl BackendState {
             consecutive_failures: inner.consecutive_failures,
         }
     }
-}
-
-/// Starts the active health check of an HF backend that has one
-/// configured: `GET {url}{path}` every interval; a failure marks the backend
-/// unhealthy (skipped while others can serve), a success clears it.
-pub fn spawn_check(
-    client: reqwest::Client,
-    backend: Arc<Backend>,
-    state: Arc<BackendState>,
-) -> Option<tokio::task::JoinHandle<()>> {
-    let BackendKind::HuggingFace(hf) = &backend.kind else {
-        return None;
-    };
-    let interval = hf.health_check()?.1.interval;
-    Some(tokio::spawn(async move {
-        let BackendKind::HuggingFace(hf) = &backend.kind else {
-            return;
-        };
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            if let Some(healthy) = hf.probe_health(&client).await {
-                state.set_healthy(healthy);
-            }
-        }
-    }))
 }
 
 #[cfg(test)]
