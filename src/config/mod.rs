@@ -29,6 +29,7 @@ use std::time::Duration;
 use crate::secret::Secret;
 
 mod backend;
+mod bounds;
 mod diag;
 mod interpolate;
 mod raw;
