@@ -35,6 +35,7 @@ mod interpolate;
 mod raw;
 mod resilience;
 mod summary;
+mod syntax;
 mod telemetry;
 mod validate;
 

@@ -16,6 +16,7 @@ use super::raw::{
     deserialize_section, RawRoute, RawRouteBackend, RawServer, RawTelemetry, RawUpstream,
 };
 use super::resilience::{route_policy, RoutePolicy};
+use super::syntax::syntax_error;
 use super::telemetry::telemetry_config;
 use super::{
     Balance, Config, ConfigErrors, RouteBackend, RouteConfig, ServerConfig, UpstreamConfig,
@@ -113,21 +114,6 @@ pub(super) fn load(text: &str, env: Env<'_>) -> Result<Config, ConfigErrors> {
         routes,
         warnings,
     })
-}
-
-/// `line L, column C` of toml's error, and its message without the source
-/// excerpt (one error per line in [`ConfigErrors`]).
-fn syntax_error(text: &str, error: &toml::de::Error) -> String {
-    let message = error.message().trim();
-    match error.span() {
-        Some(span) => {
-            let before = text.get(..span.start).unwrap_or(text);
-            let line = before.matches('\n').count() + 1;
-            let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
-            format!("TOML syntax error at line {line}, column {column}: {message}")
-        }
-        None => format!("TOML syntax error: {message}"),
-    }
 }
 
 /// Takes the table at top-level `key` (empty if absent) and interpolates it.
