@@ -5,10 +5,10 @@
 use http::{HeaderName, HeaderValue};
 use reqwest::Url;
 
+use super::bounds::{self, optional_duration};
 use super::diag::{key_path, Diagnostics};
 use super::raw::RawBackend;
 use super::resilience::{backend_limits, health_check};
-use super::validate::positive;
 use super::{BackendConfig, BackendKind, HuggingFaceConfig, PayloadFormat, SageMakerConfig};
 use crate::secret::Secret;
 
@@ -42,9 +42,12 @@ pub(super) fn validate_backend(
     path: &str,
     diag: &mut Diagnostics,
 ) -> Option<BackendConfig> {
-    let timeout = raw
-        .timeout
-        .map(|t| positive(Some(t), &key_path(path, "timeout"), t, diag));
+    let timeout = optional_duration(
+        raw.timeout,
+        &key_path(path, "timeout"),
+        bounds::REQUEST_TIMEOUT,
+        diag,
+    );
     let (max_in_flight, outlier) = backend_limits(&raw, path, diag);
     let kind_path = key_path(path, "kind");
     let kind = match raw.kind.as_deref() {

@@ -9,10 +9,13 @@
 //!    `deny_unknown_fields`, defaults and humantime durations;
 //! 2. **meaning** (`validate.rs`): ranges, names, URLs, header values and
 //!    cross-references are checked and the public types below are built.
+//!    Every number and duration has an upper bound (`bounds.rs`), so no value
+//!    that passes can overflow a clock or a counter at run time.
 //!
 //! Both phases collect every error instead of stopping at the first, and each
 //! error starts with the key path it is about
-//! (`routes.flan.backends[1]: unknown backend "hf-flann"`), so one run of
+//! (`routes.flan.backends[1]: unknown backend "hf-flann"`; a TOML syntax
+//! error too, see `syntax.rs`), so one run of
 //! `infergate check` lists everything to fix. An interpolated value never appears
 //! in an error: it may be a secret.
 //!
@@ -29,11 +32,13 @@ use std::time::Duration;
 use crate::secret::Secret;
 
 mod backend;
+mod bounds;
 mod diag;
 mod interpolate;
 mod raw;
 mod resilience;
 mod summary;
+mod syntax;
 mod telemetry;
 mod validate;
 
@@ -113,7 +118,8 @@ pub struct ServerConfig {
     /// A client connection with no request in flight for this long is
     /// closed; > 0.
     pub idle_timeout: Duration,
-    /// Most client connections open at once; > 0.
+    /// Most client connections open at once; 1..=1,000,000, so it fits the
+    /// `u32` of `Semaphore::acquire_many`.
     pub max_connections: usize,
     /// Worker threads, each with its own listener socket, event loop and
     /// upstream connections (1..=[`MAX_WORKERS`]); `None`: one per CPU the
@@ -385,8 +391,6 @@ impl fmt::Display for Balance {
     }
 }
 
-/// `backoff_base`, `backoff_max`: capped exponential backoff with full jitter,
-/// the n-th retry waiting a random time in `[0, min(max, base × 2^(n-1))]`.
 /// How a route's streams are timed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StreamConfig {
@@ -410,6 +414,8 @@ impl Default for StreamConfig {
     }
 }
 
+/// `backoff_base`, `backoff_max`: capped exponential backoff with full jitter,
+/// the n-th retry waiting a random time in `[0, min(max, base × 2^(n-1))]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BackoffConfig {
     /// > 0.

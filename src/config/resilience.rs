@@ -8,9 +8,9 @@
 
 use std::time::Duration;
 
+use super::bounds::{self, at_most, duration, integer, optional_duration, DurationBound};
 use super::diag::{key_path, Diagnostics};
 use super::raw::{RawBackend, RawRoute};
-use super::validate::positive;
 use super::{
     BackoffConfig, Balance, HealthCheckConfig, OutlierConfig, RetryBudgetConfig, StreamConfig,
     DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_MAX, DEFAULT_EJECTION_TIME, DEFAULT_EJECT_AFTER,
@@ -48,17 +48,23 @@ pub(super) fn route_policy(raw: &RawRoute, path: &str, diag: &mut Diagnostics) -
         }
     };
 
-    let per_try_timeout = optional_positive(raw.per_try_timeout, &p("per_try_timeout"), diag);
+    let per_try_timeout = optional_duration(
+        raw.per_try_timeout,
+        &p("per_try_timeout"),
+        bounds::REQUEST_TIMEOUT,
+        diag,
+    );
 
-    let base = positive(
+    let base = duration(
         raw.backoff_base,
         &p("backoff_base"),
+        bounds::BACKOFF_BASE,
         DEFAULT_BACKOFF_BASE,
         diag,
     );
     let max = at_least(
         raw.backoff_max,
-        DEFAULT_BACKOFF_MAX,
+        (DEFAULT_BACKOFF_MAX, bounds::BACKOFF_MAX),
         (base, raw.backoff_base.is_some(), "backoff_base"),
         &p("backoff_max"),
         diag,
@@ -75,16 +81,17 @@ pub(super) fn route_policy(raw: &RawRoute, path: &str, diag: &mut Diagnostics) -
     };
     let retry_budget = RetryBudgetConfig {
         ratio,
-        min_per_second: count_u32(
+        min_per_second: integer(
             raw.retry_budget_min_per_second,
             &p("retry_budget_min_per_second"),
-            0,
+            bounds::RETRY_BUDGET_MIN_PER_SECOND,
             DEFAULT_RETRY_BUDGET_MIN_PER_SECOND,
             diag,
         ),
-        window: positive(
+        window: duration(
             raw.retry_budget_window,
             &p("retry_budget_window"),
+            bounds::RETRY_BUDGET_WINDOW,
             DEFAULT_RETRY_BUDGET_WINDOW,
             diag,
         ),
@@ -95,24 +102,32 @@ pub(super) fn route_policy(raw: &RawRoute, path: &str, diag: &mut Diagnostics) -
         per_try_timeout,
         backoff: BackoffConfig { base, max },
         retry_budget,
-        hedge_after: optional_positive(raw.hedge_after, &p("hedge_after"), diag),
+        hedge_after: optional_duration(
+            raw.hedge_after,
+            &p("hedge_after"),
+            bounds::HEDGE_AFTER,
+            diag,
+        ),
         sticky_sessions: raw.sticky_sessions.unwrap_or(DEFAULT_STICKY_SESSIONS),
         stream: StreamConfig {
-            first_byte_timeout: positive(
+            first_byte_timeout: duration(
                 raw.stream_first_byte_timeout,
                 &p("stream_first_byte_timeout"),
+                bounds::STREAM_FIRST_BYTE_TIMEOUT,
                 DEFAULT_STREAM_FIRST_BYTE_TIMEOUT,
                 diag,
             ),
-            idle_timeout: positive(
+            idle_timeout: duration(
                 raw.stream_idle_timeout,
                 &p("stream_idle_timeout"),
+                bounds::STREAM_IDLE_TIMEOUT,
                 DEFAULT_STREAM_IDLE_TIMEOUT,
                 diag,
             ),
-            keepalive: positive(
+            keepalive: duration(
                 raw.stream_keepalive,
                 &p("stream_keepalive"),
+                bounds::STREAM_KEEPALIVE,
                 DEFAULT_STREAM_KEEPALIVE,
                 diag,
             ),
@@ -129,23 +144,24 @@ pub(super) fn backend_limits(
     let p = |key: &str| key_path(path, key);
     let max_in_flight = raw
         .max_in_flight
-        .map(|n| count_u32(Some(n), &p("max_in_flight"), 1, 1, diag));
-    let eject_after = count_u32(
+        .map(|n| integer(Some(n), &p("max_in_flight"), bounds::MAX_IN_FLIGHT, 1, diag));
+    let eject_after = integer(
         raw.eject_after,
         &p("eject_after"),
-        0,
+        bounds::EJECT_AFTER,
         DEFAULT_EJECT_AFTER,
         diag,
     );
-    let base_ejection = positive(
+    let base_ejection = duration(
         raw.ejection_time,
         &p("ejection_time"),
+        bounds::EJECTION_TIME,
         DEFAULT_EJECTION_TIME,
         diag,
     );
     let max_ejection = at_least(
         raw.max_ejection_time,
-        DEFAULT_MAX_EJECTION_TIME,
+        (DEFAULT_MAX_EJECTION_TIME, bounds::MAX_EJECTION_TIME),
         (base_ejection, raw.ejection_time.is_some(), "ejection_time"),
         &p("max_ejection_time"),
         diag,
@@ -168,8 +184,18 @@ pub(super) fn health_check(
     diag: &mut Diagnostics,
 ) -> Option<HealthCheckConfig> {
     let p = |key: &str| key_path(path, key);
-    let interval = optional_positive(raw.health_check_interval, &p("health_check_interval"), diag);
-    let timeout = optional_positive(raw.health_check_timeout, &p("health_check_timeout"), diag);
+    let interval = optional_duration(
+        raw.health_check_interval,
+        &p("health_check_interval"),
+        bounds::HEALTH_CHECK_INTERVAL,
+        diag,
+    );
+    let timeout = optional_duration(
+        raw.health_check_timeout,
+        &p("health_check_timeout"),
+        bounds::HEALTH_CHECK_TIMEOUT,
+        diag,
+    );
 
     let check_path = raw.health_check_path.as_deref();
     if interval.is_none() {
@@ -204,72 +230,31 @@ pub(super) fn health_check(
 
 // === helpers ===
 
-/// An optional duration that must be > 0 when set.
-fn optional_positive(
-    value: Option<Duration>,
-    path: &str,
-    diag: &mut Diagnostics,
-) -> Option<Duration> {
-    value.map(|d| positive(Some(d), path, d, diag))
-}
-
-/// An upper bound that must not be below `floor` (its value, whether it was
-/// set, its key). When absent it is the larger of `default` and the floor, so
-/// raising only the floor never makes an error of a key the user did not write.
+/// An upper key that must not be below `floor` (its value, whether it was
+/// set, its key) nor above its own bound. When absent it is the larger of
+/// `default` and the floor, so raising only the floor never makes an error of
+/// a key the user did not write.
 fn at_least(
     value: Option<Duration>,
-    default: Duration,
+    (default, bound): (Duration, DurationBound),
     (floor, floor_set, floor_key): (Duration, bool, &str),
     path: &str,
     diag: &mut Diagnostics,
 ) -> Duration {
     match value {
         None => default.max(floor),
-        Some(d) => {
-            if d < floor {
-                if floor_set {
-                    diag.error(path, format!("must be at least {floor_key}"));
-                } else {
-                    let floor = humantime::format_duration(floor);
-                    diag.error(
-                        path,
-                        format!("must be at least {floor_key} ({floor} by default)"),
-                    );
-                }
+        Some(d) if d < floor => {
+            if floor_set {
+                diag.error(path, format!("must be at least {floor_key}"));
+            } else {
+                let floor = humantime::format_duration(floor);
+                diag.error(
+                    path,
+                    format!("must be at least {floor_key} ({floor} by default)"),
+                );
             }
             d
         }
-    }
-}
-
-/// A `u32` that must be at least `min` (0 or 1); the default when absent.
-fn count_u32(
-    value: Option<i64>,
-    path: &str,
-    min: u32,
-    default: u32,
-    diag: &mut Diagnostics,
-) -> u32 {
-    match value {
-        None => default,
-        Some(n) => match u32::try_from(n) {
-            Ok(n) if n >= min => n,
-            Ok(_) => {
-                diag.error(path, "must be greater than 0");
-                default
-            }
-            Err(_) if n < 0 => {
-                if min == 0 {
-                    diag.error(path, "must not be negative");
-                } else {
-                    diag.error(path, "must be greater than 0");
-                }
-                default
-            }
-            Err(_) => {
-                diag.error(path, format!("must be at most {}", u32::MAX));
-                default
-            }
-        },
+        Some(d) => at_most(d, path, bound, diag),
     }
 }

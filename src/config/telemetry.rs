@@ -4,9 +4,9 @@
 //! feature; any other build says so instead of silently exporting nothing.
 
 use super::backend::http_url;
+use super::bounds::{self, duration};
 use super::diag::Diagnostics;
 use super::raw::RawTelemetry;
-use super::validate::positive;
 use super::{TelemetryConfig, DEFAULT_OTLP_TIMEOUT, DEFAULT_SERVICE_NAME};
 
 /// The error for `otlp_endpoint` in a build without OTLP export.
@@ -40,9 +40,10 @@ pub(super) fn telemetry_config(raw: RawTelemetry, diag: &mut Diagnostics) -> Tel
     TelemetryConfig {
         otlp_endpoint,
         service_name,
-        otlp_timeout: positive(
+        otlp_timeout: duration(
             raw.otlp_timeout,
             "telemetry.otlp_timeout",
+            bounds::OTLP_TIMEOUT,
             DEFAULT_OTLP_TIMEOUT,
             diag,
         ),

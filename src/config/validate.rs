@@ -7,22 +7,23 @@
 //! `telemetry.rs`.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use super::backend::validate_backend;
+use super::bounds::{self, duration, integer, optional_duration};
 use super::diag::{index_path, key_path, Diagnostics};
 use super::interpolate::interpolate_tree;
 use super::raw::{
     deserialize_section, RawRoute, RawRouteBackend, RawServer, RawTelemetry, RawUpstream,
 };
 use super::resilience::{route_policy, RoutePolicy};
+use super::syntax::syntax_error;
 use super::telemetry::telemetry_config;
 use super::{
     Balance, Config, ConfigErrors, RouteBackend, RouteConfig, ServerConfig, UpstreamConfig,
     DEFAULT_ATTEMPTS, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
     DEFAULT_LISTEN, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS, DEFAULT_POOL_IDLE_TIMEOUT,
     DEFAULT_POOL_MAX_IDLE_PER_HOST, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SHUTDOWN_GRACE,
-    DEFAULT_WEIGHT, MAX_WORKERS,
+    DEFAULT_WEIGHT,
 };
 
 type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -115,21 +116,6 @@ pub(super) fn load(text: &str, env: Env<'_>) -> Result<Config, ConfigErrors> {
     })
 }
 
-/// `line L, column C` of toml's error, and its message without the source
-/// excerpt (one error per line in [`ConfigErrors`]).
-fn syntax_error(text: &str, error: &toml::de::Error) -> String {
-    let message = error.message().trim();
-    match error.span() {
-        Some(span) => {
-            let before = text.get(..span.start).unwrap_or(text);
-            let line = before.matches('\n').count() + 1;
-            let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
-            format!("TOML syntax error at line {line}, column {column}: {message}")
-        }
-        None => format!("TOML syntax error: {message}"),
-    }
-}
-
 /// Takes the table at top-level `key` (empty if absent) and interpolates it.
 fn section(
     root: &mut toml::Table,
@@ -210,72 +196,78 @@ fn server_config(raw: RawServer, diag: &mut Diagnostics) -> ServerConfig {
             DEFAULT_LISTEN
         }),
     };
+    let p = |key: &str| key_path("server", key);
     ServerConfig {
         listen,
-        max_body_bytes: count(
+        max_body_bytes: integer(
             raw.max_body_bytes,
-            "server.max_body_bytes",
-            1,
+            &p("max_body_bytes"),
+            bounds::MAX_BODY_BYTES,
             DEFAULT_MAX_BODY_BYTES,
             diag,
         ),
-        request_timeout: positive(
+        request_timeout: duration(
             raw.request_timeout,
-            "server.request_timeout",
+            &p("request_timeout"),
+            bounds::REQUEST_TIMEOUT,
             DEFAULT_REQUEST_TIMEOUT,
             diag,
         ),
-        shutdown_grace: raw.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
-        header_read_timeout: positive(
+        shutdown_grace: duration(
+            raw.shutdown_grace,
+            &p("shutdown_grace"),
+            bounds::SHUTDOWN_GRACE,
+            DEFAULT_SHUTDOWN_GRACE,
+            diag,
+        ),
+        header_read_timeout: duration(
             raw.header_read_timeout,
-            "server.header_read_timeout",
+            &p("header_read_timeout"),
+            bounds::HEADER_READ_TIMEOUT,
             DEFAULT_HEADER_READ_TIMEOUT,
             diag,
         ),
-        idle_timeout: positive(
+        idle_timeout: duration(
             raw.idle_timeout,
-            "server.idle_timeout",
+            &p("idle_timeout"),
+            bounds::IDLE_TIMEOUT,
             DEFAULT_IDLE_TIMEOUT,
             diag,
         ),
-        max_connections: count(
+        max_connections: integer(
             raw.max_connections,
-            "server.max_connections",
-            1,
+            &p("max_connections"),
+            bounds::MAX_CONNECTIONS,
             DEFAULT_MAX_CONNECTIONS,
             diag,
         ),
-        workers: raw.workers.map(|n| {
-            let n = count(Some(n), "server.workers", 1, 1, diag);
-            if n > MAX_WORKERS {
-                diag.error(
-                    "server.workers",
-                    format_args!("must be at most {MAX_WORKERS}"),
-                );
-            }
-            n.min(MAX_WORKERS)
-        }),
+        workers: raw
+            .workers
+            .map(|n| integer(Some(n), &p("workers"), bounds::WORKERS, 1, diag)),
     }
 }
 
 fn upstream_config(raw: RawUpstream, diag: &mut Diagnostics) -> UpstreamConfig {
+    let p = |key: &str| key_path("upstream", key);
     UpstreamConfig {
-        connect_timeout: positive(
+        connect_timeout: duration(
             raw.connect_timeout,
-            "upstream.connect_timeout",
+            &p("connect_timeout"),
+            bounds::CONNECT_TIMEOUT,
             DEFAULT_CONNECT_TIMEOUT,
             diag,
         ),
-        pool_idle_timeout: positive(
+        pool_idle_timeout: duration(
             raw.pool_idle_timeout,
-            "upstream.pool_idle_timeout",
+            &p("pool_idle_timeout"),
+            bounds::POOL_IDLE_TIMEOUT,
             DEFAULT_POOL_IDLE_TIMEOUT,
             diag,
         ),
-        pool_max_idle_per_host: count(
+        pool_max_idle_per_host: integer(
             raw.pool_max_idle_per_host,
-            "upstream.pool_max_idle_per_host",
-            0,
+            &p("pool_max_idle_per_host"),
+            bounds::POOL_MAX_IDLE_PER_HOST,
             DEFAULT_POOL_MAX_IDLE_PER_HOST,
             diag,
         ),
@@ -307,19 +299,13 @@ fn route_config(
         if weight.is_some() {
             weight_paths.push(key_path(&entry_path, "weight"));
         }
-        let weight = match weight {
-            None => DEFAULT_WEIGHT,
-            Some(w) => match u32::try_from(w) {
-                Ok(w @ 1..=1000) => w,
-                _ => {
-                    diag.error(
-                        &key_path(&entry_path, "weight"),
-                        "must be between 1 and 1000",
-                    );
-                    DEFAULT_WEIGHT
-                }
-            },
-        };
+        let weight = integer(
+            weight,
+            &key_path(&entry_path, "weight"),
+            bounds::WEIGHT,
+            DEFAULT_WEIGHT,
+            diag,
+        );
         let Some(backend) = backend else {
             diag.error(&name_path, "required");
             continue;
@@ -342,19 +328,19 @@ fn route_config(
         backends.push(RouteBackend { backend, weight });
     }
 
-    let timeout = raw
-        .timeout
-        .map(|t| positive(Some(t), &key_path(path, "timeout"), t, diag));
-    let attempts = match raw.attempts {
-        None => DEFAULT_ATTEMPTS,
-        Some(a) => match u32::try_from(a) {
-            Ok(a @ 1..=10) => a,
-            _ => {
-                diag.error(&key_path(path, "attempts"), "must be between 1 and 10");
-                DEFAULT_ATTEMPTS
-            }
-        },
-    };
+    let timeout = optional_duration(
+        raw.timeout,
+        &key_path(path, "timeout"),
+        bounds::REQUEST_TIMEOUT,
+        diag,
+    );
+    let attempts = integer(
+        raw.attempts,
+        &key_path(path, "attempts"),
+        bounds::ATTEMPTS,
+        DEFAULT_ATTEMPTS,
+        diag,
+    );
 
     let RoutePolicy {
         balance,
@@ -386,49 +372,5 @@ fn route_config(
         hedge_after,
         sticky_sessions,
         stream,
-    }
-}
-
-// === helpers ===
-
-/// A duration that must be > 0; the default when absent.
-pub(super) fn positive(
-    value: Option<Duration>,
-    path: &str,
-    default: Duration,
-    diag: &mut Diagnostics,
-) -> Duration {
-    match value {
-        None => default,
-        Some(d) => {
-            if d.is_zero() {
-                diag.error(path, "must be greater than 0");
-            }
-            d
-        }
-    }
-}
-
-/// A count that must be at least `min` (0 or 1); the default when absent.
-fn count(
-    value: Option<i64>,
-    path: &str,
-    min: usize,
-    default: usize,
-    diag: &mut Diagnostics,
-) -> usize {
-    match value {
-        None => default,
-        Some(n) => match usize::try_from(n) {
-            Ok(n) if n >= min => n,
-            _ => {
-                if min == 0 {
-                    diag.error(path, "must not be negative");
-                } else {
-                    diag.error(path, "must be greater than 0");
-                }
-                default
-            }
-        },
     }
 }

@@ -329,17 +329,48 @@ fn names() {
     assert_eq!(config.routes[0].name, "v1.flan_t5-small");
 }
 
+/// A TOML syntax error names the key the parser was reading, from the text
+/// before it, then gives its line and column.
 #[test]
-fn syntax_errors_report_line_and_column() {
-    let errs = errors("[server]\nlisten = \n");
-    assert_eq!(errs.len(), 1);
-    assert!(
-        errs[0].starts_with("TOML syntax error at line 2, column 10: "),
-        "{errs:?}"
+fn syntax_errors_name_their_key_and_position() {
+    let route = "[routes.flan]\nbackends = [\"sm-flan\"]\n";
+    assert_eq!(
+        errors(&format!("{SM}{route}attempts = 2\nattempts = 3\n")),
+        ["routes.flan.attempts: duplicate key (line 9, column 1)"]
     );
-    let errs = errors("[server]\nlisten = \"a\"\nlisten = \"b\"\n");
-    assert!(
-        errs[0].starts_with("TOML syntax error at line 3, column 1: "),
-        "{errs:?}"
+    assert_eq!(
+        errors(&format!("{SM}{route}attempts = 99999999999999999999\n")),
+        ["routes.flan.attempts: integer out of range, TOML integers are between -9223372036854775808 and 9223372036854775807 (line 8, column 12)"]
+    );
+    assert_eq!(
+        errors("[server]\nlisten = \"127.0.0.1:8080\nworkers = 2\n"),
+        ["server.listen: unterminated string, expected a closing `\"` (line 2, column 25)"]
+    );
+    assert_eq!(
+        errors("[server]\nlisten = '''127.0.0.1:8080\nworkers = 2\n"),
+        ["server.listen: unterminated string, expected a closing `'''` (line 4, column 1)"]
+    );
+    assert_eq!(
+        errors("[server]\nlisten = \n"),
+        ["server.listen: missing value (line 2, column 10)"]
+    );
+    assert_eq!(
+        errors(&format!(
+            "{SM}[routes.flan]\nbackends = [{{ backend = \"sm-flan\", backend = \"x\" }}]\n"
+        )),
+        ["routes.flan.backends[0].backend: duplicate key (line 7, column 36)"]
+    );
+    assert_eq!(
+        errors(&format!("{SM}[backends.sm-flan]\n")),
+        ["backends.sm-flan: duplicate key (line 6, column 11)"]
+    );
+    assert_eq!(
+        errors("[server\nlisten = \"x\"\n"),
+        ["server: unclosed table, expected `]` (line 1, column 8)"]
+    );
+    // Where no table or key is open, the position alone.
+    assert_eq!(
+        errors("= 3\n"),
+        ["TOML syntax error at line 1, column 1: unquoted keys cannot be empty, expected letters, numbers, `-`, `_`"]
     );
 }

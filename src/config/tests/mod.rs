@@ -2,6 +2,7 @@
 //! error. Shared fixtures are here; the cases are grouped by concern below.
 
 mod backends;
+mod bounds;
 mod errors;
 mod interpolation;
 mod output;
@@ -135,11 +136,9 @@ fn example_file_parses() {
     assert_eq!(config.warnings, Vec::<String>::new());
 }
 
-/// Every `# key = value` line of the example, uncommented, is valid too, so
-/// the documentation of optional keys cannot rot either.
-#[test]
-fn example_file_commented_options_are_valid() {
-    let uncommented: String = EXAMPLE
+/// The example with every `# key = value` line uncommented.
+pub(super) fn uncommented_example() -> String {
+    EXAMPLE
         .lines()
         .map(|line| match line.strip_prefix("# ") {
             Some(rest)
@@ -152,7 +151,14 @@ fn example_file_commented_options_are_valid() {
             _ => line,
         })
         .collect::<Vec<_>>()
-        .join("\n");
+        .join("\n")
+}
+
+/// Every `# key = value` line of the example, uncommented, is valid too, so
+/// the documentation of optional keys cannot rot either.
+#[test]
+fn example_file_commented_options_are_valid() {
+    let uncommented = uncommented_example();
     assert!(uncommented.contains("\nrole_arn = "));
     let config = parse(&uncommented);
     let sm = sagemaker(&config, "sm-flan");

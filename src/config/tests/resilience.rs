@@ -184,14 +184,14 @@ fn retry_budget_min_per_second() {
     );
     assert_eq!(
         errors(&route("retry_budget_min_per_second = 4294967296")),
-        ["routes.flan.retry_budget_min_per_second: must be at most 4294967295"]
+        ["routes.flan.retry_budget_min_per_second: must be at most 100000"]
     );
     assert_eq!(
         errors(&route("retry_budget_min_per_second = 1.5")),
         ["routes.flan.retry_budget_min_per_second: expected an integer, found float"]
     );
-    let config = parse(&route("retry_budget_min_per_second = 4294967295"));
-    assert_eq!(config.routes[0].retry_budget.min_per_second, u32::MAX);
+    let config = parse(&route("retry_budget_min_per_second = 100000"));
+    assert_eq!(config.routes[0].retry_budget.min_per_second, 100_000);
 }
 
 #[test]
@@ -230,7 +230,7 @@ fn max_in_flight() {
     for (value, message) in [
         ("0", "must be greater than 0"),
         ("-3", "must be greater than 0"),
-        ("4294967296", "must be at most 4294967295"),
+        ("4294967296", "must be at most 1000000"),
     ] {
         assert_eq!(
             errors(&sm(&format!("max_in_flight = {value}"))),
@@ -257,7 +257,7 @@ fn outlier_ejection() {
     );
     assert_eq!(
         errors(&hf("eject_after = 4294967296")),
-        ["backends.hf-flan.eject_after: must be at most 4294967295"]
+        ["backends.hf-flan.eject_after: must be at most 1000"]
     );
     assert_eq!(
         errors(&sm("ejection_time = \"1m\"\nmax_ejection_time = \"30s\"")),
