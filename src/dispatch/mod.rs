@@ -18,11 +18,12 @@
 //!   first is slow; the first answer wins and the other is cancelled;
 //! - a request in a SageMaker session goes to the backend that opened it.
 //!
-//! What is retried is the backend's call ([`Failure::retryable`]); whether,
+//! What is retried is the backend's call (`Failure::retryable`); whether,
 //! where and when is [`RetryPolicy::decide`] (`policy.rs`), kept apart from
 //! the transport. This file runs the loop and keeps its state in one
-//! [`Attempts`]; `attempt.rs` makes one attempt through the [`Call`] seam,
-//! `hedge.rs` hedges it, `pick.rs` and `session.rs` choose where it goes.
+//! `Attempts`; `attempt.rs` makes one attempt through the `Call` seam (the
+//! backends, or a test's script), `hedge.rs` hedges it, `pick.rs` and
+//! `session.rs` choose where it goes.
 //! Attempts are futures of the request's own task: when the client goes
 //! away, dropping the request cancels every attempt, and nothing is left
 //! running.

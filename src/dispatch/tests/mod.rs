@@ -100,16 +100,24 @@ fn route(n: usize) -> Route {
     }
 }
 
-/// What a scripted backend does on one call: answer after `after`.
+/// What a scripted backend does on one call: answer after `after`, a 200
+/// with these headers or a failure.
 struct Step {
     after: Duration,
-    result: Result<u16, Failure>,
+    result: Result<HeaderMap, Failure>,
 }
 
 fn ok(after: Duration) -> Step {
     Step {
         after,
-        result: Ok(200),
+        result: Ok(HeaderMap::new()),
+    }
+}
+
+fn ok_with(after: Duration, headers: HeaderMap) -> Step {
+    Step {
+        after,
+        result: Ok(headers),
     }
 }
 
@@ -174,9 +182,9 @@ impl Call for Script {
         });
         async move {
             tokio::time::sleep(step.after).await;
-            step.result.map(|status| UpstreamResponse {
-                status: StatusCode::from_u16(status).unwrap(),
-                headers: HeaderMap::new(),
+            step.result.map(|headers| UpstreamResponse {
+                status: StatusCode::OK,
+                headers,
                 body: UpstreamBody::Full(Bytes::new()),
             })
         }
@@ -200,13 +208,23 @@ fn request() -> UpstreamRequest {
 
 /// Runs one request on `route` with the route's deadline from now.
 async fn go(route: &Route, script: &Script, metrics: &Metrics, seed: u64) -> Dispatched {
+    go_with(route, script, metrics, seed, request()).await
+}
+
+async fn go_with(
+    route: &Route,
+    script: &Script,
+    metrics: &Metrics,
+    seed: u64,
+    req: UpstreamRequest,
+) -> Dispatched {
     let env = Env {
         metrics,
         route,
         call: script,
     };
     let deadline = Instant::now() + route.timeout;
-    run(env, request(), deadline, fastrand::Rng::with_seed(seed)).await
+    run(env, req, deadline, fastrand::Rng::with_seed(seed)).await
 }
 
 /// The sum of a counter's series that carry all of `labels`.

@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::dispatch::RetryPolicy;
+use crate::route::sticky::SessionTable;
 
 fn throttled(retry_after: Option<Duration>) -> Failure {
     let mut f = failure(FailureKind::Throttled);
@@ -327,4 +328,110 @@ async fn a_cold_backend_retried_may_take_the_rest_of_the_deadline_to_wake() {
         (sent[1].at, sent[1].timeout, sent[1].scale_up),
         (ms(1500), left, Some(left))
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_the_hedge_fails_the_first_attempt_still_answers() {
+    let (mut r, m) = (route(2), Metrics::new().unwrap());
+    r.hedge_after = Some(secs(2));
+    let script = Script::new(vec![
+        vec![ok(secs(5))],
+        vec![fail(secs(1), failure(FailureKind::Unavailable))],
+    ]);
+    let start = Instant::now();
+    let d = go(&r, &script, &m, 1).await;
+    assert!(d.result.is_ok());
+    assert_eq!((backend_name(&d), d.attempts), (Some("b0"), 2));
+    assert_eq!(start.elapsed(), secs(5));
+    assert_eq!(
+        count(
+            &m,
+            "infergate_upstream_attempts_total",
+            &[("result", "cancelled")]
+        ),
+        0
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_a_failure_a_saturated_backend_ends_with_that_failure_not_a_shed() {
+    let (mut r, m) = (route(2), Metrics::new().unwrap());
+    let state = Arc::new(BackendState::new("b1", Some(1), OutlierConfig::default()));
+    r.pool[1].state = Arc::clone(&state);
+    let _held = state.begin(Instant::now()).unwrap();
+    // Only b1 could mend b0's failure, and b1 is full.
+    let script = Script::new(vec![
+        vec![fail(Duration::ZERO, failure(FailureKind::AuthRejected))],
+        vec![],
+    ]);
+    let d = go(&r, &script, &m, 1).await;
+    assert_eq!(upstream(&d).kind, FailureKind::AuthRejected);
+    assert_eq!((backend_name(&d), d.attempts), (Some("b0"), 1));
+    assert_eq!(count(&m, "infergate_shed_total", &[]), 0);
+    assert_eq!(count(&m, "infergate_retries_total", &[]), 0);
+}
+
+fn in_session(id: &'static str) -> UpstreamRequest {
+    let mut req = request();
+    req.sagemaker_headers.push((
+        http::HeaderName::from_static("x-amzn-sagemaker-session-id"),
+        HeaderValue::from_static(id),
+    ));
+    req
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_stays_on_its_backend_through_retries_and_hedges() {
+    let (mut r, m) = (route(2), Metrics::new().unwrap());
+    r.hedge_after = Some(secs(1));
+    let table = SessionTable::default();
+    table.opened("s-1", 1, std::time::SystemTime::now());
+    r.sessions = Some(table);
+    // b0 comes first in priority, but the session lives on b1: its retry
+    // goes back there (backing off) and no hedge goes to b0.
+    let script = Script::new(vec![
+        vec![],
+        vec![
+            fail(secs(2), failure(FailureKind::Unavailable)),
+            ok(Duration::ZERO),
+        ],
+    ]);
+    let d = go_with(&r, &script, &m, 5, in_session("s-1")).await;
+    assert!(d.result.is_ok());
+    assert_eq!((backend_name(&d), d.attempts), (Some("b1"), 2));
+    let backends: Vec<usize> = script.calls().iter().map(|c| c.0).collect();
+    assert_eq!(backends, vec![1, 1]);
+    assert_eq!(count(&m, "infergate_hedges_total", &[]), 0);
+    assert!(!d.waited.is_zero(), "a retry on the same backend backs off");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_answer_that_opens_a_session_is_remembered_and_one_that_closes_it_forgets() {
+    let (mut r, m) = (route(2), Metrics::new().unwrap());
+    r.sessions = Some(SessionTable::default());
+    let mut opened = HeaderMap::new();
+    opened.insert(
+        "x-amzn-sagemaker-new-session-id",
+        HeaderValue::from_static("s-9; Expires=2099-01-01T00:00:00Z"),
+    );
+    let mut closed = HeaderMap::new();
+    closed.insert(
+        "x-amzn-sagemaker-closed-session-id",
+        HeaderValue::from_static("s-9"),
+    );
+    let script = Script::new(vec![
+        vec![fail(Duration::ZERO, throttled(None))],
+        vec![
+            ok_with(Duration::ZERO, opened),
+            ok_with(Duration::ZERO, closed),
+        ],
+    ]);
+    let d = go_with(&r, &script, &m, 1, in_session("NEW_SESSION")).await;
+    assert_eq!(backend_name(&d), Some("b1"));
+    let table = r.sessions.as_ref().unwrap();
+    let now = std::time::SystemTime::now();
+    assert_eq!(table.lookup("s-9", now), Some(1));
+    let d = go_with(&r, &script, &m, 1, in_session("s-9")).await;
+    assert_eq!(backend_name(&d), Some("b1"));
+    assert_eq!(table.lookup("s-9", now), None);
 }
