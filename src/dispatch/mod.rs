@@ -163,6 +163,8 @@ impl<'r> Attempts<'r> {
     ) -> End {
         let route = self.route;
         let policy = RetryPolicy::from(route.backoff);
+        // Only the first pick answers for itself (503 shed or no backend);
+        // after a failure, the policy stops with that failure instead.
         let (mut index, mut slot) = match picker.choose(&self.tried, false, Instant::now()) {
             Pick::Chosen { index, slot } => (index, slot),
             Pick::Shed => {
@@ -195,7 +197,7 @@ impl<'r> Attempts<'r> {
                     return End::Error(ApiError::Deadline(self.allowed_time), Some(index));
                 }
             };
-            match self.next(env, &policy, picker, failed_on).await {
+            match self.after_failure(env, &policy, picker, failed_on).await {
                 Ok(next) => (index, slot) = next,
                 Err(reply) => return End::Stopped(reply),
             }
@@ -265,7 +267,7 @@ impl<'r> Attempts<'r> {
     /// Asks the policy what follows the failure on `failed_on`; when it is
     /// another attempt, counts it and waits for it. Returns the next
     /// attempt's backend and slot, or what the client gets.
-    async fn next<C: Call>(
+    async fn after_failure<C: Call>(
         &mut self,
         env: Env<'_, C>,
         policy: &RetryPolicy,
