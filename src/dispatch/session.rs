@@ -1,0 +1,81 @@
+//! Which backends one request may use, and the sticky sessions that decide
+//! part of it.
+//!
+//! A SageMaker session lives on the endpoint that opened it, so a request in
+//! a known session may only go there, and a request opening one only to a
+//! SageMaker backend (the only kind with sessions). A token stream needs a
+//! backend that can stream. These rules bind every attempt, retries and
+//! hedges alike; the balancer chooses among what they leave.
+
+use std::time::SystemTime;
+
+use http::HeaderValue;
+
+use crate::backend::{BackendKind, UpstreamRequest, UpstreamResponse};
+use crate::route::sticky::NEW_SESSION;
+use crate::route::Route;
+
+const SESSION_ID: &str = "x-amzn-sagemaker-session-id";
+
+/// The backends one request may use.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Eligible {
+    streaming: bool,
+    /// The backend of the request's known session.
+    pinned: Option<usize>,
+    /// The request opens a session on a route that has SageMaker backends.
+    new_session: bool,
+}
+
+impl Eligible {
+    /// The rules for `req` on `route`, read once before the first attempt.
+    pub(crate) fn for_request(route: &Route, req: &UpstreamRequest) -> Self {
+        let session = req
+            .sagemaker_headers
+            .iter()
+            .find(|(n, _)| n == SESSION_ID)
+            .and_then(|(_, v)| v.to_str().ok());
+        let has_sagemaker = route
+            .pool
+            .iter()
+            .any(|m| matches!(m.backend.kind, BackendKind::SageMaker(_)));
+        let pinned = match (session, &route.sessions) {
+            (Some(id), Some(table)) if id != NEW_SESSION => table.lookup(id, SystemTime::now()),
+            _ => None,
+        };
+        Self {
+            streaming: req.stream,
+            pinned,
+            new_session: session == Some(NEW_SESSION) && has_sagemaker,
+        }
+    }
+
+    /// Whether `route.pool[i]` may take an attempt of the request.
+    pub(crate) fn allows(&self, route: &Route, i: usize) -> bool {
+        let backend = &route.pool[i].backend;
+        (!self.streaming || backend.can_stream())
+            && match self.pinned {
+                Some(p) => i == p,
+                None => !self.new_session || matches!(backend.kind, BackendKind::SageMaker(_)),
+            }
+    }
+}
+
+/// Keeps the session table in step with the answer's session headers.
+pub(crate) fn remember_session(route: &Route, index: usize, response: &UpstreamResponse) {
+    let Some(table) = &route.sessions else {
+        return;
+    };
+    let text = |name: &str| {
+        response
+            .headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    if let Some(opened) = text("x-amzn-sagemaker-new-session-id") {
+        table.opened(opened, index, SystemTime::now());
+    }
+    if let Some(closed) = text("x-amzn-sagemaker-closed-session-id") {
+        table.closed(closed);
+    }
+}
