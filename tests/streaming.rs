@@ -771,7 +771,10 @@ async fn metrics_count_relayed_events_and_stream_errors() {
         .filter(|l| l.starts_with(r#"infergate_stream_errors_total{backend="hf""#))
         .filter(|l| !l.ends_with(" 0"))
         .collect();
-    assert!(hf_errors.is_empty(), "the hf streams ended cleanly: {hf_errors:?}");
+    assert!(
+        hf_errors.is_empty(),
+        "the hf streams ended cleanly: {hf_errors:?}"
+    );
     h.shutdown().await;
 }
 
