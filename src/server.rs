@@ -32,7 +32,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, AcquireError, OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 
 use crate::gateway::{current_worker, set_current_worker, Gateway};
@@ -57,16 +57,24 @@ pub const BACKLOG: u32 = 4096;
 #[derive(Debug, Clone)]
 pub struct Slots {
     semaphore: Arc<Semaphore>,
-    max: usize,
+    max: u32,
 }
 
 impl Slots {
+    /// At most `u32::MAX` slots (and the semaphore's own maximum): the drain
+    /// takes them all back in one `acquire_many`, which counts in `u32`, and
+    /// slots beyond what it can ask for would not be waited for.
     pub fn new(max_connections: usize) -> Self {
-        let max = max_connections.min(Semaphore::MAX_PERMITS);
+        let max = u32::try_from(max_connections.min(Semaphore::MAX_PERMITS)).unwrap_or(u32::MAX);
         Self {
-            semaphore: Arc::new(Semaphore::new(max)),
+            semaphore: Arc::new(Semaphore::new(max as usize)),
             max,
         }
+    }
+
+    /// Resolves once every slot is free, that is every connection closed.
+    async fn all_free(&self) -> Result<SemaphorePermit<'_>, AcquireError> {
+        self.semaphore.acquire_many(self.max).await
     }
 }
 
@@ -177,10 +185,6 @@ async fn serve_worker(
         .keep_alive_interval(Some(H2_KEEPALIVE))
         .keep_alive_timeout(H2_KEEPALIVE);
     let builder = Arc::new(builder);
-    let Slots {
-        semaphore: slots,
-        max,
-    } = slots;
     let (stop, stopped) = watch::channel(false);
     let connections = gateway.metrics.connections_accepted(current_worker());
     tokio::pin!(shutdown);
@@ -203,7 +207,7 @@ async fn serve_worker(
         // holds none. At the limit a worker holds the one connection it
         // accepted until a slot frees, and the others wait in the backlog.
         let slot = tokio::select! {
-            slot = Arc::clone(&slots).acquire_owned() => match slot {
+            slot = Arc::clone(&slots.semaphore).acquire_owned() => match slot {
                 Ok(slot) => slot,
                 Err(_) => break,
             },
@@ -231,11 +235,7 @@ async fn serve_worker(
     }
     let _ = stop.send(true);
     // Every connection holds a slot until it closes.
-    let all = u32::try_from(max).unwrap_or(u32::MAX);
-    if tokio::time::timeout(grace, slots.acquire_many(all))
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(grace, slots.all_free()).await.is_err() {
         tracing::warn!("shutdown grace elapsed; closing remaining connections");
     }
     Ok(())
@@ -406,5 +406,26 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// More slots than `acquire_many` can ask for: the drain must still
+    /// wait for a connection that holds one.
+    #[tokio::test]
+    async fn the_drain_waits_for_every_slot_however_many_are_configured() {
+        let slots = Slots::new(usize::MAX);
+        let held = Arc::clone(&slots.semaphore).acquire_owned().await.unwrap();
+        let drain = tokio::time::timeout(Duration::from_millis(50), slots.all_free()).await;
+        assert!(drain.is_err(), "the drain did not wait for a held slot");
+        drop(held);
+        let drain = tokio::time::timeout(Duration::from_secs(5), slots.all_free()).await;
+        assert!(
+            drain.unwrap().is_ok(),
+            "the drain did not end once all were free"
+        );
     }
 }
