@@ -3,10 +3,13 @@
 //!
 //! Limits: at most `server.max_connections` connections served (more wait in
 //! the accept backlog; each worker holds at most one accepted connection
-//! until a slot frees), a request head within `server.header_read_timeout` and
-//! 64 KiB, at most 256 concurrent h2 streams per connection, h2 keep-alive
-//! pings, and a connection with no request in flight for
-//! `server.idle_timeout` is closed, so idle clients cannot hold the slots.
+//! until a slot frees), a request head within `server.header_read_timeout`,
+//! at most 256 concurrent h2 streams per connection, h2 keep-alive pings,
+//! and a connection with no request in flight for `server.idle_timeout` is
+//! closed, so idle clients cannot hold the slots. The gateway's head limits
+//! ([`crate::api::limits`]: header count and bytes, the same on HTTP/1 and
+//! h2) answer in the JSON error shape; hyper's, set above them, only stop
+//! what is far beyond.
 //! On shutdown the listener closes, `/readyz` turns 503, every connection is
 //! asked to finish what it is doing (HTTP/1: after the current response;
 //! h2: GOAWAY), and the gateway waits up to `server.shutdown_grace` for them.
@@ -35,12 +38,21 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, AcquireError, OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 
+use crate::api::limits::{MAX_HEADERS, MAX_HEADER_BYTES};
 use crate::gateway::{current_worker, set_current_worker, Gateway};
 
-/// Largest request head hyper reads before refusing with an empty 431. The
-/// gateway's own, smaller limit ([`crate::api::MAX_HEADER_BYTES`]) answers in
-/// the JSON error shape below this.
-const MAX_HEAD_BYTES: usize = 256 * 1024;
+/// Largest request head hyper reads before refusing with an empty 431 and
+/// closing. Above the gateway's own limit, so that a head between the two
+/// reaches [`crate::api::limits`] and is answered in the JSON shape.
+const MAX_HEAD_BYTES: usize = 4 * MAX_HEADER_BYTES;
+/// Most header lines hyper parses on HTTP/1 before the same empty 431.
+/// Above the gateway's limit for the same reason; the price is hyper's:
+/// any setting moves its header scratch space (64 bytes a header) from the
+/// stack to the heap, one allocation per head parsed.
+const HYPER_MAX_HEADERS: usize = 256;
+// hyper's limits must stay above the gateway's, or its empty 431 would
+// answer what the gateway should.
+const _: () = assert!(HYPER_MAX_HEADERS > MAX_HEADERS && MAX_HEAD_BYTES > MAX_HEADER_BYTES);
 /// Most concurrent streams on one h2 connection.
 const MAX_H2_STREAMS: u32 = 256;
 /// Interval of h2 keep-alive pings, and how long a ping may go unanswered.
@@ -176,6 +188,7 @@ async fn serve_worker(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(server.header_read_timeout)
+        .max_headers(HYPER_MAX_HEADERS)
         .max_buf_size(MAX_HEAD_BYTES);
     builder
         .http2()

@@ -8,6 +8,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod limits;
 pub mod predict;
 pub mod stream;
 
@@ -23,9 +24,6 @@ use crate::gateway::{Gateway, ResBody};
 /// Longest client-supplied request id that is kept as is.
 const MAX_REQUEST_ID: usize = 128;
 
-/// Most header bytes (names and values) a request may carry.
-pub const MAX_HEADER_BYTES: usize = 64 * 1024;
-
 /// Routes a request to its front door.
 pub async fn handle<B>(gw: &Arc<Gateway>, req: Request<B>) -> Response<ResBody>
 where
@@ -34,16 +32,9 @@ where
 {
     let request_id = request_id(req.headers());
     let path = req.uri().path();
-    let header_bytes: usize = req
-        .headers()
-        .iter()
-        .map(|(n, v)| n.as_str().len() + v.len())
-        .sum();
-    let mut res = if header_bytes > MAX_HEADER_BYTES {
+    let mut res = if let Err(e) = limits::check_head(req.headers()) {
         error(
-            &ApiError::HeadersTooLarge {
-                limit: MAX_HEADER_BYTES,
-            },
+            &e,
             ErrorContext {
                 request_id: request_id.to_str().ok(),
                 ..ErrorContext::default()
