@@ -3,13 +3,15 @@
 //!
 //! Limits: at most `server.max_connections` connections served (more wait in
 //! the accept backlog; each worker holds at most one accepted connection
-//! until a slot frees), a request head within `server.header_read_timeout`,
-//! at most 256 concurrent h2 streams per connection, h2 keep-alive pings,
-//! and a connection with no request in flight for `server.idle_timeout` is
-//! closed, so idle clients cannot hold the slots. The gateway's head limits
-//! ([`crate::api::limits`]: header count and bytes, the same on HTTP/1 and
-//! h2) answer in the JSON error shape; hyper's, set above them, only stop
-//! what is far beyond.
+//! until a slot frees), at most 256 concurrent h2 streams per connection,
+//! and h2 keep-alive pings. A request head has `server.header_read_timeout`
+//! from its first byte (from accept for the first request and the h2
+//! preface) until it is complete; a connection with nothing in flight is
+//! closed after `server.idle_timeout`, between requests only, so idle
+//! clients cannot hold the slots ([`conn`] keeps both timers; hyper's own
+//! header timer is off). The gateway's head limits ([`crate::api::limits`]:
+//! header count and bytes, the same on HTTP/1 and h2) answer in the JSON
+//! error shape; hyper's, set above them, only stop what is far beyond.
 //! On shutdown the listener closes, `/readyz` turns 503, every connection is
 //! asked to finish what it is doing (HTTP/1: after the current response;
 //! h2: GOAWAY), and the gateway waits up to `server.shutdown_grace` for them.
@@ -24,19 +26,18 @@
 //! than the work itself. The state that matters across requests (routes,
 //! backend health, budgets, metrics, the connection limit) is shared.
 
+mod conn;
+mod io;
+
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, AcquireError, OwnedSemaphorePermit, Semaphore, SemaphorePermit};
-use tokio::time::Instant;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, AcquireError, Semaphore, SemaphorePermit};
 
 use crate::api::limits::{MAX_HEADERS, MAX_HEADER_BYTES};
 use crate::gateway::{current_worker, set_current_worker, Gateway};
@@ -174,20 +175,15 @@ pub async fn serve_workers(
     joined.into_iter().fold(result, Result::and)
 }
 
-/// Serves until `shutdown` resolves, then drains, taking connection slots
-/// from `slots` (shared with the other workers, if any).
-async fn serve_worker(
-    listener: TcpListener,
-    gateway: Arc<Gateway>,
-    shutdown: impl Future<Output = ()>,
-    slots: Slots,
-) -> std::io::Result<()> {
-    let server = &gateway.config.server;
+/// The HTTP/1.1 + h2c connection builder every connection of a worker uses.
+fn builder() -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(server.header_read_timeout)
+        // Off: it would also bound the wait between requests
+        // (`server.header_read_timeout` below `server.idle_timeout` would
+        // close idle connections early). `conn` keeps the header timer.
+        .header_read_timeout(None)
         .max_headers(HYPER_MAX_HEADERS)
         .max_buf_size(MAX_HEAD_BYTES);
     builder
@@ -197,7 +193,18 @@ async fn serve_worker(
         .max_concurrent_streams(MAX_H2_STREAMS)
         .keep_alive_interval(Some(H2_KEEPALIVE))
         .keep_alive_timeout(H2_KEEPALIVE);
-    let builder = Arc::new(builder);
+    builder
+}
+
+/// Serves until `shutdown` resolves, then drains, taking connection slots
+/// from `slots` (shared with the other workers, if any).
+async fn serve_worker(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    shutdown: impl Future<Output = ()>,
+    slots: Slots,
+) -> std::io::Result<()> {
+    let builder = Arc::new(builder());
     let (stop, stopped) = watch::channel(false);
     let connections = gateway.metrics.connections_accepted(current_worker());
     tokio::pin!(shutdown);
@@ -227,7 +234,7 @@ async fn serve_worker(
             () = &mut shutdown => break,
         };
         connections.inc();
-        tokio::spawn(connection(
+        tokio::spawn(conn::connection(
             stream,
             peer,
             Arc::clone(&gateway),
@@ -252,87 +259,6 @@ async fn serve_worker(
         tracing::warn!("shutdown grace elapsed; closing remaining connections");
     }
     Ok(())
-}
-
-/// What a connection is doing, for its idle timeout.
-struct Activity {
-    in_flight: AtomicUsize,
-    last: Mutex<Instant>,
-}
-
-impl Activity {
-    fn idle_for(&self, now: Instant) -> Duration {
-        if self.in_flight.load(Ordering::Acquire) > 0 {
-            return Duration::ZERO;
-        }
-        let last = *self.last.lock().unwrap_or_else(|p| p.into_inner());
-        now.saturating_duration_since(last)
-    }
-}
-
-/// Serves one connection until it closes, is idle too long, or shutdown
-/// asks it to finish.
-async fn connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    gateway: Arc<Gateway>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
-    mut stopped: watch::Receiver<bool>,
-    slot: OwnedSemaphorePermit,
-) {
-    let _ = stream.set_nodelay(true);
-    let idle_timeout = gateway.config.server.idle_timeout;
-    let activity = Arc::new(Activity {
-        in_flight: AtomicUsize::new(0),
-        last: Mutex::new(Instant::now()),
-    });
-    let service = {
-        let activity = Arc::clone(&activity);
-        service_fn(move |req: hyper::Request<Incoming>| {
-            let gw = Arc::clone(&gateway);
-            let activity = Arc::clone(&activity);
-            activity.in_flight.fetch_add(1, Ordering::AcqRel);
-            async move {
-                let res = crate::app::handle(&gw, req).await;
-                if let Ok(mut last) = activity.last.lock() {
-                    *last = Instant::now();
-                }
-                activity.in_flight.fetch_sub(1, Ordering::AcqRel);
-                Ok::<_, std::convert::Infallible>(res)
-            }
-        })
-    };
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(conn);
-    let check_every = (idle_timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
-    let mut tick = tokio::time::interval(check_every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut draining = *stopped.borrow();
-    if draining {
-        conn.as_mut().graceful_shutdown();
-    }
-    loop {
-        tokio::select! {
-            result = conn.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                }
-                break;
-            }
-            _ = stopped.changed(), if !draining => {
-                draining = true;
-                conn.as_mut().graceful_shutdown();
-            }
-            _ = tick.tick(), if !draining => {
-                if activity.idle_for(Instant::now()) >= idle_timeout {
-                    tracing::debug!(%peer, "closing an idle connection");
-                    draining = true;
-                    conn.as_mut().graceful_shutdown();
-                }
-            }
-        }
-    }
-    drop(slot);
 }
 
 /// Binds the configured listener, with a message that names the address.

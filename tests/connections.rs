@@ -183,6 +183,33 @@ backends = ["hf"]
         .ok()
     }
 
+    /// Writes `bytes` one at a time, `every` apart (then nothing), until the
+    /// server closes the connection or `within` passes: `Some(time until
+    /// the close)` or `None`.
+    pub async fn closed_while_trickling(
+        stream: &mut TcpStream,
+        bytes: &[u8],
+        every: Duration,
+        within: Duration,
+    ) -> Option<Duration> {
+        let start = Instant::now();
+        let mut chunk = [0u8; 4096];
+        let mut next = 0;
+        while start.elapsed() < within {
+            if next < bytes.len() {
+                if stream.write_all(&bytes[next..=next]).await.is_err() {
+                    return Some(start.elapsed());
+                }
+                next += 1;
+            }
+            let read = tokio::time::timeout(every, stream.read(&mut chunk)).await;
+            if let Ok(Ok(0) | Err(_)) = read {
+                return Some(start.elapsed());
+            }
+        }
+        None
+    }
+
     /// An h2c (prior knowledge) connection: the sender, and a handle that
     /// ends when the connection does.
     pub async fn h2(
@@ -229,6 +256,158 @@ backends = ["hf"]
             body,
         }
     }
+}
+
+// === timers ===
+
+/// The outside check's failure: a pooled connection reused after longer
+/// than the header timeout (but within the idle timeout) must still serve.
+#[tokio::test]
+async fn kept_alive_connection_idle_past_the_header_timeout_serves_the_next_request() {
+    let gw = Gateway::start("300ms", "3s").await;
+    let mut conn = gw.connect().await;
+    let first = support::exchange(&mut conn, &healthz("")).await.unwrap();
+    assert_eq!(first.status, 200);
+    // Over three header timeouts, a third of the idle timeout.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let post = b"POST /healthz HTTP/1.1\r\nhost: gateway\r\ncontent-length: 2\r\n\r\n{}";
+    let second = support::exchange(&mut conn, post)
+        .await
+        .expect("the kept-alive connection was closed before its idle timeout");
+    assert_eq!(second.status, 405);
+    assert!(second.header("x-request-id").is_some());
+    let third = support::exchange(&mut conn, &healthz("")).await.unwrap();
+    assert_eq!(third.status, 200);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn idle_connection_is_closed_after_the_idle_timeout() {
+    let idle = Duration::from_millis(1500);
+    let gw = Gateway::start("300ms", "1500ms").await;
+    let mut conn = gw.connect().await;
+    let res = support::exchange(&mut conn, &healthz("")).await.unwrap();
+    assert_eq!(res.status, 200);
+    assert_eq!(
+        support::closed_within(&mut conn, idle / 2).await,
+        None,
+        "closed before half the idle timeout"
+    );
+    assert!(
+        support::closed_within(&mut conn, idle * 3).await.is_some(),
+        "an idle connection was still open at three times the idle timeout"
+    );
+    gw.stop().await;
+}
+
+/// An idle timeout shorter than the header timeout is kept as well.
+#[tokio::test]
+async fn idle_timeout_below_the_header_timeout_closes_at_the_idle_timeout() {
+    let gw = Gateway::start("20s", "300ms").await;
+    let mut conn = gw.connect().await;
+    let res = support::exchange(&mut conn, &healthz("")).await.unwrap();
+    assert_eq!(res.status, 200);
+    assert!(
+        support::closed_within(&mut conn, Duration::from_secs(10))
+            .await
+            .is_some(),
+        "an idle connection was open after 10 s (idle timeout 300 ms)"
+    );
+    gw.stop().await;
+}
+
+/// A connection that never sends a byte holds a slot only for the header
+/// timeout, not for the idle timeout.
+#[tokio::test]
+async fn silent_connection_is_closed_at_the_header_timeout() {
+    let gw = Gateway::start("300ms", "20s").await;
+    let mut conn = gw.connect().await;
+    assert!(
+        support::closed_within(&mut conn, Duration::from_secs(10))
+            .await
+            .is_some(),
+        "a connection that sent nothing was open after 10 s (header timeout 300 ms)"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn request_head_trickled_slower_than_the_header_timeout_is_cut() {
+    let gw = Gateway::start("300ms", "20s").await;
+    let mut head = b"GET /healthz HTTP/1.1\r\nhost: gateway\r\nx-slow: ".to_vec();
+    head.extend(std::iter::repeat_n(b'a', 400));
+    // On a new connection.
+    let mut conn = gw.connect().await;
+    let cut = support::closed_while_trickling(
+        &mut conn,
+        &head,
+        Duration::from_millis(25),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(cut.is_some(), "a trickled first head was not cut");
+    // And on a kept-alive connection, after a served request and a pause
+    // longer than the header timeout.
+    let mut conn = gw.connect().await;
+    let res = support::exchange(&mut conn, &healthz("")).await.unwrap();
+    assert_eq!(res.status, 200);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let cut = support::closed_while_trickling(
+        &mut conn,
+        &head,
+        Duration::from_millis(25),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(cut.is_some(), "a trickled second head was not cut");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn h2c_preface_trickled_slower_than_the_header_timeout_is_cut() {
+    let gw = Gateway::start("300ms", "20s").await;
+    let mut conn = gw.connect().await;
+    let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    // 24 bytes over almost 5 s.
+    let cut = support::closed_while_trickling(
+        &mut conn,
+        preface,
+        Duration::from_millis(200),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(cut.is_some(), "a trickled h2 preface was not cut");
+    gw.stop().await;
+}
+
+/// The preface and the first request must both arrive within the header
+/// timeout: a completed handshake alone does not hold a slot.
+#[tokio::test]
+async fn h2c_connection_without_a_request_is_closed_at_the_header_timeout() {
+    let gw = Gateway::start("300ms", "20s").await;
+    let (_send, conn) = support::h2(gw.connect().await).await;
+    tokio::time::timeout(Duration::from_secs(10), conn)
+        .await
+        .expect("an h2 connection without a request was open after 10 s")
+        .unwrap();
+    gw.stop().await;
+}
+
+/// After its first request an h2 connection is bounded by the idle timeout
+/// alone, as HTTP/1 is.
+#[tokio::test]
+async fn h2c_connection_idle_past_the_header_timeout_serves_the_next_request() {
+    let gw = Gateway::start("300ms", "3s").await;
+    let (mut send, conn) = support::h2(gw.connect().await).await;
+    assert_eq!(support::h2_healthz(&mut send, &[]).await.status, 200);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!conn.is_finished(), "closed before the idle timeout");
+    assert_eq!(support::h2_healthz(&mut send, &[]).await.status, 200);
+    tokio::time::timeout(Duration::from_secs(9), conn)
+        .await
+        .expect("an idle h2 connection was open at three times the idle timeout")
+        .unwrap();
+    gw.stop().await;
 }
 
 // === head limits ===
