@@ -43,8 +43,11 @@ pub enum ApiError {
         allowed: &'static str,
     },
     /// The request's headers are larger than the gateway accepts.
-    #[error("request headers exceed the limit of {max_headers} fields or {limit} bytes")]
-    HeadersTooLarge { limit: usize, max_headers: usize },
+    #[error("request headers exceed the limit of {limit} bytes")]
+    HeadersTooLarge { limit: usize },
+    /// The request carries more header fields than the gateway accepts.
+    #[error("request carries more than {limit} headers")]
+    TooManyHeaders { limit: usize },
     /// The body is larger than `server.max_body_bytes`.
     #[error("request body exceeds the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
@@ -77,7 +80,9 @@ impl ApiError {
             ApiError::UnknownRoute(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ApiError::HeadersTooLarge { .. } | ApiError::TooManyHeaders { .. } => {
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+            }
             ApiError::Deadline(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::NoBackend | ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Upstream(f) => upstream_status(f),
@@ -94,7 +99,9 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
-            ApiError::HeadersTooLarge { .. } => "headers_too_large",
+            ApiError::HeadersTooLarge { .. } | ApiError::TooManyHeaders { .. } => {
+                "headers_too_large"
+            }
             ApiError::Deadline(_) => "deadline_exceeded",
             ApiError::NoBackend => "no_backend_available",
             ApiError::Overloaded => "overloaded",
@@ -119,6 +126,7 @@ impl ApiError {
             | ApiError::MethodNotAllowed { .. }
             | ApiError::PayloadTooLarge { .. }
             | ApiError::HeadersTooLarge { .. }
+            | ApiError::TooManyHeaders { .. }
             | ApiError::BodyRead(_)
             | ApiError::BodyTimeout
             | ApiError::Deadline(_) => None,

@@ -3,10 +3,15 @@
 //!
 //! Limits: at most `server.max_connections` connections served (more wait in
 //! the accept backlog; each worker holds at most one accepted connection
-//! until a slot frees), a request head within `server.header_read_timeout` and
-//! 64 KiB, at most 256 concurrent h2 streams per connection, h2 keep-alive
-//! pings, and a connection with no request in flight for
-//! `server.idle_timeout` is closed, so idle clients cannot hold the slots.
+//! until a slot frees), at most 256 concurrent h2 streams per connection,
+//! and h2 keep-alive pings. A request head has `server.header_read_timeout`
+//! from its first byte (from accept for the first request and the h2
+//! preface) until it is complete; a connection with nothing in flight is
+//! closed after `server.idle_timeout`, between requests only, so idle
+//! clients cannot hold the slots ([`conn`] keeps both timers; hyper's own
+//! header timer is off). The gateway's head limits ([`crate::layers::head_limit`]:
+//! header count and bytes, the same on HTTP/1 and h2) answer in the JSON
+//! error shape; hyper's, set above them, only stop what is far beyond.
 //! On shutdown the listener closes, `/readyz` turns 503, every connection is
 //! asked to finish what it is doing (HTTP/1: after the current response;
 //! h2: GOAWAY), and the gateway waits up to `server.shutdown_grace` for them.
@@ -21,27 +26,34 @@
 //! than the work itself. The state that matters across requests (routes,
 //! backend health, budgets, metrics, the connection limit) is shared.
 
+mod conn;
+mod io;
+
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
-use tokio::time::Instant;
-use tower::ServiceExt;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, AcquireError, Semaphore, SemaphorePermit};
 
 use crate::gateway::{current_worker, set_current_worker, Gateway};
+use crate::layers::head_limit::{MAX_HEADERS, MAX_HEADER_BYTES};
 
-/// Largest request head hyper reads before refusing with an empty 431. The
-/// gateway's own, smaller limit ([`crate::layers::head_limit::MAX_HEADER_BYTES`]) answers in
-/// the JSON error shape below this.
-const MAX_HEAD_BYTES: usize = 256 * 1024;
+/// Largest request head hyper reads before refusing with an empty 431 and
+/// closing. Above the gateway's own limit, so that a head between the two
+/// reaches [`crate::layers::head_limit`] and is answered in the JSON shape.
+const MAX_HEAD_BYTES: usize = 4 * MAX_HEADER_BYTES;
+/// Most header lines hyper parses on HTTP/1 before the same empty 431.
+/// Above the gateway's limit for the same reason; the price is hyper's:
+/// any setting moves its header scratch space (64 bytes a header) from the
+/// stack to the heap, one allocation per head parsed.
+const HYPER_MAX_HEADERS: usize = 256;
+// hyper's limits must stay above the gateway's, or its empty 431 would
+// answer what the gateway should.
+const _: () = assert!(HYPER_MAX_HEADERS > MAX_HEADERS && MAX_HEAD_BYTES > MAX_HEADER_BYTES);
 /// Most concurrent streams on one h2 connection.
 const MAX_H2_STREAMS: u32 = 256;
 /// Interval of h2 keep-alive pings, and how long a ping may go unanswered.
@@ -58,16 +70,24 @@ pub const BACKLOG: u32 = 4096;
 #[derive(Debug, Clone)]
 pub struct Slots {
     semaphore: Arc<Semaphore>,
-    max: usize,
+    max: u32,
 }
 
 impl Slots {
+    /// At most `u32::MAX` slots (and the semaphore's own maximum): the drain
+    /// takes them all back in one `acquire_many`, which counts in `u32`, and
+    /// slots beyond what it can ask for would not be waited for.
     pub fn new(max_connections: usize) -> Self {
-        let max = max_connections.min(Semaphore::MAX_PERMITS);
+        let max = u32::try_from(max_connections.min(Semaphore::MAX_PERMITS)).unwrap_or(u32::MAX);
         Self {
-            semaphore: Arc::new(Semaphore::new(max)),
+            semaphore: Arc::new(Semaphore::new(max as usize)),
             max,
         }
+    }
+
+    /// Resolves once every slot is free, that is every connection closed.
+    async fn all_free(&self) -> Result<SemaphorePermit<'_>, AcquireError> {
+        self.semaphore.acquire_many(self.max).await
     }
 }
 
@@ -155,20 +175,16 @@ pub async fn serve_workers(
     joined.into_iter().fold(result, Result::and)
 }
 
-/// Serves until `shutdown` resolves, then drains, taking connection slots
-/// from `slots` (shared with the other workers, if any).
-async fn serve_worker(
-    listener: TcpListener,
-    gateway: Arc<Gateway>,
-    shutdown: impl Future<Output = ()>,
-    slots: Slots,
-) -> std::io::Result<()> {
-    let server = &gateway.config.server;
+/// The HTTP/1.1 + h2c connection builder every connection of a worker uses.
+fn builder() -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(server.header_read_timeout)
+        // Off: it would also bound the wait between requests
+        // (`server.header_read_timeout` below `server.idle_timeout` would
+        // close idle connections early). `conn` keeps the header timer.
+        .header_read_timeout(None)
+        .max_headers(HYPER_MAX_HEADERS)
         .max_buf_size(MAX_HEAD_BYTES);
     builder
         .http2()
@@ -177,11 +193,18 @@ async fn serve_worker(
         .max_concurrent_streams(MAX_H2_STREAMS)
         .keep_alive_interval(Some(H2_KEEPALIVE))
         .keep_alive_timeout(H2_KEEPALIVE);
-    let builder = Arc::new(builder);
-    let Slots {
-        semaphore: slots,
-        max,
-    } = slots;
+    builder
+}
+
+/// Serves until `shutdown` resolves, then drains, taking connection slots
+/// from `slots` (shared with the other workers, if any).
+async fn serve_worker(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    shutdown: impl Future<Output = ()>,
+    slots: Slots,
+) -> std::io::Result<()> {
+    let builder = Arc::new(builder());
     let (stop, stopped) = watch::channel(false);
     let connections = gateway.metrics.connections_accepted(current_worker());
     tokio::pin!(shutdown);
@@ -204,14 +227,14 @@ async fn serve_worker(
         // holds none. At the limit a worker holds the one connection it
         // accepted until a slot frees, and the others wait in the backlog.
         let slot = tokio::select! {
-            slot = Arc::clone(&slots).acquire_owned() => match slot {
+            slot = Arc::clone(&slots.semaphore).acquire_owned() => match slot {
                 Ok(slot) => slot,
                 Err(_) => break,
             },
             () = &mut shutdown => break,
         };
         connections.inc();
-        tokio::spawn(connection(
+        tokio::spawn(conn::connection(
             stream,
             peer,
             Arc::clone(&gateway),
@@ -232,96 +255,10 @@ async fn serve_worker(
     }
     let _ = stop.send(true);
     // Every connection holds a slot until it closes.
-    let all = u32::try_from(max).unwrap_or(u32::MAX);
-    if tokio::time::timeout(grace, slots.acquire_many(all))
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(grace, slots.all_free()).await.is_err() {
         tracing::warn!("shutdown grace elapsed; closing remaining connections");
     }
     Ok(())
-}
-
-/// What a connection is doing, for its idle timeout.
-struct Activity {
-    in_flight: AtomicUsize,
-    last: Mutex<Instant>,
-}
-
-impl Activity {
-    fn idle_for(&self, now: Instant) -> Duration {
-        if self.in_flight.load(Ordering::Acquire) > 0 {
-            return Duration::ZERO;
-        }
-        let last = *self.last.lock().unwrap_or_else(|p| p.into_inner());
-        now.saturating_duration_since(last)
-    }
-}
-
-/// Serves one connection until it closes, is idle too long, or shutdown
-/// asks it to finish.
-async fn connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    gateway: Arc<Gateway>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
-    mut stopped: watch::Receiver<bool>,
-    slot: OwnedSemaphorePermit,
-) {
-    let _ = stream.set_nodelay(true);
-    let idle_timeout = gateway.config.server.idle_timeout;
-    let activity = Arc::new(Activity {
-        in_flight: AtomicUsize::new(0),
-        last: Mutex::new(Instant::now()),
-    });
-    let app = crate::app::service(Arc::clone(&gateway));
-    let service = {
-        let activity = Arc::clone(&activity);
-        service_fn(move |req: hyper::Request<Incoming>| {
-            let app = app.clone();
-            let activity = Arc::clone(&activity);
-            activity.in_flight.fetch_add(1, Ordering::AcqRel);
-            async move {
-                let res = app.oneshot(req).await;
-                if let Ok(mut last) = activity.last.lock() {
-                    *last = Instant::now();
-                }
-                activity.in_flight.fetch_sub(1, Ordering::AcqRel);
-                res
-            }
-        })
-    };
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(conn);
-    let check_every = (idle_timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
-    let mut tick = tokio::time::interval(check_every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut draining = *stopped.borrow();
-    if draining {
-        conn.as_mut().graceful_shutdown();
-    }
-    loop {
-        tokio::select! {
-            result = conn.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                }
-                break;
-            }
-            _ = stopped.changed(), if !draining => {
-                draining = true;
-                conn.as_mut().graceful_shutdown();
-            }
-            _ = tick.tick(), if !draining => {
-                if activity.idle_for(Instant::now()) >= idle_timeout {
-                    tracing::debug!(%peer, "closing an idle connection");
-                    draining = true;
-                    conn.as_mut().graceful_shutdown();
-                }
-            }
-        }
-    }
-    drop(slot);
 }
 
 /// Binds the configured listener, with a message that names the address.
@@ -408,5 +345,26 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// More slots than `acquire_many` can ask for: the drain must still
+    /// wait for a connection that holds one.
+    #[tokio::test]
+    async fn the_drain_waits_for_every_slot_however_many_are_configured() {
+        let slots = Slots::new(usize::MAX);
+        let held = Arc::clone(&slots.semaphore).acquire_owned().await.unwrap();
+        let drain = tokio::time::timeout(Duration::from_millis(50), slots.all_free()).await;
+        assert!(drain.is_err(), "the drain did not wait for a held slot");
+        drop(held);
+        let drain = tokio::time::timeout(Duration::from_secs(5), slots.all_free()).await;
+        assert!(
+            drain.unwrap().is_ok(),
+            "the drain did not end once all were free"
+        );
     }
 }
