@@ -2,13 +2,20 @@
 //! endpoints and Hugging Face Inference Endpoints.
 //!
 //! ```text
-//! client ─► server    (hyper 1, HTTP/1.1 + h2c, body limit, graceful shutdown)   server.rs
-//!        ─► front door /v1/predict/{route}, /healthz, /readyz, /v1/routes        api/
-//!        ─► route      route table → weighted pool of backends                    route/
-//!        ─► dispatch   deadline, attempts, failover to an untried backend        dispatch.rs
-//!        ─► backend    adapt payload → URL → auth (SigV4 | Bearer | none) → send  backend/
-//!        ◄─ response   body back to the client; upstream errors → one JSON shape  error.rs
+//! client ─► server     workers, HTTP/1.1 + h2c, header and idle timers, drain   server.rs, server/
+//!        ─► layers     request id, head limits, access log + metrics, body cap   layers/ (app.rs composes)
+//!        ─► door       /v1/predict/{route}[/stream]: parse in, render out;      api/
+//!                      /healthz, /readyz, /metrics, /v1/routes
+//!        ─► core       one internal request: route, body, headers, deadline      core/
+//!        ─► dispatch   retry policy, attempts, backoff, budget, failover, hedge  dispatch/
+//!        ─► route      balancer pick, backend health, retry budget, sessions     route/
+//!        ─► backend    adapt payload → URL → auth (SigV4 | Bearer | none) → send backend/
+//!        ◄─ door       the answer or the failure in the door's own shape         api/, error.rs
 //! ```
+//!
+//! Shared state ([`gateway::Gateway`]), the body type ([`body`]), config,
+//! metrics and the upstream services' wire facts ([`protocol`]) sit below
+//! every layer that uses them, so no module imports one above it.
 //!
 //! The emulators (`emulator/`) are faithful local stand-ins for the SageMaker
 //! runtime and a TGI-shaped Hugging Face endpoint, used by the tests, the
