@@ -1,5 +1,4 @@
-//! Loopback sockets for what the emulators do not do: a port nothing
-//! listens on, an upstream with a fixed raw answer, and reading a reset.
+//! Loopback sockets for what the emulators do not do: a free port, an upstream with a fixed raw answer, and reading a reset.
 
 use std::error::Error as _;
 use std::net::SocketAddr;
@@ -8,8 +7,9 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// A loopback port nothing listens on: bound, noted, closed.
-pub fn closed_port() -> u16 {
+/// A loopback port nothing listens on (bound, noted, closed): a backend
+/// that refuses connections, or an address for a child process to take.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
