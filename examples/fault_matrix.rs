@@ -26,6 +26,9 @@ mod harness;
 #[allow(dead_code)]
 #[path = "../tests/common/net.rs"]
 mod net;
+#[allow(dead_code)]
+#[path = "../tests/common/wait.rs"]
+mod wait;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;

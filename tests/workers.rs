@@ -43,15 +43,7 @@ mod support {
 
     /// `infergate_connections_accepted_total` by worker.
     pub async fn accepted(h: &Harness) -> BTreeMap<usize, f64> {
-        let text = h
-            .client
-            .get(h.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = h.get_text("/metrics").await;
         let lines = text.lines().map(|l| Ok(l.to_string()));
         let scrape = prometheus_parse::Scrape::parse(lines).unwrap();
         scrape

@@ -43,6 +43,9 @@ mod opts;
 mod procfs;
 mod report;
 mod results;
+#[allow(dead_code)]
+#[path = "../../tests/common/wait.rs"]
+mod wait;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;

@@ -255,6 +255,36 @@ impl Harness {
         (status, backend)
     }
 
+    /// Starts a [`BODY`] request to `route` in the background and waits
+    /// until `emu` holds it; the task gives its status and backend.
+    pub async fn hold(
+        &self,
+        route: &str,
+        emu: &EmulatorHandle,
+    ) -> tokio::task::JoinHandle<(u16, String)> {
+        let client = self.client.clone();
+        let url = self.url(&format!("/v1/predict/{route}"));
+        let task = tokio::spawn(async move {
+            let res = client
+                .post(url)
+                .header("content-type", "application/json")
+                .body(BODY)
+                .send()
+                .await
+                .unwrap();
+            let status = res.status().as_u16();
+            let backend = res.headers()["x-infergate-backend"]
+                .to_str()
+                .unwrap()
+                .to_string();
+            let _ = res.bytes().await;
+            (status, backend)
+        });
+        let c = emu.counters();
+        super::wait::wait_for("the request to be held", || c.in_flight() == 1).await;
+        task
+    }
+
     /// The emulator behind the single-backend route `route`.
     pub fn emulator(&self, route: &str) -> &EmulatorHandle {
         match route {
@@ -272,10 +302,14 @@ impl Harness {
         res.text().await.unwrap()
     }
 
+    /// The JSON of a GET of `path`.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        serde_json::from_str(&self.get_text(path).await).unwrap()
+    }
+
     /// A backend's entry in `/v1/routes` for `route`.
     pub async fn backend_view(&self, route: &str, backend: &str) -> serde_json::Value {
-        let v: serde_json::Value =
-            serde_json::from_str(&self.get_text("/v1/routes").await).unwrap();
+        let v = self.get_json("/v1/routes").await;
         let r = v["routes"]
             .as_array()
             .unwrap()

@@ -13,15 +13,7 @@ async fn admin_endpoints() {
     assert_eq!(res.status(), 200);
     let res = h.client.get(h.url("/readyz")).send().await.unwrap();
     assert_eq!(res.status(), 200);
-    let routes: Value = h
-        .client
-        .get(h.url("/v1/routes"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let routes: Value = h.get_json("/v1/routes").await;
     let both = routes["routes"]
         .as_array()
         .unwrap()
@@ -35,15 +27,7 @@ async fn admin_endpoints() {
     assert!(!routes.to_string().contains(HF_TOKEN));
 
     assert_eq!(h.predict("sm", BODY).await.status(), 200);
-    let metrics = h
-        .client
-        .get(h.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = h.get_text("/metrics").await;
     assert!(metrics.contains(
         r#"infergate_requests_total{backend="sm",code_class="2xx",outcome="success",route="sm"} 1"#
     ));

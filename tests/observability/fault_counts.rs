@@ -3,9 +3,7 @@
 
 use std::time::Duration;
 
-use crate::common::{
-    error_json, wait_for, with_backend_keys, with_route_keys, Harness, BODY, CONFIG,
-};
+use crate::common::{error_json, with_backend_keys, with_route_keys, Harness, BODY, CONFIG};
 use crate::metrics::{assert_states, per_backend, scrape, scrape_until, want};
 use crate::traffic::{data_events, error_events, stream, stream_body};
 use infergate::emulator::{FaultConfig, InjectedError};
@@ -19,24 +17,7 @@ async fn a_shed_request_and_the_in_flight_gauge() {
     );
     let h = Harness::with_config(config).await;
     h.sm.faults().update(|f| f.latency = Duration::from_secs(1));
-    let held = {
-        let client = h.client.clone();
-        let url = h.url("/v1/predict/solo");
-        tokio::spawn(async move {
-            let res = client
-                .post(url)
-                .header("content-type", "application/json")
-                .body(BODY)
-                .send()
-                .await
-                .unwrap();
-            let status = res.status().as_u16();
-            let _ = res.bytes().await;
-            status
-        })
-    };
-    let counters = h.sm.counters();
-    wait_for("the first request to be held", || counters.in_flight() == 1).await;
+    let held = h.hold("solo", &h.sm).await;
     let m = scrape(&h).await;
     assert_eq!(
         m.get("infergate_backend_in_flight", &[("backend", "sm")]),
@@ -48,7 +29,7 @@ async fn a_shed_request_and_the_in_flight_gauge() {
     assert_eq!(res.status(), 503);
     assert_eq!(res.headers()["x-infergate-attempts"], "0");
     assert_eq!(error_json(res).await["type"], "overloaded");
-    assert_eq!(held.await.unwrap(), 200);
+    assert_eq!(held.await.unwrap(), (200, "sm".to_string()));
 
     let m = scrape(&h).await;
     m.assert_family("infergate_shed_total", &[(&[("route", "solo")], 1.0)]);

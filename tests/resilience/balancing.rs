@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::common::{error_json, wait_for, wait_until, Harness, Setup, BODY};
-use crate::support::{config, failing, hold_one, metric, route, second_sagemaker, sm_backend};
+use crate::support::{config, failing, metric, route, second_sagemaker, sm_backend};
 use infergate::emulator::InjectedError;
 
 // === sticky sessions ===
@@ -137,7 +137,7 @@ async fn past_max_in_flight_a_lone_backend_sheds_with_retry_after() {
     ))
     .await;
     h.sm.faults().update(|f| f.latency = Duration::from_secs(1));
-    let first = hold_one(&h, "solo", &h.sm).await;
+    let first = h.hold("solo", &h.sm).await;
     assert_eq!(h.backend_state("solo", "sm").await, "saturated");
     let res = h.predict("solo", BODY).await;
     assert_eq!(res.status(), 503);
@@ -162,7 +162,7 @@ async fn past_max_in_flight_requests_spill_to_the_next_backend() {
     ))
     .await;
     h.sm.faults().update(|f| f.latency = Duration::from_secs(1));
-    let first = hold_one(&h, "spill", &h.sm).await;
+    let first = h.hold("spill", &h.sm).await;
     assert_eq!(h.call("spill").await, (200, "hf".into()));
     assert_eq!(first.await.unwrap(), (200, "sm".into()));
     assert_eq!(h.sm.counters().requests(), 1);

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use crate::common::{wait_for, Harness, BODY};
+use crate::common::Harness;
 use futures_util::StreamExt;
 use infergate::emulator::{self, EmulatorHandle, FaultConfig, InjectedError, ModelFormat};
 
@@ -62,15 +62,7 @@ pub async fn send_many(h: &Harness, route: &str, n: usize, concurrency: usize) -
 
 /// The sum of the series of metric `name` whose labels include `labels`.
 pub async fn metric(h: &Harness, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let text = h
-        .client
-        .get(h.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = h.get_text("/metrics").await;
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| {
@@ -103,33 +95,4 @@ pub fn failing(rate: f64, error: InjectedError) -> FaultConfig {
         error,
         ..FaultConfig::default()
     }
-}
-
-/// Starts a request in the background and waits until `emu` holds it.
-pub async fn hold_one(
-    h: &Harness,
-    route: &str,
-    emu: &EmulatorHandle,
-) -> tokio::task::JoinHandle<(u16, String)> {
-    let client = h.client.clone();
-    let url = h.url(&format!("/v1/predict/{route}"));
-    let task = tokio::spawn(async move {
-        let res = client
-            .post(url)
-            .header("content-type", "application/json")
-            .body(BODY)
-            .send()
-            .await
-            .unwrap();
-        let status = res.status().as_u16();
-        let backend = res.headers()["x-infergate-backend"]
-            .to_str()
-            .unwrap()
-            .to_string();
-        let _ = res.bytes().await;
-        (status, backend)
-    });
-    let c = emu.counters();
-    wait_for("the first request to be held", || c.in_flight() == 1).await;
-    task
 }
