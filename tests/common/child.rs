@@ -8,6 +8,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::wait::poll;
+
 /// The binary cargo built for these tests.
 pub const BIN: &str = env!("CARGO_BIN_EXE_infergate");
 
@@ -99,14 +101,11 @@ impl Running {
 
     /// Waits until the watched stream's lines satisfy `pred`.
     pub async fn wait_for(&self, what: &str, pred: impl Fn(&[String]) -> bool) {
-        let deadline = tokio::time::Instant::now() + CHILD_WAIT;
-        while !pred(&self.lines()) {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what}:\n{}",
-                self.output()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        if poll(CHILD_WAIT, || pred(&self.lines()).then_some(()))
+            .await
+            .is_none()
+        {
+            panic!("timed out waiting for {what}:\n{}", self.output());
         }
     }
 

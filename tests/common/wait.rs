@@ -41,11 +41,11 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = Instant::now() + WAIT;
-    while !cond().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(POLL).await;
-    }
+    wait_some(what, || {
+        let ready = cond();
+        async move { ready.await.then_some(()) }
+    })
+    .await;
 }
 
 /// Waits until the async `probe` gives a value, at most [`WAIT`].
