@@ -13,6 +13,7 @@
 //!   path); and the frame decoder alone, to split the cost;
 //! - `format/jumpstart_{request,response}`: the JumpStart payload adapters;
 //! - `config/from_toml`: the whole example config, parsed and validated.
+// A benchmark panics on a failed setup step, as start-up code does.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;

@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The fault matrix: each fault scenario at a fixed request rate, one table
 //! row each.
 //!
@@ -16,26 +15,36 @@
 //! (requests the emulators received, and attempts the gateway made, per
 //! client request) and the latency the client saw (all requests).
 
+// An example panics on a failed setup step, as start-up code does.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+// The emulators' options, the in-process gateway and loopback helpers the
+// tests use.
+#[allow(dead_code)]
+#[path = "../tests/common/harness.rs"]
+mod harness;
+#[allow(dead_code)]
+#[path = "../tests/common/net.rs"]
+mod net;
+#[allow(dead_code)]
+#[path = "../tests/common/wait.rs"]
+mod wait;
+
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_credential_types::provider::SharedCredentialsProvider;
-use aws_credential_types::Credentials;
 use infergate::config::Config;
 use infergate::emulator::{
-    self, Credential, EmulatorHandle, FaultConfig, HuggingFaceOptions, InjectedError, ModelFormat,
+    self, EmulatorHandle, FaultConfig, HuggingFaceOptions, InjectedError, ModelFormat,
     SageMakerOptions,
 };
-use infergate::gateway::{BuildOptions, Gateway};
-use infergate::server;
+use infergate::gateway::BuildOptions;
 use tokio::time::Instant;
 
-const ACCESS_KEY: &str = "AKIDFAULTMATRIX";
-const SECRET_KEY: &str = "fault-matrix-secret";
-const HF_TOKEN: &str = "hf_fault_matrix";
-const BODY: &str = r#"{"inputs": "one stable inference URL", "parameters": {"max_new_tokens": 8}}"#;
+use harness::{hf_options, sm_options, static_credentials, Served, BODY, HF_TOKEN, SECRET_KEY};
+
 /// The client gives up on a request after this long, so every run is bounded.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -143,6 +152,7 @@ fn config(s: &Scenario) -> String {
         r#"
 [server]
 listen = "127.0.0.1:0"
+workers = 1
 request_timeout = "5s"
 shutdown_grace = "1s"
 max_connections = 100000
@@ -172,14 +182,9 @@ balance = "weighted"
     )
 }
 
-/// A loopback URL nothing listens on: bind a port, note it, close it.
+/// A loopback URL nothing listens on.
 fn closed_port_url() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    format!("http://127.0.0.1:{port}")
+    format!("http://127.0.0.1:{}", net::free_port())
 }
 
 struct Row {
@@ -198,18 +203,8 @@ async fn start_emulators(s: &Scenario) -> (EmulatorHandle, EmulatorHandle) {
     let sm = emulator::sagemaker::start(
         loopback,
         SageMakerOptions {
-            region: "us-east-1".into(),
-            endpoints: vec!["flan-t5-small".into()],
-            credentials: vec![(
-                ACCESS_KEY.into(),
-                Credential {
-                    secret_access_key: SECRET_KEY.into(),
-                    session_token: None,
-                },
-            )],
-            format: ModelFormat::Tgi,
             faults: s.sm.clone(),
-            ..SageMakerOptions::default()
+            ..sm_options(ModelFormat::Tgi)
         },
     )
     .await
@@ -217,9 +212,8 @@ async fn start_emulators(s: &Scenario) -> (EmulatorHandle, EmulatorHandle) {
     let hf = emulator::huggingface::start(
         loopback,
         HuggingFaceOptions {
-            token: Some(HF_TOKEN.into()),
             faults: s.hf.clone(),
-            ..HuggingFaceOptions::default()
+            ..hf_options()
         },
     )
     .await
@@ -237,38 +231,23 @@ async fn run(s: &Scenario, rate: u32, seconds: u32) -> Row {
     ]);
     let config = Config::from_toml(&config(s), &|k| vars.get(k).cloned())
         .unwrap_or_else(|e| panic!("scenario {:?}: invalid config:\n{e}", s.name));
-    let credentials = HashMap::from([(
-        "sm".to_string(),
-        SharedCredentialsProvider::new(Credentials::new(
-            ACCESS_KEY,
-            SECRET_KEY,
-            None,
-            None,
-            "fault-matrix",
-        )),
-    )]);
-    let listener = server::bind(config.server.listen).await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let gateway = Gateway::build(
+    let credentials = HashMap::from([("sm".to_string(), static_credentials(SECRET_KEY))]);
+    let served = Served::start(
         config,
         BuildOptions {
             credentials,
             ..BuildOptions::default()
         },
     )
-    .await
-    .unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(server::serve(listener, Arc::clone(&gateway), async {
-        let _ = stopped.await;
-    }));
+    .await;
+    let gateway = Arc::clone(&served.gateway);
 
     let client = reqwest::Client::builder()
         .timeout(CLIENT_TIMEOUT)
         .pool_max_idle_per_host(1024)
         .build()
         .unwrap();
-    let url = format!("http://{addr}/v1/predict/r");
+    let url = format!("{}/v1/predict/r", served.base);
     let total = (rate as usize) * (seconds as usize);
     let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
     let start = Instant::now() + Duration::from_millis(20);
@@ -379,8 +358,7 @@ async fn run(s: &Scenario, rate: u32, seconds: u32) -> Row {
                 .join(", ")
         },
     };
-    let _ = stop.send(());
-    let _ = serving.await;
+    served.stop().await;
     drop((sm, hf));
     row
 }

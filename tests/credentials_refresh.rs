@@ -7,109 +7,123 @@
 //! the sets that have not expired. Requests keep succeeding across several
 //! rotations, and the endpoint is called far less often than requests are
 //! made. This file holds one test: it sets process environment variables.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[cfg(test)]
 mod common;
 
-use std::convert::Infallible;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::Duration;
 
-use aws_smithy_types::date_time::Format;
-use aws_smithy_types::DateTime;
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use common::chain::{confine_aws_chain, predict_sm, sagemaker_config};
+use endpoint::start_credentials_endpoint;
 use infergate::config::Config;
-use infergate::emulator::{self, Credential, EmulatorHandle};
+use infergate::emulator::{self, Credential};
 use infergate::gateway::BuildOptions;
-use tokio::net::TcpListener;
+
+/// The container-credentials endpoint.
+#[cfg(test)]
+mod endpoint {
+    use std::convert::Infallible;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::SystemTime;
+
+    use aws_smithy_types::date_time::Format;
+    use aws_smithy_types::DateTime;
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use hyper::server::conn::http1;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+    use infergate::emulator::{Credential, EmulatorHandle};
+    use tokio::net::TcpListener;
+
+    use super::{CONTAINER_TOKEN, LIFETIME};
+
+    pub struct Issued {
+        key: String,
+        credential: Credential,
+        expires: SystemTime,
+    }
+
+    /// Serves fresh credentials on every call and tells the emulator which sets
+    /// are valid.
+    pub async fn start_credentials_endpoint(
+        sm: Arc<EmulatorHandle>,
+        calls: Arc<AtomicU32>,
+    ) -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let issued: Arc<Mutex<Vec<Issued>>> = Arc::default();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (sm, calls, issued) = (sm.clone(), calls.clone(), issued.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let (sm, calls, issued) = (sm.clone(), calls.clone(), issued.clone());
+                        async move {
+                            // The chain must send the container authorization token.
+                            let authorized = req
+                                .headers()
+                                .get("authorization")
+                                .is_some_and(|v| v == CONTAINER_TOKEN);
+                            if !authorized {
+                                let mut res =
+                                    hyper::Response::new(Full::new(Bytes::from_static(b"{}")));
+                                *res.status_mut() = hyper::StatusCode::FORBIDDEN;
+                                return Ok::<_, Infallible>(res);
+                            }
+                            let n = calls.fetch_add(1, Ordering::SeqCst);
+                            let now = SystemTime::now();
+                            let expires = now + LIFETIME;
+                            let key = format!("ASIAROTATION{n:04}");
+                            let secret = format!("rotating-secret-{n}");
+                            let token = format!("rotating-session-token-{n}");
+                            let mut issued = issued.lock().unwrap();
+                            issued.push(Issued {
+                                key: key.clone(),
+                                credential: Credential {
+                                    secret_access_key: secret.clone(),
+                                    session_token: Some(token.clone()),
+                                },
+                                expires,
+                            });
+                            // The emulator accepts only sets that have not expired.
+                            issued.retain(|i| i.expires > now);
+                            sm.set_credentials(
+                                issued
+                                    .iter()
+                                    .map(|i| (i.key.clone(), i.credential.clone()))
+                                    .collect(),
+                            );
+                            let body = serde_json::json!({
+                                "AccessKeyId": key,
+                                "SecretAccessKey": secret,
+                                "Token": token,
+                                "Expiration": DateTime::from(expires).fmt(Format::DateTime).unwrap(),
+                            });
+                            Ok(hyper::Response::new(Full::new(Bytes::from(
+                                body.to_string(),
+                            ))))
+                        }
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        addr
+    }
+}
 
 /// Lifetime of each set of credentials handed out.
 const LIFETIME: Duration = Duration::from_secs(2);
 const CONTAINER_TOKEN: &str = "container-auth-token-canary";
-
-struct Issued {
-    key: String,
-    credential: Credential,
-    expires: SystemTime,
-}
-
-/// Serves fresh credentials on every call and tells the emulator which sets
-/// are valid.
-async fn start_credentials_endpoint(
-    sm: Arc<EmulatorHandle>,
-    calls: Arc<AtomicU32>,
-) -> std::net::SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let issued: Arc<Mutex<Vec<Issued>>> = Arc::default();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let (sm, calls, issued) = (sm.clone(), calls.clone(), issued.clone());
-            tokio::spawn(async move {
-                let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let (sm, calls, issued) = (sm.clone(), calls.clone(), issued.clone());
-                    async move {
-                        // The chain must send the container authorization token.
-                        let authorized = req
-                            .headers()
-                            .get("authorization")
-                            .is_some_and(|v| v == CONTAINER_TOKEN);
-                        if !authorized {
-                            let mut res =
-                                hyper::Response::new(Full::new(Bytes::from_static(b"{}")));
-                            *res.status_mut() = hyper::StatusCode::FORBIDDEN;
-                            return Ok::<_, Infallible>(res);
-                        }
-                        let n = calls.fetch_add(1, Ordering::SeqCst);
-                        let now = SystemTime::now();
-                        let expires = now + LIFETIME;
-                        let key = format!("ASIAROTATION{n:04}");
-                        let secret = format!("rotating-secret-{n}");
-                        let token = format!("rotating-session-token-{n}");
-                        let mut issued = issued.lock().unwrap();
-                        issued.push(Issued {
-                            key: key.clone(),
-                            credential: Credential {
-                                secret_access_key: secret.clone(),
-                                session_token: Some(token.clone()),
-                            },
-                            expires,
-                        });
-                        // The emulator accepts only sets that have not expired.
-                        issued.retain(|i| i.expires > now);
-                        sm.set_credentials(
-                            issued
-                                .iter()
-                                .map(|i| (i.key.clone(), i.credential.clone()))
-                                .collect(),
-                        );
-                        let body = serde_json::json!({
-                            "AccessKeyId": key,
-                            "SecretAccessKey": secret,
-                            "Token": token,
-                            "Expiration": DateTime::from(expires).fmt(Format::DateTime).unwrap(),
-                        });
-                        Ok(hyper::Response::new(Full::new(Bytes::from(
-                            body.to_string(),
-                        ))))
-                    }
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    addr
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_succeed_across_credential_rotations() {
@@ -133,7 +147,7 @@ async fn requests_succeed_across_credential_rotations() {
     let creds_addr = start_credentials_endpoint(sm.clone(), calls.clone()).await;
 
     // Only the container endpoint may provide credentials.
-    for var in [
+    confine_aws_chain(&[
         "AWS_ACCESS_KEY_ID",
         "AWS_SECRET_ACCESS_KEY",
         "AWS_SESSION_TOKEN",
@@ -142,36 +156,14 @@ async fn requests_succeed_across_credential_rotations() {
         "AWS_ROLE_ARN",
         "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
         "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
-    ] {
-        std::env::remove_var(var);
-    }
-    std::env::set_var("AWS_CONFIG_FILE", "/nonexistent/infergate-test/config");
-    std::env::set_var(
-        "AWS_SHARED_CREDENTIALS_FILE",
-        "/nonexistent/infergate-test/credentials",
-    );
-    std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+    ]);
     std::env::set_var(
         "AWS_CONTAINER_CREDENTIALS_FULL_URI",
         format!("http://{creds_addr}/v2/credentials"),
     );
     std::env::set_var("AWS_CONTAINER_AUTHORIZATION_TOKEN", CONTAINER_TOKEN);
 
-    let toml = format!(
-        r#"
-        [server]
-        listen = "127.0.0.1:0"
-        [backends.sm]
-        kind = "sagemaker"
-        endpoint_name = "flan-t5-small"
-        region = "us-east-1"
-        endpoint_url = "{}"
-        [routes.sm]
-        backends = ["sm"]
-        attempts = 1
-        "#,
-        sm.url()
-    );
+    let toml = sagemaker_config(&sm.url(), "");
     let config = Config::from_toml(&toml, &|_| None).unwrap();
     let served = common::Served::start(config, BuildOptions::default()).await;
     let base = served.base.clone();
@@ -182,16 +174,13 @@ async fn requests_succeed_across_credential_rotations() {
     let started = tokio::time::Instant::now();
     // Run until at least four sets were used (bounded in time).
     while keys.len() < 4 && started.elapsed() < Duration::from_secs(20) {
-        let res = client
-            .post(format!("{base}/v1/predict/sm"))
-            .header("content-type", "application/json")
-            .body(r#"{"inputs": "rotate"}"#)
-            .send()
-            .await
-            .unwrap();
-        let status = res.status();
-        let body = res.text().await.unwrap();
-        assert_eq!(status, 200, "request {requests} failed: {body}");
+        predict_sm(
+            &client,
+            &base,
+            r#"{"inputs": "rotate"}"#,
+            &format!("request {requests}"),
+        )
+        .await;
         requests += 1;
         let seen = sm.counters().last().unwrap();
         let auth = seen.headers["authorization"].to_str().unwrap().to_string();
@@ -203,6 +192,8 @@ async fn requests_succeed_across_credential_rotations() {
             .to_string();
         assert!(seen.headers.get("x-amz-security-token").is_some());
         keys.insert(key);
+        // Pacing, not synchronisation: the requests spread over several
+        // credential lifetimes.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(keys.len() >= 4, "only {} credential sets used", keys.len());

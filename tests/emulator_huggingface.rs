@@ -2,88 +2,71 @@
 //! sockets: every route, the bearer token, TGI error bodies, SSE streams and
 //! mid-stream errors, scale-to-zero with and without `X-Scale-Up-Timeout`,
 //! resets, latency, counters and the request log.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::error::Error as _;
+#[cfg(test)]
+mod common;
+
 use std::time::{Duration, Instant};
 
+use client::{get, header, post, sse_data, start, start_default, tgi_error};
+use common::model::expected_sse;
+use common::net::is_reset;
+use common::{wait_for, wait_until};
+
 use infergate::emulator::huggingface::{self, HuggingFaceOptions};
-use infergate::emulator::{
-    model, EmulatorHandle, FaultConfig, InjectedError, ScaleState, RECENT_CAPACITY,
-};
+use infergate::emulator::{model, FaultConfig, InjectedError, ScaleState, RECENT_CAPACITY};
 use serde_json::{json, Value};
 
-async fn start(opts: HuggingFaceOptions) -> EmulatorHandle {
-    huggingface::start("127.0.0.1:0".parse().unwrap(), opts)
-        .await
-        .unwrap()
-}
+/// Requests to the emulator and what its answers carry.
+#[cfg(test)]
+mod client {
+    use infergate::emulator::huggingface::{self, HuggingFaceOptions};
+    use infergate::emulator::EmulatorHandle;
+    use serde_json::Value;
 
-async fn start_default() -> EmulatorHandle {
-    start(HuggingFaceOptions::default()).await
-}
-
-fn post(emu: &EmulatorHandle, path: &str, body: &str) -> reqwest::RequestBuilder {
-    reqwest::Client::new()
-        .post(format!("{}{path}", emu.url()))
-        .header("content-type", "application/json")
-        .body(body.to_owned())
-}
-
-fn get(emu: &EmulatorHandle, path: &str) -> reqwest::RequestBuilder {
-    reqwest::Client::new().get(format!("{}{path}", emu.url()))
-}
-
-fn header(resp: &reqwest::Response, name: &str) -> Option<String> {
-    resp.headers()
-        .get(name)
-        .map(|v| v.to_str().unwrap().to_owned())
-}
-
-async fn tgi_error(resp: reqwest::Response, status: u16, error_type: &str) -> String {
-    assert_eq!(resp.status().as_u16(), status);
-    assert_eq!(
-        header(&resp, "content-type").as_deref(),
-        Some("application/json")
-    );
-    let v: Value = resp.json().await.unwrap();
-    assert_eq!(v["error_type"], error_type, "{v}");
-    v["error"].as_str().unwrap().to_owned()
-}
-
-fn expected_sse(inputs: &str, max_new_tokens: Option<u32>) -> String {
-    let gen = model::Generation::run(inputs, max_new_tokens);
-    model::generate_stream_events(&gen, false)
-        .iter()
-        .map(|e| format!("data:{e}\n\n"))
-        .collect()
-}
-
-fn sse_data(text: &str) -> Vec<String> {
-    text.split("\n\n")
-        .filter(|e| !e.is_empty())
-        .map(|e| e.strip_prefix("data:").unwrap().to_owned())
-        .collect()
-}
-
-fn is_reset(err: &reqwest::Error) -> bool {
-    let mut src: Option<&(dyn std::error::Error + 'static)> = err.source();
-    while let Some(e) = src {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::ConnectionReset {
-                return true;
-            }
-        }
-        src = e.source();
+    pub async fn start(opts: HuggingFaceOptions) -> EmulatorHandle {
+        huggingface::start("127.0.0.1:0".parse().unwrap(), opts)
+            .await
+            .unwrap()
     }
-    false
-}
 
-async fn wait_for(what: &str, cond: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    pub async fn start_default() -> EmulatorHandle {
+        start(HuggingFaceOptions::default()).await
+    }
+
+    pub fn post(emu: &EmulatorHandle, path: &str, body: &str) -> reqwest::RequestBuilder {
+        reqwest::Client::new()
+            .post(format!("{}{path}", emu.url()))
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+    }
+
+    pub fn get(emu: &EmulatorHandle, path: &str) -> reqwest::RequestBuilder {
+        reqwest::Client::new().get(format!("{}{path}", emu.url()))
+    }
+
+    pub fn header(resp: &reqwest::Response, name: &str) -> Option<String> {
+        resp.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    }
+
+    pub async fn tgi_error(resp: reqwest::Response, status: u16, error_type: &str) -> String {
+        assert_eq!(resp.status().as_u16(), status);
+        assert_eq!(
+            header(&resp, "content-type").as_deref(),
+            Some("application/json")
+        );
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["error_type"], error_type, "{v}");
+        v["error"].as_str().unwrap().to_owned()
+    }
+
+    pub fn sse_data(text: &str) -> Vec<String> {
+        text.split("\n\n")
+            .filter(|e| !e.is_empty())
+            .map(|e| e.strip_prefix("data:").unwrap().to_owned())
+            .collect()
     }
 }
 
@@ -512,16 +495,12 @@ async fn cold_start_then_success_without_holding() {
         503
     );
     // Poll, as a client without X-Scale-Up-Timeout would.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
+    wait_until("the replica to be ready", || async {
         let status = post(&emu, "/generate", body).send().await.unwrap().status();
-        if status == 200 {
-            break;
-        }
-        assert_eq!(status, 503);
-        assert!(Instant::now() < deadline, "replica never became ready");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+        assert!(status == 200 || status == 503, "{status}");
+        status == 200
+    })
+    .await;
 }
 
 // === counters ===

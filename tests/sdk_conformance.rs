@@ -3,36 +3,80 @@
 //! successes with their headers, each error as its typed variant, auth
 //! rejections, and the event stream (split parts, exception frames, a
 //! corrupted CRC). Retries are off so each call is exactly one request.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use aws_sdk_sagemakerruntime::config::retry::RetryConfig;
-use aws_sdk_sagemakerruntime::config::{Credentials, Region};
+#[cfg(test)]
+mod common;
+
 use aws_sdk_sagemakerruntime::error::ProvideErrorMetadata;
 use aws_sdk_sagemakerruntime::operation::invoke_endpoint::InvokeEndpointError;
 use aws_sdk_sagemakerruntime::operation::RequestId;
 use aws_sdk_sagemakerruntime::primitives::Blob;
 use aws_sdk_sagemakerruntime::types::error::ResponseStreamError;
-use aws_sdk_sagemakerruntime::types::ResponseStream;
 use aws_sdk_sagemakerruntime::Client;
-use infergate::emulator::model;
-use infergate::emulator::sagemaker::{self, SageMakerOptions};
+use common::model::expected_sse;
+use common::sdk::sdk_client;
 use infergate::emulator::{Credential, EmulatorHandle, FaultConfig, InjectedError, StreamError};
 use serde_json::Value;
+use support::{read_stream, start};
+
+/// The emulator and streams read through the SDK.
+#[cfg(test)]
+mod support {
+    use super::StreamEnd;
+    use aws_sdk_sagemakerruntime::primitives::Blob;
+    use aws_sdk_sagemakerruntime::types::ResponseStream;
+    use aws_sdk_sagemakerruntime::Client;
+    use infergate::emulator::sagemaker::{self, SageMakerOptions};
+    use infergate::emulator::{Credential, EmulatorHandle};
+
+    pub async fn start(credentials: Vec<(String, Credential)>) -> EmulatorHandle {
+        let opts = SageMakerOptions {
+            endpoints: vec!["flan".to_owned()],
+            credentials,
+            ..SageMakerOptions::default()
+        };
+        sagemaker::start("127.0.0.1:0".parse().unwrap(), opts)
+            .await
+            .unwrap()
+    }
+
+    /// Concatenates every PayloadPart until the end or the first error.
+    pub async fn read_stream(client: &Client, body: &str) -> (Vec<u8>, usize, StreamEnd) {
+        let mut out = client
+            .invoke_endpoint_with_response_stream()
+            .endpoint_name("flan")
+            .content_type("application/json")
+            .accept("text/event-stream")
+            .body(Blob::new(body))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(out.content_type(), Some("text/event-stream"));
+        assert_eq!(out.invoked_production_variant(), Some("AllTraffic"));
+        let (mut bytes, mut parts) = (Vec::new(), 0);
+        loop {
+            match out.body.recv().await {
+                Ok(Some(ResponseStream::PayloadPart(p))) => {
+                    parts += 1;
+                    bytes.extend_from_slice(p.bytes().unwrap().as_ref());
+                }
+                Ok(Some(other)) => panic!("unexpected event {other:?}"),
+                Ok(None) => return (bytes, parts, None),
+                Err(e) => {
+                    let end = match e.as_service_error() {
+                        Some(_) => Ok(e.into_service_error()),
+                        None => Err(format!("{e:?}")),
+                    };
+                    return (bytes, parts, Some(end));
+                }
+            }
+        }
+    }
+}
 
 const AKID: &str = "AKIDEXAMPLE";
 const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
 const TOKEN: &str = "FwoGZXIvYXdzEXAMPLESESSIONTOKEN";
-
-async fn start(credentials: Vec<(String, Credential)>) -> EmulatorHandle {
-    let opts = SageMakerOptions {
-        endpoints: vec!["flan".to_owned()],
-        credentials,
-        ..SageMakerOptions::default()
-    };
-    sagemaker::start("127.0.0.1:0".parse().unwrap(), opts)
-        .await
-        .unwrap()
-}
 
 fn key(secret: &str, token: Option<&str>) -> Vec<(String, Credential)> {
     vec![(
@@ -45,20 +89,7 @@ fn key(secret: &str, token: Option<&str>) -> Vec<(String, Credential)> {
 }
 
 fn client(emu: &EmulatorHandle, secret: &str, token: Option<&str>) -> Client {
-    let config = aws_sdk_sagemakerruntime::Config::builder()
-        .behavior_version_latest()
-        .region(Region::new("us-east-1"))
-        .endpoint_url(emu.url())
-        .credentials_provider(Credentials::new(
-            AKID,
-            secret,
-            token.map(str::to_owned),
-            None,
-            "test",
-        ))
-        .retry_config(RetryConfig::disabled())
-        .build();
-    Client::from_conf(config)
+    sdk_client(&emu.url(), AKID, secret, token)
 }
 
 /// Whether an error is the expected typed variant.
@@ -245,49 +276,8 @@ async fn auth_rejections_and_session_tokens() {
     assert_eq!(emu.counters().requests(), 5);
 }
 
-fn expected_sse(inputs: &str) -> String {
-    let gen = model::Generation::run(inputs, None);
-    model::generate_stream_events(&gen, false)
-        .iter()
-        .map(|e| format!("data:{e}\n\n"))
-        .collect()
-}
-
 /// How a stream ended early: a modelled stream error, or any other failure.
-type StreamEnd = Option<Result<ResponseStreamError, String>>;
-
-/// Concatenates every PayloadPart until the end or the first error.
-async fn read_stream(client: &Client, body: &str) -> (Vec<u8>, usize, StreamEnd) {
-    let mut out = client
-        .invoke_endpoint_with_response_stream()
-        .endpoint_name("flan")
-        .content_type("application/json")
-        .accept("text/event-stream")
-        .body(Blob::new(body))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(out.content_type(), Some("text/event-stream"));
-    assert_eq!(out.invoked_production_variant(), Some("AllTraffic"));
-    let (mut bytes, mut parts) = (Vec::new(), 0);
-    loop {
-        match out.body.recv().await {
-            Ok(Some(ResponseStream::PayloadPart(p))) => {
-                parts += 1;
-                bytes.extend_from_slice(p.bytes().unwrap().as_ref());
-            }
-            Ok(Some(other)) => panic!("unexpected event {other:?}"),
-            Ok(None) => return (bytes, parts, None),
-            Err(e) => {
-                let end = match e.as_service_error() {
-                    Some(_) => Ok(e.into_service_error()),
-                    None => Err(format!("{e:?}")),
-                };
-                return (bytes, parts, Some(end));
-            }
-        }
-    }
-}
+pub type StreamEnd = Option<Result<ResponseStreamError, String>>;
 
 #[tokio::test]
 async fn response_stream_is_read_by_the_sdk() {
@@ -299,13 +289,19 @@ async fn response_stream_is_read_by_the_sdk() {
     let (bytes, parts, err) = read_stream(&client, &body).await;
     assert!(err.is_none(), "{err:?}");
     assert_eq!(parts, 5);
-    assert_eq!(String::from_utf8(bytes).unwrap(), expected_sse(inputs));
+    assert_eq!(
+        String::from_utf8(bytes).unwrap(),
+        expected_sse(inputs, None)
+    );
 
     emu.faults().update(|f| f.stream_split = Some(9));
     let (bytes, parts, err) = read_stream(&client, &body).await;
     assert!(err.is_none(), "{err:?}");
     assert!(parts > 5);
-    assert_eq!(String::from_utf8(bytes).unwrap(), expected_sse(inputs));
+    assert_eq!(
+        String::from_utf8(bytes).unwrap(),
+        expected_sse(inputs, None)
+    );
     assert_eq!(emu.counters().stream_requests(), 2);
 }
 

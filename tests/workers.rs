@@ -1,71 +1,67 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! `server.workers`: several workers, each with its own listening socket on
 //! the one address, its own runtime and its own upstream connections. Every
 //! worker answers both backends (SigV4 included), new connections are spread
 //! over the workers, and a shutdown drains the requests in flight on all of
 //! them.
 
+#[cfg(test)]
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{Harness, Setup, CONFIG};
+use common::{patch, wait_for, Harness};
 use infergate::emulator::model::Generation;
 use infergate::server;
+use support::{accepted, fresh_connections, harness, with_workers};
+
+/// The gateway with several workers, and how it spread the connections.
+#[cfg(test)]
+mod support {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use crate::common::{patch, Harness, CONFIG};
+
+    pub fn with_workers(n: usize) -> String {
+        patch(CONFIG, "[server]\n", &format!("[server]\nworkers = {n}\n"))
+    }
+
+    pub async fn harness(workers: usize) -> Harness {
+        Harness::with_config(with_workers(workers)).await
+    }
+
+    /// A client that opens a new connection for every request, so that the
+    /// kernel picks a worker every time.
+    pub fn fresh_connections() -> reqwest::Client {
+        reqwest::Client::builder()
+            .no_proxy()
+            .pool_max_idle_per_host(0)
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap()
+    }
+
+    /// `infergate_connections_accepted_total` by worker.
+    pub async fn accepted(h: &Harness) -> BTreeMap<usize, f64> {
+        let text = h.get_text("/metrics").await;
+        let lines = text.lines().map(|l| Ok(l.to_string()));
+        let scrape = prometheus_parse::Scrape::parse(lines).unwrap();
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == "infergate_connections_accepted_total")
+            .map(|s| {
+                let worker = s.labels.get("worker").unwrap().parse().unwrap();
+                let prometheus_parse::Value::Counter(n) = s.value else {
+                    panic!("not a counter: {s:?}");
+                };
+                (worker, n)
+            })
+            .collect()
+    }
+}
 
 const WORKERS: usize = 4;
-
-fn with_workers(n: usize) -> String {
-    assert!(CONFIG.contains("[server]\n"));
-    CONFIG.replace("[server]\n", &format!("[server]\nworkers = {n}\n"))
-}
-
-async fn harness(workers: usize) -> Harness {
-    Harness::with(Setup {
-        config: with_workers(workers),
-        ..Setup::default()
-    })
-    .await
-}
-
-/// A client that opens a new connection for every request, so that the
-/// kernel picks a worker every time.
-fn fresh_connections() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .pool_max_idle_per_host(0)
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-}
-
-/// `infergate_connections_accepted_total` by worker.
-async fn accepted(h: &Harness) -> BTreeMap<usize, f64> {
-    let text = h
-        .client
-        .get(h.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let lines = text.lines().map(|l| Ok(l.to_string()));
-    let scrape = prometheus_parse::Scrape::parse(lines).unwrap();
-    scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == "infergate_connections_accepted_total")
-        .map(|s| {
-            let worker = s.labels.get("worker").unwrap().parse().unwrap();
-            let prometheus_parse::Value::Counter(n) = s.value else {
-                panic!("not a counter: {s:?}");
-            };
-            (worker, n)
-        })
-        .collect()
-}
 
 #[tokio::test]
 async fn binding_several_workers_shares_one_port() {
@@ -100,12 +96,12 @@ async fn binding_several_workers_shares_one_port() {
 async fn fewer_connection_slots_than_workers_still_serve_every_connection() {
     // An idle worker holds no slot: with 4 workers and 2 slots, every new
     // connection, whichever worker the kernel gives it to, is served.
-    let config = with_workers(WORKERS).replace("[server]\n", "[server]\nmax_connections = 2\n");
-    let h = Harness::with(Setup {
-        config,
-        ..Setup::default()
-    })
-    .await;
+    let config = patch(
+        &with_workers(WORKERS),
+        "[server]\n",
+        "[server]\nmax_connections = 2\n",
+    );
+    let h = Harness::with_config(config).await;
     assert_eq!(h.gateway.config.server.max_connections, 2);
     let client = fresh_connections();
     for i in 0..24 {
@@ -164,14 +160,12 @@ async fn connections_are_spread_over_the_workers_and_every_one_answers() {
 async fn shutdown_lets_requests_on_every_worker_finish() {
     // Requests slow enough that all 16 are in flight together even on a
     // loaded machine, and a grace period longer than they take.
-    let config =
-        with_workers(WORKERS).replace("shutdown_grace = \"1s\"", "shutdown_grace = \"10s\"");
-    assert!(config.contains("shutdown_grace = \"10s\""));
-    let h = Harness::with(Setup {
-        config,
-        ..Setup::default()
-    })
-    .await;
+    let config = patch(
+        &with_workers(WORKERS),
+        "shutdown_grace = \"1s\"",
+        "shutdown_grace = \"10s\"",
+    );
+    let h = Harness::with_config(config).await;
     h.hf.faults().update(|f| f.latency = Duration::from_secs(2));
     let client = fresh_connections();
     let mut tasks = Vec::new();
@@ -188,13 +182,8 @@ async fn shutdown_lets_requests_on_every_worker_finish() {
                 .map(|r| r.status().as_u16())
         }));
     }
-    for _ in 0..1000 {
-        if h.hf.counters().in_flight() == 16 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert_eq!(h.hf.counters().in_flight(), 16);
+    let counters = h.hf.counters();
+    wait_for("all 16 requests in flight", || counters.in_flight() == 16).await;
     let spread = accepted(&h).await;
     let busy = spread.values().filter(|c| **c > 0.0).count();
     assert!(

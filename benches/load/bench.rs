@@ -1,0 +1,480 @@
+//! The run: paired direct and through-gateway slices per scenario, the
+//! maximum sustained rate, the effect of scraping `/metrics`, and many
+//! concurrent streams.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use aws_credential_types::Credentials;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue};
+use serde_json::{json, Value};
+use tokio::runtime::Runtime;
+
+use infergate::backend::sigv4::{sign_request, Signer};
+use infergate::emulator::EmulatorHandle;
+
+use crate::gateway::GatewayProcess;
+use crate::generate::{hist, nanos, Load, Recorder, Target};
+use crate::opts::Opts;
+use crate::procfs::{open_fds, reset_peak, status_value};
+use crate::results::{added, overhead, q_us, quantiles, GatewaySample, Side};
+use crate::{
+    ACCESS_KEY, ENDPOINT, HF_TOKEN, MAX_RATE_STEPS, PROMPT_WORDS, REGION, SECRET_KEY,
+    SUSTAINED_ERRORS, SUSTAINED_P99,
+};
+
+// === the run ===
+
+pub struct Bench {
+    pub opts: Opts,
+    pub rt: Runtime,
+    pub client: reqwest::Client,
+    pub gw: GatewayProcess,
+    pub sm: EmulatorHandle,
+    pub hf: EmulatorHandle,
+    pub tck: u64,
+    pub prompt: String,
+}
+
+impl Bench {
+    pub fn load(&self) -> Load<'_> {
+        Load {
+            rt: self.rt.handle(),
+            client: &self.client,
+            gw_pid: &self.gw.pid,
+        }
+    }
+
+    pub fn body(&self, stream: bool) -> Bytes {
+        let mut v = json!({"inputs": self.prompt, "parameters": {"max_new_tokens": PROMPT_WORDS}});
+        if stream {
+            v["stream"] = json!(true);
+        }
+        Bytes::from(v.to_string())
+    }
+
+    pub fn json_headers() -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("content-type", HeaderValue::from_static("application/json"));
+        h
+    }
+
+    pub fn through(&self, route: &str, stream: bool) -> Target {
+        let path = if stream {
+            format!("/v1/predict/{route}/stream")
+        } else {
+            format!("/v1/predict/{route}")
+        };
+        Target {
+            url: reqwest::Url::parse(&format!("{}{path}", self.gw.base)).unwrap(),
+            headers: Self::json_headers(),
+            body: self.body(false),
+            stream,
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    pub fn hf_direct(&self, stream: bool) -> Target {
+        let path = if stream { "/generate_stream" } else { "/" };
+        let mut headers = Self::json_headers();
+        headers.insert(
+            "authorization",
+            HeaderValue::from_str(&format!("Bearer {HF_TOKEN}")).unwrap(),
+        );
+        Target {
+            url: reqwest::Url::parse(&format!("{}{path}", self.hf.url())).unwrap(),
+            headers,
+            body: self.body(false),
+            stream,
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// A SageMaker request signed now by the load generator, once: the body
+    /// never changes and the signature holds for the allowed clock skew, so
+    /// the direct side pays no signing per request and the through side's
+    /// added latency includes the gateway's signing.
+    pub fn sm_direct(&self, stream: bool) -> Target {
+        let op = if stream {
+            "invocations-response-stream"
+        } else {
+            "invocations"
+        };
+        let path = format!("/endpoints/{ENDPOINT}/{op}");
+        let host = self.sm.addr().to_string();
+        let body = self.body(stream);
+        let creds = Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "bench");
+        let mut headers = Self::json_headers();
+        let signer = Signer {
+            credentials: &creds,
+            region: REGION,
+            time: SystemTime::now(),
+        };
+        sign_request(signer, "POST", &host, &path, &mut headers, &body).unwrap();
+        Target {
+            url: reqwest::Url::parse(&format!("{}{path}", self.sm.url())).unwrap(),
+            headers,
+            body,
+            stream,
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    pub fn check_gateway(&mut self) {
+        if !self.gw.alive() {
+            eprintln!(
+                "load bench: the gateway exited; last lines of {}:\n{}",
+                self.gw.log.display(),
+                self.gw.log_tail()
+            );
+            std::process::exit(1);
+        }
+    }
+
+    /// Direct and through-gateway sides, alternated in `rounds` slices after a
+    /// warm-up of each.
+    pub fn paired(
+        &mut self,
+        route: &str,
+        rate: f64,
+        secs: f64,
+        direct: &dyn Fn(&Bench) -> Target,
+        through: &dyn Fn(&Bench) -> Target,
+    ) -> (Side, Side) {
+        let cap = 1024;
+        let d = Recorder::new();
+        let t = Recorder::new();
+        {
+            let load = self.load();
+            let (dt, tt) = (Arc::new(direct(self)), Arc::new(through(self)));
+            load.slice(&dt, rate, self.opts.warmup, cap, &Recorder::new());
+            load.slice(&tt, rate, self.opts.warmup, cap, &Recorder::new());
+        }
+        let before = self
+            .rt
+            .block_on(overhead(&self.client, &self.gw.base, route));
+        let peak_reset = reset_peak(&self.gw.pid);
+        let slice = Duration::from_secs_f64(secs / self.opts.rounds as f64);
+        for _ in 0..self.opts.rounds {
+            let load = self.load();
+            // Re-made per round: a SageMaker request is signed when made.
+            let (dt, tt) = (Arc::new(direct(self)), Arc::new(through(self)));
+            load.slice(&dt, rate, slice, cap, &d);
+            load.slice(&tt, rate, slice, cap, &t);
+        }
+        self.check_gateway();
+        let after = self
+            .rt
+            .block_on(overhead(&self.client, &self.gw.base, route));
+        let overhead_mean_us = match (before, after) {
+            (Some((s0, c0)), Some((s1, c1))) if c1 > c0 => Some((s1 - s0) / (c1 - c0) * 1e6),
+            _ => None,
+        };
+        let sample = GatewaySample {
+            peak_rss_kb: status_value(&self.gw.pid, "VmHWM"),
+            peak_reset,
+            overhead_mean_us,
+        };
+        (
+            Side {
+                name: "direct",
+                rate,
+                rec: d,
+                gateway: None,
+            },
+            Side {
+                name: "through",
+                rate,
+                rec: t,
+                gateway: Some(sample),
+            },
+        )
+    }
+
+    pub fn scenario(&mut self, name: &str, route: &str, stream: bool) -> Value {
+        let (rate, secs) = if stream {
+            (self.opts.stream_rate, self.opts.stream_secs)
+        } else {
+            (self.opts.rate, self.opts.secs)
+        };
+        eprintln!("load bench: {name} at {rate}/s, {secs} s per side");
+        let sm = route == "sm";
+        let direct = move |b: &Bench| {
+            if sm {
+                b.sm_direct(stream)
+            } else {
+                b.hf_direct(stream)
+            }
+        };
+        let route_owned = route.to_string();
+        let through = move |b: &Bench| b.through(&route_owned, stream);
+        let (d, t) = self.paired(route, rate, secs, &direct, &through);
+        let mut v = json!({
+            "scenario": name,
+            "route": route,
+            "stream": stream,
+            "direct": d.json(self.tck),
+            "through": t.json(self.tck),
+            "added": { "latency": added(&d.rec.latency.lock().unwrap(), &t.rec.latency.lock().unwrap()) },
+        });
+        if stream {
+            v["added"]["ttfb"] = added(&d.rec.ttfb.lock().unwrap(), &t.rec.ttfb.lock().unwrap());
+            v["added"]["per_event"] = added(
+                &d.rec.per_event.lock().unwrap(),
+                &t.rec.per_event.lock().unwrap(),
+            );
+        }
+        v
+    }
+
+    /// Steps the rate up until p99 passes 10 ms or errors pass 0.1%.
+    pub fn max_rate(&mut self, name: &str, make: &dyn Fn(&Bench) -> Target) -> Value {
+        let mut target = make(self);
+        target.timeout = Duration::from_secs(3);
+        let target = Arc::new(target);
+        let mut steps = Vec::new();
+        let mut best = 0.0;
+        let peak_reset = reset_peak(&self.gw.pid);
+        // Warm the connection pools.
+        self.load().slice(
+            &target,
+            MAX_RATE_STEPS[0],
+            self.opts.warmup,
+            4096,
+            &Recorder::new(),
+        );
+        // `--quick` skips a few steps to stay short.
+        let quick_skips = [500.0, 3000.0, 25000.0];
+        let rates = MAX_RATE_STEPS
+            .iter()
+            .copied()
+            .filter(|r| !(self.opts.quick && quick_skips.contains(r)));
+        'rates: for rate in rates {
+            // A failing step runs once more before the search stops: one
+            // stall of this shared machine should not end it.
+            for attempt in 1..=2 {
+                eprintln!("load bench: max rate, {name} at {rate}/s (attempt {attempt})");
+                let rec = Recorder::new();
+                self.load().slice(&target, rate, self.opts.step, 4096, &rec);
+                let side = Side {
+                    name: "step",
+                    rate,
+                    rec,
+                    gateway: None,
+                };
+                let p99 = side.rec.latency.lock().unwrap().value_at_quantile(0.99);
+                let sent = side.rec.sent.load(Ordering::Relaxed).max(1);
+                let err_share = side.rec.errors() as f64 / sent as f64;
+                let pass = p99 <= nanos(SUSTAINED_P99)
+                    && err_share <= SUSTAINED_ERRORS
+                    && !side.rec.latency.lock().unwrap().is_empty();
+                let mut step = side.json(self.tck);
+                step["attempt"] = json!(attempt);
+                step["gateway_cpu_share"] = json!(
+                    side.rec.gw_ticks.load(Ordering::Relaxed) as f64
+                        / self.tck as f64
+                        / side.rec.elapsed.lock().unwrap().as_secs_f64()
+                );
+                step["gateway_cpu_us_per_request"] =
+                    json!(side.cpu_us_per_req(side.rec.gw_ticks.load(Ordering::Relaxed), self.tck));
+                step["error_share"] = json!(err_share);
+                step["pass"] = json!(pass);
+                steps.push(step);
+                if pass {
+                    best = rate;
+                    std::thread::sleep(Duration::from_millis(200));
+                    continue 'rates;
+                }
+                std::thread::sleep(Duration::from_millis(700));
+            }
+            break;
+        }
+        self.check_gateway();
+        json!({
+            "side": name,
+            "max_sustained_rate": best,
+            "steps": steps,
+            "peak_rss_kb": status_value(&self.gw.pid, "VmHWM"),
+            "peak_rss_reset_before": peak_reset,
+        })
+    }
+
+    pub fn metrics_effect(&mut self) -> Value {
+        let rate = self.opts.rate;
+        let secs = self.opts.secs;
+        eprintln!("load bench: /metrics scrape effect at {rate}/s, {secs} s per side");
+        let without = Recorder::new();
+        let with = Recorder::new();
+        let target = Arc::new(self.through("hf", false));
+        self.load()
+            .slice(&target, rate, self.opts.warmup, 1024, &Recorder::new());
+        let scrapes = Arc::new(AtomicU64::new(0));
+        let scrape_hist = Arc::new(Mutex::new(hist()));
+        let slice = Duration::from_secs_f64(secs / self.opts.rounds as f64);
+        for _ in 0..self.opts.rounds {
+            self.load().slice(&target, rate, slice, 1024, &without);
+            let stop = Arc::new(AtomicBool::new(false));
+            let task = {
+                let stop = Arc::clone(&stop);
+                let client = self.client.clone();
+                let url = format!("{}/metrics", self.gw.base);
+                let scrapes = Arc::clone(&scrapes);
+                let scrape_hist = Arc::clone(&scrape_hist);
+                self.rt.spawn(async move {
+                    let mut tick = tokio::time::interval(Duration::from_millis(100));
+                    while !stop.load(Ordering::Relaxed) {
+                        tick.tick().await;
+                        let start = Instant::now();
+                        if let Ok(res) = client.get(&url).send().await {
+                            if res.bytes().await.is_ok() {
+                                scrapes.fetch_add(1, Ordering::Relaxed);
+                                let _ = scrape_hist.lock().unwrap().record(nanos(start.elapsed()));
+                            }
+                        }
+                    }
+                })
+            };
+            self.load().slice(&target, rate, slice, 1024, &with);
+            stop.store(true, Ordering::Relaxed);
+            let _ = self.rt.block_on(task);
+        }
+        let size = self.rt.block_on(async {
+            let res = self
+                .client
+                .get(format!("{}/metrics", self.gw.base))
+                .send()
+                .await
+                .ok()?;
+            Some(res.bytes().await.ok()?.len())
+        });
+        let w = |r: &Arc<Recorder>, name| {
+            Side {
+                name,
+                rate,
+                rec: Arc::clone(r),
+                gateway: None,
+            }
+            .json(self.tck)
+        };
+        let (a, b) = (w(&without, "without_scraper"), w(&with, "with_scraper"));
+        let ratio = |q: &str| q_us(&b, "latency", q) / q_us(&a, "latency", q);
+        json!({
+            "rate": rate,
+            "scrape_interval_ms": 100,
+            "scrapes": scrapes.load(Ordering::Relaxed),
+            "scrape_latency": quantiles(&scrape_hist.lock().unwrap()),
+            "metrics_body_bytes": size,
+            "without": a,
+            "with": b,
+            "ratio_p50": ratio("p50"),
+            "ratio_p99": ratio("p99"),
+        })
+    }
+
+    /// Holds `n` slow streams open through the gateway and reads its RSS.
+    pub fn concurrent_streams(&mut self) -> Value {
+        let n = self.opts.streams;
+        eprintln!("load bench: {n} concurrent streams");
+        // Long enough to outlast the ramp; the streams are cut when measured.
+        let tokens = 200;
+        let prompt = vec!["tok"; tokens].join(" ");
+        let body = Bytes::from(
+            json!({"inputs": prompt, "parameters": {"max_new_tokens": tokens}}).to_string(),
+        );
+        let url = format!("{}/v1/predict/slow/stream", self.gw.base);
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .http1_only()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let rss_before = status_value(&self.gw.pid, "VmRSS");
+        let fds_before = open_fds(&self.gw.pid);
+        let peak_reset = reset_peak(&self.gw.pid);
+        let started = Arc::new(AtomicUsize::new(0));
+        let failed = Arc::new(AtomicUsize::new(0));
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let begin = Instant::now();
+        let mut tasks = Vec::with_capacity(n);
+        for i in 0..n {
+            if i % 100 == 0 && i > 0 {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let (client, url, body) = (client.clone(), url.clone(), body.clone());
+            let (started, failed, mut stopped) =
+                (Arc::clone(&started), Arc::clone(&failed), stopped.clone());
+            tasks.push(self.rt.spawn(async move {
+                let res = client
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await;
+                let mut res = match res {
+                    Ok(r) if r.status().is_success() => r,
+                    _ => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                };
+                let mut first = true;
+                loop {
+                    tokio::select! {
+                        chunk = res.chunk() => match chunk {
+                            Ok(Some(_)) => {
+                                if std::mem::take(&mut first) {
+                                    started.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                            _ => {
+                                if first {
+                                    failed.fetch_add(1, Ordering::Relaxed);
+                                }
+                                return;
+                            }
+                        },
+                        _ = stopped.changed() => return,
+                    }
+                }
+            }));
+        }
+        let limit = Instant::now() + Duration::from_secs(20);
+        while started.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed) < n
+            && Instant::now() < limit
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let all_open = begin.elapsed();
+        std::thread::sleep(Duration::from_millis(300));
+        let pid = self.gw.pid.clone();
+        let rss_open = status_value(&pid, "VmRSS");
+        let hwm_open = status_value(&pid, "VmHWM");
+        let threads = status_value(&pid, "Threads");
+        let fds = open_fds(&pid);
+        let open = started.load(Ordering::Relaxed);
+        let _ = stop.send(true);
+        for t in tasks {
+            let _ = self.rt.block_on(t);
+        }
+        std::thread::sleep(Duration::from_millis(1000));
+        let rss_after = status_value(&pid, "VmRSS");
+        self.check_gateway();
+        json!({
+            "streams": n,
+            "open_at_measurement": open,
+            "failed": failed.load(Ordering::Relaxed),
+            "seconds_to_open_all": all_open.as_secs_f64(),
+            "rss_before_kb": rss_before,
+            "rss_with_streams_kb": rss_open,
+            "peak_rss_kb": hwm_open,
+            "peak_rss_reset_before": peak_reset,
+            "rss_per_stream_kb": (rss_open as f64 - rss_before as f64) / open.max(1) as f64,
+            "rss_after_release_kb": rss_after,
+            "threads": threads,
+            "open_fds": fds,
+            "open_fds_before": fds_before,
+        })
+    }
+}

@@ -1,0 +1,156 @@
+//! Quantiles and the added latency of the gateway, as JSON; the
+//! gateway's own overhead from its metrics.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+
+use crate::generate::Recorder;
+
+// === results ===
+
+pub const QUANTILES: [(&str, f64); 4] = [
+    ("p50", 0.50),
+    ("p90", 0.90),
+    ("p99", 0.99),
+    ("p99.9", 0.999),
+];
+
+pub fn quantiles(h: &Histogram<u64>) -> Value {
+    let mut m = serde_json::Map::new();
+    for (name, q) in QUANTILES {
+        m.insert(
+            format!("{name}_us"),
+            json!(h.value_at_quantile(q) as f64 / 1e3),
+        );
+    }
+    m.insert("mean_us".into(), json!(h.mean() / 1e3));
+    m.insert("max_us".into(), json!(h.max() as f64 / 1e3));
+    m.insert("count".into(), json!(h.len()));
+    Value::Object(m)
+}
+
+pub struct Side {
+    pub name: &'static str,
+    pub rate: f64,
+    pub rec: Arc<Recorder>,
+    /// The gateway's numbers, for a through-gateway side.
+    pub gateway: Option<GatewaySample>,
+}
+
+#[derive(Clone, Copy, Default)]
+pub struct GatewaySample {
+    pub peak_rss_kb: u64,
+    pub peak_reset: bool,
+    pub overhead_mean_us: Option<f64>,
+}
+
+impl Side {
+    pub fn achieved(&self) -> f64 {
+        let secs = self.rec.elapsed.lock().unwrap().as_secs_f64();
+        if secs > 0.0 {
+            self.rec.ok.load(Ordering::Relaxed) as f64 / secs
+        } else {
+            0.0
+        }
+    }
+
+    pub fn cpu_us_per_req(&self, ticks: u64, tck: u64) -> f64 {
+        let sent = self.rec.sent.load(Ordering::Relaxed).max(1);
+        ticks as f64 * 1e6 / tck as f64 / sent as f64
+    }
+
+    pub fn json(&self, tck: u64) -> Value {
+        let r = &self.rec;
+        let mut v = json!({
+            "side": self.name,
+            "target_rate": self.rate,
+            "achieved_rate": self.achieved(),
+            "sent": r.sent.load(Ordering::Relaxed),
+            "ok": r.ok.load(Ordering::Relaxed),
+            "errors": {
+                "total": r.errors(),
+                "status": r.err_status.load(Ordering::Relaxed),
+                "transport": r.err_transport.load(Ordering::Relaxed),
+                "concurrency_cap": r.err_cap.load(Ordering::Relaxed),
+                "first": *r.first_error.lock().unwrap(),
+            },
+            "latency": quantiles(&r.latency.lock().unwrap()),
+            "pacer_lateness": quantiles(&r.lateness.lock().unwrap()),
+            "bench_process_cpu_us_per_request": self.cpu_us_per_req(r.own_ticks.load(Ordering::Relaxed), tck),
+        });
+        if !r.ttfb.lock().unwrap().is_empty() {
+            v["ttfb"] = quantiles(&r.ttfb.lock().unwrap());
+            v["per_event"] = quantiles(&r.per_event.lock().unwrap());
+            v["events"] = json!(r.events.load(Ordering::Relaxed));
+        }
+        if let Some(g) = self.gateway {
+            v["gateway"] = json!({
+                "cpu_us_per_request": self.cpu_us_per_req(r.gw_ticks.load(Ordering::Relaxed), tck),
+                "peak_rss_kb": g.peak_rss_kb,
+                "peak_rss_reset_before": g.peak_reset,
+                "reported_overhead_mean_us": g.overhead_mean_us,
+            });
+        }
+        v
+    }
+}
+
+pub fn added(direct: &Histogram<u64>, through: &Histogram<u64>) -> Value {
+    let mut m = serde_json::Map::new();
+    for (name, q) in QUANTILES {
+        let d = direct.value_at_quantile(q) as f64;
+        let t = through.value_at_quantile(q) as f64;
+        m.insert(format!("{name}_us"), json!((t - d) / 1e3));
+    }
+    Value::Object(m)
+}
+
+pub fn fmt_us(us: f64) -> String {
+    if us.abs() >= 10_000.0 {
+        format!("{:.1} ms", us / 1e3)
+    } else if us.abs() >= 100.0 {
+        format!("{us:.0} µs")
+    } else {
+        format!("{us:.1} µs")
+    }
+}
+
+pub fn fmt_added(us: f64) -> String {
+    if us >= 0.0 {
+        format!("+{}", fmt_us(us))
+    } else {
+        format!("−{}", fmt_us(-us))
+    }
+}
+
+pub fn q_us(v: &Value, key: &str, q: &str) -> f64 {
+    v[key][format!("{q}_us")].as_f64().unwrap_or(f64::NAN)
+}
+
+// === the gateway's own metrics ===
+
+/// Sum and count of `infergate_overhead_seconds` for a route.
+pub async fn overhead(client: &reqwest::Client, base: &str, route: &str) -> Option<(f64, f64)> {
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let label = format!("route=\"{route}\"");
+    let find = |name: &str| {
+        text.lines()
+            .filter(|l| l.starts_with(name) && l.contains(&label))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    Some((
+        find("infergate_overhead_seconds_sum"),
+        find("infergate_overhead_seconds_count"),
+    ))
+}

@@ -1,0 +1,13 @@
+//! The `infergate` binary as a user runs it: `check` and config errors
+//! ([`check`]), `serve`, `demo` and `healthcheck` ([`serve`]), and what
+//! reaches its logs and answers ([`secrets`]).
+
+#[cfg(test)]
+mod check;
+#[cfg(test)]
+#[path = "../common/mod.rs"]
+mod common;
+#[cfg(test)]
+mod secrets;
+#[cfg(test)]
+mod serve;
