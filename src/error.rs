@@ -2,7 +2,7 @@
 //!
 //! Layers below (backend, dispatch) describe what went wrong in their own
 //! terms ([`crate::backend::Failure`]); this module turns the final outcome into
-//! the contract of DESIGN.md:
+//! the error contract the README documents:
 //!
 //! ```json
 //! {"error": {"type": "…", "message": "…", "route": "…", "backend": "…",

@@ -528,7 +528,8 @@ mod tests {
 
     #[test]
     fn decodes_the_reference_payload_part() {
-        // PROTOCOL.md's independently checked 119-byte PayloadPart frame.
+        // An independently checked 119-byte PayloadPart frame (a token
+        // event of the AWS event-stream encoding, prelude and CRCs included).
         let frame = hex::decode("00000077000000593c670ae60b3a6576656e742d7479706507000b5061796c6f6164506172740d3a636f6e74656e742d747970650700186170706c69636174696f6e2f6f637465742d73747265616d0d3a6d6573736167652d747970650700056576656e747b22746f6b656e223a226869227d4350430f").unwrap();
         let mut decoder = MessageFrameDecoder::new();
         let mut buf = BytesMut::from(&frame[..]);

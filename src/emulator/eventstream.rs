@@ -19,7 +19,7 @@ use serde_json::json;
 use super::faults::StreamError;
 
 /// A `PayloadPart` event carrying raw model bytes. Header order matches the
-/// frames SageMaker sends (and PROTOCOL.md's test vector).
+/// frames SageMaker sends (and the reference frame decoded in backend::events' tests).
 pub(crate) fn payload_part(payload: Bytes) -> Message {
     Message::new_from_parts(
         vec![
