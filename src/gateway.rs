@@ -86,85 +86,15 @@ impl Gateway {
     /// Builds backends, routes, the upstream client and the metrics.
     pub async fn build(config: Config, mut opts: BuildOptions) -> Result<Arc<Self>, BuildError> {
         let metrics = Metrics::new().map_err(|e| BuildError::Metrics(e.to_string()))?;
-        let mut backends = Vec::with_capacity(config.backends.len());
-        for cfg in &config.backends {
-            let provider = opts.credentials.remove(&cfg.name);
-            let backend = Backend::from_config(cfg, provider, &metrics)
-                .await
-                .map_err(|source| BuildError::Backend {
-                    backend: cfg.name.clone(),
-                    source,
-                })?;
-            backends.push(Arc::new(backend));
-        }
+        let backends = build_backends(&config, &mut opts.credentials, &metrics).await?;
         let states: Vec<Arc<BackendState>> = config
             .backends
             .iter()
             .map(|b| Arc::new(BackendState::new(&b.name, b.max_in_flight, b.outlier)))
             .collect();
-        let index: HashMap<&str, usize> = config
-            .backends
-            .iter()
-            .enumerate()
-            .map(|(i, b)| (b.name.as_str(), i))
-            .collect();
-        let now = tokio::time::Instant::now();
-        let routes: Vec<Route> = config
-            .routes
-            .iter()
-            .map(|r| Route {
-                name: r.name.clone(),
-                pool: r
-                    .backends
-                    .iter()
-                    .filter_map(|m| {
-                        index.get(m.backend.as_str()).map(|&i| PoolMember {
-                            backend: Arc::clone(&backends[i]),
-                            state: Arc::clone(&states[i]),
-                            weight: m.weight,
-                        })
-                    })
-                    .collect(),
-                balance: r.balance,
-                timeout: r.timeout.unwrap_or(config.server.request_timeout),
-                per_try_timeout: r.per_try_timeout,
-                attempts: r.attempts,
-                backoff: r.backoff,
-                budget: RetryBudget::new(&r.retry_budget, now),
-                hedge_after: r.hedge_after,
-                sessions: r.sticky_sessions.then(SessionTable::default),
-                stream: r.stream,
-            })
-            .collect();
-        // Each backend learns the other backends of its routes, so that
-        // ejecting it never leaves a route with nothing.
-        for (i, state) in states.iter().enumerate() {
-            let siblings = routes
-                .iter()
-                .filter(|r| r.pool.iter().any(|m| Arc::ptr_eq(&m.state, state)))
-                .map(|r| {
-                    r.pool
-                        .iter()
-                        .filter(|m| !Arc::ptr_eq(&m.state, &states[i]))
-                        .map(|m| Arc::downgrade(&m.state))
-                        .collect()
-                })
-                .collect();
-            state.set_siblings(siblings);
-        }
-        let clients = (0..config.server.worker_count())
-            .map(|_| {
-                reqwest::Client::builder()
-                    .redirect(reqwest::redirect::Policy::none())
-                    .connect_timeout(config.upstream.connect_timeout)
-                    .pool_idle_timeout(config.upstream.pool_idle_timeout)
-                    .pool_max_idle_per_host(config.upstream.pool_max_idle_per_host)
-                    .tcp_nodelay(true)
-                    .user_agent(concat!("infergate/", env!("CARGO_PKG_VERSION")))
-                    .build()
-                    .map_err(|e| BuildError::Client(e.to_string()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let routes = build_routes(&config, &backends, &states);
+        link_siblings(&states, &routes);
+        let clients = upstream_clients(&config)?;
         let gateway = Arc::new(Self {
             routes: RouteTable::new(routes),
             backends,
@@ -261,6 +191,106 @@ impl Gateway {
             *slot = tasks;
         }
     }
+}
+
+/// Every backend in config order, with the credentials provider given for it
+/// if any (else its default chain).
+async fn build_backends(
+    config: &Config,
+    credentials: &mut HashMap<String, SharedCredentialsProvider>,
+    metrics: &Metrics,
+) -> Result<Vec<Arc<Backend>>, BuildError> {
+    let mut backends = Vec::with_capacity(config.backends.len());
+    for cfg in &config.backends {
+        let provider = credentials.remove(&cfg.name);
+        let backend = Backend::from_config(cfg, provider, metrics)
+            .await
+            .map_err(|source| BuildError::Backend {
+                backend: cfg.name.clone(),
+                source,
+            })?;
+        backends.push(Arc::new(backend));
+    }
+    Ok(backends)
+}
+
+/// Each configured route with its pool: the backends it lists, sharing the
+/// one `Backend` and health state per backend (`backends[i]`, `states[i]`).
+fn build_routes(
+    config: &Config,
+    backends: &[Arc<Backend>],
+    states: &[Arc<BackendState>],
+) -> Vec<Route> {
+    let index: HashMap<&str, usize> = config
+        .backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (b.name.as_str(), i))
+        .collect();
+    let now = tokio::time::Instant::now();
+    config
+        .routes
+        .iter()
+        .map(|r| Route {
+            name: r.name.clone(),
+            pool: r
+                .backends
+                .iter()
+                .filter_map(|m| {
+                    index.get(m.backend.as_str()).map(|&i| PoolMember {
+                        backend: Arc::clone(&backends[i]),
+                        state: Arc::clone(&states[i]),
+                        weight: m.weight,
+                    })
+                })
+                .collect(),
+            balance: r.balance,
+            timeout: r.timeout.unwrap_or(config.server.request_timeout),
+            per_try_timeout: r.per_try_timeout,
+            attempts: r.attempts,
+            backoff: r.backoff,
+            budget: RetryBudget::new(&r.retry_budget, now),
+            hedge_after: r.hedge_after,
+            sessions: r.sticky_sessions.then(SessionTable::default),
+            stream: r.stream,
+        })
+        .collect()
+}
+
+/// Each backend learns the other backends of its routes, so that ejecting it
+/// never leaves a route with nothing.
+fn link_siblings(states: &[Arc<BackendState>], routes: &[Route]) {
+    for state in states {
+        let siblings = routes
+            .iter()
+            .filter(|r| r.pool.iter().any(|m| Arc::ptr_eq(&m.state, state)))
+            .map(|r| {
+                r.pool
+                    .iter()
+                    .filter(|m| !Arc::ptr_eq(&m.state, state))
+                    .map(|m| Arc::downgrade(&m.state))
+                    .collect()
+            })
+            .collect();
+        state.set_siblings(siblings);
+    }
+}
+
+/// One upstream HTTP client per worker, each with its own connection pool.
+fn upstream_clients(config: &Config) -> Result<Vec<reqwest::Client>, BuildError> {
+    (0..config.server.worker_count())
+        .map(|_| {
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(config.upstream.connect_timeout)
+                .pool_idle_timeout(config.upstream.pool_idle_timeout)
+                .pool_max_idle_per_host(config.upstream.pool_max_idle_per_host)
+                .tcp_nodelay(true)
+                .user_agent(concat!("infergate/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| BuildError::Client(e.to_string()))
+        })
+        .collect()
 }
 
 impl Drop for Gateway {

@@ -7,7 +7,7 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use super::{BackendConfig, BackendKind, Config, PayloadFormat, RouteConfig};
+use super::{BackendConfig, BackendKind, Config, PayloadFormat, RouteConfig, SageMakerConfig};
 
 pub(super) fn render(config: &Config) -> String {
     let mut out = String::new();
@@ -17,6 +17,14 @@ pub(super) fn render(config: &Config) -> String {
 }
 
 fn write_summary(out: &mut String, config: &Config) -> std::fmt::Result {
+    write_settings(out, config)?;
+    write_routes(out, config)?;
+    write_backends(out, config)?;
+    write_warnings(out, config)
+}
+
+/// The `server:`, `upstream:` and (if on) `telemetry:` lines.
+fn write_settings(out: &mut String, config: &Config) -> std::fmt::Result {
     let s = &config.server;
     writeln!(
         out,
@@ -51,12 +59,19 @@ fn write_summary(out: &mut String, config: &Config) -> std::fmt::Result {
             human(t.otlp_timeout),
         )?;
     }
+    Ok(())
+}
 
+/// Each route: its path, attempts and timeout, its policy, its weighted backends.
+fn write_routes(out: &mut String, config: &Config) -> std::fmt::Result {
     writeln!(out, "\nroutes ({}):", config.routes.len())?;
     for route in &config.routes {
         let timeout = match route.timeout {
             Some(t) => human(t),
-            None => format!("{} (server.request_timeout)", human(s.request_timeout)),
+            None => format!(
+                "{} (server.request_timeout)",
+                human(config.server.request_timeout)
+            ),
         };
         writeln!(
             out,
@@ -69,41 +84,15 @@ fn write_summary(out: &mut String, config: &Config) -> std::fmt::Result {
             writeln!(out, "    -> {}  weight {}/{}", b.backend, b.weight, total)?;
         }
     }
+    Ok(())
+}
 
+/// Each backend: how it is reached and authenticated, then its limits.
+fn write_backends(out: &mut String, config: &Config) -> std::fmt::Result {
     writeln!(out, "\nbackends ({}):", config.backends.len())?;
     for backend in &config.backends {
         match &backend.kind {
-            BackendKind::SageMaker(sm) => {
-                writeln!(out, "  {}  sagemaker", backend.name)?;
-                writeln!(out, "    endpoint: {}", sm.endpoint_name)?;
-                writeln!(out, "    region: {}", sm.region)?;
-                match &sm.endpoint_url {
-                    Some(url) => writeln!(out, "    endpoint url: {url}")?,
-                    None => writeln!(
-                        out,
-                        "    endpoint url: {} (the region's{} endpoint)",
-                        crate::protocol::sagemaker::default_base(&sm.region, sm.fips),
-                        if sm.fips { " FIPS" } else { "" }
-                    )?,
-                }
-                let auth = match (&sm.role_arn, &sm.profile) {
-                    (Some(arn), _) => format!("assume role {arn}"),
-                    (None, _) => "aws default chain".to_owned(),
-                };
-                match &sm.profile {
-                    Some(profile) => writeln!(out, "    auth: {auth} (profile {profile:?})")?,
-                    None => writeln!(out, "    auth: {auth}")?,
-                }
-                let format = match sm.format {
-                    PayloadFormat::Hf => "hf",
-                    PayloadFormat::JumpStartText2Text => "jumpstart-text2text",
-                };
-                writeln!(out, "    format: {format}")?;
-                if !sm.headers.is_empty() {
-                    let names: Vec<&str> = sm.headers.iter().map(|(n, _)| n.as_str()).collect();
-                    writeln!(out, "    headers: {}", names.join(", "))?;
-                }
-            }
+            BackendKind::SageMaker(sm) => write_sagemaker(out, &backend.name, sm)?,
             BackendKind::HuggingFace(hf) => {
                 writeln!(out, "  {}  huggingface", backend.name)?;
                 writeln!(out, "    url: {}", hf.url)?;
@@ -116,7 +105,46 @@ fn write_summary(out: &mut String, config: &Config) -> std::fmt::Result {
         }
         writeln!(out, "    {}", backend_health(backend))?;
     }
+    Ok(())
+}
 
+/// A SageMaker backend's endpoint, URL, auth, payload format and extra
+/// header names (never their values).
+fn write_sagemaker(out: &mut String, name: &str, sm: &SageMakerConfig) -> std::fmt::Result {
+    writeln!(out, "  {name}  sagemaker")?;
+    writeln!(out, "    endpoint: {}", sm.endpoint_name)?;
+    writeln!(out, "    region: {}", sm.region)?;
+    match &sm.endpoint_url {
+        Some(url) => writeln!(out, "    endpoint url: {url}")?,
+        None => writeln!(
+            out,
+            "    endpoint url: {} (the region's{} endpoint)",
+            crate::protocol::sagemaker::default_base(&sm.region, sm.fips),
+            if sm.fips { " FIPS" } else { "" }
+        )?,
+    }
+    let auth = match (&sm.role_arn, &sm.profile) {
+        (Some(arn), _) => format!("assume role {arn}"),
+        (None, _) => "aws default chain".to_owned(),
+    };
+    match &sm.profile {
+        Some(profile) => writeln!(out, "    auth: {auth} (profile {profile:?})")?,
+        None => writeln!(out, "    auth: {auth}")?,
+    }
+    let format = match sm.format {
+        PayloadFormat::Hf => "hf",
+        PayloadFormat::JumpStartText2Text => "jumpstart-text2text",
+    };
+    writeln!(out, "    format: {format}")?;
+    if !sm.headers.is_empty() {
+        let names: Vec<&str> = sm.headers.iter().map(|(n, _)| n.as_str()).collect();
+        writeln!(out, "    headers: {}", names.join(", "))?;
+    }
+    Ok(())
+}
+
+/// The config's warnings, if any.
+fn write_warnings(out: &mut String, config: &Config) -> std::fmt::Result {
     if !config.warnings.is_empty() {
         writeln!(out, "\nwarnings ({}):", config.warnings.len())?;
         for warning in &config.warnings {

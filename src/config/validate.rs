@@ -281,52 +281,8 @@ fn route_config(
     declared: &BTreeSet<String>,
     diag: &mut Diagnostics,
 ) -> RouteConfig {
-    let list_path = key_path(path, "backends");
     let entries = raw.backends.take().unwrap_or_default();
-    if entries.is_empty() {
-        diag.error(&list_path, "must list at least one backend");
-    }
-
-    let mut backends: Vec<RouteBackend> = Vec::with_capacity(entries.len());
-    let mut seen = BTreeSet::new();
-    let mut weight_paths = Vec::new();
-    for (i, entry) in entries.into_iter().enumerate() {
-        let entry_path = index_path(&list_path, i);
-        let (backend, name_path, weight) = match entry {
-            RawRouteBackend::Name(backend) => (Some(backend), entry_path.clone(), None),
-            RawRouteBackend::Table(t) => (t.backend, key_path(&entry_path, "backend"), t.weight),
-        };
-        if weight.is_some() {
-            weight_paths.push(key_path(&entry_path, "weight"));
-        }
-        let weight = integer(
-            weight,
-            &key_path(&entry_path, "weight"),
-            bounds::WEIGHT,
-            DEFAULT_WEIGHT,
-            diag,
-        );
-        let Some(backend) = backend else {
-            diag.error(&name_path, "required");
-            continue;
-        };
-        if !declared.contains(&backend) {
-            diag.error(
-                &name_path,
-                format!("unknown backend {}", diag.show(&name_path, &backend)),
-            );
-        }
-        if !seen.insert(backend.clone()) {
-            diag.error(
-                &entry_path,
-                format!(
-                    "backend {} is listed twice",
-                    diag.show(&name_path, &backend)
-                ),
-            );
-        }
-        backends.push(RouteBackend { backend, weight });
-    }
+    let (backends, weight_paths) = route_backends(entries, path, declared, diag);
 
     let timeout = optional_duration(
         raw.timeout,
@@ -373,4 +329,61 @@ fn route_config(
         sticky_sessions,
         stream,
     }
+}
+
+/// The route's `backends` list: each entry's name checked against `declared`
+/// and against the entries before it. Also returns the paths of the weights
+/// written out, for a warning if the balance ignores them.
+fn route_backends(
+    entries: Vec<RawRouteBackend>,
+    path: &str,
+    declared: &BTreeSet<String>,
+    diag: &mut Diagnostics,
+) -> (Vec<RouteBackend>, Vec<String>) {
+    let list_path = key_path(path, "backends");
+    if entries.is_empty() {
+        diag.error(&list_path, "must list at least one backend");
+    }
+
+    let mut backends: Vec<RouteBackend> = Vec::with_capacity(entries.len());
+    let mut seen = BTreeSet::new();
+    let mut weight_paths = Vec::new();
+    for (i, entry) in entries.into_iter().enumerate() {
+        let entry_path = index_path(&list_path, i);
+        let (backend, name_path, weight) = match entry {
+            RawRouteBackend::Name(backend) => (Some(backend), entry_path.clone(), None),
+            RawRouteBackend::Table(t) => (t.backend, key_path(&entry_path, "backend"), t.weight),
+        };
+        if weight.is_some() {
+            weight_paths.push(key_path(&entry_path, "weight"));
+        }
+        let weight = integer(
+            weight,
+            &key_path(&entry_path, "weight"),
+            bounds::WEIGHT,
+            DEFAULT_WEIGHT,
+            diag,
+        );
+        let Some(backend) = backend else {
+            diag.error(&name_path, "required");
+            continue;
+        };
+        if !declared.contains(&backend) {
+            diag.error(
+                &name_path,
+                format!("unknown backend {}", diag.show(&name_path, &backend)),
+            );
+        }
+        if !seen.insert(backend.clone()) {
+            diag.error(
+                &entry_path,
+                format!(
+                    "backend {} is listed twice",
+                    diag.show(&name_path, &backend)
+                ),
+            );
+        }
+        backends.push(RouteBackend { backend, weight });
+    }
+    (backends, weight_paths)
 }

@@ -15,6 +15,7 @@
 //! emulator's for the same input.
 
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -194,37 +195,142 @@ impl Emulator for HuggingFace {
     async fn handle(&self, req: EmuRequest, shared: &Arc<Shared>) -> Answer {
         let started = Instant::now();
         let EmuRequest { parts, body } = req;
-        if let Some(token) = shared.auth.token() {
-            if let Err(message) = authorized(&parts.headers, &token) {
-                shared.counters.auth_rejected();
-                return Ok(unauthorized(message));
-            }
+        // The endpoint's proxy answers first, then the faults, then TGI.
+        if let Some(refused) = check_token(&parts.headers, shared) {
+            return Ok(refused);
         }
-        if let Some(mut ready_at) = shared.faults.wake() {
-            let Some(wait) = scale_up_timeout(&parts.headers) else {
-                return Ok(scaled_to_zero());
-            };
-            let deadline = started + wait;
-            loop {
-                if ready_at > deadline {
-                    tokio::time::sleep_until(deadline).await;
-                    return Ok(scaled_to_zero());
-                }
-                tokio::time::sleep_until(ready_at).await;
-                match shared.faults.wake() {
-                    None => break,
-                    // Put back to sleep meanwhile: wait for the new replica.
-                    Some(next) => ready_at = next,
-                }
-            }
+        if let Some(unavailable) = wait_for_replica(&parts.headers, shared, started).await {
+            return Ok(unavailable);
         }
-        let route = match (&parts.method, parts.uri.path()) {
-            (&Method::GET, "/health") => return Ok(serve::empty_response(StatusCode::OK)),
-            (&Method::GET, "/info") => return Ok(json_response(StatusCode::OK, &self.info())),
-            (&Method::POST, "/") => Route::Compat,
-            (&Method::POST, "/generate") => Route::Generate,
-            (&Method::POST, "/generate_stream") => Route::GenerateStream,
-            (&Method::POST, "/v1/chat/completions") => Route::Chat,
+        let route = match self.route(&parts.method, parts.uri.path()) {
+            ControlFlow::Continue(route) => route,
+            ControlFlow::Break(answered) => return Ok(answered),
+        };
+        if let Some(e) = apply_faults(shared).await? {
+            return Ok(serve::with_retry_after(injected(e), &shared.faults));
+        }
+        let (req, body_len) = match read_request(route, body) {
+            ControlFlow::Continue(read) => read,
+            ControlFlow::Break(refused) => return Ok(refused),
+        };
+        let faults = shared.faults.get();
+        let stream = match route {
+            Route::GenerateStream => true,
+            Route::Generate => false,
+            Route::Compat | Route::Chat => req.stream(),
+        };
+        if stream {
+            shared.counters.stream_started();
+            return Ok(self.stream(&req, &faults));
+        }
+        Ok(self.answer(route, &req, body_len, &faults, started).await)
+    }
+}
+
+/// The proxy's token check: `Some` is its 401.
+fn check_token(headers: &HeaderMap, shared: &Shared) -> Option<Response<EmuBody>> {
+    let token = shared.auth.token()?;
+    let message = authorized(headers, &token).err()?;
+    shared.counters.auth_rejected();
+    Some(unauthorized(message))
+}
+
+/// Scale-to-zero: `None` once a replica is ready, else the 503, at once or
+/// when `X-Scale-Up-Timeout` runs out before the replica is ready.
+async fn wait_for_replica(
+    headers: &HeaderMap,
+    shared: &Shared,
+    started: Instant,
+) -> Option<Response<EmuBody>> {
+    let mut ready_at = shared.faults.wake()?;
+    let Some(wait) = scale_up_timeout(headers) else {
+        return Some(scaled_to_zero());
+    };
+    let deadline = started + wait;
+    loop {
+        if ready_at > deadline {
+            tokio::time::sleep_until(deadline).await;
+            return Some(scaled_to_zero());
+        }
+        tokio::time::sleep_until(ready_at).await;
+        match shared.faults.wake() {
+            None => return None,
+            // Put back to sleep meanwhile: wait for the new replica.
+            Some(next) => ready_at = next,
+        }
+    }
+}
+
+/// The body parsed for `route`, and its length (what `x-compute-characters`
+/// reports); else TGI's 413 or 422.
+fn read_request(
+    route: Route,
+    body: Result<Bytes, BodyError>,
+) -> ControlFlow<Response<EmuBody>, (TgiRequest, usize)> {
+    let body = match body {
+        Ok(b) => b,
+        Err(BodyError::TooLarge) => {
+            return ControlFlow::Break(tgi_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("Payload too large: the limit is {MAX_BODY_BYTES} bytes"),
+                "validation",
+            ))
+        }
+        Err(BodyError::Io) => {
+            return ControlFlow::Break(validation("Failed to read the request body"))
+        }
+    };
+    let parsed = match route {
+        Route::Chat => model::parse_chat(&body).map(TgiRequest::Chat),
+        _ => model::parse_generate(&body).map(TgiRequest::Generate),
+    };
+    match parsed {
+        Ok(req) => ControlFlow::Continue((req, body.len())),
+        Err(message) => ControlFlow::Break(validation(&message)),
+    }
+}
+
+/// TGI's timing and token-count headers on a whole (non-streamed) answer.
+fn set_tgi_headers(
+    resp: &mut Response<EmuBody>,
+    gen: &Generation,
+    body_len: usize,
+    total_time: Duration,
+    inference: Duration,
+    per_token: Duration,
+) {
+    set_header(resp, "x-compute-type", COMPUTE_TYPE);
+    set_header(
+        resp,
+        "x-compute-time",
+        &total_time.as_secs_f64().to_string(),
+    );
+    set_header(resp, "x-compute-characters", &body_len.to_string());
+    set_header(resp, "x-total-time", &ms(total_time));
+    set_header(resp, "x-validation-time", "0");
+    set_header(
+        resp,
+        "x-queue-time",
+        &ms(total_time.saturating_sub(inference)),
+    );
+    set_header(resp, "x-inference-time", &ms(inference));
+    set_header(resp, "x-time-per-token", &ms(per_token));
+    set_header(resp, "x-prompt-tokens", &gen.prompt_tokens.to_string());
+    set_header(resp, "x-generated-tokens", &gen.tokens.len().to_string());
+}
+
+impl HuggingFace {
+    /// TGI's router: the inference route asked for, or the whole answer for
+    /// anything else (`/health`, `/info`, 405, 404).
+    fn route(&self, method: &Method, path: &str) -> ControlFlow<Response<EmuBody>, Route> {
+        use ControlFlow::{Break, Continue};
+        match (method, path) {
+            (&Method::GET, "/health") => Break(serve::empty_response(StatusCode::OK)),
+            (&Method::GET, "/info") => Break(json_response(StatusCode::OK, &self.info())),
+            (&Method::POST, "/") => Continue(Route::Compat),
+            (&Method::POST, "/generate") => Continue(Route::Generate),
+            (&Method::POST, "/generate_stream") => Continue(Route::GenerateStream),
+            (&Method::POST, "/v1/chat/completions") => Continue(Route::Chat),
             (
                 _,
                 "/"
@@ -233,42 +339,45 @@ impl Emulator for HuggingFace {
                 | "/v1/chat/completions"
                 | "/health"
                 | "/info",
-            ) => return Ok(serve::empty_response(StatusCode::METHOD_NOT_ALLOWED)),
-            _ => return Ok(serve::empty_response(StatusCode::NOT_FOUND)),
-        };
-        if let Some(e) = apply_faults(shared).await? {
-            return Ok(serve::with_retry_after(injected(e), &shared.faults));
+            ) => Break(serve::empty_response(StatusCode::METHOD_NOT_ALLOWED)),
+            _ => Break(serve::empty_response(StatusCode::NOT_FOUND)),
         }
-        let body = match body {
-            Ok(b) => b,
-            Err(BodyError::TooLarge) => {
-                return Ok(tgi_error(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    &format!("Payload too large: the limit is {MAX_BODY_BYTES} bytes"),
-                    "validation",
-                ))
-            }
-            Err(BodyError::Io) => return Ok(validation("Failed to read the request body")),
-        };
-        let parsed = match route {
-            Route::Chat => model::parse_chat(&body).map(TgiRequest::Chat),
-            _ => model::parse_generate(&body).map(TgiRequest::Generate),
-        };
-        let req = match parsed {
-            Ok(r) => r,
-            Err(message) => return Ok(validation(&message)),
-        };
-        let stream = match route {
-            Route::GenerateStream => true,
-            Route::Generate => false,
-            Route::Compat | Route::Chat => req.stream(),
-        };
-        let faults = shared.faults.get();
-        if stream {
-            shared.counters.stream_started();
-            return Ok(self.stream(&req, &faults));
+    }
+
+    /// The whole answer, sent after `token_latency` per generated token.
+    async fn answer(
+        &self,
+        route: Route,
+        req: &TgiRequest,
+        body_len: usize,
+        faults: &FaultConfig,
+        started: Instant,
+    ) -> Response<EmuBody> {
+        let (value, gen) = self.generate(route, req);
+        let inference_started = Instant::now();
+        let n = u32::try_from(gen.tokens.len()).unwrap_or(u32::MAX);
+        let total = faults.token_latency.saturating_mul(n);
+        if !total.is_zero() {
+            tokio::time::sleep(total).await;
         }
-        let (value, gen) = match &req {
+        let inference = inference_started.elapsed();
+        let mut resp = json_response(StatusCode::OK, &value);
+        let total_time = started.elapsed();
+        set_tgi_headers(
+            &mut resp,
+            &gen,
+            body_len,
+            total_time,
+            inference,
+            faults.token_latency,
+        );
+        resp
+    }
+
+    /// The JSON answer and the generation behind it; the compat route wraps
+    /// a generate answer in a list.
+    fn generate(&self, route: Route, req: &TgiRequest) -> (Value, Generation) {
+        match req {
             TgiRequest::Generate(g) => {
                 let gen = Generation::run(&g.inputs, g.max_new_tokens);
                 let one = model::generate_response(&gen, g.details);
@@ -283,43 +392,9 @@ impl Emulator for HuggingFace {
                 let gen = Generation::run(&c.prompt, c.max_tokens);
                 (model::chat_completion(&gen, &self.model_id), gen)
             }
-        };
-        let inference_started = Instant::now();
-        let n = u32::try_from(gen.tokens.len()).unwrap_or(u32::MAX);
-        let total = faults.token_latency.saturating_mul(n);
-        if !total.is_zero() {
-            tokio::time::sleep(total).await;
         }
-        let inference = inference_started.elapsed();
-        let mut resp = json_response(StatusCode::OK, &value);
-        let total_time = started.elapsed();
-        set_header(&mut resp, "x-compute-type", COMPUTE_TYPE);
-        set_header(
-            &mut resp,
-            "x-compute-time",
-            &total_time.as_secs_f64().to_string(),
-        );
-        set_header(&mut resp, "x-compute-characters", &body.len().to_string());
-        set_header(&mut resp, "x-total-time", &ms(total_time));
-        set_header(&mut resp, "x-validation-time", "0");
-        set_header(
-            &mut resp,
-            "x-queue-time",
-            &ms(total_time.saturating_sub(inference)),
-        );
-        set_header(&mut resp, "x-inference-time", &ms(inference));
-        set_header(&mut resp, "x-time-per-token", &ms(faults.token_latency));
-        set_header(&mut resp, "x-prompt-tokens", &gen.prompt_tokens.to_string());
-        set_header(
-            &mut resp,
-            "x-generated-tokens",
-            &gen.tokens.len().to_string(),
-        );
-        Ok(resp)
     }
-}
 
-impl HuggingFace {
     fn info(&self) -> Value {
         json!({
             "model_id": self.model_id,

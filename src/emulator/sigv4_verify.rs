@@ -19,6 +19,7 @@
 //! `InvokeEndpoint`). For HTTP/2 the caller must put the `:authority` into the
 //! map as `host` before calling, since signers sign it under that name.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -146,17 +147,64 @@ impl Rejection {
 
 /// Checks the request's SigV4 `Authorization` header against `expect` and the
 /// key store behind `lookup` (access key id → credential).
+///
+/// Each step below is one of AWS's checks, in AWS's order: the first that
+/// fails decides the answer, as it does at AWS.
 pub fn verify(
     req: &VerifyRequest<'_>,
     expect: &Expect<'_>,
     lookup: &dyn Fn(&str) -> Option<Credential>,
 ) -> Result<Verified, Rejection> {
-    // A header that is not SigV4 at all (`Bearer …`) is, for AWS, no token.
-    let Some(raw_auth) = req.headers.get(http::header::AUTHORIZATION) else {
-        return Err(Rejection::missing_token());
+    let auth_text = authorization_text(req.headers)?;
+    let (algorithm, params) = parse_authorization(&auth_text)?;
+    let parts = AuthParts::require(algorithm, params, req.headers)?;
+
+    let request_time = parse_request_date(&parts.date)?;
+    let amz_date = format_amz_date(request_time);
+    check_skew(request_time, expect)?;
+
+    let signed = signed_header_names(parts.signed_headers)?;
+    let scope = Scope::parse(parts.credential)?;
+    scope.check(expect, &amz_date)?;
+
+    let Some(cred) = lookup(scope.access_key_id) else {
+        return Err(Rejection::unrecognized());
     };
-    let auth_text = String::from_utf8_lossy(raw_auth.as_bytes());
+    check_signed_headers(req.headers, &signed)?;
+    let payload_hash = payload_hash(req, &signed)?;
+    let creq = canonical_request(req, &signed, &payload_hash);
+    let sts = string_to_sign(&amz_date, &scope.without_key(), &creq);
+    let key = signing_key(
+        &cred.secret_access_key,
+        scope.date,
+        scope.region,
+        scope.service,
+    )
+    .ok_or_else(internal_failure)?;
+    if !signature_matches(parts.signature, &key, &sts)? {
+        return Err(mismatch_with_details(req, &signed, &payload_hash, &sts));
+    }
+    check_session_token(req.headers, &cred)?;
+
+    Ok(Verified {
+        access_key_id: scope.access_key_id.to_owned(),
+    })
+}
+
+// === the steps of verify ===
+
+/// The `Authorization` header as text; absent, it is no token for AWS.
+fn authorization_text(headers: &http::HeaderMap) -> Result<Cow<'_, str>, Rejection> {
+    match headers.get(http::header::AUTHORIZATION) {
+        Some(raw) => Ok(String::from_utf8_lossy(raw.as_bytes())),
+        None => Err(Rejection::missing_token()),
+    }
+}
+
+/// The algorithm and the `key=value` parameters after it.
+fn parse_authorization(auth_text: &str) -> Result<(&str, AuthParams<'_>), Rejection> {
     let auth = auth_text.trim();
+    // A header that is not SigV4 at all (`Bearer …`) is, for AWS, no token.
     if !auth.starts_with("AWS4-") {
         return Err(Rejection::missing_token());
     }
@@ -168,145 +216,211 @@ pub fn verify(
             "Unsupported AWS 'algorithm': '{algorithm}' (only {ALGORITHM} for now). "
         )));
     }
-    let params = AuthParams::parse(rest, auth)?;
+    Ok((algorithm, AuthParams::parse(rest, auth)?))
+}
 
-    let date_header =
-        header_str(req.headers, "x-amz-date").or_else(|| header_str(req.headers, "date"));
-    let mut missing = Vec::new();
-    if params.credential.is_none() {
-        missing.push("Authorization header requires 'Credential' parameter.");
-    }
-    if params.signature.is_none() {
-        missing.push("Authorization header requires 'Signature' parameter.");
-    }
-    if params.signed_headers.is_none() {
-        missing.push("Authorization header requires 'SignedHeaders' parameter.");
-    }
-    if date_header.is_none() {
-        missing.push(
-            "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.",
-        );
-    }
-    let (Some(credential), Some(signature), Some(signed_headers), Some(date_raw)) = (
-        params.credential,
-        params.signature,
-        params.signed_headers,
-        date_header,
-    ) else {
-        // AWS once echoed the whole header here; the algorithm is enough.
-        return Err(Rejection::incomplete(format!(
-            "{} Authorization={algorithm}",
-            missing.join(" ")
-        )));
-    };
+/// What a signature needs, every piece present.
+struct AuthParts<'a> {
+    credential: &'a str,
+    signature: &'a str,
+    signed_headers: &'a str,
+    /// `X-Amz-Date`, or else `Date`, as sent.
+    date: String,
+}
 
-    let Some(request_time) = parse_amz_date(&date_raw).or_else(|| parse_http_date(&date_raw))
-    else {
-        return Err(Rejection::incomplete(format!(
-            "Date must be in ISO-8601 'basic format'. Got '{date_raw}'. See http://en.wikipedia.org/wiki/ISO_8601"
-        )));
-    };
-    let amz_date = format_amz_date(request_time);
-    check_skew(request_time, expect)?;
+impl<'a> AuthParts<'a> {
+    /// All four pieces, or one rejection that names every missing one.
+    fn require(
+        algorithm: &str,
+        params: AuthParams<'a>,
+        headers: &http::HeaderMap,
+    ) -> Result<Self, Rejection> {
+        let date_header = header_str(headers, "x-amz-date").or_else(|| header_str(headers, "date"));
+        let mut missing = Vec::new();
+        if params.credential.is_none() {
+            missing.push("Authorization header requires 'Credential' parameter.");
+        }
+        if params.signature.is_none() {
+            missing.push("Authorization header requires 'Signature' parameter.");
+        }
+        if params.signed_headers.is_none() {
+            missing.push("Authorization header requires 'SignedHeaders' parameter.");
+        }
+        if date_header.is_none() {
+            missing.push(
+                "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.",
+            );
+        }
+        let (Some(credential), Some(signature), Some(signed_headers), Some(date)) = (
+            params.credential,
+            params.signature,
+            params.signed_headers,
+            date_header,
+        ) else {
+            // AWS once echoed the whole header here; the algorithm is enough.
+            return Err(Rejection::incomplete(format!(
+                "{} Authorization={algorithm}",
+                missing.join(" ")
+            )));
+        };
+        Ok(Self {
+            credential,
+            signature,
+            signed_headers,
+            date,
+        })
+    }
+}
 
+/// The request's time, from either the ISO-8601 basic or the HTTP date form.
+fn parse_request_date(date_raw: &str) -> Result<i64, Rejection> {
+    parse_amz_date(date_raw)
+        .or_else(|| parse_http_date(date_raw))
+        .ok_or_else(|| {
+            Rejection::incomplete(format!(
+                "Date must be in ISO-8601 'basic format'. Got '{date_raw}'. See http://en.wikipedia.org/wiki/ISO_8601"
+            ))
+        })
+}
+
+/// The `SignedHeaders` list, which must include `host`.
+fn signed_header_names(signed_headers: &str) -> Result<Vec<&str>, Rejection> {
     let signed: Vec<&str> = signed_headers.split(';').collect();
     if !signed.iter().any(|h| h.eq_ignore_ascii_case("host")) {
         return Err(Rejection::invalid(
             "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.",
         ));
     }
+    Ok(signed)
+}
 
-    let scope: Vec<&str> = credential.split('/').collect();
-    let [access_key_id, scope_date, scope_region, scope_service, terminator] = scope[..] else {
-        return Err(Rejection::incomplete(format!(
-            "Credential must have exactly 5 slash-delimited elements, e.g. keyid/date/region/service/term, got '{credential}'"
-        )));
-    };
-    let mut scope_errors = String::new();
-    if scope_region != expect.region {
-        scope_errors.push_str("Credential should be scoped to a valid region. ");
-    }
-    if scope_service != expect.service {
-        scope_errors.push_str(&format!(
-            "Credential should be scoped to correct service: '{}'. ",
-            expect.service
-        ));
-    }
-    if terminator != "aws4_request" {
-        scope_errors.push_str(&format!(
-            "Credential should be scoped with a valid terminator: 'aws4_request', not '{terminator}'. "
-        ));
-    }
-    if scope_date != &amz_date[..8] {
-        scope_errors.push_str(&format!(
-            "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '{scope_date}' != '{}', from '{amz_date}'.",
-            &amz_date[..8]
-        ));
-    }
-    if !scope_errors.is_empty() {
-        return Err(Rejection::invalid(scope_errors));
+/// `Credential=keyid/date/region/service/aws4_request`, split.
+struct Scope<'a> {
+    access_key_id: &'a str,
+    date: &'a str,
+    region: &'a str,
+    service: &'a str,
+    terminator: &'a str,
+}
+
+impl<'a> Scope<'a> {
+    fn parse(credential: &'a str) -> Result<Self, Rejection> {
+        let parts: Vec<&str> = credential.split('/').collect();
+        let [access_key_id, date, region, service, terminator] = parts[..] else {
+            return Err(Rejection::incomplete(format!(
+                "Credential must have exactly 5 slash-delimited elements, e.g. keyid/date/region/service/term, got '{credential}'"
+            )));
+        };
+        Ok(Self {
+            access_key_id,
+            date,
+            region,
+            service,
+            terminator,
+        })
     }
 
-    let Some(cred) = lookup(access_key_id) else {
-        return Err(Rejection::unrecognized());
-    };
+    /// Every way the scope differs from what the service expects, in one
+    /// message, as AWS lists them.
+    fn check(&self, expect: &Expect<'_>, amz_date: &str) -> Result<(), Rejection> {
+        let mut errors = String::new();
+        if self.region != expect.region {
+            errors.push_str("Credential should be scoped to a valid region. ");
+        }
+        if self.service != expect.service {
+            errors.push_str(&format!(
+                "Credential should be scoped to correct service: '{}'. ",
+                expect.service
+            ));
+        }
+        if self.terminator != "aws4_request" {
+            errors.push_str(&format!(
+                "Credential should be scoped with a valid terminator: 'aws4_request', not '{}'. ",
+                self.terminator
+            ));
+        }
+        if self.date != &amz_date[..8] {
+            errors.push_str(&format!(
+                "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '{}' != '{}', from '{amz_date}'.",
+                self.date,
+                &amz_date[..8]
+            ));
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Rejection::invalid(errors))
+        }
+    }
 
-    // A signer always lists lowercase names, sorted, once each, and can only
-    // have signed headers it sent; anything else cannot match what AWS computes.
+    /// The scope as the string to sign carries it: without the access key.
+    fn without_key(&self) -> String {
+        format!(
+            "{}/{}/{}/{}",
+            self.date, self.region, self.service, self.terminator
+        )
+    }
+}
+
+/// A signer always lists lowercase names, sorted, once each, and can only
+/// have signed headers it sent; anything else cannot match what AWS computes.
+fn check_signed_headers(headers: &http::HeaderMap, signed: &[&str]) -> Result<(), Rejection> {
     let well_formed = signed
         .iter()
         .all(|h| !h.is_empty() && !h.bytes().any(|b| b.is_ascii_uppercase()))
         && signed.windows(2).all(|w| w[0] < w[1]);
-    if !well_formed || signed.iter().any(|h| !req.headers.contains_key(*h)) {
+    if !well_formed || signed.iter().any(|h| !headers.contains_key(*h)) {
         return Err(Rejection::mismatch());
     }
+    Ok(())
+}
 
+/// The payload hash the signature covers: the declared one if it is signed
+/// (and then it must be the body's), else the body's own.
+fn payload_hash(req: &VerifyRequest<'_>, signed: &[&str]) -> Result<String, Rejection> {
     let body_hash = hex::encode(Sha256::digest(req.body));
-    let payload_hash = match header_str(req.headers, "x-amz-content-sha256") {
+    match header_str(req.headers, "x-amz-content-sha256") {
         Some(declared) if signed.contains(&"x-amz-content-sha256") => {
             // The declared hash is what gets signed, so it must be the body's.
             if declared != body_hash {
                 return Err(Rejection::mismatch());
             }
-            declared
+            Ok(declared)
         }
-        _ => body_hash,
-    };
+        _ => Ok(body_hash),
+    }
+}
 
-    let creq = canonical_request(req, &signed, &payload_hash);
-    let scope_str = format!("{scope_date}/{scope_region}/{scope_service}/{terminator}");
-    let sts = string_to_sign(&amz_date, &scope_str, &creq);
-    let key = signing_key(
-        &cred.secret_access_key,
-        scope_date,
-        scope_region,
-        scope_service,
-    )
-    .ok_or_else(internal_failure)?;
+/// Whether the hex `signature` is the HMAC of `string_to_sign` under `key`;
+/// an error only if HMAC refuses the key.
+fn signature_matches(
+    signature: &str,
+    key: &[u8; 32],
+    string_to_sign: &str,
+) -> Result<bool, Rejection> {
     let provided = match hex::decode(signature) {
         Ok(bytes) if bytes.len() == 32 => bytes,
-        _ => return Err(mismatch_with_details(req, &signed, &payload_hash, &sts)),
+        _ => return Ok(false),
     };
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key).map_err(|_| internal_failure())?;
-    mac.update(sts.as_bytes());
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).map_err(|_| internal_failure())?;
+    mac.update(string_to_sign.as_bytes());
     // `verify_slice` compares in constant time.
-    if mac.verify_slice(&provided).is_err() {
-        return Err(mismatch_with_details(req, &signed, &payload_hash, &sts));
-    }
+    Ok(mac.verify_slice(&provided).is_ok())
+}
 
-    let sent_token = header_str(req.headers, "x-amz-security-token");
+/// Temporary credentials need their exact token; permanent ones, none.
+fn check_session_token(headers: &http::HeaderMap, cred: &Credential) -> Result<(), Rejection> {
+    let sent_token = header_str(headers, "x-amz-security-token");
     let token_ok = match (&cred.session_token, &sent_token) {
         (Some(expected), Some(sent)) => constant_time_eq(expected.as_bytes(), sent.as_bytes()),
         (None, None) => true,
         _ => false,
     };
-    if !token_ok {
-        return Err(Rejection::unrecognized());
+    if token_ok {
+        Ok(())
+    } else {
+        Err(Rejection::unrecognized())
     }
-
-    Ok(Verified {
-        access_key_id: access_key_id.to_owned(),
-    })
 }
 
 // === impl AuthParams ===
