@@ -33,31 +33,48 @@ pub(super) struct RoutePolicy {
 
 pub(super) fn route_policy(raw: &RawRoute, path: &str, diag: &mut Diagnostics) -> RoutePolicy {
     let p = |key: &str| key_path(path, key);
+    RoutePolicy {
+        balance: balance(raw, path, diag),
+        per_try_timeout: optional_duration(
+            raw.per_try_timeout,
+            &p("per_try_timeout"),
+            bounds::REQUEST_TIMEOUT,
+            diag,
+        ),
+        backoff: backoff(raw, path, diag),
+        retry_budget: retry_budget(raw, path, diag),
+        hedge_after: optional_duration(
+            raw.hedge_after,
+            &p("hedge_after"),
+            bounds::HEDGE_AFTER,
+            diag,
+        ),
+        sticky_sessions: raw.sticky_sessions.unwrap_or(DEFAULT_STICKY_SESSIONS),
+        stream: stream(raw, path, diag),
+    }
+}
 
-    let balance = match raw.balance.as_deref() {
+fn balance(raw: &RawRoute, path: &str, diag: &mut Diagnostics) -> Balance {
+    match raw.balance.as_deref() {
         None | Some("p2c") => Balance::P2c,
         Some("weighted") => Balance::Weighted,
         Some("priority") => Balance::Priority,
         Some(other) => {
-            let shown = diag.show(&p("balance"), other);
+            let key = key_path(path, "balance");
+            let shown = diag.show(&key, other);
             diag.error(
-                &p("balance"),
+                &key,
                 format!(r#"unknown balance {shown}, expected "p2c", "weighted" or "priority""#),
             );
             Balance::P2c
         }
-    };
+    }
+}
 
-    let per_try_timeout = optional_duration(
-        raw.per_try_timeout,
-        &p("per_try_timeout"),
-        bounds::REQUEST_TIMEOUT,
-        diag,
-    );
-
+fn backoff(raw: &RawRoute, path: &str, diag: &mut Diagnostics) -> BackoffConfig {
     let base = duration(
         raw.backoff_base,
-        &p("backoff_base"),
+        &key_path(path, "backoff_base"),
         bounds::BACKOFF_BASE,
         DEFAULT_BACKOFF_BASE,
         diag,
@@ -66,10 +83,14 @@ pub(super) fn route_policy(raw: &RawRoute, path: &str, diag: &mut Diagnostics) -
         raw.backoff_max,
         (DEFAULT_BACKOFF_MAX, bounds::BACKOFF_MAX),
         (base, raw.backoff_base.is_some(), "backoff_base"),
-        &p("backoff_max"),
+        &key_path(path, "backoff_max"),
         diag,
     );
+    BackoffConfig { base, max }
+}
 
+fn retry_budget(raw: &RawRoute, path: &str, diag: &mut Diagnostics) -> RetryBudgetConfig {
+    let p = |key: &str| key_path(path, key);
     let ratio = match raw.retry_budget_ratio {
         None => DEFAULT_RETRY_BUDGET_RATIO,
         // Also false for NaN.
@@ -79,7 +100,7 @@ pub(super) fn route_policy(raw: &RawRoute, path: &str, diag: &mut Diagnostics) -
             DEFAULT_RETRY_BUDGET_RATIO
         }
     };
-    let retry_budget = RetryBudgetConfig {
+    RetryBudgetConfig {
         ratio,
         min_per_second: integer(
             raw.retry_budget_min_per_second,
@@ -95,43 +116,33 @@ pub(super) fn route_policy(raw: &RawRoute, path: &str, diag: &mut Diagnostics) -
             DEFAULT_RETRY_BUDGET_WINDOW,
             diag,
         ),
-    };
+    }
+}
 
-    RoutePolicy {
-        balance,
-        per_try_timeout,
-        backoff: BackoffConfig { base, max },
-        retry_budget,
-        hedge_after: optional_duration(
-            raw.hedge_after,
-            &p("hedge_after"),
-            bounds::HEDGE_AFTER,
+fn stream(raw: &RawRoute, path: &str, diag: &mut Diagnostics) -> StreamConfig {
+    let p = |key: &str| key_path(path, key);
+    StreamConfig {
+        first_byte_timeout: duration(
+            raw.stream_first_byte_timeout,
+            &p("stream_first_byte_timeout"),
+            bounds::STREAM_FIRST_BYTE_TIMEOUT,
+            DEFAULT_STREAM_FIRST_BYTE_TIMEOUT,
             diag,
         ),
-        sticky_sessions: raw.sticky_sessions.unwrap_or(DEFAULT_STICKY_SESSIONS),
-        stream: StreamConfig {
-            first_byte_timeout: duration(
-                raw.stream_first_byte_timeout,
-                &p("stream_first_byte_timeout"),
-                bounds::STREAM_FIRST_BYTE_TIMEOUT,
-                DEFAULT_STREAM_FIRST_BYTE_TIMEOUT,
-                diag,
-            ),
-            idle_timeout: duration(
-                raw.stream_idle_timeout,
-                &p("stream_idle_timeout"),
-                bounds::STREAM_IDLE_TIMEOUT,
-                DEFAULT_STREAM_IDLE_TIMEOUT,
-                diag,
-            ),
-            keepalive: duration(
-                raw.stream_keepalive,
-                &p("stream_keepalive"),
-                bounds::STREAM_KEEPALIVE,
-                DEFAULT_STREAM_KEEPALIVE,
-                diag,
-            ),
-        },
+        idle_timeout: duration(
+            raw.stream_idle_timeout,
+            &p("stream_idle_timeout"),
+            bounds::STREAM_IDLE_TIMEOUT,
+            DEFAULT_STREAM_IDLE_TIMEOUT,
+            diag,
+        ),
+        keepalive: duration(
+            raw.stream_keepalive,
+            &p("stream_keepalive"),
+            bounds::STREAM_KEEPALIVE,
+            DEFAULT_STREAM_KEEPALIVE,
+            diag,
+        ),
     }
 }
 
