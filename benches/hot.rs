@@ -30,8 +30,8 @@ use http::{HeaderMap, HeaderValue};
 use infergate::backend::events::{Events, StreamItem};
 use infergate::backend::format::{jumpstart_request, jumpstart_response};
 use infergate::backend::sigv4::{sign_request, Signer};
-use infergate::backend::{Backend, BackendKind, HuggingFace};
-use infergate::config::{Balance, Config, HuggingFaceConfig, OutlierConfig};
+use infergate::backend::Backend;
+use infergate::config::{Balance, Config, OutlierConfig};
 use infergate::route::balancer::{pick, Pick};
 use infergate::route::health::BackendState;
 use infergate::route::PoolMember;
@@ -83,15 +83,10 @@ fn pool(n: usize) -> Vec<PoolMember> {
     };
     let members: Vec<PoolMember> = (0..n)
         .map(|i| PoolMember {
-            backend: Arc::new(Backend {
-                name: format!("b{i}"),
-                timeout: None,
-                kind: BackendKind::HuggingFace(HuggingFace::from_config(&HuggingFaceConfig {
-                    url: reqwest::Url::parse("http://127.0.0.1:1/").unwrap(),
-                    token: None,
-                    health_check: None,
-                })),
-            }),
+            backend: Arc::new(Backend::huggingface(
+                &format!("b{i}"),
+                reqwest::Url::parse("http://127.0.0.1:1/").unwrap(),
+            )),
             state: Arc::new(BackendState::new(&format!("b{i}"), None, outlier)),
             weight: 1 + (i % 3) as u32,
         })

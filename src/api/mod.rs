@@ -34,17 +34,20 @@ where
     B::Error: Into<BoxError>,
     C: Service<CoreRequest, Response = CoreResponse, Error = Infallible>,
 {
-    let path = req.uri().path();
+    // A clone of the URI shares its bytes: the route name is borrowed from
+    // it while the request moves on to its door.
+    let uri = req.uri().clone();
+    let path = uri.path();
     if let Some(route) = path.strip_prefix("/v1/predict/") {
         if req.method() != Method::POST {
             return Answer::unrecorded(method_not_allowed(&req, "POST"));
         }
         // Route names cannot hold "/": `{route}/stream` is unambiguous.
         let (route, stream) = match route.strip_suffix("/stream") {
-            Some(r) => (r.to_string(), true),
-            None => (route.to_string(), false),
+            Some(r) => (r, true),
+            None => (route, false),
         };
-        return predict::predict(gw, core, &route, req, stream).await;
+        return predict::predict(gw, core, route, req, stream).await;
     }
     let response = match path {
         "/healthz" | "/readyz" | "/metrics" | "/v1/routes" => {

@@ -68,6 +68,23 @@ pub enum BackendKind {
 }
 
 impl Backend {
+    /// A public HF backend at `url`, with no token, health check or
+    /// timeout: for the balancer's and dispatcher's tests and the hot-path
+    /// benchmark, which pick backends without calling them.
+    pub fn huggingface(name: &str, url: reqwest::Url) -> Self {
+        Self {
+            name: name.to_string(),
+            timeout: None,
+            kind: BackendKind::HuggingFace(HuggingFace::from_config(
+                &crate::config::HuggingFaceConfig {
+                    url,
+                    token: None,
+                    health_check: None,
+                },
+            )),
+        }
+    }
+
     /// Builds a backend from its validated config. SageMaker backends resolve
     /// their credential chain here (no network call until the first request),
     /// unless `credentials` supplies a provider.

@@ -150,8 +150,8 @@ pub fn weighted(pool: &[PoolMember], candidates: &[usize], random: u64) -> usize
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::{Backend, BackendKind, HuggingFace};
-    use crate::config::{HuggingFaceConfig, OutlierConfig};
+    use crate::backend::Backend;
+    use crate::config::OutlierConfig;
     use crate::route::health::{BackendState, Observation};
     use std::sync::Arc;
     use std::time::Duration;
@@ -169,15 +169,10 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, w)| PoolMember {
-                backend: Arc::new(Backend {
-                    name: format!("b{i}"),
-                    timeout: None,
-                    kind: BackendKind::HuggingFace(HuggingFace::from_config(&HuggingFaceConfig {
-                        url: reqwest::Url::parse("http://127.0.0.1:1/").unwrap(),
-                        token: None,
-                        health_check: None,
-                    })),
-                }),
+                backend: Arc::new(Backend::huggingface(
+                    &format!("b{i}"),
+                    reqwest::Url::parse("http://127.0.0.1:1/").unwrap(),
+                )),
                 state: Arc::new(BackendState::new(
                     &format!("b{i}"),
                     max_in_flight,

@@ -18,12 +18,9 @@ use tokio::time::Instant;
 use super::attempt::{Call, Env};
 use super::{run, Dispatched};
 use crate::backend::{
-    Backend, BackendKind, Failure, FailureKind, HuggingFace, UpstreamBody, UpstreamRequest,
-    UpstreamResponse,
+    Backend, Failure, FailureKind, UpstreamBody, UpstreamRequest, UpstreamResponse,
 };
-use crate::config::{
-    BackoffConfig, Balance, HuggingFaceConfig, OutlierConfig, RetryBudgetConfig, StreamConfig,
-};
+use crate::config::{BackoffConfig, Balance, OutlierConfig, RetryBudgetConfig, StreamConfig};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::route::budget::RetryBudget;
@@ -61,15 +58,10 @@ fn budget(ratio: f64, min_per_second: u32) -> RetryBudget {
 fn route(n: usize) -> Route {
     let pool = (0..n)
         .map(|i| PoolMember {
-            backend: Arc::new(Backend {
-                name: format!("b{i}"),
-                timeout: None,
-                kind: BackendKind::HuggingFace(HuggingFace::from_config(&HuggingFaceConfig {
-                    url: reqwest::Url::parse("http://127.0.0.1:1/").unwrap(),
-                    token: None,
-                    health_check: None,
-                })),
-            }),
+            backend: Arc::new(Backend::huggingface(
+                &format!("b{i}"),
+                reqwest::Url::parse("http://127.0.0.1:1/").unwrap(),
+            )),
             state: Arc::new(BackendState::new(
                 &format!("b{i}"),
                 None,
