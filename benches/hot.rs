@@ -178,13 +178,17 @@ fn frames(events: &[Bytes]) -> Bytes {
     buf.freeze()
 }
 
-/// `body` as a reqwest response whose body arrives in `chunk`-byte pieces,
-/// as it would from a socket.
-fn response(body: &Bytes, chunk: usize) -> reqwest::Response {
-    let pieces: Vec<Result<Bytes, std::io::Error>> =
-        body.chunks(chunk).map(|c| Ok(body.slice_ref(c))).collect();
-    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(pieces));
-    reqwest::Response::from(http::Response::new(body))
+/// `body` as a response body that arrives in `chunk`-byte pieces, as it
+/// would from a socket.
+fn response(
+    body: &Bytes,
+    chunk: usize,
+) -> impl http_body::Body<Data = Bytes, Error = std::io::Error> {
+    let pieces: Vec<Result<http_body::Frame<Bytes>, std::io::Error>> = body
+        .chunks(chunk)
+        .map(|c| Ok(http_body::Frame::data(body.slice_ref(c))))
+        .collect();
+    http_body_util::StreamBody::new(futures_util::stream::iter(pieces))
 }
 
 async fn drain(mut events: Events, expected: usize) {

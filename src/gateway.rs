@@ -2,7 +2,7 @@
 //! the config.
 //!
 //! [`Gateway::build`] turns a validated [`Config`] into the route table, the
-//! backends (with their credential chains), each worker's upstream client
+//! backends (with their credential chains), each worker's upstream client (from one [`Egress`])
 //! and the metrics. The front doors ([`crate::api`]) and the service stack
 //! ([`crate::app`]) read it; it imports neither, so shared state sits below
 //! every layer that uses it.
@@ -21,6 +21,7 @@ use crate::route::budget::RetryBudget;
 use crate::route::health::BackendState;
 use crate::route::sticky::SessionTable;
 use crate::route::{PoolMember, Route, RouteTable};
+use crate::upstream::{Client, Egress};
 
 thread_local! {
     static WORKER: Cell<usize> = const { Cell::new(0) };
@@ -47,8 +48,8 @@ pub enum BuildError {
         #[source]
         source: crate::backend::BuildError,
     },
-    #[error("could not build the upstream HTTP client: {0}")]
-    Client(String),
+    #[error(transparent)]
+    Egress(#[from] crate::upstream::EgressError),
     #[error("could not register metrics: {0}")]
     Metrics(String),
 }
@@ -73,7 +74,7 @@ pub struct Gateway {
     pub states: Vec<Arc<BackendState>>,
     /// The upstream HTTP client of each worker ([`crate::server`]): its own
     /// pool of connections, driven by its own runtime.
-    clients: Vec<reqwest::Client>,
+    clients: Vec<Client>,
     pub metrics: Metrics,
     /// Where finished request spans go, when configured.
     pub spans: Option<Arc<dyn crate::telemetry::SpanSink>>,
@@ -86,7 +87,8 @@ impl Gateway {
     /// Builds backends, routes, the upstream client and the metrics.
     pub async fn build(config: Config, mut opts: BuildOptions) -> Result<Arc<Self>, BuildError> {
         let metrics = Metrics::new().map_err(|e| BuildError::Metrics(e.to_string()))?;
-        let backends = build_backends(&config, &mut opts.credentials, &metrics).await?;
+        let egress = Egress::new(&config)?;
+        let backends = build_backends(&config, &mut opts.credentials, &metrics, &egress).await?;
         let states: Vec<Arc<BackendState>> = config
             .backends
             .iter()
@@ -94,7 +96,9 @@ impl Gateway {
             .collect();
         let routes = build_routes(&config, &backends, &states);
         link_siblings(&states, &routes);
-        let clients = upstream_clients(&config)?;
+        let clients = (0..config.server.worker_count())
+            .map(|_| egress.client())
+            .collect();
         let gateway = Arc::new(Self {
             routes: RouteTable::new(routes),
             backends,
@@ -122,7 +126,7 @@ impl Gateway {
     }
 
     /// The upstream client of the worker running on this thread.
-    pub fn client(&self) -> &reqwest::Client {
+    pub fn client(&self) -> &Client {
         let i = current_worker();
         &self.clients[i % self.clients.len()]
     }
@@ -199,11 +203,12 @@ async fn build_backends(
     config: &Config,
     credentials: &mut HashMap<String, SharedCredentialsProvider>,
     metrics: &Metrics,
+    egress: &Egress,
 ) -> Result<Vec<Arc<Backend>>, BuildError> {
     let mut backends = Vec::with_capacity(config.backends.len());
     for cfg in &config.backends {
         let provider = credentials.remove(&cfg.name);
-        let backend = Backend::from_config(cfg, provider, metrics)
+        let backend = Backend::from_config(cfg, provider, metrics, egress)
             .await
             .map_err(|source| BuildError::Backend {
                 backend: cfg.name.clone(),
@@ -274,23 +279,6 @@ fn link_siblings(states: &[Arc<BackendState>], routes: &[Route]) {
             .collect();
         state.set_siblings(siblings);
     }
-}
-
-/// One upstream HTTP client per worker, each with its own connection pool.
-fn upstream_clients(config: &Config) -> Result<Vec<reqwest::Client>, BuildError> {
-    (0..config.server.worker_count())
-        .map(|_| {
-            reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .connect_timeout(config.upstream.connect_timeout)
-                .pool_idle_timeout(config.upstream.pool_idle_timeout)
-                .pool_max_idle_per_host(config.upstream.pool_max_idle_per_host)
-                .tcp_nodelay(true)
-                .user_agent(concat!("infergate/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .map_err(|e| BuildError::Client(e.to_string()))
-        })
-        .collect()
 }
 
 impl Drop for Gateway {

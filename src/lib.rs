@@ -41,3 +41,4 @@ pub mod secret;
 pub mod server;
 pub mod telemetry;
 pub mod trace;
+pub mod upstream;

@@ -157,10 +157,7 @@ fn render(
             let mut headers = up.headers;
             let body = match up.body {
                 UpstreamBody::Full(bytes) => full(bytes),
-                UpstreamBody::Stream(res) => {
-                    let res: http::Response<reqwest::Body> = res.into();
-                    res.into_body().map_err(Into::into).boxed_unsync()
-                }
+                UpstreamBody::Stream(body) => body.boxed_unsync(),
                 UpstreamBody::Events { first, events } => {
                     super::stream::set_headers(&mut headers);
                     let labels = super::stream::Labels {

@@ -303,10 +303,9 @@ mod tests {
             if !gap.is_zero() {
                 tokio::time::sleep(gap).await;
             }
-            Ok::<_, std::io::Error>(Bytes::from(c))
+            Ok::<_, std::io::Error>(http_body::Frame::data(Bytes::from(c)))
         });
-        let res = http::Response::new(reqwest::Body::wrap_stream(upstream));
-        let mut events = Events::sse(reqwest::Response::from(res));
+        let mut events = Events::sse(http_body_util::StreamBody::new(upstream));
         let Some(StreamItem::Data(first)) = events.next().await else {
             panic!("no first event");
         };

@@ -17,7 +17,21 @@ use std::collections::VecDeque;
 use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder};
 use aws_smithy_types::event_stream::{HeaderValue as FrameHeaderValue, Message};
 use bytes::{Bytes, BytesMut};
-use futures_util::stream::{BoxStream, StreamExt};
+use futures_util::stream::{BoxStream, StreamExt, TryStreamExt};
+use http_body_util::BodyDataStream;
+
+use crate::body::BoxError;
+
+/// A body an upstream stream arrives in.
+pub trait UpstreamStream:
+    http_body::Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static
+{
+}
+
+impl<B> UpstreamStream for B where
+    B: http_body::Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static
+{
+}
 use serde_json::Value;
 
 /// Largest single event accepted; a longer line is a protocol error.
@@ -114,7 +128,7 @@ enum Framing {
 
 /// The events of one upstream stream, read on demand.
 pub struct Events {
-    body: BoxStream<'static, reqwest::Result<Bytes>>,
+    body: BoxStream<'static, Result<Bytes, BoxError>>,
     framing: Framing,
     lines: Lines,
     pending: VecDeque<StreamItem>,
@@ -132,14 +146,14 @@ impl std::fmt::Debug for Events {
 
 impl Events {
     /// Events of an HF endpoint's SSE answer.
-    pub fn sse(res: reqwest::Response) -> Self {
-        Self::new(res, Framing::Raw)
+    pub fn sse<B: UpstreamStream>(body: B) -> Self {
+        Self::new(body, Framing::Raw)
     }
 
     /// Events of a SageMaker response stream.
-    pub fn aws(res: reqwest::Response) -> Self {
+    pub fn aws<B: UpstreamStream>(body: B) -> Self {
         Self::new(
-            res,
+            body,
             Framing::AwsEventStream {
                 decoder: MessageFrameDecoder::new(),
                 buf: BytesMut::new(),
@@ -147,9 +161,9 @@ impl Events {
         )
     }
 
-    fn new(res: reqwest::Response, framing: Framing) -> Self {
+    fn new<B: UpstreamStream>(body: B, framing: Framing) -> Self {
         Self {
-            body: res.bytes_stream().boxed(),
+            body: BodyDataStream::new(body).map_err(Into::into).boxed(),
             framing,
             lines: Lines::default(),
             pending: VecDeque::new(),
@@ -174,14 +188,10 @@ impl Events {
             match self.body.next().await {
                 Some(Ok(chunk)) => self.feed(chunk),
                 Some(Err(e)) => {
-                    let message = if e.is_timeout() {
-                        "the backend's stream timed out"
-                    } else {
-                        "the connection to the backend broke during the stream"
-                    };
+                    tracing::debug!(error = %e, "an upstream stream broke");
                     self.pending.push_back(StreamItem::Error(StreamError::new(
                         StreamErrorKind::Connection,
-                        message,
+                        "the connection to the backend broke during the stream",
                     )));
                 }
                 None => {

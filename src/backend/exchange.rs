@@ -11,10 +11,13 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName};
+use http::{HeaderMap, HeaderName, Method};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 
 use super::events::{Events, StreamItem};
 use super::{Failure, FailureKind, UpstreamBody, UpstreamRequest, UpstreamResponse};
+use crate::upstream::{Client, Deadline, Target};
 
 /// At most this much of an upstream error body is read to classify it.
 const MAX_ERROR_BODY: usize = 64 * 1024;
@@ -23,37 +26,61 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 #[derive(Debug)]
 pub(crate) struct Wire {
     /// Response headers of a success the client gets back.
-    pub returned: &'static [&'static str],
+    pub returned: &'static [HeaderName],
     /// Response headers of a stream the client gets back.
-    pub stream_returned: &'static [&'static str],
+    pub stream_returned: &'static [HeaderName],
     /// How a successful stream's body is cut into events.
-    pub framing: fn(reqwest::Response) -> Events,
+    pub framing: fn(Incoming) -> Events,
     /// Turns an error answer (backend name, status, headers, body) into a
     /// [`Failure`].
     pub classify: fn(&str, u16, &HeaderMap, &[u8]) -> Failure,
 }
 
+/// One request as a backend built it: where it goes, its headers (signed
+/// or carrying a token) and its body.
+pub(crate) struct Outgoing<'a> {
+    pub target: &'a Target,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
 /// Sends one attempt and reads its answer as `wire` says: a stream once its
 /// first event arrived (within `req.timeout` of the send), a success with its
-/// body still to read, or the classified failure.
+/// body still to read (which must end within `req.total`), or the classified
+/// failure.
 pub(crate) async fn exchange(
-    builder: reqwest::RequestBuilder,
+    client: &Client,
+    outgoing: Outgoing<'_>,
     req: &UpstreamRequest,
     wire: &Wire,
     backend: &str,
 ) -> Result<UpstreamResponse, Failure> {
     let started = tokio::time::Instant::now();
-    let res = send(builder, req, backend).await?;
-    let status = res.status();
+    let sent = client.send(
+        Method::POST,
+        outgoing.target,
+        outgoing.headers,
+        outgoing.body,
+    );
+    let res = match tokio::time::timeout(req.timeout, sent).await {
+        Ok(Ok(res)) => res,
+        Ok(Err(e)) => return Err(Failure::from_transport(&e, backend)),
+        Err(_) => return Err(Failure::timed_out(backend)),
+    };
+    let (parts, body) = res.into_parts();
+    let status = parts.status;
     if !status.is_success() {
-        let headers = res.headers().clone();
-        let body = read_error_body(res, req.timeout).await;
-        return Err((wire.classify)(backend, status.as_u16(), &headers, &body));
+        let body = read_error_body(body, req.timeout).await;
+        return Err((wire.classify)(
+            backend,
+            status.as_u16(),
+            &parts.headers,
+            &body,
+        ));
     }
-    let mut headers = HeaderMap::new();
     if req.stream {
-        copy_headers(res.headers(), wire.stream_returned, &mut headers);
-        let events = (wire.framing)(res);
+        let headers = copy_headers(&parts.headers, wire.stream_returned);
+        let events = (wire.framing)(body);
         let (first, events) = first_event(events, started + req.timeout, backend).await?;
         return Ok(UpstreamResponse {
             status,
@@ -61,32 +88,11 @@ pub(crate) async fn exchange(
             body: UpstreamBody::Events { first, events },
         });
     }
-    copy_headers(res.headers(), wire.returned, &mut headers);
     Ok(UpstreamResponse {
         status,
-        headers,
-        body: UpstreamBody::Stream(res),
+        headers: copy_headers(&parts.headers, wire.returned),
+        body: UpstreamBody::Stream(Deadline::new(body, started + req.total)),
     })
-}
-
-/// Sends a request: `timeout` bounds the wait for the response headers,
-/// `total` (set on the request) the whole exchange.
-async fn send(
-    builder: reqwest::RequestBuilder,
-    req: &UpstreamRequest,
-    backend: &str,
-) -> Result<reqwest::Response, Failure> {
-    // A stream's body is bounded by its idle timeout, not the deadline.
-    let builder = if req.stream {
-        builder
-    } else {
-        builder.timeout(req.total)
-    };
-    match tokio::time::timeout(req.timeout, builder.send()).await {
-        Ok(Ok(res)) => Ok(res),
-        Ok(Err(e)) => Err(Failure::from_transport(&e, backend)),
-        Err(_) => Err(Failure::timed_out(backend)),
-    }
 }
 
 /// Waits, until `deadline`, for a stream's first event: only then is the
@@ -120,17 +126,23 @@ async fn first_event(
 }
 
 /// Reads a whole answer of at most `limit` bytes.
-pub(crate) async fn read_limited(
-    mut res: reqwest::Response,
-    limit: usize,
-    backend: &str,
-) -> Result<Bytes, Failure> {
+pub(crate) async fn read_limited<B>(body: B, limit: usize, backend: &str) -> Result<Bytes, Failure>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::fmt::Display,
+{
+    let mut body = std::pin::pin!(body);
     let mut buf = Vec::new();
-    while let Some(chunk) = res
-        .chunk()
-        .await
-        .map_err(|e| Failure::from_transport(&e, backend))?
-    {
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            Failure::new(
+                FailureKind::Io,
+                format!("backend \"{backend}\": the answer broke off: {e}"),
+            )
+        })?;
+        let Ok(chunk) = frame.into_data() else {
+            continue;
+        };
         if buf.len() + chunk.len() > limit {
             return Err(Failure::new(
                 FailureKind::Protocol,
@@ -143,10 +155,13 @@ pub(crate) async fn read_limited(
 }
 
 /// Reads at most [`MAX_ERROR_BODY`] bytes of an error answer, within `timeout`.
-async fn read_error_body(mut res: reqwest::Response, timeout: Duration) -> Bytes {
+async fn read_error_body(mut body: Incoming, timeout: Duration) -> Bytes {
     let read = async {
         let mut buf = Vec::new();
-        while let Ok(Some(chunk)) = res.chunk().await {
+        while let Some(Ok(frame)) = body.frame().await {
+            let Ok(chunk) = frame.into_data() else {
+                continue;
+            };
             let room = MAX_ERROR_BODY.saturating_sub(buf.len());
             buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
             if buf.len() >= MAX_ERROR_BODY {
@@ -160,11 +175,17 @@ async fn read_error_body(mut res: reqwest::Response, timeout: Duration) -> Bytes
         .unwrap_or_default()
 }
 
-/// Copies the named response headers the client may see.
-fn copy_headers(from: &HeaderMap, names: &[&'static str], to: &mut HeaderMap) {
-    for name in names {
-        for value in from.get_all(*name) {
-            to.append(HeaderName::from_static(name), value.clone());
+/// The response headers among `names` the client may see, in one pass over
+/// what the upstream sent.
+fn copy_headers(from: &HeaderMap, names: &[HeaderName]) -> HeaderMap {
+    let mut to = HeaderMap::new();
+    if names.is_empty() {
+        return to;
+    }
+    for (name, value) in from {
+        if names.contains(name) {
+            to.append(name.clone(), value.clone());
         }
     }
+    to
 }

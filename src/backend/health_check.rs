@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Backend, BackendKind};
+use crate::upstream::Client;
 
 /// A backend's active health check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,7 +25,7 @@ impl Backend {
     pub fn health_check(&self) -> Option<HealthCheck> {
         match &self.kind {
             BackendKind::HuggingFace(hf) => {
-                let (_, cfg) = hf.health_check()?;
+                let cfg = hf.health_check()?;
                 Some(HealthCheck {
                     interval: cfg.interval,
                 })
@@ -35,7 +36,7 @@ impl Backend {
 
     /// Probes once: whether the backend is healthy, or `None` when it has no
     /// active health check.
-    pub async fn probe(&self, client: &reqwest::Client) -> Option<bool> {
+    pub async fn probe(&self, client: &Client) -> Option<bool> {
         match &self.kind {
             BackendKind::HuggingFace(hf) => hf.probe_health(client).await,
             BackendKind::SageMaker(_) => None,
@@ -48,7 +49,7 @@ impl Backend {
 /// until aborted.
 pub fn spawn(
     backend: Arc<Backend>,
-    client: reqwest::Client,
+    client: Client,
     report: impl Fn(bool) + Send + 'static,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let check = backend.health_check()?;

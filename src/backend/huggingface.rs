@@ -7,30 +7,33 @@
 //! (TGI's 422 `validation`, the toolkit's 400) keeps its status, like a
 //! SageMaker `ModelError`.
 
-use http::{header, HeaderMap, HeaderValue};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method};
 use serde_json::Value;
 
 use super::events::Events;
-use super::exchange::{exchange, Wire};
+use super::exchange::{exchange, Outgoing, Wire};
 use super::{clip, describe, retry_after, Failure, FailureKind, UpstreamRequest, UpstreamResponse};
 use crate::config::{HealthCheckConfig, HuggingFaceConfig};
+use crate::upstream::{Client, Target};
 
 /// An HF endpoint's answers: the response headers (TGI's timing headers
 /// included) the client gets back; none on a stream, so the events look the
 /// same whichever backend served them; streams in server-sent events.
-const WIRE: Wire = Wire {
-    returned: &[
-        "content-type",
-        "x-compute-type",
-        "x-compute-time",
-        "x-compute-characters",
-        "x-total-time",
-        "x-inference-time",
-        "x-queue-time",
-        "x-validation-time",
-        "x-generated-tokens",
-        "x-prompt-tokens",
-    ],
+static RETURNED: [HeaderName; 10] = [
+    header::CONTENT_TYPE,
+    HeaderName::from_static("x-compute-type"),
+    HeaderName::from_static("x-compute-time"),
+    HeaderName::from_static("x-compute-characters"),
+    HeaderName::from_static("x-total-time"),
+    HeaderName::from_static("x-inference-time"),
+    HeaderName::from_static("x-queue-time"),
+    HeaderName::from_static("x-validation-time"),
+    HeaderName::from_static("x-generated-tokens"),
+    HeaderName::from_static("x-prompt-tokens"),
+];
+
+static WIRE: Wire = Wire {
+    returned: &RETURNED,
     stream_returned: &[],
     framing: Events::sse,
     classify: classify_error,
@@ -40,51 +43,66 @@ const WIRE: Wire = Wire {
 #[derive(Debug)]
 pub struct HuggingFace {
     url: reqwest::Url,
+    target: Target,
     /// TGI's `generate_stream` under the endpoint's URL.
-    stream_url: reqwest::Url,
+    stream_target: Target,
     /// `Bearer <token>`, marked sensitive so it is never logged by the
     /// HTTP stack.
     authorization: Option<HeaderValue>,
-    health_check: Option<HealthCheckConfig>,
+    /// The active health check: its URL (`{url}{path}`) and settings.
+    health_check: Option<(Target, HealthCheckConfig)>,
 }
 
 impl HuggingFace {
-    pub fn from_config(cfg: &HuggingFaceConfig) -> Self {
+    /// The endpoint of `cfg`, each of its URLs made a [`Target`] by
+    /// `target` (the gateway's [`crate::upstream::Egress::target`]).
+    pub fn from_config<E>(
+        cfg: &HuggingFaceConfig,
+        target: impl Fn(&reqwest::Url) -> Result<Target, E>,
+    ) -> Result<Self, E> {
         let authorization = cfg.token.as_ref().and_then(|t| {
             let mut v = HeaderValue::from_str(&format!("Bearer {}", t.expose())).ok()?;
             v.set_sensitive(true);
             Some(v)
         });
-        let stream_url = reqwest::Url::parse(&format!(
-            "{}/generate_stream",
-            cfg.url.as_str().trim_end_matches('/')
-        ))
-        .unwrap_or_else(|_| cfg.url.clone());
-        Self {
-            stream_url,
+        let base = cfg.url.as_str().trim_end_matches('/');
+        let stream_url = reqwest::Url::parse(&format!("{base}/generate_stream"))
+            .unwrap_or_else(|_| cfg.url.clone());
+        let health_check = match &cfg.health_check {
+            Some(hc) => match reqwest::Url::parse(&format!("{base}{}", hc.path)) {
+                Ok(url) => Some((target(&url)?, hc.clone())),
+                Err(_) => None,
+            },
+            None => None,
+        };
+        Ok(Self {
+            target: target(&cfg.url)?,
+            stream_target: target(&stream_url)?,
             url: cfg.url.clone(),
             authorization,
-            health_check: cfg.health_check.clone(),
-        }
+            health_check,
+        })
     }
 
-    /// The active health check, when configured: its URL (`{url}{path}`)
-    /// and settings.
-    pub fn health_check(&self) -> Option<(reqwest::Url, &HealthCheckConfig)> {
-        let hc = self.health_check.as_ref()?;
-        let base = self.url.as_str().trim_end_matches('/');
-        let url = reqwest::Url::parse(&format!("{base}{}", hc.path)).ok()?;
-        Some((url, hc))
+    /// The active health check's settings, when configured.
+    pub fn health_check(&self) -> Option<&HealthCheckConfig> {
+        self.health_check.as_ref().map(|(_, hc)| hc)
     }
 
-    /// `GET` on the health URL with the backend's token; `true` on a 2xx.
-    pub async fn probe_health(&self, client: &reqwest::Client) -> Option<bool> {
-        let (url, hc) = self.health_check()?;
-        let mut req = client.get(url).timeout(hc.timeout);
+    /// `GET` on the health URL with the backend's token; `true` on a 2xx
+    /// within the check's timeout.
+    pub async fn probe_health(&self, client: &Client) -> Option<bool> {
+        let (target, hc) = self.health_check.as_ref()?;
+        let mut headers = HeaderMap::new();
         if let Some(auth) = &self.authorization {
-            req = req.header(header::AUTHORIZATION, auth.clone());
+            headers.insert(header::AUTHORIZATION, auth.clone());
         }
-        Some(matches!(req.send().await, Ok(res) if res.status().is_success()))
+        let sent = client.send(Method::GET, target, headers, bytes::Bytes::new());
+        let healthy = match tokio::time::timeout(hc.timeout, sent).await {
+            Ok(Ok(res)) => res.status().is_success(),
+            _ => false,
+        };
+        Some(healthy)
     }
 
     /// The URL requests go to.
@@ -99,7 +117,7 @@ impl HuggingFace {
 
     pub(super) async fn call(
         &self,
-        client: &reqwest::Client,
+        client: &Client,
         req: &UpstreamRequest,
         name: &str,
     ) -> Result<UpstreamResponse, Failure> {
@@ -124,20 +142,21 @@ impl HuggingFace {
             headers.insert("x-scale-up-timeout", HeaderValue::from(secs));
         }
 
-        let url = if req.stream {
+        let target = if req.stream {
             headers.insert(
                 header::ACCEPT,
                 HeaderValue::from_static("text/event-stream"),
             );
-            &self.stream_url
+            &self.stream_target
         } else {
-            &self.url
+            &self.target
         };
-        let builder = client
-            .post(url.clone())
-            .headers(headers)
-            .body(req.body.clone());
-        exchange(builder, req, &WIRE, name).await
+        let outgoing = Outgoing {
+            target,
+            headers,
+            body: req.body.clone(),
+        };
+        exchange(client, outgoing, req, &WIRE, name).await
     }
 }
 

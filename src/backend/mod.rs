@@ -28,6 +28,10 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use crate::config::{BackendConfig, BackendKind as BackendKindConfig};
+use crate::upstream::{
+    find_source, Client, ConnectError, ConnectErrorKind, Deadline, Egress, Target,
+};
+use hyper::body::Incoming;
 
 pub use health_check::HealthCheck;
 pub use huggingface::HuggingFace;
@@ -43,6 +47,9 @@ pub enum BuildError {
         #[source]
         source: UrlParseError,
     },
+    /// The environment's proxy for the backend cannot be used.
+    #[error(transparent)]
+    Proxy(#[from] crate::upstream::EgressError),
 }
 
 /// The `url` crate's parse error, named through reqwest's `Url` so that the
@@ -72,16 +79,17 @@ impl Backend {
     /// timeout: for the balancer's and dispatcher's tests and the hot-path
     /// benchmark, which pick backends without calling them.
     pub fn huggingface(name: &str, url: reqwest::Url) -> Self {
+        let cfg = crate::config::HuggingFaceConfig {
+            url,
+            token: None,
+            health_check: None,
+        };
+        let direct = |url: &reqwest::Url| Ok::<_, std::convert::Infallible>(Target::direct(url));
+        let Ok(hf) = HuggingFace::from_config(&cfg, direct);
         Self {
             name: name.to_string(),
             timeout: None,
-            kind: BackendKind::HuggingFace(HuggingFace::from_config(
-                &crate::config::HuggingFaceConfig {
-                    url,
-                    token: None,
-                    health_check: None,
-                },
-            )),
+            kind: BackendKind::HuggingFace(hf),
         }
     }
 
@@ -92,13 +100,14 @@ impl Backend {
         cfg: &BackendConfig,
         credentials: Option<SharedCredentialsProvider>,
         metrics: &crate::metrics::Metrics,
+        egress: &Egress,
     ) -> Result<Self, BuildError> {
         let kind = match &cfg.kind {
             BackendKindConfig::SageMaker(sm) => BackendKind::SageMaker(
-                SageMaker::from_config(&cfg.name, sm, credentials, metrics).await?,
+                SageMaker::from_config(&cfg.name, sm, credentials, metrics, egress).await?,
             ),
             BackendKindConfig::HuggingFace(hf) => {
-                BackendKind::HuggingFace(HuggingFace::from_config(hf))
+                BackendKind::HuggingFace(HuggingFace::from_config(hf, |u| egress.target(u))?)
             }
         };
         Ok(Self {
@@ -129,7 +138,7 @@ impl Backend {
     /// stale signature.
     pub async fn call(
         &self,
-        client: &reqwest::Client,
+        client: &Client,
         req: &UpstreamRequest,
     ) -> Result<UpstreamResponse, Failure> {
         match &self.kind {
@@ -185,7 +194,7 @@ impl fmt::Debug for UpstreamResponse {
 /// The body of a successful answer: passed through as it arrives, or
 /// complete when a payload adapter had to rewrite it.
 pub enum UpstreamBody {
-    Stream(reqwest::Response),
+    Stream(Deadline<Incoming>),
     Full(Bytes),
     /// A token stream whose first event has arrived.
     Events {
@@ -329,36 +338,46 @@ impl Failure {
         self
     }
 
-    /// Classifies a transport error from the upstream client.
-    pub(crate) fn from_transport(err: &reqwest::Error, backend: &str) -> Self {
-        let mut f = Self::transport_kind(err, backend);
+    /// Classifies a transport error from the upstream client: no
+    /// connection (naming the step that failed: TCP, TLS, the proxy), or a
+    /// connection that broke before the answer.
+    pub(crate) fn from_transport(err: &crate::upstream::Error, backend: &str) -> Self {
+        let mut f = match find_source::<ConnectError>(err) {
+            Some(c) if c.kind == ConnectErrorKind::TimedOut => Failure::new(
+                FailureKind::Timeout,
+                format!("could not connect to backend \"{backend}\": {c}"),
+            ),
+            // A certificate the gateway does not trust will not be trusted
+            // on a second try: only another backend may serve.
+            Some(c) if c.kind == ConnectErrorKind::Tls => Failure::new(
+                FailureKind::Connect,
+                format!("could not connect to backend \"{backend}\": {c}"),
+            )
+            .retryable(false),
+            Some(c) => Failure::new(
+                FailureKind::Connect,
+                format!("could not connect to backend \"{backend}\": {c}"),
+            ),
+            None if err.is_connect() => Failure::new(
+                FailureKind::Connect,
+                format!("could not connect to backend \"{backend}\""),
+            ),
+            None => Failure::new(
+                FailureKind::Io,
+                format!("the connection to backend \"{backend}\" failed before a response"),
+            ),
+        };
         f.cause = Some(cause_chain(err));
         f
     }
 
-    /// No answer in time: the wait for the response headers ran out, or
-    /// the HTTP client's own timeout did; one message for both.
+    /// No answer in time: the wait for the response headers ran out; one
+    /// message whichever limit set it.
     pub(crate) fn timed_out(backend: &str) -> Self {
         Failure::new(
             FailureKind::Timeout,
             format!("backend \"{backend}\" did not answer in time"),
         )
-    }
-
-    fn transport_kind(err: &reqwest::Error, backend: &str) -> Self {
-        if err.is_timeout() {
-            Self::timed_out(backend)
-        } else if err.is_connect() {
-            Failure::new(
-                FailureKind::Connect,
-                format!("could not connect to backend \"{backend}\""),
-            )
-        } else {
-            Failure::new(
-                FailureKind::Io,
-                format!("the connection to backend \"{backend}\" failed before a response"),
-            )
-        }
     }
 }
 

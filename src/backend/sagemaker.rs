@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use super::credentials::CredentialSource;
 use super::events::Events;
-use super::exchange::{exchange, read_limited, Wire};
+use super::exchange::{exchange, read_limited, Outgoing, Wire};
 use super::format::{jumpstart_request, jumpstart_response};
 use super::sigv4::{sign_request, Signer};
 use super::{
@@ -27,7 +27,7 @@ use super::{
 };
 use crate::config::{PayloadFormat, SageMakerConfig};
 use crate::metrics::Metrics;
-use crate::protocol::sagemaker::default_base;
+use crate::upstream::{Client, Egress, Target};
 
 /// The largest `InvokeEndpoint` answer SageMaker returns (6 MB); an adapted
 /// answer is read whole, so it is bounded.
@@ -36,20 +36,24 @@ const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
 /// SageMaker's answers: `InvokeEndpoint`'s headers the client gets back;
 /// of a stream, only the session headers it asked for, so the events look
 /// the same whichever backend served them; streams in the AWS event stream.
-const WIRE: Wire = Wire {
-    returned: &[
-        "content-type",
-        "x-amzn-invoked-production-variant",
-        "x-amzn-sagemaker-custom-attributes",
-        "x-amzn-sagemaker-new-session-id",
-        "x-amzn-sagemaker-closed-session-id",
-        "x-amzn-requestid",
-    ],
-    stream_returned: &[
-        "x-amzn-sagemaker-custom-attributes",
-        "x-amzn-sagemaker-new-session-id",
-        "x-amzn-sagemaker-closed-session-id",
-    ],
+static RETURNED: [HeaderName; 6] = [
+    header::CONTENT_TYPE,
+    HeaderName::from_static("x-amzn-invoked-production-variant"),
+    HeaderName::from_static("x-amzn-sagemaker-custom-attributes"),
+    HeaderName::from_static("x-amzn-sagemaker-new-session-id"),
+    HeaderName::from_static("x-amzn-sagemaker-closed-session-id"),
+    HeaderName::from_static("x-amzn-requestid"),
+];
+
+static STREAM_RETURNED: [HeaderName; 3] = [
+    HeaderName::from_static("x-amzn-sagemaker-custom-attributes"),
+    HeaderName::from_static("x-amzn-sagemaker-new-session-id"),
+    HeaderName::from_static("x-amzn-sagemaker-closed-session-id"),
+];
+
+static WIRE: Wire = Wire {
+    returned: &RETURNED,
+    stream_returned: &STREAM_RETURNED,
     framing: Events::aws,
     classify: classify_error,
 };
@@ -60,8 +64,9 @@ pub struct SageMaker {
     name: String,
     region: String,
     url: reqwest::Url,
-    /// `InvokeEndpointWithResponseStream`'s URL.
-    stream_url: reqwest::Url,
+    target: Target,
+    /// `InvokeEndpointWithResponseStream`'s.
+    stream_target: Target,
     /// The `Host` header the upstream client sends, as signed.
     host: String,
     credentials: Arc<CredentialSource>,
@@ -77,6 +82,7 @@ impl SageMaker {
         cfg: &SageMakerConfig,
         provider: Option<SharedCredentialsProvider>,
         metrics: &Metrics,
+        egress: &Egress,
     ) -> Result<Self, BuildError> {
         let source = match provider {
             Some(p) => CredentialSource::from_provider(p),
@@ -89,8 +95,9 @@ impl SageMaker {
         Ok(Self {
             name: name.to_string(),
             region: cfg.region.clone(),
+            target: egress.target(&url)?,
+            stream_target: egress.target(&stream_url)?,
             url,
-            stream_url,
             host,
             credentials,
             fixed_headers: cfg.headers.clone(),
@@ -111,7 +118,7 @@ impl SageMaker {
 
     pub(super) async fn call(
         &self,
-        client: &reqwest::Client,
+        client: &Client,
         req: &UpstreamRequest,
     ) -> Result<UpstreamResponse, Failure> {
         let (body, content_type, accept) = self.payload(req)?;
@@ -128,17 +135,25 @@ impl SageMaker {
             )
         })?;
         let mut headers = self.request_headers(req, content_type, accept);
-        let url = if req.stream {
-            &self.stream_url
+        let target = if req.stream {
+            &self.stream_target
         } else {
-            &self.url
+            &self.target
         };
         let signer = Signer {
             credentials: &credentials,
             region: &self.region,
             time: SystemTime::now(),
         };
-        sign_request(signer, "POST", &self.host, url.path(), &mut headers, &body).map_err(|e| {
+        sign_request(
+            signer,
+            "POST",
+            &self.host,
+            target.uri().path(),
+            &mut headers,
+            &body,
+        )
+        .map_err(|e| {
             tracing::error!(backend = %self.name, error = %e, "could not sign a request");
             Failure::new(
                 FailureKind::Internal,
@@ -154,8 +169,12 @@ impl SageMaker {
         if let Some(trace) = &req.trace {
             trace.inject(&mut headers);
         }
-        let builder = client.post(url.clone()).headers(headers).body(body);
-        let response = exchange(builder, req, &WIRE, &self.name).await?;
+        let outgoing = Outgoing {
+            target,
+            headers,
+            body,
+        };
+        let response = exchange(client, outgoing, req, &WIRE, &self.name).await?;
         match self.format {
             PayloadFormat::Hf => Ok(response),
             PayloadFormat::JumpStartText2Text => self.adapt(response).await,
@@ -229,8 +248,8 @@ impl SageMaker {
             mut headers,
             body,
         } = response;
-        let res = match body {
-            UpstreamBody::Stream(res) => res,
+        let res_body = match body {
+            UpstreamBody::Stream(body) => body,
             body => {
                 return Ok(UpstreamResponse {
                     status,
@@ -239,7 +258,7 @@ impl SageMaker {
                 })
             }
         };
-        let raw = read_limited(res, MAX_RESPONSE_BYTES, &self.name).await?;
+        let raw = read_limited(res_body, MAX_RESPONSE_BYTES, &self.name).await?;
         let adapted = jumpstart_response(&raw).ok_or_else(|| {
             Failure::new(
                 FailureKind::Protocol,
@@ -289,11 +308,11 @@ fn stream_body(body: &[u8], backend: &str) -> Result<Bytes, Failure> {
 
 /// `{base}/endpoints/{name}/{operation}`.
 fn invocations_url(cfg: &SageMakerConfig, operation: &str) -> Result<reqwest::Url, BuildError> {
-    let base = match &cfg.endpoint_url {
-        Some(url) => url.as_str().trim_end_matches('/').to_string(),
-        None => default_base(&cfg.region, cfg.fips),
-    };
-    let raw = format!("{base}/endpoints/{}/{operation}", cfg.endpoint_name);
+    let raw = format!(
+        "{}/endpoints/{}/{operation}",
+        cfg.base_url(),
+        cfg.endpoint_name
+    );
     reqwest::Url::parse(&raw).map_err(|source| BuildError::Url { url: raw, source })
 }
 

@@ -49,6 +49,11 @@ pub(super) fn validate_backend(
         diag,
     );
     let (max_in_flight, outlier) = backend_limits(&raw, path, diag);
+    let tls_ca_file = super::tls::ca_file(
+        raw.tls_ca_file.clone(),
+        &key_path(path, "tls_ca_file"),
+        diag,
+    );
     let kind_path = key_path(path, "kind");
     let kind = match raw.kind.as_deref() {
         None => {
@@ -80,6 +85,7 @@ pub(super) fn validate_backend(
         timeout,
         max_in_flight,
         outlier,
+        tls_ca_file,
         kind: kind?,
     })
 }

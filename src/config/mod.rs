@@ -26,7 +26,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::secret::Secret;
@@ -40,6 +40,7 @@ mod resilience;
 mod summary;
 mod syntax;
 mod telemetry;
+pub mod tls;
 mod validate;
 
 #[cfg(test)]
@@ -169,6 +170,9 @@ pub struct UpstreamConfig {
     /// Idle connections kept per host, in each worker's pool; 0 disables
     /// pooling.
     pub pool_max_idle_per_host: usize,
+    /// CA certificates (PEM) trusted for upstream TLS besides the system's
+    /// roots; read and checked with the config.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 impl Default for UpstreamConfig {
@@ -177,6 +181,7 @@ impl Default for UpstreamConfig {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
             pool_max_idle_per_host: DEFAULT_POOL_MAX_IDLE_PER_HOST,
+            tls_ca_file: None,
         }
     }
 }
@@ -231,7 +236,21 @@ pub struct BackendConfig {
     pub max_in_flight: Option<u32>,
     /// Passive health: when consecutive failures eject this backend.
     pub outlier: OutlierConfig,
+    /// This backend's own trusted CAs (PEM), instead of
+    /// `upstream.tls_ca_file`.
+    pub tls_ca_file: Option<PathBuf>,
     pub kind: BackendKind,
+}
+
+impl BackendConfig {
+    /// The scheme and authority requests go to (`https://host[:port]`
+    /// and any path prefix).
+    pub fn base_url(&self) -> String {
+        match &self.kind {
+            BackendKind::SageMaker(sm) => sm.base_url(),
+            BackendKind::HuggingFace(hf) => hf.url.as_str().to_string(),
+        }
+    }
 }
 
 /// `eject_after`, `ejection_time`, `max_ejection_time`: passive outlier
@@ -262,6 +281,16 @@ impl Default for OutlierConfig {
 pub enum BackendKind {
     SageMaker(SageMakerConfig),
     HuggingFace(HuggingFaceConfig),
+}
+
+impl SageMakerConfig {
+    /// `endpoint_url` without a trailing `/`, or the region's runtime URL.
+    pub fn base_url(&self) -> String {
+        match &self.endpoint_url {
+            Some(url) => url.as_str().trim_end_matches('/').to_string(),
+            None => crate::protocol::sagemaker::default_base(&self.region, self.fips),
+        }
+    }
 }
 
 /// `kind = "sagemaker"`: a SageMaker real-time endpoint, SigV4-signed.

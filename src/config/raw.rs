@@ -45,6 +45,7 @@ pub(super) struct RawUpstream {
     #[serde(deserialize_with = "duration")]
     pub(super) pool_idle_timeout: Option<Duration>,
     pub(super) pool_max_idle_per_host: Option<i64>,
+    pub(super) tls_ca_file: Option<String>,
 }
 
 /// `[telemetry]`
@@ -71,6 +72,7 @@ pub(super) struct RawBackend {
     pub(super) ejection_time: Option<Duration>,
     #[serde(deserialize_with = "duration")]
     pub(super) max_ejection_time: Option<Duration>,
+    pub(super) tls_ca_file: Option<String>,
 
     // kind = "sagemaker"
     pub(super) endpoint_name: Option<String>,

@@ -271,6 +271,7 @@ fn upstream_config(raw: RawUpstream, diag: &mut Diagnostics) -> UpstreamConfig {
             DEFAULT_POOL_MAX_IDLE_PER_HOST,
             diag,
         ),
+        tls_ca_file: super::tls::ca_file(raw.tls_ca_file, &p("tls_ca_file"), diag),
     }
 }
 

@@ -30,7 +30,7 @@ pub(crate) trait Call {
 
 /// The backends themselves, over the shared upstream client.
 pub(crate) struct Upstream<'a> {
-    pub(crate) client: &'a reqwest::Client,
+    pub(crate) client: &'a crate::upstream::Client,
     pub(crate) route: &'a Route,
 }
 

@@ -71,7 +71,7 @@ pub struct Dispatched {
 /// What the dispatcher needs from the gateway.
 #[derive(Debug, Clone, Copy)]
 pub struct Context<'a> {
-    pub client: &'a reqwest::Client,
+    pub client: &'a crate::upstream::Client,
     pub metrics: &'a Metrics,
 }
 

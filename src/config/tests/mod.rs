@@ -223,6 +223,7 @@ fn defaults() {
             connect_timeout: Duration::from_secs(5),
             pool_idle_timeout: Duration::from_secs(90),
             pool_max_idle_per_host: 4096,
+            tls_ca_file: None,
         }
     );
     let sm = sagemaker(&config, "sm-flan");
