@@ -12,7 +12,7 @@ use crate::config::{Config, TelemetryConfig};
 use crate::emulator::cli::EmulateCommand;
 use crate::gateway::{BuildOptions, Gateway};
 use crate::server;
-use crate::telemetry::SpanSink;
+use crate::telemetry::{access_log, SpanSink};
 
 /// `--log-format`.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -30,7 +30,9 @@ pub struct Logging {
 }
 
 impl Logging {
-    /// Installs the global subscriber. Logs go to stderr.
+    /// Installs the global subscriber. Logs go to stderr. Access lines take
+    /// the same format but their own writer ([`access_log`]), which learns
+    /// here, once, the format and whether the filter lets them through.
     pub fn init(&self) {
         let filter = match &self.level {
             Some(level) => EnvFilter::try_new(level),
@@ -45,6 +47,10 @@ impl Logging {
             LogFormat::Text => builder.try_init(),
             LogFormat::Json => builder.json().flatten_event(true).try_init(),
         };
+        access_log::init(match self.format {
+            LogFormat::Text => access_log::Format::Text,
+            LogFormat::Json => access_log::Format::Json,
+        });
     }
 }
 

@@ -41,6 +41,7 @@ use tokio::sync::{watch, AcquireError, Semaphore, SemaphorePermit};
 
 use crate::gateway::{current_worker, set_current_worker, Gateway};
 use crate::layers::head_limit::{MAX_HEADERS, MAX_HEADER_BYTES};
+use crate::telemetry::access_log;
 
 /// Largest request head hyper reads before refusing with an empty 431 and
 /// closing. Above the gateway's own limit, so that a head between the two
@@ -204,6 +205,9 @@ async fn serve_worker(
     shutdown: impl Future<Output = ()>,
     slots: Slots,
 ) -> std::io::Result<()> {
+    // This worker's access lines are batched until it has drained; lines
+    // of connections cut when its runtime ends are written one by one.
+    let _access_log = access_log::Batching::start();
     let builder = Arc::new(builder());
     let (stop, stopped) = watch::channel(false);
     let connections = gateway.metrics.connections_accepted(current_worker());

@@ -5,12 +5,16 @@
 //! [`RequestSpan`] per request when its response ends; with none configured
 //! (the default), the request path does no span work at all. The OTLP
 //! exporter ([`otlp`], cargo feature `otlp`) is one such sink.
+//!
+//! The access log's writer ([`access_log`]) lives here too: the lines
+//! are formatted and batched per worker thread, off the global subscriber.
 
 use std::fmt::Debug;
 use std::time::SystemTime;
 
 use crate::trace::TraceContext;
 
+pub mod access_log;
 #[cfg(feature = "otlp")]
 pub mod otlp;
 

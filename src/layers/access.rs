@@ -8,7 +8,9 @@
 //! The request metrics are recorded when the response head is ready (the
 //! client-visible latency and the gateway's overhead); the access-log line
 //! is written when the response body ends — or the client leaves — so it
-//! carries the bytes sent and the whole duration, streams included.
+//! carries the bytes sent and the whole duration, streams included. The
+//! line is formatted and batched per worker by
+//! [`crate::telemetry::access_log`], off the global subscriber.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -28,7 +30,7 @@ use crate::body::{BoxError, ResBody};
 use crate::gateway::Gateway;
 use crate::metrics::Outcome;
 use crate::route::Route;
-use crate::telemetry::{RequestSpan, SpanSink};
+use crate::telemetry::{access_log, RequestSpan, SpanSink};
 use crate::trace::TraceContext;
 
 /// What the log and the metrics record of one request, filled in as the
@@ -203,24 +205,21 @@ impl Line {
     fn write(&self, complete: bool) {
         let a = &self.access;
         let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        let trace_id = a.trace.as_ref().map(TraceContext::trace_id_hex);
-        tracing::info!(
-            target: "infergate::access",
-            request_id = %a.request_id,
-            trace_id = trace_id.as_deref().unwrap_or_default(),
-            route = a.route.as_ref().map_or("unknown", |r| r.name.as_str()),
-            backend = a.backend.as_ref().map(|b| b.name.as_str()),
-            status = self.status,
-            attempts = a.attempts,
-            stream = a.stream,
-            head_us = micros(self.head),
-            total_us = micros(self.started.elapsed()),
-            upstream_us = micros(a.upstream),
-            bytes_in = a.bytes_in,
-            bytes_out = self.bytes_out,
+        access_log::write(&access_log::Record {
+            request_id: &a.request_id,
+            trace_id: a.trace.as_ref().map(|t| &t.trace_id),
+            route: a.route.as_ref().map_or("unknown", |r| r.name.as_str()),
+            backend: a.backend.as_ref().map(|b| b.name.as_str()),
+            status: self.status,
+            attempts: a.attempts,
+            stream: a.stream,
+            head_us: micros(self.head),
+            total_us: micros(self.started.elapsed()),
+            upstream_us: micros(a.upstream),
+            bytes_in: a.bytes_in as u64,
+            bytes_out: self.bytes_out,
             complete,
-            "request"
-        );
+        });
         if let (Some(sink), Some(trace)) = (&self.spans, &a.trace) {
             sink.finished(&RequestSpan {
                 trace,

@@ -116,6 +116,27 @@ async fn json_logs_have_one_access_line_per_request() {
         bytes_out: out,
         trace: None,
     });
+    // A client's request id with JSON's special characters: kept (it is
+    // visible ASCII) and escaped, so its line stays one JSON object.
+    let odd_id = r#"log-"quoted"\back{slash}"#;
+    let res = post(odd_id, "/v1/predict/hf".into(), BODY.into())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-request-id"], odd_id);
+    let out = res.bytes().await.unwrap().len();
+    sent.push(Sent {
+        id: odd_id,
+        route: "hf",
+        backend: Some("hf"),
+        status: 200,
+        attempts: 1,
+        stream: false,
+        bytes_in: BODY.len(),
+        bytes_out: out,
+        trace: None,
+    });
     // A retry.
     sm.faults().fail_next(1, InjectedError::ThrottlingException);
     let res = post("log-sm-retry", "/v1/predict/sm".into(), BODY.into())
