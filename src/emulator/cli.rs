@@ -18,10 +18,12 @@ use super::EmulatorHandle;
 /// Which emulator to run.
 #[derive(Debug, clap::Subcommand)]
 pub enum EmulateCommand {
+    // Boxed: the flags are a few hundred bytes, and this enum sits in the
+    // binary's top-level command beside small variants.
     /// The SageMaker runtime (InvokeEndpoint, InvokeEndpointWithResponseStream).
-    Sagemaker(SageMakerArgs),
+    Sagemaker(Box<SageMakerArgs>),
     /// A TGI-shaped Hugging Face Inference Endpoint.
-    Huggingface(HuggingFaceArgs),
+    Huggingface(Box<HuggingFaceArgs>),
 }
 
 #[derive(Debug, clap::Args)]

@@ -56,7 +56,7 @@ async fn hugging_face_over_https_trusted_through_upstream_ca() {
     assert_eq!(res.headers()["x-infergate-backend"], "hf");
     assert_eq!(res.json::<Value>().await.unwrap(), expected_answer());
     let seen = emu.counters().last().unwrap();
-    assert_eq!(seen.path, "/generate");
+    assert_eq!(seen.path, "/");
     assert_eq!(seen.server_name.as_deref(), Some(HOST));
 
     let res = predict(&gw.base, "hf/stream", &stream_body()).await;

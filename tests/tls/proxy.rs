@@ -138,7 +138,7 @@ async fn http_goes_through_the_proxy_in_absolute_form() {
     assert_eq!((proxy.forwarded(), proxy.connects()), (2, 0));
     let seen = proxy.seen();
     assert_eq!(seen[0].method, "POST");
-    assert_eq!(seen[0].target, format!("{}/generate", emu.url()));
+    assert_eq!(seen[0].target, format!("{}/", emu.url()));
     assert_eq!(seen[1].target, format!("{}/generate_stream", emu.url()));
     assert!(seen.iter().all(|s| s.proxy_authorization == Some(basic())));
     // The origin got origin form, and not the proxy's credentials.
