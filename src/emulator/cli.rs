@@ -5,21 +5,25 @@
 //! printed (clap is told to hide their values).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::faults::{FaultConfig, InjectedError};
 use super::huggingface::{self, HuggingFaceOptions};
 use super::sagemaker::{self, ModelFormat, SageMakerOptions};
 use super::sigv4_verify::Credential;
+use super::tls::{Alpn, TlsOptions};
 use super::EmulatorHandle;
 
 /// Which emulator to run.
 #[derive(Debug, clap::Subcommand)]
 pub enum EmulateCommand {
+    // Boxed: the flags are a few hundred bytes, and this enum sits in the
+    // binary's top-level command beside small variants.
     /// The SageMaker runtime (InvokeEndpoint, InvokeEndpointWithResponseStream).
-    Sagemaker(SageMakerArgs),
+    Sagemaker(Box<SageMakerArgs>),
     /// A TGI-shaped Hugging Face Inference Endpoint.
-    Huggingface(HuggingFaceArgs),
+    Huggingface(Box<HuggingFaceArgs>),
 }
 
 #[derive(Debug, clap::Args)]
@@ -47,6 +51,8 @@ pub struct SageMakerArgs {
     pub format: ModelFormat,
     #[command(flatten)]
     pub faults: FaultArgs,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -62,6 +68,39 @@ pub struct HuggingFaceArgs {
     pub model_id: String,
     #[command(flatten)]
     pub faults: FaultArgs,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// HTTPS flags shared by both emulators: give both files to serve HTTPS.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TlsArgs {
+    /// Serve HTTPS with this certificate chain (PEM: the leaf, then any
+    /// intermediates).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of that certificate (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Protocols offered by ALPN.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "h2-and-http1",
+        requires = "tls_cert"
+    )]
+    pub tls_alpn: Alpn,
+}
+
+impl TlsArgs {
+    fn into_options(self) -> Option<TlsOptions> {
+        let (cert_chain, private_key) = (self.tls_cert?, self.tls_key?);
+        Some(TlsOptions {
+            cert_chain,
+            private_key,
+            alpn: self.tls_alpn,
+        })
+    }
 }
 
 /// Fault flags shared by both emulators (all off by default).
@@ -132,6 +171,7 @@ impl SageMakerArgs {
             credentials,
             format: self.format,
             faults: self.faults.into_config()?,
+            tls: self.tls.into_options(),
             ..SageMakerOptions::default()
         })
     }
@@ -144,6 +184,7 @@ impl HuggingFaceArgs {
             token: self.token.filter(|t| !t.is_empty()),
             model_id: self.model_id,
             faults: self.faults.into_config()?,
+            tls: self.tls.into_options(),
         })
     }
 }
@@ -265,6 +306,55 @@ mod tests {
             }
         );
         assert_eq!(opts.credentials.len(), 1);
+        assert_eq!(opts.tls, None);
+    }
+
+    #[test]
+    fn parses_tls_flags() {
+        let cli = Cli::try_parse_from([
+            "x",
+            "huggingface",
+            "--tls-cert",
+            "chain.pem",
+            "--tls-key",
+            "key.pem",
+            "--tls-alpn",
+            "http1-only",
+        ])
+        .unwrap();
+        let EmulateCommand::Huggingface(args) = cli.cmd else {
+            panic!("wrong command")
+        };
+        let tls = args.into_options().unwrap().tls.unwrap();
+        assert_eq!(tls.cert_chain, PathBuf::from("chain.pem"));
+        assert_eq!(tls.private_key, PathBuf::from("key.pem"));
+        assert_eq!(tls.alpn, Alpn::Http1Only);
+
+        let cli = Cli::try_parse_from([
+            "x",
+            "sagemaker",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+        ])
+        .unwrap();
+        let EmulateCommand::Sagemaker(args) = cli.cmd else {
+            panic!("wrong command")
+        };
+        assert_eq!(
+            args.into_options().unwrap().tls.unwrap().alpn,
+            Alpn::H2AndHttp1
+        );
+
+        // One file without the other, or ALPN without TLS, is a usage error.
+        for argv in [
+            &["x", "sagemaker", "--tls-cert", "c.pem"][..],
+            &["x", "huggingface", "--tls-key", "k.pem"],
+            &["x", "huggingface", "--tls-alpn", "http1-only"],
+        ] {
+            assert!(Cli::try_parse_from(argv).is_err(), "{argv:?}");
+        }
     }
 
     #[test]

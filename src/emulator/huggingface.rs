@@ -30,6 +30,7 @@ use super::serve::{
     self, apply_faults, json_response, paced, set_header, Answer, BodyError, EmuBody, EmuRequest,
     Emulator,
 };
+use super::tls::TlsOptions;
 use super::{EmulatorHandle, Shared};
 
 /// TGI's default request body limit.
@@ -47,6 +48,8 @@ pub struct HuggingFaceOptions {
     /// What `/info` and chat completions report as the model.
     pub model_id: String,
     pub faults: FaultConfig,
+    /// Serve HTTPS with this certificate; `None` serves plain HTTP.
+    pub tls: Option<TlsOptions>,
 }
 
 impl Default for HuggingFaceOptions {
@@ -55,6 +58,7 @@ impl Default for HuggingFaceOptions {
             token: None,
             model_id: model::DEFAULT_MODEL_ID.to_owned(),
             faults: FaultConfig::default(),
+            tls: None,
         }
     }
 }
@@ -74,6 +78,7 @@ pub async fn start(
             model_id: opts.model_id,
         },
         shared,
+        opts.tls.as_ref(),
     )
     .await
 }

@@ -4,10 +4,13 @@
 //! `infergate demo` run them in-process; `infergate emulate …` ([`cli`]) runs
 //! them on their own so users can develop offline.
 //!
-//! Both share the serve loop (`serve.rs`: hyper 1, HTTP/1.1 + h2c, injected
-//! connection resets, graceful shutdown), the fault layer ([`faults`]), the
-//! fake model ([`model`]: same input, same answer on both), and what a test
-//! observes: [`Counters`] and the log of recent requests, reached through the
+//! Both share the serve loop (`serve.rs`: hyper 1, HTTP/1.1 + h2c, or HTTPS
+//! with ALPN when given [`TlsOptions`] ([`tls`]); injected connection resets,
+//! graceful shutdown), the fault layer ([`faults`]), the fake model
+//! ([`model`]: same input, same answer on both), and what a test observes:
+//! [`Counters`] and the log of recent requests (each with its HTTP version
+//! and TLS server name), and [`Connections`] (accepted connections, TLS
+//! handshakes and what they negotiated), reached through the
 //! [`EmulatorHandle`] that `start` returns. Signatures are checked by
 //! [`sigv4_verify`], which never shares code with the gateway's signer.
 //!
@@ -19,6 +22,7 @@
 //! `POST /_emulator/scale-to-zero`, `GET /_emulator/requests` (recent requests).
 
 pub mod cli;
+mod connections;
 mod eventstream;
 pub mod faults;
 pub mod huggingface;
@@ -26,6 +30,7 @@ pub mod model;
 pub mod sagemaker;
 mod serve;
 pub mod sigv4_verify;
+pub mod tls;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -33,15 +38,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
-use http::{HeaderMap, Method};
+use http::{HeaderMap, Method, Version};
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use connections::{Connections, TlsSession, SESSIONS_CAPACITY};
 pub use faults::{FaultConfig, Faults, InjectedError, ScaleState, StreamError};
 pub use huggingface::HuggingFaceOptions;
 pub use sagemaker::{ModelFormat, SageMakerOptions};
 pub use sigv4_verify::Credential;
+pub use tls::{Alpn, TlsOptions};
 
 /// How many requests [`Counters::recent`] keeps.
 pub const RECENT_CAPACITY: usize = 64;
@@ -55,6 +62,11 @@ pub struct RecordedRequest {
     pub headers: HeaderMap,
     /// Empty when the body was over the emulator's size limit.
     pub body: Bytes,
+    /// `HTTP_11` or `HTTP_2` (on TLS, what ALPN chose).
+    pub version: Version,
+    /// The SNI host name of the request's TLS connection; `None` on plain
+    /// HTTP or when the client sent none (an IP-address URL).
+    pub server_name: Option<String>,
 }
 
 /// What an emulator has seen, readable at any time by tests.
@@ -246,12 +258,14 @@ pub(crate) struct Shared {
     pub(crate) counters: Counters,
     pub(crate) faults: Faults,
     pub(crate) auth: Auth,
+    pub(crate) connections: Connections,
 }
 
 /// A running emulator. Dropping it stops the server at once (open connections
 /// are cut); [`EmulatorHandle::shutdown`] lets in-flight requests finish first.
 pub struct EmulatorHandle {
     addr: SocketAddr,
+    tls: bool,
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
@@ -262,13 +276,38 @@ impl EmulatorHandle {
         self.addr
     }
 
-    /// `http://IP:PORT`, ready to be used as an endpoint URL.
+    /// `http://IP:PORT` (`https://` in HTTPS mode), ready to be used as an
+    /// endpoint URL. A client that must send SNI or check a host name needs
+    /// the certificate's host name instead: [`EmulatorHandle::url_for`].
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme(), self.addr)
+    }
+
+    /// The URL with `host` (e.g. `localhost`) in place of the IP address.
+    pub fn url_for(&self, host: &str) -> String {
+        format!("{}://{host}:{}", self.scheme(), self.addr.port())
+    }
+
+    /// Whether it serves HTTPS.
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     pub fn counters(&self) -> &Counters {
         &self.shared.counters
+    }
+
+    /// Accepted connections and TLS handshakes.
+    pub fn connections(&self) -> &Connections {
+        &self.shared.connections
     }
 
     pub fn faults(&self) -> &Faults {
@@ -310,6 +349,7 @@ impl std::fmt::Debug for EmulatorHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EmulatorHandle")
             .field("addr", &self.addr)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }

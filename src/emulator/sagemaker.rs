@@ -39,6 +39,7 @@ use super::serve::{
     self, apply_faults, set_header, Answer, BodyError, EmuBody, EmuRequest, Emulator,
 };
 use super::sigv4_verify::{self, Credential, Expect, Rejection, VerifyRequest};
+use super::tls::TlsOptions;
 use super::{EmulatorHandle, Shared};
 
 mod errors;
@@ -88,6 +89,8 @@ pub struct SageMakerOptions {
     /// Allowed clock skew of `X-Amz-Date` (AWS: 15 minutes).
     pub max_skew: Duration,
     pub faults: FaultConfig,
+    /// Serve HTTPS with this certificate; `None` serves plain HTTP.
+    pub tls: Option<TlsOptions>,
 }
 
 impl Default for SageMakerOptions {
@@ -99,6 +102,7 @@ impl Default for SageMakerOptions {
             format: ModelFormat::Tgi,
             max_skew: Duration::from_secs(15 * 60),
             faults: FaultConfig::default(),
+            tls: None,
         }
     }
 }
@@ -115,7 +119,7 @@ pub async fn start(listen: SocketAddr, opts: SageMakerOptions) -> std::io::Resul
         max_skew: opts.max_skew,
         sessions: Mutex::new(HashMap::new()),
     };
-    serve::start(listen, emu, shared).await
+    serve::start(listen, emu, shared, opts.tls.as_ref()).await
 }
 
 struct SageMaker {

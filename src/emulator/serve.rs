@@ -1,7 +1,8 @@
 //! The serve loop both emulators run on, and the plumbing they share.
 //!
 //! hyper 1 with hyper-util's auto builder (HTTP/1.1 and h2c prior knowledge)
-//! on one listener. Each request is first checked for the `/_emulator/*`
+//! on one listener; in HTTPS mode each connection first completes a rustls
+//! handshake ([`super::tls`]) and then speaks what ALPN chose. Each request is first checked for the `/_emulator/*`
 //! control routes, then recorded in the [`Counters`](super::Counters), its body
 //! read up to the emulator's limit, and handed to the [`Emulator`]. An
 //! emulator answers a response or [`Reset`]: the connection is then dropped
@@ -33,9 +34,11 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 
 use super::faults::{FaultConfig, InjectedError, Outcome};
-use super::{EmulatorHandle, RecordedRequest, Shared};
+use super::tls::{self, Negotiated, Protocol, TlsOptions};
+use super::{EmulatorHandle, RecordedRequest, Shared, TlsSession};
 
 /// How long a graceful shutdown waits for open requests before cutting them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -278,24 +281,28 @@ pub(crate) fn paced(
 
 // === server ===
 
-/// Binds `listen` and serves `emu` until the returned handle is shut down or
-/// dropped.
+/// Binds `listen` and serves `emu` (over TLS when `tls` is given) until the
+/// returned handle is shut down or dropped.
 pub(crate) async fn start<E: Emulator>(
     listen: SocketAddr,
     emu: E,
     shared: Arc<Shared>,
+    tls: Option<&TlsOptions>,
 ) -> io::Result<EmulatorHandle> {
+    let acceptor = tls.map(tls::acceptor).transpose()?;
     let listener = crate::server::listen(listen, false)?;
     let addr = listener.local_addr()?;
     let (stop, stop_rx) = watch::channel(false);
     let task = tokio::spawn(accept_loop(
         listener,
+        acceptor.clone(),
         Arc::new(emu),
         shared.clone(),
         stop_rx,
     ));
     Ok(EmulatorHandle {
         addr,
+        tls: acceptor.is_some(),
         shared,
         stop,
         task: Some(task),
@@ -304,6 +311,7 @@ pub(crate) async fn start<E: Emulator>(
 
 async fn accept_loop<E: Emulator>(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     emu: Arc<E>,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
@@ -317,7 +325,8 @@ async fn accept_loop<E: Emulator>(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
-                    conns.spawn(serve_connection(stream, emu.clone(), shared.clone(), stop.clone()));
+                    shared.connections.accept();
+                    conns.spawn(serve_connection(stream, tls.clone(), emu.clone(), shared.clone(), stop.clone()));
                 }
                 Err(e) => {
                     // Typically EMFILE: back off instead of spinning.
@@ -341,6 +350,7 @@ struct ConnReset {
 
 async fn serve_connection<E: Emulator>(
     stream: TcpStream,
+    tls: Option<TlsAcceptor>,
     emu: Arc<E>,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
@@ -349,17 +359,54 @@ async fn serve_connection<E: Emulator>(
         flag: AtomicBool::new(false),
         notify: Notify::new(),
     });
-    let io = TokioIo::new(ResetIo {
+    let io = ResetIo {
         stream,
         ctl: ctl.clone(),
-    });
+    };
+    let Some(acceptor) = tls else {
+        let plain = Negotiated::default();
+        return serve_http(io, plain, ctl, emu, shared, stop).await;
+    };
+    let accepted = tokio::select! {
+        r = acceptor.accept(io) => r,
+        _ = stop.changed() => return,
+    };
+    match accepted {
+        Ok(tls) => {
+            let negotiated = Negotiated::of(tls.get_ref().1);
+            shared.connections.handshake(TlsSession {
+                server_name: negotiated.server_name.clone(),
+                alpn: negotiated.alpn.clone(),
+            });
+            serve_http(tls, negotiated, ctl, emu, shared, stop).await;
+        }
+        Err(e) => shared.connections.handshake_failed(e.to_string()),
+    }
+}
+
+/// Serves HTTP on a connection, plain or after its TLS handshake.
+async fn serve_http<E, I>(
+    io: I,
+    negotiated: Negotiated,
+    ctl: Arc<ConnReset>,
+    emu: Arc<E>,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) where
+    E: Emulator,
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(io);
+    let protocol = negotiated.protocol();
+    let server_name: Option<Arc<str>> = negotiated.server_name.map(Arc::from);
     let svc_ctl = ctl.clone();
     let service = service_fn(move |req: Request<Incoming>| {
         let emu = emu.clone();
         let shared = shared.clone();
         let ctl = svc_ctl.clone();
+        let server_name = server_name.clone();
         async move {
-            let answer = dispatch(&*emu, &shared, req).await;
+            let answer = dispatch(&*emu, &shared, req, server_name.as_deref()).await;
             if answer.is_err() {
                 ctl.flag.store(true, Ordering::SeqCst);
                 ctl.notify.notify_one();
@@ -368,6 +415,11 @@ async fn serve_connection<E: Emulator>(
         }
     });
     let builder = auto::Builder::new(TokioExecutor::new());
+    let builder = match protocol {
+        Protocol::Auto => builder,
+        Protocol::Http1 => builder.http1_only(),
+        Protocol::Http2 => builder.http2_only(),
+    };
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
     let mut draining = false;
@@ -447,7 +499,12 @@ async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, BodyError> {
     }
 }
 
-async fn dispatch<E: Emulator>(emu: &E, shared: &Arc<Shared>, req: Request<Incoming>) -> Answer {
+async fn dispatch<E: Emulator>(
+    emu: &E,
+    shared: &Arc<Shared>,
+    req: Request<Incoming>,
+    server_name: Option<&str>,
+) -> Answer {
     if req.uri().path().starts_with("/_emulator/") {
         return Ok(control(shared, req).await);
     }
@@ -460,6 +517,8 @@ async fn dispatch<E: Emulator>(emu: &E, shared: &Arc<Shared>, req: Request<Incom
         query: parts.uri.query().map(str::to_owned),
         headers: parts.headers.clone(),
         body: body.clone().unwrap_or_default(),
+        version: parts.version,
+        server_name: server_name.map(str::to_owned),
     });
     match emu.handle(EmuRequest { parts, body }, shared).await {
         Ok(resp) => Ok(resp.map(|b| b.with_guard(guard))),
@@ -495,6 +554,8 @@ fn recorded_json(r: &RecordedRequest) -> Value {
         "query": r.query,
         "headers": headers,
         "body": String::from_utf8_lossy(&r.body),
+        "version": format!("{:?}", r.version),
+        "server_name": r.server_name,
     })
 }
 

@@ -2,8 +2,9 @@
 //! front of the emulators ([`harness`]), bounded waits ([`wait`]), the
 //! binary as a child process ([`child`]), the AWS credential chain
 //! ([`chain`]), config patches ([`config`]), the
-//! shared model's answers ([`model`]), raw loopback sockets ([`net`]) and
-//! AWS's own SDK client ([`sdk`]).
+//! shared model's answers ([`model`]), raw loopback sockets ([`net`]),
+//! AWS's own SDK client ([`sdk`]), test certificates ([`tls`]) and a
+//! forward proxy ([`proxy`]).
 //!
 //! A test file includes it as `#[cfg(test)] mod common;`: everything here
 //! is then test code, which `clippy.toml` lets unwrap and expect.
@@ -16,7 +17,9 @@ pub mod config;
 pub mod harness;
 pub mod model;
 pub mod net;
+pub mod proxy;
 pub mod sdk;
+pub mod tls;
 pub mod wait;
 
 pub use config::{binary_config, patch, patch_first, with_backend_keys, with_route_keys};
