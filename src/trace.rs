@@ -3,7 +3,9 @@
 //! An incoming `traceparent` (`00-<trace id>-<parent id>-<flags>`) keeps its
 //! trace id and flags; the gateway's hop gets a new span id, which becomes
 //! the parent id sent to the backend. A request without a valid
-//! `traceparent` starts a new trace. `tracestate` is passed on unchanged
+//! `traceparent` starts a new trace when the gateway exports spans, and has
+//! none otherwise: with nothing to continue and nothing recorded, the
+//! request path does no trace work. `tracestate` is passed on unchanged
 //! (when at most 512 bytes, as the spec asks of vendors). The trace id goes
 //! into the access log, so a request can be followed across the gateway.
 
@@ -24,6 +26,18 @@ pub struct TraceContext {
 const MAX_TRACESTATE: usize = 512;
 
 impl TraceContext {
+    /// The request's trace: the client's continued, else a new one when
+    /// the gateway records spans (`recording`), else none.
+    pub fn of_request(headers: &HeaderMap, recording: bool) -> Option<Self> {
+        if recording || headers.contains_key("traceparent") {
+            let trace = Self::from_headers(headers, recording);
+            // An invalid traceparent is no trace to continue.
+            (recording || trace.parent_id.is_some()).then_some(trace)
+        } else {
+            None
+        }
+    }
+
     /// Continues the client's trace, or starts one; a new trace is marked
     /// sampled when the gateway records spans (`recording`).
     pub fn from_headers(headers: &HeaderMap, recording: bool) -> Self {
@@ -72,9 +86,15 @@ impl TraceContext {
 
     /// Adds `traceparent` (and `tracestate`) to an upstream request.
     pub fn inject(&self, headers: &mut HeaderMap) {
-        headers.insert("traceparent", self.traceparent());
+        headers.insert(
+            const { http::HeaderName::from_static("traceparent") },
+            self.traceparent(),
+        );
         if let Some(state) = &self.tracestate {
-            headers.insert("tracestate", state.clone());
+            headers.insert(
+                const { http::HeaderName::from_static("tracestate") },
+                state.clone(),
+            );
         }
     }
 }
@@ -183,7 +203,15 @@ mod tests {
             );
             assert!(ctx.tracestate.is_none());
             assert_eq!(ctx.flags, 0);
+            // With no spans recorded, nothing to continue is no trace.
+            let h = headers(&[("traceparent", bad), ("tracestate", "a=b")]);
+            assert!(TraceContext::of_request(&h, false).is_none(), "{bad}");
+            assert!(TraceContext::of_request(&h, true).is_some(), "{bad}");
         }
+        assert!(TraceContext::of_request(&HeaderMap::new(), false).is_none());
+        let valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let ctx = TraceContext::of_request(&headers(&[("traceparent", valid)]), false).unwrap();
+        assert_eq!(ctx.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
         // When the gateway records spans, a new trace is sampled.
         let ctx = TraceContext::from_headers(&HeaderMap::new(), true);
         assert_eq!(ctx.flags, 1);

@@ -44,11 +44,11 @@ where
     C: Service<CoreRequest, Response = CoreResponse, Error = Infallible>,
 {
     let started = Instant::now();
-    let trace = TraceContext::from_headers(req.headers(), gw.spans.is_some());
+    let trace = TraceContext::of_request(req.headers(), gw.spans.is_some());
     let mut access = Access {
         stream,
         request_id: request_id::of(req.headers()).to_string(),
-        trace: Some(trace.clone()),
+        trace: trace.clone(),
         ..Access::default()
     };
     let Some(route) = gw.routes.get(route_name).cloned() else {
@@ -93,7 +93,7 @@ async fn parse<B>(
     gw: &Gateway,
     route: &Arc<Route>,
     req: Request<B>,
-    trace: TraceContext,
+    trace: Option<TraceContext>,
     started: Instant,
     access: &mut Access,
 ) -> Result<CoreRequest, ApiError>
@@ -130,7 +130,7 @@ where
         accept,
         sagemaker_headers,
         request_id,
-        trace: Some(trace),
+        trace,
         stream: access.stream,
         started,
         budget,
@@ -186,11 +186,14 @@ fn render(
     };
     let headers = res.headers_mut();
     if let Some(b) = backend_name.and_then(|b| HeaderValue::from_str(b).ok()) {
-        headers.insert("x-infergate-backend", b);
+        headers.insert(const { HeaderName::from_static("x-infergate-backend") }, b);
     }
-    headers.insert("x-infergate-attempts", HeaderValue::from(answer.attempts));
     headers.insert(
-        "server-timing",
+        const { HeaderName::from_static("x-infergate-attempts") },
+        HeaderValue::from(answer.attempts),
+    );
+    headers.insert(
+        const { HeaderName::from_static("server-timing") },
         server_timing(started.elapsed(), answer.upstream_time, access.waited),
     );
     access.backend = answer.backend;
@@ -201,14 +204,32 @@ fn render(
 /// milliseconds, until the response head: time spent on backends, in
 /// backoff and reading the client's body, and the gateway's own.
 fn server_timing(total: Duration, upstream: Duration, waited: Duration) -> HeaderValue {
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    let value = format!(
-        "upstream;dur={:.3}, wait;dur={:.3}, gateway;dur={:.3}",
-        ms(upstream),
-        ms(waited),
-        ms(total.saturating_sub(upstream).saturating_sub(waited))
-    );
-    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("gateway"))
+    let own = total.saturating_sub(upstream).saturating_sub(waited);
+    let mut value = Vec::with_capacity(64);
+    for (name, d) in [
+        (&b"upstream;dur="[..], upstream),
+        (b", wait;dur=", waited),
+        (b", gateway;dur=", own),
+    ] {
+        value.extend_from_slice(name);
+        millis(&mut value, d);
+    }
+    HeaderValue::from_maybe_shared(Bytes::from(value))
+        .unwrap_or_else(|_| HeaderValue::from_static("gateway"))
+}
+
+/// `d` in milliseconds with three decimals (`12.034`), in integers.
+fn millis(out: &mut Vec<u8>, d: Duration) {
+    let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    let mut digits = itoa::Buffer::new();
+    out.extend_from_slice(digits.format(micros / 1000).as_bytes());
+    let frac = micros % 1000;
+    out.extend_from_slice(&[
+        b'.',
+        b'0' + (frac / 100) as u8,
+        b'0' + (frac / 10 % 10) as u8,
+        b'0' + (frac % 10) as u8,
+    ]);
 }
 
 /// Reads the whole body; the body limit layer
@@ -292,6 +313,18 @@ fn log_failure(err: &ApiError, route: &str, backend: Option<&str>, rid: &str) {
 mod tests {
     use super::*;
     use http_body_util::Full;
+
+    #[test]
+    fn server_timing_is_in_milliseconds_with_three_decimals() {
+        let us = Duration::from_micros;
+        let v = server_timing(us(12_345_678), us(12_034_005), us(7));
+        assert_eq!(
+            v,
+            "upstream;dur=12034.005, wait;dur=0.007, gateway;dur=311.666"
+        );
+        let v = server_timing(Duration::ZERO, Duration::ZERO, Duration::ZERO);
+        assert_eq!(v, "upstream;dur=0.000, wait;dur=0.000, gateway;dur=0.000");
+    }
 
     #[tokio::test]
     async fn a_capped_body_over_the_limit_is_a_413() {

@@ -8,8 +8,6 @@
 //! into a [`Failure`]. Only what differs between backends lives in their
 //! files, so a fix to the exchange reaches both.
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, Method};
 use http_body_util::BodyExt;
@@ -45,9 +43,9 @@ pub(crate) struct Outgoing<'a> {
 }
 
 /// Sends one attempt and reads its answer as `wire` says: a stream once its
-/// first event arrived (within `req.timeout` of the send), a success with its
-/// body still to read (which must end within `req.total`), or the classified
-/// failure.
+/// first event arrived, a success with its body still to read (which must
+/// end within `req.total`), or the classified failure. The caller bounds
+/// the exchange by the attempt's timeout ([`crate::dispatch`]).
 pub(crate) async fn exchange(
     client: &Client,
     outgoing: Outgoing<'_>,
@@ -62,15 +60,13 @@ pub(crate) async fn exchange(
         outgoing.headers,
         outgoing.body,
     );
-    let res = match tokio::time::timeout(req.timeout, sent).await {
-        Ok(Ok(res)) => res,
-        Ok(Err(e)) => return Err(Failure::from_transport(&e, backend)),
-        Err(_) => return Err(Failure::timed_out(backend)),
-    };
+    let res = sent
+        .await
+        .map_err(|e| Failure::from_transport(&e, backend))?;
     let (parts, body) = res.into_parts();
     let status = parts.status;
     if !status.is_success() {
-        let body = read_error_body(body, req.timeout).await;
+        let body = read_error_body(body).await;
         return Err((wire.classify)(
             backend,
             status.as_u16(),
@@ -81,7 +77,7 @@ pub(crate) async fn exchange(
     if req.stream {
         let headers = copy_headers(&parts.headers, wire.stream_returned);
         let events = (wire.framing)(body);
-        let (first, events) = first_event(events, started + req.timeout, backend).await?;
+        let (first, events) = first_event(events, backend).await?;
         return Ok(UpstreamResponse {
             status,
             headers,
@@ -98,14 +94,10 @@ pub(crate) async fn exchange(
 /// Waits, until `deadline`, for a stream's first event: only then is the
 /// attempt a success, so a stream that fails before it is retried like any
 /// other attempt.
-async fn first_event(
-    mut events: Events,
-    deadline: tokio::time::Instant,
-    backend: &str,
-) -> Result<(Bytes, Events), Failure> {
-    match tokio::time::timeout_at(deadline, events.next()).await {
-        Ok(Some(StreamItem::Data(first))) => Ok((first, events)),
-        Ok(Some(StreamItem::Error(e))) => Err(Failure::new(
+async fn first_event(mut events: Events, backend: &str) -> Result<(Bytes, Events), Failure> {
+    match events.next().await {
+        Some(StreamItem::Data(first)) => Ok((first, events)),
+        Some(StreamItem::Error(e)) => Err(Failure::new(
             FailureKind::ServerError,
             format!(
                 "backend \"{backend}\": the stream failed before its first event: {}",
@@ -113,15 +105,11 @@ async fn first_event(
             ),
         )
         .retryable(true)),
-        Ok(None) => Err(Failure::new(
+        None => Err(Failure::new(
             FailureKind::Protocol,
             format!("backend \"{backend}\": the stream ended without an event"),
         )
         .retryable(true)),
-        Err(_) => Err(Failure::new(
-            FailureKind::Timeout,
-            format!("backend \"{backend}\": no first event in time"),
-        )),
     }
 }
 
@@ -154,25 +142,21 @@ where
     Ok(Bytes::from(buf))
 }
 
-/// Reads at most [`MAX_ERROR_BODY`] bytes of an error answer, within `timeout`.
-async fn read_error_body(mut body: Incoming, timeout: Duration) -> Bytes {
-    let read = async {
-        let mut buf = Vec::new();
-        while let Some(Ok(frame)) = body.frame().await {
-            let Ok(chunk) = frame.into_data() else {
-                continue;
-            };
-            let room = MAX_ERROR_BODY.saturating_sub(buf.len());
-            buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
-            if buf.len() >= MAX_ERROR_BODY {
-                break;
-            }
+/// Reads at most [`MAX_ERROR_BODY`] bytes of an error answer (within the
+/// attempt's timeout, which bounds the whole exchange).
+async fn read_error_body(mut body: Incoming) -> Bytes {
+    let mut buf = Vec::new();
+    while let Some(Ok(frame)) = body.frame().await {
+        let Ok(chunk) = frame.into_data() else {
+            continue;
+        };
+        let room = MAX_ERROR_BODY.saturating_sub(buf.len());
+        buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if buf.len() >= MAX_ERROR_BODY {
+            break;
         }
-        Bytes::from(buf)
-    };
-    tokio::time::timeout(timeout, read)
-        .await
-        .unwrap_or_default()
+    }
+    Bytes::from(buf)
 }
 
 /// The response headers among `names` the client may see, in one pass over

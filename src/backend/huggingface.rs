@@ -131,7 +131,10 @@ impl HuggingFace {
         if let Some(auth) = &self.authorization {
             headers.insert(header::AUTHORIZATION, auth.clone());
         }
-        headers.insert("x-request-id", req.request_id.clone());
+        headers.insert(
+            const { HeaderName::from_static("x-request-id") },
+            req.request_id.clone(),
+        );
         if let Some(trace) = &req.trace {
             trace.inject(&mut headers);
         }
@@ -139,7 +142,10 @@ impl HuggingFace {
             // Whole seconds, at least one: the endpoint holds the request
             // while a replica starts instead of answering 503.
             let secs = wait.as_secs().max(1);
-            headers.insert("x-scale-up-timeout", HeaderValue::from(secs));
+            headers.insert(
+                const { HeaderName::from_static("x-scale-up-timeout") },
+                HeaderValue::from(secs),
+            );
         }
 
         let target = if req.stream {

@@ -371,13 +371,15 @@ impl Failure {
         f
     }
 
-    /// No answer in time: the wait for the response headers ran out; one
-    /// message whichever limit set it.
-    pub(crate) fn timed_out(backend: &str) -> Self {
-        Failure::new(
-            FailureKind::Timeout,
-            format!("backend \"{backend}\" did not answer in time"),
-        )
+    /// No answer in time (no first event, for a stream): the attempt's
+    /// timeout ran out.
+    pub(crate) fn timed_out(backend: &str, stream: bool) -> Self {
+        let message = if stream {
+            format!("backend \"{backend}\": no first event in time")
+        } else {
+            format!("backend \"{backend}\" did not answer in time")
+        };
+        Failure::new(FailureKind::Timeout, message)
     }
 }
 

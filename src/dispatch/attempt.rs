@@ -119,7 +119,13 @@ pub(crate) async fn attempt<C: Call>(
         started: slot.started(),
         done: false,
     };
-    let result = env.call.call(index, &req).await;
+    // The attempt's one timer: it bounds the whole call (credentials,
+    // the send, a stream's first event, an error body) and is at most what
+    // is left of the request's deadline.
+    let result = match tokio::time::timeout(req.timeout, env.call.call(index, &req)).await {
+        Ok(result) => result,
+        Err(_) => Err(Failure::timed_out(&member.backend.name, req.stream)),
+    };
     let now = Instant::now();
     let (label, status) = match &result {
         Ok(r) => ("success", Some(r.status.as_u16())),

@@ -221,7 +221,8 @@ impl<'r> Attempts<'r> {
         let phase = Instant::now();
         let first = attempt(env, index, slot, req.clone());
         let outcome = match self.route.hedge_after.filter(|h| *h < left) {
-            None => tokio::time::timeout(left, first).await.ok(),
+            // The attempt's own timer is at most `left`: no second one.
+            None => Some(first.await),
             Some(after) => {
                 let hedged = hedge::hedge(
                     env,

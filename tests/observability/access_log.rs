@@ -1,13 +1,11 @@
 //! The JSON access log of the real binary: one line per request, with what
 //! was sent and what came back.
 
-use std::collections::BTreeSet;
 use std::process::Command;
 
 use crate::common::child::{write_temp, Running, Stream, BIN};
 use crate::common::model::words;
 use crate::common::{binary_config, BODY, HF_TOKEN, SECRET_KEY};
-use crate::trace::is_hex;
 use crate::traffic::{error_events, stream_body};
 use crate::{TRACEPARENT, TRACE_ID};
 use infergate::emulator::{self, InjectedError};
@@ -291,10 +289,11 @@ async fn json_logs_have_one_access_line_per_request() {
         assert_eq!(a["bytes_in"], s.bytes_in, "{ctx}");
         assert_eq!(a["bytes_out"], s.bytes_out, "{ctx}");
         assert_eq!(a["complete"], true, "{ctx}");
+        // A trace only when the client sent one: no spans are exported.
         let trace = a["trace_id"].as_str().unwrap();
-        assert!(is_hex(trace, 32), "{ctx}");
-        if let Some(t) = s.trace {
-            assert_eq!(trace, t, "{ctx}");
+        match s.trace {
+            Some(t) => assert_eq!(trace, t, "{ctx}"),
+            None => assert_eq!(trace, "", "{ctx}"),
         }
         let total = a["total_us"].as_u64().unwrap();
         let upstream = a["upstream_us"].as_u64().unwrap();
@@ -306,13 +305,6 @@ async fn json_logs_have_one_access_line_per_request() {
             assert_eq!(upstream, 0, "{ctx}");
         }
     }
-    // Requests without a trace got distinct new ones.
-    let fresh: BTreeSet<&str> = access
-        .iter()
-        .filter(|a| a["trace_id"] != TRACE_ID)
-        .map(|a| a["trace_id"].as_str().unwrap())
-        .collect();
-    assert_eq!(fresh.len(), n - 2);
     // Failures log their cause once, besides the access line.
     for id in ["log-hf-422", "log-unknown", "log-sm-stream-err"] {
         let others: Vec<&Json> = records

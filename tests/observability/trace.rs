@@ -83,25 +83,18 @@ async fn trace_context_continues_to_both_backends_with_a_new_span() {
 }
 
 #[tokio::test]
-async fn a_request_without_trace_context_starts_a_trace() {
+async fn a_request_without_trace_context_has_none_when_no_span_is_exported() {
     let h = Harness::start().await;
-    let mut traces = BTreeSet::new();
-    let mut spans = BTreeSet::new();
-    for route in ["sm", "hf", "sm", "hf"] {
+    for route in ["sm", "hf"] {
         let res = h.predict(route, BODY).await;
         assert_eq!(res.status(), 200);
         server_timing(&res);
         let _ = res.bytes().await;
         let seen = h.emulator(route).counters().last().unwrap();
-        let (trace, parent, flags) = traceparent(seen.headers["traceparent"].to_str().unwrap());
-        assert_eq!(flags, "00", "a new trace is not sampled by the gateway");
-        assert!(seen.headers.get("tracestate").is_none());
-        traces.insert(trace);
-        spans.insert(parent);
+        assert!(seen.headers.get("traceparent").is_none(), "{route}");
+        assert!(seen.headers.get("tracestate").is_none(), "{route}");
     }
-    assert_eq!(traces.len(), 4, "each request starts its own trace");
-    assert_eq!(spans.len(), 4);
-    // An invalid traceparent starts a new trace too; its tracestate goes.
+    // An invalid traceparent is no trace to continue; its tracestate goes.
     let res = h
         .client
         .post(h.url("/v1/predict/hf"))
@@ -114,8 +107,7 @@ async fn a_request_without_trace_context_starts_a_trace() {
         .unwrap();
     assert_eq!(res.status(), 200);
     let seen = h.hf.counters().last().unwrap();
-    let (trace, _, _) = traceparent(seen.headers["traceparent"].to_str().unwrap());
-    assert_ne!(trace, TRACE_ID);
+    assert!(seen.headers.get("traceparent").is_none());
     assert!(seen.headers.get("tracestate").is_none());
     h.shutdown().await;
 }
@@ -125,7 +117,15 @@ async fn server_timing_is_on_errors_and_retries_too() {
     let h = Harness::start().await;
     h.sm.faults()
         .fail_next(1, InjectedError::ServiceUnavailable);
-    let res = h.predict("sm", BODY).await;
+    let res = h
+        .client
+        .post(h.url("/v1/predict/sm"))
+        .header("content-type", "application/json")
+        .header("traceparent", TRACEPARENT)
+        .body(BODY)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["x-infergate-attempts"], "2");
     server_timing(&res);
