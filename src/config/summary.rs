@@ -49,6 +49,9 @@ fn write_settings(out: &mut String, config: &Config) -> std::fmt::Result {
         human(u.pool_idle_timeout),
         u.pool_max_idle_per_host,
     )?;
+    if let Some(file) = &u.tls_ca_file {
+        writeln!(out, "upstream: also trusts the CAs of {}", file.display())?;
+    }
 
     let t = &config.telemetry;
     if let Some(url) = t.otlp_traces_url() {

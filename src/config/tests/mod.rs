@@ -8,6 +8,7 @@ mod interpolation;
 mod output;
 mod resilience;
 mod telemetry;
+mod tls;
 
 use std::net::SocketAddr;
 use std::time::Duration;
