@@ -308,7 +308,7 @@ fn main() {
         "nginx": nginx_note,
         "gateway log level": opts.log_level.clone().unwrap_or_else(|| "default (info: one access-log line per request, to a file)".into()),
         "load": format!(
-            "open loop, fixed rate; latency from each request's scheduled time (coordinated omission corrected); HDR histograms (ns, 3 significant digits); unary {} req/s and streams {} /s, {} s and {} s per side, direct and through alternated in {} slices after a {} ms warm-up of each; concurrency cap 1024 in flight (a hit counts as an error)",
+            "open loop, fixed rate; latency from each request's scheduled time (coordinated omission corrected); HDR histograms (ns, 3 significant digits); unary {} req/s and streams {} /s, {} s and {} s per side, the paths (direct, nginx when present, through infergate) alternated in {} rounds after a {} ms warm-up of each; concurrency cap 1024 in flight (a hit counts as an error)",
             opts.rate, opts.stream_rate, opts.secs, opts.stream_secs, opts.rounds, opts.warmup.as_millis()
         ),
         "requests": format!("POST {{\"inputs\": <{PROMPT_WORDS} words>, \"parameters\": {{\"max_new_tokens\": {PROMPT_WORDS}}}}}: HF direct to `/` (stream `/generate_stream`), SageMaker direct to `/endpoints/{ENDPOINT}/invocations` (stream `invocations-response-stream`, with \"stream\": true), signed once per slice by the load generator; through infergate to `/v1/predict/<route>` and `/v1/predict/<route>/stream`"),
