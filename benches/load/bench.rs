@@ -1,6 +1,6 @@
-//! The run: paired direct and through-gateway slices per scenario, the
-//! maximum sustained rate, the effect of scraping `/metrics`, and many
-//! concurrent streams.
+//! The run: direct, nginx (when present) and through-gateway slices
+//! alternated per scenario, the maximum sustained rate of each path, the
+//! effect of scraping `/metrics`, and many concurrent streams.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,6 +17,7 @@ use infergate::emulator::EmulatorHandle;
 
 use crate::gateway::GatewayProcess;
 use crate::generate::{hist, nanos, Load, Recorder, Target};
+use crate::nginx::NginxProcess;
 use crate::opts::Opts;
 use crate::procfs::{open_fds, reset_peak, status_value};
 use crate::results::{added, overhead, q_us, quantiles, GatewaySample, Side};
@@ -27,11 +28,53 @@ use crate::{
 
 // === the run ===
 
+/// The three paths a request can take to the emulator.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Via {
+    Direct,
+    Nginx,
+    Gateway,
+}
+
+impl Via {
+    pub fn name(self) -> &'static str {
+        match self {
+            Via::Direct => "direct",
+            Via::Nginx => "nginx",
+            Via::Gateway => "through",
+        }
+    }
+}
+
+/// The gateway's path for a route (nginx serves the HF route at the same).
+pub fn predict_path(route: &str, stream: bool) -> String {
+    if stream {
+        format!("/v1/predict/{route}/stream")
+    } else {
+        format!("/v1/predict/{route}")
+    }
+}
+
+/// `b − a` for latency (and, for streams, TTFB and per-event time).
+fn diffs(a: &Side, b: &Side, stream: bool) -> Value {
+    let h = |s: &Side, f: fn(&Recorder) -> &Mutex<hdrhistogram::Histogram<u64>>| {
+        f(&s.rec).lock().unwrap().clone()
+    };
+    let mut v = json!({ "latency": added(&h(a, |r| &r.latency), &h(b, |r| &r.latency)) });
+    if stream {
+        v["ttfb"] = added(&h(a, |r| &r.ttfb), &h(b, |r| &r.ttfb));
+        v["per_event"] = added(&h(a, |r| &r.per_event), &h(b, |r| &r.per_event));
+    }
+    v
+}
+
 pub struct Bench {
     pub opts: Opts,
     pub rt: Runtime,
     pub client: reqwest::Client,
     pub gw: GatewayProcess,
+    /// The baseline proxy, when an nginx binary was found and started.
+    pub nginx: Option<NginxProcess>,
     pub sm: EmulatorHandle,
     pub hf: EmulatorHandle,
     pub tck: u64,
@@ -39,11 +82,45 @@ pub struct Bench {
 }
 
 impl Bench {
+    /// A load whose slices record the gateway's CPU time.
     pub fn load(&self) -> Load<'_> {
+        self.load_for(Via::Gateway)
+    }
+
+    /// A load whose slices record the CPU time of the proxy on `via`'s
+    /// path (the idle gateway's on the direct path).
+    pub fn load_for(&self, via: Via) -> Load<'_> {
+        let proxy = match (&self.nginx, via) {
+            (Some(n), Via::Nginx) => n.pids(),
+            _ => vec![self.gw.pid.clone()],
+        };
         Load {
             rt: self.rt.handle(),
             client: &self.client,
-            gw_pid: &self.gw.pid,
+            proxy,
+        }
+    }
+
+    /// The request for `route` on one path.
+    pub fn target(&self, via: Via, route: &str, stream: bool) -> Target {
+        match via {
+            Via::Direct if route == "sm" => self.sm_direct(stream),
+            Via::Direct => self.hf_direct(stream),
+            Via::Nginx => self.nginx_target(stream),
+            Via::Gateway => self.through(route, stream),
+        }
+    }
+
+    /// The HF route through nginx, at the gateway's path: nginx adds the
+    /// bearer token, as the gateway does.
+    pub fn nginx_target(&self, stream: bool) -> Target {
+        let base = self.nginx.as_ref().map_or("", |n| n.base.as_str());
+        Target {
+            url: reqwest::Url::parse(&format!("{base}{}", predict_path("hf", stream))).unwrap(),
+            headers: Self::json_headers(),
+            body: self.body(false),
+            stream,
+            timeout: Duration::from_secs(10),
         }
     }
 
@@ -62,11 +139,7 @@ impl Bench {
     }
 
     pub fn through(&self, route: &str, stream: bool) -> Target {
-        let path = if stream {
-            format!("/v1/predict/{route}/stream")
-        } else {
-            format!("/v1/predict/{route}")
-        };
+        let path = predict_path(route, stream);
         Target {
             url: reqwest::Url::parse(&format!("{}{path}", self.gw.base)).unwrap(),
             headers: Self::json_headers(),
@@ -129,28 +202,49 @@ impl Bench {
                 self.gw.log.display(),
                 self.gw.log_tail()
             );
+            // `exit` runs no destructors: stop nginx first.
+            drop(self.nginx.take());
             std::process::exit(1);
+        }
+        if let Some(n) = self.nginx.as_mut() {
+            if !n.alive() {
+                eprintln!(
+                    "load bench: nginx exited; its error log:\n{}",
+                    n.error_log()
+                );
+                drop(self.nginx.take());
+                std::process::exit(1);
+            }
         }
     }
 
-    /// Direct and through-gateway sides, alternated in `rounds` slices after a
-    /// warm-up of each.
-    pub fn paired(
+    /// Which paths a scenario on `route` compares: nginx proxies the HF
+    /// emulator only (the SageMaker one wants SigV4 per request).
+    pub fn paths(&self, route: &str) -> Vec<Via> {
+        let mut v = vec![Via::Direct];
+        if self.nginx.is_some() && route == "hf" {
+            v.push(Via::Nginx);
+        }
+        v.push(Via::Gateway);
+        v
+    }
+
+    /// The paths' slices alternated in `rounds` rounds after a warm-up of
+    /// each; one side per path, in `vias`' order.
+    pub fn alternated(
         &mut self,
         route: &str,
         rate: f64,
         secs: f64,
-        direct: &dyn Fn(&Bench) -> Target,
-        through: &dyn Fn(&Bench) -> Target,
-    ) -> (Side, Side) {
+        vias: &[Via],
+        make: &dyn Fn(&Bench, Via) -> Target,
+    ) -> Vec<Side> {
         let cap = 1024;
-        let d = Recorder::new();
-        let t = Recorder::new();
-        {
-            let load = self.load();
-            let (dt, tt) = (Arc::new(direct(self)), Arc::new(through(self)));
-            load.slice(&dt, rate, self.opts.warmup, cap, &Recorder::new());
-            load.slice(&tt, rate, self.opts.warmup, cap, &Recorder::new());
+        let recs: Vec<_> = vias.iter().map(|_| Recorder::new()).collect();
+        for &via in vias {
+            let target = Arc::new(make(self, via));
+            self.load_for(via)
+                .slice(&target, rate, self.opts.warmup, cap, &Recorder::new());
         }
         let before = self
             .rt
@@ -158,11 +252,11 @@ impl Bench {
         let peak_reset = reset_peak(&self.gw.pid);
         let slice = Duration::from_secs_f64(secs / self.opts.rounds as f64);
         for _ in 0..self.opts.rounds {
-            let load = self.load();
-            // Re-made per round: a SageMaker request is signed when made.
-            let (dt, tt) = (Arc::new(direct(self)), Arc::new(through(self)));
-            load.slice(&dt, rate, slice, cap, &d);
-            load.slice(&tt, rate, slice, cap, &t);
+            for (&via, rec) in vias.iter().zip(&recs) {
+                // Re-made per round: a SageMaker request is signed when made.
+                let target = Arc::new(make(self, via));
+                self.load_for(via).slice(&target, rate, slice, cap, rec);
+            }
         }
         self.check_gateway();
         let after = self
@@ -177,20 +271,16 @@ impl Bench {
             peak_reset,
             overhead_mean_us,
         };
-        (
-            Side {
-                name: "direct",
+        vias.iter()
+            .zip(recs)
+            .map(|(&via, rec)| Side {
+                name: via.name(),
                 rate,
-                rec: d,
-                gateway: None,
-            },
-            Side {
-                name: "through",
-                rate,
-                rec: t,
-                gateway: Some(sample),
-            },
-        )
+                rec,
+                gateway: (via == Via::Gateway).then_some(sample),
+                nginx: via == Via::Nginx,
+            })
+            .collect()
     }
 
     pub fn scenario(&mut self, name: &str, route: &str, stream: bool) -> Value {
@@ -199,46 +289,47 @@ impl Bench {
         } else {
             (self.opts.rate, self.opts.secs)
         };
-        eprintln!("load bench: {name} at {rate}/s, {secs} s per side");
-        let sm = route == "sm";
-        let direct = move |b: &Bench| {
-            if sm {
-                b.sm_direct(stream)
-            } else {
-                b.hf_direct(stream)
-            }
-        };
+        let vias = self.paths(route);
+        eprintln!(
+            "load bench: {name} at {rate}/s, {secs} s per side ({})",
+            vias.iter().map(|v| v.name()).collect::<Vec<_>>().join(", ")
+        );
         let route_owned = route.to_string();
-        let through = move |b: &Bench| b.through(&route_owned, stream);
-        let (d, t) = self.paired(route, rate, secs, &direct, &through);
+        let make = move |b: &Bench, via: Via| b.target(via, &route_owned, stream);
+        let sides = self.alternated(route, rate, secs, &vias, &make);
+        let side = |via: Via| sides.iter().find(|s| s.name == via.name());
+        let (d, t) = (side(Via::Direct).unwrap(), side(Via::Gateway).unwrap());
         let mut v = json!({
             "scenario": name,
             "route": route,
             "stream": stream,
             "direct": d.json(self.tck),
             "through": t.json(self.tck),
-            "added": { "latency": added(&d.rec.latency.lock().unwrap(), &t.rec.latency.lock().unwrap()) },
+            "added": diffs(d, t, stream),
         });
-        if stream {
-            v["added"]["ttfb"] = added(&d.rec.ttfb.lock().unwrap(), &t.rec.ttfb.lock().unwrap());
-            v["added"]["per_event"] = added(
-                &d.rec.per_event.lock().unwrap(),
-                &t.rec.per_event.lock().unwrap(),
-            );
+        if let Some(n) = side(Via::Nginx) {
+            v["nginx"] = n.json(self.tck);
+            v["nginx_added"] = diffs(d, n, stream);
+            let cpu = |v: &Value, who: &str| v[who]["cpu_us_per_request"].as_f64();
+            v["vs_nginx"] = diffs(n, t, stream);
+            v["vs_nginx"]["cpu_per_request_ratio"] = json!(cpu(&v["through"], "gateway")
+                .zip(cpu(&v["nginx"], "nginx"))
+                .map(|(g, n)| g / n));
         }
         v
     }
 
     /// Steps the rate up until p99 passes 10 ms or errors pass 0.1%.
-    pub fn max_rate(&mut self, name: &str, make: &dyn Fn(&Bench) -> Target) -> Value {
-        let mut target = make(self);
+    pub fn max_rate(&mut self, via: Via) -> Value {
+        let name = via.name();
+        let mut target = self.target(via, "hf", false);
         target.timeout = Duration::from_secs(3);
         let target = Arc::new(target);
         let mut steps = Vec::new();
         let mut best = 0.0;
         let peak_reset = reset_peak(&self.gw.pid);
         // Warm the connection pools.
-        self.load().slice(
+        self.load_for(via).slice(
             &target,
             MAX_RATE_STEPS[0],
             self.opts.warmup,
@@ -257,12 +348,14 @@ impl Bench {
             for attempt in 1..=2 {
                 eprintln!("load bench: max rate, {name} at {rate}/s (attempt {attempt})");
                 let rec = Recorder::new();
-                self.load().slice(&target, rate, self.opts.step, 4096, &rec);
+                self.load_for(via)
+                    .slice(&target, rate, self.opts.step, 4096, &rec);
                 let side = Side {
                     name: "step",
                     rate,
                     rec,
                     gateway: None,
+                    nginx: false,
                 };
                 let p99 = side.rec.latency.lock().unwrap().value_at_quantile(0.99);
                 let sent = side.rec.sent.load(Ordering::Relaxed).max(1);
@@ -272,13 +365,15 @@ impl Bench {
                     && !side.rec.latency.lock().unwrap().is_empty();
                 let mut step = side.json(self.tck);
                 step["attempt"] = json!(attempt);
+                // The proxy's: the gateway's, or nginx's on the nginx side.
                 step["gateway_cpu_share"] = json!(
-                    side.rec.gw_ticks.load(Ordering::Relaxed) as f64
+                    side.rec.proxy_ticks.load(Ordering::Relaxed) as f64
                         / self.tck as f64
                         / side.rec.elapsed.lock().unwrap().as_secs_f64()
                 );
-                step["gateway_cpu_us_per_request"] =
-                    json!(side.cpu_us_per_req(side.rec.gw_ticks.load(Ordering::Relaxed), self.tck));
+                step["gateway_cpu_us_per_request"] = json!(
+                    side.cpu_us_per_req(side.rec.proxy_ticks.load(Ordering::Relaxed), self.tck)
+                );
                 step["error_share"] = json!(err_share);
                 step["pass"] = json!(pass);
                 steps.push(step);
@@ -355,6 +450,7 @@ impl Bench {
                 rate,
                 rec: Arc::clone(r),
                 gateway: None,
+                nginx: false,
             }
             .json(self.tck)
         };

@@ -10,7 +10,7 @@ use hdrhistogram::Histogram;
 use http::HeaderMap;
 use tokio::runtime::Handle;
 
-use crate::procfs::cpu_ticks;
+use crate::procfs::{cpu_ticks, cpu_ticks_all};
 
 // === load generation ===
 
@@ -64,8 +64,9 @@ pub struct Recorder {
     pub sent: AtomicU64,
     /// Wall time of the slices (due span or last completion, the later).
     pub elapsed: Mutex<Duration>,
-    /// The gateway's CPU ticks and this process's during the slices.
-    pub gw_ticks: AtomicU64,
+    /// The proxy's CPU ticks (the gateway's, or nginx's on an nginx side)
+    /// and this process's during the slices.
+    pub proxy_ticks: AtomicU64,
     pub own_ticks: AtomicU64,
 }
 
@@ -85,7 +86,7 @@ impl Recorder {
             first_error: Mutex::new(None),
             sent: AtomicU64::new(0),
             elapsed: Mutex::new(Duration::ZERO),
-            gw_ticks: AtomicU64::new(0),
+            proxy_ticks: AtomicU64::new(0),
             own_ticks: AtomicU64::new(0),
         })
     }
@@ -190,7 +191,8 @@ pub fn wait_until(due: Instant, spin: Duration) {
 pub struct Load<'a> {
     pub rt: &'a Handle,
     pub client: &'a reqwest::Client,
-    pub gw_pid: &'a str,
+    /// The processes whose CPU time a slice records as the proxy's.
+    pub proxy: Vec<String>,
 }
 
 impl Load<'_> {
@@ -214,7 +216,7 @@ impl Load<'_> {
         } else {
             Duration::ZERO
         };
-        let gw0 = cpu_ticks(self.gw_pid);
+        let proxy0 = cpu_ticks_all(&self.proxy);
         let own0 = cpu_ticks("self");
         let t0 = Instant::now() + Duration::from_millis(2);
         for i in 0..n {
@@ -243,8 +245,8 @@ impl Load<'_> {
         }
         let end = Instant::now().max(span);
         *rec.elapsed.lock().unwrap() += end - t0;
-        rec.gw_ticks.fetch_add(
-            cpu_ticks(self.gw_pid).saturating_sub(gw0),
+        rec.proxy_ticks.fetch_add(
+            cpu_ticks_all(&self.proxy).saturating_sub(proxy0),
             Ordering::Relaxed,
         );
         rec.own_ticks

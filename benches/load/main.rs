@@ -39,6 +39,7 @@ mod harness;
 #[allow(dead_code)]
 #[path = "../../tests/common/net.rs"]
 mod net;
+mod nginx;
 mod opts;
 mod procfs;
 mod report;
@@ -70,12 +71,14 @@ pub const MAX_RATE_STEPS: &[f64] = &[
     30000.0, 40000.0,
 ];
 
-use crate::bench::Bench;
+use crate::bench::{Bench, Via};
 use crate::gateway::{gateway_bin, gateway_config, start_gateway, target_dir};
+use crate::nginx::{nginx_bin, NginxProcess};
 use crate::opts::Opts;
 use crate::procfs::{clock_ticks, command_output, locked_versions, read_first, status_value};
 use crate::report::{
-    cpu_bound, header, max_table, memory_table, metrics_table, stream_table, targets, unary_table,
+    cpu_bound, header, max_table, memory_table, metrics_table, nginx_targets, stream_table,
+    targets, unary_table, vs_nginx_max,
 };
 
 fn main() {
@@ -154,11 +157,38 @@ fn main() {
     let idle_rss = status_value(&gw.pid, "VmRSS");
     let gw_pid = gw.pid.clone();
 
+    // nginx, the baseline, with as many workers as the gateway has.
+    let workers = opts
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    let (nginx, nginx_note) = match nginx_bin() {
+        None => (
+            None,
+            "not found (no `nginx` on PATH or in /usr/sbin, INFERGATE_BENCH_NGINX unset): no nginx baseline in this run".to_string(),
+        ),
+        Some(bin) => match NginxProcess::start(bin, hf.addr().port(), workers) {
+            Ok(n) => {
+                let note = format!(
+                    "{} ({}), {workers} workers, `proxy_pass` to the HF emulator over an upstream keep-alive pool of 64, access log buffered (64 KiB, flushed every 100 ms), config in {}",
+                    n.version,
+                    n.bin.display(),
+                    n.dir.display()
+                );
+                (Some(n), note)
+            }
+            Err(e) => {
+                eprintln!("load bench: nginx did not start, running without it: {e}");
+                (None, format!("did not start ({}): no nginx baseline in this run", e.lines().next().unwrap_or("")))
+            }
+        },
+    };
+
     let mut bench = Bench {
         opts: opts.clone(),
         rt,
         client,
         gw,
+        nginx,
         sm,
         hf,
         tck,
@@ -182,9 +212,14 @@ fn main() {
     let metrics = opts.runs("metrics").then(|| bench.metrics_effect());
     let streams = opts.runs("streams").then(|| bench.concurrent_streams());
     let max_rate = if opts.runs("max") {
-        let direct = bench.max_rate("direct", &|b| b.hf_direct(false));
+        let direct = bench.max_rate(Via::Direct);
         std::thread::sleep(Duration::from_millis(300));
-        let through = bench.max_rate("through", &|b| b.through("hf", false));
+        let nginx = bench.paths("hf").contains(&Via::Nginx).then(|| {
+            let n = bench.max_rate(Via::Nginx);
+            std::thread::sleep(Duration::from_millis(300));
+            n
+        });
+        let through = bench.max_rate(Via::Gateway);
         let d = direct["max_sustained_rate"].as_f64().unwrap_or(0.0);
         let t = through["max_sustained_rate"].as_f64().unwrap_or(0.0);
         let mut v = json!({
@@ -195,6 +230,10 @@ fn main() {
         });
         if let Some(c) = cpu_bound(&direct, &through) {
             v["cpu_bound"] = c;
+        }
+        if let Some(n) = nginx {
+            v["vs_nginx"] = vs_nginx_max(&n, &through);
+            v["nginx"] = n;
         }
         v["direct"] = direct;
         v["through"] = through;
@@ -266,9 +305,10 @@ fn main() {
             if slack { "set to 1 µs" } else { "left at the default 50 µs" }
         ),
         "gateway binary": gateway_bin().display().to_string(),
+        "nginx": nginx_note,
         "gateway log level": opts.log_level.clone().unwrap_or_else(|| "default (info: one access-log line per request, to a file)".into()),
         "load": format!(
-            "open loop, fixed rate; latency from each request's scheduled time (coordinated omission corrected); HDR histograms (ns, 3 significant digits); unary {} req/s and streams {} /s, {} s and {} s per side, direct and through alternated in {} slices after a {} ms warm-up of each; concurrency cap 1024 in flight (a hit counts as an error)",
+            "open loop, fixed rate; latency from each request's scheduled time (coordinated omission corrected); HDR histograms (ns, 3 significant digits); unary {} req/s and streams {} /s, {} s and {} s per side, the paths (direct, nginx when present, through infergate) alternated in {} rounds after a {} ms warm-up of each; concurrency cap 1024 in flight (a hit counts as an error)",
             opts.rate, opts.stream_rate, opts.secs, opts.stream_secs, opts.rounds, opts.warmup.as_millis()
         ),
         "requests": format!("POST {{\"inputs\": <{PROMPT_WORDS} words>, \"parameters\": {{\"max_new_tokens\": {PROMPT_WORDS}}}}}: HF direct to `/` (stream `/generate_stream`), SageMaker direct to `/endpoints/{ENDPOINT}/invocations` (stream `invocations-response-stream`, with \"stream\": true), signed once per slice by the load generator; through infergate to `/v1/predict/<route>` and `/v1/predict/<route>/stream`"),
@@ -290,6 +330,8 @@ fn main() {
     });
     let (targets_md, targets_json) = targets(&results);
     results["targets"] = targets_json;
+    let (nginx_md, nginx_json) = nginx_targets(&results);
+    results["targets_vs_nginx"] = nginx_json;
     results["total_seconds"] = json!(run_started.elapsed().as_secs_f64());
 
     let mut out = header(&results["meta"]);
@@ -320,6 +362,7 @@ fn main() {
         out.push_str(&metrics_table(&results["metrics_scrape"]));
     }
     out.push_str(&targets_md);
+    out.push_str(&nginx_md);
     let json_path = target_dir().join("infergate-bench.json");
     std::fs::write(&json_path, serde_json::to_string_pretty(&results).unwrap()).unwrap();
     let _ = writeln!(out, "\nJSON: `{}`", json_path.display());

@@ -26,6 +26,29 @@ pub fn cpu_ticks(pid: &str) -> u64 {
     field(11).unwrap_or(0) + field(12).unwrap_or(0)
 }
 
+/// utime + stime summed over several processes (nginx's master and workers).
+pub fn cpu_ticks_all(pids: &[String]) -> u64 {
+    pids.iter().map(|p| cpu_ticks(p)).sum()
+}
+
+/// The processes whose parent is `pid` (field 4 of `/proc/<pid>/stat`).
+pub fn children(pid: &str) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| {
+        let name = e.ok()?.file_name().into_string().ok()?;
+        name.bytes().all(|b| b.is_ascii_digit()).then_some(name)
+    })
+    .filter(|p| {
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+        stat.rsplit_once(") ")
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .is_some_and(|ppid| ppid == pid)
+    })
+    .collect()
+}
+
 /// A `kB` line of `/proc/<pid>/status` (`VmRSS`, `VmHWM`), or `Threads`.
 pub fn status_value(pid: &str, key: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();

@@ -34,7 +34,13 @@ pub fn gateway_cells(v: &Value) -> (String, String, String) {
                 g["peak_rss_kb"].as_f64().unwrap_or(0.0) / 1024.0
             ),
         ),
-        None => ("–".into(), "–".into(), "–".into()),
+        None => (
+            v["nginx"]["cpu_us_per_request"]
+                .as_f64()
+                .map_or_else(|| "–".into(), fmt_us),
+            "–".into(),
+            "–".into(),
+        ),
     }
 }
 
@@ -46,42 +52,59 @@ pub fn unary_table(scenarios: &[Value]) -> String {
     );
     let _ = writeln!(
         s,
-        "| path | side | rate | achieved/s | ok | errors | p50 | p90 | p99 | p99.9 | gateway CPU/req | gateway's own overhead metric (mean) | gateway peak RSS |"
+        "| path | side | rate | achieved/s | ok | errors | mean | p50 | p90 | p99 | p99.9 | proxy CPU/req | gateway's own overhead metric (mean) | gateway peak RSS |"
     );
     let _ = writeln!(
         s,
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for sc in scenarios.iter().filter(|v| v["stream"] == json!(false)) {
         let name = sc["scenario"].as_str().unwrap_or("");
-        for side in ["direct", "through"] {
+        for side in SIDES.into_iter().filter(|side| !sc[side].is_null()) {
             let v = &sc[side];
             let (cpu, own, rss) = gateway_cells(v);
             let _ = writeln!(
                 s,
-                "| {name} | {side} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} | {cpu} | {own} | {rss} |",
+                "| {name} | {side} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {cpu} | {own} | {rss} |",
                 v["target_rate"].as_f64().unwrap_or(0.0),
                 v["achieved_rate"].as_f64().unwrap_or(0.0),
                 v["ok"],
                 v["errors"]["total"],
+                fmt_us(q_us(v, "latency", "mean")),
                 fmt_us(q_us(v, "latency", "p50")),
                 fmt_us(q_us(v, "latency", "p90")),
                 fmt_us(q_us(v, "latency", "p99")),
                 fmt_us(q_us(v, "latency", "p99.9")),
             );
         }
-        let a = &sc["added"];
-        let _ = writeln!(
-            s,
-            "| {name} | **added** | | | | | **{}** | **{}** | **{}** | **{}** | | | |",
-            fmt_added(q_us(a, "latency", "p50")),
-            fmt_added(q_us(a, "latency", "p90")),
-            fmt_added(q_us(a, "latency", "p99")),
-            fmt_added(q_us(a, "latency", "p99.9")),
-        );
+        for (key, label) in DIFFS.into_iter().filter(|(key, _)| !sc[key].is_null()) {
+            let a = &sc[key];
+            let _ = writeln!(
+                s,
+                "| {name} | **{label}** | | | | | **{}** | **{}** | **{}** | **{}** | **{}** | {} | | |",
+                fmt_added(q_us(a, "latency", "mean")),
+                fmt_added(q_us(a, "latency", "p50")),
+                fmt_added(q_us(a, "latency", "p90")),
+                fmt_added(q_us(a, "latency", "p99")),
+                fmt_added(q_us(a, "latency", "p99.9")),
+                a["cpu_per_request_ratio"]
+                    .as_f64()
+                    .map_or_else(String::new, |r| format!("**{r:.2}×**")),
+            );
+        }
     }
     s
 }
+
+/// The sides of a scenario, in the report's order (nginx only when run).
+const SIDES: [&str; 3] = ["direct", "nginx", "through"];
+
+/// The differences a scenario reports: each row's key and label.
+const DIFFS: [(&str, &str); 3] = [
+    ("nginx_added", "nginx − direct"),
+    ("added", "added (infergate − direct)"),
+    ("vs_nginx", "infergate − nginx"),
+];
 
 pub fn stream_table(scenarios: &[Value]) -> String {
     let mut s = String::new();
@@ -99,7 +122,7 @@ pub fn stream_table(scenarios: &[Value]) -> String {
     );
     for sc in scenarios.iter().filter(|v| v["stream"] == json!(true)) {
         let name = sc["scenario"].as_str().unwrap_or("");
-        for side in ["direct", "through"] {
+        for side in SIDES.into_iter().filter(|side| !sc[side].is_null()) {
             let v = &sc[side];
             let (cpu, _, rss) = gateway_cells(v);
             let _ = writeln!(
@@ -119,19 +142,24 @@ pub fn stream_table(scenarios: &[Value]) -> String {
                 fmt_us(q_us(v, "latency", "p99")),
             );
         }
-        let a = &sc["added"];
-        let _ = writeln!(
-            s,
-            "| {name} | **added** | | | | | **{}** | **{}** | **{}** | **{}** | **{}** | **{}** | **{}** | **{}** | | |",
-            fmt_added(q_us(a, "ttfb", "p50")),
-            fmt_added(q_us(a, "ttfb", "p90")),
-            fmt_added(q_us(a, "ttfb", "p99")),
-            fmt_added(q_us(a, "ttfb", "p99.9")),
-            fmt_added(q_us(a, "per_event", "p50")),
-            fmt_added(q_us(a, "per_event", "p99")),
-            fmt_added(q_us(a, "latency", "p50")),
-            fmt_added(q_us(a, "latency", "p99")),
-        );
+        for (key, label) in DIFFS.into_iter().filter(|(key, _)| !sc[key].is_null()) {
+            let a = &sc[key];
+            let _ = writeln!(
+                s,
+                "| {name} | **{label}** | | | | | **{}** | **{}** | **{}** | **{}** | **{}** | **{}** | **{}** | **{}** | {} | |",
+                fmt_added(q_us(a, "ttfb", "p50")),
+                fmt_added(q_us(a, "ttfb", "p90")),
+                fmt_added(q_us(a, "ttfb", "p99")),
+                fmt_added(q_us(a, "ttfb", "p99.9")),
+                fmt_added(q_us(a, "per_event", "p50")),
+                fmt_added(q_us(a, "per_event", "p99")),
+                fmt_added(q_us(a, "latency", "p50")),
+                fmt_added(q_us(a, "latency", "p99")),
+                a["cpu_per_request_ratio"]
+                    .as_f64()
+                    .map_or_else(String::new, |r| format!("**{r:.2}×**")),
+            );
+        }
     }
     s
 }
@@ -145,10 +173,10 @@ pub fn max_table(max: &Value) -> String {
     );
     let _ = writeln!(
         s,
-        "| side | step rate | achieved/s | p50 | p99 | errors | gateway CPU (cores) | CPU/req: bench process | CPU/req: gateway | pass |"
+        "| side | step rate | achieved/s | p50 | p99 | errors | proxy CPU (cores) | CPU/req: bench process | CPU/req: proxy | pass |"
     );
     let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
-    for side in ["direct", "through"] {
+    for side in SIDES {
         let Some(steps) = max[side]["steps"].as_array() else {
             continue;
         };
@@ -190,6 +218,18 @@ pub fn max_table(max: &Value) -> String {
         max["ratio"].as_f64().unwrap_or(f64::NAN) * 100.0,
         max["through"]["peak_rss_kb"].as_f64().unwrap_or(0.0) / 1024.0
     );
+    if let Some(n) = max.get("vs_nginx") {
+        let _ = writeln!(
+            s,
+            "\n**Against nginx**: nginx sustained {:.0} /s; infergate / nginx **{:.2}×** in throughput; CPU per request at {:.0}/s, the highest step both passed: nginx {}, infergate {}, **{:.2}×**.",
+            max["nginx"]["max_sustained_rate"].as_f64().unwrap_or(0.0),
+            n["throughput_ratio"].as_f64().unwrap_or(f64::NAN),
+            n["cpu_rate"].as_f64().unwrap_or(f64::NAN),
+            fmt_us(n["nginx_cpu_us"].as_f64().unwrap_or(f64::NAN)),
+            fmt_us(n["gateway_cpu_us"].as_f64().unwrap_or(f64::NAN)),
+            n["cpu_per_request_ratio"].as_f64().unwrap_or(f64::NAN),
+        );
+    }
     if let Some(c) = max.get("cpu_bound") {
         let _ = writeln!(
             s,
@@ -205,9 +245,8 @@ pub fn max_table(max: &Value) -> String {
     s
 }
 
-/// CPU per request of each side at the highest step rate both passed: the
-/// ceiling of the sustained ratio when the machine's cores are the limit.
-pub fn cpu_bound(direct: &Value, through: &Value) -> Option<Value> {
+/// Two sides' steps at the highest step rate both passed.
+fn highest_common(a: &Value, b: &Value) -> Option<(Value, Value)> {
     let passed = |side: &Value| -> Vec<Value> {
         side["steps"]
             .as_array()
@@ -220,15 +259,41 @@ pub fn cpu_bound(direct: &Value, through: &Value) -> Option<Value> {
             })
             .unwrap_or_default()
     };
-    let (d, t) = (passed(direct), passed(through));
-    let t = t
+    let (a, b) = (passed(a), passed(b));
+    let b = b
         .iter()
         .rev()
-        .find(|t| d.iter().any(|d| d["target_rate"] == t["target_rate"]))?;
-    let d = d
+        .find(|b| a.iter().any(|a| a["target_rate"] == b["target_rate"]))?;
+    let a = a
         .iter()
         .rev()
-        .find(|d| d["target_rate"] == t["target_rate"])?;
+        .find(|a| a["target_rate"] == b["target_rate"])?;
+    Some((a.clone(), b.clone()))
+}
+
+/// The rate search against nginx: sustained throughput and proxy CPU per
+/// request at the highest step both passed, as ratios to nginx's.
+pub fn vs_nginx_max(nginx: &Value, through: &Value) -> Value {
+    let n = nginx["max_sustained_rate"].as_f64().unwrap_or(0.0);
+    let t = through["max_sustained_rate"].as_f64().unwrap_or(0.0);
+    let mut v = json!({ "throughput_ratio": if n > 0.0 { t / n } else { f64::NAN } });
+    if let Some((n, t)) = highest_common(nginx, through) {
+        let (nc, tc) = (
+            n["gateway_cpu_us_per_request"].as_f64().unwrap_or(f64::NAN),
+            t["gateway_cpu_us_per_request"].as_f64().unwrap_or(f64::NAN),
+        );
+        v["cpu_rate"] = n["target_rate"].clone();
+        v["nginx_cpu_us"] = json!(nc);
+        v["gateway_cpu_us"] = json!(tc);
+        v["cpu_per_request_ratio"] = json!(tc / nc);
+    }
+    v
+}
+
+/// CPU per request of each side at the highest step rate both passed: the
+/// ceiling of the sustained ratio when the machine's cores are the limit.
+pub fn cpu_bound(direct: &Value, through: &Value) -> Option<Value> {
+    let (d, t) = highest_common(direct, through)?;
     let direct_us = d["bench_process_cpu_us_per_request"].as_f64()?;
     let bench = t["bench_process_cpu_us_per_request"].as_f64()?;
     let gateway = t["gateway_cpu_us_per_request"].as_f64()?;
@@ -447,5 +512,93 @@ pub fn targets(results: &Value) -> (String, Value) {
         s,
         "| SigV4 signing of 1 KiB; balancer pick at 10 backends | ≤ 10 µs; ≤ 1 µs | see `cargo bench --bench hot` | – |"
     );
+    (s, Value::Array(out))
+}
+
+/// Issue 11's targets: the gateway against nginx in the same run. Without
+/// nginx, one line saying so.
+pub fn nginx_targets(results: &Value) -> (String, Value) {
+    let mut s = String::new();
+    let _ = writeln!(s, "\n## Against nginx (issue 11)\n");
+    let hf = results["scenarios"]
+        .as_array()
+        .and_then(|a| a.iter().find(|v| v["scenario"] == json!("hf")))
+        .map(|v| &v["vs_nginx"])
+        .filter(|v| !v.is_null());
+    let max = Some(&results["max_rate"]["vs_nginx"]).filter(|v| !v.is_null());
+    if hf.is_none() && max.is_none() {
+        let _ = writeln!(
+            s,
+            "nginx: {}.",
+            results["meta"]["nginx"].as_str().unwrap_or("not run")
+        );
+        return (s, Value::Null);
+    }
+    let rate = results["rate"].as_f64().unwrap_or(0.0);
+    let ratio = |v: Option<&Value>, key: &str| v.and_then(|v| v[key].as_f64());
+    let minus = |q: &str| hf.map(|v| q_us(v, "latency", q));
+    let rows: [(String, &str, Option<f64>, bool, f64); 6] = [
+        (
+            format!("HF unary: gateway CPU per request ÷ nginx's, at {rate}/s"),
+            "≤ 1.6×",
+            ratio(hf, "cpu_per_request_ratio"),
+            true,
+            1.6,
+        ),
+        (
+            "HF unary: gateway CPU per request ÷ nginx's, highest step both sustained".into(),
+            "≤ 1.6×",
+            ratio(max, "cpu_per_request_ratio"),
+            true,
+            1.6,
+        ),
+        (
+            "Sustained throughput ÷ nginx's".into(),
+            "≥ 0.85×",
+            ratio(max, "throughput_ratio"),
+            false,
+            0.85,
+        ),
+        (
+            format!("HF latency at {rate}/s, mean − nginx's"),
+            "≤ +50 µs",
+            minus("mean"),
+            true,
+            50.0,
+        ),
+        (
+            format!("HF latency at {rate}/s, p50 − nginx's"),
+            "≤ +50 µs",
+            minus("p50"),
+            true,
+            50.0,
+        ),
+        (
+            format!("HF latency at {rate}/s, p99 − nginx's"),
+            "≤ +150 µs",
+            minus("p99"),
+            true,
+            150.0,
+        ),
+    ];
+    let _ = writeln!(s, "| target | limit | measured | met |");
+    let _ = writeln!(s, "|---|---|---:|---|");
+    let mut out = Vec::new();
+    for (target, limit, measured, at_most, bound) in rows {
+        let measured = measured.filter(|m| m.is_finite());
+        let text = match measured {
+            Some(m) if limit.ends_with('×') => format!("{m:.2}×"),
+            Some(m) => fmt_added(m),
+            None => "not measured".into(),
+        };
+        let met = measured.map(|m| if at_most { m <= bound } else { m >= bound });
+        let verdict = match met {
+            Some(true) => "met",
+            Some(false) => "**not met**",
+            None => "–",
+        };
+        let _ = writeln!(s, "| {target} | {limit} | {text} | {verdict} |");
+        out.push(json!({"target": target, "limit": limit, "measured": measured, "met": met}));
+    }
     (s, Value::Array(out))
 }

@@ -38,6 +38,8 @@ pub struct Side {
     pub rec: Arc<Recorder>,
     /// The gateway's numbers, for a through-gateway side.
     pub gateway: Option<GatewaySample>,
+    /// An nginx side: its CPU per request is reported as nginx's.
+    pub nginx: bool,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -86,9 +88,14 @@ impl Side {
             v["per_event"] = quantiles(&r.per_event.lock().unwrap());
             v["events"] = json!(r.events.load(Ordering::Relaxed));
         }
+        if self.nginx {
+            v["nginx"] = json!({
+                "cpu_us_per_request": self.cpu_us_per_req(r.proxy_ticks.load(Ordering::Relaxed), tck),
+            });
+        }
         if let Some(g) = self.gateway {
             v["gateway"] = json!({
-                "cpu_us_per_request": self.cpu_us_per_req(r.gw_ticks.load(Ordering::Relaxed), tck),
+                "cpu_us_per_request": self.cpu_us_per_req(r.proxy_ticks.load(Ordering::Relaxed), tck),
                 "peak_rss_kb": g.peak_rss_kb,
                 "peak_rss_reset_before": g.peak_reset,
                 "reported_overhead_mean_us": g.overhead_mean_us,
@@ -98,8 +105,13 @@ impl Side {
     }
 }
 
+/// `through − direct` at each quantile and at the mean, in µs.
 pub fn added(direct: &Histogram<u64>, through: &Histogram<u64>) -> Value {
     let mut m = serde_json::Map::new();
+    m.insert(
+        "mean_us".into(),
+        json!((through.mean() - direct.mean()) / 1e3),
+    );
     for (name, q) in QUANTILES {
         let d = direct.value_at_quantile(q) as f64;
         let t = through.value_at_quantile(q) as f64;
