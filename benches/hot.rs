@@ -83,6 +83,7 @@ fn pool(n: usize) -> Vec<PoolMember> {
     };
     let members: Vec<PoolMember> = (0..n)
         .map(|i| PoolMember {
+            series: None,
             backend: Arc::new(Backend::huggingface(
                 &format!("b{i}"),
                 reqwest::Url::parse("http://127.0.0.1:1/").unwrap(),

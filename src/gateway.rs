@@ -94,7 +94,7 @@ impl Gateway {
             .iter()
             .map(|b| Arc::new(BackendState::new(&b.name, b.max_in_flight, b.outlier)))
             .collect();
-        let routes = build_routes(&config, &backends, &states);
+        let routes = build_routes(&config, &backends, &states, &metrics);
         link_siblings(&states, &routes);
         let clients = (0..config.server.worker_count())
             .map(|_| egress.client())
@@ -225,6 +225,7 @@ fn build_routes(
     config: &Config,
     backends: &[Arc<Backend>],
     states: &[Arc<BackendState>],
+    metrics: &Metrics,
 ) -> Vec<Route> {
     let index: HashMap<&str, usize> = config
         .backends
@@ -243,6 +244,7 @@ fn build_routes(
                 .iter()
                 .filter_map(|m| {
                     index.get(m.backend.as_str()).map(|&i| PoolMember {
+                        series: Some(metrics.pair_series(&r.name, &backends[i].name)),
                         backend: Arc::clone(&backends[i]),
                         state: Arc::clone(&states[i]),
                         weight: m.weight,

@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Buckets for client-visible and upstream latency, in seconds.
@@ -110,7 +111,63 @@ pub fn code_class(status: u16) -> &'static str {
     }
 }
 
+/// The series a successful request through one route and backend touches,
+/// looked up once when the gateway is built instead of per request (a label
+/// lookup hashes its values and takes a lock).
+#[derive(Clone)]
+pub struct PairSeries {
+    /// `infergate_requests_total{route, backend, 2xx, success}`.
+    served: IntCounter,
+    duration: Histogram,
+    overhead: Histogram,
+    /// `infergate_upstream_attempts_total{backend, success}`.
+    attempt_ok: IntCounter,
+    /// `infergate_upstream_duration_seconds{backend, 2xx}`.
+    attempt_ok_duration: Histogram,
+}
+
+impl std::fmt::Debug for PairSeries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PairSeries")
+    }
+}
+
+impl PairSeries {
+    /// A request answered 2xx by this backend: [`Metrics::request`] for
+    /// that case.
+    pub fn served(&self, total: Duration, not_ours: Duration) {
+        self.served.inc();
+        self.duration.observe(total.as_secs_f64());
+        self.overhead
+            .observe(total.saturating_sub(not_ours).as_secs_f64());
+    }
+
+    /// An attempt answered 2xx: [`Metrics::attempt`] for that case.
+    pub fn attempt_succeeded(&self, took: Duration) {
+        self.attempt_ok.inc();
+        self.attempt_ok_duration.observe(took.as_secs_f64());
+    }
+}
+
 impl Metrics {
+    /// The success series of `route` through `backend`.
+    pub fn pair_series(&self, route: &str, backend: &str) -> PairSeries {
+        PairSeries {
+            served: self.requests.with_label_values(&[
+                route,
+                backend,
+                "2xx",
+                Outcome::Success.as_str(),
+            ]),
+            duration: self.request_duration.with_label_values(&[route]),
+            overhead: self.overhead.with_label_values(&[route]),
+            attempt_ok: self
+                .upstream_attempts
+                .with_label_values(&[backend, "success"]),
+            attempt_ok_duration: self.upstream_duration.with_label_values(&[backend, "2xx"]),
+        }
+    }
+
     /// Registers every metric. Fails only on a duplicate or invalid name,
     /// which is a programming error caught by the tests.
     pub fn new() -> Result<Self, prometheus::Error> {

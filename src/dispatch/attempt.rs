@@ -133,8 +133,12 @@ pub(crate) async fn attempt<C: Call>(
     };
     record.done = true;
     let took = now.saturating_duration_since(slot.started());
-    env.metrics
-        .attempt(&member.backend.name, label, status, took);
+    match (&member.series, &result) {
+        (Some(series), Ok(r)) if r.status.is_success() => series.attempt_succeeded(took),
+        _ => env
+            .metrics
+            .attempt(&member.backend.name, label, status, took),
+    }
     let obs = match &result {
         Ok(_) => Observation::Success(took),
         Err(f) => observation(f),

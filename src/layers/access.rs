@@ -165,14 +165,18 @@ fn finish(
     } else {
         Outcome::GatewayError
     };
-    gw.metrics.request(
-        route,
-        backend.unwrap_or("none"),
-        status.as_u16(),
-        outcome,
-        head,
-        access.upstream + access.waited,
-    );
+    let not_ours = access.upstream + access.waited;
+    match pair_series(&access) {
+        Some(series) if status.is_success() => series.served(head, not_ours),
+        _ => gw.metrics.request(
+            route,
+            backend.unwrap_or("none"),
+            status.as_u16(),
+            outcome,
+            head,
+            not_ours,
+        ),
+    }
     let line = Line {
         access,
         status: status.as_u16(),
@@ -189,6 +193,17 @@ fn finish(
         }
         .boxed_unsync()
     })
+}
+
+/// The success series of the request's route and backend, when both are
+/// known.
+fn pair_series(access: &Access) -> Option<&crate::metrics::PairSeries> {
+    let (route, backend) = (access.route.as_ref()?, access.backend.as_ref()?);
+    let member = route
+        .pool
+        .iter()
+        .find(|m| Arc::ptr_eq(&m.backend, backend))?;
+    member.series.as_ref()
 }
 
 struct Line {

@@ -169,6 +169,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, w)| PoolMember {
+                series: None,
                 backend: Arc::new(Backend::huggingface(
                     &format!("b{i}"),
                     reqwest::Url::parse("http://127.0.0.1:1/").unwrap(),

@@ -30,6 +30,9 @@ pub struct PoolMember {
     pub backend: Arc<Backend>,
     pub state: Arc<health::BackendState>,
     pub weight: u32,
+    /// The pair's success series, looked up once (none in tests that
+    /// build pools by hand: the metrics are then looked up per request).
+    pub series: Option<crate::metrics::PairSeries>,
 }
 
 /// One route.

@@ -139,7 +139,12 @@ fn example_file_parses() {
 
 /// The example with every `# key = value` line uncommented.
 pub(super) fn uncommented_example() -> String {
+    // The example's CA files are read at check time: point them at one.
+    let ca = tls::pem_file("example", tls::PEM_BLOCK);
+    let ca = ca.display().to_string();
     EXAMPLE
+        .replace("/etc/infergate/ca.pem", &ca)
+        .replace("/etc/infergate/hf-ca.pem", &ca)
         .lines()
         .map(|line| match line.strip_prefix("# ") {
             Some(rest)
@@ -179,6 +184,8 @@ fn example_file_commented_options_are_valid() {
         Some(Duration::from_secs(30))
     );
     assert_eq!(config.routes[0].timeout, Some(Duration::from_secs(60)));
+    assert!(config.upstream.tls_ca_file.is_some());
+    assert!(config.backend("hf-flan").unwrap().tls_ca_file.is_some());
 
     // The resilience keys: examples where there is no default, else defaults.
     let route = &config.routes[0];

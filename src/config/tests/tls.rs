@@ -6,9 +6,12 @@ use std::path::PathBuf;
 
 use super::*;
 
-/// A file holding `body`, in a directory of its own.
-fn pem_file(name: &str, body: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("infergate-ca-{}-{name}", std::process::id()));
+/// A new file holding `body`, in a directory of its own (each call its
+/// own, as tests run side by side).
+pub(super) fn pem_file(name: &str, body: &str) -> PathBuf {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("infergate-ca-{}-{name}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("ca.pem");
     std::fs::write(&path, body).unwrap();
@@ -17,7 +20,7 @@ fn pem_file(name: &str, body: &str) -> PathBuf {
 
 /// A PEM block whose DER is no certificate: the config (which reads PEM)
 /// takes it, rustls does not.
-const NOT_A_CERTIFICATE: &str =
+pub(super) const PEM_BLOCK: &str =
     "-----BEGIN CERTIFICATE-----\nAAECAwQFBgcICQ==\n-----END CERTIFICATE-----\n";
 
 /// The minimal config with `upstream` in `[upstream]` and `hf` in the HF
@@ -32,7 +35,7 @@ fn key(path: &std::path::Path) -> String {
 
 #[test]
 fn a_ca_file_is_read_and_named_in_the_summary() {
-    let path = pem_file("ok", NOT_A_CERTIFICATE);
+    let path = pem_file("ok", PEM_BLOCK);
     let config = parse(&config_with(&key(&path), ""));
     assert_eq!(config.upstream.tls_ca_file.as_deref(), Some(path.as_path()));
     let summary = config.summary();

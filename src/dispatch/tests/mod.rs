@@ -58,6 +58,7 @@ fn budget(ratio: f64, min_per_second: u32) -> RetryBudget {
 fn route(n: usize) -> Route {
     let pool = (0..n)
         .map(|i| PoolMember {
+            series: None,
             backend: Arc::new(Backend::huggingface(
                 &format!("b{i}"),
                 reqwest::Url::parse("http://127.0.0.1:1/").unwrap(),
