@@ -19,8 +19,9 @@
 //!    ([`crate::backend`]); client keys and rate limits will be layers
 //!    around it, here.
 //!
-//! Every layer's future is a named type, so the stack is statically typed
-//! and boxes nothing per request.
+//! Every layer's future is a named type, so the stack is statically typed;
+//! the door's future, which holds the whole request's state, is boxed once
+//! so that the layers around it stay small to move.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -56,7 +57,10 @@ where
         tower::service_fn(move |req| {
             let gw = Arc::clone(&gw);
             let core = core.clone();
-            async move { Ok::<_, Infallible>(api::doors(&gw, core, req).await) }
+            // Boxed once here, so the layers around it move a pointer, not
+            // the door's whole state (measured: the moves cost more than
+            // the allocation).
+            Box::pin(async move { Ok::<_, Infallible>(api::doors(&gw, core, req).await) })
         })
     };
     ServiceBuilder::new()
