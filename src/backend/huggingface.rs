@@ -16,9 +16,7 @@ use super::{clip, describe, retry_after, Failure, FailureKind, UpstreamRequest, 
 use crate::config::{HealthCheckConfig, HuggingFaceConfig};
 use crate::upstream::{Client, Target};
 
-/// An HF endpoint's answers: the response headers (TGI's timing headers
-/// included) the client gets back; none on a stream, so the events look the
-/// same whichever backend served them; streams in server-sent events.
+/// The response headers of a success the client gets back.
 static RETURNED: [HeaderName; 10] = [
     header::CONTENT_TYPE,
     HeaderName::from_static("x-compute-type"),
@@ -32,6 +30,9 @@ static RETURNED: [HeaderName; 10] = [
     HeaderName::from_static("x-prompt-tokens"),
 ];
 
+/// An HF endpoint's answers: the response headers (TGI's timing headers
+/// included) the client gets back; none on a stream, so the events look the
+/// same whichever backend served them; streams in server-sent events.
 static WIRE: Wire = Wire {
     returned: &RETURNED,
     stream_returned: &[],

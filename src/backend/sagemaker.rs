@@ -33,9 +33,7 @@ use crate::upstream::{Client, Egress, Target};
 /// answer is read whole, so it is bounded.
 const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
 
-/// SageMaker's answers: `InvokeEndpoint`'s headers the client gets back;
-/// of a stream, only the session headers it asked for, so the events look
-/// the same whichever backend served them; streams in the AWS event stream.
+/// The response headers of a success the client gets back.
 static RETURNED: [HeaderName; 6] = [
     header::CONTENT_TYPE,
     HeaderName::from_static("x-amzn-invoked-production-variant"),
@@ -45,12 +43,16 @@ static RETURNED: [HeaderName; 6] = [
     HeaderName::from_static("x-amzn-requestid"),
 ];
 
+/// The response headers of a stream the client gets back.
 static STREAM_RETURNED: [HeaderName; 3] = [
     HeaderName::from_static("x-amzn-sagemaker-custom-attributes"),
     HeaderName::from_static("x-amzn-sagemaker-new-session-id"),
     HeaderName::from_static("x-amzn-sagemaker-closed-session-id"),
 ];
 
+/// SageMaker's answers: `InvokeEndpoint`'s headers the client gets back;
+/// of a stream, only the session headers it asked for, so the events look
+/// the same whichever backend served them; streams in the AWS event stream.
 static WIRE: Wire = Wire {
     returned: &RETURNED,
     stream_returned: &STREAM_RETURNED,
