@@ -9,7 +9,7 @@
 //! (when at most 512 bytes, as the spec asks of vendors). The trace id goes
 //! into the access log, so a request can be followed across the gateway.
 
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// The trace context of one request.
 #[derive(Debug, Clone)]
@@ -25,11 +25,14 @@ pub struct TraceContext {
 
 const MAX_TRACESTATE: usize = 512;
 
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+
 impl TraceContext {
     /// The request's trace: the client's continued, else a new one when
     /// the gateway records spans (`recording`), else none.
     pub fn of_request(headers: &HeaderMap, recording: bool) -> Option<Self> {
-        if recording || headers.contains_key("traceparent") {
+        if recording || headers.contains_key(TRACEPARENT) {
             let trace = Self::from_headers(headers, recording);
             // An invalid traceparent is no trace to continue.
             (recording || trace.parent_id.is_some()).then_some(trace)
@@ -42,7 +45,7 @@ impl TraceContext {
     /// sampled when the gateway records spans (`recording`).
     pub fn from_headers(headers: &HeaderMap, recording: bool) -> Self {
         let parsed = headers
-            .get("traceparent")
+            .get(TRACEPARENT)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_traceparent);
         let span_id = nonzero_id::<8>();
@@ -53,7 +56,7 @@ impl TraceContext {
                 parent_id: Some(parent_id),
                 flags,
                 tracestate: headers
-                    .get("tracestate")
+                    .get(TRACESTATE)
                     .filter(|v| v.len() <= MAX_TRACESTATE)
                     .cloned(),
             },
@@ -86,15 +89,9 @@ impl TraceContext {
 
     /// Adds `traceparent` (and `tracestate`) to an upstream request.
     pub fn inject(&self, headers: &mut HeaderMap) {
-        headers.insert(
-            const { http::HeaderName::from_static("traceparent") },
-            self.traceparent(),
-        );
+        headers.insert(TRACEPARENT, self.traceparent());
         if let Some(state) = &self.tracestate {
-            headers.insert(
-                const { http::HeaderName::from_static("tracestate") },
-                state.clone(),
-            );
+            headers.insert(TRACESTATE, state.clone());
         }
     }
 }

@@ -267,7 +267,7 @@ fn visible(headers: &HeaderMap, name: HeaderName) -> Result<Option<HeaderValue>,
 /// The client's own deadline, `X-Infergate-Timeout-Ms: <milliseconds>`,
 /// which may only shorten the route's.
 fn client_timeout(headers: &HeaderMap) -> Result<Option<Duration>, ApiError> {
-    let Some(v) = headers.get(TIMEOUT_HEADER) else {
+    let Some(v) = headers.get(const { HeaderName::from_static(TIMEOUT_HEADER) }) else {
         return Ok(None);
     };
     match v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()) {
@@ -281,13 +281,16 @@ fn client_timeout(headers: &HeaderMap) -> Result<Option<Duration>, ApiError> {
 /// The client's `X-Amzn-SageMaker-*` headers, checked against the SageMaker
 /// API's limits so a bad one is the client's 400, not a backend error.
 fn sagemaker_headers(headers: &HeaderMap) -> Result<Vec<(HeaderName, HeaderValue)>, ApiError> {
-    let mut out = Vec::new();
-    for (name, _, _) in crate::protocol::sagemaker::REQUEST_HEADERS {
-        if let Some(v) = headers.get(*name) {
-            if let Some(Err(must)) = crate::protocol::sagemaker::check_header(name, v.as_bytes()) {
-                return Err(ApiError::BadRequest(format!("header {name} {must}")));
-            }
-            out.push((HeaderName::from_static(name), v.clone()));
+    let mut out: Vec<(HeaderName, HeaderValue)> = Vec::new();
+    // One pass over what the client sent; the first value of a name counts.
+    for (name, v) in headers {
+        if !name.as_str().starts_with("x-amzn-sagemaker-") || out.iter().any(|(n, _)| n == name) {
+            continue;
+        }
+        match crate::protocol::sagemaker::check_header(name.as_str(), v.as_bytes()) {
+            None => {}
+            Some(Err(must)) => return Err(ApiError::BadRequest(format!("header {name} {must}"))),
+            Some(Ok(())) => out.push((name.clone(), v.clone())),
         }
     }
     Ok(out)
