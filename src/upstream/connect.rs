@@ -21,12 +21,16 @@ use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 use tower::ServiceExt;
 
 use super::proxy::{Proxies, Proxy};
 use super::tls::TlsConfigs;
+
+/// TCP keep-alive: idle time before the first probe, and between probes.
+const KEEPALIVE: Duration = Duration::from_secs(15);
 
 /// What every connection of the gateway shares.
 #[derive(Debug)]
@@ -48,6 +52,12 @@ impl Connector {
         let mut tcp = HttpConnector::new();
         tcp.enforce_http(false);
         tcp.set_nodelay(true);
+        // As reqwest did: a peer that vanished (a NAT or balancer dropping
+        // an idle pooled connection) is found within a minute, not at the
+        // next request's timeout.
+        tcp.set_keepalive(Some(KEEPALIVE));
+        tcp.set_keepalive_interval(Some(KEEPALIVE));
+        tcp.set_keepalive_retries(Some(3));
         Self { tcp, shared }
     }
 
@@ -183,18 +193,27 @@ impl ConnectError {
         }
     }
 
+    /// A failed handshake: TLS's own refusal (tokio-rustls carries rustls's
+    /// error inside the `io::Error`), or the connection breaking during it,
+    /// which is no verdict on the certificate and may be tried again.
     fn tls(err: io::Error) -> Self {
-        // tokio-rustls carries rustls's own error inside the io::Error.
-        let why = match err.get_ref() {
-            Some(inner) => inner.to_string(),
-            None => err.to_string(),
+        let refused = err
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            .map(rustls::Error::to_string);
+        let (kind, message) = match refused {
+            Some(why) => (
+                ConnectErrorKind::Tls,
+                format!("TLS handshake failed: {why}"),
+            ),
+            None => (
+                ConnectErrorKind::Tcp,
+                format!("the connection broke during the TLS handshake: {err}"),
+            ),
         };
         Self {
             source: Some(Box::new(err)),
-            ..Self::new(
-                ConnectErrorKind::Tls,
-                format!("TLS handshake failed: {why}"),
-            )
+            ..Self::new(kind, message)
         }
     }
 

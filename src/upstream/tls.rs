@@ -38,6 +38,13 @@ impl TlsConfigs {
         // Unreadable system certificates are skipped, as every TLS client
         // does; a host with none still trusts the CA file.
         let system = rustls_native_certs::load_native_certs().certs;
+        if system.is_empty() && ca_file.is_none() {
+            tracing::warn!(
+                "no CA certificates found on this system and no upstream.tls_ca_file: \
+                 every https backend will be refused (install ca-certificates or set \
+                 SSL_CERT_FILE)"
+            );
+        }
         Ok(Self {
             shared: client_config(&system, ca_file)?,
             system,
