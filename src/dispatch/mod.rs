@@ -224,7 +224,9 @@ impl<'r> Attempts<'r> {
             // The attempt's own timer is at most `left`: no second one.
             None => Some(first.await),
             Some(after) => {
-                let hedged = hedge::hedge(
+                // Boxed: a hedge holds two attempts, and inline it would
+                // make every request's future (hedged or not) that big.
+                let hedged = Box::pin(hedge::hedge(
                     env,
                     picker,
                     req,
@@ -232,7 +234,7 @@ impl<'r> Attempts<'r> {
                     first,
                     after,
                     self.deadline,
-                );
+                ));
                 tokio::time::timeout(left, hedged)
                     .await
                     .ok()
