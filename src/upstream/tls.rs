@@ -24,13 +24,10 @@ pub(crate) struct TlsConfigs {
     by_authority: HashMap<String, Arc<ClientConfig>>,
 }
 
-/// A CA file that cannot be used.
+/// A CA file that cannot be used: why, naming the file.
 #[derive(Debug, thiserror::Error)]
-#[error("{reason}")]
-pub struct CaFileError {
-    pub path: String,
-    pub reason: String,
-}
+#[error("{0}")]
+pub struct CaFileError(String);
 
 impl TlsConfigs {
     /// The shared config: the system's roots and, when given, `ca_file`'s.
@@ -73,24 +70,19 @@ fn client_config(
     let mut roots = RootCertStore::empty();
     roots.add_parsable_certificates(system.iter().cloned());
     if let Some(path) = ca_file {
-        let certs = read_ca_certificates(path).map_err(|reason| CaFileError {
-            path: path.display().to_string(),
-            reason,
-        })?;
-        for cert in certs {
-            roots.add(cert).map_err(|e| CaFileError {
-                path: path.display().to_string(),
-                reason: format!("{}: not a usable CA certificate: {e}", path.display()),
+        for cert in read_ca_certificates(path).map_err(CaFileError)? {
+            roots.add(cert).map_err(|e| {
+                CaFileError(format!(
+                    "{}: not a usable CA certificate: {e}",
+                    path.display()
+                ))
             })?;
         }
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| CaFileError {
-            path: String::new(),
-            reason: format!("no TLS protocol version available: {e}"),
-        })?
+        .map_err(|e| CaFileError(format!("no TLS protocol version available: {e}")))?
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];

@@ -89,3 +89,19 @@ async fn a_backends_own_ca_file_replaces_the_upstream_one() {
     );
     refused(&emu, &config, "sm").await;
 }
+
+#[tokio::test]
+async fn a_refused_certificate_is_not_tried_again_on_the_same_backend() {
+    // The route allows two attempts on its one backend; a certificate that
+    // was refused once would be refused again, so only one is made.
+    let pki = Pki::new();
+    let emu = hf_serving(&pki.untrusted_leaf).await;
+    let gw = serve(&hf_config(&localhost(&emu), &ca_line(&pki.ca), "")).await;
+    let res = predict(&gw.base, "hf", BODY).await;
+    assert_eq!(res.status(), 502);
+    assert_eq!(res.headers()["x-infergate-attempts"], "1");
+    gw.stop().await;
+    let c = emu.connections();
+    wait_for("the refused handshake", || c.handshake_failures() == 1).await;
+    assert_eq!(c.accepted(), 1);
+}

@@ -64,31 +64,28 @@ pub fn localhost(emu: &EmulatorHandle) -> String {
 /// A config with route `hf` on backend `hf` at `url`; `upstream` and
 /// `backend` are extra lines for `[upstream]` and `[backends.hf]`.
 pub fn hf_config(url: &str, upstream: &str, backend: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-request_timeout = "10s"
-shutdown_grace = "1s"
-
-[upstream]
-{upstream}
-
-[backends.hf]
-kind = "huggingface"
-url = "{url}"
-token = "${{HF_TOKEN}}"
-{backend}
-
-[routes.hf]
-backends = ["hf"]
-attempts = 2
-"#
+    one_route(
+        "hf",
+        &format!("kind = \"huggingface\"\nurl = \"{url}\"\ntoken = \"${{HF_TOKEN}}\"\n{backend}"),
+        upstream,
     )
 }
 
 /// A config with route `sm` on SageMaker backend `sm` at `url`.
 pub fn sm_config(url: &str, upstream: &str, backend: &str) -> String {
+    one_route(
+        "sm",
+        &format!(
+            "kind = \"sagemaker\"\nendpoint_name = \"flan-t5-small\"\nregion = \"us-east-1\"\n\
+             endpoint_url = \"{url}\"\n{backend}"
+        ),
+        upstream,
+    )
+}
+
+/// Route `name` (two attempts) on backend `name`, whose table holds
+/// `backend`; `upstream` goes in `[upstream]`.
+fn one_route(name: &str, backend: &str, upstream: &str) -> String {
     format!(
         r#"
 [server]
@@ -99,15 +96,11 @@ shutdown_grace = "1s"
 [upstream]
 {upstream}
 
-[backends.sm]
-kind = "sagemaker"
-endpoint_name = "flan-t5-small"
-region = "us-east-1"
-endpoint_url = "{url}"
+[backends.{name}]
 {backend}
 
-[routes.sm]
-backends = ["sm"]
+[routes.{name}]
+backends = ["{name}"]
 attempts = 2
 "#
     )
