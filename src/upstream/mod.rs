@@ -30,6 +30,10 @@ pub use connect::{ConnectError, ConnectErrorKind};
 pub use deadline::Deadline;
 pub use tls::CaFileError;
 
+/// `user-agent` of every upstream request.
+const USER_AGENT_VALUE: HeaderValue =
+    HeaderValue::from_static(concat!("infergate/", env!("CARGO_PKG_VERSION")));
+
 /// A request's body: the gateway reads a request whole before it sends it.
 pub type RequestBody = Full<Bytes>;
 
@@ -197,10 +201,7 @@ impl Client {
         mut headers: HeaderMap,
         body: Bytes,
     ) -> legacy::ResponseFuture {
-        headers.insert(
-            USER_AGENT,
-            HeaderValue::from_static(concat!("infergate/", env!("CARGO_PKG_VERSION"))),
-        );
+        headers.insert(USER_AGENT, USER_AGENT_VALUE);
         if let Some(auth) = &target.proxy_authorization {
             headers.insert(PROXY_AUTHORIZATION, auth.clone());
         }

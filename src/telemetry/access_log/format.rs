@@ -125,9 +125,11 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 /// The trace id in lowercase hex; nothing without one (an empty string, as
 /// today's `unwrap_or_default`).
 fn trace_hex(out: &mut Vec<u8>, id: Option<&[u8; 16]>) {
-    for b in id.into_iter().flatten() {
-        out.push(HEX[usize::from(b >> 4)]);
-        out.push(HEX[usize::from(b & 0xf)]);
+    if let Some(id) = id {
+        let mut hex = [0u8; 32];
+        if hex::encode_to_slice(id, &mut hex).is_ok() {
+            out.extend_from_slice(&hex);
+        }
     }
 }
 
