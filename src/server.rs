@@ -28,6 +28,7 @@
 
 mod conn;
 mod io;
+mod spread;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -36,12 +37,13 @@ use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
-use tokio::sync::{watch, AcquireError, Semaphore, SemaphorePermit};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch, AcquireError, OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 
 use crate::gateway::{current_worker, set_current_worker, Gateway};
 use crate::layers::head_limit::{MAX_HEADERS, MAX_HEADER_BYTES};
 use crate::telemetry::access_log;
+use spread::{Handoff, Spread};
 
 /// Largest request head hyper reads before refusing with an empty 431 and
 /// closing. Above the gateway's own limit, so that a head between the two
@@ -100,7 +102,21 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let slots = Slots::new(gateway.config.server.max_connections);
     gateway.set_ready(true);
-    serve_worker(listener, gateway, shutdown, slots).await
+    let (spread, mut inboxes) = Spread::new(1);
+    let worker = Worker {
+        index: 0,
+        spread,
+        inbox: inboxes.remove(0),
+    };
+    serve_worker(listener, gateway, shutdown, slots, worker).await
+}
+
+/// One worker's place among the others: its index, the spread of
+/// connections over all of them, and its inbox of connections handed to it.
+struct Worker {
+    index: usize,
+    spread: Arc<Spread>,
+    inbox: mpsc::UnboundedReceiver<Handoff>,
 }
 
 /// Serves `gateway` with one worker per listener (from [`bind_workers`]):
@@ -117,13 +133,25 @@ pub async fn serve_workers(
     }
     let first = listeners.remove(0);
     let slots = Slots::new(gateway.config.server.max_connections);
+    let (spread, inboxes) = Spread::new(listeners.len() + 1);
+    let mut workers = inboxes
+        .into_iter()
+        .enumerate()
+        .map(|(index, inbox)| Worker {
+            index,
+            spread: Arc::clone(&spread),
+            inbox,
+        });
+    let first_worker = workers
+        .next()
+        .ok_or_else(|| std::io::Error::other("no worker"))?;
     let (stop, stopped) = watch::channel(false);
     // Every socket is listening: connections queue until their worker runs.
     // Set once here, so a worker that starts late cannot undo a shutdown.
     gateway.set_ready(true);
     let mut threads = Vec::with_capacity(listeners.len());
-    for (i, listener) in listeners.into_iter().enumerate() {
-        let index = i + 1;
+    for (listener, worker) in listeners.into_iter().zip(workers) {
+        let index = worker.index;
         let listener = listener.into_std()?;
         let gateway = Arc::clone(&gateway);
         let slots = slots.clone();
@@ -141,7 +169,7 @@ pub async fn serve_workers(
                     let shutdown = async move {
                         let _ = stopped.wait_for(|stop| *stop).await;
                     };
-                    serve_worker(listener, gateway, shutdown, slots).await
+                    serve_worker(listener, gateway, shutdown, slots, worker).await
                 });
                 if let Err(e) = &served {
                     tracing::error!(worker = index, error = %e, "a worker stopped");
@@ -158,6 +186,7 @@ pub async fn serve_workers(
             let _ = stop.send(true);
         },
         slots,
+        first_worker,
     )
     .await;
     // The other workers drain on their own threads; this runtime (which
@@ -198,12 +227,15 @@ fn builder() -> auto::Builder<TokioExecutor> {
 }
 
 /// Serves until `shutdown` resolves, then drains, taking connection slots
-/// from `slots` (shared with the other workers, if any).
+/// from `slots` (shared with the other workers, if any). A connection this
+/// worker accepts is served here or handed to a less busy worker
+/// ([`spread`]); connections handed to this one arrive in its inbox.
 async fn serve_worker(
     listener: TcpListener,
     gateway: Arc<Gateway>,
     shutdown: impl Future<Output = ()>,
     slots: Slots,
+    mut worker: Worker,
 ) -> std::io::Result<()> {
     // This worker's access lines are batched until it has drained; lines
     // of connections cut when its runtime ends are written one by one.
@@ -211,12 +243,29 @@ async fn serve_worker(
     let builder = Arc::new(builder());
     let (stop, stopped) = watch::channel(false);
     let connections = gateway.metrics.connections_accepted(current_worker());
+    let me = worker.index;
     tokio::pin!(shutdown);
 
     loop {
-        let (stream, peer) = tokio::select! {
+        let (stream, peer, slot) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
+                Ok((stream, peer)) => {
+                    // The slot is taken once a connection is there, so an
+                    // idle worker holds none. At the limit a worker holds
+                    // the one connection it accepted until a slot frees,
+                    // and the others wait in the backlog.
+                    let slot = tokio::select! {
+                        slot = Arc::clone(&slots.semaphore).acquire_owned() => match slot {
+                            Ok(slot) => slot,
+                            Err(_) => break,
+                        },
+                        () = &mut shutdown => break,
+                    };
+                    match place(&worker, stream, peer, slot) {
+                        Some(here) => here,
+                        None => continue,
+                    }
+                }
                 Err(e) => {
                     // Out of file descriptors and the like: back off
                     // briefly instead of spinning.
@@ -225,15 +274,9 @@ async fn serve_worker(
                     continue;
                 }
             },
-            () = &mut shutdown => break,
-        };
-        // The slot is taken once a connection is there, so an idle worker
-        // holds none. At the limit a worker holds the one connection it
-        // accepted until a slot frees, and the others wait in the backlog.
-        let slot = tokio::select! {
-            slot = Arc::clone(&slots.semaphore).acquire_owned() => match slot {
-                Ok(slot) => slot,
-                Err(_) => break,
+            Some(handed) = worker.inbox.recv() => match received(&worker, handed) {
+                Some(here) => here,
+                None => continue,
             },
             () = &mut shutdown => break,
         };
@@ -244,25 +287,78 @@ async fn serve_worker(
             Arc::clone(&gateway),
             Arc::clone(&builder),
             stopped.clone(),
-            slot,
+            (slot, worker.spread.live(me)),
         ));
     }
 
     gateway.set_ready(false);
     drop(listener);
+    let _ = stop.send(true);
+    // Connections already handed to this worker are served (and asked to
+    // finish at once); none is handed to it from now on.
+    worker.inbox.close();
+    while let Ok(handed) = worker.inbox.try_recv() {
+        if let Some((stream, peer, slot)) = received(&worker, handed) {
+            connections.inc();
+            tokio::spawn(conn::connection(
+                stream,
+                peer,
+                Arc::clone(&gateway),
+                Arc::clone(&builder),
+                stopped.clone(),
+                (slot, worker.spread.live(me)),
+            ));
+        }
+    }
     let grace = gateway.config.server.shutdown_grace;
-    if current_worker() == 0 {
+    if me == 0 {
         tracing::info!(
             grace_secs = grace.as_secs_f64(),
             "shutting down: draining connections"
         );
     }
-    let _ = stop.send(true);
     // Every connection holds a slot until it closes.
     if tokio::time::timeout(grace, slots.all_free()).await.is_err() {
         tracing::warn!("shutdown grace elapsed; closing remaining connections");
     }
     Ok(())
+}
+
+/// A connection to serve on this worker, with its slot.
+type Here = (TcpStream, SocketAddr, OwnedSemaphorePermit);
+
+/// Serves an accepted connection here (`Some`), or hands it to the worker
+/// with the fewest connections (`None`).
+fn place(
+    worker: &Worker,
+    stream: TcpStream,
+    peer: SocketAddr,
+    slot: OwnedSemaphorePermit,
+) -> Option<Here> {
+    let to = worker.spread.place(worker.index);
+    if to == worker.index {
+        return Some((stream, peer, slot));
+    }
+    match worker.spread.hand_off(worker.index, to, stream, peer, slot) {
+        Ok(()) => None,
+        Err(Some((stream, slot))) => Some((stream, peer, slot)),
+        Err(None) => {
+            tracing::debug!(%peer, "a connection could not move to another worker");
+            None
+        }
+    }
+}
+
+/// A connection another worker handed to this one, on this runtime.
+fn received(worker: &Worker, (stream, peer, slot): Handoff) -> Option<Here> {
+    match TcpStream::from_std(stream) {
+        Ok(stream) => Some((stream, peer, slot)),
+        Err(e) => {
+            worker.spread.dropped(worker.index);
+            tracing::debug!(%peer, error = %e, "a connection handed over could not be registered");
+            None
+        }
+    }
 }
 
 /// Binds the configured listener, with a message that names the address.

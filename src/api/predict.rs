@@ -185,12 +185,15 @@ fn render(
         }
     };
     let headers = res.headers_mut();
-    if let Some(b) = backend_name.and_then(|b| HeaderValue::from_str(b).ok()) {
-        headers.insert(const { HeaderName::from_static("x-infergate-backend") }, b);
+    if let Some(b) = answer.backend.as_ref().and_then(|b| b.name_header()) {
+        headers.insert(
+            const { HeaderName::from_static("x-infergate-backend") },
+            b.clone(),
+        );
     }
     headers.insert(
         const { HeaderName::from_static("x-infergate-attempts") },
-        HeaderValue::from(answer.attempts),
+        count_value(answer.attempts),
     );
     headers.insert(
         const { HeaderName::from_static("server-timing") },
@@ -198,6 +201,27 @@ fn render(
     );
     access.backend = answer.backend;
     res
+}
+
+/// A small count as a header value: the common ones static (a number's
+/// own `HeaderValue` allocates).
+fn count_value(n: u32) -> HeaderValue {
+    const SMALL: [HeaderValue; 10] = [
+        HeaderValue::from_static("0"),
+        HeaderValue::from_static("1"),
+        HeaderValue::from_static("2"),
+        HeaderValue::from_static("3"),
+        HeaderValue::from_static("4"),
+        HeaderValue::from_static("5"),
+        HeaderValue::from_static("6"),
+        HeaderValue::from_static("7"),
+        HeaderValue::from_static("8"),
+        HeaderValue::from_static("9"),
+    ];
+    match SMALL.get(n as usize) {
+        Some(v) => v.clone(),
+        None => HeaderValue::from(n),
+    }
 }
 
 /// `server-timing: upstream;dur=…, wait;dur=…, gateway;dur=…` in
@@ -316,6 +340,13 @@ fn log_failure(err: &ApiError, route: &str, backend: Option<&str>, rid: &str) {
 mod tests {
     use super::*;
     use http_body_util::Full;
+
+    #[test]
+    fn counts_are_their_decimal_digits() {
+        for n in [0, 1, 9, 10, 11, 255, u32::MAX] {
+            assert_eq!(count_value(n), n.to_string().as_str());
+        }
+    }
 
     #[test]
     fn server_timing_is_in_milliseconds_with_three_decimals() {

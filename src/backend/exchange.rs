@@ -75,7 +75,7 @@ pub(crate) async fn exchange(
         ));
     }
     if req.stream {
-        let headers = copy_headers(&parts.headers, wire.stream_returned);
+        let headers = keep_headers(parts.headers, wire.stream_returned);
         let events = (wire.framing)(body);
         let (first, events) = first_event(events, backend).await?;
         return Ok(UpstreamResponse {
@@ -86,7 +86,7 @@ pub(crate) async fn exchange(
     }
     Ok(UpstreamResponse {
         status,
-        headers: copy_headers(&parts.headers, wire.returned),
+        headers: keep_headers(parts.headers, wire.returned),
         body: UpstreamBody::Stream(Deadline::new(body, started + req.total)),
     })
 }
@@ -159,17 +159,55 @@ async fn read_error_body(mut body: Incoming) -> Bytes {
     Bytes::from(buf)
 }
 
-/// The response headers among `names` the client may see, in one pass over
-/// what the upstream sent.
-fn copy_headers(from: &HeaderMap, names: &[HeaderName]) -> HeaderMap {
-    let mut to = HeaderMap::new();
+/// Room in a kept answer's head for what the gateway adds to it (the
+/// request id, the backend, the attempts, `server-timing`, a stream's
+/// headers), so that adding them does not grow the map.
+const GATEWAY_HEADERS: usize = 6;
+
+/// The response headers among `names` the client may see. The upstream's
+/// own map is kept and the others taken out of it: re-inserting the kept
+/// ones into a new map would hash every name again and clone every value
+/// (the first clone of a parsed header allocates).
+fn keep_headers(mut from: HeaderMap, names: &'static [HeaderName]) -> HeaderMap {
     if names.is_empty() {
-        return to;
+        return HeaderMap::with_capacity(GATEWAY_HEADERS);
     }
-    for (name, value) in from {
-        if names.contains(name) {
-            to.append(name.clone(), value.clone());
-        }
+    let unwanted: Vec<HeaderName> = from
+        .keys()
+        .filter(|name| !names.contains(name))
+        .cloned()
+        .collect();
+    for name in &unwanted {
+        from.remove(name);
     }
-    to
+    from.reserve(GATEWAY_HEADERS);
+    from
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    static KEPT: [HeaderName; 2] = [
+        http::header::CONTENT_TYPE,
+        HeaderName::from_static("x-generated-tokens"),
+    ];
+
+    #[test]
+    fn only_the_listed_headers_are_kept_with_every_value() {
+        let mut from = HeaderMap::new();
+        from.insert("content-length", HeaderValue::from_static("52"));
+        from.insert("content-type", HeaderValue::from_static("application/json"));
+        from.append("x-generated-tokens", HeaderValue::from_static("6"));
+        from.append("x-generated-tokens", HeaderValue::from_static("7"));
+        from.insert("date", HeaderValue::from_static("today"));
+        let kept = keep_headers(from, &KEPT);
+        assert_eq!(kept.len(), 3);
+        assert_eq!(kept["content-type"], "application/json");
+        let tokens: Vec<_> = kept.get_all("x-generated-tokens").iter().collect();
+        assert_eq!(tokens, ["6", "7"]);
+        assert!(kept.get("content-length").is_none() && kept.get("date").is_none());
+        assert!(keep_headers(HeaderMap::new(), &[]).is_empty());
+    }
 }

@@ -62,6 +62,9 @@ pub struct Backend {
     /// The backend's config name (`[backends.NAME]`), used in headers, logs
     /// and metrics.
     pub name: String,
+    /// The name as an `x-infergate-backend` value, made once (`None` if a
+    /// name could not be one).
+    name_header: Option<HeaderValue>,
     /// Per-attempt timeout, when the config sets one.
     pub timeout: Option<Duration>,
     pub kind: BackendKind,
@@ -86,11 +89,21 @@ impl Backend {
         };
         let direct = |url: &reqwest::Url| Ok::<_, std::convert::Infallible>(Target::direct(url));
         let Ok(hf) = HuggingFace::from_config(&cfg, direct);
+        Self::new(name.to_string(), None, BackendKind::HuggingFace(hf))
+    }
+
+    fn new(name: String, timeout: Option<Duration>, kind: BackendKind) -> Self {
         Self {
-            name: name.to_string(),
-            timeout: None,
-            kind: BackendKind::HuggingFace(hf),
+            name_header: HeaderValue::from_str(&name).ok(),
+            name,
+            timeout,
+            kind,
         }
+    }
+
+    /// The backend's name as a header value, for the answers it gives.
+    pub fn name_header(&self) -> Option<&HeaderValue> {
+        self.name_header.as_ref()
     }
 
     /// Builds a backend from its validated config. SageMaker backends resolve
@@ -110,11 +123,7 @@ impl Backend {
                 BackendKind::HuggingFace(HuggingFace::from_config(hf, |u| egress.target(u))?)
             }
         };
-        Ok(Self {
-            name: cfg.name.clone(),
-            timeout: cfg.timeout,
-            kind,
-        })
+        Ok(Self::new(cfg.name.clone(), cfg.timeout, kind))
     }
 
     /// `"sagemaker"` or `"huggingface"`.

@@ -128,7 +128,8 @@ struct Attempts<'r> {
     allowed_time: Duration,
     /// Backends tried, in order, hedges included.
     tried: Vec<usize>,
-    /// When each backend may be tried again, from its `Retry-After`.
+    /// When each backend may be tried again, from its `Retry-After`: empty
+    /// (no allocation) until a backend sends one.
     not_before: Vec<Option<Instant>>,
     /// After a failure only another backend can mend, only untried ones.
     untried_only: bool,
@@ -145,7 +146,7 @@ impl<'r> Attempts<'r> {
             deadline,
             allowed_time: req.total,
             tried: Vec::with_capacity(route.attempts as usize),
-            not_before: vec![None; route.pool.len()],
+            not_before: Vec::new(),
             untried_only: false,
             attempts: 0,
             upstream_time: Duration::ZERO,
@@ -259,6 +260,9 @@ impl<'r> Attempts<'r> {
             "attempt failed"
         );
         if let Some(after) = failure.retry_after {
+            if self.not_before.is_empty() {
+                self.not_before = vec![None; self.route.pool.len()];
+            }
             self.not_before[index] = Some(Instant::now() + after);
         }
         if !failure.retryable && failure.may_fail_over() {

@@ -9,7 +9,7 @@
 
 use std::time::SystemTime;
 
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 
 use crate::backend::{BackendKind, UpstreamRequest, UpstreamResponse};
 use crate::route::sticky::NEW_SESSION;
@@ -66,16 +66,19 @@ pub(crate) fn remember_session(route: &Route, index: usize, response: &UpstreamR
     let Some(table) = &route.sessions else {
         return;
     };
-    let text = |name: &str| {
+    // Names made once: a lookup by `&str` checks and folds it first.
+    static OPENED: HeaderName = HeaderName::from_static("x-amzn-sagemaker-new-session-id");
+    static CLOSED: HeaderName = HeaderName::from_static("x-amzn-sagemaker-closed-session-id");
+    let text = |name: &HeaderName| {
         response
             .headers
             .get(name)
             .and_then(|v: &HeaderValue| v.to_str().ok())
     };
-    if let Some(opened) = text("x-amzn-sagemaker-new-session-id") {
+    if let Some(opened) = text(&OPENED) {
         table.opened(opened, index, SystemTime::now());
     }
-    if let Some(closed) = text("x-amzn-sagemaker-closed-session-id") {
+    if let Some(closed) = text(&CLOSED) {
         table.closed(closed);
     }
 }

@@ -92,9 +92,13 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
             return v.clone();
         }
     }
-    let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-    // Hex digits are always a valid header value.
-    HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    let mut id = [0u8; 32];
+    // 16 random bytes make 32 hex digits: the buffer's exact size.
+    let _ = hex::encode_to_slice(fastrand::u128(..).to_be_bytes(), &mut id);
+    // An owned buffer, so the id's clones (for the backend, the answer and
+    // the log) share one allocation; hex is always a valid header value.
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(id))
+        .unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 /// The request id [`RequestIdLayer`] set, as text (empty outside the stack).
@@ -121,7 +125,10 @@ mod tests {
             HeaderValue::from_str(&"a".repeat(200)).unwrap(),
         );
         assert_eq!(request_id(&h).len(), 32);
-        assert_eq!(request_id(&HeaderMap::new()).len(), 32);
+        let fresh = request_id(&HeaderMap::new());
+        assert_eq!(fresh.len(), 32);
+        assert!(fresh.as_bytes().iter().all(u8::is_ascii_hexdigit));
+        assert_ne!(fresh, request_id(&HeaderMap::new()));
     }
 
     #[tokio::test]

@@ -43,6 +43,7 @@ use tokio::time::Instant;
 use tower::ServiceExt;
 
 use super::io::{Tracked, Watched};
+use super::spread::Live;
 use crate::gateway::Gateway;
 
 /// `head_since` when no request head is being read.
@@ -168,14 +169,15 @@ impl Drop for InFlight {
 }
 
 /// Serves one connection until it closes, a timer ends it, or shutdown
-/// asks it to finish.
+/// asks it to finish. `held` (its connection slot, and its place in its
+/// worker's count) is let go when it closes.
 pub(super) async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     gateway: Arc<Gateway>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     mut stopped: watch::Receiver<bool>,
-    slot: OwnedSemaphorePermit,
+    held: (OwnedSemaphorePermit, Live),
 ) {
     let _ = stream.set_nodelay(true);
     let header = gateway.config.server.header_read_timeout;
@@ -238,7 +240,7 @@ pub(super) async fn connection(
             }
         }
     }
-    drop(slot);
+    drop(held);
 }
 
 #[cfg(test)]
