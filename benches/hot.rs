@@ -283,6 +283,7 @@ fn config(c: &mut Criterion) {
     let env = |name: &str| match name {
         "HF_TOKEN" => Some("hf_bench_token".to_string()),
         "SM_EXTERNAL_ID" => Some("bench-external-id".to_string()),
+        "WEB_APP_KEY" => Some("bench-client-key".to_string()),
         _ => None,
     };
     // Fail loudly if the example stops loading, instead of timing an error.

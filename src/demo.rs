@@ -40,6 +40,8 @@ pub struct Demo {
     pub addr: SocketAddr,
     pub sagemaker: EmulatorHandle,
     pub huggingface: EmulatorHandle,
+    /// The demo client's API key, made at start (`[clients.demo]`).
+    pub api_key: String,
     server: JoinHandle<std::io::Result<()>>,
     stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -76,7 +78,9 @@ impl Demo {
 
         let listener = server::bind(listen).await?;
         let addr = listener.local_addr()?;
+        let api_key = format!("ig-demo-{:032x}", fastrand::u128(..));
         let vars: HashMap<&str, String> = HashMap::from([
+            ("DEMO_API_KEY", api_key.clone()),
             ("DEMO_LISTEN", addr.to_string()),
             ("DEMO_SAGEMAKER_URL", sagemaker.url()),
             ("DEMO_HF_URL", huggingface.url()),
@@ -111,6 +115,7 @@ impl Demo {
             addr,
             sagemaker,
             huggingface,
+            api_key,
             server,
             stop,
         })
@@ -119,21 +124,24 @@ impl Demo {
     /// The ready-to-paste commands the demo prints.
     pub fn instructions(&self) -> String {
         let base = format!("http://{}", self.addr);
+        let key = &self.api_key;
         format!(
             "infergate demo: gateway listening on {base}\n\
+             demo client's API key: {key}\n\
              \n\
              route \"flan\" balances two emulated backends started on loopback:\n\
              \x20 sm-flan  SageMaker endpoint \"flan-t5-small\" at {sm} (SigV4, demo keys)\n\
              \x20 hf-flan  Hugging Face Inference Endpoint at {hf} (bearer token)\n\
              \n\
              Try:\n\
-             \x20 curl -i {base}/v1/predict/flan -H 'content-type: application/json' \\\n\
+             \x20 export KEY={key}\n\
+             \x20 curl -i {base}/v1/predict/flan -H \"authorization: Bearer $KEY\" -H 'content-type: application/json' \\\n\
              \x20   -d '{{\"inputs\": \"one stable inference URL\", \"parameters\": {{\"max_new_tokens\": 8}}}}'\n\
-             \x20 curl -i {base}/v1/predict/flan-sagemaker -H 'content-type: application/json' -d '{{\"inputs\": \"hello from sagemaker\"}}'\n\
-             \x20 curl -i {base}/v1/predict/flan-hf -H 'content-type: application/json' -d '{{\"inputs\": \"hello from hugging face\"}}'\n\
-             \x20 curl -i {base}/v1/predict/flan -H 'content-type: application/json' -d 'not json'\n\
-             \x20 curl -s {base}/v1/routes\n\
-             \x20 curl -s {base}/metrics\n\
+             \x20 curl -i {base}/v1/predict/flan-sagemaker -H \"authorization: Bearer $KEY\" -H 'content-type: application/json' -d '{{\"inputs\": \"hello from sagemaker\"}}'\n\
+             \x20 curl -i {base}/v1/predict/flan-hf -H \"x-api-key: $KEY\" -H 'content-type: application/json' -d '{{\"inputs\": \"hello from hugging face\"}}'\n\
+             \x20 curl -i {base}/v1/predict/flan -H 'content-type: application/json' -d '{{\"inputs\": \"no key\"}}'\n\
+             \x20 curl -s {base}/v1/routes -H \"authorization: Bearer $KEY\"\n\
+             \x20 curl -s {base}/metrics -H \"authorization: Bearer $KEY\"\n\
              \n\
              Ctrl-C stops the gateway and the emulators.\n",
             sm = self.sagemaker.url(),

@@ -69,6 +69,12 @@ pub enum ApiError {
     /// Every backend of the route is at its concurrency limit (load shedding).
     #[error("every backend of the route is at its concurrency limit; retry later")]
     Overloaded,
+    /// No key, or a key no configured client has.
+    #[error("a valid API key is required: send it as \"Authorization: Bearer <key>\" or \"x-api-key: <key>\"")]
+    Unauthenticated,
+    /// The client's key is valid but the route is not among its routes.
+    #[error("this client may not use route \"{}\"", echo(.0))]
+    Forbidden(String),
 }
 
 impl ApiError {
@@ -85,6 +91,8 @@ impl ApiError {
             }
             ApiError::Deadline(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::NoBackend | ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Upstream(f) => upstream_status(f),
         }
     }
@@ -105,6 +113,8 @@ impl ApiError {
             ApiError::Deadline(_) => "deadline_exceeded",
             ApiError::NoBackend => "no_backend_available",
             ApiError::Overloaded => "overloaded",
+            ApiError::Unauthenticated => "unauthenticated",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::Upstream(f) => f.kind.as_str(),
         }
     }
@@ -129,6 +139,8 @@ impl ApiError {
             | ApiError::TooManyHeaders { .. }
             | ApiError::BodyRead(_)
             | ApiError::BodyTimeout
+            | ApiError::Unauthenticated
+            | ApiError::Forbidden(_)
             | ApiError::Deadline(_) => None,
         }
     }
@@ -252,6 +264,9 @@ pub fn error_response<B: From<Bytes>>(err: &ApiError, ctx: ErrorContext<'_>) -> 
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    if matches!(err, ApiError::Unauthenticated) {
+        headers.insert(header::WWW_AUTHENTICATE, crate::clients::WWW_AUTHENTICATE);
+    }
     if let Some(after) = err.retry_after() {
         let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
         headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));

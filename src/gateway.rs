@@ -15,6 +15,7 @@ use std::sync::Arc;
 use aws_credential_types::provider::SharedCredentialsProvider;
 
 use crate::backend::Backend;
+use crate::clients::Clients;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::route::budget::RetryBudget;
@@ -76,6 +77,8 @@ pub struct Gateway {
     /// pool of connections, driven by its own runtime.
     clients: Vec<Client>,
     pub metrics: Metrics,
+    /// Who may call (`[clients.NAME]`, `server.auth`).
+    pub callers: Clients,
     /// Where finished request spans go, when configured.
     pub spans: Option<Arc<dyn crate::telemetry::SpanSink>>,
     ready: AtomicBool,
@@ -99,7 +102,9 @@ impl Gateway {
         let clients = (0..config.server.worker_count())
             .map(|_| egress.client())
             .collect();
+        let callers = Clients::new(config.server.auth, &config.clients);
         let gateway = Arc::new(Self {
+            callers,
             routes: RouteTable::new(routes),
             backends,
             states,
@@ -173,6 +178,15 @@ impl Gateway {
             failure_kinds: &failure_kinds,
             stream_error_kinds: &stream_error_kinds,
             workers: self.clients.len(),
+            clients: self
+                .callers
+                .all()
+                .iter()
+                .map(|c| {
+                    let routes = self.routes.iter().map(|r| r.name.as_str());
+                    (&*c.name, routes.filter(|r| c.may_use(r)).collect())
+                })
+                .collect(),
         };
         self.metrics.preset(&known);
     }

@@ -36,6 +36,8 @@ pub struct Known<'a> {
     /// Every `kind` of a stream that fails after it began.
     pub stream_error_kinds: &'a [&'a str],
     pub workers: usize,
+    /// Each client, with the routes it may use.
+    pub clients: Vec<(&'a str, Vec<&'a str>)>,
 }
 
 /// One route's known labels.
@@ -69,6 +71,7 @@ pub struct Metrics {
     stream_events: IntCounterVec,
     stream_errors: IntCounterVec,
     connections: IntCounterVec,
+    client_requests: IntCounterVec,
 }
 
 /// The states `infergate_backend_state` reports, one gauge each.
@@ -90,6 +93,13 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    const ALL: [Outcome; 4] = [
+        Outcome::Success,
+        Outcome::ClientError,
+        Outcome::UpstreamError,
+        Outcome::GatewayError,
+    ];
+
     fn as_str(self) -> &'static str {
         match self {
             Outcome::Success => "success",
@@ -285,6 +295,11 @@ impl Metrics {
             "Client connections accepted, by worker (server.workers).",
             &["worker"],
         )?;
+        let client_requests = counter(
+            "infergate_client_requests_total",
+            "Requests of each configured client (by its name, never its key), by route and outcome.",
+            &["client", "route", "outcome"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new("infergate_build_info", "Build information."),
             &["version"],
@@ -315,6 +330,7 @@ impl Metrics {
         registry.register(Box::new(stream_errors.clone()))?;
         registry.register(Box::new(backend_state.clone()))?;
         registry.register(Box::new(connections.clone()))?;
+        registry.register(Box::new(client_requests.clone()))?;
         Ok(Self {
             registry,
             requests,
@@ -335,6 +351,7 @@ impl Metrics {
             stream_events,
             stream_errors,
             connections,
+            client_requests,
         })
     }
 
@@ -401,6 +418,21 @@ impl Metrics {
         for worker in 0..known.workers {
             self.connections_accepted(worker);
         }
+        for (client, routes) in &known.clients {
+            for route in routes {
+                for outcome in Outcome::ALL {
+                    self.client_requests
+                        .with_label_values(&[client, route, outcome.as_str()]);
+                }
+            }
+        }
+    }
+
+    /// Counts one request of a configured client.
+    pub fn client_request(&self, client: &str, route: &str, outcome: Outcome) {
+        self.client_requests
+            .with_label_values(&[client, route, outcome.as_str()])
+            .inc();
     }
 
     /// Records one finished client request: `total` until the response

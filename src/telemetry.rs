@@ -24,6 +24,8 @@ pub struct RequestSpan<'a> {
     pub trace: &'a TraceContext,
     pub route: &'a str,
     pub backend: Option<&'a str>,
+    /// The calling client's config name, when keys are required.
+    pub client: Option<&'a str>,
     pub status: u16,
     pub attempts: u32,
     pub stream: bool,

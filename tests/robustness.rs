@@ -52,7 +52,11 @@ fn mutate(rng: &mut fastrand::Rng, text: &str) -> String {
 #[test]
 fn mutated_configs_are_errors_never_panics() {
     let mut rng = fastrand::Rng::with_seed(2026);
-    let env = |name: &str| (name == "HF_TOKEN").then(|| "hf_x".to_string());
+    let env = |name: &str| match name {
+        "HF_TOKEN" => Some("hf_x".to_string()),
+        "WEB_APP_KEY" => Some("key_x".to_string()),
+        _ => None,
+    };
     let mut errors = 0;
     for _ in 0..3000 {
         let text = mutate(&mut rng, EXAMPLE);

@@ -22,6 +22,7 @@ use http::{HeaderValue, Method, Request, Response};
 use tower::Service;
 
 use crate::body::{BoxError, ResBody};
+use crate::clients::Identity;
 use crate::core::{CoreRequest, CoreResponse};
 use crate::error::{reply, ApiError, ErrorContext};
 use crate::gateway::Gateway;
@@ -42,21 +43,28 @@ where
         if req.method() != Method::POST {
             return Answer::unrecorded(method_not_allowed(&req, "POST"));
         }
+        // Before the route is looked up: without a key, no route name is
+        // confirmed or denied.
+        let caller = match gw.callers.identify(req.headers()) {
+            Identity::Anonymous => None,
+            Identity::Client(client) => Some(client),
+            Identity::Unknown => return predict::unauthenticated(&req),
+        };
         // Route names cannot hold "/": `{route}/stream` is unambiguous.
         let (route, stream) = match route.strip_suffix("/stream") {
             Some(r) => (r, true),
             None => (route, false),
         };
-        return predict::predict(gw, core, route, req, stream).await;
+        return predict::predict(gw, core, route, req, stream, caller).await;
     }
     let response = match path {
-        "/healthz" | "/readyz" | "/metrics" | "/v1/routes" => {
-            if req.method() == Method::GET || req.method() == Method::HEAD {
-                admin::handle(gw, path)
-            } else {
-                method_not_allowed(&req, "GET")
-            }
-        }
+        "/healthz" | "/readyz" => admin_get(gw, &req, path),
+        // Backend URLs and traffic are in there: a client's key when keys
+        // are required.
+        "/metrics" | "/v1/routes" => match gw.callers.identify(req.headers()) {
+            Identity::Unknown => unauthenticated(&req),
+            Identity::Anonymous | Identity::Client(_) => admin_get(gw, &req, path),
+        },
         _ => reply(
             &ApiError::NotFound(path.to_string()),
             ErrorContext {
@@ -66,6 +74,26 @@ where
         ),
     };
     Answer::unrecorded(response)
+}
+
+/// An operator path's answer to `GET`/`HEAD`, else 405.
+fn admin_get<B>(gw: &Arc<Gateway>, req: &Request<B>, path: &str) -> Response<ResBody> {
+    if req.method() == Method::GET || req.method() == Method::HEAD {
+        admin::handle(gw, path)
+    } else {
+        method_not_allowed(req, "GET")
+    }
+}
+
+/// The 401 for a request without a valid key, with `WWW-Authenticate`.
+pub(crate) fn unauthenticated<B>(req: &Request<B>) -> Response<ResBody> {
+    reply(
+        &ApiError::Unauthenticated,
+        ErrorContext {
+            request_id: Some(request_id::of(req.headers())),
+            ..ErrorContext::default()
+        },
+    )
 }
 
 fn method_not_allowed<B>(req: &Request<B>, allowed: &'static str) -> Response<ResBody> {

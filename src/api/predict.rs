@@ -19,7 +19,8 @@ use tower::{Service, ServiceExt};
 
 use crate::backend::UpstreamBody;
 use crate::body::{full, BoxError, ResBody};
-use crate::core::{CoreRequest, CoreResponse};
+use crate::clients::Client;
+use crate::core::{Caller, CoreRequest, CoreResponse};
 use crate::error::{reply, ApiError, ErrorContext};
 use crate::gateway::Gateway;
 use crate::layers::{request_id, Access, Answer, BodyTooLarge};
@@ -37,6 +38,7 @@ pub async fn predict<B, C>(
     route_name: &str,
     req: Request<B>,
     stream: bool,
+    caller: Option<Arc<Client>>,
 ) -> Answer
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -64,6 +66,21 @@ where
         };
     };
     access.route = Some(Arc::clone(&route));
+    if let Some(client) = &caller {
+        access.client = Some(Arc::clone(&client.name));
+        if !client.may_use(&route.name) {
+            let err = ApiError::Forbidden(route.name.clone());
+            let ctx = ErrorContext {
+                route: Some(&route.name),
+                request_id: Some(&access.request_id),
+                ..ErrorContext::default()
+            };
+            return Answer {
+                response: reply(&err, ctx),
+                access: Some(access),
+            };
+        }
+    }
     let response = match parse(gw, &route, req, trace, started, &mut access).await {
         Ok(request) => {
             let answer = match core.oneshot(request).await {
@@ -83,6 +100,19 @@ where
     };
     Answer {
         response,
+        access: Some(access),
+    }
+}
+
+/// The 401 of a predict request without a valid key: in the access log (a
+/// refused caller is worth seeing there), under no route.
+pub fn unauthenticated<B>(req: &Request<B>) -> Answer {
+    let access = Access {
+        request_id: request_id::of(req.headers()).to_string(),
+        ..Access::default()
+    };
+    Answer {
+        response: super::unauthenticated(req),
         access: Some(access),
     }
 }
@@ -134,7 +164,7 @@ where
         stream: access.stream,
         started,
         budget,
-        caller: None,
+        caller: access.client.clone().map(|name| Caller { name }),
     })
 }
 

@@ -33,6 +33,7 @@ use crate::secret::Secret;
 
 mod backend;
 mod bounds;
+mod clients;
 mod diag;
 mod interpolate;
 mod raw;
@@ -42,6 +43,8 @@ mod syntax;
 mod telemetry;
 pub mod tls;
 mod validate;
+
+pub use clients::key_hash;
 
 #[cfg(test)]
 mod tests;
@@ -99,6 +102,8 @@ pub struct Config {
     pub backends: Vec<BackendConfig>,
     /// Sorted by name.
     pub routes: Vec<RouteConfig>,
+    /// Sorted by name; empty when no client is configured.
+    pub clients: Vec<ClientConfig>,
     /// Things worth a look that do not stop the gateway (e.g. a backend no route
     /// uses), each formatted `<key path>: <message>` like the errors.
     pub warnings: Vec<String>,
@@ -126,6 +131,63 @@ pub struct ServerConfig {
     /// upstream connections (1..=[`MAX_WORKERS`]); `None`: one per CPU the
     /// process may use ([`ServerConfig::worker_count`]).
     pub workers: Option<usize>,
+    /// Whether a request needs a client's key (`server.auth`).
+    pub auth: AuthMode,
+}
+
+/// `server.auth`: whether every request (but the health probes) must carry
+/// a configured client's key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuthMode {
+    /// The default once any `[clients.NAME]` exists.
+    Required,
+    /// Anyone who reaches the port may call: no client configured, or
+    /// `auth = "none"`.
+    #[default]
+    None,
+}
+
+/// The SHA-256 of an API key: the only form in which the gateway keeps a
+/// key. Its `Debug` shows no digits.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct KeyHash(pub [u8; 32]);
+
+impl fmt::Debug for KeyHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyHash(..)")
+    }
+}
+
+/// `[clients.<name>]`: one caller and what it may use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientConfig {
+    pub name: String,
+    /// Every key that names this client (more than one while rotating).
+    pub keys: Vec<KeyHash>,
+    /// Route names and `*` patterns it may call; `None`: every route.
+    pub routes: Option<Vec<String>>,
+}
+
+/// Whether route `name` matches `pattern`, where `*` stands for any run of
+/// characters (`flan-*` matches `flan-large`; `*` alone, every route).
+pub fn route_matches(pattern: &str, name: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = name.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        // No `*`: the whole name.
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
 }
 
 /// Most `server.workers`.
@@ -155,6 +217,7 @@ impl Default for ServerConfig {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             workers: None,
+            auth: AuthMode::None,
         }
     }
 }

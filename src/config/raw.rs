@@ -34,6 +34,7 @@ pub(super) struct RawServer {
     pub(super) idle_timeout: Option<Duration>,
     pub(super) max_connections: Option<i64>,
     pub(super) workers: Option<i64>,
+    pub(super) auth: Option<String>,
 }
 
 /// `[upstream]`
@@ -149,6 +150,17 @@ impl RawBackend {
             .map(|(k, _)| *k)
             .collect()
     }
+}
+
+/// `[clients.<name>]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawClient {
+    pub(super) api_key: Option<String>,
+    pub(super) api_keys: Option<Vec<String>>,
+    pub(super) api_key_sha256: Option<String>,
+    pub(super) api_keys_sha256: Option<Vec<String>>,
+    pub(super) routes: Option<Vec<String>>,
 }
 
 /// `[routes.<name>]`

@@ -20,7 +20,33 @@ fn write_summary(out: &mut String, config: &Config) -> std::fmt::Result {
     write_settings(out, config)?;
     write_routes(out, config)?;
     write_backends(out, config)?;
+    write_clients(out, config)?;
     write_warnings(out, config)
+}
+
+/// Who may call: the auth mode and each client's keys (counted, never
+/// shown) and routes.
+fn write_clients(out: &mut String, config: &Config) -> std::fmt::Result {
+    match config.server.auth {
+        super::AuthMode::None => writeln!(out, "auth: none (any caller may use every route)"),
+        super::AuthMode::Required => {
+            writeln!(out, "auth: a client's API key required")?;
+            for c in &config.clients {
+                let routes = c
+                    .routes
+                    .as_ref()
+                    .map_or_else(|| "every route".to_owned(), |r| r.join(", "));
+                let keys = c.keys.len();
+                let plural = if keys == 1 { "" } else { "s" };
+                writeln!(
+                    out,
+                    "  client {}: {keys} key{plural}, routes: {routes}",
+                    c.name
+                )?;
+            }
+            Ok(())
+        }
+    }
 }
 
 /// The `server:`, `upstream:` and (if on) `telemetry:` lines.

@@ -10,25 +10,33 @@ use std::collections::BTreeSet;
 
 use super::backend::validate_backend;
 use super::bounds::{self, duration, integer, optional_duration};
+use super::clients::{auth_mode, check_clients, client_config};
 use super::diag::{index_path, key_path, Diagnostics};
 use super::interpolate::interpolate_tree;
 use super::raw::{
-    deserialize_section, RawRoute, RawRouteBackend, RawServer, RawTelemetry, RawUpstream,
+    deserialize_section, RawClient, RawRoute, RawRouteBackend, RawServer, RawTelemetry, RawUpstream,
 };
 use super::resilience::{route_policy, RoutePolicy};
 use super::syntax::syntax_error;
 use super::telemetry::telemetry_config;
 use super::{
-    Balance, Config, ConfigErrors, RouteBackend, RouteConfig, ServerConfig, UpstreamConfig,
-    DEFAULT_ATTEMPTS, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
-    DEFAULT_LISTEN, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS, DEFAULT_POOL_IDLE_TIMEOUT,
-    DEFAULT_POOL_MAX_IDLE_PER_HOST, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SHUTDOWN_GRACE,
-    DEFAULT_WEIGHT,
+    AuthMode, Balance, Config, ConfigErrors, RouteBackend, RouteConfig, ServerConfig,
+    UpstreamConfig, DEFAULT_ATTEMPTS, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_LISTEN, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_POOL_IDLE_TIMEOUT, DEFAULT_POOL_MAX_IDLE_PER_HOST, DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_SHUTDOWN_GRACE, DEFAULT_WEIGHT,
 };
 
 type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
-const TOP_LEVEL_KEYS: [&str; 5] = ["server", "upstream", "telemetry", "backends", "routes"];
+const TOP_LEVEL_KEYS: [&str; 6] = [
+    "server",
+    "upstream",
+    "telemetry",
+    "backends",
+    "routes",
+    "clients",
+];
 pub(super) const NAME_RULE: &str = r#"use only letters, digits, ".", "_" and "-""#;
 
 pub(super) fn load(text: &str, env: Env<'_>) -> Result<Config, ConfigErrors> {
@@ -45,7 +53,10 @@ pub(super) fn load(text: &str, env: Env<'_>) -> Result<Config, ConfigErrors> {
 
     let server = section(&mut root, "server", env, &mut diag)
         .and_then(|t| deserialize_section::<RawServer>(t, "server", &mut diag))
-        .map(|raw| server_config(raw, &mut diag));
+        .map(|raw| {
+            let auth = raw.auth.clone();
+            (server_config(raw, &mut diag), auth)
+        });
     let upstream = section(&mut root, "upstream", env, &mut diag)
         .and_then(|t| deserialize_section::<RawUpstream>(t, "upstream", &mut diag))
         .map(|raw| upstream_config(raw, &mut diag));
@@ -84,11 +95,38 @@ pub(super) fn load(text: &str, env: Env<'_>) -> Result<Config, ConfigErrors> {
         }
     }
 
+    let mut clients = Vec::new();
+    for (name, table) in named_sections(&mut root, "clients", &mut diag) {
+        let path = key_path("clients", &name);
+        check_name(&name, &path, "client", &mut diag);
+        let Some(mut table) = table else { continue };
+        interpolate_table(&mut table, &path, env, &mut diag);
+        if let Some(raw) = deserialize_section::<RawClient>(table, &path, &mut diag) {
+            clients.push(client_config(name, raw, &path, &mut diag));
+        }
+    }
+    let route_names: Vec<&str> = routes
+        .iter()
+        .map(|r: &RouteConfig| r.name.as_str())
+        .collect();
+    check_clients(&clients, &route_names, &mut diag);
+
     // Every value substituted above (a default for a bad value, a skipped
     // section) comes with a recorded error, so this is the one exit for them.
-    let (Some(server), Some(upstream), Some(telemetry)) = (server, upstream, telemetry) else {
+    let (Some((mut server, auth)), Some(upstream), Some(telemetry)) = (server, upstream, telemetry)
+    else {
         return Err(ConfigErrors(diag.into_parts().0));
     };
+    server.auth = auth_mode(auth.as_deref(), &clients, &mut diag);
+    if server.auth == AuthMode::None && !server.listen.ip().is_loopback() {
+        diag.warn(
+            "server.auth",
+            format!(
+                "anyone who reaches {} may call every route with the gateway's credentials; configure [clients.NAME] keys",
+                server.listen
+            ),
+        );
+    }
     if diag.has_errors() {
         return Err(ConfigErrors(diag.into_parts().0));
     }
@@ -112,6 +150,7 @@ pub(super) fn load(text: &str, env: Env<'_>) -> Result<Config, ConfigErrors> {
         telemetry,
         backends,
         routes,
+        clients,
         warnings,
     })
 }
@@ -244,6 +283,8 @@ fn server_config(raw: RawServer, diag: &mut Diagnostics) -> ServerConfig {
         workers: raw
             .workers
             .map(|n| integer(Some(n), &p("workers"), bounds::WORKERS, 1, diag)),
+        // Set once the clients are read.
+        auth: AuthMode::None,
     }
 }
 

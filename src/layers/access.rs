@@ -38,6 +38,8 @@ use crate::trace::TraceContext;
 #[derive(Debug, Default)]
 pub struct Access {
     pub request_id: String,
+    /// The calling client's name, when keys are required and it had one.
+    pub client: Option<Arc<str>>,
     pub trace: Option<TraceContext>,
     pub route: Option<Arc<Route>>,
     pub backend: Option<Arc<Backend>>,
@@ -166,6 +168,9 @@ fn finish(
         Outcome::GatewayError
     };
     let not_ours = access.upstream + access.waited;
+    if let Some(client) = &access.client {
+        gw.metrics.client_request(client, route, outcome);
+    }
     match pair_series(&access) {
         Some(series) if status.is_success() => series.served(head, not_ours),
         _ => gw.metrics.request(
@@ -222,6 +227,7 @@ impl Line {
         let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         access_log::write(&access_log::Record {
             request_id: &a.request_id,
+            client: a.client.as_deref(),
             trace_id: a.trace.as_ref().map(|t| &t.trace_id),
             route: a.route.as_ref().map_or("unknown", |r| r.name.as_str()),
             backend: a.backend.as_ref().map(|b| b.name.as_str()),
@@ -237,6 +243,7 @@ impl Line {
         });
         if let (Some(sink), Some(trace)) = (&self.spans, &a.trace) {
             sink.finished(&RequestSpan {
+                client: a.client.as_deref(),
                 trace,
                 route: a.route.as_ref().map_or("unknown", |r| r.name.as_str()),
                 backend: a.backend.as_ref().map(|b| b.name.as_str()),

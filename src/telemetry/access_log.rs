@@ -66,6 +66,8 @@ pub struct Record<'a> {
     pub trace_id: Option<&'a [u8; 16]>,
     pub route: &'a str,
     pub backend: Option<&'a str>,
+    /// The calling client's config name, when keys are required.
+    pub client: Option<&'a str>,
     pub status: u16,
     pub attempts: u32,
     pub stream: bool,
@@ -89,6 +91,7 @@ impl Record<'_> {
             trace_id = trace_id.as_deref().unwrap_or_default(),
             route = self.route,
             backend = self.backend,
+            client = self.client,
             status = self.status,
             attempts = self.attempts,
             stream = self.stream,

@@ -175,6 +175,9 @@ impl OtlpSink {
             "infergate.request_id",
             span.request_id.to_owned(),
         ));
+        if let Some(client) = span.client {
+            attributes.push(KeyValue::new("infergate.client", client.to_owned()));
+        }
         let status = if span.status >= 500 {
             // HTTP semantic conventions: a server span is an error on 5xx
             // only, with `error.type` the status code and no description.
@@ -252,6 +255,7 @@ mod tests {
             trace,
             route: "flan",
             backend: Some("sm-flan"),
+            client: Some("web-app"),
             status,
             attempts: 2,
             stream,

@@ -11,13 +11,16 @@ use crate::common::child::{run, wait_timeout, write_temp, BIN};
 fn check_accepts_the_example_config() {
     let (code, stdout, stderr) = run(
         &["check", "--config", "config/infergate.example.toml"],
-        &[("HF_TOKEN", "hf_example")],
+        &[
+            ("HF_TOKEN", "hf_example"),
+            ("WEB_APP_KEY", "web-app-key-example"),
+        ],
     );
     assert_eq!(code, 0, "stderr: {stderr}");
     assert!(stdout.contains("flan"), "{stdout}");
     assert!(
-        !stdout.contains("hf_example"),
-        "the summary never prints a token"
+        !stdout.contains("hf_example") && !stdout.contains("web-app-key-example"),
+        "the summary never prints a token or a key"
     );
 }
 

@@ -79,10 +79,11 @@ async fn no_secret_reaches_the_logs_at_debug_level() {
     const CLIENT_KEY: &str = "canary-client-key-31f0";
 
     let (sm, hf) = canary_emulators(AWS_SECRET, AWS_TOKEN, HF_SECRET).await;
-    let config = write_temp(
-        "canary.toml",
-        &binary_config(&sm.url(), &hf.url(), "CANARY_HF_TOKEN"),
-    );
+    // The client key is a configured client's: it is checked on every
+    // request, and a wrong one is refused, without either reaching a log.
+    let text = binary_config(&sm.url(), &hf.url(), "CANARY_HF_TOKEN");
+    let text = format!("{text}\n[clients.canary]\napi_key = \"{CLIENT_KEY}\"\n");
+    let config = write_temp("canary.toml", &text);
     let mut gw = Running::spawn(
         serve(&config, &[], AWS_SECRET, AWS_TOKEN, HF_SECRET),
         Stream::Stderr,
@@ -102,6 +103,17 @@ async fn no_secret_reaches_the_logs_at_debug_level() {
     // Success on both backends.
     assert_eq!(send("sm").await.unwrap().status(), 200);
     assert_eq!(send("hf").await.unwrap().status(), 200);
+    // A key one character off.
+    let res = client
+        .post(format!("{base}/v1/predict/hf"))
+        .header("authorization", format!("Bearer {CLIENT_KEY}0"))
+        .body(r#"{"inputs": "canary"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let refused = res.text().await.unwrap();
+    assert!(!refused.contains(CLIENT_KEY), "{refused}");
     // Retries, then failure.
     sm.faults().fail_next(1, InjectedError::ThrottlingException);
     assert_eq!(send("sm").await.unwrap().status(), 200);

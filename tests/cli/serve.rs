@@ -12,11 +12,22 @@ async fn demo_serves_the_flan_route_and_healthcheck_sees_it() {
     let mut demo = Running::spawn(cmd, Stream::Stdout);
     let line = demo.wait_for_line("gateway listening on ");
     let base = line.rsplit(' ').next().unwrap().to_string();
+    let line = demo.wait_for_line("demo client's API key: ");
+    let key = line.rsplit(' ').next().unwrap().to_string();
     let client = reqwest::Client::new();
+    // Without the printed key, the route is not served.
+    let res = client
+        .post(format!("{base}/v1/predict/flan"))
+        .body(r#"{"inputs": "no key"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
     let mut backends = std::collections::HashSet::new();
     for _ in 0..20 {
         let res = client
             .post(format!("{base}/v1/predict/flan"))
+            .bearer_auth(&key)
             .header("content-type", "application/json")
             .body(r#"{"inputs": "one stable inference URL"}"#)
             .send()

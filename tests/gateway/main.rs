@@ -7,6 +7,8 @@
 //! and client connections ([`connections`]).
 
 #[cfg(test)]
+mod auth;
+#[cfg(test)]
 #[path = "../common/mod.rs"]
 mod common;
 #[cfg(test)]

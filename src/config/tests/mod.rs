@@ -3,6 +3,7 @@
 
 mod backends;
 mod bounds;
+mod clients;
 mod errors;
 mod interpolation;
 mod output;
@@ -25,6 +26,8 @@ pub(super) fn env(name: &str) -> Option<String> {
         "EMPTY" => Some(String::new()),
         "KIND" => Some("sagmaker".to_owned()),
         "QUOTED" => Some("ab\"c'd\\e".to_owned()),
+        "WEB_APP_KEY" => Some("web-app-canary-key".to_owned()),
+        "WEB_APP_KEY_NEXT" => Some("web-app-canary-key-2".to_owned()),
         _ => None,
     }
 }
@@ -89,7 +92,16 @@ pub(super) fn huggingface(config: &Config, name: &str) -> HuggingFaceConfig {
 #[test]
 fn example_file_parses() {
     let config = parse(EXAMPLE);
-    assert_eq!(config.server, ServerConfig::default());
+    // The defaults, but for the client the example configures.
+    assert_eq!(
+        config.server,
+        ServerConfig {
+            auth: AuthMode::Required,
+            ..ServerConfig::default()
+        }
+    );
+    assert_eq!(config.clients.len(), 1);
+    assert_eq!(config.clients[0].name, "web-app");
     assert_eq!(config.upstream, UpstreamConfig::default());
     assert_eq!(config.telemetry, TelemetryConfig::default());
     let names: Vec<&str> = config.backends.iter().map(|b| b.name.as_str()).collect();
@@ -223,6 +235,7 @@ fn defaults() {
             idle_timeout: Duration::from_secs(60),
             max_connections: 4096,
             workers: None,
+            auth: crate::config::AuthMode::None,
         }
     );
     assert_eq!(

@@ -51,6 +51,10 @@ url = "https://public.example"
 
 [routes.other]
 backends = [{ backend = "sm-role", weight = 3 }, "hf-public"]
+
+[clients.web]
+api_keys = ["${HF_TOKEN}", "k2"]
+routes = ["fl*"]
 "#,
     ));
     let summary = config.summary();
@@ -68,6 +72,8 @@ backends = [{ backend = "sm-role", weight = 3 }, "hf-public"]
         "    url: https://abc123.us-east-1.aws.endpoints.huggingface.cloud/",
         "    auth: token",
         "    auth: none",
+        "auth: a client's API key required",
+        "  client web: 2 keys, routes: fl*",
     ] {
         assert!(
             summary.contains(expected),

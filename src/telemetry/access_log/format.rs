@@ -39,6 +39,10 @@ fn text(out: &mut Vec<u8>, now: SystemTime, r: &Record<'_>) {
         out.extend_from_slice(b" backend=");
         debug_str(out, backend);
     }
+    if let Some(client) = r.client {
+        out.extend_from_slice(b" client=");
+        debug_str(out, client);
+    }
     for (name, value) in r.numbers() {
         out.push(b' ');
         out.extend_from_slice(name.as_bytes());
@@ -62,6 +66,10 @@ fn json(out: &mut Vec<u8>, now: SystemTime, r: &Record<'_>) {
     if let Some(backend) = r.backend {
         out.extend_from_slice(b",\"backend\":");
         json_str(out, backend);
+    }
+    if let Some(client) = r.client {
+        out.extend_from_slice(b",\"client\":");
+        json_str(out, client);
     }
     for (name, value) in r.numbers() {
         out.extend_from_slice(b",\"");

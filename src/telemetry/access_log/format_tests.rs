@@ -97,6 +97,7 @@ fn ok() -> Record<'static> {
         trace_id: Some(&TRACE),
         route: "flan",
         backend: Some("sm-flan"),
+        client: Some("web-app"),
         status: 200,
         attempts: 1,
         stream: false,
@@ -116,6 +117,7 @@ fn unknown() -> Record<'static> {
         trace_id: None,
         route: "unknown",
         backend: None,
+        client: None,
         status: 404,
         attempts: 0,
         stream: true,
@@ -135,7 +137,7 @@ fn text_lines_are_the_subscribers() {
         line.ends_with(
             "  INFO infergate::access: request request_id=req-1 \
              trace_id=\"4bf92f3577b34da6a3ce929d0e0e4736\" route=\"flan\" \
-             backend=\"sm-flan\" status=200 attempts=1 stream=false head_us=1234 \
+             backend=\"sm-flan\" client=\"web-app\" status=200 attempts=1 stream=false head_us=1234 \
              total_us=5678 upstream_us=1000 bytes_in=42 bytes_out=1048576 complete=true\n"
         ),
         "{line}"
@@ -188,6 +190,7 @@ fn strings_are_escaped_as_the_subscriber_escapes_them() {
             request_id: s,
             route: s,
             backend: Some(s),
+            client: Some(s),
             ..ok()
         };
         assert_same(Format::Text, &record);

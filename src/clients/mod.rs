@@ -1,0 +1,209 @@
+//! Who is calling: the configured clients, found by their API key.
+//!
+//! A request names its client with `Authorization: Bearer <key>` (what the
+//! openai and huggingface_hub clients send) or `x-api-key: <key>`. The key
+//! is hashed (SHA-256) and the hash looked up: keys are never compared byte
+//! by byte, so how long an answer takes says nothing about how much of a
+//! key was right, and the gateway holds no key in clear. A client's key is
+//! never sent upstream: the backends' requests are built from scratch.
+//!
+//! Doors ask [`Clients::identify`] before they look up a route, so a caller
+//! without a valid key learns no route names, then [`Client::may_use`] once
+//! the route is known.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use http::{header, HeaderMap, HeaderName, HeaderValue};
+
+use crate::config::{key_hash, route_matches, AuthMode, ClientConfig, KeyHash};
+
+/// The header a client may send its key in instead of `Authorization`.
+pub const API_KEY_HEADER: HeaderName = HeaderName::from_static("x-api-key");
+
+/// What a 401 tells the client about how to authenticate (RFC 6750).
+pub const WWW_AUTHENTICATE: HeaderValue = HeaderValue::from_static(r#"Bearer realm="infergate""#);
+
+/// One configured client.
+#[derive(Debug)]
+pub struct Client {
+    /// The client's config name: what logs and metrics show, never its key.
+    pub name: Arc<str>,
+    /// Route names and patterns it may call; `None`: every route.
+    routes: Option<Vec<String>>,
+}
+
+impl Client {
+    /// Whether the client may call route `route`.
+    pub fn may_use(&self, route: &str) -> bool {
+        match &self.routes {
+            None => true,
+            Some(patterns) => patterns.iter().any(|p| route_matches(p, route)),
+        }
+    }
+}
+
+/// Who a request says it is.
+#[derive(Debug, Clone)]
+pub enum Identity {
+    /// Authentication is off (`server.auth = "none"`, or no client).
+    Anonymous,
+    /// A configured client's key.
+    Client(Arc<Client>),
+    /// No key, or one no client has (a revoked key among them).
+    Unknown,
+}
+
+/// Every configured client, by the hash of each of its keys.
+#[derive(Debug, Default)]
+pub struct Clients {
+    required: bool,
+    by_key: HashMap<KeyHash, Arc<Client>>,
+    all: Vec<Arc<Client>>,
+}
+
+impl Clients {
+    /// The clients of the config and whether keys are required.
+    pub fn new(auth: AuthMode, clients: &[ClientConfig]) -> Self {
+        let mut by_key = HashMap::new();
+        let mut all = Vec::with_capacity(clients.len());
+        for c in clients {
+            let client = Arc::new(Client {
+                name: Arc::from(c.name.as_str()),
+                routes: c.routes.clone(),
+            });
+            for key in &c.keys {
+                by_key.insert(*key, Arc::clone(&client));
+            }
+            all.push(client);
+        }
+        Self {
+            required: auth == AuthMode::Required,
+            by_key,
+            all,
+        }
+    }
+
+    /// Whether requests must carry a client's key.
+    pub fn required(&self) -> bool {
+        self.required
+    }
+
+    /// Every configured client, by name.
+    pub fn all(&self) -> &[Arc<Client>] {
+        &self.all
+    }
+
+    /// Who the request's headers say is calling.
+    pub fn identify(&self, headers: &HeaderMap) -> Identity {
+        if !self.required {
+            return Identity::Anonymous;
+        }
+        match presented_key(headers).and_then(|key| self.by_key.get(&key_hash(key))) {
+            Some(client) => Identity::Client(Arc::clone(client)),
+            None => Identity::Unknown,
+        }
+    }
+}
+
+/// The key a request presents: `Authorization: Bearer <key>` (the scheme
+/// in any case, RFC 7235), else `x-api-key`.
+fn presented_key(headers: &HeaderMap) -> Option<&[u8]> {
+    if let Some(auth) = headers.get(header::AUTHORIZATION) {
+        let v = auth.as_bytes();
+        let (scheme, rest) = v.split_at(v.len().min(7));
+        if scheme.eq_ignore_ascii_case(b"bearer ") {
+            let key = rest.trim_ascii();
+            return (!key.is_empty()).then_some(key);
+        }
+    }
+    headers
+        .get(API_KEY_HEADER)
+        .map(|v| v.as_bytes().trim_ascii())
+        .filter(|k| !k.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clients() -> Clients {
+        let web = ClientConfig {
+            name: "web".into(),
+            keys: vec![key_hash(b"old-key"), key_hash(b"new-key")],
+            routes: Some(vec!["flan".into(), "llama-*".into()]),
+        };
+        let batch = ClientConfig {
+            name: "batch".into(),
+            keys: vec![key_hash(b"batch-key")],
+            routes: None,
+        };
+        Clients::new(AuthMode::Required, &[web, batch])
+    }
+
+    fn with(name: &str, value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            HeaderValue::from_str(value).unwrap(),
+        );
+        h
+    }
+
+    fn name(id: Identity) -> Option<String> {
+        match id {
+            Identity::Client(c) => Some(c.name.to_string()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_key_names_its_client_in_either_header_and_every_rotated_key_works() {
+        let c = clients();
+        assert_eq!(
+            name(c.identify(&with("authorization", "Bearer old-key"))).as_deref(),
+            Some("web")
+        );
+        assert_eq!(
+            name(c.identify(&with("authorization", "bearer  new-key "))).as_deref(),
+            Some("web")
+        );
+        assert_eq!(
+            name(c.identify(&with("x-api-key", "batch-key"))).as_deref(),
+            Some("batch")
+        );
+        for unknown in [
+            with("authorization", "Bearer wrong"),
+            with("authorization", "Basic b2xkLWtleQ=="),
+            with("authorization", "Bearer "),
+            with("x-api-key", "old-ke"),
+            HeaderMap::new(),
+        ] {
+            assert!(
+                matches!(c.identify(&unknown), Identity::Unknown),
+                "{unknown:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn without_required_auth_everyone_is_anonymous() {
+        let c = Clients::new(AuthMode::None, &[]);
+        assert!(matches!(c.identify(&HeaderMap::new()), Identity::Anonymous));
+        assert!(!c.required());
+    }
+
+    #[test]
+    fn a_client_may_use_the_routes_its_patterns_match() {
+        let c = clients();
+        let Identity::Client(web) = c.identify(&with("x-api-key", "new-key")) else {
+            panic!("no client");
+        };
+        assert!(web.may_use("flan") && web.may_use("llama-3") && web.may_use("llama-"));
+        assert!(!web.may_use("flan-large") && !web.may_use("llama") && !web.may_use("sm"));
+        let Identity::Client(batch) = c.identify(&with("x-api-key", "batch-key")) else {
+            panic!("no client");
+        };
+        assert!(batch.may_use("anything"));
+    }
+}

@@ -1,0 +1,152 @@
+//! Phase two for `[clients.<name>]` and `server.auth`: who may call.
+//!
+//! A key is kept only as its SHA-256: `api_key`/`api_keys` (usually
+//! `${VAR}` references) are hashed here and the text dropped;
+//! `api_key_sha256`/`api_keys_sha256` give the hash itself, in hex. Several
+//! keys per client let a key rotate. `routes` lists route names or
+//! patterns with `*` (`flan-*`); absent, every route.
+
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
+
+use super::diag::{index_path, key_path, Diagnostics};
+use super::raw::RawClient;
+use super::{AuthMode, ClientConfig, KeyHash};
+
+/// Longest API key accepted, in bytes (a header value must hold it).
+const MAX_KEY_BYTES: usize = 4096;
+
+/// The SHA-256 of a key, as the gateway compares keys.
+pub fn key_hash(key: &[u8]) -> KeyHash {
+    KeyHash(Sha256::digest(key).into())
+}
+
+/// One client's validated config.
+pub(super) fn client_config(
+    name: String,
+    raw: RawClient,
+    path: &str,
+    diag: &mut Diagnostics,
+) -> ClientConfig {
+    let mut keys = Vec::new();
+    let declared = raw.api_key.is_some()
+        || raw.api_keys.as_ref().is_some_and(|k| !k.is_empty())
+        || raw.api_key_sha256.is_some()
+        || raw.api_keys_sha256.as_ref().is_some_and(|k| !k.is_empty());
+    let clear = raw.api_key.map(|k| (key_path(path, "api_key"), k));
+    let clears = raw.api_keys.unwrap_or_default().into_iter().enumerate();
+    let clears = clears.map(|(i, k)| (index_path(&key_path(path, "api_keys"), i), k));
+    for (at, key) in clear.into_iter().chain(clears) {
+        // Never the key itself in a message: it may be a secret.
+        if key.is_empty() {
+            diag.error(&at, "must not be empty");
+        } else if key.len() > MAX_KEY_BYTES {
+            diag.error(&at, format!("longer than {MAX_KEY_BYTES} bytes"));
+        } else if !key.bytes().all(|b| b.is_ascii_graphic()) {
+            diag.error(
+                &at,
+                "must be visible ASCII without spaces (it travels in a header)",
+            );
+        } else {
+            keys.push(key_hash(key.as_bytes()));
+        }
+    }
+    let hashed = raw
+        .api_key_sha256
+        .map(|h| (key_path(path, "api_key_sha256"), h));
+    let hasheds = raw
+        .api_keys_sha256
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate();
+    let hasheds = hasheds.map(|(i, h)| (index_path(&key_path(path, "api_keys_sha256"), i), h));
+    for (at, text) in hashed.into_iter().chain(hasheds) {
+        let mut hash = [0u8; 32];
+        match hex::decode_to_slice(text.trim(), &mut hash) {
+            Ok(()) => keys.push(KeyHash(hash)),
+            Err(_) => diag.error(&at, "must be a SHA-256 in hex (64 hex digits)"),
+        }
+    }
+    // A key given but broken has its own error already.
+    if !declared {
+        diag.error(
+            path,
+            "needs an API key: api_key, api_keys, api_key_sha256 or api_keys_sha256",
+        );
+    }
+    if let Some(patterns) = &raw.routes {
+        let at = key_path(path, "routes");
+        for (i, p) in patterns.iter().enumerate() {
+            let ok = !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '*'));
+            if !ok {
+                diag.error(
+                    &index_path(&at, i),
+                    r#"a route name or a pattern with "*" (letters, digits, ".", "_", "-")"#,
+                );
+            }
+        }
+    }
+    let routes = raw.routes;
+    ClientConfig { name, keys, routes }
+}
+
+/// `server.auth`, given the clients: `required` by default once any client
+/// exists, `none` without clients or when asked for.
+pub(super) fn auth_mode(
+    raw: Option<&str>,
+    clients: &[ClientConfig],
+    diag: &mut Diagnostics,
+) -> AuthMode {
+    match raw.map(str::trim) {
+        None if clients.is_empty() => AuthMode::None,
+        None | Some("required") => {
+            if clients.is_empty() {
+                diag.error(
+                    "server.auth",
+                    r#""required" needs at least one [clients.NAME] with a key"#,
+                );
+            }
+            AuthMode::Required
+        }
+        Some("none") => AuthMode::None,
+        Some(other) => {
+            diag.error(
+                "server.auth",
+                format!(r#"unknown mode "{other}": use "required" or "none""#),
+            );
+            AuthMode::None
+        }
+    }
+}
+
+/// Cross-checks of the clients: no key shared by two clients (a key must
+/// say who is calling), and a warning for a route pattern that matches no
+/// route (a typo would lock the client out).
+pub(super) fn check_clients(clients: &[ClientConfig], routes: &[&str], diag: &mut Diagnostics) {
+    let mut owners: BTreeMap<KeyHash, &str> = BTreeMap::new();
+    for client in clients {
+        let path = key_path("clients", &client.name);
+        for key in &client.keys {
+            match owners.get(key) {
+                Some(other) if *other != client.name => diag.error(
+                    &path,
+                    format!(r#"has a key client "{other}" has too; each key names one client"#),
+                ),
+                _ => {
+                    owners.insert(*key, &client.name);
+                }
+            }
+        }
+        for (i, pattern) in client.routes.iter().flatten().enumerate() {
+            if !routes.iter().any(|r| super::route_matches(pattern, r)) {
+                diag.warn(
+                    &index_path(&key_path(&path, "routes"), i),
+                    format!(r#""{pattern}" matches no route"#),
+                );
+            }
+        }
+    }
+}

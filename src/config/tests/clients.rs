@@ -1,0 +1,139 @@
+//! `[clients.NAME]` and `server.auth`: keys kept only as hashes, every
+//! mistake named by its key path, and no key ever in a message.
+
+use super::*;
+use crate::config::{key_hash, route_matches, AuthMode};
+
+const KEY: &str = "hf_canary_0123456789";
+
+#[test]
+fn a_client_makes_keys_required_and_keeps_only_hashes() {
+    let hash = hex::encode(key_hash(b"second-key").0);
+    let config = parse(&minimal(&format!(
+        r#"
+[clients.web-app]
+api_key = "${{HF_TOKEN}}"
+api_keys_sha256 = ["{hash}"]
+routes = ["flan", "flan-*"]
+
+[clients.batch]
+api_keys = ["k1", "k2"]
+"#
+    )));
+    assert_eq!(config.server.auth, AuthMode::Required);
+    let names: Vec<&str> = config.clients.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["batch", "web-app"]);
+    let web = &config.clients[1];
+    assert_eq!(
+        web.keys,
+        [key_hash(KEY.as_bytes()), key_hash(b"second-key")]
+    );
+    assert_eq!(
+        web.routes.as_deref(),
+        Some(&["flan".to_string(), "flan-*".to_string()][..])
+    );
+    assert_eq!(config.clients[0].routes, None);
+    // The key's text is nowhere in what the config holds.
+    assert!(!format!("{config:?}").contains(KEY));
+}
+
+#[test]
+fn auth_none_opts_out_and_warns_off_loopback() {
+    let config = parse(&minimal(
+        "[server]\nauth = \"none\"\nlisten = \"0.0.0.0:8080\"\n[clients.a]\napi_key = \"k\"\n",
+    ));
+    assert_eq!(config.server.auth, AuthMode::None);
+    assert!(
+        config
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("server.auth: anyone who reaches 0.0.0.0:8080")),
+        "{:?}",
+        config.warnings
+    );
+    // Without clients, auth is off; on loopback, nothing to warn about.
+    let config = parse(&minimal(""));
+    assert_eq!(config.server.auth, AuthMode::None);
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+}
+
+#[test]
+fn client_mistakes_are_named_by_key_path_without_the_key() {
+    let errs = errors(&minimal(
+        r#"
+[server]
+auth = "sometimes"
+
+[clients.nokey]
+routes = ["flan"]
+
+[clients.bad]
+api_key = "has space ${HF_TOKEN}"
+api_key_sha256 = "abc"
+routes = ["fl/an", ""]
+
+[clients."bad name"]
+api_key = "x"
+
+[clients.twin]
+api_key = "${HF_TOKEN}"
+
+[clients.twin2]
+api_key = "${HF_TOKEN}"
+"#,
+    ));
+    let expected = [
+        r#"server.auth: unknown mode "sometimes": use "required" or "none""#,
+        "clients.nokey: needs an API key: api_key, api_keys, api_key_sha256 or api_keys_sha256",
+        "clients.bad.api_key: must be visible ASCII without spaces (it travels in a header)",
+        "clients.bad.api_key_sha256: must be a SHA-256 in hex (64 hex digits)",
+        r#"clients.bad.routes[0]: a route name or a pattern with "*" (letters, digits, ".", "_", "-")"#,
+        r#"clients.bad.routes[1]: a route name or a pattern with "*" (letters, digits, ".", "_", "-")"#,
+        r#"clients."bad name": invalid client name, use only letters, digits, ".", "_" and "-""#,
+        r#"clients.twin2: has a key client "twin" has too; each key names one client"#,
+    ];
+    for e in expected {
+        assert!(
+            errs.iter().any(|got| got == e),
+            "missing {e:?} in {errs:#?}"
+        );
+    }
+    assert!(errs.iter().all(|e| !e.contains(KEY)), "{errs:#?}");
+    // auth = "required" needs a client.
+    let errs = errors(&minimal("[server]\nauth = \"required\"\n"));
+    assert_eq!(
+        errs,
+        [r#"server.auth: "required" needs at least one [clients.NAME] with a key"#]
+    );
+}
+
+#[test]
+fn a_pattern_that_matches_no_route_is_a_warning() {
+    let config = parse(&minimal(
+        "[clients.a]\napi_key = \"k\"\nroutes = [\"flam-*\", \"flan\"]\n",
+    ));
+    assert_eq!(
+        config.warnings,
+        [r#"clients.a.routes[0]: "flam-*" matches no route"#]
+    );
+}
+
+#[test]
+fn route_patterns_match_as_globs() {
+    for (pattern, name, matches) in [
+        ("flan", "flan", true),
+        ("flan", "flan-2", false),
+        ("flan-*", "flan-2", true),
+        ("flan-*", "flan-", true),
+        ("flan-*", "flan", false),
+        ("*", "anything", true),
+        ("*-large", "flan-large", true),
+        ("*-large", "flan-large-2", false),
+        ("a*b*c", "a-x-b-y-c", true),
+        ("a*b*c", "acb", false),
+        ("ab*ab", "ab", false),
+        ("ab*ab", "abab", true),
+    ] {
+        assert_eq!(route_matches(pattern, name), matches, "{pattern} ~ {name}");
+    }
+}
