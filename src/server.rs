@@ -244,6 +244,19 @@ async fn serve_worker(
     let (stop, stopped) = watch::channel(false);
     let connections = gateway.metrics.connections_accepted(current_worker());
     let me = worker.index;
+    let spread = Arc::clone(&worker.spread);
+    // A connection this worker serves: its own task on this runtime.
+    let serve_here = |stream, peer, slot| {
+        connections.inc();
+        tokio::spawn(conn::connection(
+            stream,
+            peer,
+            Arc::clone(&gateway),
+            Arc::clone(&builder),
+            stopped.clone(),
+            (slot, spread.live(me)),
+        ));
+    };
     tokio::pin!(shutdown);
 
     loop {
@@ -280,15 +293,7 @@ async fn serve_worker(
             },
             () = &mut shutdown => break,
         };
-        connections.inc();
-        tokio::spawn(conn::connection(
-            stream,
-            peer,
-            Arc::clone(&gateway),
-            Arc::clone(&builder),
-            stopped.clone(),
-            (slot, worker.spread.live(me)),
-        ));
+        serve_here(stream, peer, slot);
     }
 
     gateway.set_ready(false);
@@ -299,15 +304,7 @@ async fn serve_worker(
     worker.inbox.close();
     while let Ok(handed) = worker.inbox.try_recv() {
         if let Some((stream, peer, slot)) = received(&worker, handed) {
-            connections.inc();
-            tokio::spawn(conn::connection(
-                stream,
-                peer,
-                Arc::clone(&gateway),
-                Arc::clone(&builder),
-                stopped.clone(),
-                (slot, worker.spread.live(me)),
-            ));
+            serve_here(stream, peer, slot);
         }
     }
     let grace = gateway.config.server.shutdown_grace;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::{patch, wait_for, Harness};
 use infergate::emulator::model::Generation;
 use infergate::server;
-use support::{accepted, fresh_connections, harness, with_workers};
+use support::{accepted, fresh_connections, harness, requests_on_fresh_connections, with_workers};
 
 /// The gateway with several workers, and how it spread the connections.
 #[cfg(test)]
@@ -39,6 +39,30 @@ mod support {
             .timeout(Duration::from_secs(10))
             .build()
             .unwrap()
+    }
+
+    /// `n` predict requests on the HF route, each on a connection of its
+    /// own, sent at once; each task ends with the answer's status.
+    pub fn requests_on_fresh_connections(
+        h: &Harness,
+        n: usize,
+    ) -> Vec<tokio::task::JoinHandle<reqwest::Result<u16>>> {
+        let client = fresh_connections();
+        (0..n)
+            .map(|i| {
+                let client = client.clone();
+                let url = h.url("/v1/predict/hf");
+                tokio::spawn(async move {
+                    client
+                        .post(url)
+                        .header("content-type", "application/json")
+                        .body(format!(r#"{{"inputs":"a{i} b{i}"}}"#))
+                        .send()
+                        .await
+                        .map(|r| r.status().as_u16())
+                })
+            })
+            .collect()
     }
 
     /// `infergate_connections_accepted_total` by worker.
@@ -167,21 +191,7 @@ async fn shutdown_lets_requests_on_every_worker_finish() {
     );
     let h = Harness::with_config(config).await;
     h.hf.faults().update(|f| f.latency = Duration::from_secs(2));
-    let client = fresh_connections();
-    let mut tasks = Vec::new();
-    for i in 0..16 {
-        let client = client.clone();
-        let url = h.url("/v1/predict/hf");
-        tasks.push(tokio::spawn(async move {
-            client
-                .post(url)
-                .header("content-type", "application/json")
-                .body(format!(r#"{{"inputs":"a{i} b{i}"}}"#))
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
-        }));
-    }
+    let tasks = requests_on_fresh_connections(&h, 16);
     let counters = h.hf.counters();
     wait_for("all 16 requests in flight", || counters.in_flight() == 16).await;
     let spread = accepted(&h).await;
@@ -217,23 +227,9 @@ async fn connections_open_at_once_are_placed_evenly_over_the_workers() {
     h.hf.faults()
         .update(|f| f.latency = Duration::from_millis(1500));
     let before = accepted(&h).await;
-    let client = fresh_connections();
     let per_worker = 12;
     let n = WORKERS * per_worker;
-    let mut tasks = Vec::new();
-    for i in 0..n {
-        let client = client.clone();
-        let url = h.url("/v1/predict/hf");
-        tasks.push(tokio::spawn(async move {
-            client
-                .post(url)
-                .header("content-type", "application/json")
-                .body(format!(r#"{{"inputs":"e{i} f{i}"}}"#))
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
-        }));
-    }
+    let tasks = requests_on_fresh_connections(&h, n);
     let counters = h.hf.counters();
     wait_for("every request in flight", || {
         counters.in_flight() == n as u64

@@ -7,8 +7,8 @@
 //! head and body or event stream; or a failure) in its own shape. Between
 //! them the core checks what holds for every door (can the route stream?)
 //! and dispatches ([`crate::dispatch`]). It is a tower [`Service`], so the
-//! steps that need the route and the caller (client keys, rate limits) are
-//! layers around it, composed in [`crate::app`].
+//! steps that need the route and the caller (rate limits) can be layers
+//! around it, composed in [`crate::app`].
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -27,7 +27,7 @@ use crate::gateway::Gateway;
 use crate::route::Route;
 use crate::trace::TraceContext;
 
-/// Who is calling, once a door or a layer knows (client keys come next):
+/// Who is calling, as the door found it ([`crate::clients`]):
 /// `None` for an anonymous caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
