@@ -14,10 +14,11 @@
 //! 5. the doors ([`api::doors`]): by path, the predict door or the
 //!    operator paths; a door asks [`crate::clients`] who is calling (401
 //!    before any route lookup, 403 for a route not the client's) and
-//!    parses its wire format into a [`CoreRequest`](crate::core::CoreRequest);
+//!    [`crate::limits`] whether it may spend more (429), then parses its
+//!    wire format into a [`CoreRequest`](crate::core::CoreRequest);
 //! 6. the request core ([`core::service`]): dispatch (deadline, attempts,
 //!    retries, failover, [`crate::dispatch`]) onto the backends
-//!    ([`crate::backend`]); rate limits will be layers around it, here.
+//!    ([`crate::backend`]).
 //!
 //! Every layer's future is a named type, so the stack is statically typed;
 //! the door's future, which holds the whole request's state, is boxed once

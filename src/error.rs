@@ -21,6 +21,7 @@ use serde::Serialize;
 
 use crate::backend::{Failure, FailureKind};
 use crate::body::ResBody;
+use crate::limits::{Refusal, Scope};
 
 /// Everything that can end a request with an error.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +76,23 @@ pub enum ApiError {
     /// The client's key is valid but the route is not among its routes.
     #[error("this client may not use route \"{}\"", echo(.0))]
     Forbidden(String),
+    /// Over one of the gateway's own limits (a client's or a route's).
+    #[error("{}", rate_limited_message(.0))]
+    RateLimited(Refusal),
+}
+
+fn rate_limited_message(r: &Refusal) -> String {
+    match r.scope {
+        Scope::ClientRate => format!(
+            "over this client's rate limit (burst of {}); retry later",
+            r.limit
+        ),
+        Scope::RouteRate => format!(
+            "over the route's rate limit (burst of {}); retry later",
+            r.limit
+        ),
+        Scope::ClientInFlight => format!("this client already has {} requests in flight", r.limit),
+    }
 }
 
 impl ApiError {
@@ -93,6 +111,7 @@ impl ApiError {
             ApiError::NoBackend | ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Upstream(f) => upstream_status(f),
         }
     }
@@ -115,6 +134,7 @@ impl ApiError {
             ApiError::Overloaded => "overloaded",
             ApiError::Unauthenticated => "unauthenticated",
             ApiError::Forbidden(_) => "forbidden",
+            ApiError::RateLimited(_) => "rate_limited",
             ApiError::Upstream(f) => f.kind.as_str(),
         }
     }
@@ -124,6 +144,7 @@ impl ApiError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             ApiError::NoBackend | ApiError::Overloaded => Some(Duration::from_secs(1)),
+            ApiError::RateLimited(r) => Some(r.retry_after),
             ApiError::Upstream(f) => match upstream_status(f) {
                 StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
                     Some(f.retry_after.unwrap_or(Duration::from_secs(1)))
@@ -270,6 +291,13 @@ pub fn error_response<B: From<Bytes>>(err: &ApiError, ctx: ErrorContext<'_>) -> 
     if let Some(after) = err.retry_after() {
         let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
         headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        if let ApiError::RateLimited(r) = err {
+            // The draft IETF RateLimit fields, as OpenAI's and GitHub's
+            // APIs send them: the limit, what is left, seconds to reset.
+            headers.insert("x-ratelimit-limit", HeaderValue::from(r.limit));
+            headers.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
+            headers.insert("x-ratelimit-reset", HeaderValue::from(secs.max(1)));
+        }
     }
     res
 }

@@ -17,6 +17,7 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use crate::backend::Backend;
 use crate::clients::Clients;
 use crate::config::Config;
+use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::route::budget::RetryBudget;
 use crate::route::health::BackendState;
@@ -79,6 +80,8 @@ pub struct Gateway {
     pub metrics: Metrics,
     /// Who may call (`[clients.NAME]`, `server.auth`).
     pub callers: Clients,
+    /// How much they may spend (`rate_limit`, `max_in_flight`).
+    pub limits: Limits,
     /// Where finished request spans go, when configured.
     pub spans: Option<Arc<dyn crate::telemetry::SpanSink>>,
     ready: AtomicBool,
@@ -103,8 +106,10 @@ impl Gateway {
             .map(|_| egress.client())
             .collect();
         let callers = Clients::new(config.server.auth, &config.clients);
+        let limits = Limits::new(&config);
         let gateway = Arc::new(Self {
             callers,
+            limits,
             routes: RouteTable::new(routes),
             backends,
             states,

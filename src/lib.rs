@@ -35,6 +35,7 @@ pub mod emulator;
 pub mod error;
 pub mod gateway;
 pub mod layers;
+pub mod limits;
 pub mod metrics;
 pub mod protocol;
 pub mod route;

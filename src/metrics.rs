@@ -72,6 +72,7 @@ pub struct Metrics {
     stream_errors: IntCounterVec,
     connections: IntCounterVec,
     client_requests: IntCounterVec,
+    rate_limited: IntCounterVec,
 }
 
 /// The states `infergate_backend_state` reports, one gauge each.
@@ -300,6 +301,11 @@ impl Metrics {
             "Requests of each configured client (by its name, never its key), by route and outcome.",
             &["client", "route", "outcome"],
         )?;
+        let rate_limited = counter(
+            "infergate_rate_limited_total",
+            "Requests refused with 429 by one of the gateway's own limits, by route and limit (client_rate, client_in_flight, route_rate).",
+            &["route", "limit"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new("infergate_build_info", "Build information."),
             &["version"],
@@ -331,6 +337,7 @@ impl Metrics {
         registry.register(Box::new(backend_state.clone()))?;
         registry.register(Box::new(connections.clone()))?;
         registry.register(Box::new(client_requests.clone()))?;
+        registry.register(Box::new(rate_limited.clone()))?;
         Ok(Self {
             registry,
             requests,
@@ -352,6 +359,7 @@ impl Metrics {
             stream_errors,
             connections,
             client_requests,
+            rate_limited,
         })
     }
 
@@ -382,6 +390,9 @@ impl Metrics {
             self.overhead.with_label_values(&[name]);
             for c in [&self.budget_exhausted, &self.hedges, &self.shed] {
                 c.with_label_values(&[name]);
+            }
+            for limit in crate::limits::Scope::ALL {
+                self.rate_limited.with_label_values(&[name, limit.as_str()]);
             }
             for reason in known.failure_kinds {
                 self.retries.with_label_values(&[name, reason]);
@@ -426,6 +437,13 @@ impl Metrics {
                 }
             }
         }
+    }
+
+    /// Counts a request a limit of the gateway refused.
+    pub fn rate_limited(&self, route: &str, limit: crate::limits::Scope) {
+        self.rate_limited
+            .with_label_values(&[route, limit.as_str()])
+            .inc();
     }
 
     /// Counts one request of a configured client.

@@ -81,6 +81,22 @@ where
             };
         }
     }
+    // Before the body is read: a refused request costs no upload.
+    match gw.limits.admit(access.client.as_deref(), &route.name) {
+        Ok(held) => access.held = held,
+        Err(refusal) => {
+            gw.metrics.rate_limited(&route.name, refusal.scope);
+            let ctx = ErrorContext {
+                route: Some(&route.name),
+                request_id: Some(&access.request_id),
+                ..ErrorContext::default()
+            };
+            return Answer {
+                response: reply(&ApiError::RateLimited(refusal), ctx),
+                access: Some(access),
+            };
+        }
+    }
     let response = match parse(gw, &route, req, trace, started, &mut access).await {
         Ok(request) => {
             let answer = match core.oneshot(request).await {

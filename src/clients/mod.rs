@@ -132,11 +132,15 @@ mod tests {
             name: "web".into(),
             keys: vec![key_hash(b"old-key"), key_hash(b"new-key")],
             routes: Some(vec!["flan".into(), "llama-*".into()]),
+            rate_limit: None,
+            max_in_flight: None,
         };
         let batch = ClientConfig {
             name: "batch".into(),
             keys: vec![key_hash(b"batch-key")],
             routes: None,
+            rate_limit: None,
+            max_in_flight: None,
         };
         Clients::new(AuthMode::Required, &[web, batch])
     }

@@ -101,6 +101,15 @@ pub(super) const POOL_MAX_IDLE_PER_HOST: IntBound = IntBound::new(0, MAX_CONCURR
 /// The OTLP exporters' default is 10s.
 pub(super) const OTLP_TIMEOUT: DurationBound = DurationBound::positive(MINUTE.saturating_mul(5));
 
+// === clients and limits ===
+/// A client's concurrent requests.
+pub(super) const CLIENT_MAX_IN_FLIGHT: IntBound = IntBound::new(1, MAX_CONCURRENCY);
+/// Requests a GCRA bucket may take at once.
+pub(super) const BURST: IntBound = IntBound::new(1, 1_000_000);
+/// `rate_limit.requests_per_second` is a float: checked in `clients.rs`,
+/// more than 0 and at most this.
+pub(super) const MAX_REQUESTS_PER_SECOND: f64 = 1_000_000.0;
+
 // === backends ===
 pub(super) const MAX_IN_FLIGHT: IntBound = IntBound::new(1, MAX_CONCURRENCY);
 /// 0 disables ejection; Envoy's consecutive_5xx is 5.
@@ -165,7 +174,7 @@ pub(super) const DURATION_KEYS: [(&str, DurationBound); 21] = [
 /// Every integer key and its bound, as [`DURATION_KEYS`]. The one float,
 /// `routes.*.retry_budget_ratio` (0.0 to 1.0), is checked in `resilience.rs`.
 #[cfg(test)]
-pub(super) const INTEGER_KEYS: [(&str, IntBound); 9] = [
+pub(super) const INTEGER_KEYS: [(&str, IntBound); 12] = [
     ("server.max_body_bytes", MAX_BODY_BYTES),
     ("server.max_connections", MAX_CONNECTIONS),
     ("server.workers", WORKERS),
@@ -178,6 +187,9 @@ pub(super) const INTEGER_KEYS: [(&str, IntBound); 9] = [
         "routes.*.retry_budget_min_per_second",
         RETRY_BUDGET_MIN_PER_SECOND,
     ),
+    ("routes.*.rate_limit.burst", BURST),
+    ("clients.*.max_in_flight", CLIENT_MAX_IN_FLIGHT),
+    ("clients.*.rate_limit.burst", BURST),
 ];
 
 // === the checks ===

@@ -10,9 +10,10 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
+use super::bounds::{self, integer};
 use super::diag::{index_path, key_path, Diagnostics};
-use super::raw::RawClient;
-use super::{AuthMode, ClientConfig, KeyHash};
+use super::raw::{RawClient, RawRateLimit};
+use super::{AuthMode, ClientConfig, KeyHash, RateLimit};
 
 /// Longest API key accepted, in bytes (a header value must hold it).
 const MAX_KEY_BYTES: usize = 4096;
@@ -90,7 +91,56 @@ pub(super) fn client_config(
         }
     }
     let routes = raw.routes;
-    ClientConfig { name, keys, routes }
+    let rate_limit = raw
+        .rate_limit
+        .and_then(|r| rate_limit(r, &key_path(path, "rate_limit"), diag));
+    let max_in_flight = raw.max_in_flight.map(|n| {
+        let at = key_path(path, "max_in_flight");
+        integer(Some(n), &at, bounds::CLIENT_MAX_IN_FLIGHT, 1, diag)
+    });
+    ClientConfig {
+        name,
+        keys,
+        routes,
+        rate_limit,
+        max_in_flight,
+    }
+}
+
+/// A `rate_limit` table: `requests_per_second` (required, more than 0, at
+/// most 1,000,000) and `burst` (default: the rate rounded up).
+pub(super) fn rate_limit(
+    raw: RawRateLimit,
+    path: &str,
+    diag: &mut Diagnostics,
+) -> Option<RateLimit> {
+    let at = key_path(path, "requests_per_second");
+    let per_second = match raw.requests_per_second {
+        None => {
+            diag.error(&at, "required in a rate_limit");
+            return None;
+        }
+        // NaN too: it is not greater than 0.
+        Some(r) if r.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) => {
+            diag.error(&at, "must be greater than 0");
+            return None;
+        }
+        Some(r) if r > bounds::MAX_REQUESTS_PER_SECOND => {
+            diag.error(&at, "must be at most 1000000");
+            return None;
+        }
+        Some(r) => r,
+    };
+    // At least one request fits, whatever the rate.
+    let default_burst = (per_second.ceil() as u32).max(1);
+    let burst = integer(
+        raw.burst,
+        &key_path(path, "burst"),
+        bounds::BURST,
+        default_burst,
+        diag,
+    );
+    Some(RateLimit { per_second, burst })
 }
 
 /// `server.auth`, given the clients: `required` by default once any client

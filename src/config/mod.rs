@@ -159,13 +159,27 @@ impl fmt::Debug for KeyHash {
 }
 
 /// `[clients.<name>]`: one caller and what it may use.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClientConfig {
     pub name: String,
     /// Every key that names this client (more than one while rotating).
     pub keys: Vec<KeyHash>,
     /// Route names and `*` patterns it may call; `None`: every route.
     pub routes: Option<Vec<String>>,
+    /// Requests per second over every route, with a burst.
+    pub rate_limit: Option<RateLimit>,
+    /// Most requests of this client in flight at once.
+    pub max_in_flight: Option<usize>,
+}
+
+/// `rate_limit = { requests_per_second = …, burst = … }`: a GCRA bucket
+/// that refills at `per_second` and holds at most `burst` requests.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    /// More than 0, at most 1,000,000.
+    pub per_second: f64,
+    /// 1 to 1,000,000; default: `per_second` rounded up.
+    pub burst: u32,
 }
 
 /// Whether route `name` matches `pattern`, where `*` stands for any run of
@@ -450,6 +464,8 @@ pub struct RouteConfig {
     /// Requests carrying `X-Amzn-SageMaker-Session-Id` go to the backend that
     /// opened the session.
     pub sticky_sessions: bool,
+    /// Requests per second for the route as a whole, every client together.
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// `balance = "p2c" | "weighted" | "priority"`.

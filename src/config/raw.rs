@@ -161,6 +161,17 @@ pub(super) struct RawClient {
     pub(super) api_key_sha256: Option<String>,
     pub(super) api_keys_sha256: Option<Vec<String>>,
     pub(super) routes: Option<Vec<String>>,
+    pub(super) rate_limit: Option<RawRateLimit>,
+    pub(super) max_in_flight: Option<i64>,
+}
+
+/// `rate_limit = { requests_per_second = 10, burst = 20 }`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawRateLimit {
+    /// A float; an integer is accepted too.
+    pub(super) requests_per_second: Option<f64>,
+    pub(super) burst: Option<i64>,
 }
 
 /// `[routes.<name>]`
@@ -192,6 +203,7 @@ pub(super) struct RawRoute {
     pub(super) stream_idle_timeout: Option<Duration>,
     #[serde(deserialize_with = "duration")]
     pub(super) stream_keepalive: Option<Duration>,
+    pub(super) rate_limit: Option<RawRateLimit>,
 }
 
 /// One entry of `routes.<name>.backends`: `"name"` or `{ backend = "name", weight = 3 }`.

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 
 use super::backend::validate_backend;
 use super::bounds::{self, duration, integer, optional_duration};
-use super::clients::{auth_mode, check_clients, client_config};
+use super::clients::{auth_mode, check_clients, client_config, rate_limit};
 use super::diag::{index_path, key_path, Diagnostics};
 use super::interpolate::interpolate_tree;
 use super::raw::{
@@ -358,6 +358,10 @@ fn route_config(
         }
     }
 
+    let rate_limit = raw
+        .rate_limit
+        .take()
+        .and_then(|r| rate_limit(r, &key_path(path, "rate_limit"), diag));
     RouteConfig {
         name,
         backends,
@@ -370,6 +374,7 @@ fn route_config(
         hedge_after,
         sticky_sessions,
         stream,
+        rate_limit,
     }
 }
 

@@ -40,6 +40,9 @@ pub struct Access {
     pub request_id: String,
     /// The calling client's name, when keys are required and it had one.
     pub client: Option<Arc<str>>,
+    /// The request's place among its client's requests in flight, let go
+    /// with this record when the answer's body ends.
+    pub held: crate::limits::Held,
     pub trace: Option<TraceContext>,
     pub route: Option<Arc<Route>>,
     pub backend: Option<Arc<Backend>>,

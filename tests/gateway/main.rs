@@ -18,6 +18,8 @@ mod errors;
 #[cfg(test)]
 mod kinds;
 #[cfg(test)]
+mod limits;
+#[cfg(test)]
 mod routing;
 #[cfg(test)]
 mod suite;

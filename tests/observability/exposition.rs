@@ -110,6 +110,16 @@ const FAMILIES: &[(&str, &str, &[&str])] = &[
         "counter",
         &["worker"],
     ),
+    (
+        "infergate_client_requests_total",
+        "counter",
+        &["client", "route", "outcome"],
+    ),
+    (
+        "infergate_rate_limited_total",
+        "counter",
+        &["route", "limit"],
+    ),
 ];
 
 // === the whole exposition ===
@@ -291,7 +301,8 @@ async fn the_whole_exposition_parses_and_every_label_value_is_bounded() {
         );
         assert!(m.scrape.docs.contains_key(*name), "no HELP for {name}");
     }
-    // With this traffic, every family but ejections and shedding shows.
+    // With this traffic, every family but ejections and shedding shows (and
+    // the clients' requests: this config has no client).
     let shown: BTreeSet<&str> = types.keys().copied().collect();
     let expected: BTreeSet<&str> = FAMILIES
         .iter()
@@ -302,6 +313,7 @@ async fn the_whole_exposition_parses_and_every_label_value_is_bounded() {
                 "infergate_backend_ejections_total"
                     | "infergate_shed_total"
                     | "infergate_hedges_total"
+                    | "infergate_client_requests_total"
             )
         })
         .collect();
@@ -348,6 +360,8 @@ async fn the_whole_exposition_parses_and_every_label_value_is_bounded() {
                 "state" => STATES.contains(&v),
                 "kind" => STREAM_ERROR_KINDS.contains(&v),
                 "version" => v == env!("CARGO_PKG_VERSION"),
+                "limit" => ["client_rate", "client_in_flight", "route_rate"].contains(&v),
+                "client" => h.gateway.config.clients.iter().any(|c| c.name == v),
                 "worker" => v
                     .parse::<usize>()
                     .is_ok_and(|w| w < h.gateway.config.server.worker_count()),

@@ -25,6 +25,12 @@ enum At {
     Route,
     /// The first entry of `routes.flan.backends`.
     Weight,
+    /// `[clients.c]`.
+    Client,
+    /// `clients.c.rate_limit`.
+    ClientRate,
+    /// `routes.flan.rate_limit`.
+    RouteRate,
 }
 
 impl At {
@@ -41,6 +47,12 @@ impl At {
             At::Weight => format!(
                 "{SM}{HF}[routes.flan]\nbackends = [{{ backend = \"sm-flan\", {key} = {value} }}, \"hf-flan\"]\n"
             ),
+            At::Client => minimal(&format!("[clients.c]\napi_key = \"k\"\n{line}")),
+            At::ClientRate => minimal(&format!(
+                "[clients.c]\napi_key = \"k\"\nrate_limit = {}\n",
+                rate_table(key, value)
+            )),
+            At::RouteRate => format!("{SM}{HF}{ROUTE}rate_limit = {}\n", rate_table(key, value)),
         }
     }
 
@@ -54,12 +66,33 @@ impl At {
             At::Hf | At::HfCheck => ("backends.hf-flan", "backends.*"),
             At::Route => ("routes.flan", "routes.*"),
             At::Weight => ("routes.flan.backends[0]", "routes.*.backends[*]"),
+            At::Client => ("clients.c", "clients.*"),
+            At::ClientRate => ("clients.c.rate_limit", "clients.*.rate_limit"),
+            At::RouteRate => ("routes.flan.rate_limit", "routes.*.rate_limit"),
         };
         (format!("{table}.{key}"), format!("{pattern}.{key}"))
     }
 }
 
 const POSITIVE: &str = "must be greater than 0";
+
+/// A `rate_limit` inline table with `key = value`, and a rate when the key
+/// is another.
+fn rate_table(key: &str, value: &str) -> String {
+    if key == "requests_per_second" {
+        format!("{{ {key} = {value} }}")
+    } else {
+        format!("{{ requests_per_second = 1, {key} = {value} }}")
+    }
+}
+
+/// The float keys, checked where they are read rather than by a bound of
+/// `bounds.rs`'s tables.
+const FLOAT_KEYS: [&str; 3] = [
+    "routes.*.retry_budget_ratio",
+    "clients.*.rate_limit.requests_per_second",
+    "routes.*.rate_limit.requests_per_second",
+];
 
 /// A key, its bound as written, a value one past it and the message for it,
 /// and a value under its floor with its message (`None`: 0 is allowed).
@@ -93,7 +126,7 @@ const NEGATIVE: Option<(&str, &str)> = Some(("-1", "must not be negative"));
 const NOTHING: Option<(&str, &str)> = Some(("0", POSITIVE));
 
 #[rustfmt::skip]
-const CASES: [Case; 31] = [
+const CASES: [Case; 36] = [
     case(At::Server, "max_body_bytes", ["1073741824", "1073741825", "must be at most 1073741824 (1 GiB)"], NOTHING),
     case(At::Server, "request_timeout", ["\"2h\"", "\"2h 1ns\"", "must be at most 2h"], ZERO),
     case(At::Server, "shutdown_grace", ["\"1h\"", "\"1h 1ns\"", "must be at most 1h"], None),
@@ -130,6 +163,11 @@ const CASES: [Case; 31] = [
     case(At::Route, "stream_first_byte_timeout", ["\"1h\"", "\"1h 1ns\"", "must be at most 1h"], ZERO),
     case(At::Route, "stream_idle_timeout", ["\"1h\"", "\"1h 1ns\"", "must be at most 1h"], ZERO),
     case(At::Route, "stream_keepalive", ["\"10m\"", "\"10m 1ns\"", "must be at most 10m"], ZERO),
+    case(At::RouteRate, "requests_per_second", ["1000000.0", "1000000.5", "must be at most 1000000"], NOTHING),
+    case(At::RouteRate, "burst", ["1000000", "1000001", "must be at most 1000000"], NOTHING),
+    case(At::Client, "max_in_flight", ["1000000", "1000001", "must be at most 1000000"], NOTHING),
+    case(At::ClientRate, "requests_per_second", ["1000000.0", "1000000.5", "must be at most 1000000"], NOTHING),
+    case(At::ClientRate, "burst", ["1000000", "1000001", "must be at most 1000000"], NOTHING),
 ];
 
 #[test]
@@ -171,7 +209,7 @@ fn the_cases_are_the_bounds_of_the_validators() {
         } else if let Some((_, b)) = INTEGER_KEYS.iter().find(|(k, _)| *k == pattern) {
             assert_eq!(bound.parse::<i64>().ok(), Some(b.max), "{pattern}");
         } else {
-            assert_eq!(pattern, "routes.*.retry_budget_ratio");
+            assert!(FLOAT_KEYS.contains(&pattern.as_str()), "{pattern}");
         }
     }
     let cases: BTreeSet<String> = CASES.iter().map(|c| c.at.paths(c.key).1).collect();
@@ -180,7 +218,7 @@ fn the_cases_are_the_bounds_of_the_validators() {
         .map(|(k, _)| k)
         .chain(INTEGER_KEYS.iter().map(|(k, _)| k))
         .map(|k| (*k).to_owned())
-        .chain(["routes.*.retry_budget_ratio".to_owned()])
+        .chain(FLOAT_KEYS.map(str::to_owned))
         .collect();
     assert_eq!(cases, bounds);
     assert_eq!(cases.len(), CASES.len(), "a key is listed twice");
@@ -206,7 +244,8 @@ fn numeric_keys(path: &str, value: &toml::Value, depth: usize, found: &mut BTree
     match value {
         toml::Value::Table(table) => {
             for (key, value) in table {
-                let named = depth == 0 && (path == "backends" || path == "routes");
+                let named =
+                    depth == 0 && (path == "backends" || path == "routes" || path == "clients");
                 let key = if named { "*" } else { key };
                 numeric_keys(&format!("{path}.{key}"), value, depth + 1, found);
             }

@@ -137,3 +137,53 @@ fn route_patterns_match_as_globs() {
         assert_eq!(route_matches(pattern, name), matches, "{pattern} ~ {name}");
     }
 }
+
+#[test]
+fn rate_limits_and_in_flight_are_read_with_their_defaults() {
+    let config = parse(&minimal(
+        r#"
+[routes.flan.rate_limit]
+requests_per_second = 200
+burst = 400
+
+[clients.a]
+api_key = "k"
+rate_limit = { requests_per_second = 2.5 }
+max_in_flight = 16
+"#,
+    ));
+    let limit = config.routes[0].rate_limit.unwrap();
+    assert_eq!((limit.per_second, limit.burst), (200.0, 400));
+    let a = &config.clients[0];
+    // The burst defaults to the rate, rounded up.
+    assert_eq!(
+        a.rate_limit.map(|r| (r.per_second, r.burst)),
+        Some((2.5, 3))
+    );
+    assert_eq!(a.max_in_flight, Some(16));
+}
+
+#[test]
+fn rate_limit_mistakes_are_named_by_key_path() {
+    let errs = errors(&minimal(
+        r#"
+[clients.a]
+api_key = "k"
+rate_limit = { burst = 3, per_minute = 5 }
+
+[clients.b]
+api_key = "k2"
+rate_limit = { requests_per_second = -1 }
+"#,
+    ));
+    for e in [
+        "clients.a.rate_limit.per_minute: unknown key",
+        "clients.a.rate_limit.requests_per_second: required in a rate_limit",
+        "clients.b.rate_limit.requests_per_second: must be greater than 0",
+    ] {
+        assert!(
+            errs.iter().any(|got| got == e),
+            "missing {e:?} in {errs:#?}"
+        );
+    }
+}

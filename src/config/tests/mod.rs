@@ -139,6 +139,7 @@ fn example_file_parses() {
             hedge_after: None,
             stream: StreamConfig::default(),
             sticky_sessions: true,
+            rate_limit: None,
         }]
     );
     for backend in &config.backends {
