@@ -54,31 +54,14 @@ where
         ..Access::default()
     };
     let Some(route) = gw.routes.get(route_name).cloned() else {
-        let err = ApiError::UnknownRoute(route_name.to_string());
-        let ctx = ErrorContext {
-            request_id: Some(&access.request_id),
-            ..ErrorContext::default()
-        };
-        let response = reply(&err, ctx);
-        return Answer {
-            response,
-            access: Some(access),
-        };
+        return refused(ApiError::UnknownRoute(route_name.to_string()), None, access);
     };
     access.route = Some(Arc::clone(&route));
     if let Some(client) = &caller {
         access.client = Some(Arc::clone(&client.name));
         if !client.may_use(&route.name) {
             let err = ApiError::Forbidden(route.name.clone());
-            let ctx = ErrorContext {
-                route: Some(&route.name),
-                request_id: Some(&access.request_id),
-                ..ErrorContext::default()
-            };
-            return Answer {
-                response: reply(&err, ctx),
-                access: Some(access),
-            };
+            return refused(err, Some(&route.name), access);
         }
     }
     // Before the body is read: a refused request costs no upload.
@@ -86,15 +69,7 @@ where
         Ok(held) => access.held = held,
         Err(refusal) => {
             gw.metrics.rate_limited(&route.name, refusal.scope);
-            let ctx = ErrorContext {
-                route: Some(&route.name),
-                request_id: Some(&access.request_id),
-                ..ErrorContext::default()
-            };
-            return Answer {
-                response: reply(&ApiError::RateLimited(refusal), ctx),
-                access: Some(access),
-            };
+            return refused(ApiError::RateLimited(refusal), Some(&route.name), access);
         }
     }
     let response = match parse(gw, &route, req, trace, started, &mut access).await {
@@ -116,6 +91,19 @@ where
     };
     Answer {
         response,
+        access: Some(access),
+    }
+}
+
+/// A request answered with `err` before it was read, recorded in `access`.
+fn refused(err: ApiError, route: Option<&str>, access: Access) -> Answer {
+    let ctx = ErrorContext {
+        route,
+        request_id: Some(&access.request_id),
+        ..ErrorContext::default()
+    };
+    Answer {
+        response: reply(&err, ctx),
         access: Some(access),
     }
 }

@@ -297,7 +297,16 @@ impl Harness {
 
     /// The text of a GET of `path`.
     pub async fn get_text(&self, path: &str) -> String {
-        let res = self.client.get(self.url(path)).send().await.unwrap();
+        self.get_text_as(path, None).await
+    }
+
+    /// The text of a GET of `path`, with a client's key when given.
+    pub async fn get_text_as(&self, path: &str, key: Option<&str>) -> String {
+        let mut req = self.client.get(self.url(path));
+        if let Some(key) = key {
+            req = req.bearer_auth(key);
+        }
+        let res = req.send().await.unwrap();
         assert_eq!(res.status(), 200, "GET {path}");
         res.text().await.unwrap()
     }

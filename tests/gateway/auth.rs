@@ -173,16 +173,7 @@ async fn requests_are_counted_by_client_name_and_no_key_is_shown() {
         Some(("authorization", web.as_str())),
     )
     .await;
-    let metrics = h
-        .client
-        .get(h.url("/metrics"))
-        .bearer_auth(BATCH_KEY)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = h.get_text_as("/metrics", Some(BATCH_KEY)).await;
     let count = |line: &str| {
         metrics
             .lines()

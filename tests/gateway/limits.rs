@@ -55,16 +55,7 @@ async fn a_client_over_its_rate_gets_429_with_when_to_come_back() {
     // Another client is not held back, and nothing refused reached a backend.
     assert_eq!(post(&h, "hf", FREE_KEY).await.status(), 200);
     assert_eq!(h.hf.counters().requests(), 4);
-    let metrics = h
-        .client
-        .get(h.url("/metrics"))
-        .bearer_auth(FREE_KEY)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = h.get_text_as("/metrics", Some(FREE_KEY)).await;
     assert!(
         metrics.contains(r#"infergate_rate_limited_total{limit="client_rate",route="hf"} 1"#),
         "{metrics}"
