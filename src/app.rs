@@ -11,7 +11,8 @@
 //!    the access-log line (and span) when its body ends;
 //! 4. [`BodyLimitLayer`]: `server.max_body_bytes`, a declared length over
 //!    it refused before a byte is read, a chunked body once it passes;
-//! 5. the doors ([`api::doors`]): by path, the predict door or the
+//! 5. the doors ([`api::doors`]; on the admin listener
+//!    [`api::admin_door`]): by path, the predict door or the
 //!    operator paths; a door asks [`crate::clients`] who is calling (401
 //!    before any route lookup, 403 for a route not the client's) and
 //!    [`crate::limits`] whether it may spend more (429), then parses its
@@ -38,9 +39,19 @@ use crate::core;
 use crate::gateway::Gateway;
 use crate::layers::{AccessLayer, BodyLimitLayer, HeadLimitLayer, RequestIdLayer};
 
+/// Which listener a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// `server.listen`: every door.
+    Main,
+    /// `server.admin_listen`: only the operator paths ([`api::admin_door`]).
+    Admin,
+}
+
 /// The whole stack for one connection's requests.
 pub fn service<B>(
     gw: Arc<Gateway>,
+    listener: Listener,
 ) -> impl Service<
     Request<B>,
     Response = Response<ResBody>,
@@ -61,7 +72,12 @@ where
             // Boxed once here, so the layers around it move a pointer, not
             // the door's whole state (measured: the moves cost more than
             // the allocation).
-            Box::pin(async move { Ok::<_, Infallible>(api::doors(&gw, core, req).await) })
+            Box::pin(async move {
+                Ok::<_, Infallible>(match listener {
+                    Listener::Main => api::doors(&gw, core, req).await,
+                    Listener::Admin => api::admin_door(&gw, &req),
+                })
+            })
         })
     };
     ServiceBuilder::new()

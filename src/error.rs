@@ -76,6 +76,9 @@ pub enum ApiError {
     /// The client's key is valid but the route is not among its routes.
     #[error("this client may not use route \"{}\"", echo(.0))]
     Forbidden(String),
+    /// The client's key is valid but not an admin's, on an operator path.
+    #[error("this client's key does not read the operator paths (admin = true does)")]
+    NotAdmin,
     /// Over one of the gateway's own limits (a client's or a route's).
     #[error("{}", rate_limited_message(.0))]
     RateLimited(Refusal),
@@ -110,7 +113,7 @@ impl ApiError {
             ApiError::Deadline(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::NoBackend | ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::NotAdmin => StatusCode::FORBIDDEN,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Upstream(f) => upstream_status(f),
         }
@@ -133,7 +136,7 @@ impl ApiError {
             ApiError::NoBackend => "no_backend_available",
             ApiError::Overloaded => "overloaded",
             ApiError::Unauthenticated => "unauthenticated",
-            ApiError::Forbidden(_) => "forbidden",
+            ApiError::Forbidden(_) | ApiError::NotAdmin => "forbidden",
             ApiError::RateLimited(_) => "rate_limited",
             ApiError::Upstream(f) => f.kind.as_str(),
         }
@@ -162,6 +165,7 @@ impl ApiError {
             | ApiError::BodyTimeout
             | ApiError::Unauthenticated
             | ApiError::Forbidden(_)
+            | ApiError::NotAdmin
             | ApiError::Deadline(_) => None,
         }
     }

@@ -1,5 +1,8 @@
-//! The accept loop: HTTP/1.1 and h2c on one listener, connection limits and
-//! timeouts, and a graceful shutdown.
+//! The accept loop: HTTP/1.1 and h2c on one listener (or HTTPS with h2 or
+//! HTTP/1.1 by ALPN, `[server.tls]`: [`tls`]), connection limits and
+//! timeouts, and a graceful shutdown. With `server.admin_listen` a second,
+//! plain listener serves only the operator paths, with 64 connection slots
+//! of its own, on the first worker's runtime.
 //!
 //! Limits: at most `server.max_connections` connections served (more wait in
 //! the accept backlog; each worker holds at most one accepted connection
@@ -29,6 +32,7 @@
 mod conn;
 mod io;
 mod spread;
+pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -40,10 +44,13 @@ use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, AcquireError, OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 
+use crate::app::Listener;
 use crate::gateway::{current_worker, set_current_worker, Gateway};
 use crate::layers::head_limit::{MAX_HEADERS, MAX_HEADER_BYTES};
 use crate::telemetry::access_log;
+use conn::Serving;
 use spread::{Handoff, Spread};
+use tls::Tls;
 
 /// Largest request head hyper reads before refusing with an empty 431 and
 /// closing. Above the gateway's own limit, so that a head between the two
@@ -57,6 +64,8 @@ const HYPER_MAX_HEADERS: usize = 256;
 // hyper's limits must stay above the gateway's, or its empty 431 would
 // answer what the gateway should.
 const _: () = assert!(HYPER_MAX_HEADERS > MAX_HEADERS && MAX_HEAD_BYTES > MAX_HEADER_BYTES);
+/// Connections the admin listener serves at once.
+const ADMIN_CONNECTIONS: usize = 64;
 /// Most concurrent streams on one h2 connection.
 const MAX_H2_STREAMS: u32 = 256;
 /// Interval of h2 keep-alive pings, and how long a ping may go unanswered.
@@ -94,21 +103,14 @@ impl Slots {
     }
 }
 
-/// Serves `gateway` on `listener` until `shutdown` resolves, then drains.
+/// Serves `gateway` on `listener` until `shutdown` resolves, then drains:
+/// one worker, on the calling runtime.
 pub async fn serve(
     listener: TcpListener,
     gateway: Arc<Gateway>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let slots = Slots::new(gateway.config.server.max_connections);
-    gateway.set_ready(true);
-    let (spread, mut inboxes) = Spread::new(1);
-    let worker = Worker {
-        index: 0,
-        spread,
-        inbox: inboxes.remove(0),
-    };
-    serve_worker(listener, gateway, shutdown, slots, worker).await
+    serve_workers(vec![listener], gateway, shutdown).await
 }
 
 /// One worker's place among the others: its index, the spread of
@@ -132,6 +134,18 @@ pub async fn serve_workers(
         return Err(std::io::Error::other("no listener to serve"));
     }
     let first = listeners.remove(0);
+    let tls = match &gateway.config.server.tls {
+        Some(files) => Some(Tls::load(files)?),
+        None => None,
+    };
+    let admin = match gateway.config.server.admin_listen {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    let main = Serving {
+        listener: Listener::Main,
+        tls: tls.clone(),
+    };
     let slots = Slots::new(gateway.config.server.max_connections);
     let (spread, inboxes) = Spread::new(listeners.len() + 1);
     let mut workers = inboxes
@@ -156,6 +170,7 @@ pub async fn serve_workers(
         let gateway = Arc::clone(&gateway);
         let slots = slots.clone();
         let mut stopped = stopped.clone();
+        let serving = main.clone();
         let thread = std::thread::Builder::new()
             .name(format!("infergate-worker-{index}"))
             .spawn(move || -> std::io::Result<()> {
@@ -169,7 +184,7 @@ pub async fn serve_workers(
                     let shutdown = async move {
                         let _ = stopped.wait_for(|stop| *stop).await;
                     };
-                    serve_worker(listener, gateway, shutdown, slots, worker).await
+                    serve_worker(listener, gateway, shutdown, slots, worker, serving).await
                 });
                 if let Err(e) = &served {
                     tracing::error!(worker = index, error = %e, "a worker stopped");
@@ -178,17 +193,28 @@ pub async fn serve_workers(
             })?;
         threads.push(thread);
     }
-    let result = serve_worker(
+    let stopped_now = |mut stopped: watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let first = serve_worker(
         first,
-        gateway,
+        Arc::clone(&gateway),
         async move {
             shutdown.await;
             let _ = stop.send(true);
         },
         slots,
         first_worker,
-    )
-    .await;
+        main,
+    );
+    let admin = serve_admin(admin, Arc::clone(&gateway), stopped_now(stopped.clone()));
+    let reload = async {
+        if let Some(tls) = tls {
+            tls.watch(stopped_now(stopped.clone())).await;
+        }
+    };
+    let (result, admin, ()) = tokio::join!(first, admin, reload);
+    let result = result.and(admin);
     // The other workers drain on their own threads; this runtime (which
     // runs the health checks) keeps going meanwhile.
     let joined = tokio::task::spawn_blocking(move || {
@@ -203,6 +229,34 @@ pub async fn serve_workers(
     .await
     .map_err(std::io::Error::other)?;
     joined.into_iter().fold(result, Result::and)
+}
+
+/// Serves the operator paths on the admin listener, if any, until
+/// `shutdown` resolves: on the calling runtime, with connection slots of
+/// its own, so that scrapes neither wait for nor take the clients'.
+async fn serve_admin(
+    listener: Option<TcpListener>,
+    gateway: Arc<Gateway>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let Some(listener) = listener else {
+        return Ok(());
+    };
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(admin_listen = %addr, "operator paths on their own listener");
+    }
+    let (spread, mut inboxes) = Spread::new(1);
+    let worker = Worker {
+        index: 0,
+        spread,
+        inbox: inboxes.remove(0),
+    };
+    let serving = Serving {
+        listener: Listener::Admin,
+        tls: None,
+    };
+    let slots = Slots::new(ADMIN_CONNECTIONS);
+    serve_worker(listener, gateway, shutdown, slots, worker, serving).await
 }
 
 /// The HTTP/1.1 + h2c connection builder every connection of a worker uses.
@@ -236,18 +290,23 @@ async fn serve_worker(
     shutdown: impl Future<Output = ()>,
     slots: Slots,
     mut worker: Worker,
+    serving: Serving,
 ) -> std::io::Result<()> {
     // This worker's access lines are batched until it has drained; lines
     // of connections cut when its runtime ends are written one by one.
     let _access_log = access_log::Batching::start();
     let builder = Arc::new(builder());
     let (stop, stopped) = watch::channel(false);
-    let connections = gateway.metrics.connections_accepted(current_worker());
+    // The clients' connections, by worker; not the admin listener's.
+    let connections = (serving.listener == Listener::Main)
+        .then(|| gateway.metrics.connections_accepted(current_worker()));
     let me = worker.index;
     let spread = Arc::clone(&worker.spread);
     // A connection this worker serves: its own task on this runtime.
     let serve_here = |stream, peer, slot| {
-        connections.inc();
+        if let Some(counter) = &connections {
+            counter.inc();
+        }
         tokio::spawn(conn::connection(
             stream,
             peer,
@@ -255,6 +314,7 @@ async fn serve_worker(
             Arc::clone(&builder),
             stopped.clone(),
             (slot, spread.live(me)),
+            serving.clone(),
         ));
     };
     tokio::pin!(shutdown);
@@ -308,7 +368,7 @@ async fn serve_worker(
         }
     }
     let grace = gateway.config.server.shutdown_grace;
-    if me == 0 {
+    if me == 0 && serving.listener == Listener::Main {
         tracing::info!(
             grace_secs = grace.as_secs_f64(),
             "shutting down: draining connections"

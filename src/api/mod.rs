@@ -59,21 +59,34 @@ where
     }
     let response = match path {
         "/healthz" | "/readyz" => admin_get(gw, &req, path),
-        // Backend URLs and traffic are in there: a client's key when keys
-        // are required.
-        "/metrics" | "/v1/routes" => match gw.callers.identify(req.headers()) {
-            Identity::Unknown => unauthenticated(&req),
-            Identity::Anonymous | Identity::Client(_) => admin_get(gw, &req, path),
-        },
-        _ => reply(
-            &ApiError::NotFound(path.to_string()),
-            ErrorContext {
-                request_id: Some(request_id::of(req.headers())),
-                ..ErrorContext::default()
-            },
-        ),
+        // Backend URLs and traffic are in there: on the admin listener when
+        // there is one, else for an admin client's key when keys are
+        // required.
+        "/metrics" | "/v1/routes" if gw.config.server.admin_listen.is_none() => {
+            match gw.callers.identify(req.headers()) {
+                Identity::Unknown => unauthenticated(&req),
+                Identity::Client(client) if !client.admin => error(&req, &ApiError::NotAdmin),
+                Identity::Anonymous | Identity::Client(_) => admin_get(gw, &req, path),
+            }
+        }
+        _ => not_found(&req, path),
     };
     Answer::unrecorded(response)
+}
+
+/// The admin listener's door (`server.admin_listen`): the operator paths,
+/// without a key (where it listens is what guards it), and nothing else.
+pub fn admin_door<B>(gw: &Arc<Gateway>, req: &Request<B>) -> Answer {
+    let path = req.uri().path();
+    let response = match path {
+        "/healthz" | "/readyz" | "/metrics" | "/v1/routes" => admin_get(gw, req, path),
+        _ => not_found(req, path),
+    };
+    Answer::unrecorded(response)
+}
+
+fn not_found<B>(req: &Request<B>, path: &str) -> Response<ResBody> {
+    error(req, &ApiError::NotFound(path.to_string()))
 }
 
 /// An operator path's answer to `GET`/`HEAD`, else 405.
@@ -87,8 +100,13 @@ fn admin_get<B>(gw: &Arc<Gateway>, req: &Request<B>, path: &str) -> Response<Res
 
 /// The 401 for a request without a valid key, with `WWW-Authenticate`.
 pub(crate) fn unauthenticated<B>(req: &Request<B>) -> Response<ResBody> {
+    error(req, &ApiError::Unauthenticated)
+}
+
+/// `err` in the gateway's JSON shape, with the request's id.
+fn error<B>(req: &Request<B>, err: &ApiError) -> Response<ResBody> {
     reply(
-        &ApiError::Unauthenticated,
+        err,
         ErrorContext {
             request_id: Some(request_id::of(req.headers())),
             ..ErrorContext::default()
@@ -97,16 +115,8 @@ pub(crate) fn unauthenticated<B>(req: &Request<B>) -> Response<ResBody> {
 }
 
 fn method_not_allowed<B>(req: &Request<B>, allowed: &'static str) -> Response<ResBody> {
-    let mut res = reply(
-        &ApiError::MethodNotAllowed {
-            method: req.method().to_string(),
-            allowed,
-        },
-        ErrorContext {
-            request_id: Some(request_id::of(req.headers())),
-            ..ErrorContext::default()
-        },
-    );
+    let method = req.method().to_string();
+    let mut res = error(req, &ApiError::MethodNotAllowed { method, allowed });
     res.headers_mut()
         .insert(http::header::ALLOW, HeaderValue::from_static(allowed));
     res

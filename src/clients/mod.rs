@@ -17,6 +17,7 @@ use std::sync::Arc;
 use http::{header, HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::{key_hash, route_matches, AuthMode, ClientConfig, KeyHash};
+use crate::secret::Secret;
 
 /// The header a client may send its key in instead of `Authorization`.
 pub const API_KEY_HEADER: HeaderName = HeaderName::from_static("x-api-key");
@@ -31,6 +32,8 @@ pub struct Client {
     pub name: Arc<str>,
     /// Route names and patterns it may call; `None`: every route.
     routes: Option<Vec<String>>,
+    /// Whether its key also reads the operator paths on the main listener.
+    pub admin: bool,
 }
 
 impl Client {
@@ -59,6 +62,7 @@ pub enum Identity {
 pub struct Clients {
     required: bool,
     by_key: HashMap<KeyHash, Arc<Client>>,
+    by_access_key: HashMap<String, (Arc<Client>, Secret)>,
     all: Vec<Arc<Client>>,
 }
 
@@ -66,22 +70,36 @@ impl Clients {
     /// The clients of the config and whether keys are required.
     pub fn new(auth: AuthMode, clients: &[ClientConfig]) -> Self {
         let mut by_key = HashMap::new();
+        let mut by_access_key = HashMap::new();
         let mut all = Vec::with_capacity(clients.len());
         for c in clients {
             let client = Arc::new(Client {
                 name: Arc::from(c.name.as_str()),
                 routes: c.routes.clone(),
+                admin: c.admin,
             });
             for key in &c.keys {
                 by_key.insert(*key, Arc::clone(&client));
+            }
+            if let Some(aws) = &c.aws {
+                let signer = (Arc::clone(&client), aws.secret_access_key.clone());
+                by_access_key.insert(aws.access_key_id.clone(), signer);
             }
             all.push(client);
         }
         Self {
             required: auth == AuthMode::Required,
             by_key,
+            by_access_key,
             all,
         }
+    }
+
+    /// The client an AWS access key id belongs to, with the secret that
+    /// checks its SigV4 signatures.
+    pub fn by_access_key(&self, access_key_id: &str) -> Option<(&Arc<Client>, &Secret)> {
+        let (client, secret) = self.by_access_key.get(access_key_id)?;
+        Some((client, secret))
     }
 
     /// Whether requests must carry a client's key.
@@ -134,6 +152,8 @@ mod tests {
             routes: Some(vec!["flan".into(), "llama-*".into()]),
             rate_limit: None,
             max_in_flight: None,
+            admin: false,
+            aws: None,
         };
         let batch = ClientConfig {
             name: "batch".into(),
@@ -141,6 +161,8 @@ mod tests {
             routes: None,
             rate_limit: None,
             max_in_flight: None,
+            admin: false,
+            aws: None,
         };
         Clients::new(AuthMode::Required, &[web, batch])
     }

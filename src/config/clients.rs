@@ -13,7 +13,8 @@ use sha2::{Digest, Sha256};
 use super::bounds::{self, integer};
 use super::diag::{index_path, key_path, Diagnostics};
 use super::raw::{RawClient, RawRateLimit};
-use super::{AuthMode, ClientConfig, KeyHash, RateLimit};
+use super::{AuthMode, ClientAwsKey, ClientConfig, KeyHash, RateLimit};
+use crate::secret::Secret;
 
 /// Longest API key accepted, in bytes (a header value must hold it).
 const MAX_KEY_BYTES: usize = 4096;
@@ -98,12 +99,85 @@ pub(super) fn client_config(
         let at = key_path(path, "max_in_flight");
         integer(Some(n), &at, bounds::CLIENT_MAX_IN_FLIGHT, 1, diag)
     });
+    let aws = aws_key(
+        raw.aws_access_key_id,
+        raw.aws_secret_access_key,
+        raw.aws_secret_access_key_file,
+        path,
+        diag,
+    );
     ClientConfig {
         name,
         keys,
         routes,
         rate_limit,
         max_in_flight,
+        admin: raw.admin.unwrap_or(false),
+        aws,
+    }
+}
+
+/// `aws_access_key_id` with its secret: `aws_secret_access_key` from the
+/// environment (`"${VAR}"`, never written inline) or
+/// `aws_secret_access_key_file`, a file holding it. All or nothing.
+fn aws_key(
+    id: Option<String>,
+    secret: Option<String>,
+    secret_file: Option<String>,
+    path: &str,
+    diag: &mut Diagnostics,
+) -> Option<ClientAwsKey> {
+    let id_at = key_path(path, "aws_access_key_id");
+    let secret_at = key_path(path, "aws_secret_access_key");
+    let file_at = key_path(path, "aws_secret_access_key_file");
+    let secret = match (secret, secret_file) {
+        (Some(_), Some(_)) => {
+            diag.error(&file_at, "give aws_secret_access_key or this, not both");
+            return None;
+        }
+        (Some(_), None) if !diag.is_interpolated(&secret_at) => {
+            // Never the value in the message.
+            diag.error(
+                &secret_at,
+                r#"must not be written in the file: use a reference such as "${WEB_APP_AWS_SECRET}" or aws_secret_access_key_file"#,
+            );
+            return None;
+        }
+        (Some(secret), None) => Some((secret, secret_at.clone())),
+        (None, Some(file)) => match std::fs::read_to_string(&file) {
+            Ok(text) => Some((text.trim().to_owned(), file_at)),
+            Err(e) => {
+                diag.error(&file_at, format!("cannot read {file}: {e}"));
+                return None;
+            }
+        },
+        (None, None) => None,
+    };
+    match (id, secret) {
+        (None, None) => None,
+        (Some(_), None) => {
+            diag.error(&secret_at, "required with aws_access_key_id");
+            None
+        }
+        (None, Some(_)) => {
+            diag.error(&id_at, "required with an AWS secret access key");
+            None
+        }
+        (Some(id), Some((secret, at))) => {
+            // AWS's own rule for an access key id: 16 to 128 word characters.
+            let id_ok = (16..=128).contains(&id.len())
+                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !id_ok {
+                diag.error(&id_at, "must be 16 to 128 letters and digits, as AWS's are");
+            }
+            if secret.is_empty() || !secret.bytes().all(|b| b.is_ascii_graphic()) {
+                diag.error(&at, "must be visible ASCII, not empty");
+            }
+            Some(ClientAwsKey {
+                access_key_id: id,
+                secret_access_key: Secret::new(secret),
+            })
+        }
     }
 }
 
@@ -172,13 +246,22 @@ pub(super) fn auth_mode(
     }
 }
 
-/// Cross-checks of the clients: no key shared by two clients (a key must
-/// say who is calling), and a warning for a route pattern that matches no
+/// Cross-checks of the clients: no key or AWS access key id shared by two
+/// clients (a key must say who is calling), and a warning for a route pattern that matches no
 /// route (a typo would lock the client out).
 pub(super) fn check_clients(clients: &[ClientConfig], routes: &[&str], diag: &mut Diagnostics) {
     let mut owners: BTreeMap<KeyHash, &str> = BTreeMap::new();
+    let mut aws_owners: BTreeMap<&str, &str> = BTreeMap::new();
     for client in clients {
         let path = key_path("clients", &client.name);
+        if let Some(aws) = &client.aws {
+            if let Some(other) = aws_owners.insert(&aws.access_key_id, &client.name) {
+                diag.error(
+                    &key_path(&path, "aws_access_key_id"),
+                    format!(r#"client "{other}" has this access key id too"#),
+                );
+            }
+        }
         for key in &client.keys {
             match owners.get(key) {
                 Some(other) if *other != client.name => diag.error(

@@ -133,6 +133,25 @@ pub struct ServerConfig {
     pub workers: Option<usize>,
     /// Whether a request needs a client's key (`server.auth`).
     pub auth: AuthMode,
+    /// `server.admin_listen`: where `/metrics` and `/v1/routes` are served
+    /// (plain HTTP, no key) instead of on `listen`.
+    pub admin_listen: Option<SocketAddr>,
+    /// `[server.tls]`: HTTPS on `listen`; `None` serves plain HTTP.
+    pub tls: Option<ListenerTls>,
+}
+
+/// `[server.tls]`: the listener's certificate, re-read when its files
+/// change, and the CAs whose client certificates it requires, if any.
+/// Every file was read and checked with the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerTls {
+    /// PEM: the leaf certificate first, then any intermediates.
+    pub cert_file: PathBuf,
+    /// PEM: the leaf's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// PEM CA certificates: set, every client must present a certificate
+    /// one of them signed (mutual TLS).
+    pub client_ca_file: Option<PathBuf>,
 }
 
 /// `server.auth`: whether every request (but the health probes) must carry
@@ -170,6 +189,21 @@ pub struct ClientConfig {
     pub rate_limit: Option<RateLimit>,
     /// Most requests of this client in flight at once.
     pub max_in_flight: Option<usize>,
+    /// `admin = true`: its key also reads `/metrics` and `/v1/routes` on
+    /// the main listener.
+    pub admin: bool,
+    /// An AWS access key pair, for requests signed with SigV4 instead of a
+    /// bearer key (the SageMaker-compatible door).
+    pub aws: Option<ClientAwsKey>,
+}
+
+/// A client's `aws_access_key_id` and its secret, which SigV4 needs in
+/// clear to check a signature (read from the environment or a file, never
+/// written in the config).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientAwsKey {
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
 }
 
 /// `rate_limit = { requests_per_second = …, burst = … }`: a GCRA bucket
@@ -232,6 +266,8 @@ impl Default for ServerConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             workers: None,
             auth: AuthMode::None,
+            admin_listen: None,
+            tls: None,
         }
     }
 }

@@ -35,6 +35,17 @@ pub(super) struct RawServer {
     pub(super) max_connections: Option<i64>,
     pub(super) workers: Option<i64>,
     pub(super) auth: Option<String>,
+    pub(super) admin_listen: Option<String>,
+    pub(super) tls: Option<RawServerTls>,
+}
+
+/// `[server.tls]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawServerTls {
+    pub(super) cert_file: Option<String>,
+    pub(super) key_file: Option<String>,
+    pub(super) client_ca_file: Option<String>,
 }
 
 /// `[upstream]`
@@ -163,6 +174,10 @@ pub(super) struct RawClient {
     pub(super) routes: Option<Vec<String>>,
     pub(super) rate_limit: Option<RawRateLimit>,
     pub(super) max_in_flight: Option<i64>,
+    pub(super) admin: Option<bool>,
+    pub(super) aws_access_key_id: Option<String>,
+    pub(super) aws_secret_access_key: Option<String>,
+    pub(super) aws_secret_access_key_file: Option<String>,
 }
 
 /// `rate_limit = { requests_per_second = 10, burst = 20 }`

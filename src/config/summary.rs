@@ -38,9 +38,10 @@ fn write_clients(out: &mut String, config: &Config) -> std::fmt::Result {
                     .map_or_else(|| "every route".to_owned(), |r| r.join(", "));
                 let keys = c.keys.len();
                 let plural = if keys == 1 { "" } else { "s" };
+                let admin = if c.admin { ", admin" } else { "" };
                 writeln!(
                     out,
-                    "  client {}: {keys} key{plural}, routes: {routes}",
+                    "  client {}: {keys} key{plural}, routes: {routes}{admin}",
                     c.name
                 )?;
             }
@@ -67,6 +68,16 @@ fn write_settings(out: &mut String, config: &Config) -> std::fmt::Result {
             None => format!("{} (one per CPU)", s.worker_count()),
         },
     )?;
+    if let Some(tls) = &s.tls {
+        write!(out, "server: HTTPS with {}", tls.cert_file.display())?;
+        match &tls.client_ca_file {
+            Some(ca) => writeln!(out, ", client certificates of {} required", ca.display())?,
+            None => writeln!(out)?,
+        }
+    }
+    if let Some(admin) = s.admin_listen {
+        writeln!(out, "server: /metrics and /v1/routes on {admin} only")?;
+    }
     let u = &config.upstream;
     writeln!(
         out,

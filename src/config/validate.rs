@@ -127,6 +127,18 @@ pub(super) fn load(text: &str, env: Env<'_>) -> Result<Config, ConfigErrors> {
             ),
         );
     }
+    if server.auth == AuthMode::Required
+        && server.tls.is_none()
+        && !server.listen.ip().is_loopback()
+    {
+        diag.warn(
+            "server.tls",
+            format!(
+                "clients' keys cross the network in clear to {}; set [server.tls] unless a TLS proxy in front of the gateway ends their connections",
+                server.listen
+            ),
+        );
+    }
     if diag.has_errors() {
         return Err(ConfigErrors(diag.into_parts().0));
     }
@@ -224,16 +236,26 @@ fn check_name(name: &str, path: &str, what: &str, diag: &mut Diagnostics) {
 
 // === sections ===
 
+/// A listening address such as `127.0.0.1:8080`, or an error at `key`.
+pub(super) fn socket_address(
+    text: &str,
+    key: &str,
+    diag: &mut Diagnostics,
+) -> Option<std::net::SocketAddr> {
+    let parsed = text.trim().parse().ok();
+    if parsed.is_none() {
+        diag.error(
+            key,
+            r#"invalid socket address, expected an IP address and a port such as "127.0.0.1:8080" or "[::]:8080""#,
+        );
+    }
+    parsed
+}
+
 fn server_config(raw: RawServer, diag: &mut Diagnostics) -> ServerConfig {
     let listen = match raw.listen {
         None => DEFAULT_LISTEN,
-        Some(text) => text.trim().parse().unwrap_or_else(|_| {
-            diag.error(
-                "server.listen",
-                r#"invalid socket address, expected an IP address and a port such as "127.0.0.1:8080" or "[::]:8080""#,
-            );
-            DEFAULT_LISTEN
-        }),
+        Some(text) => socket_address(&text, "server.listen", diag).unwrap_or(DEFAULT_LISTEN),
     };
     let p = |key: &str| key_path("server", key);
     ServerConfig {
@@ -285,6 +307,8 @@ fn server_config(raw: RawServer, diag: &mut Diagnostics) -> ServerConfig {
             .map(|n| integer(Some(n), &p("workers"), bounds::WORKERS, 1, diag)),
         // Set once the clients are read.
         auth: AuthMode::None,
+        admin_listen: super::tls::admin_listen(raw.admin_listen, listen, diag),
+        tls: raw.tls.and_then(|t| super::tls::listener_tls(t, diag)),
     }
 }
 

@@ -14,10 +14,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio_rustls::rustls::{self, ServerConfig};
+use tokio_rustls::rustls;
 use tokio_rustls::TlsAcceptor;
+
+use crate::config::tls::{alpn_h2_and_http1, ListenerPem};
 
 /// Which application protocols the emulator offers by ALPN.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -32,7 +32,7 @@ pub enum Alpn {
 impl Alpn {
     fn protocols(self) -> Vec<Vec<u8>> {
         match self {
-            Alpn::H2AndHttp1 => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+            Alpn::H2AndHttp1 => alpn_h2_and_http1(),
             Alpn::Http1Only => vec![b"http/1.1".to_vec()],
         }
     }
@@ -97,42 +97,15 @@ impl Negotiated {
 /// The acceptor for these options; an unreadable or mismatched file is an
 /// `InvalidInput` error naming it, at start rather than at the first client.
 pub(crate) fn acceptor(opts: &TlsOptions) -> io::Result<TlsAcceptor> {
-    let certs = read_certs(&opts.cert_chain)?;
-    let key = read_key(&opts.private_key)?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(invalid)?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| {
-            invalid(format!(
-                "{} and {}: {e}",
-                opts.cert_chain.display(),
-                opts.private_key.display()
-            ))
-        })?;
-    config.alpn_protocols = opts.alpn.protocols();
+    let pem = ListenerPem::new(read(&opts.cert_chain)?, read(&opts.private_key)?);
+    let config = pem.server_config(opts.alpn.protocols()).map_err(|e| {
+        let file = match e.key {
+            "key_file" => &opts.private_key,
+            _ => &opts.cert_chain,
+        };
+        invalid(format!("{}: {}", file.display(), e.why))
+    })?;
     Ok(TlsAcceptor::from(Arc::new(config)))
-}
-
-fn read_certs(path: &Path) -> io::Result<Vec<CertificateDer<'static>>> {
-    let pem = read(path)?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| invalid(format!("{}: {e}", path.display())))?;
-    if certs.is_empty() {
-        return Err(invalid(format!(
-            "{}: no PEM certificate in the file",
-            path.display()
-        )));
-    }
-    Ok(certs)
-}
-
-fn read_key(path: &Path) -> io::Result<PrivateKeyDer<'static>> {
-    let pem = read(path)?;
-    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| invalid(format!("{}: {e}", path.display())))
 }
 
 fn read(path: &Path) -> io::Result<Vec<u8>> {

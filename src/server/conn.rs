@@ -37,6 +37,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{watch, OwnedSemaphorePermit};
 use tokio::time::Instant;
@@ -44,6 +45,8 @@ use tower::ServiceExt;
 
 use super::io::{Tracked, Watched};
 use super::spread::Live;
+use super::tls::Tls;
+use crate::app::Listener;
 use crate::gateway::Gateway;
 
 /// `head_since` when no request head is being read.
@@ -168,79 +171,136 @@ impl Drop for InFlight {
     }
 }
 
+/// What every connection of a listener shares: the doors it reaches and,
+/// on HTTPS, the certificate.
+#[derive(Clone)]
+pub(super) struct Serving {
+    pub(super) listener: Listener,
+    pub(super) tls: Option<Arc<Tls>>,
+}
+
 /// Serves one connection until it closes, a timer ends it, or shutdown
 /// asks it to finish. `held` (its connection slot, and its place in its
-/// worker's count) is let go when it closes.
+/// worker's count) is let go when it closes. On HTTPS the handshake comes
+/// first, within `server.header_read_timeout` of accept, which then goes on
+/// to time the first request head.
 pub(super) async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     gateway: Arc<Gateway>,
     builder: Arc<auto::Builder<TokioExecutor>>,
-    mut stopped: watch::Receiver<bool>,
+    stopped: watch::Receiver<bool>,
     held: (OwnedSemaphorePermit, Live),
+    serving: Serving,
 ) {
     let _ = stream.set_nodelay(true);
+    let accepted = Instant::now();
     let header = gateway.config.server.header_read_timeout;
-    let idle = gateway.config.server.idle_timeout;
-    let activity = Arc::new(Activity::new(Instant::now()));
-    let app = crate::app::service(Arc::clone(&gateway));
-    let service = {
-        let activity = Arc::clone(&activity);
-        service_fn(move |req: hyper::Request<Incoming>| {
-            // Counted here, when hyper hands the request over, not when
-            // the handler first runs: the head is complete now.
-            let in_flight = activity.request_started(req.version() == http::Version::HTTP_2);
-            let app = app.clone();
-            async move {
-                let res = app.oneshot(req).await?;
-                Ok::<_, std::convert::Infallible>(res.map(|body| Tracked::new(body, in_flight)))
-            }
-        })
+    let on = Connection {
+        peer,
+        gateway,
+        builder,
+        stopped,
+        accepted,
+        listener: serving.listener,
     };
-    let io = TokioIo::new(Watched::new(stream, Arc::clone(&activity)));
-    let conn = builder.serve_connection(io, service);
-    tokio::pin!(conn);
-    // The earliest any deadline can be, as `Activity::check` would say.
-    let timer = tokio::time::sleep_until(activity.accepted + header.min(idle));
-    tokio::pin!(timer);
-    let mut draining = *stopped.borrow();
-    if draining {
-        conn.as_mut().graceful_shutdown();
+    match serving.tls {
+        None => on.serve(stream).await,
+        Some(tls) => match tokio::time::timeout(header, tls.acceptor().accept(stream)).await {
+            Ok(Ok(stream)) => on.serve(stream).await,
+            // A client that does not trust the certificate, or speaks
+            // plain HTTP to the HTTPS port: nothing to answer it with.
+            Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+            Err(_) => tracing::debug!(%peer, "no TLS handshake within header_read_timeout"),
+        },
     }
-    loop {
-        tokio::select! {
-            // The connection first: what it read is in `activity` before
-            // the timer looks.
-            biased;
-            result = conn.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+    drop(held);
+}
+
+/// One accepted connection, ready for its HTTP.
+struct Connection {
+    peer: SocketAddr,
+    gateway: Arc<Gateway>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    stopped: watch::Receiver<bool>,
+    accepted: Instant,
+    listener: Listener,
+}
+
+impl Connection {
+    async fn serve<S>(self, stream: S)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Connection {
+            peer,
+            gateway,
+            builder,
+            mut stopped,
+            accepted,
+            listener,
+        } = self;
+        let header = gateway.config.server.header_read_timeout;
+        let idle = gateway.config.server.idle_timeout;
+        let activity = Arc::new(Activity::new(accepted));
+        let app = crate::app::service(Arc::clone(&gateway), listener);
+        let service = {
+            let activity = Arc::clone(&activity);
+            service_fn(move |req: hyper::Request<Incoming>| {
+                // Counted here, when hyper hands the request over, not when
+                // the handler first runs: the head is complete now.
+                let in_flight = activity.request_started(req.version() == http::Version::HTTP_2);
+                let app = app.clone();
+                async move {
+                    let res = app.oneshot(req).await?;
+                    Ok::<_, std::convert::Infallible>(res.map(|body| Tracked::new(body, in_flight)))
                 }
-                break;
-            }
-            _ = stopped.changed(), if !draining => {
-                draining = true;
-                conn.as_mut().graceful_shutdown();
-            }
-            () = &mut timer => match activity.check(Instant::now(), header, idle) {
-                Check::Until(at) => timer.as_mut().reset(at),
-                Check::HeadTimeout => {
-                    tracing::debug!(%peer, "no complete request head within header_read_timeout");
+            })
+        };
+        let io = TokioIo::new(Watched::new(stream, Arc::clone(&activity)));
+        let conn = builder.serve_connection(io, service);
+        tokio::pin!(conn);
+        // The earliest any deadline can be, as `Activity::check` would say.
+        let timer = tokio::time::sleep_until(activity.accepted + header.min(idle));
+        tokio::pin!(timer);
+        let mut draining = *stopped.borrow();
+        if draining {
+            conn.as_mut().graceful_shutdown();
+        }
+        loop {
+            tokio::select! {
+                // The connection first: what it read is in `activity` before
+                // the timer looks.
+                biased;
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
                     break;
                 }
-                // Asked to close and still open after another wait (an h2
-                // client that does not answer GOAWAY): let go.
-                Check::Idle if draining => break,
-                Check::Idle => {
-                    tracing::debug!(%peer, "closing an idle connection");
+                _ = stopped.changed(), if !draining => {
                     draining = true;
                     conn.as_mut().graceful_shutdown();
-                    timer.as_mut().reset(Instant::now() + header);
+                }
+                () = &mut timer => match activity.check(Instant::now(), header, idle) {
+                    Check::Until(at) => timer.as_mut().reset(at),
+                    Check::HeadTimeout => {
+                        tracing::debug!(%peer, "no complete request head within header_read_timeout");
+                        break;
+                    }
+                    // Asked to close and still open after another wait (an h2
+                    // client that does not answer GOAWAY): let go.
+                    Check::Idle if draining => break,
+                    Check::Idle => {
+                        tracing::debug!(%peer, "closing an idle connection");
+                        draining = true;
+                        conn.as_mut().graceful_shutdown();
+                        timer.as_mut().reset(Instant::now() + header);
+                    }
                 }
             }
         }
     }
-    drop(held);
 }
 
 #[cfg(test)]

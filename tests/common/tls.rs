@@ -25,6 +25,14 @@ pub struct LeafFiles {
 }
 
 impl LeafFiles {
+    /// A reqwest identity of this leaf (its certificate and key), for a
+    /// client that presents it.
+    pub fn identity(&self) -> reqwest::Identity {
+        let mut pem = std::fs::read(&self.chain).unwrap();
+        pem.extend(std::fs::read(&self.key).unwrap());
+        reqwest::Identity::from_pem(&pem).unwrap()
+    }
+
     /// Emulator options serving this leaf, offering `h2` and `http/1.1`.
     pub fn options(&self) -> TlsOptions {
         TlsOptions::new(&self.chain, &self.key)
@@ -54,6 +62,10 @@ pub struct Pki {
     pub untrusted_ca: PathBuf,
     /// Signed by `untrusted_ca`, for `localhost` and `127.0.0.1`.
     pub untrusted_leaf: LeafFiles,
+    /// A client certificate (mutual TLS) signed by `ca`.
+    pub client: LeafFiles,
+    /// A client certificate signed by `untrusted_ca`.
+    pub untrusted_client: LeafFiles,
 }
 
 impl Pki {
@@ -74,6 +86,10 @@ impl Pki {
         let other = authority("untrusted test CA");
         let untrusted_ca = write(&dir, "untrusted-ca.pem", &other.pem());
         let untrusted_leaf = make_leaf(&dir, "untrusted-leaf", &[HOST, "127.0.0.1"], &other);
+        let client_auth = ExtendedKeyUsagePurpose::ClientAuth;
+        let client = make_leaf_for(&dir, "client", &["web-app"], &ca, client_auth.clone());
+        let untrusted_client =
+            make_leaf_for(&dir, "untrusted-client", &["web-app"], &other, client_auth);
         Pki {
             dir,
             ca: ca_path,
@@ -82,7 +98,15 @@ impl Pki {
             wrong_host,
             untrusted_ca,
             untrusted_leaf,
+            client,
+            untrusted_client,
         }
+    }
+
+    /// The PEM text of the untrusted CA, for clients that trust only it.
+    pub fn untrusted_ca_certificate(&self) -> reqwest::Certificate {
+        let pem = std::fs::read(&self.untrusted_ca).unwrap();
+        reqwest::Certificate::from_pem(&pem).unwrap()
     }
 
     /// A reqwest certificate of the trusted CA, for clients in tests.
@@ -121,10 +145,20 @@ fn make_leaf(
     sans: &[&str],
     ca: &CertifiedIssuer<'_, KeyPair>,
 ) -> LeafFiles {
+    make_leaf_for(dir, name, sans, ca, ExtendedKeyUsagePurpose::ServerAuth)
+}
+
+fn make_leaf_for(
+    dir: &Path,
+    name: &str,
+    sans: &[&str],
+    ca: &CertifiedIssuer<'_, KeyPair>,
+    usage: ExtendedKeyUsagePurpose,
+) -> LeafFiles {
     let sans: Vec<String> = sans.iter().map(|s| s.to_string()).collect();
     let mut params = CertificateParams::new(sans.clone()).unwrap();
     params.distinguished_name.push(DnType::CommonName, &sans[0]);
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.extended_key_usages = vec![usage];
     params.use_authority_key_identifier_extension = true;
     let key = KeyPair::generate().unwrap();
     let cert = params.signed_by(&key, ca).unwrap();

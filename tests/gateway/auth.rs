@@ -9,7 +9,7 @@ const WEB_NEXT_KEY: &str = "web-canary-key-0002";
 const BATCH_KEY: &str = "batch-canary-key-0003";
 
 /// Two clients: `web` (two keys while rotating, routes `hf` and `s*`) and
-/// `batch` (every route, its key given as a hash).
+/// `batch` (every route, its key given as a hash, an admin).
 fn config() -> String {
     let batch_hash = hex::encode(infergate::config::key_hash(BATCH_KEY.as_bytes()).0);
     let clients = format!(
@@ -20,6 +20,7 @@ routes = ["hf", "s*"]
 
 [clients.batch]
 api_key_sha256 = "{batch_hash}"
+admin = true
 "#
     );
     format!("{CONFIG}{clients}")
@@ -148,17 +149,105 @@ async fn probes_stay_open_and_the_operator_paths_need_a_key() {
         assert_eq!(res.status(), 200, "{path}");
     }
     for path in ["/metrics", "/v1/routes"] {
-        let res = h.client.get(h.url(path)).send().await.unwrap();
+        let get = |key: Option<&str>| {
+            let req = h.client.get(h.url(path));
+            match key {
+                Some(key) => req.bearer_auth(key),
+                None => req,
+            }
+        };
+        let res = get(None).send().await.unwrap();
         assert_eq!(res.status(), 401, "{path}");
+        // A valid key, but not an admin's: backend URLs are not its to see.
+        let res = get(Some(WEB_KEY)).send().await.unwrap();
+        assert_eq!(res.status(), 403, "{path}");
+        let err = error_json(res).await;
+        assert_eq!(err["type"], "forbidden", "{err}");
+        assert!(err["message"].as_str().unwrap().contains("admin"), "{err}");
+        let res = get(Some(BATCH_KEY)).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+    }
+    h.shutdown().await;
+}
+
+/// `server.admin_listen`: the operator paths move there, open (where it
+/// listens guards it), and the main port no longer has them.
+#[tokio::test]
+async fn an_admin_listener_serves_the_operator_paths_and_only_those() {
+    let admin = format!("127.0.0.1:{}", crate::common::net::free_port());
+    let config = crate::common::patch_first(
+        &config(),
+        "[server]",
+        &format!("[server]\nadmin_listen = \"{admin}\""),
+    );
+    let setup = crate::common::Setup {
+        config,
+        extra_vars: vec![("WEB_NEXT_KEY".to_string(), WEB_NEXT_KEY.to_string())],
+        ..crate::common::Setup::default()
+    };
+    let h = Harness::with(setup).await;
+    // Bound as the gateway starts serving, after the main listener.
+    crate::common::wait_until("the admin listener", || async {
+        reqwest::get(format!("http://{admin}/healthz"))
+            .await
+            .is_ok()
+    })
+    .await;
+    for path in ["/healthz", "/readyz", "/metrics", "/v1/routes"] {
         let res = h
             .client
-            .get(h.url(path))
-            .bearer_auth(WEB_KEY)
+            .get(format!("http://{admin}{path}"))
             .send()
             .await
             .unwrap();
-        assert_eq!(res.status(), 200, "{path}");
+        assert_eq!(res.status(), 200, "{path} on the admin listener");
     }
+    let routes = h.client.get(format!("http://{admin}/v1/routes")).send();
+    let routes: serde_json::Value = routes.await.unwrap().json().await.unwrap();
+    assert!(routes.to_string().contains("hf"), "{routes}");
+    // No predict door there, key or not.
+    let res = h
+        .client
+        .post(format!("http://{admin}/v1/predict/hf"))
+        .bearer_auth(WEB_KEY)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    // On the main port: gone for everyone, an admin's key included; the
+    // probes stay.
+    for path in ["/metrics", "/v1/routes"] {
+        let res = h
+            .client
+            .get(h.url(path))
+            .bearer_auth(BATCH_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 404, "{path} on the main port");
+    }
+    let res = h.client.get(h.url("/readyz")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    // The admin listener's connections are not counted as the clients'.
+    let accepted = || async {
+        let metrics = h.client.get(format!("http://{admin}/metrics")).send();
+        let metrics = metrics.await.unwrap().text().await.unwrap();
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("infergate_connections_accepted_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    let before = accepted().await;
+    for _ in 0..5 {
+        // A client of its own each time: a new connection.
+        let res = reqwest::get(format!("http://{admin}/healthz"))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    assert_eq!(accepted().await, before, "admin connections counted");
     h.shutdown().await;
 }
 

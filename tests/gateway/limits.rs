@@ -27,7 +27,7 @@ async fn post(h: &Harness, route: &str, key: &str) -> reqwest::Response {
 
 fn clients(slow: &str) -> String {
     format!(
-        "\n[clients.slow]\napi_key = \"{SLOW_KEY}\"\n{slow}\n\n[clients.free]\napi_key = \"{FREE_KEY}\"\n"
+        "\n[clients.slow]\napi_key = \"{SLOW_KEY}\"\n{slow}\n\n[clients.free]\napi_key = \"{FREE_KEY}\"\nadmin = true\n"
     )
 }
 

@@ -5,6 +5,9 @@
 //! ([`alpn`]), certificates refused ([`refused`]), and a gateway process
 //! whose environment names a proxy (`common::proxy`: [`proxy`]).
 //!
+//! [`listener`]: HTTPS on the gateway's own listener (`[server.tls]`),
+//! mutual TLS and certificate rotation.
+//!
 //! [`emulator`] checks the test side alone — the HTTPS emulators and the
 //! proxy against reqwest — so a failure there is never the gateway's.
 
@@ -17,6 +20,8 @@ mod common;
 mod emulator;
 #[cfg(test)]
 mod https;
+#[cfg(test)]
+mod listener;
 #[cfg(test)]
 mod proxy;
 #[cfg(test)]

@@ -187,3 +187,66 @@ rate_limit = { requests_per_second = -1 }
         );
     }
 }
+
+#[test]
+fn an_aws_key_pair_takes_its_secret_from_the_environment_or_a_file_never_inline() {
+    let secret_file = super::tls::pem_file("aws-secret", "file-canary-secret\n");
+    let config = parse(&minimal(&format!(
+        r#"
+[clients.a]
+api_key = "k1"
+aws_access_key_id = "AKIAINFERGATEWEB01"
+aws_secret_access_key = "${{HF_TOKEN}}"
+
+[clients.b]
+api_key = "k2"
+aws_access_key_id = "AKIAINFERGATEBATCH"
+aws_secret_access_key_file = {:?}
+"#,
+        secret_file.display().to_string()
+    )));
+    let a = config.clients[0].aws.as_ref().unwrap();
+    assert_eq!(a.access_key_id, "AKIAINFERGATEWEB01");
+    assert_eq!(a.secret_access_key.expose(), KEY);
+    let b = config.clients[1].aws.as_ref().unwrap();
+    assert_eq!(b.secret_access_key.expose(), "file-canary-secret");
+    assert!(!format!("{config:?}").contains("canary"));
+
+    let cases = [
+        (
+            "aws_access_key_id = \"AKIAINFERGATEWEB01\"\naws_secret_access_key = \"inline-canary\"",
+            "clients.a.aws_secret_access_key: must not be written in the file",
+        ),
+        (
+            "aws_access_key_id = \"AKIAINFERGATEWEB01\"",
+            "clients.a.aws_secret_access_key: required with aws_access_key_id",
+        ),
+        (
+            "aws_secret_access_key = \"${HF_TOKEN}\"",
+            "clients.a.aws_access_key_id: required",
+        ),
+        (
+            "aws_access_key_id = \"short\"\naws_secret_access_key = \"${HF_TOKEN}\"",
+            "clients.a.aws_access_key_id: must be 16 to 128",
+        ),
+    ];
+    for (keys, expected) in cases {
+        let errors = errors(&minimal(&format!("[clients.a]\napi_key = \"k\"\n{keys}\n")));
+        assert!(
+            errors.iter().any(|e| e.starts_with(expected)),
+            "{expected:?} not in {errors:?}"
+        );
+        assert!(!errors.join("\n").contains("canary"), "{errors:?}");
+    }
+    let shared =
+        "aws_access_key_id = \"AKIAINFERGATEWEB01\"\naws_secret_access_key = \"${HF_TOKEN}\"";
+    let errors = errors(&minimal(&format!(
+        "[clients.a]\napi_key = \"k\"\n{shared}\n[clients.b]\napi_key = \"k2\"\n{shared}\n"
+    )));
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("clients.b.aws_access_key_id: client \"a\" has this")),
+        "{errors:?}"
+    );
+}

@@ -28,6 +28,7 @@ pub(super) fn env(name: &str) -> Option<String> {
         "QUOTED" => Some("ab\"c'd\\e".to_owned()),
         "WEB_APP_KEY" => Some("web-app-canary-key".to_owned()),
         "WEB_APP_KEY_NEXT" => Some("web-app-canary-key-2".to_owned()),
+        "WEB_APP_AWS_SECRET" => Some("web-app-aws-canary-secret".to_owned()),
         _ => None,
     }
 }
@@ -155,11 +156,19 @@ pub(super) fn uncommented_example() -> String {
     // The example's CA files are read at check time: point them at one.
     let ca = tls::pem_file("example", tls::PEM_BLOCK);
     let ca = ca.display().to_string();
+    // And the listener's certificate and key, its client CA the same file.
+    let (cert, key) = tls::listener_files("example");
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
     EXAMPLE
         .replace("/etc/infergate/ca.pem", &ca)
         .replace("/etc/infergate/hf-ca.pem", &ca)
+        .replace("/etc/infergate/tls.crt", &cert)
+        .replace("/etc/infergate/tls.key", &key)
+        .replace("/etc/infergate/clients-ca.crt", &cert)
         .lines()
         .map(|line| match line.strip_prefix("# ") {
+            // Optional tables too, so their keys land in them.
+            Some(rest) if rest.starts_with('[') && rest.ends_with(']') => rest,
             Some(rest)
                 if rest.split_once(" = ").is_some_and(|(key, _)| {
                     !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
@@ -199,6 +208,15 @@ fn example_file_commented_options_are_valid() {
     assert_eq!(config.routes[0].timeout, Some(Duration::from_secs(60)));
     assert!(config.upstream.tls_ca_file.is_some());
     assert!(config.backend("hf-flan").unwrap().tls_ca_file.is_some());
+    let listener = config.server.tls.as_ref().unwrap();
+    assert!(listener.client_ca_file.is_some());
+    assert!(config.server.admin_listen.is_some());
+    let web = config.clients.iter().find(|c| c.name == "web-app").unwrap();
+    assert!(web.admin);
+    assert_eq!(
+        web.aws.as_ref().unwrap().access_key_id,
+        "AKIAINFERGATEWEB01"
+    );
 
     // The resilience keys: examples where there is no default, else defaults.
     let route = &config.routes[0];
@@ -237,6 +255,8 @@ fn defaults() {
             max_connections: 4096,
             workers: None,
             auth: crate::config::AuthMode::None,
+            admin_listen: None,
+            tls: None,
         }
     );
     assert_eq!(
