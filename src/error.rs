@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use crate::backend::{Failure, FailureKind};
 use crate::body::ResBody;
-use crate::limits::{Refusal, Scope};
+use crate::limits::{RateState, Refusal, Scope};
 
 /// Everything that can end a request with an error.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +82,10 @@ pub enum ApiError {
     /// Over one of the gateway's own limits (a client's or a route's).
     #[error("{}", rate_limited_message(.0))]
     RateLimited(Refusal),
+    /// The shared rate limit store gave no decision and
+    /// `rate_limits.on_store_error = "deny"`.
+    #[error("the rate limit store is unavailable; retry later")]
+    LimitStoreDown,
 }
 
 fn rate_limited_message(r: &Refusal) -> String {
@@ -111,7 +115,9 @@ impl ApiError {
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
             }
             ApiError::Deadline(_) => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::NoBackend | ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NoBackend | ApiError::Overloaded | ApiError::LimitStoreDown => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) | ApiError::NotAdmin => StatusCode::FORBIDDEN,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -138,6 +144,7 @@ impl ApiError {
             ApiError::Unauthenticated => "unauthenticated",
             ApiError::Forbidden(_) | ApiError::NotAdmin => "forbidden",
             ApiError::RateLimited(_) => "rate_limited",
+            ApiError::LimitStoreDown => "rate_limit_unavailable",
             ApiError::Upstream(f) => f.kind.as_str(),
         }
     }
@@ -146,7 +153,9 @@ impl ApiError {
     /// to come back later.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            ApiError::NoBackend | ApiError::Overloaded => Some(Duration::from_secs(1)),
+            ApiError::NoBackend | ApiError::Overloaded | ApiError::LimitStoreDown => {
+                Some(Duration::from_secs(1))
+            }
             ApiError::RateLimited(r) => Some(r.retry_after),
             ApiError::Upstream(f) => match upstream_status(f) {
                 StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
@@ -296,14 +305,24 @@ pub fn error_response<B: From<Bytes>>(err: &ApiError, ctx: ErrorContext<'_>) -> 
         let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
         headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
         if let ApiError::RateLimited(r) = err {
-            // The draft IETF RateLimit fields, as OpenAI's and GitHub's
-            // APIs send them: the limit, what is left, seconds to reset.
-            headers.insert("x-ratelimit-limit", HeaderValue::from(r.limit));
-            headers.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
-            headers.insert("x-ratelimit-reset", HeaderValue::from(secs.max(1)));
+            let state = RateState {
+                limit: r.limit,
+                remaining: 0,
+                reset: Duration::from_secs(secs.max(1)),
+            };
+            rate_limit_headers(headers, state);
         }
     }
     res
+}
+
+/// The draft IETF RateLimit fields, as OpenAI's and GitHub's APIs send
+/// them: the limit, what is left, whole seconds until it is all back.
+pub fn rate_limit_headers(headers: &mut http::HeaderMap, state: RateState) {
+    let reset = state.reset.as_secs() + u64::from(state.reset.subsec_nanos() > 0);
+    headers.insert("x-ratelimit-limit", HeaderValue::from(state.limit));
+    headers.insert("x-ratelimit-remaining", HeaderValue::from(state.remaining));
+    headers.insert("x-ratelimit-reset", HeaderValue::from(reset));
 }
 
 /// [`error_response`] with the gateway's body type.

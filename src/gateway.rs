@@ -54,6 +54,8 @@ pub enum BuildError {
     Egress(#[from] crate::upstream::EgressError),
     #[error("could not register metrics: {0}")]
     Metrics(String),
+    #[error("rate_limits: {0}")]
+    Limits(String),
 }
 
 /// Extra inputs to [`Gateway::build`] that do not come from the config file.
@@ -106,7 +108,8 @@ impl Gateway {
             .map(|_| egress.client())
             .collect();
         let callers = Clients::new(config.server.auth, &config.clients);
-        let limits = Limits::new(&config);
+        let limits = Limits::new(&config, metrics.store_errors())
+            .map_err(|e| BuildError::Limits(e.to_string()))?;
         let gateway = Arc::new(Self {
             callers,
             limits,

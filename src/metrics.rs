@@ -73,6 +73,7 @@ pub struct Metrics {
     connections: IntCounterVec,
     client_requests: IntCounterVec,
     rate_limited: IntCounterVec,
+    store_errors: IntCounter,
 }
 
 /// The states `infergate_backend_state` reports, one gauge each.
@@ -306,6 +307,10 @@ impl Metrics {
             "Requests refused with 429 by one of the gateway's own limits, by route and limit (client_rate, client_in_flight, route_rate).",
             &["route", "limit"],
         )?;
+        let store_errors = IntCounter::new(
+            "infergate_ratelimit_store_errors_total",
+            "Rate limit decisions the shared store (Redis) failed to give in time; rate_limits.on_store_error decided them.",
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new("infergate_build_info", "Build information."),
             &["version"],
@@ -338,6 +343,7 @@ impl Metrics {
         registry.register(Box::new(connections.clone()))?;
         registry.register(Box::new(client_requests.clone()))?;
         registry.register(Box::new(rate_limited.clone()))?;
+        registry.register(Box::new(store_errors.clone()))?;
         Ok(Self {
             registry,
             requests,
@@ -360,6 +366,7 @@ impl Metrics {
             connections,
             client_requests,
             rate_limited,
+            store_errors,
         })
     }
 
@@ -437,6 +444,11 @@ impl Metrics {
                 }
             }
         }
+    }
+
+    /// The count of the rate limit store's failures, for [`crate::limits`].
+    pub fn store_errors(&self) -> IntCounter {
+        self.store_errors.clone()
     }
 
     /// Counts a request a limit of the gateway refused.

@@ -21,9 +21,10 @@ use crate::backend::UpstreamBody;
 use crate::body::{full, BoxError, ResBody};
 use crate::clients::Client;
 use crate::core::{Caller, CoreRequest, CoreResponse};
-use crate::error::{reply, ApiError, ErrorContext};
-use crate::gateway::Gateway;
+use crate::error::{rate_limit_headers, reply, ApiError, ErrorContext};
+use crate::gateway::{current_worker, Gateway};
 use crate::layers::{request_id, Access, Answer, BodyTooLarge};
+use crate::limits::Refused;
 use crate::route::Route;
 use crate::trace::TraceContext;
 
@@ -65,13 +66,23 @@ where
         }
     }
     // Before the body is read: a refused request costs no upload.
-    match gw.limits.admit(access.client.as_deref(), &route.name) {
-        Ok(held) => access.held = held,
-        Err(refusal) => {
+    let admitted = gw
+        .limits
+        .admit(access.client.as_deref(), &route.name, current_worker())
+        .await;
+    let rate = match admitted {
+        Ok(admitted) => {
+            access.held = admitted.held;
+            admitted.rate
+        }
+        Err(Refused::Over(refusal)) => {
             gw.metrics.rate_limited(&route.name, refusal.scope);
             return refused(ApiError::RateLimited(refusal), Some(&route.name), access);
         }
-    }
+        Err(Refused::StoreDown) => {
+            return refused(ApiError::LimitStoreDown, Some(&route.name), access);
+        }
+    };
     let response = match parse(gw, &route, req, trace, started, &mut access).await {
         Ok(request) => {
             let answer = match core.oneshot(request).await {
@@ -89,6 +100,10 @@ where
             },
         ),
     };
+    let mut response = response;
+    if let Some(rate) = rate {
+        rate_limit_headers(response.headers_mut(), rate);
+    }
     Answer {
         response,
         access: Some(access),

@@ -106,6 +106,9 @@ pub(super) const OTLP_TIMEOUT: DurationBound = DurationBound::positive(MINUTE.sa
 pub(super) const CLIENT_MAX_IN_FLIGHT: IntBound = IntBound::new(1, MAX_CONCURRENCY);
 /// Requests a GCRA bucket may take at once.
 pub(super) const BURST: IntBound = IntBound::new(1, 1_000_000);
+/// How long a decision may wait for the Redis store: a decision is on the
+/// path of every request.
+pub(super) const STORE_TIMEOUT: DurationBound = DurationBound::positive(Duration::from_secs(10));
 /// `rate_limit.requests_per_second` is a float: checked in `clients.rs`,
 /// more than 0 and at most this.
 pub(super) const MAX_REQUESTS_PER_SECOND: f64 = 1_000_000.0;
@@ -144,7 +147,8 @@ pub(super) const STREAM_KEEPALIVE: DurationBound =
 /// Every duration key and its bound (`*` stands for a backend or route name),
 /// for the tests that try each one.
 #[cfg(test)]
-pub(super) const DURATION_KEYS: [(&str, DurationBound); 21] = [
+pub(super) const DURATION_KEYS: [(&str, DurationBound); 22] = [
+    ("rate_limits.timeout", STORE_TIMEOUT),
     ("server.request_timeout", REQUEST_TIMEOUT),
     ("server.shutdown_grace", SHUTDOWN_GRACE),
     ("server.header_read_timeout", HEADER_READ_TIMEOUT),

@@ -12,8 +12,9 @@ use sha2::{Digest, Sha256};
 
 use super::bounds::{self, integer};
 use super::diag::{index_path, key_path, Diagnostics};
-use super::raw::{RawClient, RawRateLimit};
-use super::{AuthMode, ClientAwsKey, ClientConfig, KeyHash, RateLimit};
+use super::limits::rate_limit;
+use super::raw::RawClient;
+use super::{AuthMode, ClientAwsKey, ClientConfig, KeyHash};
 use crate::secret::Secret;
 
 /// Longest API key accepted, in bytes (a header value must hold it).
@@ -179,42 +180,6 @@ fn aws_key(
             })
         }
     }
-}
-
-/// A `rate_limit` table: `requests_per_second` (required, more than 0, at
-/// most 1,000,000) and `burst` (default: the rate rounded up).
-pub(super) fn rate_limit(
-    raw: RawRateLimit,
-    path: &str,
-    diag: &mut Diagnostics,
-) -> Option<RateLimit> {
-    let at = key_path(path, "requests_per_second");
-    let per_second = match raw.requests_per_second {
-        None => {
-            diag.error(&at, "required in a rate_limit");
-            return None;
-        }
-        // NaN too: it is not greater than 0.
-        Some(r) if r.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) => {
-            diag.error(&at, "must be greater than 0");
-            return None;
-        }
-        Some(r) if r > bounds::MAX_REQUESTS_PER_SECOND => {
-            diag.error(&at, "must be at most 1000000");
-            return None;
-        }
-        Some(r) => r,
-    };
-    // At least one request fits, whatever the rate.
-    let default_burst = (per_second.ceil() as u32).max(1);
-    let burst = integer(
-        raw.burst,
-        &key_path(path, "burst"),
-        bounds::BURST,
-        default_burst,
-        diag,
-    );
-    Some(RateLimit { per_second, burst })
 }
 
 /// `server.auth`, given the clients: `required` by default once any client

@@ -36,6 +36,7 @@ mod bounds;
 mod clients;
 mod diag;
 mod interpolate;
+mod limits;
 mod raw;
 mod resilience;
 mod summary;
@@ -104,6 +105,8 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// Sorted by name; empty when no client is configured.
     pub clients: Vec<ClientConfig>,
+    /// `[rate_limits]`: where the limits' buckets are kept.
+    pub rate_limits: RateLimitsConfig,
     /// Things worth a look that do not stop the gateway (e.g. a backend no route
     /// uses), each formatted `<key path>: <message>` like the errors.
     pub warnings: Vec<String>,
@@ -204,6 +207,57 @@ pub struct ClientConfig {
 pub struct ClientAwsKey {
     pub access_key_id: String,
     pub secret_access_key: Secret,
+}
+
+/// `[rate_limits]`: where the buckets of every `rate_limit` and
+/// `tokens_per_minute` are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitsConfig {
+    pub store: LimitStore,
+    /// What a decision does when the Redis store fails or is late.
+    pub on_store_error: OnStoreError,
+}
+
+impl Default for RateLimitsConfig {
+    fn default() -> Self {
+        Self {
+            store: LimitStore::Memory,
+            on_store_error: OnStoreError::Allow,
+        }
+    }
+}
+
+/// `rate_limits.store`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitStore {
+    /// Each gateway process keeps its own buckets (the default).
+    Memory,
+    /// Every gateway sharing this Redis shares the buckets.
+    Redis(RedisStoreConfig),
+}
+
+/// `store = "redis"`: where, how long a decision may wait for it, and the
+/// prefix of its keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisStoreConfig {
+    /// `redis://[user:password@]host[:port][/db]`: a secret, as it may hold
+    /// a password; never printed.
+    pub url: Secret,
+    /// The host and port alone, for messages.
+    pub shown: String,
+    /// The longest a decision waits for Redis, connecting included.
+    pub timeout: Duration,
+    /// The start of every key (letters, digits, `.`, `_`, `-`, `:`).
+    pub key_prefix: String,
+}
+
+/// `rate_limits.on_store_error`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnStoreError {
+    /// The request goes on, unlimited by the shared buckets (the default).
+    Allow,
+    /// The request is refused with 503.
+    Deny,
 }
 
 /// `rate_limit = { requests_per_second = …, burst = … }`: a GCRA bucket

@@ -60,6 +60,18 @@ pub(super) struct RawUpstream {
     pub(super) tls_ca_file: Option<String>,
 }
 
+/// `[rate_limits]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawRateLimits {
+    pub(super) store: Option<String>,
+    pub(super) redis_url: Option<String>,
+    pub(super) on_store_error: Option<String>,
+    #[serde(deserialize_with = "duration")]
+    pub(super) timeout: Option<Duration>,
+    pub(super) key_prefix: Option<String>,
+}
+
 /// `[telemetry]`
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]

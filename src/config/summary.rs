@@ -90,6 +90,18 @@ fn write_settings(out: &mut String, config: &Config) -> std::fmt::Result {
         writeln!(out, "upstream: also trusts the CAs of {}", file.display())?;
     }
 
+    if let super::LimitStore::Redis(redis) = &config.rate_limits.store {
+        let on_error = match config.rate_limits.on_store_error {
+            super::OnStoreError::Allow => "allow",
+            super::OnStoreError::Deny => "deny",
+        };
+        writeln!(
+            out,
+            "rate limits: shared through Redis at {}, timeout {}, on store error {on_error}",
+            redis.shown,
+            human(redis.timeout),
+        )?;
+    }
     let t = &config.telemetry;
     if let Some(url) = t.otlp_traces_url() {
         writeln!(

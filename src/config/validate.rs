@@ -10,11 +10,13 @@ use std::collections::BTreeSet;
 
 use super::backend::validate_backend;
 use super::bounds::{self, duration, integer, optional_duration};
-use super::clients::{auth_mode, check_clients, client_config, rate_limit};
+use super::clients::{auth_mode, check_clients, client_config};
 use super::diag::{index_path, key_path, Diagnostics};
 use super::interpolate::interpolate_tree;
+use super::limits::rate_limit;
 use super::raw::{
-    deserialize_section, RawClient, RawRoute, RawRouteBackend, RawServer, RawTelemetry, RawUpstream,
+    deserialize_section, RawClient, RawRateLimits, RawRoute, RawRouteBackend, RawServer,
+    RawTelemetry, RawUpstream,
 };
 use super::resilience::{route_policy, RoutePolicy};
 use super::syntax::syntax_error;
@@ -29,10 +31,11 @@ use super::{
 
 type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
-const TOP_LEVEL_KEYS: [&str; 6] = [
+const TOP_LEVEL_KEYS: [&str; 7] = [
     "server",
     "upstream",
     "telemetry",
+    "rate_limits",
     "backends",
     "routes",
     "clients",
@@ -63,6 +66,9 @@ pub(super) fn load(text: &str, env: Env<'_>) -> Result<Config, ConfigErrors> {
     let telemetry = section(&mut root, "telemetry", env, &mut diag)
         .and_then(|t| deserialize_section::<RawTelemetry>(t, "telemetry", &mut diag))
         .map(|raw| telemetry_config(raw, &mut diag));
+    let rate_limits = section(&mut root, "rate_limits", env, &mut diag)
+        .and_then(|t| deserialize_section::<RawRateLimits>(t, "rate_limits", &mut diag))
+        .map(|raw| super::limits::rate_limits(raw, &mut diag));
 
     // Every declared name counts for references, valid or not, so a broken
     // backend yields its own errors and not an extra "unknown backend" too.
@@ -113,7 +119,8 @@ pub(super) fn load(text: &str, env: Env<'_>) -> Result<Config, ConfigErrors> {
 
     // Every value substituted above (a default for a bad value, a skipped
     // section) comes with a recorded error, so this is the one exit for them.
-    let (Some((mut server, auth)), Some(upstream), Some(telemetry)) = (server, upstream, telemetry)
+    let (Some((mut server, auth)), Some(upstream), Some(telemetry), Some(rate_limits)) =
+        (server, upstream, telemetry, rate_limits)
     else {
         return Err(ConfigErrors(diag.into_parts().0));
     };
@@ -163,6 +170,7 @@ pub(super) fn load(text: &str, env: Env<'_>) -> Result<Config, ConfigErrors> {
         backends,
         routes,
         clients,
+        rate_limits,
         warnings,
     })
 }

@@ -3,8 +3,8 @@
 //! binary as a child process ([`child`]), the AWS credential chain
 //! ([`chain`]), config patches ([`config`]), the
 //! shared model's answers ([`model`]), raw loopback sockets ([`net`]),
-//! AWS's own SDK client ([`sdk`]), test certificates ([`tls`]) and a
-//! forward proxy ([`proxy`]).
+//! AWS's own SDK client ([`sdk`]), test certificates ([`tls`]), a
+//! forward proxy ([`proxy`]) and a real redis-server ([`redis`]).
 //!
 //! A test file includes it as `#[cfg(test)] mod common;`: everything here
 //! is then test code, which `clippy.toml` lets unwrap and expect.
@@ -18,6 +18,7 @@ pub mod harness;
 pub mod model;
 pub mod net;
 pub mod proxy;
+pub mod redis;
 pub mod sdk;
 pub mod tls;
 pub mod wait;

@@ -120,6 +120,7 @@ const FAMILIES: &[(&str, &str, &[&str])] = &[
         "counter",
         &["route", "limit"],
     ),
+    ("infergate_ratelimit_store_errors_total", "counter", &[]),
 ];
 
 // === the whole exposition ===

@@ -15,6 +15,7 @@ enum At {
     Server,
     Upstream,
     Telemetry,
+    RateLimits,
     /// `[backends.sm-flan]`.
     Sm,
     /// `[backends.hf-flan]`.
@@ -40,6 +41,7 @@ impl At {
             At::Server => minimal(&format!("[server]\n{line}")),
             At::Upstream => minimal(&format!("[upstream]\n{line}")),
             At::Telemetry => minimal(&format!("[telemetry]\n{line}")),
+            At::RateLimits => minimal(&format!("[rate_limits]\n{line}")),
             At::Sm => format!("{HF}{ROUTE}{SM}{line}"),
             At::Hf => format!("{SM}{ROUTE}{HF}{line}"),
             At::HfCheck => format!("{SM}{ROUTE}{HF}health_check_interval = \"10s\"\n{line}"),
@@ -62,6 +64,7 @@ impl At {
             At::Server => ("server", "server"),
             At::Upstream => ("upstream", "upstream"),
             At::Telemetry => ("telemetry", "telemetry"),
+            At::RateLimits => ("rate_limits", "rate_limits"),
             At::Sm => ("backends.sm-flan", "backends.*"),
             At::Hf | At::HfCheck => ("backends.hf-flan", "backends.*"),
             At::Route => ("routes.flan", "routes.*"),
@@ -126,7 +129,7 @@ const NEGATIVE: Option<(&str, &str)> = Some(("-1", "must not be negative"));
 const NOTHING: Option<(&str, &str)> = Some(("0", POSITIVE));
 
 #[rustfmt::skip]
-const CASES: [Case; 36] = [
+const CASES: [Case; 37] = [
     case(At::Server, "max_body_bytes", ["1073741824", "1073741825", "must be at most 1073741824 (1 GiB)"], NOTHING),
     case(At::Server, "request_timeout", ["\"2h\"", "\"2h 1ns\"", "must be at most 2h"], ZERO),
     case(At::Server, "shutdown_grace", ["\"1h\"", "\"1h 1ns\"", "must be at most 1h"], None),
@@ -138,6 +141,7 @@ const CASES: [Case; 36] = [
     case(At::Upstream, "pool_idle_timeout", ["\"1h\"", "\"1h 1ns\"", "must be at most 1h"], ZERO),
     case(At::Upstream, "pool_max_idle_per_host", ["1000000", "1000001", "must be at most 1000000"], NEGATIVE),
     case(At::Telemetry, "otlp_timeout", ["\"5m\"", "\"5m 1ns\"", "must be at most 5m"], ZERO),
+    case(At::RateLimits, "timeout", ["\"10s\"", "\"10s 1ns\"", "must be at most 10s"], ZERO),
     case(At::Sm, "timeout", ["\"2h\"", "\"2h 1ns\"", "must be at most 2h"], ZERO),
     case(At::Sm, "max_in_flight", ["1000000", "1000001", "must be at most 1000000"], NOTHING),
     case(At::Sm, "eject_after", ["1000", "1001", "must be at most 1000"], NEGATIVE),

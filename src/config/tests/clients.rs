@@ -250,3 +250,63 @@ aws_secret_access_key_file = {:?}
         "{errors:?}"
     );
 }
+
+#[test]
+fn rate_limits_choose_a_store_and_name_every_mistake() {
+    use crate::config::{LimitStore, OnStoreError};
+    let config = parse(&minimal(""));
+    assert_eq!(config.rate_limits.store, LimitStore::Memory);
+    assert_eq!(config.rate_limits.on_store_error, OnStoreError::Allow);
+    let config = parse(&minimal(
+        "[rate_limits]\nstore = \"redis\"\nredis_url = \"redis://:pw-canary@10.0.0.5:6380/2\"\non_store_error = \"deny\"\ntimeout = \"20ms\"\n",
+    ));
+    let LimitStore::Redis(redis) = &config.rate_limits.store else {
+        panic!("not redis");
+    };
+    assert_eq!(redis.shown, "10.0.0.5:6380");
+    assert_eq!(redis.timeout, std::time::Duration::from_millis(20));
+    assert_eq!(redis.key_prefix, "infergate");
+    assert_eq!(config.rate_limits.on_store_error, OnStoreError::Deny);
+    assert!(!format!("{config:?}").contains("pw-canary"));
+    let summary = config.summary();
+    assert!(
+        summary.contains(
+            "rate limits: shared through Redis at 10.0.0.5:6380, timeout 20ms, on store error deny"
+        ),
+        "{summary}"
+    );
+    assert!(!summary.contains("pw-canary"));
+
+    for (section, expected) in [
+        (
+            "store = \"redis\"",
+            "rate_limits.redis_url: required with store = \"redis\"",
+        ),
+        (
+            "store = \"etcd\"",
+            "rate_limits.store: unknown store \"etcd\"",
+        ),
+        (
+            "store = \"redis\"\nredis_url = \"rediss://:pw-canary@h:6379\"",
+            "rate_limits.redis_url: rediss:// (Redis over TLS) is not supported",
+        ),
+        (
+            "store = \"redis\"\nredis_url = \"http://pw-canary@h\"",
+            "rate_limits.redis_url: scheme \"http\" is not redis://",
+        ),
+        (
+            "on_store_error = \"maybe\"",
+            "rate_limits.on_store_error: unknown value",
+        ),
+        ("key_prefix = \"a b\"", "rate_limits.key_prefix: 1 to 64"),
+        ("timeout = \"0s\"", "rate_limits.timeout:"),
+        ("stores = 1", "rate_limits.stores: unknown key"),
+    ] {
+        let errors = errors(&minimal(&format!("[rate_limits]\n{section}\n")));
+        assert!(
+            errors.iter().any(|e| e.starts_with(expected)),
+            "{expected:?} not in {errors:?}"
+        );
+        assert!(!errors.join("\n").contains("pw-canary"), "{errors:?}");
+    }
+}

@@ -1,0 +1,146 @@
+//! Phase two for `[rate_limits]` and every `rate_limit` table: where the
+//! buckets live and how big they are.
+
+use std::time::Duration;
+
+use super::bounds::{self, duration, integer};
+use super::diag::{key_path, Diagnostics};
+use super::raw::{RawRateLimit, RawRateLimits};
+use super::{LimitStore, OnStoreError, RateLimit, RateLimitsConfig, RedisStoreConfig};
+use crate::secret::Secret;
+
+/// A decision waits this long for Redis by default.
+const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_millis(50);
+const DEFAULT_KEY_PREFIX: &str = "infergate";
+
+/// `[rate_limits]`: `store` ("memory" or "redis", which needs `redis_url`),
+/// `on_store_error` ("allow" or "deny"), `timeout` and `key_prefix`.
+pub(super) fn rate_limits(raw: RawRateLimits, diag: &mut Diagnostics) -> RateLimitsConfig {
+    let p = |key: &str| key_path("rate_limits", key);
+    let on_store_error = match raw.on_store_error.as_deref().map(str::trim) {
+        None | Some("allow") => OnStoreError::Allow,
+        Some("deny") => OnStoreError::Deny,
+        Some(other) => {
+            diag.error(
+                &p("on_store_error"),
+                format!(r#"unknown value "{other}": use "allow" or "deny""#),
+            );
+            OnStoreError::Allow
+        }
+    };
+    let timeout = duration(
+        raw.timeout,
+        &p("timeout"),
+        bounds::STORE_TIMEOUT,
+        DEFAULT_STORE_TIMEOUT,
+        diag,
+    );
+    let key_prefix = raw
+        .key_prefix
+        .unwrap_or_else(|| DEFAULT_KEY_PREFIX.to_owned());
+    let prefix_ok = !key_prefix.is_empty()
+        && key_prefix.len() <= 64
+        && key_prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':'));
+    if !prefix_ok {
+        diag.error(
+            &p("key_prefix"),
+            r#"1 to 64 letters, digits, ".", "_", "-" or ":""#,
+        );
+    }
+    let store = match raw.store.as_deref().map(str::trim) {
+        None | Some("memory") => {
+            if raw.redis_url.is_some() {
+                diag.warn(&p("redis_url"), r#"not used unless store = "redis""#);
+            }
+            LimitStore::Memory
+        }
+        Some("redis") => match raw.redis_url {
+            None => {
+                diag.error(&p("redis_url"), r#"required with store = "redis""#);
+                LimitStore::Memory
+            }
+            Some(url) => match redis_url(&url) {
+                Ok(shown) => LimitStore::Redis(RedisStoreConfig {
+                    url: Secret::new(url),
+                    shown,
+                    timeout,
+                    key_prefix,
+                }),
+                Err(why) => {
+                    diag.error(&p("redis_url"), why);
+                    LimitStore::Memory
+                }
+            },
+        },
+        Some(other) => {
+            diag.error(
+                &p("store"),
+                format!(r#"unknown store "{other}": use "memory" or "redis""#),
+            );
+            LimitStore::Memory
+        }
+    };
+    RateLimitsConfig {
+        store,
+        on_store_error,
+    }
+}
+
+/// A `redis://` URL the redis crate takes: its host and port for messages,
+/// or why not. Never the URL itself in a message: it may hold a password.
+fn redis_url(text: &str) -> Result<String, String> {
+    let url = reqwest::Url::parse(text.trim())
+        .map_err(|e| format!("not a URL ({e}); expected redis://host:port"))?;
+    match url.scheme() {
+        "redis" => {}
+        "rediss" => return Err(
+            "rediss:// (Redis over TLS) is not supported yet; use redis:// on a private network"
+                .into(),
+        ),
+        other => return Err(format!(r#"scheme "{other}" is not redis://"#)),
+    }
+    let host = url
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .ok_or("names no host")?;
+    redis::Client::open(text.trim()).map_err(|_| "not a Redis URL the client takes".to_owned())?;
+    Ok(format!("{host}:{}", url.port().unwrap_or(6379)))
+}
+
+/// A `rate_limit` table: `requests_per_second` (required, more than 0, at
+/// most 1,000,000) and `burst` (default: the rate rounded up).
+pub(super) fn rate_limit(
+    raw: RawRateLimit,
+    path: &str,
+    diag: &mut Diagnostics,
+) -> Option<RateLimit> {
+    let at = key_path(path, "requests_per_second");
+    let per_second = match raw.requests_per_second {
+        None => {
+            diag.error(&at, "required in a rate_limit");
+            return None;
+        }
+        // NaN too: it is not greater than 0.
+        Some(r) if r.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) => {
+            diag.error(&at, "must be greater than 0");
+            return None;
+        }
+        Some(r) if r > bounds::MAX_REQUESTS_PER_SECOND => {
+            diag.error(&at, "must be at most 1000000");
+            return None;
+        }
+        Some(r) => r,
+    };
+    // At least one request fits, whatever the rate.
+    let default_burst = (per_second.ceil() as u32).max(1);
+    let burst = integer(
+        raw.burst,
+        &key_path(path, "burst"),
+        bounds::BURST,
+        default_burst,
+        diag,
+    );
+    Some(RateLimit { per_second, burst })
+}

@@ -1,0 +1,289 @@
+//! Rate limits shared through a real redis-server (`rate_limits.store =
+//! "redis"`): three gateway processes share one bucket exactly; a refused
+//! client costs no Redis call until its wait is over; Redis stopped mid-run
+//! is what `on_store_error` says, and sharing resumes when it is back.
+
+#[cfg(test)]
+mod common;
+
+#[cfg(test)]
+mod support {
+    //! Gateway processes, the emulator behind them, paced load.
+
+    use std::net::SocketAddr;
+    use std::process::Command;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crate::common::child::{listen_addr, write_temp, Running, Stream, BIN};
+    use crate::common::{hf_options, HF_TOKEN};
+    use infergate::emulator::{self, EmulatorHandle};
+
+    pub const KEY: &str = "shared-limits-canary-key";
+
+    /// A config for one gateway: route `hf` on the emulator, client `web` with
+    /// `rate_limit`, buckets in the Redis at `redis`.
+    pub fn config(hf: &str, redis: &str, rate_limit: &str, on_error: &str) -> String {
+        format!(
+            r#"
+    [server]
+    listen = "127.0.0.1:0"
+    workers = 1
+
+    [rate_limits]
+    store = "redis"
+    redis_url = "{redis}"
+    timeout = "250ms"
+    on_store_error = "{on_error}"
+
+    [backends.hf]
+    kind = "huggingface"
+    url = "{hf}"
+    token = "${{HF_TOKEN}}"
+
+    [routes.hf]
+    backends = ["hf"]
+
+    [clients.web]
+    api_key = "{KEY}"
+    admin = true
+    rate_limit = {rate_limit}
+    "#
+        )
+    }
+
+    pub struct Gateway {
+        pub base: String,
+        pub process: Running,
+    }
+
+    impl Gateway {
+        pub fn start(config: &str) -> Self {
+            let path = write_temp("infergate.toml", config);
+            let mut cmd = Command::new(BIN);
+            cmd.args(["serve", "--config", path.to_str().unwrap()])
+                .env_remove("INFERGATE_CONFIG")
+                .env("HF_TOKEN", HF_TOKEN);
+            let process = Running::spawn(cmd, Stream::Stderr);
+            let line = process.wait_for_line("infergate listening");
+            Self {
+                base: format!("http://{}", listen_addr(&line)),
+                process,
+            }
+        }
+    }
+
+    pub async fn hf() -> EmulatorHandle {
+        let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
+        emulator::huggingface::start(loopback, hf_options())
+            .await
+            .unwrap()
+    }
+
+    pub fn client() -> reqwest::Client {
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap()
+    }
+
+    pub async fn predict(client: &reqwest::Client, base: &str) -> reqwest::Response {
+        client
+            .post(format!("{base}/v1/predict/hf"))
+            .bearer_auth(KEY)
+            .header("content-type", "application/json")
+            .body(r#"{"inputs":"shared limits"}"#)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn metric(client: &reqwest::Client, base: &str, name: &str) -> f64 {
+        let text = client
+            .get(format!("{base}/metrics"))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+    }
+
+    /// 100 requests a second for `secs` seconds, spread over `bases` in turn;
+    /// the count of each status.
+    pub async fn paced(bases: &[String], secs: u64) -> (usize, usize, usize) {
+        let (ok, limited, other) = (
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicUsize::new(0)),
+        );
+        let client = client();
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        let mut sent = Vec::new();
+        for i in 0..(secs * 100) as usize {
+            tick.tick().await;
+            let (client, base) = (client.clone(), bases[i % bases.len()].clone());
+            let (ok, limited, other) = (ok.clone(), limited.clone(), other.clone());
+            sent.push(tokio::spawn(async move {
+                let res = predict(&client, &base).await;
+                match res.status().as_u16() {
+                    200 => ok.fetch_add(1, Ordering::Relaxed),
+                    429 => limited.fetch_add(1, Ordering::Relaxed),
+                    _ => other.fetch_add(1, Ordering::Relaxed),
+                };
+            }));
+        }
+        for task in sent {
+            task.await.unwrap();
+        }
+        let n = |c: &AtomicUsize| c.load(Ordering::Relaxed);
+        (n(&ok), n(&limited), n(&other))
+    }
+}
+
+#[cfg(test)]
+use std::time::Duration;
+
+#[cfg(test)]
+use common::redis::RedisServer;
+#[cfg(test)]
+use common::wait_until;
+#[cfg(test)]
+use support::{client, config, hf, metric, paced, predict, Gateway, KEY};
+
+/// 10/s with a burst of 20, offered 100/s for 10 s: GCRA admits the burst
+/// and then one request per 100 ms, 120 in all, whichever of the three
+/// gateways each request reaches.
+#[tokio::test]
+async fn three_gateways_sharing_one_redis_admit_what_one_bucket_admits() {
+    let redis = RedisServer::start();
+    let hf = hf().await;
+    let config = config(
+        &hf.url(),
+        &redis.url(),
+        "{ requests_per_second = 10, burst = 20 }",
+        "allow",
+    );
+    let gateways: Vec<Gateway> = (0..3).map(|_| Gateway::start(&config)).collect();
+    let bases: Vec<String> = gateways.iter().map(|g| g.base.clone()).collect();
+    let (ok, limited, other) = paced(&bases, 10).await;
+    eprintln!("three gateways, one Redis: {ok} admitted, {limited} refused");
+    assert_eq!(other, 0, "answers neither 200 nor 429");
+    assert!(
+        (118..=122).contains(&ok),
+        "{ok} admitted ({limited} refused); GCRA admits 120 ± 2"
+    );
+    for base in &bases {
+        let errors = metric(&client(), base, "infergate_ratelimit_store_errors_total").await;
+        assert_eq!(errors, 0.0, "{base}");
+    }
+    drop(gateways);
+}
+
+/// Once Redis refused a client, its next requests within the wait are
+/// refused by the gateway itself, without a Redis call; an admitted answer
+/// says how much is left.
+#[tokio::test]
+async fn a_refused_client_costs_no_redis_call_until_its_wait_is_over() {
+    let redis = RedisServer::start();
+    let hf = hf().await;
+    let config = config(
+        &hf.url(),
+        &redis.url(),
+        "{ requests_per_second = 0.5, burst = 2 }",
+        "allow",
+    );
+    let gateway = Gateway::start(&config);
+    let client = client();
+    let first = predict(&client, &gateway.base).await;
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.headers()["x-ratelimit-limit"], "2");
+    assert_eq!(first.headers()["x-ratelimit-remaining"], "1");
+    assert_eq!(predict(&client, &gateway.base).await.status(), 200);
+    let before = redis.evalsha_calls();
+    for _ in 0..20 {
+        let res = predict(&client, &gateway.base).await;
+        assert_eq!(res.status(), 429);
+        let after: u64 = res.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=2).contains(&after), "Retry-After {after}");
+    }
+    let calls = redis.evalsha_calls() - before;
+    assert!(calls <= 1, "{calls} Redis calls for 20 refusals");
+}
+
+/// Redis stopped: with "allow" every request goes on, counted as a store
+/// error; with "deny" the answer is 503. Restarted (its scripts forgotten),
+/// the shared limit applies again with no restart of the gateways.
+#[tokio::test]
+async fn redis_stopped_mid_run_is_what_on_store_error_says_and_sharing_resumes() {
+    let mut redis = RedisServer::start();
+    let hf = hf().await;
+    let limit = "{ requests_per_second = 1, burst = 3 }";
+    let allow = Gateway::start(&config(&hf.url(), &redis.url(), limit, "allow"));
+    let deny = Gateway::start(&config(&hf.url(), &redis.url(), limit, "deny"));
+    let client = client();
+    let statuses = |base: String| {
+        let client = client.clone();
+        async move {
+            let mut got = Vec::new();
+            for _ in 0..6 {
+                got.push(predict(&client, &base).await.status().as_u16());
+            }
+            got
+        }
+    };
+    // Shared: the two gateways spend one bucket of 3 between them.
+    let mut shared = statuses(allow.base.clone()).await;
+    shared.extend(statuses(deny.base.clone()).await);
+    assert_eq!(
+        shared.iter().filter(|s| **s == 200).count(),
+        3,
+        "{shared:?}"
+    );
+
+    redis.stop();
+    // Past the waits the gateways noted, so each asks Redis again.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(statuses(allow.base.clone()).await, [200; 6]);
+    let denied = statuses(deny.base.clone()).await;
+    assert_eq!(denied, [503; 6]);
+    let res = predict(&client, &deny.base).await;
+    assert_eq!(res.headers()["retry-after"], "1");
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "rate_limit_unavailable", "{body}");
+    let errors = metric(
+        &client,
+        &allow.base,
+        "infergate_ratelimit_store_errors_total",
+    )
+    .await;
+    assert!(errors >= 6.0, "{errors} store errors counted");
+    let log = allow.process.output();
+    let warnings = log.matches("no decision from the store").count();
+    assert!(
+        (1..=3).contains(&warnings),
+        "{warnings} warnings for 6 failures within a second or two:\n{log}"
+    );
+    assert!(!log.contains(KEY), "a client key in the log");
+
+    let _redis = RedisServer::start_on(redis.port);
+    wait_until("the deny gateway to reach Redis again", || async {
+        predict(&client, &deny.base).await.status() != 503
+    })
+    .await;
+    let after = statuses(allow.base.clone()).await;
+    assert!(
+        after.contains(&429),
+        "the shared limit did not apply again: {after:?}"
+    );
+}
