@@ -89,13 +89,18 @@ pub enum ApiError {
 }
 
 fn rate_limited_message(r: &Refusal) -> String {
+    let whose = match r.scope {
+        Scope::ClientRate | Scope::ClientTokens | Scope::ClientInFlight => "this client's",
+        Scope::ClientRouteRate | Scope::ClientRouteTokens => "this client's on this route",
+        Scope::RouteRate | Scope::RouteTokens => "the route's",
+    };
     match r.scope {
-        Scope::ClientRate => format!(
-            "over this client's rate limit (burst of {}); retry later",
+        Scope::ClientRate | Scope::ClientRouteRate | Scope::RouteRate => format!(
+            "over {whose} rate limit (burst of {}); retry later",
             r.limit
         ),
-        Scope::RouteRate => format!(
-            "over the route's rate limit (burst of {}); retry later",
+        Scope::ClientTokens | Scope::ClientRouteTokens | Scope::RouteTokens => format!(
+            "over {whose} tokens per minute ({}); retry once they have refilled",
             r.limit
         ),
         Scope::ClientInFlight => format!("this client already has {} requests in flight", r.limit),

@@ -83,7 +83,7 @@ pub struct Gateway {
     /// Who may call (`[clients.NAME]`, `server.auth`).
     pub callers: Clients,
     /// How much they may spend (`rate_limit`, `max_in_flight`).
-    pub limits: Limits,
+    pub limits: Arc<Limits>,
     /// Where finished request spans go, when configured.
     pub spans: Option<Arc<dyn crate::telemetry::SpanSink>>,
     ready: AtomicBool,
@@ -109,6 +109,7 @@ impl Gateway {
             .collect();
         let callers = Clients::new(config.server.auth, &config.clients);
         let limits = Limits::new(&config, metrics.store_errors())
+            .map(Arc::new)
             .map_err(|e| BuildError::Limits(e.to_string()))?;
         let gateway = Arc::new(Self {
             callers,

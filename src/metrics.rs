@@ -304,7 +304,7 @@ impl Metrics {
         )?;
         let rate_limited = counter(
             "infergate_rate_limited_total",
-            "Requests refused with 429 by one of the gateway's own limits, by route and limit (client_rate, client_in_flight, route_rate).",
+            "Requests refused with 429 by one of the gateway's own limits, by route and limit (client_rate, client_tokens, client_in_flight, client_route_rate, client_route_tokens, route_rate, route_tokens).",
             &["route", "limit"],
         )?;
         let store_errors = IntCounter::new(

@@ -22,9 +22,10 @@ mod support {
 
     pub const KEY: &str = "shared-limits-canary-key";
 
-    /// A config for one gateway: route `hf` on the emulator, client `web` with
-    /// `rate_limit`, buckets in the Redis at `redis`.
-    pub fn config(hf: &str, redis: &str, rate_limit: &str, on_error: &str) -> String {
+    /// A config for one gateway: route `hf` on the emulator, client `web`
+    /// with `client_limits` (lines of its table), buckets in the Redis at
+    /// `redis`.
+    pub fn config(hf: &str, redis: &str, client_limits: &str, on_error: &str) -> String {
         format!(
             r#"
     [server]
@@ -48,7 +49,7 @@ mod support {
     [clients.web]
     api_key = "{KEY}"
     admin = true
-    rate_limit = {rate_limit}
+    {client_limits}
     "#
         )
     }
@@ -167,7 +168,7 @@ async fn three_gateways_sharing_one_redis_admit_what_one_bucket_admits() {
     let config = config(
         &hf.url(),
         &redis.url(),
-        "{ requests_per_second = 10, burst = 20 }",
+        "rate_limit = { requests_per_second = 10, burst = 20 }",
         "allow",
     );
     let gateways: Vec<Gateway> = (0..3).map(|_| Gateway::start(&config)).collect();
@@ -196,7 +197,7 @@ async fn a_refused_client_costs_no_redis_call_until_its_wait_is_over() {
     let config = config(
         &hf.url(),
         &redis.url(),
-        "{ requests_per_second = 0.5, burst = 2 }",
+        "rate_limit = { requests_per_second = 0.5, burst = 2 }",
         "allow",
     );
     let gateway = Gateway::start(&config);
@@ -228,7 +229,7 @@ async fn a_refused_client_costs_no_redis_call_until_its_wait_is_over() {
 async fn redis_stopped_mid_run_is_what_on_store_error_says_and_sharing_resumes() {
     let mut redis = RedisServer::start();
     let hf = hf().await;
-    let limit = "{ requests_per_second = 1, burst = 3 }";
+    let limit = "rate_limit = { requests_per_second = 1, burst = 3 }";
     let allow = Gateway::start(&config(&hf.url(), &redis.url(), limit, "allow"));
     let deny = Gateway::start(&config(&hf.url(), &redis.url(), limit, "deny"));
     let client = client();
@@ -286,4 +287,48 @@ async fn redis_stopped_mid_run_is_what_on_store_error_says_and_sharing_resumes()
         after.contains(&429),
         "the shared limit did not apply again: {after:?}"
     );
+}
+
+/// Tokens are shared too: a stream through one gateway puts the client's
+/// bucket in debt, and the other gateway refuses its next request with the
+/// wait that debt takes to refill.
+#[tokio::test]
+async fn a_token_debt_run_up_on_one_gateway_holds_on_the_other() {
+    let redis = RedisServer::start();
+    let hf = hf().await;
+    let config = config(&hf.url(), &redis.url(), "tokens_per_minute = 60", "allow");
+    let (one, two) = (Gateway::start(&config), Gateway::start(&config));
+    let client = client();
+    let inputs = (0..100)
+        .map(|i| format!("w{i}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let res = client
+        .post(format!("{}/v1/predict/hf/stream", one.base))
+        .bearer_auth(KEY)
+        .header("content-type", "application/json")
+        .body(
+            serde_json::json!({"inputs": inputs, "parameters": {"max_new_tokens": 100}})
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let text = res.text().await.unwrap();
+    assert_eq!(text.matches("data:").count(), 100, "the stream was cut");
+    // The charge is sent to Redis once the stream ended.
+    let refused = common::wait_some("the debt to reach the other gateway", || async {
+        let res = predict(&client, &two.base).await;
+        (res.status() == 429).then_some(res)
+    })
+    .await;
+    let retry: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // 40 tokens owed at one a second (less what the wait let refill).
+    assert!((35..=40).contains(&retry), "Retry-After {retry}");
+    assert_eq!(refused.headers()["x-ratelimit-limit"], "60");
 }

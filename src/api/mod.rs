@@ -11,6 +11,7 @@
 //! [`crate::layers`], composed in front of it by [`crate::app`].
 
 pub mod admin;
+pub mod metered;
 pub mod predict;
 pub mod stream;
 

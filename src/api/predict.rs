@@ -24,7 +24,7 @@ use crate::core::{Caller, CoreRequest, CoreResponse};
 use crate::error::{rate_limit_headers, reply, ApiError, ErrorContext};
 use crate::gateway::{current_worker, Gateway};
 use crate::layers::{request_id, Access, Answer, BodyTooLarge};
-use crate::limits::Refused;
+use crate::limits::{Charge, Refused};
 use crate::route::Route;
 use crate::trace::TraceContext;
 
@@ -70,10 +70,10 @@ where
         .limits
         .admit(access.client.as_deref(), &route.name, current_worker())
         .await;
-    let rate = match admitted {
+    let (rate, charge) = match admitted {
         Ok(admitted) => {
             access.held = admitted.held;
-            admitted.rate
+            (admitted.rate, admitted.charge)
         }
         Err(Refused::Over(refusal)) => {
             gw.metrics.rate_limited(&route.name, refusal.scope);
@@ -89,7 +89,7 @@ where
                 Ok(answer) => answer,
                 Err(never) => match never {},
             };
-            render(gw, &route, answer, started, &mut access)
+            render(gw, &route, answer, started, &mut access, charge)
         }
         Err(err) => reply(
             &err,
@@ -196,6 +196,7 @@ fn render(
     answer: CoreResponse,
     started: Instant,
     access: &mut Access,
+    charge: Option<Charge>,
 ) -> Response<ResBody> {
     access.attempts = answer.attempts;
     access.upstream = answer.upstream_time;
@@ -205,8 +206,10 @@ fn render(
         Ok(up) => {
             let mut headers = up.headers;
             let body = match up.body {
-                UpstreamBody::Full(bytes) => full(bytes),
-                UpstreamBody::Stream(body) => body.boxed_unsync(),
+                UpstreamBody::Full(bytes) => super::metered::body(full(bytes), &headers, charge),
+                UpstreamBody::Stream(body) => {
+                    super::metered::body(body.boxed_unsync(), &headers, charge)
+                }
                 UpstreamBody::Events { first, events } => {
                     super::stream::set_headers(&mut headers);
                     let labels = super::stream::Labels {
@@ -215,7 +218,13 @@ fn render(
                         request_id: access.request_id.clone(),
                     };
                     let metrics = gw.metrics.clone();
-                    super::stream::body(first, events, route.stream, labels, metrics, started)
+                    super::stream::body(
+                        first,
+                        events,
+                        route.stream,
+                        (labels, metrics, charge),
+                        started,
+                    )
                 }
             };
             let mut res = Response::new(body);

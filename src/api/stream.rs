@@ -23,6 +23,7 @@ use tokio::time::Instant;
 use crate::backend::events::{Events, StreamError, StreamErrorKind, StreamItem};
 use crate::body::{BoxError, ResBody};
 use crate::config::StreamConfig;
+use crate::limits::Charge;
 use crate::metrics::Metrics;
 
 /// Names carried into the stream for error events and metrics.
@@ -88,12 +89,17 @@ struct Tally {
     metrics: Metrics,
     labels: Labels,
     events: u64,
+    /// Where the stream's tokens (its events) are charged.
+    charge: Option<Charge>,
 }
 
 impl Drop for Tally {
     fn drop(&mut self) {
         self.metrics
             .stream_events(&self.labels.route, &self.labels.backend, self.events);
+        if let Some(charge) = self.charge.take() {
+            charge.tokens(self.events);
+        }
     }
 }
 
@@ -263,8 +269,7 @@ pub fn body(
     first: Bytes,
     events: Events,
     cfg: StreamConfig,
-    labels: Labels,
-    metrics: Metrics,
+    (labels, metrics, charge): (Labels, Metrics, Option<Charge>),
     started: Instant,
 ) -> ResBody {
     let now = Instant::now();
@@ -281,6 +286,7 @@ pub fn body(
             metrics,
             labels,
             events: 0,
+            charge,
         },
     };
     let frames = stream::unfold(state, |mut state| async move {
@@ -319,8 +325,7 @@ mod tests {
             first,
             events,
             StreamConfig::default(),
-            labels,
-            metrics,
+            (labels, metrics, None),
             Instant::now(),
         );
         let mut out = Vec::new();

@@ -154,6 +154,8 @@ mod tests {
             max_in_flight: None,
             admin: false,
             aws: None,
+            tokens_per_minute: None,
+            route_limits: Default::default(),
         };
         let batch = ClientConfig {
             name: "batch".into(),
@@ -163,6 +165,8 @@ mod tests {
             max_in_flight: None,
             admin: false,
             aws: None,
+            tokens_per_minute: None,
+            route_limits: Default::default(),
         };
         Clients::new(AuthMode::Required, &[web, batch])
     }

@@ -106,6 +106,8 @@ pub(super) const OTLP_TIMEOUT: DurationBound = DurationBound::positive(MINUTE.sa
 pub(super) const CLIENT_MAX_IN_FLIGHT: IntBound = IntBound::new(1, MAX_CONCURRENCY);
 /// Requests a GCRA bucket may take at once.
 pub(super) const BURST: IntBound = IntBound::new(1, 1_000_000);
+/// A minute's tokens: far above any model's throughput.
+pub(super) const TOKENS_PER_MINUTE: IntBound = IntBound::new(1, 1_000_000_000);
 /// How long a decision may wait for the Redis store: a decision is on the
 /// path of every request.
 pub(super) const STORE_TIMEOUT: DurationBound = DurationBound::positive(Duration::from_secs(10));
@@ -178,7 +180,14 @@ pub(super) const DURATION_KEYS: [(&str, DurationBound); 22] = [
 /// Every integer key and its bound, as [`DURATION_KEYS`]. The one float,
 /// `routes.*.retry_budget_ratio` (0.0 to 1.0), is checked in `resilience.rs`.
 #[cfg(test)]
-pub(super) const INTEGER_KEYS: [(&str, IntBound); 12] = [
+pub(super) const INTEGER_KEYS: [(&str, IntBound); 16] = [
+    ("routes.*.tokens_per_minute", TOKENS_PER_MINUTE),
+    ("clients.*.tokens_per_minute", TOKENS_PER_MINUTE),
+    (
+        "clients.*.route_limits.*.tokens_per_minute",
+        TOKENS_PER_MINUTE,
+    ),
+    ("clients.*.route_limits.*.rate_limit.burst", BURST),
     ("server.max_body_bytes", MAX_BODY_BYTES),
     ("server.max_connections", MAX_CONNECTIONS),
     ("server.workers", WORKERS),

@@ -107,6 +107,17 @@ pub(super) fn client_config(
         path,
         diag,
     );
+    let tokens_per_minute = super::limits::tokens_per_minute(raw.tokens_per_minute, path, diag);
+    let route_limits = raw
+        .route_limits
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(route, raw)| {
+            let at = key_path(&key_path(path, "route_limits"), &route);
+            let limits = super::limits::spend_limits(raw, &at, diag);
+            (route, limits)
+        })
+        .collect();
     ClientConfig {
         name,
         keys,
@@ -115,6 +126,8 @@ pub(super) fn client_config(
         max_in_flight,
         admin: raw.admin.unwrap_or(false),
         aws,
+        tokens_per_minute,
+        route_limits,
     }
 }
 
@@ -236,6 +249,18 @@ pub(super) fn check_clients(clients: &[ClientConfig], routes: &[&str], diag: &mu
                 _ => {
                     owners.insert(*key, &client.name);
                 }
+            }
+        }
+        for route in client.route_limits.keys() {
+            let at = key_path(&key_path(&path, "route_limits"), route);
+            if !routes.contains(&route.as_str()) {
+                diag.error(&at, format!(r#"no route is named "{route}""#));
+            } else if client
+                .routes
+                .as_ref()
+                .is_some_and(|ps| !ps.iter().any(|p| super::route_matches(p, route)))
+            {
+                diag.warn(&at, "the client may not use this route (its routes)");
             }
         }
         for (i, pattern) in client.routes.iter().flatten().enumerate() {

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use super::bounds::{self, duration, integer};
 use super::diag::{key_path, Diagnostics};
-use super::raw::{RawRateLimit, RawRateLimits};
-use super::{LimitStore, OnStoreError, RateLimit, RateLimitsConfig, RedisStoreConfig};
+use super::raw::{RawRateLimit, RawRateLimits, RawRouteLimits};
+use super::{LimitStore, OnStoreError, RateLimit, RateLimitsConfig, RedisStoreConfig, SpendLimits};
 use crate::secret::Secret;
 
 /// A decision waits this long for Redis by default.
@@ -143,4 +143,24 @@ pub(super) fn rate_limit(
         diag,
     );
     Some(RateLimit { per_second, burst })
+}
+
+/// `tokens_per_minute` in the table at `path`: 1 to 1,000,000,000.
+pub(super) fn tokens_per_minute(
+    raw: Option<i64>,
+    path: &str,
+    diag: &mut Diagnostics,
+) -> Option<u32> {
+    let at = key_path(path, "tokens_per_minute");
+    raw.map(|n| integer(Some(n), &at, bounds::TOKENS_PER_MINUTE, 1, diag))
+}
+
+/// A client's `route_limits.<route>` table at `path`.
+pub(super) fn spend_limits(raw: RawRouteLimits, path: &str, diag: &mut Diagnostics) -> SpendLimits {
+    SpendLimits {
+        rate_limit: raw
+            .rate_limit
+            .and_then(|r| rate_limit(r, &key_path(path, "rate_limit"), diag)),
+        tokens_per_minute: tokens_per_minute(raw.tokens_per_minute, path, diag),
+    }
 }

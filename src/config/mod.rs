@@ -198,6 +198,17 @@ pub struct ClientConfig {
     /// An AWS access key pair, for requests signed with SigV4 instead of a
     /// bearer key (the SageMaker-compatible door).
     pub aws: Option<ClientAwsKey>,
+    /// Tokens per minute over every route, charged after each answer.
+    pub tokens_per_minute: Option<u32>,
+    /// The client's limits on single routes, by route name.
+    pub route_limits: std::collections::BTreeMap<String, SpendLimits>,
+}
+
+/// The limits of one client on one route (`route_limits.<route>`).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct SpendLimits {
+    pub rate_limit: Option<RateLimit>,
+    pub tokens_per_minute: Option<u32>,
 }
 
 /// A client's `aws_access_key_id` and its secret, which SigV4 needs in
@@ -556,6 +567,8 @@ pub struct RouteConfig {
     pub sticky_sessions: bool,
     /// Requests per second for the route as a whole, every client together.
     pub rate_limit: Option<RateLimit>,
+    /// Tokens per minute for the route as a whole, charged after each answer.
+    pub tokens_per_minute: Option<u32>,
 }
 
 /// `balance = "p2c" | "weighted" | "priority"`.

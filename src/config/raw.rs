@@ -190,6 +190,16 @@ pub(super) struct RawClient {
     pub(super) aws_access_key_id: Option<String>,
     pub(super) aws_secret_access_key: Option<String>,
     pub(super) aws_secret_access_key_file: Option<String>,
+    pub(super) tokens_per_minute: Option<i64>,
+    pub(super) route_limits: Option<std::collections::BTreeMap<String, RawRouteLimits>>,
+}
+
+/// `[clients.<name>.route_limits.<route>]`: the client's limits on one route.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawRouteLimits {
+    pub(super) rate_limit: Option<RawRateLimit>,
+    pub(super) tokens_per_minute: Option<i64>,
 }
 
 /// `rate_limit = { requests_per_second = 10, burst = 20 }`
@@ -231,6 +241,7 @@ pub(super) struct RawRoute {
     #[serde(deserialize_with = "duration")]
     pub(super) stream_keepalive: Option<Duration>,
     pub(super) rate_limit: Option<RawRateLimit>,
+    pub(super) tokens_per_minute: Option<i64>,
 }
 
 /// One entry of `routes.<name>.backends`: `"name"` or `{ backend = "name", weight = 3 }`.

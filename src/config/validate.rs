@@ -394,6 +394,7 @@ fn route_config(
         .rate_limit
         .take()
         .and_then(|r| rate_limit(r, &key_path(path, "rate_limit"), diag));
+    let tokens_per_minute = super::limits::tokens_per_minute(raw.tokens_per_minute, path, diag);
     RouteConfig {
         name,
         backends,
@@ -407,6 +408,7 @@ fn route_config(
         sticky_sessions,
         stream,
         rate_limit,
+        tokens_per_minute,
     }
 }
 

@@ -1,7 +1,12 @@
-//! The memory store: one GCRA bucket of this process, the governor crate's.
+//! The memory store: the GCRA buckets of this process. Requests per
+//! second are the governor crate's [`Limiter`]; tokens per minute are a
+//! [`Debt`], a GCRA of its own, because tokens are charged after the answer
+//! whatever the bucket holds (an admitted stream is never cut), which
+//! governor's buckets, that only ever take what they have, cannot record.
 
 use std::num::NonZeroU32;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
@@ -57,6 +62,66 @@ impl Limiter {
     }
 }
 
+/// Tokens per minute: a GCRA bucket of a minute's tokens that may go into
+/// debt. A request is admitted while the bucket is not in debt beyond its
+/// burst; what it spent is charged afterwards, and the next requests wait
+/// until that has refilled.
+#[derive(Debug)]
+pub struct Debt {
+    epoch: Instant,
+    /// The theoretical arrival time, in nanoseconds after `epoch`.
+    tat: AtomicU64,
+    /// Nanoseconds of refill per token.
+    interval: f64,
+    burst: u32,
+}
+
+impl Debt {
+    /// A full bucket of `per_minute` tokens that refills in a minute.
+    pub fn new(per_minute: u32) -> Self {
+        let per_minute = per_minute.max(1);
+        Self {
+            epoch: Instant::now(),
+            tat: AtomicU64::new(0),
+            interval: 60e9 / f64::from(per_minute),
+            burst: per_minute,
+        }
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether a request may start: the tokens left, or how long until the
+    /// debt is paid off.
+    pub fn check(&self) -> Result<u32, Duration> {
+        let now = self.now() as f64;
+        let tat = (self.tat.load(Ordering::Acquire) as f64).max(now);
+        let allow_at = tat - f64::from(self.burst) * self.interval;
+        if allow_at > now {
+            return Err(Duration::from_nanos((allow_at - now).ceil() as u64));
+        }
+        Ok(((now - allow_at) / self.interval)
+            .floor()
+            .min(f64::from(self.burst)) as u32)
+    }
+
+    /// Charges `tokens`, into debt if need be.
+    pub fn charge(&self, tokens: u64) {
+        let cost = (tokens as f64 * self.interval) as u64;
+        let now = self.now();
+        let _ = self
+            .tat
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| {
+                Some(tat.max(now).saturating_add(cost))
+            });
+    }
+
+    pub fn burst(&self) -> u32 {
+        self.burst
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,5 +142,21 @@ mod tests {
         );
         std::thread::sleep(wait + Duration::from_millis(5));
         assert!(l.check().is_ok());
+    }
+
+    #[test]
+    fn a_token_bucket_admits_until_in_debt_and_waits_out_the_refill() {
+        // 600 a minute: one token refills every 100 ms.
+        let d = Debt::new(600);
+        assert_eq!(d.check(), Ok(600));
+        d.charge(500);
+        assert!(matches!(d.check(), Ok(99 | 100)));
+        // 300 more: 200 beyond the bucket, 20 s of refill.
+        d.charge(300);
+        let wait = d.check().unwrap_err();
+        assert!(
+            wait > Duration::from_millis(19_900) && wait <= Duration::from_secs(20),
+            "{wait:?}"
+        );
     }
 }

@@ -1,24 +1,31 @@
-//! How much a caller may spend: requests per second (GCRA) per client and
-//! per route, and requests in flight per client.
+//! How much a caller may spend: requests per second (GCRA) and tokens per
+//! minute per client, per route and per client on one route, and requests
+//! in flight per client.
 //!
 //! A door asks [`Limits::admit`] once it knows the client and the route and
 //! before it reads the body, so a refused request costs no upload and no
 //! upstream call, and a request refused for its key (401) or its route
-//! (403) never reaches here and is never counted. The client's bucket is
-//! taken first, then the route's: a request the route refuses has spent
-//! its client's token (GCRA cannot give one back), which errs on the side
-//! of the route. What is held in flight is let go when the answer's body
-//! ends.
+//! (403) never reaches here and is never counted. The buckets are taken in
+//! order (the client's, the client's on the route, the route's): a request
+//! a later bucket refuses has spent its earlier tokens (GCRA cannot give
+//! one back), which errs on the side of the limits. What is held in flight
+//! is let go when the answer's body ends.
+//!
+//! Tokens are charged after the answer, from what the backend reported
+//! ([`Charge`]): a request is admitted while its token buckets are not in
+//! debt, an admitted stream is never cut, and the requests after one that
+//! went over wait until the bucket has refilled what it owes.
 //!
 //! Where the buckets live is `rate_limits.store`: in this process
-//! ([`local`], the governor crate), or in Redis, shared by every gateway
-//! that uses it ([`shared`]). With Redis, a bucket Redis called over is
-//! refused here, with no call, until the time Redis gave; when Redis fails
-//! or is late, `rate_limits.on_store_error` decides (allow, the default, or
-//! deny with 503), each failure is counted in
-//! `infergate_ratelimit_store_errors_total` and logged at most once a
+//! ([`local`]: governor for requests, a GCRA of its own for tokens), or in
+//! Redis, shared by every gateway that uses it ([`shared`]). With Redis, a
+//! bucket Redis called over is refused here, with no call, until the time
+//! Redis gave; when Redis fails or is late, `rate_limits.on_store_error`
+//! decides (allow, the default, or deny with 503), each failure is counted
+//! in `infergate_ratelimit_store_errors_total` and logged at most once a
 //! second. Requests in flight are always counted in this process.
 
+mod bucket;
 mod local;
 mod shared;
 
@@ -27,8 +34,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, LimitStore, OnStoreError, RateLimit};
-pub use local::Limiter;
+use crate::config::{Config, LimitStore, OnStoreError, SpendLimits};
+use bucket::{Bucket, Buckets};
+pub use local::{Debt, Limiter};
 pub use shared::{Ask, Decision, Shared, StoreError, GCRA};
 
 /// Which limit refused a request: the `limit` label of
@@ -36,18 +44,34 @@ pub use shared::{Ask, Decision, Shared, StoreError, GCRA};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
     ClientRate,
+    ClientTokens,
     ClientInFlight,
+    ClientRouteRate,
+    ClientRouteTokens,
     RouteRate,
+    RouteTokens,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 3] = [Scope::ClientRate, Scope::ClientInFlight, Scope::RouteRate];
+    pub const ALL: [Scope; 7] = [
+        Scope::ClientRate,
+        Scope::ClientTokens,
+        Scope::ClientInFlight,
+        Scope::ClientRouteRate,
+        Scope::ClientRouteTokens,
+        Scope::RouteRate,
+        Scope::RouteTokens,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::ClientRate => "client_rate",
+            Scope::ClientTokens => "client_tokens",
             Scope::ClientInFlight => "client_in_flight",
+            Scope::ClientRouteRate => "client_route_rate",
+            Scope::ClientRouteTokens => "client_route_tokens",
             Scope::RouteRate => "route_rate",
+            Scope::RouteTokens => "route_tokens",
         }
     }
 }
@@ -56,7 +80,8 @@ impl Scope {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Refusal {
     pub scope: Scope,
-    /// The most the limit allows: the burst, or the requests in flight.
+    /// The most the limit allows: the burst, a minute's tokens, or the
+    /// requests in flight.
     pub limit: u32,
     /// When a request would be allowed again (for `Retry-After`).
     pub retry_after: Duration,
@@ -71,8 +96,8 @@ pub enum Refused {
     StoreDown,
 }
 
-/// The bucket that had the least left, for the `x-ratelimit-*` headers of
-/// an admitted request.
+/// The request bucket that had the least left, for the `x-ratelimit-*`
+/// headers of an admitted request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateState {
     /// The bucket's burst.
@@ -82,63 +107,49 @@ pub struct RateState {
     pub reset: Duration,
 }
 
-/// An admitted request: its place in flight, and how much is left.
+/// An admitted request: its place in flight, how much is left, and where
+/// its tokens are to be charged.
 #[derive(Debug, Default)]
 pub struct Admitted {
     pub held: Held,
     pub rate: Option<RateState>,
+    pub charge: Option<Charge>,
 }
 
-/// One GCRA bucket: its local limiter (the memory store), its key (the
-/// Redis store) and until when Redis last called it over.
-struct Bucket {
-    scope: Scope,
-    local: Limiter,
-    key: String,
-    /// Nanoseconds after [`Limits`]' epoch; 0: not known to be over.
-    over_until: AtomicU64,
+/// The token buckets of an admitted request, to be charged once its answer
+/// says how many tokens it took. Dropped uncharged, it charges nothing.
+#[derive(Debug)]
+pub struct Charge {
+    limits: Arc<Limits>,
+    client: Option<String>,
+    route: String,
+    worker: usize,
 }
 
-impl std::fmt::Debug for Bucket {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Bucket").field("key", &self.key).finish()
-    }
-}
-
-impl Bucket {
-    fn new(scope: Scope, limit: RateLimit, key: String) -> Self {
-        Self {
-            scope,
-            local: Limiter::new(limit),
-            key,
-            over_until: AtomicU64::new(0),
+impl Charge {
+    /// Charges `tokens` to every token bucket of the request: at once in
+    /// this process, or in Redis by a task of its own, so the answer never
+    /// waits for it.
+    pub fn tokens(self, tokens: u64) {
+        if tokens == 0 {
+            return;
         }
-    }
-
-    fn limit(&self) -> RateLimit {
-        self.local.limit()
-    }
-
-    fn refusal(&self, wait: Duration) -> Refused {
-        Refused::Over(Refusal {
-            scope: self.scope,
-            limit: self.limit().burst,
-            retry_after: wait,
-        })
-    }
-
-    /// How long a full bucket of this limit takes to refill `units`.
-    fn refill(&self, units: u32) -> Duration {
-        Duration::from_secs_f64(f64::from(units) / self.limit().per_second)
-    }
-
-    fn state(&self, remaining: u32) -> RateState {
-        let limit = self.limit().burst;
-        RateState {
-            limit,
-            remaining,
-            reset: self.refill(limit.saturating_sub(remaining)),
+        let limits = self.limits;
+        if limits.shared.is_none() {
+            for b in limits.token_buckets(self.client.as_deref(), &self.route) {
+                b.charge_locally(tokens);
+            }
+            return;
         }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (client, route, worker) = (self.client, self.route, self.worker);
+        runtime.spawn(async move {
+            limits
+                .charge_shared(client.as_deref(), &route, tokens, worker)
+                .await;
+        });
     }
 }
 
@@ -151,9 +162,15 @@ struct InFlightLimit {
 
 #[derive(Debug, Default)]
 struct ClientLimits {
-    rate: Option<Bucket>,
+    own: Buckets,
     in_flight: Option<InFlightLimit>,
+    /// Its limits on single routes, by route name.
+    on_route: HashMap<String, Buckets>,
 }
+
+/// The most buckets one request meets: a rate and a token bucket for the
+/// client, for the client on the route, and for the route.
+const MOST_BUCKETS: usize = 6;
 
 /// A request's place among its client's requests in flight, let go on drop.
 #[derive(Debug, Default)]
@@ -171,7 +188,7 @@ impl Drop for Held {
 #[derive(Debug)]
 pub struct Limits {
     clients: HashMap<String, ClientLimits>,
-    routes: HashMap<String, Bucket>,
+    routes: HashMap<String, Buckets>,
     shared: Option<Shared>,
     on_store_error: OnStoreError,
     epoch: Instant,
@@ -187,35 +204,55 @@ impl Limits {
             LimitStore::Memory => None,
             LimitStore::Redis(redis) => Some(Shared::new(redis, config.server.worker_count())?),
         };
-        let key = |what: String| shared.as_ref().map(|s| s.key(&what)).unwrap_or(what);
-        let clients = config
-            .clients
-            .iter()
-            .filter(|c| c.rate_limit.is_some() || c.max_in_flight.is_some())
-            .map(|c| {
-                let limits = ClientLimits {
-                    rate: c.rate_limit.map(|limit| {
-                        Bucket::new(Scope::ClientRate, limit, key(format!("c:{}", c.name)))
-                    }),
-                    in_flight: c.max_in_flight.map(|max| InFlightLimit {
-                        now: Arc::default(),
-                        max,
-                    }),
-                };
-                (c.name.clone(), limits)
-            })
-            .collect();
+        let key = |name: String| match &shared {
+            Some(s) => s.key(&name),
+            None => name,
+        };
+        let client_scopes = (Scope::ClientRate, Scope::ClientTokens);
+        let on_route_scopes = (Scope::ClientRouteRate, Scope::ClientRouteTokens);
+        let mut clients = HashMap::new();
+        for c in &config.clients {
+            let own = SpendLimits {
+                rate_limit: c.rate_limit,
+                tokens_per_minute: c.tokens_per_minute,
+            };
+            let limits = ClientLimits {
+                own: Buckets::new(own, &format!("c:{}", c.name), client_scopes, &key),
+                in_flight: c.max_in_flight.map(|max| InFlightLimit {
+                    now: Arc::default(),
+                    max,
+                }),
+                on_route: c
+                    .route_limits
+                    .iter()
+                    .map(|(route, limits)| {
+                        let name = format!("cr:{}:{route}", c.name);
+                        (
+                            route.clone(),
+                            Buckets::new(*limits, &name, on_route_scopes, &key),
+                        )
+                    })
+                    .collect(),
+            };
+            if !limits.own.is_empty() || limits.in_flight.is_some() || !limits.on_route.is_empty() {
+                clients.insert(c.name.clone(), limits);
+            }
+        }
         let routes = config
             .routes
             .iter()
-            .filter_map(|r| {
-                let bucket = Bucket::new(
-                    Scope::RouteRate,
-                    r.rate_limit?,
-                    key(format!("r:{}", r.name)),
-                );
-                Some((r.name.clone(), bucket))
+            .map(|r| {
+                let limits = SpendLimits {
+                    rate_limit: r.rate_limit,
+                    tokens_per_minute: r.tokens_per_minute,
+                };
+                let scopes = (Scope::RouteRate, Scope::RouteTokens);
+                (
+                    r.name.clone(),
+                    Buckets::new(limits, &format!("r:{}", r.name), scopes, &key),
+                )
             })
+            .filter(|(_, b)| !b.is_empty())
             .collect();
         Ok(Self {
             clients,
@@ -228,32 +265,57 @@ impl Limits {
         })
     }
 
+    /// Every bucket a request of `client` to `route` meets, in order.
+    fn buckets<'a>(
+        &'a self,
+        client: Option<&'a ClientLimits>,
+        route: &str,
+    ) -> [Option<&'a Bucket>; MOST_BUCKETS] {
+        let on_route = client.and_then(|c| c.on_route.get(route));
+        let route = self.routes.get(route);
+        [
+            client.and_then(|c| c.own.rate.as_ref()),
+            client.and_then(|c| c.own.tokens.as_ref()),
+            on_route.and_then(|b| b.rate.as_ref()),
+            on_route.and_then(|b| b.tokens.as_ref()),
+            route.and_then(|b| b.rate.as_ref()),
+            route.and_then(|b| b.tokens.as_ref()),
+        ]
+    }
+
+    /// The token buckets of a request of `client` to `route`.
+    fn token_buckets(&self, client: Option<&str>, route: &str) -> impl Iterator<Item = &Bucket> {
+        let client = client.and_then(|c| self.clients.get(c));
+        self.buckets(client, route)
+            .into_iter()
+            .flatten()
+            .filter(|b| b.counts_tokens())
+    }
+
     /// Admits one request of `client` (if known) to `route`, or says which
     /// limit it is over. `worker` is the calling worker's index, whose
     /// connection to the store is used.
     pub async fn admit(
-        &self,
+        self: &Arc<Self>,
         client: Option<&str>,
         route: &str,
         worker: usize,
     ) -> Result<Admitted, Refused> {
         let mut admitted = Admitted::default();
-        let mut buckets: [Option<&Bucket>; 2] = [None, self.routes.get(route)];
-        if let Some(limits) = client.and_then(|c| self.clients.get(c)) {
-            if let Some(f) = &limits.in_flight {
-                if f.now.fetch_add(1, Ordering::AcqRel) >= f.max {
-                    f.now.fetch_sub(1, Ordering::AcqRel);
-                    return Err(Refused::Over(Refusal {
-                        scope: Scope::ClientInFlight,
-                        limit: u32::try_from(f.max).unwrap_or(u32::MAX),
-                        // Nothing says when one ends: try again shortly.
-                        retry_after: Duration::from_secs(1),
-                    }));
-                }
-                admitted.held = Held(Some(Arc::clone(&f.now)));
+        let limits = client.and_then(|c| self.clients.get(c));
+        if let Some(f) = limits.and_then(|l| l.in_flight.as_ref()) {
+            if f.now.fetch_add(1, Ordering::AcqRel) >= f.max {
+                f.now.fetch_sub(1, Ordering::AcqRel);
+                return Err(Refused::Over(Refusal {
+                    scope: Scope::ClientInFlight,
+                    limit: u32::try_from(f.max).unwrap_or(u32::MAX),
+                    // Nothing says when one ends: try again shortly.
+                    retry_after: Duration::from_secs(1),
+                }));
             }
-            buckets[0] = limits.rate.as_ref();
+            admitted.held = Held(Some(Arc::clone(&f.now)));
         }
+        let buckets = self.buckets(limits, route);
         if buckets.iter().all(Option::is_none) {
             return Ok(admitted);
         }
@@ -261,6 +323,14 @@ impl Limits {
             None => decide_locally(&buckets)?,
             Some(shared) => self.decide_shared(shared, &buckets, worker).await?,
         };
+        if buckets.iter().flatten().any(|b| b.counts_tokens()) {
+            admitted.charge = Some(Charge {
+                limits: Arc::clone(self),
+                client: client.map(str::to_owned),
+                route: route.to_owned(),
+                worker,
+            });
+        }
         Ok(admitted)
     }
 
@@ -273,27 +343,14 @@ impl Limits {
     async fn decide_shared(
         &self,
         shared: &Shared,
-        buckets: &[Option<&Bucket>; 2],
+        buckets: &[Option<&Bucket>; MOST_BUCKETS],
         worker: usize,
     ) -> Result<Option<RateState>, Refused> {
         let now = self.nanos();
-        for b in buckets.iter().flatten() {
-            let until = b.over_until.load(Ordering::Relaxed);
-            if until > now {
-                return Err(b.refusal(Duration::from_nanos(until - now)));
-            }
+        if let Some(refused) = buckets.iter().flatten().find_map(|b| b.known_over(now)) {
+            return Err(refused);
         }
-        let asks: Vec<Ask<'_>> = buckets
-            .iter()
-            .flatten()
-            .map(|b| Ask {
-                key: &b.key,
-                interval_us: 1e6 / b.limit().per_second,
-                burst: b.limit().burst,
-                cost: 1,
-                charge: false,
-            })
-            .collect();
+        let asks: Vec<Ask<'_>> = buckets.iter().flatten().map(|b| b.ask(None)).collect();
         let decisions = match shared.decide(worker, &asks).await {
             Ok(decisions) => decisions,
             Err(e) => {
@@ -304,17 +361,34 @@ impl Limits {
                 };
             }
         };
-        let mut tightest: Option<RateState> = None;
+        let mut tightest = None;
         for (b, d) in buckets.iter().flatten().zip(decisions) {
             if !d.allowed {
-                let wait = u64::try_from(d.wait.as_nanos()).unwrap_or(u64::MAX);
-                b.over_until
-                    .store(now.saturating_add(wait), Ordering::Relaxed);
+                b.over_for(now, d.wait);
                 return Err(b.refusal(d.wait));
             }
             tightest = tighter(tightest, b.state(d.remaining));
         }
         Ok(tightest)
+    }
+
+    /// Charges `tokens` to the request's token buckets in Redis; a bucket
+    /// the charge put in debt is then known to be over here too.
+    async fn charge_shared(&self, client: Option<&str>, route: &str, tokens: u64, worker: usize) {
+        let Some(shared) = &self.shared else { return };
+        let buckets: Vec<&Bucket> = self.token_buckets(client, route).collect();
+        let asks: Vec<Ask<'_>> = buckets.iter().map(|b| b.ask(Some(tokens))).collect();
+        let now = self.nanos();
+        match shared.decide(worker, &asks).await {
+            Ok(decisions) => {
+                for (b, d) in buckets.iter().zip(decisions) {
+                    if !d.wait.is_zero() {
+                        b.over_for(now, d.wait);
+                    }
+                }
+            }
+            Err(e) => self.store_failed(&e),
+        }
     }
 
     /// Counts a store failure; logs it unless one was logged this second.
@@ -330,34 +404,36 @@ impl Limits {
 }
 
 /// Every bucket in this process, in order; the first that is over refuses.
-fn decide_locally(buckets: &[Option<&Bucket>; 2]) -> Result<Option<RateState>, Refused> {
+fn decide_locally(buckets: &[Option<&Bucket>; MOST_BUCKETS]) -> Result<Option<RateState>, Refused> {
     let mut tightest = None;
     for b in buckets.iter().flatten() {
-        let remaining = b.local.check().map_err(|wait| b.refusal(wait))?;
+        let remaining = b.check_locally()?;
         tightest = tighter(tightest, b.state(remaining));
     }
     Ok(tightest)
 }
 
-fn tighter(a: Option<RateState>, b: RateState) -> Option<RateState> {
-    Some(match a {
-        Some(a) if a.remaining <= b.remaining => a,
-        _ => b,
-    })
+/// The state with the least left of two.
+fn tighter(a: Option<RateState>, b: Option<RateState>) -> Option<RateState> {
+    match (a, b) {
+        (Some(a), Some(b)) if b.remaining < a.remaining => Some(b),
+        (Some(a), _) => Some(a),
+        (None, b) => b,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn limits(text_extra: &str) -> Limits {
+    fn limits(text_extra: &str) -> Arc<Limits> {
         let config = crate::config::Config::from_toml(
             &format!("[backends.b]\nkind = \"huggingface\"\nurl = \"http://127.0.0.1:1/\"\n[routes.r]\nbackends = [\"b\"]\nrate_limit = {{ requests_per_second = 1, burst = 2 }}\n[clients.c]\napi_key = \"k\"\nmax_in_flight = 2\n{text_extra}"),
             &|_| None,
         )
         .unwrap();
         let errors = prometheus::IntCounter::new("errors", "errors").unwrap();
-        Limits::new(&config, errors).unwrap()
+        Arc::new(Limits::new(&config, errors).unwrap())
     }
 
     fn scope(refused: Refused) -> Scope {

@@ -3,3 +3,4 @@
 //! functions only, so every layer may import it without a circle.
 
 pub mod sagemaker;
+pub mod usage;

@@ -25,6 +25,13 @@ async fn post(h: &Harness, route: &str, key: &str) -> reqwest::Response {
         .unwrap()
 }
 
+/// `infergate_rate_limited_total` counts one refusal by `limit` on `hf`.
+async fn assert_refused_once(h: &Harness, limit: &str) {
+    let metrics = h.get_text_as("/metrics", Some(FREE_KEY)).await;
+    let line = format!(r#"infergate_rate_limited_total{{limit="{limit}",route="hf"}} 1"#);
+    assert!(metrics.contains(&line), "no {line} in\n{metrics}");
+}
+
 fn clients(slow: &str) -> String {
     format!(
         "\n[clients.slow]\napi_key = \"{SLOW_KEY}\"\n{slow}\n\n[clients.free]\napi_key = \"{FREE_KEY}\"\nadmin = true\n"
@@ -55,11 +62,7 @@ async fn a_client_over_its_rate_gets_429_with_when_to_come_back() {
     // Another client is not held back, and nothing refused reached a backend.
     assert_eq!(post(&h, "hf", FREE_KEY).await.status(), 200);
     assert_eq!(h.hf.counters().requests(), 4);
-    let metrics = h.get_text_as("/metrics", Some(FREE_KEY)).await;
-    assert!(
-        metrics.contains(r#"infergate_rate_limited_total{limit="client_rate",route="hf"} 1"#),
-        "{metrics}"
-    );
+    assert_refused_once(&h, "client_rate").await;
     h.shutdown().await;
 }
 
@@ -146,5 +149,124 @@ async fn ten_a_second_with_a_burst_of_twenty_admits_120_in_ten_seconds() {
         (f64::from(admitted) - expected).abs() <= 2.5,
         "admitted {admitted}, expected {expected:.1} over {span:.2} s"
     );
+    h.shutdown().await;
+}
+
+async fn stream(h: &Harness, route: &str, key: &str, words: usize) -> reqwest::Response {
+    let inputs = crate::common::model::words(words);
+    h.client
+        .post(h.url(&format!("/v1/predict/{route}/stream")))
+        .bearer_auth(key)
+        .header("content-type", "application/json")
+        .body(
+            serde_json::json!({"inputs": inputs, "parameters": {"max_new_tokens": words}})
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap()
+}
+
+/// 60 tokens a minute (one a second). A stream of 100 tokens is admitted
+/// and finishes whole; the next request waits for the 40 the bucket owes.
+#[tokio::test]
+async fn a_stream_over_the_token_limit_finishes_and_the_next_waits_for_the_refill() {
+    let h = harness(&clients("tokens_per_minute = 60")).await;
+    let res = stream(&h, "hf", SLOW_KEY, 100).await;
+    assert_eq!(res.status(), 200);
+    let text = res.text().await.unwrap();
+    let events = text.matches("data:").count();
+    assert_eq!(events, 100, "the stream was cut:\n{text}");
+    assert!(!text.contains("\"error\""), "{text}");
+    // Charged once the stream ended: 100 - 60 = 40 tokens of debt, 40 s.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let res = post(&h, "hf", SLOW_KEY).await;
+    assert_eq!(res.status(), 429);
+    let retry: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (39..=40).contains(&retry),
+        "Retry-After {retry}, expected the 40 s refill"
+    );
+    assert_eq!(res.headers()["x-ratelimit-limit"], "60");
+    let err = error_json(res).await;
+    assert_eq!(err["type"], "rate_limited");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("tokens per minute"),
+        "{err}"
+    );
+    assert_refused_once(&h, "client_tokens").await;
+    h.shutdown().await;
+}
+
+/// A unary answer is charged what TGI's headers report (prompt and
+/// generated tokens), on the route's own bucket, for every client.
+#[tokio::test]
+async fn a_route_token_limit_is_charged_what_the_backend_reports() {
+    let config = crate::common::patch_first(
+        &format!("{CONFIG}{}", clients("")),
+        "[routes.hf]",
+        "[routes.hf]\ntokens_per_minute = 10",
+    );
+    let h = Harness::with_config(config).await;
+    // "one stable inference URL": 4 prompt tokens and 4 generated.
+    let first = post(&h, "hf", SLOW_KEY).await;
+    assert_eq!(first.headers()["x-generated-tokens"], "4");
+    assert_eq!(first.status(), 200);
+    assert_eq!(post(&h, "hf", FREE_KEY).await.status(), 200);
+    // 16 of 10: 6 tokens owed, 36 s; every client waits.
+    let res = post(&h, "hf", SLOW_KEY).await;
+    assert_eq!(res.status(), 429);
+    let retry: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((35..=36).contains(&retry), "Retry-After {retry}");
+    assert_eq!(post(&h, "hf", FREE_KEY).await.status(), 429);
+    // Another route is not held back.
+    assert_eq!(post(&h, "sm", FREE_KEY).await.status(), 200);
+    h.shutdown().await;
+}
+
+/// `route_limits`: a client's limit on one route leaves its other routes,
+/// and other clients on that route, alone.
+#[tokio::test]
+async fn a_clients_limit_on_one_route_holds_only_there() {
+    let h = harness(&clients(
+        "[clients.slow.route_limits.hf]\nrate_limit = { requests_per_second = 0.1, burst = 1 }",
+    ))
+    .await;
+    assert_eq!(post(&h, "hf", SLOW_KEY).await.status(), 200);
+    let res = post(&h, "hf", SLOW_KEY).await;
+    assert_eq!(res.status(), 429);
+    assert_eq!(res.headers()["x-ratelimit-limit"], "1");
+    assert_eq!(post(&h, "sm", SLOW_KEY).await.status(), 200);
+    assert_eq!(post(&h, "hf", FREE_KEY).await.status(), 200);
+    assert_refused_once(&h, "client_route_rate").await;
+    h.shutdown().await;
+}
+
+/// An admitted answer says how much of its tightest request bucket is left.
+#[tokio::test]
+async fn admitted_answers_carry_the_rate_limit_headers() {
+    let h = harness(&clients(
+        "rate_limit = { requests_per_second = 1, burst = 5 }",
+    ))
+    .await;
+    let res = post(&h, "hf", SLOW_KEY).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-ratelimit-limit"], "5");
+    assert_eq!(res.headers()["x-ratelimit-remaining"], "4");
+    assert_eq!(res.headers()["x-ratelimit-reset"], "1");
+    // A client without limits gets none.
+    let res = post(&h, "hf", FREE_KEY).await;
+    assert!(res.headers().get("x-ratelimit-limit").is_none());
     h.shutdown().await;
 }

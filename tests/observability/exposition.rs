@@ -361,7 +361,16 @@ async fn the_whole_exposition_parses_and_every_label_value_is_bounded() {
                 "state" => STATES.contains(&v),
                 "kind" => STREAM_ERROR_KINDS.contains(&v),
                 "version" => v == env!("CARGO_PKG_VERSION"),
-                "limit" => ["client_rate", "client_in_flight", "route_rate"].contains(&v),
+                "limit" => [
+                    "client_rate",
+                    "client_tokens",
+                    "client_in_flight",
+                    "client_route_rate",
+                    "client_route_tokens",
+                    "route_rate",
+                    "route_tokens",
+                ]
+                .contains(&v),
                 "client" => h.gateway.config.clients.iter().any(|c| c.name == v),
                 "worker" => v
                     .parse::<usize>()

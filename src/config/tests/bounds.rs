@@ -32,6 +32,10 @@ enum At {
     ClientRate,
     /// `routes.flan.rate_limit`.
     RouteRate,
+    /// `[clients.c.route_limits.flan]`.
+    ClientRoute,
+    /// `clients.c.route_limits.flan.rate_limit`.
+    ClientRouteRate,
 }
 
 impl At {
@@ -55,6 +59,13 @@ impl At {
                 rate_table(key, value)
             )),
             At::RouteRate => format!("{SM}{HF}{ROUTE}rate_limit = {}\n", rate_table(key, value)),
+            At::ClientRoute => minimal(&format!(
+                "[clients.c]\napi_key = \"k\"\n[clients.c.route_limits.flan]\n{line}"
+            )),
+            At::ClientRouteRate => minimal(&format!(
+                "[clients.c]\napi_key = \"k\"\n[clients.c.route_limits.flan]\nrate_limit = {}\n",
+                rate_table(key, value)
+            )),
         }
     }
 
@@ -72,6 +83,11 @@ impl At {
             At::Client => ("clients.c", "clients.*"),
             At::ClientRate => ("clients.c.rate_limit", "clients.*.rate_limit"),
             At::RouteRate => ("routes.flan.rate_limit", "routes.*.rate_limit"),
+            At::ClientRoute => ("clients.c.route_limits.flan", "clients.*.route_limits.*"),
+            At::ClientRouteRate => (
+                "clients.c.route_limits.flan.rate_limit",
+                "clients.*.route_limits.*.rate_limit",
+            ),
         };
         (format!("{table}.{key}"), format!("{pattern}.{key}"))
     }
@@ -91,8 +107,9 @@ fn rate_table(key: &str, value: &str) -> String {
 
 /// The float keys, checked where they are read rather than by a bound of
 /// `bounds.rs`'s tables.
-const FLOAT_KEYS: [&str; 3] = [
+const FLOAT_KEYS: [&str; 4] = [
     "routes.*.retry_budget_ratio",
+    "clients.*.route_limits.*.rate_limit.requests_per_second",
     "clients.*.rate_limit.requests_per_second",
     "routes.*.rate_limit.requests_per_second",
 ];
@@ -129,7 +146,7 @@ const NEGATIVE: Option<(&str, &str)> = Some(("-1", "must not be negative"));
 const NOTHING: Option<(&str, &str)> = Some(("0", POSITIVE));
 
 #[rustfmt::skip]
-const CASES: [Case; 37] = [
+const CASES: [Case; 42] = [
     case(At::Server, "max_body_bytes", ["1073741824", "1073741825", "must be at most 1073741824 (1 GiB)"], NOTHING),
     case(At::Server, "request_timeout", ["\"2h\"", "\"2h 1ns\"", "must be at most 2h"], ZERO),
     case(At::Server, "shutdown_grace", ["\"1h\"", "\"1h 1ns\"", "must be at most 1h"], None),
@@ -172,6 +189,11 @@ const CASES: [Case; 37] = [
     case(At::Client, "max_in_flight", ["1000000", "1000001", "must be at most 1000000"], NOTHING),
     case(At::ClientRate, "requests_per_second", ["1000000.0", "1000000.5", "must be at most 1000000"], NOTHING),
     case(At::ClientRate, "burst", ["1000000", "1000001", "must be at most 1000000"], NOTHING),
+    case(At::Client, "tokens_per_minute", ["1000000000", "1000000001", "must be at most 1000000000"], NOTHING),
+    case(At::Route, "tokens_per_minute", ["1000000000", "1000000001", "must be at most 1000000000"], NOTHING),
+    case(At::ClientRoute, "tokens_per_minute", ["1000000000", "1000000001", "must be at most 1000000000"], NOTHING),
+    case(At::ClientRouteRate, "requests_per_second", ["1000000.0", "1000000.5", "must be at most 1000000"], NOTHING),
+    case(At::ClientRouteRate, "burst", ["1000000", "1000001", "must be at most 1000000"], NOTHING),
 ];
 
 #[test]
@@ -248,8 +270,9 @@ fn numeric_keys(path: &str, value: &toml::Value, depth: usize, found: &mut BTree
     match value {
         toml::Value::Table(table) => {
             for (key, value) in table {
-                let named =
-                    depth == 0 && (path == "backends" || path == "routes" || path == "clients");
+                let named = (depth == 0
+                    && (path == "backends" || path == "routes" || path == "clients"))
+                    || (depth == 2 && path.ends_with(".route_limits"));
                 let key = if named { "*" } else { key };
                 numeric_keys(&format!("{path}.{key}"), value, depth + 1, found);
             }

@@ -310,3 +310,39 @@ fn rate_limits_choose_a_store_and_name_every_mistake() {
         assert!(!errors.join("\n").contains("pw-canary"), "{errors:?}");
     }
 }
+
+#[test]
+fn tokens_per_minute_and_route_limits_are_read_and_checked() {
+    let config = parse(&format!(
+        "{SM}{HF}{ROUTE}tokens_per_minute = 5000\n{}",
+        r#"
+[clients.a]
+api_key = "k"
+tokens_per_minute = 1000
+routes = ["flan"]
+
+[clients.a.route_limits.flan]
+rate_limit = { requests_per_second = 2 }
+tokens_per_minute = 300
+"#,
+    ));
+    assert_eq!(config.routes[0].tokens_per_minute, Some(5000));
+    let a = &config.clients[0];
+    assert_eq!(a.tokens_per_minute, Some(1000));
+    let flan = a.route_limits["flan"];
+    assert_eq!(flan.tokens_per_minute, Some(300));
+    assert_eq!(flan.rate_limit.unwrap().burst, 2);
+
+    let errors = errors(&minimal(
+        "[clients.a]\napi_key = \"k\"\n[clients.a.route_limits.nope]\ntokens_per_minute = 1\n[clients.a.route_limits.flan]\nrpm = 1\n",
+    ));
+    for expected in [
+        "clients.a.route_limits.nope: no route is named \"nope\"",
+        "clients.a.route_limits.flan.rpm: unknown key",
+    ] {
+        assert!(
+            errors.iter().any(|e| e.starts_with(expected)),
+            "{expected:?} not in {errors:?}"
+        );
+    }
+}

@@ -141,6 +141,7 @@ fn example_file_parses() {
             stream: StreamConfig::default(),
             sticky_sessions: true,
             rate_limit: None,
+            tokens_per_minute: None,
         }]
     );
     for backend in &config.backends {

@@ -1,0 +1,171 @@
+//! One limit's bucket, wherever it is kept: its local GCRA (the memory
+//! store) and its Redis key (the Redis store), and until when Redis last
+//! called it over.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::local::{Debt, Limiter};
+use super::shared::Ask;
+use super::{RateState, Refusal, Refused, Scope};
+use crate::config::{RateLimit, SpendLimits};
+
+/// What a bucket counts.
+enum Local {
+    /// Requests per second: one taken on admission.
+    Requests(Limiter),
+    /// Tokens per minute: checked on admission, charged after the answer.
+    Tokens(Debt),
+}
+
+pub(super) struct Bucket {
+    pub(super) scope: Scope,
+    local: Local,
+    /// Its Redis key (hash-tagged), or its name when the store is memory.
+    pub(super) key: String,
+    /// Nanoseconds after the limits' epoch until which Redis said it is
+    /// over; 0: not known to be.
+    over_until: AtomicU64,
+}
+
+impl std::fmt::Debug for Bucket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bucket").field("key", &self.key).finish()
+    }
+}
+
+impl Bucket {
+    pub(super) fn requests(scope: Scope, limit: RateLimit, key: String) -> Self {
+        Self::new(scope, Local::Requests(Limiter::new(limit)), key)
+    }
+
+    pub(super) fn tokens(scope: Scope, per_minute: u32, key: String) -> Self {
+        Self::new(scope, Local::Tokens(Debt::new(per_minute)), key)
+    }
+
+    fn new(scope: Scope, local: Local, key: String) -> Self {
+        Self {
+            scope,
+            local,
+            key,
+            over_until: AtomicU64::new(0),
+        }
+    }
+
+    pub(super) fn counts_tokens(&self) -> bool {
+        matches!(self.local, Local::Tokens(_))
+    }
+
+    /// The most it holds: a burst of requests, or a minute's tokens.
+    fn burst(&self) -> u32 {
+        match &self.local {
+            Local::Requests(l) => l.limit().burst,
+            Local::Tokens(d) => d.burst(),
+        }
+    }
+
+    /// Units refilled per second.
+    fn per_second(&self) -> f64 {
+        match &self.local {
+            Local::Requests(l) => l.limit().per_second,
+            Local::Tokens(d) => f64::from(d.burst()) / 60.0,
+        }
+    }
+
+    pub(super) fn refusal(&self, wait: Duration) -> Refused {
+        Refused::Over(Refusal {
+            scope: self.scope,
+            limit: self.burst(),
+            retry_after: wait,
+        })
+    }
+
+    /// The state for the `x-ratelimit-*` headers: only request buckets,
+    /// whose units those headers count.
+    pub(super) fn state(&self, remaining: u32) -> Option<RateState> {
+        if self.counts_tokens() {
+            return None;
+        }
+        let limit = self.burst();
+        let missing = f64::from(limit.saturating_sub(remaining));
+        Some(RateState {
+            limit,
+            remaining,
+            reset: Duration::from_secs_f64(missing / self.per_second()),
+        })
+    }
+
+    /// Admission in this process: the units left, or a refusal.
+    pub(super) fn check_locally(&self) -> Result<u32, Refused> {
+        let checked = match &self.local {
+            Local::Requests(l) => l.check(),
+            Local::Tokens(d) => d.check(),
+        };
+        checked.map_err(|wait| self.refusal(wait))
+    }
+
+    /// Charges `tokens` in this process.
+    pub(super) fn charge_locally(&self, tokens: u64) {
+        if let Local::Tokens(d) = &self.local {
+            d.charge(tokens);
+        }
+    }
+
+    /// Its part of a Redis call: admission (a request, or a check of the
+    /// tokens) or, with `charge`, `charge` tokens whatever the state.
+    pub(super) fn ask(&self, charge: Option<u64>) -> Ask<'_> {
+        let admit_cost = u64::from(!self.counts_tokens());
+        Ask {
+            key: &self.key,
+            interval_us: 1e6 / self.per_second(),
+            burst: self.burst(),
+            cost: charge.unwrap_or(admit_cost),
+            charge: charge.is_some(),
+        }
+    }
+
+    /// Refused by the gateway itself, Redis having said so until later.
+    pub(super) fn known_over(&self, now: u64) -> Option<Refused> {
+        let until = self.over_until.load(Ordering::Relaxed);
+        (until > now).then(|| self.refusal(Duration::from_nanos(until - now)))
+    }
+
+    /// Notes Redis's word that it is over for `wait` from `now`.
+    pub(super) fn over_for(&self, now: u64, wait: Duration) {
+        let wait = u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX);
+        self.over_until
+            .store(now.saturating_add(wait), Ordering::Relaxed);
+    }
+}
+
+/// The buckets of one limit table: its `rate_limit` and its
+/// `tokens_per_minute`.
+#[derive(Debug, Default)]
+pub(super) struct Buckets {
+    pub(super) rate: Option<Bucket>,
+    pub(super) tokens: Option<Bucket>,
+}
+
+impl Buckets {
+    /// `limits` as buckets named `name` (`c:web-app`), `key` making a
+    /// store key of a name; `scopes` for the rate and the tokens.
+    pub(super) fn new(
+        limits: SpendLimits,
+        name: &str,
+        scopes: (Scope, Scope),
+        key: &impl Fn(String) -> String,
+    ) -> Self {
+        Self {
+            rate: limits
+                .rate_limit
+                .map(|l| Bucket::requests(scopes.0, l, key(name.to_owned()))),
+            tokens: limits
+                .tokens_per_minute
+                .map(|t| Bucket::tokens(scopes.1, t, key(format!("t{name}")))),
+        }
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.rate.is_none() && self.tokens.is_none()
+    }
+}
