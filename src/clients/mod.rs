@@ -237,3 +237,101 @@ mod tests {
         assert!(batch.may_use("anything"));
     }
 }
+
+/// Keys are looked up by their SHA-256, so no answer says how much of a
+/// key was right. Over many samples, interleaved in random order so that
+/// the machine's noise falls on both alike, a key wrong in its first byte
+/// and one wrong in its last take the same time to refuse; a byte by byte
+/// comparison of the same keys, measured alongside as a control, shows the
+/// difference a leak makes, and the lookup's difference must stay well
+/// under it. A real leak would show in every round; noise is given three
+/// rounds to pass one.
+#[cfg(test)]
+mod timing {
+    use super::*;
+    use std::time::Instant;
+
+    const SAMPLES: usize = 4_000;
+    /// The longest key accepted, so a comparison that stops at the first
+    /// wrong byte saves the most.
+    const LEN: usize = 4096;
+
+    fn key() -> Vec<u8> {
+        (0..LEN).map(|i| b'a' + (i % 26) as u8).collect()
+    }
+
+    fn wrong_at(i: usize) -> Vec<u8> {
+        let mut key = key();
+        key[i] ^= 0x01;
+        key
+    }
+
+    fn bearer(key: &[u8]) -> HeaderMap {
+        let mut value = b"Bearer ".to_vec();
+        value.extend_from_slice(key);
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_bytes(&value).unwrap(),
+        );
+        h
+    }
+
+    /// The median nanoseconds of `run` on each of two inputs.
+    fn medians<T>(inputs: [&T; 2], run: impl Fn(&T)) -> [i64; 2] {
+        let mut times = [Vec::with_capacity(SAMPLES), Vec::with_capacity(SAMPLES)];
+        for _ in 0..SAMPLES * 2 {
+            let which = usize::from(fastrand::bool());
+            let start = Instant::now();
+            run(std::hint::black_box(inputs[which]));
+            times[which].push(start.elapsed().as_nanos() as i64);
+        }
+        times.map(|mut v| {
+            v.sort_unstable();
+            v[v.len() / 2]
+        })
+    }
+
+    #[test]
+    fn a_key_wrong_in_its_first_byte_and_one_wrong_in_its_last_take_the_same_time() {
+        let config = ClientConfig {
+            name: "web".into(),
+            keys: vec![key_hash(&key())],
+            routes: None,
+            rate_limit: None,
+            max_in_flight: None,
+            admin: false,
+            aws: None,
+            tokens_per_minute: None,
+            route_limits: Default::default(),
+        };
+        let clients = Clients::new(AuthMode::Required, &[config]);
+        let (first, last) = (wrong_at(0), wrong_at(LEN - 1));
+        let headers = [bearer(&first), bearer(&last)];
+        let stored = key();
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            // The lookup: first byte wrong against last byte wrong, and
+            // first against first (the noise of the measure itself).
+            let [a, b] = medians([&headers[0], &headers[1]], |h| {
+                assert!(matches!(clients.identify(h), Identity::Unknown));
+            });
+            let [a2, a3] = medians([&headers[0], &headers[0]], |h| {
+                assert!(matches!(clients.identify(h), Identity::Unknown));
+            });
+            // The control: a comparison that stops at the first wrong byte.
+            let [ca, cb] = medians([&first, &last], |k| {
+                assert!(std::hint::black_box(&stored[..]) != &k[..]);
+            });
+            let (lookup, noise, control) = ((a - b).abs(), (a2 - a3).abs(), cb - ca);
+            seen.push((lookup, noise, control));
+            if control > 2 * noise.max(10) && lookup <= 2 * noise.max(10) {
+                return;
+            }
+        }
+        panic!(
+            "(first vs last byte wrong, first vs first, byte-by-byte control) in ns, every round: \
+             {seen:?}; the lookup's answer time depends on where the key is wrong"
+        );
+    }
+}

@@ -77,17 +77,27 @@ async fn no_secret_reaches_the_logs_at_debug_level() {
     const AWS_TOKEN: &str = "canary-aws-session-token-5b1c";
     const HF_SECRET: &str = "hf_canary_token_77aa";
     const CLIENT_KEY: &str = "canary-client-key-31f0";
+    const CLIENT_AWS_SECRET: &str = "canary-client-aws-secret-9c2e";
+    const REDIS_PASSWORD: &str = "canary-redis-password-4e1d";
 
     let (sm, hf) = canary_emulators(AWS_SECRET, AWS_TOKEN, HF_SECRET).await;
     // The client key is a configured client's: it is checked on every
     // request, and a wrong one is refused, without either reaching a log.
+    // Its AWS secret is read from the environment; the limits' Redis (with
+    // a password in its URL) cannot be reached, so its errors are logged.
     let text = binary_config(&sm.url(), &hf.url(), "CANARY_HF_TOKEN");
-    let text = format!("{text}\n[clients.canary]\napi_key = \"{CLIENT_KEY}\"\n");
-    let config = write_temp("canary.toml", &text);
-    let mut gw = Running::spawn(
-        serve(&config, &[], AWS_SECRET, AWS_TOKEN, HF_SECRET),
-        Stream::Stderr,
+    let text = format!(
+        "{text}\n[clients.canary]\napi_key = \"{CLIENT_KEY}\"\nadmin = true\n\
+         rate_limit = {{ requests_per_second = 100, burst = 100 }}\n\
+         aws_access_key_id = \"AKIACANARYCLIENT0001\"\n\
+         aws_secret_access_key = \"${{CANARY_CLIENT_AWS_SECRET}}\"\n\
+         [rate_limits]\nstore = \"redis\"\ntimeout = \"100ms\"\n\
+         redis_url = \"redis://:{REDIS_PASSWORD}@127.0.0.1:1\"\n"
     );
+    let config = write_temp("canary.toml", &text);
+    let mut cmd = serve(&config, &[], AWS_SECRET, AWS_TOKEN, HF_SECRET);
+    cmd.env("CANARY_CLIENT_AWS_SECRET", CLIENT_AWS_SECRET);
+    let mut gw = Running::spawn(cmd, Stream::Stderr);
     let addr = listen_addr(&gw.wait_for_line("infergate listening"));
     let base = format!("http://{addr}");
     let client = reqwest::Client::new();
@@ -136,6 +146,15 @@ async fn no_secret_reaches_the_logs_at_debug_level() {
         },
     );
     assert_eq!(send("sm").await.unwrap().status(), 400);
+    let operator = |path: &str| {
+        client
+            .get(format!("{base}{path}"))
+            .bearer_auth(CLIENT_KEY)
+            .send()
+    };
+    let metrics = operator("/metrics").await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("infergate_ratelimit_store_errors_total"));
+    let routes = operator("/v1/routes").await.unwrap().text().await.unwrap();
 
     gw.stop();
     let logs = gw.output();
@@ -143,15 +162,32 @@ async fn no_secret_reaches_the_logs_at_debug_level() {
         logs.contains("request"),
         "access log lines are written: {logs}"
     );
-    for canary in [AWS_SECRET, AWS_TOKEN, HF_SECRET, CLIENT_KEY, "Signature="] {
+    assert!(
+        logs.contains("no decision from the store"),
+        "the store's errors are logged: {logs}"
+    );
+    for canary in [
+        AWS_SECRET,
+        AWS_TOKEN,
+        HF_SECRET,
+        CLIENT_KEY,
+        CLIENT_AWS_SECRET,
+        REDIS_PASSWORD,
+        "Signature=",
+    ] {
         assert!(
             !logs.contains(canary),
             "{canary} leaked into the logs:\n{logs}"
         );
-        assert!(
-            !body.contains(canary) && !body2.contains(canary),
-            "{canary} leaked into an error body"
-        );
+        for (what, text) in [
+            ("an error body", &body),
+            ("an error body", &body2),
+            ("the 401", &refused),
+            ("/metrics", &metrics),
+            ("/v1/routes", &routes),
+        ] {
+            assert!(!text.contains(canary), "{canary} leaked into {what}");
+        }
     }
 }
 

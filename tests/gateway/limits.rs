@@ -270,3 +270,25 @@ async fn admitted_answers_carry_the_rate_limit_headers() {
     assert!(res.headers().get("x-ratelimit-limit").is_none());
     h.shutdown().await;
 }
+
+/// A request refused for its key (401) or its route (403) spends nothing:
+/// the limits are asked only once the caller may call the route.
+#[tokio::test]
+async fn requests_refused_for_their_key_or_route_spend_no_limit() {
+    let limits = "rate_limit = { requests_per_second = 0.1, burst = 1 }\nroutes = [\"hf\"]";
+    let config = crate::common::patch_first(
+        &format!("{CONFIG}{}", clients(limits)),
+        "[routes.hf]",
+        "[routes.hf]\nrate_limit = { requests_per_second = 0.1, burst = 1 }",
+    );
+    let h = Harness::with_config(config).await;
+    for _ in 0..5 {
+        assert_eq!(post(&h, "hf", "not-a-key").await.status(), 401);
+        // `slow` may not use `sm`: 403, and its own bucket stays full.
+        assert_eq!(post(&h, "sm", SLOW_KEY).await.status(), 403);
+    }
+    let res = post(&h, "hf", SLOW_KEY).await;
+    assert_eq!(res.status(), 200, "a refused request spent a limit");
+    assert_eq!(post(&h, "hf", SLOW_KEY).await.status(), 429);
+    h.shutdown().await;
+}

@@ -38,6 +38,11 @@ impl Gw {
     /// The tests' usual gateway (routes `sm`, `hf`, `both`), exporting to a
     /// fresh receiver in batches sent every `delay`.
     pub async fn start(delay: Duration) -> Self {
+        Self::start_with(delay, "").await
+    }
+
+    /// The same, with `extra` appended to the config.
+    pub async fn start_with(delay: Duration, extra: &str) -> Self {
         let receiver = Receiver::start().await;
         let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
         let sm = emulator::sagemaker::start(loopback, crate::common::sm_options(ModelFormat::Tgi))
@@ -54,7 +59,7 @@ impl Gw {
             ("OTLP_URL", receiver.url.clone()),
         ]);
         let text = format!(
-            "{}\n[telemetry]\notlp_endpoint = \"${{OTLP_URL}}\"\nservice_name = \"infergate-test\"\notlp_timeout = \"2s\"\n",
+            "{}\n[telemetry]\notlp_endpoint = \"${{OTLP_URL}}\"\nservice_name = \"infergate-test\"\notlp_timeout = \"2s\"\n{extra}",
             crate::common::CONFIG
         );
         let config = Config::from_toml(&text, &|k| vars.get(k).cloned())
@@ -105,11 +110,19 @@ impl Gw {
     /// POSTs `BODY` to `path`, with `traceparent` when given; reads the
     /// whole answer. Returns the status.
     pub async fn post(&self, path: &str, traceparent: Option<&str>) -> u16 {
+        self.post_as(path, traceparent, None).await
+    }
+
+    /// [`Gw::post`] with a client's key, as a bearer token and `x-api-key`.
+    pub async fn post_as(&self, path: &str, traceparent: Option<&str>, key: Option<&str>) -> u16 {
         let mut req = self
             .client
             .post(format!("{}{path}", self.base))
             .header("content-type", "application/json")
             .body(BODY);
+        if let Some(key) = key {
+            req = req.bearer_auth(key).header("x-api-key", key);
+        }
         if let Some(tp) = traceparent {
             req = req.header("traceparent", tp);
         }

@@ -219,3 +219,30 @@ async fn shutdown_sends_what_is_queued() {
         assert_eq!(got.span.name, "POST /v1/predict/both");
     }
 }
+
+/// A client's span names it (`infergate.client`) and holds none of its
+/// key, whatever the answer; a refused key's span names no one.
+#[tokio::test]
+async fn a_span_names_the_client_and_never_holds_its_key() {
+    const KEY: &str = "canary-span-client-key-5e0c";
+    let extra = format!("[clients.canary]\napi_key = \"{KEY}\"\nroutes = [\"hf\"]\n");
+    let gw = Gw::start_with(Duration::from_millis(50), &extra).await;
+    assert_eq!(gw.post_as("/v1/predict/hf", None, Some(KEY)).await, 200);
+    let (_, span_id, _) = seen_traceparent(&gw.hf);
+    let got = gw.receiver.wait_for_span(&span_id).await;
+    assert_eq!(
+        attr(&got.span.attributes, "infergate.client"),
+        string("canary").as_ref()
+    );
+    // Refused: another route (403), a wrong key (401).
+    assert_eq!(gw.post_as("/v1/predict/sm", None, Some(KEY)).await, 403);
+    let wrong = format!("{KEY}0");
+    assert_eq!(gw.post_as("/v1/predict/hf", None, Some(&wrong)).await, 401);
+    let receiver = gw.shutdown().await;
+    let spans = format!("{:?}", receiver.spans());
+    assert!(spans.contains("canary"), "the client's spans were exported");
+    assert!(
+        !spans.contains(KEY),
+        "a client key in an exported span: {spans}"
+    );
+}
