@@ -73,7 +73,7 @@ pub struct Metrics {
     connections: IntCounterVec,
     client_requests: IntCounterVec,
     rate_limited: IntCounterVec,
-    store_errors: IntCounter,
+    store_errors: IntCounterVec,
 }
 
 /// The states `infergate_backend_state` reports, one gauge each.
@@ -307,9 +307,10 @@ impl Metrics {
             "Requests refused with 429 by one of the gateway's own limits, by route and limit (client_rate, client_tokens, client_in_flight, client_route_rate, client_route_tokens, route_rate, route_tokens).",
             &["route", "limit"],
         )?;
-        let store_errors = IntCounter::new(
+        let store_errors = counter(
             "infergate_ratelimit_store_errors_total",
-            "Rate limit decisions the shared store (Redis) failed to give in time; rate_limits.on_store_error decided them.",
+            "Rate limit store (Redis) operations that failed or were skipped while it was down, by operation: decide (rate_limits.on_store_error decided the request), charge (tokens not charged), refund (an admission not given back).",
+            &["operation"],
         )?;
         let build_info = IntGaugeVec::new(
             Opts::new("infergate_build_info", "Build information."),
@@ -390,6 +391,9 @@ impl Metrics {
             ("5xx", Outcome::GatewayError),
         ];
         requests("unknown", "none", &[("4xx", Outcome::ClientError)]);
+        for operation in ["decide", "charge", "refund"] {
+            self.store_errors.with_label_values(&[operation]);
+        }
         for route in &known.routes {
             let name = route.name;
             requests(name, "none", &by_gateway);
@@ -447,7 +451,7 @@ impl Metrics {
     }
 
     /// The count of the rate limit store's failures, for [`crate::limits`].
-    pub fn store_errors(&self) -> IntCounter {
+    pub fn store_errors(&self) -> IntCounterVec {
         self.store_errors.clone()
     }
 

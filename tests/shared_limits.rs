@@ -181,7 +181,12 @@ async fn three_gateways_sharing_one_redis_admit_what_one_bucket_admits() {
         "{ok} admitted ({limited} refused); GCRA admits 120 ± 2"
     );
     for base in &bases {
-        let errors = metric(&client(), base, "infergate_ratelimit_store_errors_total").await;
+        let errors = metric(
+            &client(),
+            base,
+            r#"infergate_ratelimit_store_errors_total{operation="decide"}"#,
+        )
+        .await;
         assert_eq!(errors, 0.0, "{base}");
     }
     drop(gateways);
@@ -265,12 +270,13 @@ async fn redis_stopped_mid_run_is_what_on_store_error_says_and_sharing_resumes()
     let errors = metric(
         &client,
         &allow.base,
-        "infergate_ratelimit_store_errors_total",
+        r#"infergate_ratelimit_store_errors_total{operation="decide"}"#,
     )
     .await;
     assert!(errors >= 6.0, "{errors} store errors counted");
     let log = allow.process.output();
     let warnings = log.matches("no decision from the store").count();
+    // Down: decided without asking Redis for a second after each failure.
     assert!(
         (1..=3).contains(&warnings),
         "{warnings} warnings for 6 failures within a second or two:\n{log}"
@@ -331,4 +337,52 @@ async fn a_token_debt_run_up_on_one_gateway_holds_on_the_other() {
     // 40 tokens owed at one a second (less what the wait let refill).
     assert!((35..=40).contains(&retry), "Retry-After {retry}");
     assert_eq!(refused.headers()["x-ratelimit-limit"], "60");
+}
+
+/// A request the route refuses takes nothing from its client's bucket:
+/// the client's group, admitted in the same round trip, is given back its
+/// token.
+#[tokio::test]
+async fn a_request_the_route_refuses_costs_its_client_nothing() {
+    let redis = RedisServer::start();
+    let hf = hf().await;
+    let config = config(
+        &hf.url(),
+        &redis.url(),
+        "rate_limit = { requests_per_second = 0.01, burst = 3 }",
+        "allow",
+    )
+    .replacen(
+        "[routes.hf]",
+        "[routes.other]\nbackends = [\"hf\"]\n\n[routes.hf]\nrate_limit = { requests_per_second = 0.01, burst = 1 }",
+        1,
+    );
+    let gateway = Gateway::start(&config);
+    let client = client();
+    let on = |route: &'static str| {
+        let (client, base) = (client.clone(), gateway.base.clone());
+        async move {
+            client
+                .post(format!("{base}/v1/predict/{route}"))
+                .bearer_auth(KEY)
+                .header("content-type", "application/json")
+                .body(r#"{"inputs":"shared limits"}"#)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(on("hf").await, 200);
+    // The route's bucket of 1 is spent: refused by Redis (the client's
+    // token given back), then by the gateway's own note.
+    assert_eq!(on("hf").await, 429);
+    assert_eq!(on("hf").await, 429);
+    // Let the give-back land.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The client has 2 of its 3 left.
+    assert_eq!(on("other").await, 200);
+    assert_eq!(on("other").await, 200);
+    assert_eq!(on("other").await, 429);
 }

@@ -34,6 +34,10 @@ pub enum Via {
     Direct,
     Nginx,
     Gateway,
+    /// The gateway with a client's key and local limits (`--only auth`).
+    Auth,
+    /// The same with the limits in Redis.
+    AuthRedis,
 }
 
 impl Via {
@@ -42,6 +46,8 @@ impl Via {
             Via::Direct => "direct",
             Via::Nginx => "nginx",
             Via::Gateway => "through",
+            Via::Auth => "auth_local",
+            Via::AuthRedis => "auth_redis",
         }
     }
 }
@@ -79,6 +85,8 @@ pub struct Bench {
     pub hf: EmulatorHandle,
     pub tck: u64,
     pub prompt: String,
+    /// The gateways with keys, for `--only auth`.
+    pub auth: Option<crate::auth::AuthGateways>,
 }
 
 impl Bench {
@@ -90,8 +98,9 @@ impl Bench {
     /// A load whose slices record the CPU time of the proxy on `via`'s
     /// path (the idle gateway's on the direct path).
     pub fn load_for(&self, via: Via) -> Load<'_> {
-        let proxy = match (&self.nginx, via) {
-            (Some(n), Via::Nginx) => n.pids(),
+        let proxy = match (&self.nginx, via, self.keyed(via)) {
+            (Some(n), Via::Nginx, _) => n.pids(),
+            (_, _, Some(gw)) => vec![gw.pid.clone()],
             _ => vec![self.gw.pid.clone()],
         };
         Load {
@@ -101,13 +110,34 @@ impl Bench {
         }
     }
 
+    /// The gateway with keys serving `via`, if it is one of theirs.
+    fn keyed(&self, via: Via) -> Option<&crate::gateway::GatewayProcess> {
+        let auth = self.auth.as_ref()?;
+        match via {
+            Via::Auth => Some(&auth.local),
+            Via::AuthRedis => auth.redis.as_ref().map(|(gw, _)| gw),
+            _ => None,
+        }
+    }
+
     /// The request for `route` on one path.
     pub fn target(&self, via: Via, route: &str, stream: bool) -> Target {
+        if let Some(gw) = self.keyed(via) {
+            let mut target = self.through(route, stream);
+            let path = predict_path(route, stream);
+            target.url = reqwest::Url::parse(&format!("{}{path}", gw.base)).unwrap();
+            let bearer = format!("Bearer {}", crate::auth::KEY);
+            target
+                .headers
+                .insert("authorization", HeaderValue::from_str(&bearer).unwrap());
+            return target;
+        }
         match via {
             Via::Direct if route == "sm" => self.sm_direct(stream),
             Via::Direct => self.hf_direct(stream),
             Via::Nginx => self.nginx_target(stream),
-            Via::Gateway => self.through(route, stream),
+            // Without their gateway (not started): the plain one.
+            Via::Gateway | Via::Auth | Via::AuthRedis => self.through(route, stream),
         }
     }
 

@@ -25,10 +25,12 @@
 //! scenario); `--streams N` (concurrent slow streams, default 1000);
 //! `--log-level L` (the gateway's, default: its own default, `info`);
 //! `--only a,b` (scenarios among hf, sm, hf-stream, sm-stream, metrics, max,
-//! streams).
+//! streams, auth: the cost of client keys and of local and Redis limits,
+//! [`auth`]).
 // A benchmark panics on a failed setup step, as start-up code does.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod auth;
 mod bench;
 mod gateway;
 // The emulators' options and loopback helpers the tests use.
@@ -122,7 +124,8 @@ fn main() {
     });
 
     // The gateway, as its own process.
-    let config = gateway_config(&sm.url(), &hf.url(), &slow.url(), opts.workers);
+    let (sm_url, hf_url, slow_url) = (sm.url(), hf.url(), slow.url());
+    let config = gateway_config(&sm_url, &hf_url, &slow_url, opts.workers);
     let mut gw = start_gateway(&config, opts.log_level.as_deref());
     let client = reqwest::Client::builder()
         .no_proxy()
@@ -196,6 +199,15 @@ fn main() {
             .map(|i| format!("word{i}"))
             .collect::<Vec<_>>()
             .join(" "),
+        auth: opts.runs("auth").then(|| {
+            auth::AuthGateways::start(
+                &sm_url,
+                &hf_url,
+                &slow_url,
+                opts.workers,
+                opts.log_level.as_deref(),
+            )
+        }),
     };
 
     let mut scenarios = Vec::new();
@@ -210,6 +222,11 @@ fn main() {
         }
     }
     let metrics = opts.runs("metrics").then(|| bench.metrics_effect());
+    let auth = if opts.runs("auth") {
+        auth::auth_cost(&mut bench)
+    } else {
+        Value::Null
+    };
     let streams = opts.runs("streams").then(|| bench.concurrent_streams());
     let max_rate = if opts.runs("max") {
         let direct = bench.max_rate(Via::Direct);
@@ -320,6 +337,7 @@ fn main() {
         "scenarios": scenarios,
         "max_rate": max_rate,
         "metrics_scrape": metrics,
+        "auth": auth,
         "memory": {
             "idle_rss_kb": idle_rss,
             "end_idle_rss_kb": end_idle,
@@ -360,6 +378,9 @@ fn main() {
     ));
     if !results["metrics_scrape"].is_null() {
         out.push_str(&metrics_table(&results["metrics_scrape"]));
+    }
+    if !results["auth"].is_null() {
+        out.push_str(&auth::auth_table(&results["auth"]));
     }
     out.push_str(&targets_md);
     out.push_str(&nginx_md);

@@ -114,6 +114,9 @@ pub(super) const STORE_TIMEOUT: DurationBound = DurationBound::positive(Duration
 /// `rate_limit.requests_per_second` is a float: checked in `clients.rs`,
 /// more than 0 and at most this.
 pub(super) const MAX_REQUESTS_PER_SECOND: f64 = 1_000_000.0;
+/// And at least this, so that one request's share of the refill is a
+/// duration the clock can hold.
+pub(super) const MIN_REQUESTS_PER_SECOND: f64 = 0.0001;
 
 // === backends ===
 pub(super) const MAX_IN_FLIGHT: IntBound = IntBound::new(1, MAX_CONCURRENCY);

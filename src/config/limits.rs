@@ -127,6 +127,10 @@ pub(super) fn rate_limit(
             diag.error(&at, "must be greater than 0");
             return None;
         }
+        Some(r) if r < bounds::MIN_REQUESTS_PER_SECOND => {
+            diag.error(&at, "must be at least 0.0001 (one request in 2h 46m)");
+            return None;
+        }
         Some(r) if r > bounds::MAX_REQUESTS_PER_SECOND => {
             diag.error(&at, "must be at most 1000000");
             return None;

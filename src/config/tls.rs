@@ -113,12 +113,23 @@ pub fn alpn_h2_and_http1() -> Vec<Vec<u8>> {
 }
 
 /// The contents of a listener's TLS files, as read at one moment: what a
-/// reload compares with what it read before.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// reload compares with what it read before. Its `Debug` shows sizes, never
+/// the private key.
+#[derive(Clone, PartialEq, Eq)]
 pub struct ListenerPem {
     cert: Vec<u8>,
     key: Vec<u8>,
     client_ca: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for ListenerPem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListenerPem")
+            .field("cert_bytes", &self.cert.len())
+            .field("key", &"***")
+            .field("client_ca_bytes", &self.client_ca.as_ref().map(Vec::len))
+            .finish()
+    }
 }
 
 impl ListenerPem {

@@ -112,15 +112,14 @@ impl Bucket {
     }
 
     /// Its part of a Redis call: admission (a request, or a check of the
-    /// tokens) or, with `charge`, `charge` tokens whatever the state.
-    pub(super) fn ask(&self, charge: Option<u64>) -> Ask<'_> {
+    /// tokens), or `cost` units to charge or refund.
+    pub(super) fn ask(&self, cost: Option<u64>) -> Ask<'_> {
         let admit_cost = u64::from(!self.counts_tokens());
         Ask {
             key: &self.key,
             interval_us: 1e6 / self.per_second(),
             burst: self.burst(),
-            cost: charge.unwrap_or(admit_cost),
-            charge: charge.is_some(),
+            cost: cost.unwrap_or(admit_cost),
         }
     }
 
@@ -147,21 +146,22 @@ pub(super) struct Buckets {
 }
 
 impl Buckets {
-    /// `limits` as buckets named `name` (`c:web-app`), `key` making a
-    /// store key of a name; `scopes` for the rate and the tokens.
+    /// `limits` as buckets of group `tag` (`c:web-app`), their keys
+    /// `prefix` + `rate` or `tokens`, made by `key(tag, rest)`; `scopes`
+    /// for the rate and the tokens.
     pub(super) fn new(
         limits: SpendLimits,
-        name: &str,
+        (tag, prefix): (&str, &str),
         scopes: (Scope, Scope),
-        key: &impl Fn(String) -> String,
+        key: &impl Fn(&str, &str) -> String,
     ) -> Self {
         Self {
             rate: limits
                 .rate_limit
-                .map(|l| Bucket::requests(scopes.0, l, key(name.to_owned()))),
+                .map(|l| Bucket::requests(scopes.0, l, key(tag, &format!("{prefix}rate")))),
             tokens: limits
                 .tokens_per_minute
-                .map(|t| Bucket::tokens(scopes.1, t, key(format!("t{name}")))),
+                .map(|t| Bucket::tokens(scopes.1, t, key(tag, &format!("{prefix}tokens")))),
         }
     }
 

@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use crate::config::{Config, LimitStore, OnStoreError, SpendLimits};
 use bucket::{Bucket, Buckets};
 pub use local::{Debt, Limiter};
-pub use shared::{Ask, Decision, Shared, StoreError, GCRA};
+pub use shared::{Ask, Decision, Mode, Shared, StoreError, GCRA};
 
 /// Which limit refused a request: the `limit` label of
 /// `infergate_rate_limited_total`.
@@ -131,6 +131,9 @@ impl Charge {
     /// this process, or in Redis by a task of its own, so the answer never
     /// waits for it.
     pub fn tokens(self, tokens: u64) {
+        // A count no answer reaches is the backend's mistake: charged at
+        // most this, it cannot shut a bucket for years.
+        let tokens = tokens.min(MAX_CHARGE);
         if tokens == 0 {
             return;
         }
@@ -153,6 +156,9 @@ impl Charge {
     }
 }
 
+/// The most tokens one answer is charged.
+pub const MAX_CHARGE: u64 = 10_000_000;
+
 /// A client's requests in flight, and its most.
 #[derive(Debug)]
 struct InFlightLimit {
@@ -171,6 +177,8 @@ struct ClientLimits {
 /// The most buckets one request meets: a rate and a token bucket for the
 /// client, for the client on the route, and for the route.
 const MOST_BUCKETS: usize = 6;
+/// The first of them are the client's: one group, one hash tag.
+const CLIENT_BUCKETS: usize = 4;
 
 /// A request's place among its client's requests in flight, let go on drop.
 #[derive(Debug, Default)]
@@ -192,32 +200,45 @@ pub struct Limits {
     shared: Option<Shared>,
     on_store_error: OnStoreError,
     epoch: Instant,
-    store_errors: prometheus::IntCounter,
+    /// `infergate_ratelimit_store_errors_total`, by operation.
+    store_errors: prometheus::IntCounterVec,
     /// The second (after the epoch, plus one) of the last store error logged.
     logged_at: AtomicU64,
+    /// Nanoseconds after the epoch until which the store is taken to be
+    /// down (it failed a moment ago): decisions do not wait for it.
+    down_until: AtomicU64,
 }
 
+/// How long after a failure the store is not asked again.
+const STORE_DOWN_FOR: Duration = Duration::from_secs(1);
+
 impl Limits {
-    /// The limits of `config`; `store_errors` counts the store's failures.
-    pub fn new(config: &Config, store_errors: prometheus::IntCounter) -> Result<Self, StoreError> {
+    /// The limits of `config`; `store_errors` counts the store's failures
+    /// by operation (`decide`, `charge`).
+    pub fn new(
+        config: &Config,
+        store_errors: prometheus::IntCounterVec,
+    ) -> Result<Self, StoreError> {
         let shared = match &config.rate_limits.store {
             LimitStore::Memory => None,
             LimitStore::Redis(redis) => Some(Shared::new(redis, config.server.worker_count())?),
         };
-        let key = |name: String| match &shared {
-            Some(s) => s.key(&name),
-            None => name,
+        let key = |tag: &str, rest: &str| match &shared {
+            Some(s) => s.key(tag, rest),
+            None => format!("{tag}:{rest}"),
         };
         let client_scopes = (Scope::ClientRate, Scope::ClientTokens);
         let on_route_scopes = (Scope::ClientRouteRate, Scope::ClientRouteTokens);
         let mut clients = HashMap::new();
         for c in &config.clients {
+            // One hash tag for all of the client's buckets: one script call.
+            let tag = format!("c:{}", c.name);
             let own = SpendLimits {
                 rate_limit: c.rate_limit,
                 tokens_per_minute: c.tokens_per_minute,
             };
             let limits = ClientLimits {
-                own: Buckets::new(own, &format!("c:{}", c.name), client_scopes, &key),
+                own: Buckets::new(own, (&tag, ""), client_scopes, &key),
                 in_flight: c.max_in_flight.map(|max| InFlightLimit {
                     now: Arc::default(),
                     max,
@@ -226,11 +247,9 @@ impl Limits {
                     .route_limits
                     .iter()
                     .map(|(route, limits)| {
-                        let name = format!("cr:{}:{route}", c.name);
-                        (
-                            route.clone(),
-                            Buckets::new(*limits, &name, on_route_scopes, &key),
-                        )
+                        let prefix = format!("route:{route}:");
+                        let buckets = Buckets::new(*limits, (&tag, &prefix), on_route_scopes, &key);
+                        (route.clone(), buckets)
                     })
                     .collect(),
             };
@@ -249,7 +268,7 @@ impl Limits {
                 let scopes = (Scope::RouteRate, Scope::RouteTokens);
                 (
                     r.name.clone(),
-                    Buckets::new(limits, &format!("r:{}", r.name), scopes, &key),
+                    Buckets::new(limits, (&format!("r:{}", r.name), ""), scopes, &key),
                 )
             })
             .filter(|(_, b)| !b.is_empty())
@@ -262,6 +281,7 @@ impl Limits {
             epoch: Instant::now(),
             store_errors,
             logged_at: AtomicU64::new(0),
+            down_until: AtomicU64::new(0),
         })
     }
 
@@ -338,10 +358,12 @@ impl Limits {
         u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
-    /// One round trip to Redis for every bucket, unless one of them is
-    /// known to be over still.
+    /// One round trip to Redis for the request's two groups of buckets
+    /// (the client's, the route's), unless one of them is known to be over
+    /// still. A group refused takes nothing; a group admitted when the
+    /// other refused is given back its costs, after the answer.
     async fn decide_shared(
-        &self,
+        self: &Arc<Self>,
         shared: &Shared,
         buckets: &[Option<&Bucket>; MOST_BUCKETS],
         worker: usize,
@@ -350,55 +372,147 @@ impl Limits {
         if let Some(refused) = buckets.iter().flatten().find_map(|b| b.known_over(now)) {
             return Err(refused);
         }
-        let asks: Vec<Ask<'_>> = buckets.iter().flatten().map(|b| b.ask(None)).collect();
-        let decisions = match shared.decide(worker, &asks).await {
+        if self.down_until.load(Ordering::Relaxed) > now {
+            return self.undecided("decide", None);
+        }
+        let (client, route) = buckets.split_at(CLIENT_BUCKETS);
+        let groups: Vec<Vec<&Bucket>> = [client, route]
+            .into_iter()
+            .map(|g| g.iter().flatten().copied().collect::<Vec<_>>())
+            .filter(|g| !g.is_empty())
+            .collect();
+        let asks: Vec<Vec<Ask<'_>>> = groups
+            .iter()
+            .map(|g| g.iter().map(|b| b.ask(None)).collect())
+            .collect();
+        let calls: Vec<&[Ask<'_>]> = asks.iter().map(Vec::as_slice).collect();
+        let decisions = match shared.decide(worker, Mode::Admit, &calls).await {
             Ok(decisions) => decisions,
-            Err(e) => {
-                self.store_failed(&e);
-                return match self.on_store_error {
-                    OnStoreError::Allow => Ok(None),
-                    OnStoreError::Deny => Err(Refused::StoreDown),
-                };
-            }
+            Err(e) => return self.undecided("decide", Some(&e)),
         };
         let mut tightest = None;
-        for (b, d) in buckets.iter().flatten().zip(decisions) {
-            if !d.allowed {
-                b.over_for(now, d.wait);
-                return Err(b.refusal(d.wait));
+        let mut refused = None;
+        for (group, decided) in groups.iter().zip(&decisions) {
+            for (b, d) in group.iter().zip(decided) {
+                if !d.allowed {
+                    b.over_for(now, d.wait);
+                    refused = refused.or(Some(b.refusal(d.wait)));
+                }
+                tightest = tighter(tightest, b.state(d.remaining));
             }
-            tightest = tighter(tightest, b.state(d.remaining));
         }
-        Ok(tightest)
+        let Some(refused) = refused else {
+            return Ok(tightest);
+        };
+        let admitted: Vec<String> = groups
+            .iter()
+            .zip(&decisions)
+            .filter(|(_, decided)| decided.iter().all(|d| d.allowed))
+            .flat_map(|(g, _)| g.iter().map(|b| b.key.clone()))
+            .collect();
+        if !admitted.is_empty() {
+            self.spawn_refund(admitted, worker);
+        }
+        Err(refused)
+    }
+
+    /// Gives back what an admission took from the buckets `keys`.
+    fn spawn_refund(self: &Arc<Self>, keys: Vec<String>, worker: usize) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let limits = Arc::clone(self);
+        runtime.spawn(async move {
+            let Some(shared) = &limits.shared else { return };
+            let buckets: Vec<&Bucket> = limits
+                .all_buckets()
+                .filter(|b| keys.contains(&b.key))
+                .collect();
+            let (client, route): (Vec<&Bucket>, Vec<&Bucket>) =
+                buckets.into_iter().partition(|b| b.key.contains("{c:"));
+            let asks: Vec<Vec<Ask<'_>>> = [client, route]
+                .iter()
+                .filter(|g| !g.is_empty())
+                .map(|g| g.iter().map(|b| b.ask(None)).collect())
+                .collect();
+            let calls: Vec<&[Ask<'_>]> = asks.iter().map(Vec::as_slice).collect();
+            if let Err(e) = shared.decide(worker, Mode::Refund, &calls).await {
+                limits.store_failed("refund", &e);
+            }
+        });
+    }
+
+    /// Every bucket, of every client and route.
+    fn all_buckets(&self) -> impl Iterator<Item = &Bucket> {
+        let client = self.clients.values().flat_map(|c| {
+            let on_route = c.on_route.values().flat_map(|b| [&b.rate, &b.tokens]);
+            [&c.own.rate, &c.own.tokens].into_iter().chain(on_route)
+        });
+        let route = self.routes.values().flat_map(|b| [&b.rate, &b.tokens]);
+        client.chain(route).flatten()
+    }
+
+    /// A decision the store did not give: as `on_store_error` says.
+    fn undecided(
+        &self,
+        operation: &str,
+        e: Option<&StoreError>,
+    ) -> Result<Option<RateState>, Refused> {
+        match e {
+            Some(e) => self.store_failed(operation, e),
+            None => self.store_errors.with_label_values(&[operation]).inc(),
+        }
+        match self.on_store_error {
+            OnStoreError::Allow => Ok(None),
+            OnStoreError::Deny => Err(Refused::StoreDown),
+        }
     }
 
     /// Charges `tokens` to the request's token buckets in Redis; a bucket
     /// the charge put in debt is then known to be over here too.
     async fn charge_shared(&self, client: Option<&str>, route: &str, tokens: u64, worker: usize) {
         let Some(shared) = &self.shared else { return };
+        if self.down_until.load(Ordering::Relaxed) > self.nanos() {
+            self.store_errors.with_label_values(&["charge"]).inc();
+            return;
+        }
         let buckets: Vec<&Bucket> = self.token_buckets(client, route).collect();
-        let asks: Vec<Ask<'_>> = buckets.iter().map(|b| b.ask(Some(tokens))).collect();
+        let (client, route): (Vec<&Bucket>, Vec<&Bucket>) =
+            buckets.into_iter().partition(|b| b.key.contains("{c:"));
+        let groups: Vec<Vec<&Bucket>> = [client, route]
+            .into_iter()
+            .filter(|g| !g.is_empty())
+            .collect();
+        let asks: Vec<Vec<Ask<'_>>> = groups
+            .iter()
+            .map(|g| g.iter().map(|b| b.ask(Some(tokens))).collect())
+            .collect();
+        let calls: Vec<&[Ask<'_>]> = asks.iter().map(Vec::as_slice).collect();
         let now = self.nanos();
-        match shared.decide(worker, &asks).await {
+        match shared.decide(worker, Mode::Charge, &calls).await {
             Ok(decisions) => {
-                for (b, d) in buckets.iter().zip(decisions) {
+                for (b, d) in groups.iter().flatten().zip(decisions.iter().flatten()) {
                     if !d.wait.is_zero() {
                         b.over_for(now, d.wait);
                     }
                 }
             }
-            Err(e) => self.store_failed(&e),
+            Err(e) => self.store_failed("charge", &e),
         }
     }
 
-    /// Counts a store failure; logs it unless one was logged this second.
-    fn store_failed(&self, e: &StoreError) {
-        self.store_errors.inc();
+    /// Counts a store failure, takes the store to be down for a moment,
+    /// and logs it unless one was logged this second.
+    fn store_failed(&self, operation: &str, e: &StoreError) {
+        self.store_errors.with_label_values(&[operation]).inc();
+        let down = u64::try_from(STORE_DOWN_FOR.as_nanos()).unwrap_or(u64::MAX);
+        self.down_until
+            .store(self.nanos().saturating_add(down), Ordering::Relaxed);
         let second = self.epoch.elapsed().as_secs() + 1;
         if self.logged_at.swap(second, Ordering::Relaxed) != second {
             let allow = self.on_store_error == OnStoreError::Allow;
             let then = if allow { "allowed" } else { "refused with 503" };
-            tracing::warn!(error = %e, "rate limits: no decision from the store; requests are {then} (rate_limits.on_store_error)");
+            tracing::warn!(error = %e, operation, "rate limits: no decision from the store; for the next second requests are {then} without asking it (rate_limits.on_store_error)");
         }
     }
 }
@@ -432,7 +546,11 @@ mod tests {
             &|_| None,
         )
         .unwrap();
-        let errors = prometheus::IntCounter::new("errors", "errors").unwrap();
+        let errors = prometheus::IntCounterVec::new(
+            prometheus::Opts::new("errors", "errors"),
+            &["operation"],
+        )
+        .unwrap();
         Arc::new(Limits::new(&config, errors).unwrap())
     }
 
@@ -476,7 +594,7 @@ mod tests {
         let store = "[rate_limits]\nstore = \"redis\"\nredis_url = \"redis://127.0.0.1:1\"\ntimeout = \"200ms\"\n";
         let allow = limits(store);
         assert!(allow.admit(Some("c"), "r", 0).await.is_ok());
-        assert_eq!(allow.store_errors.get(), 1);
+        assert_eq!(allow.store_errors.with_label_values(&["decide"]).get(), 1);
         let deny = limits(&format!("{store}on_store_error = \"deny\"\n"));
         assert_eq!(
             deny.admit(Some("c"), "r", 0).await.unwrap_err(),
@@ -484,6 +602,6 @@ mod tests {
         );
         // Without a bucket, no store call and no error.
         assert!(deny.admit(None, "other", 0).await.is_ok());
-        assert_eq!(deny.store_errors.get(), 1);
+        assert_eq!(deny.store_errors.with_label_values(&["decide"]).get(), 1);
     }
 }

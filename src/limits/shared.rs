@@ -6,10 +6,13 @@
 //! never need to agree. [`GCRA`] decides for one bucket atomically; it is
 //! loaded once (`SCRIPT LOAD`) and called by its hash (`EVALSHA`), loaded
 //! again when Redis answers `NOSCRIPT` (a restarted Redis has forgotten
-//! it). A request's buckets (its client's, its route's) go in one pipeline:
-//! one round trip. Each key carries its own hash tag
-//! (`infergate:{c:web-app}`), so on a Redis Cluster every bucket lives on
-//! one node and the script's single key never crosses slots.
+//! it). A request's buckets come in two groups, the client's (its own and
+//! its own on the route) and the route's; each group's keys share a hash
+//! tag (`infergate:{c:web-app}:rate`, `infergate:{r:flan}:tokens`) and one
+//! script call decides them together, all or nothing. Both calls go in one
+//! pipeline: one round trip. The client is a single-node Redis (or a
+//! primary); the keys are laid out so that a Redis Cluster client could
+//! send each call to its slot's node.
 //!
 //! Each worker has its own connection (the redis crate's tokio connection
 //! manager, which reconnects by itself), made on the worker's runtime at
@@ -24,34 +27,66 @@ use redis::{ErrorKind, Script, ServerErrorKind};
 
 use crate::config::RedisStoreConfig;
 
-/// GCRA for one bucket, with a cost (1 for a request, a number of tokens)
-/// and a mode. `KEYS[1]`: the bucket. `ARGV`: the emission interval in
-/// microseconds (one unit's share of the refill), the burst in units, the
-/// cost, and `1` to charge whatever the state (tokens reported after an
-/// answer: the bucket may go into debt) or `0` to charge only if allowed.
-/// Returns `{allowed, wait_us, remaining}`: `wait_us` until the cost would
-/// be allowed, `remaining` units left in the burst.
+/// GCRA for a group of buckets, atomic: `KEYS` are the buckets (one hash
+/// tag for them all, so they share a slot). `ARGV[1]` is the mode: `0`
+/// admits (each bucket takes its cost, all of them or, if any would go over,
+/// none), `1` charges whatever the state (tokens already spent: a bucket
+/// may go into debt), `2` refunds (gives back what an admission took, when
+/// another group refused the request). Then three numbers per bucket: the
+/// emission interval in microseconds (one unit's share of the refill), the
+/// burst in units, the cost. Returns `{allowed, wait_us, remaining}` per
+/// bucket: `wait_us` until the cost would be allowed (after a charge: until
+/// the bucket is out of debt), `remaining` units left in the burst. Times
+/// are Redis's own clock (`TIME`), so the gateways' clocks need not agree.
 pub const GCRA: &str = r"
-local interval = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
+if redis.replicate_commands then pcall(redis.replicate_commands) end
+local mode = ARGV[1]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now) or now
-if tat < now then tat = now end
-local new_tat = tat + cost * interval
-local allow_at = new_tat - burst * interval
-if allow_at > now and ARGV[4] ~= '1' then
-  return {0, math.ceil(allow_at - now), 0}
+local tats, out, refused = {}, {}, false
+for i = 1, #KEYS do
+  local interval = tonumber(ARGV[3 * i - 1])
+  local burst = tonumber(ARGV[3 * i])
+  local cost = tonumber(ARGV[3 * i + 1])
+  local tat = tonumber(redis.call('GET', KEYS[i])) or now
+  if tat < now then tat = now end
+  local new_tat = tat + cost * interval
+  if mode == '2' then new_tat = math.max(now, tat - cost * interval) end
+  local allow_at = new_tat - burst * interval
+  local wait = 0
+  if allow_at > now then wait = math.ceil(allow_at - now) end
+  if wait > 0 and mode == '0' then refused = true end
+  local remaining = math.floor((now - allow_at) / interval)
+  if remaining < 0 then remaining = 0 end
+  tats[i] = new_tat
+  out[3 * i - 2] = 1
+  out[3 * i - 1] = wait
+  out[3 * i] = remaining
 end
-local ttl = math.ceil((new_tat - now) / 1000) + 1000
-redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', ttl)
-local remaining = math.floor((now - allow_at) / interval)
-if remaining < 0 then remaining = 0 end
-local wait = 0
-if allow_at > now then wait = math.ceil(allow_at - now) end
-return {1, wait, remaining}
+if refused then
+  for i = 1, #KEYS do
+    if out[3 * i - 1] > 0 then out[3 * i - 2] = 0 end
+    out[3 * i] = 0
+  end
+  return out
+end
+for i = 1, #KEYS do
+  local ttl = math.ceil((tats[i] - now) / 1000) + 1000
+  redis.call('SET', KEYS[i], string.format('%.0f', tats[i]), 'PX', string.format('%.0f', ttl))
+end
+return out
 ";
+
+/// What a call asks of a group of buckets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Each takes its cost, all of them or none.
+    Admit = 0,
+    /// Each takes its cost, into debt if need be.
+    Charge = 1,
+    /// Each gets its cost back.
+    Refund = 2,
+}
 
 /// What Redis decided for one bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,8 +107,6 @@ pub struct Ask<'a> {
     pub interval_us: f64,
     pub burst: u32,
     pub cost: u64,
-    /// Charge even when over (into debt), as for tokens already spent.
-    pub charge: bool,
 }
 
 /// Why the store gave no decision: never a URL or a password.
@@ -118,9 +151,11 @@ impl Shared {
         })
     }
 
-    /// The key of bucket `what` (`c:web-app`, `r:flan`), hash-tagged.
-    pub fn key(&self, what: &str) -> String {
-        format!("{}:{{{what}}}", self.prefix)
+    /// The key of bucket `rest` of group `tag` (`c:web-app`, `r:flan`):
+    /// `infergate:{c:web-app}:rate`. A group's keys share their hash tag,
+    /// so they live in one slot and one script call takes them all.
+    pub fn key(&self, tag: &str, rest: &str) -> String {
+        format!("{}:{{{tag}}}:{rest}", self.prefix)
     }
 
     fn fail(&self, why: impl std::fmt::Display) -> StoreError {
@@ -151,29 +186,34 @@ impl Shared {
             .ok_or_else(|| self.fail("could not make a connection"))
     }
 
-    /// One decision per ask, in one round trip, within the timeout.
+    /// One decision per ask of each group, every group in one round trip
+    /// (a pipeline of one script call per group), within the timeout.
     pub async fn decide(
         &self,
         worker: usize,
-        asks: &[Ask<'_>],
-    ) -> Result<Vec<Decision>, StoreError> {
+        mode: Mode,
+        groups: &[&[Ask<'_>]],
+    ) -> Result<Vec<Vec<Decision>>, StoreError> {
         let mut conn = self.connection(worker)?;
         let mut pipe = redis::pipe();
-        for ask in asks {
-            pipe.cmd("EVALSHA")
+        for asks in groups {
+            let cmd = pipe
+                .cmd("EVALSHA")
                 .arg(self.script.get_hash())
-                .arg(1)
-                .arg(ask.key)
-                .arg(ask.interval_us)
-                .arg(ask.burst)
-                .arg(ask.cost)
-                .arg(u8::from(ask.charge));
+                .arg(asks.len());
+            for ask in *asks {
+                cmd.arg(ask.key);
+            }
+            cmd.arg(mode as u8);
+            for ask in *asks {
+                cmd.arg(ask.interval_us).arg(ask.burst).arg(ask.cost);
+            }
         }
         let call = async {
-            match pipe.query_async::<Vec<(i64, i64, i64)>>(&mut conn).await {
+            match pipe.query_async::<Vec<Vec<i64>>>(&mut conn).await {
                 Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
                     self.script.prepare_invoke().load_async(&mut conn).await?;
-                    pipe.query_async::<Vec<(i64, i64, i64)>>(&mut conn).await
+                    pipe.query_async::<Vec<Vec<i64>>>(&mut conn).await
                 }
                 answered => answered,
             }
@@ -188,18 +228,28 @@ impl Shared {
                 )))
             }
         };
-        if answers.len() != asks.len() {
+        let shaped = answers.len() == groups.len()
+            && answers
+                .iter()
+                .zip(groups)
+                .all(|(a, g)| a.len() == 3 * g.len());
+        if !shaped {
             return Err(self.fail("an answer of the wrong shape"));
         }
-        Ok(answers
-            .into_iter()
-            .map(|(allowed, wait_us, remaining)| Decision {
-                allowed: allowed == 1,
-                wait: Duration::from_micros(u64::try_from(wait_us).unwrap_or(0)),
-                remaining: u32::try_from(remaining.max(0)).unwrap_or(u32::MAX),
-            })
-            .collect())
+        Ok(answers.iter().map(|a| decisions(a)).collect())
     }
+}
+
+/// `{allowed, wait_us, remaining}` triples as decisions.
+fn decisions(answer: &[i64]) -> Vec<Decision> {
+    answer
+        .chunks_exact(3)
+        .map(|d| Decision {
+            allowed: d[0] == 1,
+            wait: Duration::from_micros(u64::try_from(d[1]).unwrap_or(0)),
+            remaining: u32::try_from(d[2].max(0)).unwrap_or(u32::MAX),
+        })
+        .collect()
 }
 
 /// A Redis error in a few words: its kind, and for an I/O error what the

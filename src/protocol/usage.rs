@@ -43,7 +43,8 @@ pub fn from_body(body: &[u8]) -> Option<u64> {
 fn from_answer(answer: &Value) -> Option<u64> {
     if let Some(usage) = answer.get("usage") {
         let n = |k: &str| usage.get(k).and_then(Value::as_u64);
-        return n("total_tokens").or_else(|| Some(n("prompt_tokens")? + n("completion_tokens")?));
+        let parts = || Some(n("prompt_tokens")?.saturating_add(n("completion_tokens")?));
+        return n("total_tokens").or_else(parts);
     }
     answer
         .get("details")?

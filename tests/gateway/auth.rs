@@ -101,10 +101,12 @@ async fn every_key_of_a_client_is_accepted_in_either_header() {
         assert_eq!(res.status(), 200, "{auth:?}");
         assert_eq!(res.headers()["x-infergate-backend"], "hf");
     }
-    // The streaming door too.
-    let res = post(&h, "/v1/predict/hf/stream", Some(("x-api-key", WEB_KEY))).await;
-    assert_eq!(res.status(), 200);
-    assert!(res.text().await.unwrap().contains("data:"));
+    // The streaming door too, with either of the rotated keys.
+    for auth in [("x-api-key", WEB_KEY), ("authorization", next.as_str())] {
+        let res = post(&h, "/v1/predict/hf/stream", Some(auth)).await;
+        assert_eq!(res.status(), 200, "{auth:?}");
+        assert!(res.text().await.unwrap().contains("data:"));
+    }
     // The backend got the gateway's own token, never a client's key.
     let last = h.hf.counters().last().unwrap();
     assert_eq!(
@@ -127,11 +129,13 @@ async fn a_route_outside_the_clients_list_is_403_and_an_unknown_one_404() {
     // "sm" matches "s*"; "both" and "js" are not the client's.
     assert_eq!(post(&h, "/v1/predict/sm", auth).await.status(), 200);
     for route in ["both", "js"] {
-        let res = post(&h, &format!("/v1/predict/{route}"), auth).await;
-        assert_eq!(res.status(), 403, "{route}");
-        let err = error_json(res).await;
-        assert_eq!(err["type"], "forbidden");
-        assert_eq!(err["route"], route);
+        for door in ["", "/stream"] {
+            let res = post(&h, &format!("/v1/predict/{route}{door}"), auth).await;
+            assert_eq!(res.status(), 403, "{route}{door}");
+            let err = error_json(res).await;
+            assert_eq!(err["type"], "forbidden");
+            assert_eq!(err["route"], route);
+        }
     }
     let res = post(&h, "/v1/predict/no-such-route", auth).await;
     assert_eq!(res.status(), 404);

@@ -120,7 +120,11 @@ const FAMILIES: &[(&str, &str, &[&str])] = &[
         "counter",
         &["route", "limit"],
     ),
-    ("infergate_ratelimit_store_errors_total", "counter", &[]),
+    (
+        "infergate_ratelimit_store_errors_total",
+        "counter",
+        &["operation"],
+    ),
 ];
 
 // === the whole exposition ===
@@ -371,6 +375,7 @@ async fn the_whole_exposition_parses_and_every_label_value_is_bounded() {
                     "route_tokens",
                 ]
                 .contains(&v),
+                "operation" => ["decide", "charge", "refund"].contains(&v),
                 "client" => h.gateway.config.clients.iter().any(|c| c.name == v),
                 "worker" => v
                     .parse::<usize>()

@@ -346,3 +346,17 @@ tokens_per_minute = 300
         );
     }
 }
+
+#[test]
+fn a_rate_too_small_for_the_clock_is_refused() {
+    let errors = errors(&minimal(
+        "[clients.a]\napi_key = \"k\"\nrate_limit = { requests_per_second = 1e-20 }\n",
+    ));
+    assert!(
+        errors
+            .iter()
+            .any(|e| e
+                .starts_with("clients.a.rate_limit.requests_per_second: must be at least 0.0001")),
+        "{errors:?}"
+    );
+}

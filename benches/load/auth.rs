@@ -1,0 +1,220 @@
+//! What client keys and limits add (`--only auth`): the same unary HF
+//! request through three gateway processes in one run, slices alternated:
+//! the bench's usual gateway (no client, no limit), one that checks a
+//! client's key and takes a token from a local rate limit (the client's and
+//! the route's, `rate_limits.store = "memory"`), and one that asks a real
+//! redis-server for both (`store = "redis"`). Reported: each one's CPU per
+//! request and latency, the added CPU of key + local limit (target ≤ 2 µs),
+//! and the added p50 of the Redis decision against a loopback round trip
+//! to the same Redis measured in the same run (target ≤ 1 RTT).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::bench::{Bench, Via};
+use crate::gateway::{gateway_config, start_gateway, GatewayProcess};
+use crate::net::free_port;
+use crate::results::{fmt_added, fmt_us, q_us};
+
+/// The bench client's key.
+pub const KEY: &str = "ig-bench-client-key-0123456789abcdef";
+
+/// The two gateways with keys, and the Redis of the second.
+pub struct AuthGateways {
+    pub local: GatewayProcess,
+    pub redis: Option<(GatewayProcess, RedisProcess)>,
+    pub note: String,
+}
+
+/// A redis-server of the bench's own, on a free port.
+pub struct RedisProcess {
+    child: Child,
+    pub port: u16,
+}
+
+impl Drop for RedisProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl RedisProcess {
+    fn start() -> Result<Self, String> {
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("redis-server: {e}"))?;
+        let redis = Self { child, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while redis.ping_rtts(1).is_none() {
+            if Instant::now() > deadline {
+                return Err("redis-server did not answer PING".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(redis)
+    }
+
+    /// `n` PING round trips on one connection, each timed, in ns.
+    pub fn ping_rtts(&self, n: usize) -> Option<Vec<u64>> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_nodelay(true).ok()?;
+        let mut buf = [0u8; 64];
+        let mut rtts = Vec::with_capacity(n);
+        for _ in 0..n {
+            let start = Instant::now();
+            s.write_all(b"PING\r\n").ok()?;
+            let got = s.read(&mut buf).ok()?;
+            (got >= 7).then_some(())?;
+            rtts.push(start.elapsed().as_nanos() as u64);
+        }
+        Some(rtts)
+    }
+}
+
+/// The bench's gateway config with a client (key, a rate limit it never
+/// reaches) and a route limit, its buckets in `store`.
+fn config(base: &str, store: &str) -> String {
+    let base = base.replace(
+        "[routes.hf]\nbackends = [\"hf\"]\n",
+        "[routes.hf]\nbackends = [\"hf\"]\nrate_limit = { requests_per_second = 1000000, burst = 1000000 }\n",
+    );
+    format!(
+        "{base}\n[clients.bench]\napi_key = \"{KEY}\"\nadmin = true\n\
+         rate_limit = {{ requests_per_second = 1000000, burst = 1000000 }}\n\
+         [rate_limits]\n{store}\n"
+    )
+}
+
+impl AuthGateways {
+    pub fn start(
+        sm: &str,
+        hf: &str,
+        slow: &str,
+        workers: Option<usize>,
+        log: Option<&str>,
+    ) -> Self {
+        let base = gateway_config(sm, hf, slow, workers);
+        let local = start_gateway(&config(&base, "store = \"memory\""), log);
+        let (redis, note) = match RedisProcess::start() {
+            Ok(r) => {
+                let store = format!(
+                    "store = \"redis\"\nredis_url = \"redis://127.0.0.1:{}\"\ntimeout = \"100ms\"",
+                    r.port
+                );
+                let gw = start_gateway(&config(&base, &store), log);
+                (
+                    Some((gw, r)),
+                    "a redis-server of its own on loopback".to_string(),
+                )
+            }
+            Err(e) => (None, format!("{e}: no Redis side in this run")),
+        };
+        Self { local, redis, note }
+    }
+}
+
+/// The scenario's report, as JSON.
+pub fn auth_cost(bench: &mut Bench) -> Value {
+    let (rate, secs) = (bench.opts.rate, bench.opts.secs);
+    let Some(auth) = &bench.auth else {
+        return Value::Null;
+    };
+    let mut vias = vec![Via::Gateway, Via::Auth];
+    if auth.redis.is_some() {
+        vias.push(Via::AuthRedis);
+    }
+    let note = auth.note.clone();
+    let has_redis = auth.redis.is_some();
+    eprintln!("load bench: auth and limits at {rate}/s, {secs} s per side");
+    let make = |b: &Bench, via: Via| b.target(via, "hf", false);
+    let sides = bench.alternated("hf", rate, secs, &vias, &make);
+    let json_of = |via: Via| {
+        let side = sides.iter().find(|s| s.name == via.name())?;
+        let mut v = side.json(bench.tck);
+        let ticks = side
+            .rec
+            .proxy_ticks
+            .load(std::sync::atomic::Ordering::Relaxed);
+        v["cpu_us_per_request"] = json!(side.cpu_us_per_req(ticks, bench.tck));
+        Some(v)
+    };
+    let plain = json_of(Via::Gateway).unwrap_or(Value::Null);
+    let local = json_of(Via::Auth).unwrap_or(Value::Null);
+    let cpu = |v: &Value| v["cpu_us_per_request"].as_f64().unwrap_or(f64::NAN);
+    let mut v = json!({
+        "rate": rate,
+        "plain": plain,
+        "auth_local": local,
+        "added_cpu_us_auth_local": cpu(&local) - cpu(&plain),
+        "added_p50_us_auth_local": q_us(&local, "latency", "p50") - q_us(&plain, "latency", "p50"),
+        "redis": note,
+    });
+    let server = bench
+        .auth
+        .as_ref()
+        .and_then(|a| a.redis.as_ref())
+        .map(|(_, r)| r);
+    if let (true, Some(redis), Some(server)) = (has_redis, json_of(Via::AuthRedis), server) {
+        let mut rtts = server.ping_rtts(2000).unwrap_or_default();
+        rtts.sort_unstable();
+        let rtt_p50 = rtts
+            .get(rtts.len() / 2)
+            .map_or(f64::NAN, |n| *n as f64 / 1e3);
+        v["added_p50_us_redis_vs_local"] =
+            json!(q_us(&redis, "latency", "p50") - q_us(&local, "latency", "p50"));
+        v["added_cpu_us_redis"] = json!(cpu(&redis) - cpu(&plain));
+        v["redis_ping_rtt_p50_us"] = json!(rtt_p50);
+        v["auth_redis"] = redis;
+    }
+    v
+}
+
+/// The scenario as a markdown table.
+pub fn auth_table(v: &Value) -> String {
+    let mut out = String::from(
+        "\n### Client keys and limits (same run, alternated)\n\n\
+         | gateway | CPU per request | p50 | p99 |\n|---|---|---|---|\n",
+    );
+    for (key, name) in [
+        ("plain", "no client, no limit"),
+        ("auth_local", "key + local limits (client, route)"),
+        ("auth_redis", "key + Redis limits (client, route)"),
+    ] {
+        let s = &v[key];
+        if s.is_null() {
+            continue;
+        }
+        out.push_str(&format!(
+            "| {name} | {} | {} | {} |\n",
+            fmt_us(s["cpu_us_per_request"].as_f64().unwrap_or(f64::NAN)),
+            fmt_us(q_us(s, "latency", "p50")),
+            fmt_us(q_us(s, "latency", "p99")),
+        ));
+    }
+    let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    out.push_str(&format!(
+        "\n- key + local limit: CPU {} per request (target ≤ 2 µs), p50 {}\n",
+        fmt_added(f("added_cpu_us_auth_local")),
+        fmt_added(f("added_p50_us_auth_local")),
+    ));
+    if v.get("auth_redis").is_some() {
+        out.push_str(&format!(
+            "- Redis decision: p50 {} over the local one; a PING round trip to the same Redis: p50 {} (target: ≤ 1 round trip)\n",
+            fmt_added(f("added_p50_us_redis_vs_local")),
+            fmt_us(f("redis_ping_rtt_p50_us")),
+        ));
+    } else {
+        out.push_str(&format!("- Redis: {}\n", v["redis"].as_str().unwrap_or("")));
+    }
+    out
+}
