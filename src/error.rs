@@ -324,10 +324,13 @@ pub fn error_response<B: From<Bytes>>(err: &ApiError, ctx: ErrorContext<'_>) -> 
 /// The draft IETF RateLimit fields, as OpenAI's and GitHub's APIs send
 /// them: the limit, what is left, whole seconds until it is all back.
 pub fn rate_limit_headers(headers: &mut http::HeaderMap, state: RateState) {
+    const LIMIT: http::HeaderName = http::HeaderName::from_static("x-ratelimit-limit");
+    const REMAINING: http::HeaderName = http::HeaderName::from_static("x-ratelimit-remaining");
+    const RESET: http::HeaderName = http::HeaderName::from_static("x-ratelimit-reset");
     let reset = state.reset.as_secs() + u64::from(state.reset.subsec_nanos() > 0);
-    headers.insert("x-ratelimit-limit", HeaderValue::from(state.limit));
-    headers.insert("x-ratelimit-remaining", HeaderValue::from(state.remaining));
-    headers.insert("x-ratelimit-reset", HeaderValue::from(reset));
+    headers.insert(LIMIT, HeaderValue::from(state.limit));
+    headers.insert(REMAINING, HeaderValue::from(state.remaining));
+    headers.insert(RESET, HeaderValue::from(reset));
 }
 
 /// [`error_response`] with the gateway's body type.

@@ -100,11 +100,19 @@ backends = ["slow"]
 }
 
 pub fn start_gateway(config: &str, log_level: Option<&str>) -> GatewayProcess {
+    start_named(config, log_level, "gateway")
+}
+
+/// The same, its config and log named after `name` (several run at once).
+pub fn start_named(config: &str, log_level: Option<&str>, name: &str) -> GatewayProcess {
     let bin = gateway_bin();
     let dir = target_dir();
-    let path = std::env::temp_dir().join(format!("infergate-bench-{}.toml", std::process::id()));
+    let path = std::env::temp_dir().join(format!(
+        "infergate-bench-{name}-{}.toml",
+        std::process::id()
+    ));
     std::fs::write(&path, config).unwrap();
-    let log = dir.join("infergate-bench-gateway.log");
+    let log = dir.join(format!("infergate-bench-{name}.log"));
     let log_file = std::fs::File::create(&log).unwrap();
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");

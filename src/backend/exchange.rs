@@ -161,8 +161,9 @@ async fn read_error_body(mut body: Incoming) -> Bytes {
 
 /// Room in a kept answer's head for what the gateway adds to it (the
 /// request id, the backend, the attempts, `server-timing`, a stream's
-/// headers), so that adding them does not grow the map.
-const GATEWAY_HEADERS: usize = 6;
+/// headers, the three `x-ratelimit-*`), so that adding them does not grow
+/// the map.
+const GATEWAY_HEADERS: usize = 9;
 
 /// The response headers among `names` the client may see. The upstream's
 /// own map is kept and the others taken out of it: re-inserting the kept

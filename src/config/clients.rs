@@ -8,8 +8,6 @@
 
 use std::collections::BTreeMap;
 
-use sha2::{Digest, Sha256};
-
 use super::bounds::{self, integer};
 use super::diag::{index_path, key_path, Diagnostics};
 use super::limits::rate_limit;
@@ -22,7 +20,10 @@ const MAX_KEY_BYTES: usize = 4096;
 
 /// The SHA-256 of a key, as the gateway compares keys.
 pub fn key_hash(key: &[u8]) -> KeyHash {
-    KeyHash(Sha256::digest(key).into())
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key);
+    let mut hash = [0u8; 32];
+    hash.copy_from_slice(digest.as_ref());
+    KeyHash(hash)
 }
 
 /// One client's validated config.
