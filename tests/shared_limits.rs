@@ -90,8 +90,22 @@ mod support {
     }
 
     pub async fn predict(client: &reqwest::Client, base: &str) -> reqwest::Response {
+        predict_on(client, base, "hf").await
+    }
+
+    /// The `Retry-After` of an answer, in seconds.
+    pub fn retry_after(headers: &http::HeaderMap) -> u64 {
+        headers["retry-after"].to_str().unwrap().parse().unwrap()
+    }
+
+    /// A request of client `web` to `route` on the gateway at `base`.
+    pub async fn predict_on(
+        client: &reqwest::Client,
+        base: &str,
+        route: &str,
+    ) -> reqwest::Response {
         client
-            .post(format!("{base}/v1/predict/hf"))
+            .post(format!("{base}/v1/predict/{route}"))
             .bearer_auth(KEY)
             .header("content-type", "application/json")
             .body(r#"{"inputs":"shared limits"}"#)
@@ -156,21 +170,31 @@ use common::redis::RedisServer;
 #[cfg(test)]
 use common::wait_until;
 #[cfg(test)]
-use support::{client, config, hf, metric, paced, predict, Gateway, KEY};
+use support::{client, config, hf, metric, paced, predict, predict_on, retry_after, Gateway, KEY};
+
+/// A redis-server, the HF emulator, and the config of a gateway in front of
+/// both with `client_limits` and `on_store_error`.
+#[cfg(test)]
+async fn setup(
+    client_limits: &str,
+    on_error: &str,
+) -> (RedisServer, infergate::emulator::EmulatorHandle, String) {
+    let redis = RedisServer::start();
+    let hf = hf().await;
+    let config = config(&hf.url(), &redis.url(), client_limits, on_error);
+    (redis, hf, config)
+}
 
 /// 10/s with a burst of 20, offered 100/s for 10 s: GCRA admits the burst
 /// and then one request per 100 ms, 120 in all, whichever of the three
 /// gateways each request reaches.
 #[tokio::test]
 async fn three_gateways_sharing_one_redis_admit_what_one_bucket_admits() {
-    let redis = RedisServer::start();
-    let hf = hf().await;
-    let config = config(
-        &hf.url(),
-        &redis.url(),
+    let (_redis, _hf, config) = setup(
         "rate_limit = { requests_per_second = 10, burst = 20 }",
         "allow",
-    );
+    )
+    .await;
     let gateways: Vec<Gateway> = (0..3).map(|_| Gateway::start(&config)).collect();
     let bases: Vec<String> = gateways.iter().map(|g| g.base.clone()).collect();
     let (ok, limited, other) = paced(&bases, 10).await;
@@ -197,14 +221,11 @@ async fn three_gateways_sharing_one_redis_admit_what_one_bucket_admits() {
 /// says how much is left.
 #[tokio::test]
 async fn a_refused_client_costs_no_redis_call_until_its_wait_is_over() {
-    let redis = RedisServer::start();
-    let hf = hf().await;
-    let config = config(
-        &hf.url(),
-        &redis.url(),
+    let (redis, _hf, config) = setup(
         "rate_limit = { requests_per_second = 0.5, burst = 2 }",
         "allow",
-    );
+    )
+    .await;
     let gateway = Gateway::start(&config);
     let client = client();
     let first = predict(&client, &gateway.base).await;
@@ -216,11 +237,7 @@ async fn a_refused_client_costs_no_redis_call_until_its_wait_is_over() {
     for _ in 0..20 {
         let res = predict(&client, &gateway.base).await;
         assert_eq!(res.status(), 429);
-        let after: u64 = res.headers()["retry-after"]
-            .to_str()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let after: u64 = retry_after(res.headers());
         assert!((1..=2).contains(&after), "Retry-After {after}");
     }
     let calls = redis.evalsha_calls() - before;
@@ -300,9 +317,7 @@ async fn redis_stopped_mid_run_is_what_on_store_error_says_and_sharing_resumes()
 /// wait that debt takes to refill.
 #[tokio::test]
 async fn a_token_debt_run_up_on_one_gateway_holds_on_the_other() {
-    let redis = RedisServer::start();
-    let hf = hf().await;
-    let config = config(&hf.url(), &redis.url(), "tokens_per_minute = 60", "allow");
+    let (_redis, _hf, config) = setup("tokens_per_minute = 60", "allow").await;
     let (one, two) = (Gateway::start(&config), Gateway::start(&config));
     let client = client();
     let inputs = (0..100)
@@ -329,11 +344,7 @@ async fn a_token_debt_run_up_on_one_gateway_holds_on_the_other() {
         (res.status() == 429).then_some(res)
     })
     .await;
-    let retry: u64 = refused.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry: u64 = retry_after(refused.headers());
     // 40 tokens owed at one a second (less what the wait let refill).
     assert!((35..=40).contains(&retry), "Retry-After {retry}");
     assert_eq!(refused.headers()["x-ratelimit-limit"], "60");
@@ -344,15 +355,12 @@ async fn a_token_debt_run_up_on_one_gateway_holds_on_the_other() {
 /// token.
 #[tokio::test]
 async fn a_request_the_route_refuses_costs_its_client_nothing() {
-    let redis = RedisServer::start();
-    let hf = hf().await;
-    let config = config(
-        &hf.url(),
-        &redis.url(),
+    let (_redis, _hf, config) = setup(
         "rate_limit = { requests_per_second = 0.01, burst = 3 }",
         "allow",
     )
-    .replacen(
+    .await;
+    let config = config.replacen(
         "[routes.hf]",
         "[routes.other]\nbackends = [\"hf\"]\n\n[routes.hf]\nrate_limit = { requests_per_second = 0.01, burst = 1 }",
         1,
@@ -361,18 +369,7 @@ async fn a_request_the_route_refuses_costs_its_client_nothing() {
     let client = client();
     let on = |route: &'static str| {
         let (client, base) = (client.clone(), gateway.base.clone());
-        async move {
-            client
-                .post(format!("{base}/v1/predict/{route}"))
-                .bearer_auth(KEY)
-                .header("content-type", "application/json")
-                .body(r#"{"inputs":"shared limits"}"#)
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }
+        async move { predict_on(&client, &base, route).await.status().as_u16() }
     };
     assert_eq!(on("hf").await, 200);
     // The route's bucket of 1 is spent: refused by Redis (the client's

@@ -83,7 +83,7 @@ where
             return refused(ApiError::LimitStoreDown, Some(&route.name), access);
         }
     };
-    let response = match parse(gw, &route, req, trace, started, &mut access).await {
+    let mut response = match parse(gw, &route, req, trace, started, &mut access).await {
         Ok(request) => {
             let answer = match core.oneshot(request).await {
                 Ok(answer) => answer,
@@ -100,7 +100,6 @@ where
             },
         ),
     };
-    let mut response = response;
     if let Some(rate) = rate {
         rate_limit_headers(response.headers_mut(), rate);
     }

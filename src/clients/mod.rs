@@ -141,33 +141,29 @@ fn presented_key(headers: &HeaderMap) -> Option<&[u8]> {
         .filter(|k| !k.is_empty())
 }
 
+/// A client of these keys and route patterns, with no limit.
+#[cfg(test)]
+fn configured(name: &str, keys: &[&[u8]], routes: Option<&[&str]>) -> ClientConfig {
+    ClientConfig {
+        name: name.into(),
+        keys: keys.iter().map(|k| key_hash(k)).collect(),
+        routes: routes.map(|r| r.iter().map(|p| (*p).to_owned()).collect()),
+        rate_limit: None,
+        max_in_flight: None,
+        admin: false,
+        aws: None,
+        tokens_per_minute: None,
+        route_limits: Default::default(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn clients() -> Clients {
-        let web = ClientConfig {
-            name: "web".into(),
-            keys: vec![key_hash(b"old-key"), key_hash(b"new-key")],
-            routes: Some(vec!["flan".into(), "llama-*".into()]),
-            rate_limit: None,
-            max_in_flight: None,
-            admin: false,
-            aws: None,
-            tokens_per_minute: None,
-            route_limits: Default::default(),
-        };
-        let batch = ClientConfig {
-            name: "batch".into(),
-            keys: vec![key_hash(b"batch-key")],
-            routes: None,
-            rate_limit: None,
-            max_in_flight: None,
-            admin: false,
-            aws: None,
-            tokens_per_minute: None,
-            route_limits: Default::default(),
-        };
+        let web = configured("web", &[b"old-key", b"new-key"], Some(&["flan", "llama-*"]));
+        let batch = configured("batch", &[b"batch-key"], None);
         Clients::new(AuthMode::Required, &[web, batch])
     }
 
@@ -294,17 +290,7 @@ mod timing {
 
     #[test]
     fn a_key_wrong_in_its_first_byte_and_one_wrong_in_its_last_take_the_same_time() {
-        let config = ClientConfig {
-            name: "web".into(),
-            keys: vec![key_hash(&key())],
-            routes: None,
-            rate_limit: None,
-            max_in_flight: None,
-            admin: false,
-            aws: None,
-            tokens_per_minute: None,
-            route_limits: Default::default(),
-        };
+        let config = configured("web", &[&key()], None);
         let clients = Clients::new(AuthMode::Required, &[config]);
         let (first, last) = (wrong_at(0), wrong_at(LEN - 1));
         let headers = [bearer(&first), bearer(&last)];

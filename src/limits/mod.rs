@@ -139,7 +139,8 @@ impl Charge {
         }
         let limits = self.limits;
         if limits.shared.is_none() {
-            for b in limits.token_buckets(self.client.as_deref(), &self.route) {
+            let groups = limits.token_groups(self.client.as_deref(), &self.route);
+            for b in groups.iter().flatten() {
                 b.charge_locally(tokens);
             }
             return;
@@ -303,13 +304,11 @@ impl Limits {
         ]
     }
 
-    /// The token buckets of a request of `client` to `route`.
-    fn token_buckets(&self, client: Option<&str>, route: &str) -> impl Iterator<Item = &Bucket> {
+    /// The token buckets of a request of `client` to `route`, in their two
+    /// store groups.
+    fn token_groups(&self, client: Option<&str>, route: &str) -> Groups<'_> {
         let client = client.and_then(|c| self.clients.get(c));
-        self.buckets(client, route)
-            .into_iter()
-            .flatten()
-            .filter(|b| b.counts_tokens())
+        groups(&self.buckets(client, route), Bucket::counts_tokens)
     }
 
     /// Admits one request of `client` (if known) to `route`, or says which
@@ -341,7 +340,10 @@ impl Limits {
         }
         admitted.rate = match &self.shared {
             None => decide_locally(&buckets)?,
-            Some(shared) => self.decide_shared(shared, &buckets, worker).await?,
+            Some(shared) => {
+                self.decide_shared(shared, (client, route), &buckets, worker)
+                    .await?
+            }
         };
         if buckets.iter().flatten().any(|b| b.counts_tokens()) {
             admitted.charge = Some(Charge {
@@ -365,6 +367,7 @@ impl Limits {
     async fn decide_shared(
         self: &Arc<Self>,
         shared: &Shared,
+        (client, route): (Option<&str>, &str),
         buckets: &[Option<&Bucket>; MOST_BUCKETS],
         worker: usize,
     ) -> Result<Option<RateState>, Refused> {
@@ -375,81 +378,59 @@ impl Limits {
         if self.down_until.load(Ordering::Relaxed) > now {
             return self.undecided("decide", None);
         }
-        let (client, route) = buckets.split_at(CLIENT_BUCKETS);
-        let groups: Vec<Vec<&Bucket>> = [client, route]
-            .into_iter()
-            .map(|g| g.iter().flatten().copied().collect::<Vec<_>>())
-            .filter(|g| !g.is_empty())
-            .collect();
-        let asks: Vec<Vec<Ask<'_>>> = groups
-            .iter()
-            .map(|g| g.iter().map(|b| b.ask(None)).collect())
-            .collect();
-        let calls: Vec<&[Ask<'_>]> = asks.iter().map(Vec::as_slice).collect();
-        let decisions = match shared.decide(worker, Mode::Admit, &calls).await {
+        let groups = groups(buckets, |_| true);
+        let decisions = match call(shared, worker, Mode::Admit, &groups, None).await {
             Ok(decisions) => decisions,
             Err(e) => return self.undecided("decide", Some(&e)),
         };
         let mut tightest = None;
         let mut refused = None;
-        for (group, decided) in groups.iter().zip(&decisions) {
-            for (b, d) in group.iter().zip(decided) {
-                if !d.allowed {
-                    b.over_for(now, d.wait);
-                    refused = refused.or(Some(b.refusal(d.wait)));
-                }
-                tightest = tighter(tightest, b.state(d.remaining));
+        for (b, d) in groups.iter().flatten().zip(decisions.iter().flatten()) {
+            if !d.allowed {
+                b.over_for(now, d.wait);
+                refused = refused.or(Some(b.refusal(d.wait)));
             }
+            tightest = tighter(tightest, b.state(d.remaining));
         }
         let Some(refused) = refused else {
             return Ok(tightest);
         };
-        let admitted: Vec<String> = groups
-            .iter()
-            .zip(&decisions)
-            .filter(|(_, decided)| decided.iter().all(|d| d.allowed))
-            .flat_map(|(g, _)| g.iter().map(|b| b.key.clone()))
-            .collect();
-        if !admitted.is_empty() {
-            self.spawn_refund(admitted, worker);
+        // Only a group with buckets and none refused took anything.
+        let took = [0, 1].map(|g| !groups[g].is_empty() && decisions[g].iter().all(|d| d.allowed));
+        if took.contains(&true) {
+            self.spawn_refund(client.map(str::to_owned), route.to_owned(), took, worker);
         }
         Err(refused)
     }
 
-    /// Gives back what an admission took from the buckets `keys`.
-    fn spawn_refund(self: &Arc<Self>, keys: Vec<String>, worker: usize) {
+    /// Gives back what an admission took from the groups marked in `took`.
+    fn spawn_refund(
+        self: &Arc<Self>,
+        client: Option<String>,
+        route: String,
+        took: [bool; 2],
+        worker: usize,
+    ) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
         let limits = Arc::clone(self);
         runtime.spawn(async move {
             let Some(shared) = &limits.shared else { return };
-            let buckets: Vec<&Bucket> = limits
-                .all_buckets()
-                .filter(|b| keys.contains(&b.key))
-                .collect();
-            let (client, route): (Vec<&Bucket>, Vec<&Bucket>) =
-                buckets.into_iter().partition(|b| b.key.contains("{c:"));
-            let asks: Vec<Vec<Ask<'_>>> = [client, route]
-                .iter()
-                .filter(|g| !g.is_empty())
-                .map(|g| g.iter().map(|b| b.ask(None)).collect())
-                .collect();
-            let calls: Vec<&[Ask<'_>]> = asks.iter().map(Vec::as_slice).collect();
-            if let Err(e) = shared.decide(worker, Mode::Refund, &calls).await {
+            let buckets = limits.buckets(
+                client.as_deref().and_then(|c| limits.clients.get(c)),
+                &route,
+            );
+            let mut groups = groups(&buckets, |_| true);
+            for (group, took) in groups.iter_mut().zip(took) {
+                if !took {
+                    group.clear();
+                }
+            }
+            if let Err(e) = call(shared, worker, Mode::Refund, &groups, None).await {
                 limits.store_failed("refund", &e);
             }
         });
-    }
-
-    /// Every bucket, of every client and route.
-    fn all_buckets(&self) -> impl Iterator<Item = &Bucket> {
-        let client = self.clients.values().flat_map(|c| {
-            let on_route = c.on_route.values().flat_map(|b| [&b.rate, &b.tokens]);
-            [&c.own.rate, &c.own.tokens].into_iter().chain(on_route)
-        });
-        let route = self.routes.values().flat_map(|b| [&b.rate, &b.tokens]);
-        client.chain(route).flatten()
     }
 
     /// A decision the store did not give: as `on_store_error` says.
@@ -476,20 +457,9 @@ impl Limits {
             self.store_errors.with_label_values(&["charge"]).inc();
             return;
         }
-        let buckets: Vec<&Bucket> = self.token_buckets(client, route).collect();
-        let (client, route): (Vec<&Bucket>, Vec<&Bucket>) =
-            buckets.into_iter().partition(|b| b.key.contains("{c:"));
-        let groups: Vec<Vec<&Bucket>> = [client, route]
-            .into_iter()
-            .filter(|g| !g.is_empty())
-            .collect();
-        let asks: Vec<Vec<Ask<'_>>> = groups
-            .iter()
-            .map(|g| g.iter().map(|b| b.ask(Some(tokens))).collect())
-            .collect();
-        let calls: Vec<&[Ask<'_>]> = asks.iter().map(Vec::as_slice).collect();
+        let groups = self.token_groups(client, route);
         let now = self.nanos();
-        match shared.decide(worker, Mode::Charge, &calls).await {
+        match call(shared, worker, Mode::Charge, &groups, Some(tokens)).await {
             Ok(decisions) => {
                 for (b, d) in groups.iter().flatten().zip(decisions.iter().flatten()) {
                     if !d.wait.is_zero() {
@@ -515,6 +485,50 @@ impl Limits {
             tracing::warn!(error = %e, operation, "rate limits: no decision from the store; for the next second requests are {then} without asking it (rate_limits.on_store_error)");
         }
     }
+}
+
+/// A request's buckets in their two store groups, the client's and the
+/// route's (each may be empty): each group is one script call.
+type Groups<'a> = [Vec<&'a Bucket>; 2];
+
+/// The buckets `keep` keeps, in their groups.
+fn groups<'a>(
+    buckets: &[Option<&'a Bucket>; MOST_BUCKETS],
+    keep: impl Fn(&Bucket) -> bool,
+) -> Groups<'a> {
+    let (client, route) = buckets.split_at(CLIENT_BUCKETS);
+    [client, route].map(|g| g.iter().flatten().copied().filter(|b| keep(b)).collect())
+}
+
+/// One store call per group with buckets, each bucket at `cost` (`None`:
+/// its admission's), in one round trip; the decisions by group (none for
+/// an empty one).
+async fn call(
+    shared: &Shared,
+    worker: usize,
+    mode: Mode,
+    groups: &Groups<'_>,
+    cost: Option<u64>,
+) -> Result<[Vec<Decision>; 2], StoreError> {
+    let asks = groups
+        .each_ref()
+        .map(|g| g.iter().map(|b| b.ask(cost)).collect::<Vec<_>>());
+    let calls: Vec<&[Ask<'_>]> = asks
+        .iter()
+        .filter(|a| !a.is_empty())
+        .map(Vec::as_slice)
+        .collect();
+    if calls.is_empty() {
+        return Ok([Vec::new(), Vec::new()]);
+    }
+    let mut answers = shared.decide(worker, mode, &calls).await?.into_iter();
+    Ok(asks.map(|a| {
+        if a.is_empty() {
+            Vec::new()
+        } else {
+            answers.next().unwrap_or_default()
+        }
+    }))
 }
 
 /// Every bucket in this process, in order; the first that is over refuses.

@@ -32,6 +32,11 @@ async fn assert_refused_once(h: &Harness, limit: &str) {
     assert!(metrics.contains(&line), "no {line} in\n{metrics}");
 }
 
+/// The `Retry-After` of an answer, in seconds.
+fn retry_after(headers: &http::HeaderMap) -> u64 {
+    headers["retry-after"].to_str().unwrap().parse().unwrap()
+}
+
 fn clients(slow: &str) -> String {
     format!(
         "\n[clients.slow]\napi_key = \"{SLOW_KEY}\"\n{slow}\n\n[clients.free]\napi_key = \"{FREE_KEY}\"\nadmin = true\n"
@@ -51,7 +56,7 @@ async fn a_client_over_its_rate_gets_429_with_when_to_come_back() {
     assert_eq!(res.status(), 429);
     let headers = res.headers().clone();
     // One request every 2 s: the next is due within 2 s.
-    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = retry_after(&headers);
     assert!((1..=2).contains(&retry), "{headers:?}");
     assert_eq!(headers["x-ratelimit-limit"], "3");
     assert_eq!(headers["x-ratelimit-remaining"], "0");
@@ -182,11 +187,7 @@ async fn a_stream_over_the_token_limit_finishes_and_the_next_waits_for_the_refil
     tokio::time::sleep(Duration::from_millis(200)).await;
     let res = post(&h, "hf", SLOW_KEY).await;
     assert_eq!(res.status(), 429);
-    let retry: u64 = res.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry: u64 = retry_after(res.headers());
     assert!(
         (39..=40).contains(&retry),
         "Retry-After {retry}, expected the 40 s refill"
@@ -223,11 +224,7 @@ async fn a_route_token_limit_is_charged_what_the_backend_reports() {
     // 16 of 10: 6 tokens owed, 36 s; every client waits.
     let res = post(&h, "hf", SLOW_KEY).await;
     assert_eq!(res.status(), 429);
-    let retry: u64 = res.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry: u64 = retry_after(res.headers());
     assert!((35..=36).contains(&retry), "Retry-After {retry}");
     assert_eq!(post(&h, "hf", FREE_KEY).await.status(), 429);
     // Another route is not held back.
