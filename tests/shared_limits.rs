@@ -1,7 +1,8 @@
 //! Rate limits shared through a real redis-server (`rate_limits.store =
 //! "redis"`): three gateway processes share one bucket exactly; a refused
 //! client costs no Redis call until its wait is over; Redis stopped mid-run
-//! is what `on_store_error` says, and sharing resumes when it is back.
+//! is what `on_store_error` says, and sharing resumes when it is back; the
+//! same on a three-node Redis Cluster, each group on its slot's node.
 
 #[cfg(test)]
 mod common;
@@ -23,9 +24,9 @@ mod support {
     pub const KEY: &str = "shared-limits-canary-key";
 
     /// A config for one gateway: route `hf` on the emulator, client `web`
-    /// with `client_limits` (lines of its table), buckets in the Redis at
-    /// `redis`.
-    pub fn config(hf: &str, redis: &str, client_limits: &str, on_error: &str) -> String {
+    /// with `client_limits` (lines of its table), buckets in the Redis that
+    /// `store` names (its lines of `[rate_limits]`).
+    pub fn config(hf: &str, store: &str, client_limits: &str, on_error: &str) -> String {
         format!(
             r#"
     [server]
@@ -34,7 +35,7 @@ mod support {
 
     [rate_limits]
     store = "redis"
-    redis_url = "{redis}"
+    {store}
     timeout = "250ms"
     on_store_error = "{on_error}"
 
@@ -114,6 +115,15 @@ mod support {
             .unwrap()
     }
 
+    /// The statuses of six requests in a row to the gateway at `base`.
+    pub async fn statuses(client: &reqwest::Client, base: &str) -> Vec<u16> {
+        let mut got = Vec::new();
+        for _ in 0..6 {
+            got.push(predict(client, base).await.status().as_u16());
+        }
+        got
+    }
+
     pub async fn metric(client: &reqwest::Client, base: &str, name: &str) -> f64 {
         let text = client
             .get(format!("{base}/metrics"))
@@ -130,9 +140,9 @@ mod support {
             .unwrap_or_else(|| panic!("no {name} in\n{text}"))
     }
 
-    /// 100 requests a second for `secs` seconds, spread over `bases` in turn;
-    /// the count of each status.
-    pub async fn paced(bases: &[String], secs: u64) -> (usize, usize, usize) {
+    /// 100 requests a second to `route` for `secs` seconds, spread over
+    /// `bases` in turn; the count of each status.
+    pub async fn paced(bases: &[String], route: &str, secs: u64) -> (usize, usize, usize) {
         let (ok, limited, other) = (
             Arc::new(AtomicUsize::new(0)),
             Arc::new(AtomicUsize::new(0)),
@@ -145,8 +155,9 @@ mod support {
             tick.tick().await;
             let (client, base) = (client.clone(), bases[i % bases.len()].clone());
             let (ok, limited, other) = (ok.clone(), limited.clone(), other.clone());
+            let route = route.to_owned();
             sent.push(tokio::spawn(async move {
-                let res = predict(&client, &base).await;
+                let res = predict_on(&client, &base, &route).await;
                 match res.status().as_u16() {
                     200 => ok.fetch_add(1, Ordering::Relaxed),
                     429 => limited.fetch_add(1, Ordering::Relaxed),
@@ -166,11 +177,13 @@ mod support {
 use std::time::Duration;
 
 #[cfg(test)]
-use common::redis::RedisServer;
+use common::redis::{RedisCluster, RedisServer};
 #[cfg(test)]
 use common::wait_until;
 #[cfg(test)]
-use support::{client, config, hf, metric, paced, predict, predict_on, retry_after, Gateway, KEY};
+use support::{
+    client, config, hf, metric, paced, predict, predict_on, retry_after, statuses, Gateway, KEY,
+};
 
 /// A redis-server, the HF emulator, and the config of a gateway in front of
 /// both with `client_limits` and `on_store_error`.
@@ -181,8 +194,20 @@ async fn setup(
 ) -> (RedisServer, infergate::emulator::EmulatorHandle, String) {
     let redis = RedisServer::start();
     let hf = hf().await;
-    let config = config(&hf.url(), &redis.url(), client_limits, on_error);
+    let config = config(&hf.url(), &single(&redis), client_limits, on_error);
     (redis, hf, config)
+}
+
+/// The `[rate_limits]` lines for one redis-server.
+#[cfg(test)]
+fn single(redis: &RedisServer) -> String {
+    format!("redis_url = \"{}\"", redis.url())
+}
+
+/// The `[rate_limits]` lines for a Redis Cluster, every node a seed.
+#[cfg(test)]
+fn cluster_store(cluster: &RedisCluster) -> String {
+    format!("redis_mode = \"cluster\"\nredis_urls = {}", cluster.urls())
 }
 
 /// 10/s with a burst of 20, offered 100/s for 10 s: GCRA admits the burst
@@ -195,10 +220,17 @@ async fn three_gateways_sharing_one_redis_admit_what_one_bucket_admits() {
         "allow",
     )
     .await;
-    let gateways: Vec<Gateway> = (0..3).map(|_| Gateway::start(&config)).collect();
+    three_gateways_admit_120(&config, "hf", "one Redis").await;
+}
+
+/// Three gateways of `config` offered 100/s for 10 s on `route`: 120 ± 2
+/// admitted, with no store error.
+#[cfg(test)]
+async fn three_gateways_admit_120(config: &str, route: &str, store: &str) {
+    let gateways: Vec<Gateway> = (0..3).map(|_| Gateway::start(config)).collect();
     let bases: Vec<String> = gateways.iter().map(|g| g.base.clone()).collect();
-    let (ok, limited, other) = paced(&bases, 10).await;
-    eprintln!("three gateways, one Redis: {ok} admitted, {limited} refused");
+    let (ok, limited, other) = paced(&bases, route, 10).await;
+    eprintln!("three gateways, {store}: {ok} admitted, {limited} refused");
     assert_eq!(other, 0, "answers neither 200 nor 429");
     assert!(
         (118..=122).contains(&ok),
@@ -213,7 +245,6 @@ async fn three_gateways_sharing_one_redis_admit_what_one_bucket_admits() {
         .await;
         assert_eq!(errors, 0.0, "{base}");
     }
-    drop(gateways);
 }
 
 /// Once Redis refused a client, its next requests within the wait are
@@ -252,22 +283,12 @@ async fn redis_stopped_mid_run_is_what_on_store_error_says_and_sharing_resumes()
     let mut redis = RedisServer::start();
     let hf = hf().await;
     let limit = "rate_limit = { requests_per_second = 1, burst = 3 }";
-    let allow = Gateway::start(&config(&hf.url(), &redis.url(), limit, "allow"));
-    let deny = Gateway::start(&config(&hf.url(), &redis.url(), limit, "deny"));
+    let allow = Gateway::start(&config(&hf.url(), &single(&redis), limit, "allow"));
+    let deny = Gateway::start(&config(&hf.url(), &single(&redis), limit, "deny"));
     let client = client();
-    let statuses = |base: String| {
-        let client = client.clone();
-        async move {
-            let mut got = Vec::new();
-            for _ in 0..6 {
-                got.push(predict(&client, &base).await.status().as_u16());
-            }
-            got
-        }
-    };
     // Shared: the two gateways spend one bucket of 3 between them.
-    let mut shared = statuses(allow.base.clone()).await;
-    shared.extend(statuses(deny.base.clone()).await);
+    let mut shared = statuses(&client, &allow.base).await;
+    shared.extend(statuses(&client, &deny.base).await);
     assert_eq!(
         shared.iter().filter(|s| **s == 200).count(),
         3,
@@ -277,8 +298,8 @@ async fn redis_stopped_mid_run_is_what_on_store_error_says_and_sharing_resumes()
     redis.stop();
     // Past the waits the gateways noted, so each asks Redis again.
     tokio::time::sleep(Duration::from_secs(4)).await;
-    assert_eq!(statuses(allow.base.clone()).await, [200; 6]);
-    let denied = statuses(deny.base.clone()).await;
+    assert_eq!(statuses(&client, &allow.base).await, [200; 6]);
+    let denied = statuses(&client, &deny.base).await;
     assert_eq!(denied, [503; 6]);
     let res = predict(&client, &deny.base).await;
     assert_eq!(res.headers()["retry-after"], "1");
@@ -305,7 +326,7 @@ async fn redis_stopped_mid_run_is_what_on_store_error_says_and_sharing_resumes()
         predict(&client, &deny.base).await.status() != 503
     })
     .await;
-    let after = statuses(allow.base.clone()).await;
+    let after = statuses(&client, &allow.base).await;
     assert!(
         after.contains(&429),
         "the shared limit did not apply again: {after:?}"
@@ -350,19 +371,35 @@ async fn a_token_debt_run_up_on_one_gateway_holds_on_the_other() {
     assert_eq!(refused.headers()["x-ratelimit-limit"], "60");
 }
 
-/// A request the route refuses takes nothing from its client's bucket:
-/// the client's group, admitted in the same round trip, is given back its
+/// A request the route refuses takes nothing from its client's bucket: on
+/// one server both groups are decided in one all-or-nothing call; on a
+/// Cluster the client's group, admitted by its own node, is given back its
 /// token.
 #[tokio::test]
 async fn a_request_the_route_refuses_costs_its_client_nothing() {
-    let (_redis, _hf, config) = setup(
+    let (_redis, hf, config) = setup(
         "rate_limit = { requests_per_second = 0.01, burst = 3 }",
         "allow",
     )
     .await;
+    route_refusal_costs_the_client_nothing(config).await;
+    let cluster = RedisCluster::start();
+    let config = support::config(
+        &hf.url(),
+        &cluster_store(&cluster),
+        "rate_limit = { requests_per_second = 0.01, burst = 3 }",
+        "allow",
+    );
+    route_refusal_costs_the_client_nothing(config).await;
+}
+
+/// Routes `tgi` (a bucket of 1) and `llm` (none) in `config`, whose client
+/// has a bucket of 3: a request `tgi` refuses leaves the client its 3.
+#[cfg(test)]
+async fn route_refusal_costs_the_client_nothing(config: String) {
     let config = config.replacen(
         "[routes.hf]",
-        "[routes.other]\nbackends = [\"hf\"]\n\n[routes.hf]\nrate_limit = { requests_per_second = 0.01, burst = 1 }",
+        "[routes.llm]\nbackends = [\"hf\"]\n\n[routes.tgi]\nrate_limit = { requests_per_second = 0.01, burst = 1 }",
         1,
     );
     let gateway = Gateway::start(&config);
@@ -371,15 +408,89 @@ async fn a_request_the_route_refuses_costs_its_client_nothing() {
         let (client, base) = (client.clone(), gateway.base.clone());
         async move { predict_on(&client, &base, route).await.status().as_u16() }
     };
-    assert_eq!(on("hf").await, 200);
-    // The route's bucket of 1 is spent: refused by Redis (the client's
-    // token given back), then by the gateway's own note.
-    assert_eq!(on("hf").await, 429);
-    assert_eq!(on("hf").await, 429);
-    // Let the give-back land.
+    assert_eq!(on("tgi").await, 200);
+    // The route's bucket of 1 is spent: refused by Redis, then by the
+    // gateway's own note.
+    assert_eq!(on("tgi").await, 429);
+    assert_eq!(on("tgi").await, 429);
+    // Let a give-back land.
     tokio::time::sleep(Duration::from_millis(300)).await;
     // The client has 2 of its 3 left.
-    assert_eq!(on("other").await, 200);
-    assert_eq!(on("other").await, 200);
-    assert_eq!(on("other").await, 429);
+    assert_eq!(on("llm").await, 200);
+    assert_eq!(on("llm").await, 200);
+    assert_eq!(on("llm").await, 429);
+}
+
+/// A Redis Cluster: three gateways share the client's bucket exactly (120
+/// ± 2, as on one server), and each group's keys live on the node of their
+/// slot, the client's (`{c:web}`, slot 5871) on the second node and the
+/// route's (`{r:tgi}`, slot 14013) on the third.
+#[tokio::test]
+async fn three_gateways_sharing_a_redis_cluster_admit_what_one_bucket_admits() {
+    let cluster = RedisCluster::start();
+    let hf = hf().await;
+    let config = config(
+        &hf.url(),
+        &cluster_store(&cluster),
+        "rate_limit = { requests_per_second = 10, burst = 20 }",
+        "allow",
+    )
+    .replacen(
+        "[routes.hf]",
+        "[routes.tgi]\nrate_limit = { requests_per_second = 1000, burst = 1000 }",
+        1,
+    );
+    three_gateways_admit_120(&config, "tgi", "a Redis Cluster").await;
+    assert_eq!(cluster.holder("infergate:{c:web}:rate"), Some(1));
+    assert_eq!(cluster.holder("infergate:{r:tgi}:rate"), Some(2));
+}
+
+/// A Cluster node down: its decisions are what `on_store_error` says; back
+/// (its keys forgotten), the client's bucket is shared again, with no
+/// restart of the gateway. And a gateway started while the whole Cluster
+/// was down reaches it once it is up.
+#[tokio::test]
+async fn a_cluster_node_down_is_what_on_store_error_says_and_sharing_resumes() {
+    let mut cluster = RedisCluster::start();
+    let hf = hf().await;
+    let limit = "rate_limit = { requests_per_second = 1, burst = 3 }";
+    let deny = Gateway::start(&config(&hf.url(), &cluster_store(&cluster), limit, "deny"));
+    let client = client();
+    assert_eq!(
+        statuses(&client, &deny.base).await,
+        [200, 200, 200, 429, 429, 429]
+    );
+
+    // The client's keys are on the second node.
+    cluster.nodes[1].stop();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(statuses(&client, &deny.base).await, [503; 6]);
+    cluster.restart(1);
+    cluster.wait_ok();
+    wait_until("the gateway to reach the node again", || async {
+        predict(&client, &deny.base).await.status() != 503
+    })
+    .await;
+    let after = statuses(&client, &deny.base).await;
+    assert!(
+        after.contains(&429),
+        "the shared limit did not apply again: {after:?}"
+    );
+
+    // The whole Cluster down before a gateway starts.
+    for node in &mut cluster.nodes {
+        node.stop();
+    }
+    let late = Gateway::start(&config(&hf.url(), &cluster_store(&cluster), limit, "deny"));
+    assert_eq!(predict(&client, &late.base).await.status(), 503);
+    for i in 0..3 {
+        cluster.restart(i);
+    }
+    cluster.wait_ok();
+    wait_until("the late gateway to reach the Cluster", || async {
+        predict(&client, &late.base).await.status() != 503
+    })
+    .await;
+    let shared = statuses(&client, &late.base).await;
+    assert!(shared.contains(&429), "no shared limit: {shared:?}");
 }

@@ -6,15 +6,17 @@ use std::time::Duration;
 use super::bounds::{self, duration, integer};
 use super::diag::{key_path, Diagnostics};
 use super::raw::{RawRateLimit, RawRateLimits, RawRouteLimits};
-use super::{LimitStore, OnStoreError, RateLimit, RateLimitsConfig, RedisStoreConfig, SpendLimits};
+use super::{
+    LimitStore, OnStoreError, RateLimit, RateLimitsConfig, RedisMode, RedisStoreConfig, SpendLimits,
+};
 use crate::secret::Secret;
 
 /// A decision waits this long for Redis by default.
 const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_millis(50);
 const DEFAULT_KEY_PREFIX: &str = "infergate";
 
-/// `[rate_limits]`: `store` ("memory" or "redis", which needs `redis_url`),
-/// `on_store_error` ("allow" or "deny"), `timeout` and `key_prefix`.
+/// `[rate_limits]`: `store` ("memory" or "redis", which needs `redis_url`
+/// or `redis_urls`, and takes `redis_mode`), `on_store_error` ("allow" or "deny"), `timeout` and `key_prefix`.
 pub(super) fn rate_limits(raw: RawRateLimits, diag: &mut Diagnostics) -> RateLimitsConfig {
     let p = |key: &str| key_path("rate_limits", key);
     let on_store_error = match raw.on_store_error.as_deref().map(str::trim) {
@@ -51,29 +53,32 @@ pub(super) fn rate_limits(raw: RawRateLimits, diag: &mut Diagnostics) -> RateLim
     }
     let store = match raw.store.as_deref().map(str::trim) {
         None | Some("memory") => {
-            if raw.redis_url.is_some() {
-                diag.warn(&p("redis_url"), r#"not used unless store = "redis""#);
+            for (key, set) in [
+                ("redis_url", raw.redis_url.is_some()),
+                ("redis_urls", raw.redis_urls.is_some()),
+                ("redis_mode", raw.redis_mode.is_some()),
+            ] {
+                if set {
+                    diag.warn(&p(key), r#"not used unless store = "redis""#);
+                }
             }
             LimitStore::Memory
         }
-        Some("redis") => match raw.redis_url {
-            None => {
-                diag.error(&p("redis_url"), r#"required with store = "redis""#);
-                LimitStore::Memory
-            }
-            Some(url) => match redis_url(&url) {
-                Ok(shown) => LimitStore::Redis(RedisStoreConfig {
-                    url: Secret::new(url),
-                    shown,
-                    timeout,
-                    key_prefix,
-                }),
-                Err(why) => {
-                    diag.error(&p("redis_url"), why);
-                    LimitStore::Memory
-                }
-            },
-        },
+        Some("redis") => {
+            let mode = redis_mode(raw.redis_mode.as_deref(), diag);
+            redis_store(mode, (raw.redis_url, raw.redis_urls), diag).map_or(
+                LimitStore::Memory,
+                |(urls, shown)| {
+                    LimitStore::Redis(RedisStoreConfig {
+                        urls,
+                        mode,
+                        shown,
+                        timeout,
+                        key_prefix,
+                    })
+                },
+            )
+        }
         Some(other) => {
             diag.error(
                 &p("store"),
@@ -87,6 +92,83 @@ pub(super) fn rate_limits(raw: RawRateLimits, diag: &mut Diagnostics) -> RateLim
         on_store_error,
     }
 }
+
+/// `rate_limits.redis_mode`: "single" (the default) or "cluster".
+fn redis_mode(raw: Option<&str>, diag: &mut Diagnostics) -> RedisMode {
+    match raw.map(str::trim) {
+        None | Some("single") => RedisMode::Single,
+        Some("cluster") => RedisMode::Cluster,
+        Some(other) => {
+            diag.error(
+                &key_path("rate_limits", "redis_mode"),
+                format!(r#"unknown mode "{other}": use "single" or "cluster""#),
+            );
+            RedisMode::Single
+        }
+    }
+}
+
+/// The URLs of `store = "redis"`: `redis_url`, or `redis_urls` (a
+/// Cluster's seeds, at most [`MAX_REDIS_URLS`]), each checked; with the
+/// hosts and ports to show.
+fn redis_store(
+    mode: RedisMode,
+    (url, urls): (Option<String>, Option<Vec<String>>),
+    diag: &mut Diagnostics,
+) -> Option<(Vec<Secret>, String)> {
+    let p = |key: &str| key_path("rate_limits", key);
+    let (texts, key) = match (url, urls) {
+        (Some(_), Some(_)) => {
+            diag.error(&p("redis_urls"), "give redis_url or redis_urls, not both");
+            return None;
+        }
+        (None, None) => {
+            diag.error(&p("redis_url"), r#"required with store = "redis""#);
+            return None;
+        }
+        (Some(url), None) => (vec![url], None),
+        (None, Some(urls)) => (urls, Some("redis_urls")),
+    };
+    if let Some(key) = key {
+        let most = match mode {
+            RedisMode::Single => 1,
+            RedisMode::Cluster => MAX_REDIS_URLS,
+        };
+        if texts.is_empty() || texts.len() > most {
+            let why = match mode {
+                RedisMode::Single => {
+                    "one URL for a single server (a Cluster's seeds need redis_mode = \"cluster\")"
+                        .to_owned()
+                }
+                RedisMode::Cluster => format!("1 to {MAX_REDIS_URLS} seed URLs"),
+            };
+            diag.error(&p(key), why);
+            return None;
+        }
+    }
+    let mut shown = Vec::with_capacity(texts.len());
+    for (i, text) in texts.iter().enumerate() {
+        let at = match key {
+            Some(key) => format!("{}[{i}]", p(key)),
+            None => p("redis_url"),
+        };
+        match redis_url(text) {
+            Ok(s) => shown.push(s),
+            Err(why) => diag.error(&at, why),
+        }
+    }
+    if shown.len() < texts.len() {
+        return None;
+    }
+    let urls = texts
+        .iter()
+        .map(|t| Secret::new(t.trim().to_owned()))
+        .collect();
+    Some((urls, shown.join(", ")))
+}
+
+/// The most seed URLs `redis_urls` takes.
+pub const MAX_REDIS_URLS: usize = 32;
 
 /// A `redis://` URL the redis crate takes: its host and port for messages,
 /// or why not. Never the URL itself in a message: it may hold a password.

@@ -251,15 +251,27 @@ pub enum LimitStore {
 /// prefix of its keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisStoreConfig {
-    /// `redis://[user:password@]host[:port][/db]`: a secret, as it may hold
-    /// a password; never printed.
-    pub url: Secret,
-    /// The host and port alone, for messages.
+    /// `redis://[user:password@]host[:port][/db]`, one (a single server)
+    /// or the seeds of a Cluster: secrets, as they may hold a password;
+    /// never printed.
+    pub urls: Vec<Secret>,
+    /// `rate_limits.redis_mode`.
+    pub mode: RedisMode,
+    /// The hosts and ports alone, for messages.
     pub shown: String,
     /// The longest a decision waits for Redis, connecting included.
     pub timeout: Duration,
     /// The start of every key (letters, digits, `.`, `_`, `-`, `:`).
     pub key_prefix: String,
+}
+
+/// `rate_limits.redis_mode`: what the Redis URLs lead to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisMode {
+    /// One server, or a primary (the default).
+    Single,
+    /// A Redis Cluster: each script call goes to the node of its keys' slot.
+    Cluster,
 }
 
 /// `rate_limits.on_store_error`.

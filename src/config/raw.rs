@@ -66,6 +66,8 @@ pub(super) struct RawUpstream {
 pub(super) struct RawRateLimits {
     pub(super) store: Option<String>,
     pub(super) redis_url: Option<String>,
+    pub(super) redis_urls: Option<Vec<String>>,
+    pub(super) redis_mode: Option<String>,
     pub(super) on_store_error: Option<String>,
     #[serde(deserialize_with = "duration")]
     pub(super) timeout: Option<Duration>,

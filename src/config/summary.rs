@@ -95,9 +95,13 @@ fn write_settings(out: &mut String, config: &Config) -> std::fmt::Result {
             super::OnStoreError::Allow => "allow",
             super::OnStoreError::Deny => "deny",
         };
+        let through = match redis.mode {
+            super::RedisMode::Single => "Redis at",
+            super::RedisMode::Cluster => "a Redis Cluster, seeds",
+        };
         writeln!(
             out,
-            "rate limits: shared through Redis at {}, timeout {}, on store error {on_error}",
+            "rate limits: shared through {through} {}, timeout {}, on store error {on_error}",
             redis.shown,
             human(redis.timeout),
         )?;

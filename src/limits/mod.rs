@@ -362,8 +362,9 @@ impl Limits {
 
     /// One round trip to Redis for the request's two groups of buckets
     /// (the client's, the route's), unless one of them is known to be over
-    /// still. A group refused takes nothing; a group admitted when the
-    /// other refused is given back its costs, after the answer.
+    /// still. A group refused takes nothing; on a Cluster, where each
+    /// group is decided on its own, a group admitted when the other refused
+    /// is given back its costs, after the answer.
     async fn decide_shared(
         self: &Arc<Self>,
         shared: &Shared,
@@ -395,8 +396,11 @@ impl Limits {
         let Some(refused) = refused else {
             return Ok(tightest);
         };
-        // Only a group with buckets and none refused took anything.
-        let took = [0, 1].map(|g| !groups[g].is_empty() && decisions[g].iter().all(|d| d.allowed));
+        // Only a group with buckets and none refused took anything, and
+        // only when each group was decided on its own (a Cluster).
+        let alone = !shared.decides_groups_together();
+        let took = [0, 1]
+            .map(|g| alone && !groups[g].is_empty() && decisions[g].iter().all(|d| d.allowed));
         if took.contains(&true) {
             self.spawn_refund(client.map(str::to_owned), route.to_owned(), took, worker);
         }
@@ -500,9 +504,9 @@ fn groups<'a>(
     [client, route].map(|g| g.iter().flatten().copied().filter(|b| keep(b)).collect())
 }
 
-/// One store call per group with buckets, each bucket at `cost` (`None`:
-/// its admission's), in one round trip; the decisions by group (none for
-/// an empty one).
+/// The store's decision for every group with buckets, each bucket at
+/// `cost` (`None`: its admission's), in one round trip; the decisions by
+/// group (none for an empty one).
 async fn call(
     shared: &Shared,
     worker: usize,

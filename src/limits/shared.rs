@@ -9,23 +9,31 @@
 //! it). A request's buckets come in two groups, the client's (its own and
 //! its own on the route) and the route's; each group's keys share a hash
 //! tag (`infergate:{c:web-app}:rate`, `infergate:{r:flan}:tokens`) and one
-//! script call decides them together, all or nothing. Both calls go in one
-//! pipeline: one round trip. The client is a single-node Redis (or a
-//! primary); the keys are laid out so that a Redis Cluster client could
-//! send each call to its slot's node.
+//! script call can decide them together, all or nothing.
+//!
+//! On one server (`redis_mode = "single"`) a decision is one script
+//! call over both groups, all or nothing: one round trip, and nothing to
+//! give back. On a Redis Cluster (`redis_mode = "cluster"`) each group is
+//! a call of its own, sent to its slot's node (the redis crate's cluster
+//! client follows the slot map and its redirections), both at once; a
+//! group admitted when the other refused is then given back its costs.
 //!
 //! Each worker has its own connection (the redis crate's tokio connection
-//! manager, which reconnects by itself), made on the worker's runtime at
-//! its first decision, so a decision never wakes another thread. Every
-//! call is bounded by `rate_limits.timeout`, connecting included.
+//! manager, or its cluster connection; both reconnect by themselves), made
+//! on the worker's runtime at its first decision, so a decision never
+//! wakes another thread. Every call is bounded by `rate_limits.timeout`,
+//! connecting included.
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{ErrorKind, Script, ServerErrorKind};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::io::tcp::TcpSettings;
+use redis::{Cmd, ErrorKind, IntoConnectionInfo, RedisResult, Script, ServerErrorKind};
 
-use crate::config::RedisStoreConfig;
+use crate::config::{RedisMode, RedisStoreConfig};
 
 /// GCRA for a group of buckets, atomic: `KEYS` are the buckets (one hash
 /// tag for them all, so they share a slot). `ARGV[1]` is the mode: `0`
@@ -117,10 +125,23 @@ pub struct StoreError {
     why: String,
 }
 
+/// What the store's connections are made from.
+enum Link {
+    Single(redis::Client),
+    Cluster(Box<ClusterClient>),
+}
+
+/// One worker's connection.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
 /// The Redis store's client, its script and one connection per worker.
 pub struct Shared {
-    client: redis::Client,
-    connections: Vec<OnceLock<Option<ConnectionManager>>>,
+    link: Link,
+    connections: Vec<OnceLock<Option<Conn>>>,
     script: Script,
     timeout: Duration,
     prefix: String,
@@ -137,12 +158,34 @@ impl Shared {
     /// The store of `config`, for `workers` workers; nothing connects yet.
     pub fn new(config: &RedisStoreConfig, workers: usize) -> Result<Self, StoreError> {
         let at = config.shown.clone();
-        let client = redis::Client::open(config.url.expose()).map_err(|_| StoreError {
+        let unfit = || StoreError {
             at: at.clone(),
             why: "not a Redis URL the client takes".into(),
-        })?;
+        };
+        // The crate leaves Nagle on; a decision is one small write.
+        let tcp = TcpSettings::default().set_nodelay(true);
+        let link = match config.mode {
+            RedisMode::Single => {
+                let url = config.urls.first().ok_or_else(unfit)?;
+                let info = url.expose().into_connection_info().map_err(|_| unfit())?;
+                let client =
+                    redis::Client::open(info.set_tcp_settings(tcp)).map_err(|_| unfit())?;
+                Link::Single(client)
+            }
+            RedisMode::Cluster => {
+                let seeds = config.urls.iter().map(|u| u.expose().to_owned());
+                let client = ClusterClientBuilder::new(seeds)
+                    .connection_timeout(config.timeout)
+                    .response_timeout(config.timeout)
+                    .retries(3)
+                    .tcp_settings(tcp)
+                    .build()
+                    .map_err(|_| unfit())?;
+                Link::Cluster(Box::new(client))
+            }
+        };
         Ok(Self {
-            client,
+            link,
             connections: (0..workers.max(1)).map(|_| OnceLock::new()).collect(),
             script: Script::new(GCRA),
             timeout: config.timeout,
@@ -158,6 +201,12 @@ impl Shared {
         format!("{}:{{{tag}}}:{rest}", self.prefix)
     }
 
+    /// Whether one call decides every group of a request, all or nothing
+    /// (one server), so that a refusal never leaves a group to give back.
+    pub fn decides_groups_together(&self) -> bool {
+        matches!(self.link, Link::Single(_))
+    }
+
     fn fail(&self, why: impl std::fmt::Display) -> StoreError {
         StoreError {
             at: self.shown.clone(),
@@ -167,55 +216,71 @@ impl Shared {
 
     /// Worker `worker`'s connection, made on first use on the calling
     /// runtime (lazily: it connects at its first command).
-    fn connection(&self, worker: usize) -> Result<ConnectionManager, StoreError> {
+    fn connection(&self, worker: usize) -> Result<Conn, StoreError> {
         let slot = self
             .connections
             .get(worker)
             .or_else(|| self.connections.first())
             .ok_or_else(|| self.fail("no connection slot"))?;
-        let made = slot.get_or_init(|| {
-            let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(self.timeout))
-                .set_response_timeout(Some(self.timeout))
-                .set_number_of_retries(1)
-                .set_min_delay(Duration::from_millis(100))
-                .set_max_delay(Duration::from_secs(2));
-            ConnectionManager::new_lazy_with_config(self.client.clone(), config).ok()
+        let made = slot.get_or_init(|| match &self.link {
+            Link::Single(client) => {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(self.timeout))
+                    .set_response_timeout(Some(self.timeout))
+                    .set_number_of_retries(1)
+                    .set_min_delay(Duration::from_millis(100))
+                    .set_max_delay(Duration::from_secs(2));
+                ConnectionManager::new_lazy_with_config(client.clone(), config)
+                    .ok()
+                    .map(Conn::Single)
+            }
+            Link::Cluster(client) => Some(Conn::Cluster(
+                client.get_pending_async_connection_with_config(ClusterConfig::new()),
+            )),
         });
         made.clone()
             .ok_or_else(|| self.fail("could not make a connection"))
     }
 
-    /// One decision per ask of each group, every group in one round trip
-    /// (a pipeline of one script call per group), within the timeout.
+    /// One script call deciding `asks`.
+    fn command<'a>(&self, mode: Mode, asks: impl Iterator<Item = &'a Ask<'a>> + Clone) -> Cmd {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(self.script.get_hash()).arg(asks.clone().count());
+        for ask in asks.clone() {
+            cmd.arg(ask.key);
+        }
+        cmd.arg(mode as u8);
+        for ask in asks {
+            cmd.arg(ask.interval_us).arg(ask.burst).arg(ask.cost);
+        }
+        cmd
+    }
+
+    /// One decision per ask of each group, in one round trip, within the
+    /// timeout: one call for every group on one server, a call per group,
+    /// all at once, on a Cluster.
     pub async fn decide(
         &self,
         worker: usize,
         mode: Mode,
         groups: &[&[Ask<'_>]],
     ) -> Result<Vec<Vec<Decision>>, StoreError> {
-        let mut conn = self.connection(worker)?;
-        let mut pipe = redis::pipe();
-        for asks in groups {
-            let cmd = pipe
-                .cmd("EVALSHA")
-                .arg(self.script.get_hash())
-                .arg(asks.len());
-            for ask in *asks {
-                cmd.arg(ask.key);
-            }
-            cmd.arg(mode as u8);
-            for ask in *asks {
-                cmd.arg(ask.interval_us).arg(ask.burst).arg(ask.cost);
-            }
-        }
+        let conn = self.connection(worker)?;
         let call = async {
-            match pipe.query_async::<Vec<Vec<i64>>>(&mut conn).await {
-                Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                    self.script.prepare_invoke().load_async(&mut conn).await?;
-                    pipe.query_async::<Vec<Vec<i64>>>(&mut conn).await
+            match conn {
+                Conn::Single(mut conn) => {
+                    let all = groups.iter().flat_map(|g| g.iter());
+                    let answer = self.run(&mut conn, &self.command(mode, all)).await?;
+                    Ok(split(&answer, groups))
                 }
-                answered => answered,
+                Conn::Cluster(conn) => {
+                    let calls = groups.iter().map(|g| {
+                        let mut conn = conn.clone();
+                        let cmd = self.command(mode, g.iter());
+                        async move { self.run(&mut conn, &cmd).await }
+                    });
+                    futures_util::future::try_join_all(calls).await
+                }
             }
         };
         let answers = match tokio::time::timeout(self.timeout, call).await {
@@ -238,6 +303,37 @@ impl Shared {
         }
         Ok(answers.iter().map(|a| decisions(a)).collect())
     }
+
+    /// `cmd`, and when Redis has forgotten the script (`NOSCRIPT`: it
+    /// restarted, or a Cluster node is new), the script loaded again and
+    /// `cmd` once more.
+    async fn run<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        cmd: &Cmd,
+    ) -> RedisResult<Vec<i64>> {
+        match cmd.query_async::<Vec<i64>>(conn).await {
+            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                self.script.prepare_invoke().load_async(conn).await?;
+                cmd.query_async(conn).await
+            }
+            answered => answered,
+        }
+    }
+}
+
+/// One call's answer for every group, cut back into each group's part
+/// (three numbers per ask); a short answer leaves parts short.
+fn split(answer: &[i64], groups: &[&[Ask<'_>]]) -> Vec<Vec<i64>> {
+    let mut rest = answer;
+    groups
+        .iter()
+        .map(|g| {
+            let (this, after) = rest.split_at(rest.len().min(3 * g.len()));
+            rest = after;
+            this.to_vec()
+        })
+        .collect()
 }
 
 /// `{allowed, wait_us, remaining}` triples as decisions.

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
+    /// What it was started with beyond its port, for a restart.
+    extra: Vec<String>,
 }
 
 impl RedisServer {
@@ -24,6 +26,11 @@ impl RedisServer {
 
     /// A server on `port` (a restart of one stopped before).
     pub fn start_on(port: u16) -> Self {
+        Self::start_with(port, Vec::new())
+    }
+
+    /// A server on `port` with `extra` arguments, answering PING.
+    fn start_with(port: u16, extra: Vec<String>) -> Self {
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -37,6 +44,7 @@ impl RedisServer {
                 "--protected-mode",
                 "no",
             ])
+            .args(&extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -49,6 +57,7 @@ impl RedisServer {
         let server = Self {
             port,
             child: Some(child),
+            extra,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         while server.command("PING").as_deref() != Some("+PONG\r\n") {
@@ -97,6 +106,108 @@ impl RedisServer {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+}
+
+/// A Redis Cluster of three primaries on loopback (no replicas), its
+/// 16384 slots split in three ranges, one per node in order.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+    dir: std::path::PathBuf,
+}
+
+impl RedisCluster {
+    /// Three nodes, joined and serving every slot (`cluster_state:ok`).
+    pub fn start() -> Self {
+        let dir = super::child::write_temp("cluster", "")
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        let nodes: Vec<RedisServer> = (0..3)
+            .map(|i| {
+                let node_dir = dir.join(format!("node{i}"));
+                std::fs::create_dir(&node_dir).unwrap();
+                let extra = [
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "1000",
+                    "--dir",
+                    node_dir.to_str().unwrap(),
+                ];
+                RedisServer::start_with(cluster_port(), extra.map(str::to_owned).to_vec())
+            })
+            .collect();
+        let ranges = [(0, 5460), (5461, 10922), (10923, 16383)];
+        for (node, (first, last)) in nodes.iter().zip(ranges) {
+            let added = node.command(&format!("CLUSTER ADDSLOTSRANGE {first} {last}"));
+            assert_eq!(added.as_deref(), Some("+OK\r\n"), "{added:?}");
+        }
+        for other in &nodes[1..] {
+            let met = nodes[0].command(&format!("CLUSTER MEET 127.0.0.1 {}", other.port));
+            assert_eq!(met.as_deref(), Some("+OK\r\n"), "{met:?}");
+        }
+        let cluster = Self { nodes, dir };
+        cluster.wait_ok();
+        cluster
+    }
+
+    /// Waits until every node that runs says `cluster_state:ok`.
+    pub fn wait_ok(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.nodes.iter().filter(|n| n.child.is_some()).all(|n| {
+            n.command("CLUSTER INFO")
+                .is_some_and(|i| i.contains("cluster_state:ok"))
+        }) {
+            assert!(Instant::now() < deadline, "the cluster did not come up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `redis_urls = [...]` with every node as a seed.
+    pub fn urls(&self) -> String {
+        let urls: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("\"{}\"", n.url()))
+            .collect();
+        format!("[{}]", urls.join(", "))
+    }
+
+    /// The index of the node that holds `key`: the others answer `MOVED`.
+    pub fn holder(&self, key: &str) -> Option<usize> {
+        self.nodes
+            .iter()
+            .position(|n| n.command(&format!("EXISTS {key}")).as_deref() == Some(":1\r\n"))
+    }
+
+    /// Restarts node `i` after [`RedisServer::stop`], on its port and with
+    /// its cluster state (its slots), its keys forgotten.
+    pub fn restart(&mut self, i: usize) {
+        let old = &self.nodes[i];
+        self.nodes[i] = RedisServer::start_with(old.port, old.extra.clone());
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            node.stop();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A free loopback port whose cluster bus port (10000 above) is free too.
+fn cluster_port() -> u16 {
+    loop {
+        let port = super::net::free_port();
+        let bus = port.checked_add(10000);
+        if bus.is_some_and(|b| std::net::TcpListener::bind(("127.0.0.1", b)).is_ok()) {
+            return port;
         }
     }
 }

@@ -299,6 +299,26 @@ fn rate_limits_choose_a_store_and_name_every_mistake() {
             "rate_limits.on_store_error: unknown value",
         ),
         ("key_prefix = \"a b\"", "rate_limits.key_prefix: 1 to 64"),
+        (
+            "store = \"redis\"\nredis_url = \"redis://h\"\nredis_urls = [\"redis://h\"]",
+            "rate_limits.redis_urls: give redis_url or redis_urls, not both",
+        ),
+        (
+            "store = \"redis\"\nredis_urls = [\"redis://a\", \"redis://b\"]",
+            "rate_limits.redis_urls: one URL for a single server",
+        ),
+        (
+            "store = \"redis\"\nredis_mode = \"cluster\"\nredis_urls = []",
+            "rate_limits.redis_urls: 1 to 32 seed URLs",
+        ),
+        (
+            "store = \"redis\"\nredis_mode = \"sentinel\"\nredis_url = \"redis://h\"",
+            "rate_limits.redis_mode: unknown mode \"sentinel\"",
+        ),
+        (
+            "store = \"redis\"\nredis_mode = \"cluster\"\nredis_urls = [\"redis://a\", \"http://pw-canary@b\"]",
+            "rate_limits.redis_urls[1]: scheme \"http\" is not redis://",
+        ),
         ("timeout = \"0s\"", "rate_limits.timeout:"),
         ("stores = 1", "rate_limits.stores: unknown key"),
     ] {
@@ -309,6 +329,43 @@ fn rate_limits_choose_a_store_and_name_every_mistake() {
         );
         assert!(!errors.join("\n").contains("pw-canary"), "{errors:?}");
     }
+}
+
+#[test]
+fn a_redis_cluster_is_named_by_its_seeds() {
+    use crate::config::{LimitStore, RedisMode};
+    let config = parse(&minimal(
+        "[rate_limits]\nstore = \"redis\"\nredis_mode = \"cluster\"\nredis_urls = [\"redis://:pw-canary@10.0.0.5:7000\", \"redis://10.0.0.6\"]\n",
+    ));
+    let LimitStore::Redis(redis) = &config.rate_limits.store else {
+        panic!("not redis");
+    };
+    assert_eq!(redis.mode, RedisMode::Cluster);
+    assert_eq!(redis.urls.len(), 2);
+    assert_eq!(redis.shown, "10.0.0.5:7000, 10.0.0.6:6379");
+    let summary = config.summary();
+    assert!(
+        summary.contains("shared through a Redis Cluster, seeds 10.0.0.5:7000, 10.0.0.6:6379"),
+        "{summary}"
+    );
+    assert!(!format!("{config:?}{summary}").contains("pw-canary"));
+    // One seed given as redis_url is a Cluster too.
+    let one = parse(&minimal(
+        "[rate_limits]\nstore = \"redis\"\nredis_mode = \"cluster\"\nredis_url = \"redis://h:7000\"\n",
+    ));
+    assert!(matches!(&one.rate_limits.store, LimitStore::Redis(r) if r.mode == RedisMode::Cluster));
+    // 33 seeds are too many.
+    let many: Vec<String> = (0..33).map(|i| format!("\"redis://h{i}\"")).collect();
+    let errors = errors(&minimal(&format!(
+        "[rate_limits]\nstore = \"redis\"\nredis_mode = \"cluster\"\nredis_urls = [{}]\n",
+        many.join(", ")
+    )));
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("rate_limits.redis_urls: 1 to 32")),
+        "{errors:?}"
+    );
 }
 
 #[test]
