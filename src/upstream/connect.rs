@@ -2,12 +2,11 @@
 //! environment names for it), a CONNECT tunnel through that proxy for an
 //! `https` endpoint, then TLS with the endpoint's name (SNI) and ALPN.
 //!
-//! hyper-util's client calls the [`Connector`] only when its pool has no
-//! idle connection for the endpoint, so none of this runs per request. The
+//! The pool ([`super::pool`]) opens one only when it has no ready
+//! connection for the endpoint, so none of this runs per request. The
 //! whole of it, tunnel and handshake included, is bounded by
 //! `upstream.connect_timeout`.
 
-use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -40,7 +39,7 @@ pub(crate) struct Shared {
     pub(crate) connect_timeout: Duration,
 }
 
-/// hyper-util's connector for upstream endpoints.
+/// Opens connections to upstream endpoints.
 #[derive(Debug, Clone)]
 pub(crate) struct Connector {
     tcp: HttpConnector,
@@ -111,28 +110,18 @@ impl Connector {
     }
 }
 
-impl tower::Service<Uri> for Connector {
-    type Response = Conn;
-    type Error = ConnectError;
-    type Future = Pin<Box<dyn Future<Output = Result<Conn, ConnectError>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, dst: Uri) -> Self::Future {
+impl Connector {
+    /// A new connection to `dst`, all of it within the connect timeout.
+    pub(crate) async fn open(self, dst: Uri) -> Result<Conn, ConnectError> {
         let limit = self.shared.connect_timeout;
-        let connecting = self.clone().connect(dst);
-        Box::pin(async move {
-            tokio::time::timeout(limit, connecting)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(ConnectError::new(
-                        ConnectErrorKind::TimedOut,
-                        format!("no connection within {limit:?}"),
-                    ))
-                })
-        })
+        tokio::time::timeout(limit, self.connect(dst))
+            .await
+            .unwrap_or_else(|_| {
+                Err(ConnectError::new(
+                    ConnectErrorKind::TimedOut,
+                    format!("no connection within {limit:?}"),
+                ))
+            })
     }
 }
 

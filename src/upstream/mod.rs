@@ -1,5 +1,6 @@
-//! The upstream HTTP client: hyper-util's pooled client over the gateway's
-//! own [`connect::Connector`] (TCP, proxies from the environment, rustls).
+//! The upstream HTTP client: hyper's connections under a per-worker
+//! [`pool`], opened by the gateway's own [`connect::Connector`] (TCP,
+//! proxies from the environment, rustls).
 //!
 //! [`Egress`] is built once from the config: the TLS roots (the system's,
 //! `upstream.tls_ca_file`, a backend's own `tls_ca_file`), the proxies and
@@ -10,10 +11,13 @@
 
 pub mod connect;
 mod deadline;
+mod pool;
 mod proxy;
 pub mod tls;
 
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,8 +25,6 @@ use bytes::Bytes;
 use http::header::{PROXY_AUTHORIZATION, USER_AGENT};
 use http::{HeaderMap, HeaderValue, Method, Request, Uri};
 use http_body_util::Full;
-use hyper_util::client::legacy;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::config::{BackendConfig, Config};
 
@@ -40,8 +42,28 @@ pub type RequestBody = Full<Bytes>;
 /// An upstream answer, its body still to read.
 pub type Response = http::Response<hyper::body::Incoming>;
 
-/// The client's error for a request that got no answer.
-pub type Error = legacy::Error;
+/// A request on its way, until its answer's head: boxed, so that the
+/// futures which await it (the attempt, the hedge, the door's) stay small
+/// and cheap to move.
+pub type Sending<'a> = Pin<Box<dyn Future<Output = Result<Response, Error>> + Send + 'a>>;
+
+/// Why a request got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("could not connect")]
+    Connect(#[source] ConnectError),
+    #[error("the request failed")]
+    Http(#[source] hyper::Error),
+    #[error("a new connection closed before the request was sent")]
+    Closed,
+}
+
+impl Error {
+    /// Whether no connection was made.
+    pub fn is_connect(&self) -> bool {
+        matches!(self, Error::Connect(_))
+    }
+}
 
 /// What every worker's client shares, built once from the config.
 #[derive(Debug)]
@@ -124,13 +146,14 @@ impl Egress {
 
     /// A new client with its own connection pool: one per worker.
     pub fn client(&self) -> Client {
-        let inner = legacy::Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(self.pool_idle_timeout)
-            .pool_max_idle_per_host(self.pool_max_idle_per_host)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(connect::Connector::new(Arc::clone(&self.shared)));
-        Client { inner }
+        let connector = connect::Connector::new(Arc::clone(&self.shared));
+        Client {
+            pool: Arc::new(pool::Pool::new(
+                connector,
+                self.pool_idle_timeout,
+                self.pool_max_idle_per_host,
+            )),
+        }
     }
 
     /// Where requests to `url` go: refused when the environment's proxy
@@ -147,10 +170,7 @@ impl Egress {
         let proxy_authorization = proxy
             .filter(|_| uri.scheme_str() == Some("http"))
             .and_then(|p| p.authorization());
-        Ok(Target {
-            uri,
-            proxy_authorization,
-        })
+        Ok(Target::new(uri, proxy_authorization))
     }
 }
 
@@ -162,54 +182,88 @@ fn backend_authority(backend: &BackendConfig) -> String {
     }
 }
 
-/// One URL of a backend's, ready to send to.
+/// One URL of a backend's, ready to send to: its absolute form (for
+/// HTTP/2 and forward proxies), its origin form and `Host` (for HTTP/1),
+/// and its endpoint's slot in every worker's pool.
 #[derive(Debug, Clone)]
-pub struct Target {
+pub struct Target(Arc<TargetParts>);
+
+#[derive(Debug)]
+struct TargetParts {
     uri: Uri,
+    origin: Uri,
+    host: HeaderValue,
+    slot: usize,
     /// `Proxy-Authorization` for a forward proxy, marked sensitive.
     proxy_authorization: Option<HeaderValue>,
 }
 
 impl Target {
+    fn new(uri: Uri, proxy_authorization: Option<HeaderValue>) -> Self {
+        let origin = uri
+            .path_and_query()
+            .and_then(|p| Uri::try_from(p.as_str()).ok())
+            .unwrap_or_else(|| Uri::from_static("/"));
+        let host = uri.host().unwrap_or_default();
+        let host = match uri.port_u16() {
+            Some(port) if Some(port) != default_port(&uri) => format!("{host}:{port}"),
+            _ => host.to_owned(),
+        };
+        let scheme = uri.scheme_str().unwrap_or("http");
+        let slot = pool::slot_of(&format!("{scheme}://{}", connect::authority(&uri)));
+        Self(Arc::new(TargetParts {
+            host: HeaderValue::from_str(&host).unwrap_or(HeaderValue::from_static("")),
+            origin,
+            slot,
+            uri,
+            proxy_authorization,
+        }))
+    }
+
     /// `url` reached directly, whatever the environment says: for tests and
     /// benchmarks that never send.
     pub fn direct(url: &reqwest::Url) -> Self {
-        Self {
-            uri: url.as_str().parse().unwrap_or_default(),
-            proxy_authorization: None,
-        }
+        Self::new(url.as_str().parse().unwrap_or_default(), None)
     }
 
     pub fn uri(&self) -> &Uri {
-        &self.uri
+        &self.0.uri
+    }
+}
+
+/// The port `uri`'s scheme implies.
+fn default_port(uri: &Uri) -> Option<u16> {
+    match uri.scheme_str() {
+        Some("https") => Some(443),
+        Some("http") => Some(80),
+        _ => None,
     }
 }
 
 /// One worker's upstream client.
 #[derive(Debug, Clone)]
 pub struct Client {
-    inner: legacy::Client<connect::Connector, RequestBody>,
+    pool: Arc<pool::Pool>,
 }
 
 impl Client {
     /// Sends `method` to `target` with `headers` and `body`; resolves once
     /// the response headers arrived.
-    pub fn send(
-        &self,
+    pub fn send<'a>(
+        &'a self,
         method: Method,
-        target: &Target,
+        target: &'a Target,
         mut headers: HeaderMap,
         body: Bytes,
-    ) -> legacy::ResponseFuture {
+    ) -> Sending<'a> {
         headers.insert(USER_AGENT, USER_AGENT_VALUE);
-        if let Some(auth) = &target.proxy_authorization {
+        if let Some(auth) = &target.0.proxy_authorization {
             headers.insert(PROXY_AUTHORIZATION, auth.clone());
         }
         let mut req = Request::new(Full::new(body));
         *req.method_mut() = method;
-        *req.uri_mut() = target.uri.clone();
         *req.headers_mut() = headers;
-        self.inner.request(req)
+        Box::pin(self.pool.send(target, req))
     }
 }
 
