@@ -79,3 +79,40 @@ async fn sagemaker_alike_in_both_versions() {
         );
     }
 }
+
+/// HTTP/2 is one connection per endpoint and worker, shared: requests at
+/// once and one after another, through one worker, open one connection;
+/// over HTTP/1.1 the same requests at once open one each.
+#[tokio::test]
+async fn an_h2_connection_is_shared_by_requests_at_once() {
+    for (h2, most) in [(true, 1), (false, 8)] {
+        let pki = Pki::new();
+        let tls = if h2 {
+            pki.leaf.options()
+        } else {
+            pki.leaf.http1_only()
+        };
+        let (emu, config) = hf(&pki, tls).await;
+        let config = config.replacen("[server]\n", "[server]\nworkers = 1\n", 1);
+        let gw = serve(&config).await;
+        let res = predict(&gw.base, "hf", BODY).await;
+        assert_eq!(res.status(), 200);
+        let _ = res.bytes().await.unwrap();
+        let at_once = (0..8).map(|_| async {
+            let res = predict(&gw.base, "hf", BODY).await;
+            assert_eq!(res.status(), 200);
+            res.bytes().await.unwrap()
+        });
+        futures_util::future::join_all(at_once).await;
+        gw.stop().await;
+        let sessions = emu.connections().sessions().len();
+        if h2 {
+            assert_eq!(sessions, most, "HTTP/2: {sessions} connections");
+        } else {
+            assert!(
+                (2..=most + 1).contains(&sessions),
+                "HTTP/1.1: {sessions} connections"
+            );
+        }
+    }
+}
