@@ -172,10 +172,7 @@ impl Pool {
             return;
         }
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        if slots.len() <= slot {
-            slots.resize_with(slot + 1, Slot::default);
-        }
-        let list = &mut slots[slot].h1;
+        let list = &mut grown(&mut slots, slot).h1;
         if list.len() < self.max_kept {
             list.push(Kept {
                 tx,
@@ -203,11 +200,11 @@ impl Pool {
                 .await
                 .map_err(Error::Http)?;
             tokio::spawn(driver);
-            let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-            if slots.len() <= target.0.slot {
-                slots.resize_with(target.0.slot + 1, Slot::default);
+            // `pool_max_idle_per_host = 0` turns pooling off, HTTP/2's too.
+            if self.max_kept > 0 {
+                let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+                grown(&mut slots, target.0.slot).h2 = Some(tx.clone());
             }
-            slots[target.0.slot].h2 = Some(tx.clone());
             return Ok(Sender::H2(tx));
         }
         let (tx, driver) = http1::Builder::new()
@@ -251,6 +248,14 @@ impl Pool {
             }
         }
     }
+}
+
+/// Slot `i` of `slots`, made (empty) if there was none yet.
+fn grown(slots: &mut Vec<Slot>, i: usize) -> &mut Slot {
+    if slots.len() <= i {
+        slots.resize_with(i + 1, Slot::default);
+    }
+    &mut slots[i]
 }
 
 /// A request that got no answer: given back when it never left, so that a

@@ -82,10 +82,11 @@ async fn sagemaker_alike_in_both_versions() {
 
 /// HTTP/2 is one connection per endpoint and worker, shared: requests at
 /// once and one after another, through one worker, open one connection;
-/// over HTTP/1.1 the same requests at once open one each.
+/// over HTTP/1.1 the same requests at once open one each; with
+/// `pool_max_idle_per_host = 0` nothing is pooled, HTTP/2 included.
 #[tokio::test]
 async fn an_h2_connection_is_shared_by_requests_at_once() {
-    for (h2, most) in [(true, 1), (false, 8)] {
+    for (h2, pooled, most) in [(true, true, 1), (false, true, 8), (true, false, 9)] {
         let pki = Pki::new();
         let tls = if h2 {
             pki.leaf.options()
@@ -93,7 +94,14 @@ async fn an_h2_connection_is_shared_by_requests_at_once() {
             pki.leaf.http1_only()
         };
         let (emu, config) = hf(&pki, tls).await;
-        let config = config.replacen("[server]\n", "[server]\nworkers = 1\n", 1);
+        let mut config = config.replacen("[server]\n", "[server]\nworkers = 1\n", 1);
+        if !pooled {
+            config = config.replacen(
+                "[upstream]\n",
+                "[upstream]\npool_max_idle_per_host = 0\n",
+                1,
+            );
+        }
         let gw = serve(&config).await;
         let res = predict(&gw.base, "hf", BODY).await;
         assert_eq!(res.status(), 200);
@@ -107,7 +115,10 @@ async fn an_h2_connection_is_shared_by_requests_at_once() {
         gw.stop().await;
         let sessions = emu.connections().sessions().len();
         if h2 {
-            assert_eq!(sessions, most, "HTTP/2: {sessions} connections");
+            assert_eq!(
+                sessions, most,
+                "HTTP/2, pooled {pooled}: {sessions} connections"
+            );
         } else {
             assert!(
                 (2..=most + 1).contains(&sessions),
