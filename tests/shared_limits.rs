@@ -494,3 +494,54 @@ async fn a_cluster_node_down_is_what_on_store_error_says_and_sharing_resumes() {
     let shared = statuses(&client, &late.base).await;
     assert!(shared.contains(&429), "no shared limit: {shared:?}");
 }
+
+/// On a Cluster, a request that one node could not decide takes nothing
+/// from the group another node admitted: the client's token (second node)
+/// is given back when the route's node (the third) is down.
+#[tokio::test]
+async fn a_group_admitted_when_the_other_node_failed_is_given_back() {
+    let mut cluster = RedisCluster::start();
+    let hf = hf().await;
+    let config = config(
+        &hf.url(),
+        &cluster_store(&cluster),
+        "rate_limit = { requests_per_second = 0.01, burst = 3 }",
+        "deny",
+    )
+    .replacen(
+        "[routes.hf]",
+        "[routes.tgi]\nrate_limit = { requests_per_second = 1000, burst = 1000 }",
+        1,
+    );
+    let gateway = Gateway::start(&config);
+    let client = client();
+    cluster.nodes[2].stop();
+    // At once, before the Cluster marks the node failed: the client's node
+    // admits, the route's cannot answer.
+    assert_eq!(
+        predict_on(&client, &gateway.base, "tgi").await.status(),
+        503
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cluster.restart(2);
+    cluster.wait_ok();
+    let first = common::wait_some("the gateway to reach the node again", || async {
+        let status = predict_on(&client, &gateway.base, "tgi").await.status();
+        (status != 503).then_some(status.as_u16())
+    })
+    .await;
+    let mut got = vec![first];
+    for _ in 0..3 {
+        got.push(
+            predict_on(&client, &gateway.base, "tgi")
+                .await
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(
+        got,
+        [200, 200, 200, 429],
+        "the client's 3 were not all left"
+    );
+}

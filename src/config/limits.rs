@@ -160,11 +160,47 @@ fn redis_store(
     if shown.len() < texts.len() {
         return None;
     }
+    if mode == RedisMode::Cluster && !cluster_seeds_agree(&texts, key, diag) {
+        return None;
+    }
     let urls = texts
         .iter()
         .map(|t| Secret::new(t.trim().to_owned()))
         .collect();
     Some((urls, shown.join(", ")))
+}
+
+/// A Cluster's seeds (each a URL already checked): database 0, the only
+/// one a Cluster has, and the same user and password on every seed (one
+/// login for every node). Errors name the seed, never its password.
+fn cluster_seeds_agree(texts: &[String], key: Option<&str>, diag: &mut Diagnostics) -> bool {
+    let at = |i: usize| match key {
+        Some(key) => format!("{}[{i}]", key_path("rate_limits", key)),
+        None => key_path("rate_limits", "redis_url"),
+    };
+    let login = |u: &reqwest::Url| (u.username().to_owned(), u.password().map(str::to_owned));
+    let urls: Vec<reqwest::Url> = texts
+        .iter()
+        .filter_map(|t| reqwest::Url::parse(t.trim()).ok())
+        .collect();
+    let mut agree = true;
+    for (i, url) in urls.iter().enumerate() {
+        if !matches!(url.path(), "" | "/" | "/0") {
+            diag.error(
+                &at(i),
+                "a Redis Cluster has database 0 only: no /db in its URLs",
+            );
+            agree = false;
+        }
+        if login(url) != login(&urls[0]) {
+            diag.error(
+                &at(i),
+                "every seed of a Cluster needs the same user and password",
+            );
+            agree = false;
+        }
+    }
+    agree
 }
 
 /// The most seed URLs `redis_urls` takes.

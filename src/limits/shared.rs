@@ -243,9 +243,24 @@ impl Shared {
     }
 
     /// One script call deciding `asks`.
-    fn command<'a>(&self, mode: Mode, asks: impl Iterator<Item = &'a Ask<'a>> + Clone) -> Cmd {
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(self.script.get_hash()).arg(asks.clone().count());
+    /// By the script's hash (`EVALSHA`), or with `body` by its text
+    /// (`EVAL`, which also loads it on the node that runs it).
+    fn command<'a>(
+        &self,
+        mode: Mode,
+        asks: impl Iterator<Item = &'a Ask<'a>> + Clone,
+        body: bool,
+    ) -> Cmd {
+        let mut cmd = if body {
+            let mut cmd = redis::cmd("EVAL");
+            cmd.arg(GCRA);
+            cmd
+        } else {
+            let mut cmd = redis::cmd("EVALSHA");
+            cmd.arg(self.script.get_hash());
+            cmd
+        };
+        cmd.arg(asks.clone().count());
         for ask in asks.clone() {
             cmd.arg(ask.key);
         }
@@ -270,16 +285,16 @@ impl Shared {
             match conn {
                 Conn::Single(mut conn) => {
                     let all = groups.iter().flat_map(|g| g.iter());
-                    let answer = self.run(&mut conn, &self.command(mode, all)).await?;
+                    let answer = self.run(&mut conn, mode, all).await?;
                     Ok(split(&answer, groups))
                 }
                 Conn::Cluster(conn) => {
                     let calls = groups.iter().map(|g| {
                         let mut conn = conn.clone();
-                        let cmd = self.command(mode, g.iter());
-                        async move { self.run(&mut conn, &cmd).await }
+                        async move { self.run(&mut conn, mode, g.iter()).await }
                     });
-                    futures_util::future::try_join_all(calls).await
+                    let answers = futures_util::future::join_all(calls).await;
+                    self.settle_partial(&conn, mode, groups, answers)
                 }
             }
         };
@@ -304,21 +319,56 @@ impl Shared {
         Ok(answers.iter().map(|a| decisions(a)).collect())
     }
 
-    /// `cmd`, and when Redis has forgotten the script (`NOSCRIPT`: it
-    /// restarted, or a Cluster node is new), the script loaded again and
-    /// `cmd` once more.
-    async fn run<C: ConnectionLike + Send>(
+    /// The script for `asks` by its hash, and when the server has
+    /// forgotten it (`NOSCRIPT`: it restarted, or a Cluster node is new)
+    /// by its text, which loads it there again. (`SCRIPT LOAD` would go to
+    /// every node of a Cluster and fail while any is down.)
+    async fn run<'a, C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
-        cmd: &Cmd,
+        mode: Mode,
+        asks: impl Iterator<Item = &'a Ask<'a>> + Clone,
     ) -> RedisResult<Vec<i64>> {
+        let cmd = self.command(mode, asks.clone(), false);
         match cmd.query_async::<Vec<i64>>(conn).await {
             Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                self.script.prepare_invoke().load_async(conn).await?;
-                cmd.query_async(conn).await
+                self.command(mode, asks, true).query_async(conn).await
             }
             answered => answered,
         }
+    }
+
+    /// A Cluster's answers by group: all of them, or the first failure,
+    /// and then, for an admission, each group that was admitted is given
+    /// back its costs (a task of its own), so that a request the store did
+    /// not decide takes nothing.
+    fn settle_partial(
+        &self,
+        conn: &ClusterConnection,
+        mode: Mode,
+        groups: &[&[Ask<'_>]],
+        answers: Vec<RedisResult<Vec<i64>>>,
+    ) -> RedisResult<Vec<Vec<i64>>> {
+        if answers.iter().all(Result::is_ok) {
+            return answers.into_iter().collect();
+        }
+        if mode == Mode::Admit {
+            for (group, answer) in groups.iter().zip(&answers) {
+                let admitted = answer
+                    .as_ref()
+                    .is_ok_and(|a| a.chunks_exact(3).all(|d| d[0] == 1));
+                if !admitted {
+                    continue;
+                }
+                let refund = self.command(Mode::Refund, group.iter(), false);
+                let (mut conn, timeout) = (conn.clone(), self.timeout);
+                tokio::spawn(async move {
+                    let call = refund.query_async::<Vec<i64>>(&mut conn);
+                    let _ = tokio::time::timeout(timeout, call).await;
+                });
+            }
+        }
+        answers.into_iter().collect()
     }
 }
 

@@ -11,7 +11,8 @@
 //! longer than `upstream.pool_idle_timeout`, is let go, and a sweep does the
 //! same every half of that timeout for an endpoint no request asks for. An
 //! HTTP/2 connection (negotiated by ALPN) is shared by every request to its
-//! endpoint while it lives.
+//! endpoint while it lives, and let go the same way once no request took
+//! it for the idle timeout.
 //!
 //! A request that a pooled connection turned out closed before sending it
 //! (the server closed it while it was idle) is sent once more on a new
@@ -48,9 +49,33 @@ struct Kept {
 }
 
 impl Kept {
-    /// Closed, or idle (ready) since before `stale`.
-    fn spent(&self, stale: Option<Instant>) -> bool {
-        self.tx.is_closed() || (self.tx.is_ready() && stale.is_some_and(|t| self.since < t))
+    /// Whether to keep it at `now`: not closed, and not idle since before
+    /// `stale`. One still busy (its answer's body being read) is idle from
+    /// no earlier than now.
+    fn keep(&mut self, now: Instant, stale: Option<Instant>) -> bool {
+        if self.tx.is_closed() {
+            return false;
+        }
+        if !self.tx.is_ready() {
+            self.since = now;
+            return true;
+        }
+        stale.is_none_or(|t| self.since >= t)
+    }
+}
+
+/// An HTTP/2 connection in its endpoint's slot.
+struct Shared2 {
+    tx: http2::SendRequest<RequestBody>,
+    /// When a request last took it.
+    used: Instant,
+}
+
+impl Shared2 {
+    /// Whether to keep it: not closed, and taken since `stale`. Requests
+    /// still on it when it is let go finish; the connection closes after.
+    fn keep(&self, stale: Option<Instant>) -> bool {
+        !self.tx.is_closed() && stale.is_none_or(|t| self.used >= t)
     }
 }
 
@@ -58,7 +83,7 @@ impl Kept {
 #[derive(Default)]
 struct Slot {
     h1: Vec<Kept>,
-    h2: Option<http2::SendRequest<RequestBody>>,
+    h2: Option<Shared2>,
 }
 
 /// One worker's pool.
@@ -149,14 +174,16 @@ impl Pool {
     fn checkout(&self, slot: usize) -> Option<Sender> {
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         let s = slots.get_mut(slot)?;
-        if let Some(tx) = &s.h2 {
-            if !tx.is_closed() {
-                return Some(Sender::H2(tx.clone()));
-            }
+        let now = Instant::now();
+        let stale = now.checked_sub(self.idle_timeout);
+        if s.h2.as_ref().is_some_and(|h2| !h2.keep(stale)) {
             s.h2 = None;
         }
-        let stale = Instant::now().checked_sub(self.idle_timeout);
-        s.h1.retain(|k| !k.spent(stale));
+        if let Some(h2) = &mut s.h2 {
+            h2.used = now;
+            return Some(Sender::H2(h2.tx.clone()));
+        }
+        s.h1.retain_mut(|k| k.keep(now, stale));
         let ready = s.h1.iter().rposition(|k| k.tx.is_ready())?;
         let kept = s.h1.swap_remove(ready);
         Some(Sender::H1 {
@@ -203,7 +230,10 @@ impl Pool {
             // `pool_max_idle_per_host = 0` turns pooling off, HTTP/2's too.
             if self.max_kept > 0 {
                 let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-                grown(&mut slots, target.0.slot).h2 = Some(tx.clone());
+                grown(&mut slots, target.0.slot).h2 = Some(Shared2 {
+                    tx: tx.clone(),
+                    used: Instant::now(),
+                });
             }
             return Ok(Sender::H2(tx));
         }
@@ -239,23 +269,16 @@ impl Pool {
     }
 
     fn sweep(&self) {
-        let stale = Instant::now().checked_sub(self.idle_timeout);
+        let now = Instant::now();
+        let stale = now.checked_sub(self.idle_timeout);
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         for s in slots.iter_mut() {
-            s.h1.retain(|k| !k.spent(stale));
-            if s.h2.as_ref().is_some_and(http2::SendRequest::is_closed) {
+            s.h1.retain_mut(|k| k.keep(now, stale));
+            if s.h2.as_ref().is_some_and(|h2| !h2.keep(stale)) {
                 s.h2 = None;
             }
         }
     }
-}
-
-/// Slot `i` of `slots`, made (empty) if there was none yet.
-fn grown(slots: &mut Vec<Slot>, i: usize) -> &mut Slot {
-    if slots.len() <= i {
-        slots.resize_with(i + 1, Slot::default);
-    }
-    &mut slots[i]
 }
 
 /// A request that got no answer: given back when it never left, so that a
@@ -272,6 +295,14 @@ impl Unsent {
             None => Unsent::Failed(Error::Http(e.into_error())),
         }
     }
+}
+
+/// Slot `i` of `slots`, made (empty) if there was none yet.
+fn grown(slots: &mut Vec<Slot>, i: usize) -> &mut Slot {
+    if slots.len() <= i {
+        slots.resize_with(i + 1, Slot::default);
+    }
+    &mut slots[i]
 }
 
 /// The slot number of the endpoint `key` (`scheme://host:port`): the same
@@ -439,6 +470,16 @@ mod tests {
         );
         read(get(&pool, &target).await).await;
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn an_answer_longer_than_the_idle_timeout_leaves_its_connection_fresh() {
+        let (url, accepted, _) = upstream(Answer::Slow).await;
+        // The body takes 300 ms; the connection was busy, not idle.
+        let (pool, target) = (pool(Duration::from_millis(200), 8), target(&url));
+        read(get(&pool, &target).await).await;
+        read(get(&pool, &target).await).await;
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

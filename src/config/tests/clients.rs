@@ -319,6 +319,14 @@ fn rate_limits_choose_a_store_and_name_every_mistake() {
             "store = \"redis\"\nredis_mode = \"cluster\"\nredis_urls = [\"redis://a\", \"http://pw-canary@b\"]",
             "rate_limits.redis_urls[1]: scheme \"http\" is not redis://",
         ),
+        (
+            "store = \"redis\"\nredis_mode = \"cluster\"\nredis_urls = [\"redis://:pw-canary@a\", \"redis://:pw-canary2@b\"]",
+            "rate_limits.redis_urls[1]: every seed of a Cluster needs the same user and password",
+        ),
+        (
+            "store = \"redis\"\nredis_mode = \"cluster\"\nredis_url = \"redis://:pw-canary@a/2\"",
+            "rate_limits.redis_url: a Redis Cluster has database 0 only",
+        ),
         ("timeout = \"0s\"", "rate_limits.timeout:"),
         ("stores = 1", "rate_limits.stores: unknown key"),
     ] {
@@ -335,7 +343,7 @@ fn rate_limits_choose_a_store_and_name_every_mistake() {
 fn a_redis_cluster_is_named_by_its_seeds() {
     use crate::config::{LimitStore, RedisMode};
     let config = parse(&minimal(
-        "[rate_limits]\nstore = \"redis\"\nredis_mode = \"cluster\"\nredis_urls = [\"redis://:pw-canary@10.0.0.5:7000\", \"redis://10.0.0.6\"]\n",
+        "[rate_limits]\nstore = \"redis\"\nredis_mode = \"cluster\"\nredis_urls = [\"redis://:pw-canary@10.0.0.5:7000\", \"redis://:pw-canary@10.0.0.6\"]\n",
     ));
     let LimitStore::Redis(redis) = &config.rate_limits.store else {
         panic!("not redis");
