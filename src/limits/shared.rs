@@ -281,33 +281,25 @@ impl Shared {
         groups: &[&[Ask<'_>]],
     ) -> Result<Vec<Vec<Decision>>, StoreError> {
         let conn = self.connection(worker)?;
-        let call = async {
-            match conn {
-                Conn::Single(mut conn) => {
-                    let all = groups.iter().flat_map(|g| g.iter());
-                    let answer = self.run(&mut conn, mode, all).await?;
-                    Ok(split(&answer, groups))
-                }
-                Conn::Cluster(conn) => {
-                    let calls = groups.iter().map(|g| {
-                        let mut conn = conn.clone();
-                        async move { self.run(&mut conn, mode, g.iter()).await }
-                    });
-                    let answers = futures_util::future::join_all(calls).await;
-                    self.settle_partial(&conn, mode, groups, answers)
-                }
+        let answers = match conn {
+            Conn::Single(mut conn) => {
+                let all = groups.iter().flat_map(|g| g.iter());
+                let answer = self.bounded(self.run(&mut conn, mode, all)).await;
+                answer.map(|a| split(&a, groups))
             }
-        };
-        let answers = match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(answers)) => answers,
-            Ok(Err(e)) => return Err(self.fail(describe(&e))),
-            Err(_) => {
-                return Err(self.fail(format!(
-                    "no answer within rate_limits.timeout ({})",
-                    humantime::format_duration(self.timeout)
-                )))
+            Conn::Cluster(conn) => {
+                // Each call bounded on its own: a group that answered in
+                // time is known to have taken its costs when the other did
+                // not answer.
+                let calls = groups.iter().map(|g| {
+                    let mut conn = conn.clone();
+                    async move { self.bounded(self.run(&mut conn, mode, g.iter())).await }
+                });
+                let answers = futures_util::future::join_all(calls).await;
+                self.settle_partial(&conn, mode, groups, answers)
             }
-        };
+        }
+        .map_err(|e| self.fail(e))?;
         let shaped = answers.len() == groups.len()
             && answers
                 .iter()
@@ -317,6 +309,20 @@ impl Shared {
             return Err(self.fail("an answer of the wrong shape"));
         }
         Ok(answers.iter().map(|a| decisions(a)).collect())
+    }
+
+    /// `call`, within the timeout; a Redis error or the timeout as words.
+    async fn bounded(
+        &self,
+        call: impl std::future::Future<Output = RedisResult<Vec<i64>>>,
+    ) -> Result<Vec<i64>, String> {
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(answer) => answer.map_err(|e| describe(&e)),
+            Err(_) => Err(format!(
+                "no answer within rate_limits.timeout ({})",
+                humantime::format_duration(self.timeout)
+            )),
+        }
     }
 
     /// The script for `asks` by its hash, and when the server has
@@ -347,8 +353,8 @@ impl Shared {
         conn: &ClusterConnection,
         mode: Mode,
         groups: &[&[Ask<'_>]],
-        answers: Vec<RedisResult<Vec<i64>>>,
-    ) -> RedisResult<Vec<Vec<i64>>> {
+        answers: Vec<Result<Vec<i64>, String>>,
+    ) -> Result<Vec<Vec<i64>>, String> {
         if answers.iter().all(Result::is_ok) {
             return answers.into_iter().collect();
         }

@@ -14,6 +14,11 @@
 //! endpoint while it lives, and let go the same way once no request took
 //! it for the idle timeout.
 //!
+//! A new connection is made by a task of its own, so one whose request
+//! stopped waiting (a hedge that lost, a deadline) goes to the pool
+//! instead of being dropped half made. HTTP/2 connections are pinged every
+//! 20 s, so a shared one gone half-open is found and let go.
+//!
 //! A request that a pooled connection turned out closed before sending it
 //! (the server closed it while it was idle) is sent once more on a new
 //! connection: it had not left the gateway.
@@ -29,6 +34,11 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::connect::Connector;
 use super::{Error, RequestBody, Response, Target};
+
+/// How often an HTTP/2 connection is pinged, and how long it may take to
+/// answer before it is closed.
+const H2_PING_EVERY: Duration = Duration::from_secs(20);
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A sender of requests on one connection.
 enum Sender {
@@ -132,7 +142,7 @@ impl Pool {
             },
             None => req,
         };
-        let sender = self.connect(target).await?;
+        let sender = self.connect_whole(target).await?;
         match self.try_send(target, sender, req).await {
             Ok(res) => Ok(res),
             Err(Unsent::Failed(e)) => Err(e),
@@ -209,6 +219,23 @@ impl Pool {
         }
     }
 
+    /// A new connection to `target`, made by a task of its own: a request
+    /// that stops waiting for it (a hedge that lost, a deadline) leaves it
+    /// to the pool instead of wasting its handshakes.
+    async fn connect_whole(self: &Arc<Self>, target: &Target) -> Result<Sender, Error> {
+        let (give, take) = tokio::sync::oneshot::channel();
+        let (pool, target) = (Arc::clone(self), target.clone());
+        tokio::spawn(async move {
+            let made = pool.connect(&target).await;
+            if let Err(Ok(Sender::H1 { tx, proxied })) = give.send(made) {
+                // Nobody waits for it any more: kept for the next request
+                // (an HTTP/2 one is in its slot already).
+                pool.put_back(target.0.slot, tx, proxied);
+            }
+        });
+        take.await.unwrap_or(Err(Error::Closed))
+    }
+
     /// A new connection to `target`, its driver spawned on this runtime:
     /// HTTP/2 when ALPN chose it (then shared from the pool), else HTTP/1.
     async fn connect(self: &Arc<Self>, target: &Target) -> Result<Sender, Error> {
@@ -223,6 +250,11 @@ impl Pool {
         if connected.is_negotiated_h2() {
             let (tx, driver) = http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
+                // A shared connection gone half-open would hold up every
+                // request to the endpoint: pinged, it is found and let go.
+                .keep_alive_interval(H2_PING_EVERY)
+                .keep_alive_timeout(H2_PING_TIMEOUT)
+                .keep_alive_while_idle(true)
                 .handshake(conn)
                 .await
                 .map_err(Error::Http)?;
@@ -480,6 +512,26 @@ mod tests {
         read(get(&pool, &target).await).await;
         read(get(&pool, &target).await).await;
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_connection_its_request_stopped_waiting_for_is_kept() {
+        use futures_util::FutureExt;
+        let (url, accepted, _) = upstream(Answer::Whole).await;
+        let (pool, target) = (pool(Duration::from_secs(30), 8), target(&url));
+        // Polled once, then dropped: the connection is on its way.
+        let dropped = pool
+            .send(&target, Request::new(Full::new(Bytes::new())))
+            .now_or_never();
+        assert!(dropped.is_none());
+        settle(&accepted, 1).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        read(get(&pool, &target).await).await;
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "the connection was kept"
+        );
     }
 
     #[tokio::test]
