@@ -222,7 +222,11 @@ impl Limits {
     ) -> Result<Self, StoreError> {
         let shared = match &config.rate_limits.store {
             LimitStore::Memory => None,
-            LimitStore::Redis(redis) => Some(Shared::new(redis, config.server.worker_count())?),
+            LimitStore::Redis(redis) => Some(Shared::new(
+                redis,
+                config.server.worker_count(),
+                store_errors.with_label_values(&["refund"]),
+            )?),
         };
         let key = |tag: &str, rest: &str| match &shared {
             Some(s) => s.key(tag, rest),
@@ -340,10 +344,7 @@ impl Limits {
         }
         admitted.rate = match &self.shared {
             None => decide_locally(&buckets)?,
-            Some(shared) => {
-                self.decide_shared(shared, (client, route), &buckets, worker)
-                    .await?
-            }
+            Some(shared) => self.decide_shared(shared, &buckets, worker).await?,
         };
         if buckets.iter().flatten().any(|b| b.counts_tokens()) {
             admitted.charge = Some(Charge {
@@ -362,13 +363,10 @@ impl Limits {
 
     /// One round trip to Redis for the request's two groups of buckets
     /// (the client's, the route's), unless one of them is known to be over
-    /// still. A group refused takes nothing; on a Cluster, where each
-    /// group is decided on its own, a group admitted when the other refused
-    /// is given back its costs, after the answer.
+    /// still. A request refused takes nothing (see [`Shared::decide`]).
     async fn decide_shared(
-        self: &Arc<Self>,
+        &self,
         shared: &Shared,
-        (client, route): (Option<&str>, &str),
         buckets: &[Option<&Bucket>; MOST_BUCKETS],
         worker: usize,
     ) -> Result<Option<RateState>, Refused> {
@@ -393,48 +391,9 @@ impl Limits {
             }
             tightest = tighter(tightest, b.state(d.remaining));
         }
-        let Some(refused) = refused else {
-            return Ok(tightest);
-        };
-        // Only a group with buckets and none refused took anything, and
-        // only when each group was decided on its own (a Cluster).
-        let alone = !shared.decides_groups_together();
-        let took = [0, 1]
-            .map(|g| alone && !groups[g].is_empty() && decisions[g].iter().all(|d| d.allowed));
-        if took.contains(&true) {
-            self.spawn_refund(client.map(str::to_owned), route.to_owned(), took, worker);
-        }
-        Err(refused)
-    }
-
-    /// Gives back what an admission took from the groups marked in `took`.
-    fn spawn_refund(
-        self: &Arc<Self>,
-        client: Option<String>,
-        route: String,
-        took: [bool; 2],
-        worker: usize,
-    ) {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let limits = Arc::clone(self);
-        runtime.spawn(async move {
-            let Some(shared) = &limits.shared else { return };
-            let buckets = limits.buckets(
-                client.as_deref().and_then(|c| limits.clients.get(c)),
-                &route,
-            );
-            let mut groups = groups(&buckets, |_| true);
-            for (group, took) in groups.iter_mut().zip(took) {
-                if !took {
-                    group.clear();
-                }
-            }
-            if let Err(e) = call(shared, worker, Mode::Refund, &groups, None).await {
-                limits.store_failed("refund", &e);
-            }
-        });
+        // On a Cluster, a group admitted when the other refused was given
+        // back by the store itself.
+        refused.map_or(Ok(tightest), Err)
     }
 
     /// A decision the store did not give: as `on_store_error` says.

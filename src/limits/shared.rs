@@ -16,7 +16,8 @@
 //! give back. On a Redis Cluster (`redis_mode = "cluster"`) each group is
 //! a call of its own, sent to its slot's node (the redis crate's cluster
 //! client follows the slot map and its redirections), both at once; a
-//! group admitted when the other refused is then given back its costs.
+//! group admitted when the other refused or failed is then given back its
+//! costs.
 //!
 //! Each worker has its own connection (the redis crate's tokio connection
 //! manager, or its cluster connection; both reconnect by themselves), made
@@ -142,6 +143,8 @@ enum Conn {
 pub struct Shared {
     link: Link,
     connections: Vec<OnceLock<Option<Conn>>>,
+    /// `infergate_ratelimit_store_errors_total{operation="refund"}`.
+    refund_errors: prometheus::IntCounter,
     script: Script,
     timeout: Duration,
     prefix: String,
@@ -156,7 +159,12 @@ impl std::fmt::Debug for Shared {
 
 impl Shared {
     /// The store of `config`, for `workers` workers; nothing connects yet.
-    pub fn new(config: &RedisStoreConfig, workers: usize) -> Result<Self, StoreError> {
+    /// `refund_errors` counts the give-backs that failed.
+    pub fn new(
+        config: &RedisStoreConfig,
+        workers: usize,
+        refund_errors: prometheus::IntCounter,
+    ) -> Result<Self, StoreError> {
         let at = config.shown.clone();
         let unfit = || StoreError {
             at: at.clone(),
@@ -187,6 +195,7 @@ impl Shared {
         Ok(Self {
             link,
             connections: (0..workers.max(1)).map(|_| OnceLock::new()).collect(),
+            refund_errors,
             script: Script::new(GCRA),
             timeout: config.timeout,
             prefix: config.key_prefix.clone(),
@@ -199,12 +208,6 @@ impl Shared {
     /// so they live in one slot and one script call takes them all.
     pub fn key(&self, tag: &str, rest: &str) -> String {
         format!("{}:{{{tag}}}:{rest}", self.prefix)
-    }
-
-    /// Whether one call decides every group of a request, all or nothing
-    /// (one server), so that a refusal never leaves a group to give back.
-    pub fn decides_groups_together(&self) -> bool {
-        matches!(self.link, Link::Single(_))
     }
 
     fn fail(&self, why: impl std::fmt::Display) -> StoreError {
@@ -242,9 +245,9 @@ impl Shared {
             .ok_or_else(|| self.fail("could not make a connection"))
     }
 
-    /// One script call deciding `asks`.
-    /// By the script's hash (`EVALSHA`), or with `body` by its text
-    /// (`EVAL`, which also loads it on the node that runs it).
+    /// One script call deciding `asks`: by the script's hash (`EVALSHA`),
+    /// or with `body` by its text (`EVAL`, which also loads it on the node
+    /// that runs it).
     fn command<'a>(
         &self,
         mode: Mode,
@@ -273,7 +276,9 @@ impl Shared {
 
     /// One decision per ask of each group, in one round trip, within the
     /// timeout: one call for every group on one server, a call per group,
-    /// all at once, on a Cluster.
+    /// all at once, on a Cluster. Either way an admission is all or
+    /// nothing: on a Cluster, when one group refused or failed, the groups
+    /// admitted are given back their costs.
     pub async fn decide(
         &self,
         worker: usize,
@@ -344,10 +349,10 @@ impl Shared {
         }
     }
 
-    /// A Cluster's answers by group: all of them, or the first failure,
-    /// and then, for an admission, each group that was admitted is given
-    /// back its costs (a task of its own), so that a request the store did
-    /// not decide takes nothing.
+    /// A Cluster's answers by group: all of them, or the first failure.
+    /// An admission the groups did not all grant (one refused, or did not
+    /// answer) gives each group that granted it back its costs, by a task
+    /// of its own, so that a request not admitted takes nothing.
     fn settle_partial(
         &self,
         conn: &ClusterConnection,
@@ -355,22 +360,20 @@ impl Shared {
         groups: &[&[Ask<'_>]],
         answers: Vec<Result<Vec<i64>, String>>,
     ) -> Result<Vec<Vec<i64>>, String> {
-        if answers.iter().all(Result::is_ok) {
-            return answers.into_iter().collect();
-        }
-        if mode == Mode::Admit {
-            for (group, answer) in groups.iter().zip(&answers) {
-                let admitted = answer
-                    .as_ref()
-                    .is_ok_and(|a| a.chunks_exact(3).all(|d| d[0] == 1));
-                if !admitted {
-                    continue;
-                }
+        let granted = |a: &Result<Vec<i64>, String>| {
+            a.as_ref()
+                .is_ok_and(|a| a.chunks_exact(3).all(|d| d[0] == 1))
+        };
+        if mode == Mode::Admit && !answers.iter().all(granted) {
+            for (group, _) in groups.iter().zip(&answers).filter(|(_, a)| granted(a)) {
                 let refund = self.command(Mode::Refund, group.iter(), false);
                 let (mut conn, timeout) = (conn.clone(), self.timeout);
+                let errors = self.refund_errors.clone();
                 tokio::spawn(async move {
                     let call = refund.query_async::<Vec<i64>>(&mut conn);
-                    let _ = tokio::time::timeout(timeout, call).await;
+                    if !matches!(tokio::time::timeout(timeout, call).await, Ok(Ok(_))) {
+                        errors.inc();
+                    }
                 });
             }
         }

@@ -127,14 +127,17 @@ impl Connector {
 
 /// `host:port` of `uri`, with the scheme's default port when it names none.
 pub(crate) fn authority(uri: &Uri) -> String {
-    let port = uri
-        .port_u16()
-        .unwrap_or(if uri.scheme() == Some(&Scheme::HTTPS) {
-            443
-        } else {
-            80
-        });
+    let port = uri.port_u16().unwrap_or(default_port(uri));
     format!("{}:{port}", uri.host().unwrap_or_default())
+}
+
+/// The port `uri`'s scheme implies: 443 for `https`, else 80.
+pub(crate) fn default_port(uri: &Uri) -> u16 {
+    if uri.scheme() == Some(&Scheme::HTTPS) {
+        443
+    } else {
+        80
+    }
 }
 
 /// What went wrong opening a connection.

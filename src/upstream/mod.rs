@@ -206,7 +206,7 @@ impl Target {
             .unwrap_or_else(|| Uri::from_static("/"));
         let host = uri.host().unwrap_or_default();
         let host = match uri.port_u16() {
-            Some(port) if Some(port) != default_port(&uri) => format!("{host}:{port}"),
+            Some(port) if port != connect::default_port(&uri) => format!("{host}:{port}"),
             _ => host.to_owned(),
         };
         let scheme = uri.scheme_str().unwrap_or("http");
@@ -228,15 +228,6 @@ impl Target {
 
     pub fn uri(&self) -> &Uri {
         &self.0.uri
-    }
-}
-
-/// The port `uri`'s scheme implies.
-fn default_port(uri: &Uri) -> Option<u16> {
-    match uri.scheme_str() {
-        Some("https") => Some(443),
-        Some("http") => Some(80),
-        _ => None,
     }
 }
 

@@ -96,6 +96,16 @@ struct Slot {
     h2: Option<Shared2>,
 }
 
+impl Slot {
+    /// Lets go of the connections closed, or idle since before `stale`.
+    fn tidy(&mut self, now: Instant, stale: Option<Instant>) {
+        self.h1.retain_mut(|k| k.keep(now, stale));
+        if self.h2.as_ref().is_some_and(|h2| !h2.keep(stale)) {
+            self.h2 = None;
+        }
+    }
+}
+
 /// One worker's pool.
 pub(crate) struct Pool {
     connector: Connector,
@@ -182,18 +192,14 @@ impl Pool {
 
     /// A ready connection to slot `slot`, if the pool has one.
     fn checkout(&self, slot: usize) -> Option<Sender> {
-        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut slots = self.slots();
         let s = slots.get_mut(slot)?;
         let now = Instant::now();
-        let stale = now.checked_sub(self.idle_timeout);
-        if s.h2.as_ref().is_some_and(|h2| !h2.keep(stale)) {
-            s.h2 = None;
-        }
+        s.tidy(now, now.checked_sub(self.idle_timeout));
         if let Some(h2) = &mut s.h2 {
             h2.used = now;
             return Some(Sender::H2(h2.tx.clone()));
         }
-        s.h1.retain_mut(|k| k.keep(now, stale));
         let ready = s.h1.iter().rposition(|k| k.tx.is_ready())?;
         let kept = s.h1.swap_remove(ready);
         Some(Sender::H1 {
@@ -208,7 +214,7 @@ impl Pool {
         if tx.is_closed() {
             return;
         }
-        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut slots = self.slots();
         let list = &mut grown(&mut slots, slot).h1;
         if list.len() < self.max_kept {
             list.push(Kept {
@@ -261,8 +267,7 @@ impl Pool {
             tokio::spawn(driver);
             // `pool_max_idle_per_host = 0` turns pooling off, HTTP/2's too.
             if self.max_kept > 0 {
-                let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-                grown(&mut slots, target.0.slot).h2 = Some(Shared2 {
+                grown(&mut self.slots(), target.0.slot).h2 = Some(Shared2 {
                     tx: tx.clone(),
                     used: Instant::now(),
                 });
@@ -303,13 +308,14 @@ impl Pool {
     fn sweep(&self) {
         let now = Instant::now();
         let stale = now.checked_sub(self.idle_timeout);
-        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        for s in slots.iter_mut() {
-            s.h1.retain_mut(|k| k.keep(now, stale));
-            if s.h2.as_ref().is_some_and(|h2| !h2.keep(stale)) {
-                s.h2 = None;
-            }
+        for s in self.slots().iter_mut() {
+            s.tidy(now, stale);
         }
+    }
+
+    /// The slots, locked (only this worker's tasks ever wait on it).
+    fn slots(&self) -> std::sync::MutexGuard<'_, Vec<Slot>> {
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -559,7 +565,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_connection_the_server_closed_while_idle_is_not_used() {
+    async fn a_server_closing_each_connection_after_one_answer_costs_no_request() {
         let (url, accepted, ended) = upstream(Answer::ThenClose).await;
         let (pool, target) = (pool(Duration::from_secs(30), 8), target(&url));
         for i in 1..=5 {
