@@ -37,8 +37,8 @@ mod sts {
     use hyper::server::conn::http1;
     use hyper::service::service_fn;
     use hyper_util::rt::TokioIo;
-    use infergate::emulator::sigv4_verify::{verify, Expect, VerifyRequest};
     use infergate::emulator::Credential;
+    use infergate::protocol::sigv4_verify::{verify, Expect, Regions, VerifyRequest};
     use tokio::net::TcpListener;
 
     use super::{ROLE_ARN, ROLE_KEY, ROLE_SECRET, ROLE_TOKEN, SOURCE_KEY, SOURCE_SECRET};
@@ -87,10 +87,11 @@ mod sts {
                                     body: &body,
                                 },
                                 &Expect {
-                                    region: "us-east-1",
+                                    regions: Regions::Only("us-east-1"),
                                     service: "sts",
                                     now: SystemTime::now(),
                                     max_skew: Duration::from_secs(900),
+                                    explain_mismatch: true,
                                 },
                                 &lookup,
                             );

@@ -11,9 +11,9 @@ use std::time::Duration;
 use super::faults::{FaultConfig, InjectedError};
 use super::huggingface::{self, HuggingFaceOptions};
 use super::sagemaker::{self, ModelFormat, SageMakerOptions};
-use super::sigv4_verify::Credential;
 use super::tls::{Alpn, TlsOptions};
 use super::EmulatorHandle;
+use crate::protocol::sigv4_verify::Credential;
 
 /// Which emulator to run.
 #[derive(Debug, clap::Subcommand)]

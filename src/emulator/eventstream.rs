@@ -10,63 +10,28 @@ use std::collections::VecDeque;
 use std::io;
 use std::time::Duration;
 
-use aws_smithy_eventstream::frame::write_message_to;
-use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
+use aws_smithy_types::event_stream::Message;
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::Stream;
-use serde_json::json;
+
+use crate::protocol::eventstream::{self as wire, encode, payload_part, Exception};
 
 use super::faults::StreamError;
 
-/// A `PayloadPart` event carrying raw model bytes. Header order matches the
-/// frames SageMaker sends (and the reference frame decoded in backend::events' tests).
-pub(crate) fn payload_part(payload: Bytes) -> Message {
-    Message::new_from_parts(
-        vec![
-            Header::new(":event-type", HeaderValue::String("PayloadPart".into())),
-            Header::new(
-                ":content-type",
-                HeaderValue::String("application/octet-stream".into()),
-            ),
-            Header::new(":message-type", HeaderValue::String("event".into())),
-        ],
-        payload,
-    )
-}
-
-/// An exception message (`ModelStreamError`, `InternalStreamFailure`).
-pub(crate) fn exception(kind: StreamError) -> Message {
-    let (name, payload) = match kind {
-        StreamError::ModelStreamError => (
-            "ModelStreamError",
-            json!({
-                "Message": "Model stream broken (injected by the infergate emulator).",
-                "ErrorCode": "StreamBroken",
-            }),
+/// The exception frame of an injected stream error.
+fn exception(kind: StreamError) -> Message {
+    match kind {
+        StreamError::ModelStreamError => wire::exception(
+            Exception::ModelStreamError,
+            "Model stream broken (injected by the infergate emulator).",
+            Some("StreamBroken"),
         ),
-        StreamError::InternalStreamFailure => (
-            "InternalStreamFailure",
-            json!({"Message": "Internal stream failure (injected by the infergate emulator)."}),
+        StreamError::InternalStreamFailure => wire::exception(
+            Exception::InternalStreamFailure,
+            "Internal stream failure (injected by the infergate emulator).",
+            None,
         ),
-    };
-    Message::new_from_parts(
-        vec![
-            Header::new(":exception-type", HeaderValue::String(name.into())),
-            Header::new(
-                ":content-type",
-                HeaderValue::String("application/json".into()),
-            ),
-            Header::new(":message-type", HeaderValue::String("exception".into())),
-        ],
-        Bytes::from(payload.to_string()),
-    )
-}
-
-/// The frame bytes of a message.
-pub(crate) fn encode(message: &Message) -> io::Result<BytesMut> {
-    let mut buf = BytesMut::new();
-    write_message_to(message, &mut buf).map_err(io::Error::other)?;
-    Ok(buf)
+    }
 }
 
 /// Flips every bit of the trailing message CRC, leaving the prelude intact,
@@ -207,15 +172,6 @@ mod tests {
     use aws_smithy_eventstream::frame::read_message_from;
     use futures_util::StreamExt;
 
-    const VECTOR: &str = "00000077000000593c670ae60b3a6576656e742d7479706507000b5061796c6f6164506172740d3a636f6e74656e742d747970650700186170706c69636174696f6e2f6f637465742d73747265616d0d3a6d6573736167652d747970650700056576656e747b22746f6b656e223a226869227d4350430f";
-
-    #[test]
-    fn payload_part_matches_the_checked_vector() {
-        let frame = encode(&payload_part(Bytes::from_static(br#"{"token":"hi"}"#))).unwrap();
-        assert_eq!(frame.len(), 119);
-        assert_eq!(hex::encode(&frame), VECTOR);
-    }
-
     #[test]
     fn corrupted_crc_is_rejected_by_the_decoder() {
         let mut frame = encode(&payload_part(Bytes::from_static(b"x"))).unwrap();
@@ -224,15 +180,9 @@ mod tests {
     }
 
     #[test]
-    fn exception_frames_decode() {
+    fn an_injected_model_stream_error_has_its_code() {
         let frame = encode(&exception(StreamError::ModelStreamError)).unwrap();
         let msg = read_message_from(&frame[..]).unwrap();
-        let names: Vec<_> = msg
-            .headers()
-            .iter()
-            .map(|h| h.name().as_str().to_owned())
-            .collect();
-        assert_eq!(names, [":exception-type", ":content-type", ":message-type"]);
         let payload: serde_json::Value = serde_json::from_slice(msg.payload()).unwrap();
         assert_eq!(payload["ErrorCode"], "StreamBroken");
     }

@@ -12,7 +12,7 @@
 //! and TLS server name), and [`Connections`] (accepted connections, TLS
 //! handshakes and what they negotiated), reached through the
 //! [`EmulatorHandle`] that `start` returns. Signatures are checked by
-//! [`sigv4_verify`], which never shares code with the gateway's signer.
+//! [`crate::protocol::sigv4_verify`], which never shares code with the gateway's signer.
 //!
 //! Control routes, answered by both emulators and never authenticated,
 //! counted or faulted:
@@ -29,7 +29,6 @@ pub mod huggingface;
 pub mod model;
 pub mod sagemaker;
 mod serve;
-pub mod sigv4_verify;
 pub mod tls;
 
 use std::collections::VecDeque;
@@ -43,11 +42,11 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use crate::protocol::sigv4_verify::Credential;
 pub use connections::{Connections, TlsSession, SESSIONS_CAPACITY};
 pub use faults::{FaultConfig, Faults, InjectedError, ScaleState, StreamError};
 pub use huggingface::HuggingFaceOptions;
 pub use sagemaker::{ModelFormat, SageMakerOptions};
-pub use sigv4_verify::Credential;
 pub use tls::{Alpn, TlsOptions};
 
 /// How many requests [`Counters::recent`] keeps.

@@ -4,7 +4,7 @@
 //! `message`/`Message`, ModelError's `OriginalStatusCode`/`OriginalMessage`/
 //! `LogStreamArn`), stateful sessions, and header length limits.
 //!
-//! A request goes: route → body size → SigV4 ([`super::sigv4_verify`], when
+//! A request goes: route → body size → SigV4 ([`crate::protocol::sigv4_verify`], when
 //! credentials are configured) → endpoint name and header validation → known
 //! endpoint → session → cold start (a serverless-style wait) → injected faults
 //! → the model container. The container is the shared fake model
@@ -38,9 +38,9 @@ use super::model::{self, Generation, TgiRequest};
 use super::serve::{
     self, apply_faults, set_header, Answer, BodyError, EmuBody, EmuRequest, Emulator,
 };
-use super::sigv4_verify::{self, Credential, Expect, Rejection, VerifyRequest};
 use super::tls::TlsOptions;
 use super::{EmulatorHandle, Shared};
+use crate::protocol::sigv4_verify::{self, Credential, Expect, Regions, Rejection, VerifyRequest};
 
 mod errors;
 
@@ -309,10 +309,11 @@ impl SageMaker {
             body,
         };
         let expect = Expect {
-            region: &self.region,
+            regions: Regions::Only(&self.region),
             service: "sagemaker",
             now: SystemTime::now(),
             max_skew: self.max_skew,
+            explain_mismatch: true,
         };
         sigv4_verify::verify(&req, &expect, &|id| shared.auth.credential(id)).map(|_| ())
     }

@@ -1,6 +1,11 @@
 //! Wire facts of the upstream services, shared by whoever needs them: config
-//! validation, the front doors and the backends. Plain data and pure
-//! functions only, so every layer may import it without a circle.
+//! validation, the front doors, the backends and the emulators. Plain data
+//! and pure functions only, so every layer may import it without a circle:
+//! SageMaker's headers ([`sagemaker`]), its response stream's frames
+//! ([`eventstream`]), SigV4 as a service verifies it ([`sigv4_verify`]),
+//! and the tokens an answer reports ([`usage`]).
 
+pub mod eventstream;
 pub mod sagemaker;
+pub mod sigv4_verify;
 pub mod usage;

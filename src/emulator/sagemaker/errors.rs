@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use super::ACCOUNT_ID;
 use crate::emulator::faults::InjectedError;
 use crate::emulator::serve::{self, json_response, set_header, EmuBody};
-use crate::emulator::sigv4_verify::Rejection;
+use crate::protocol::sigv4_verify::Rejection;
 
 const SAGE_NS: &str = "http://internal.amazon.com/coral/com.amazon.sage.datamodel/";
 const CORAL_NS: &str = "http://internal.amazon.com/coral/com.amazon.coral.service/";

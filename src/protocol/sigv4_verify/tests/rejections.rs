@@ -363,6 +363,46 @@ fn a_mismatch_explains_itself_as_aws_does() {
 }
 
 #[test]
+fn a_mismatch_can_keep_the_canonical_request_to_itself() {
+    let token = ("X-Amz-Security-Token", "secret-session-token");
+    let mut map = self_signed(
+        &[HOST, DATE, token],
+        "host;x-amz-date;x-amz-security-token",
+        SCOPE,
+        SUITE_DATE,
+    );
+    map.insert("host", HeaderValue::from_static("evil.example.com"));
+    let req = request("POST", "/endpoints/e/invocations", None, &map, b"{}");
+    let expect = Expect {
+        explain_mismatch: false,
+        ..suite_expect(at(SUITE_UNIX))
+    };
+    let err = verify(&req, &expect, &store(Some("secret-session-token"))).unwrap_err();
+    assert_eq!(err, rejection(403, INVALID, SIGNATURE_MISMATCH));
+}
+
+#[test]
+fn the_accepted_regions_are_one_any_or_a_list() {
+    let map = self_signed(&[HOST, DATE], "host;x-amz-date", SCOPE, SUITE_DATE);
+    let req = request("POST", "/endpoints/e/invocations", None, &map, b"{}");
+    let list = ["eu-west-1".to_owned(), "us-east-1".to_owned()];
+    let other = ["eu-west-1".to_owned()];
+    for (regions, ok) in [
+        (Regions::Any, true),
+        (Regions::Among(&list), true),
+        (Regions::Among(&other), false),
+        (Regions::Only("us-west-2"), false),
+    ] {
+        let expect = Expect {
+            regions,
+            ..suite_expect(at(SUITE_UNIX))
+        };
+        let got = verify(&req, &expect, &store(None));
+        assert_eq!(got.is_ok(), ok, "{regions:?}: {got:?}");
+    }
+}
+
+#[test]
 fn a_malformed_signature_is_a_mismatch() {
     let mut map = self_signed(&[HOST, DATE], "host;x-amz-date", SCOPE, SUITE_DATE);
     let auth = map["authorization"].to_str().unwrap().to_owned();

@@ -26,10 +26,11 @@ fn at(unix: u64) -> SystemTime {
 
 fn suite_expect(now: SystemTime) -> Expect<'static> {
     Expect {
-        region: "us-east-1",
+        regions: Regions::Only("us-east-1"),
         service: "service",
         now,
         max_skew: Duration::from_secs(15 * 60),
+        explain_mismatch: true,
     }
 }
 

@@ -1,7 +1,9 @@
-//! SigV4 verification for the SageMaker emulator, recomputed from the bytes received.
+//! SigV4 verification, recomputed from the bytes received: what the SageMaker
+//! emulator checks the gateway's signatures with, and what the
+//! SageMaker-compatible door checks its callers' with.
 //!
 //! The gateway signs with the `aws-sigv4` crate (`backend/`). This module checks
-//! those signatures the way AWS does, and it is written independently on purpose:
+//! signatures the way AWS does, and it is written independently on purpose:
 //! it never calls the gateway's signing code nor `aws-sigv4` (that crate appears
 //! only in this file's tests, as an oracle). A signer bug that reused the same
 //! code here would agree with itself and pass; an independent canonicalisation
@@ -82,11 +84,36 @@ pub struct VerifyRequest<'a> {
 /// What the service expects of the credential scope and the clock.
 #[derive(Debug, Clone, Copy)]
 pub struct Expect<'a> {
-    pub region: &'a str,
+    pub regions: Regions<'a>,
     pub service: &'a str,
     pub now: SystemTime,
     /// AWS allows 15 minutes either way.
     pub max_skew: Duration,
+    /// Whether a signature mismatch shows the canonical request and string
+    /// to sign the service computed, as AWS does. They can hold a session
+    /// token and other signed headers, so a gateway's door never shows them.
+    pub explain_mismatch: bool,
+}
+
+/// The signing regions a service accepts in the credential scope.
+#[derive(Debug, Clone, Copy)]
+pub enum Regions<'a> {
+    /// Any region (a gateway that serves every region's callers).
+    Any,
+    /// One region, as a regional AWS endpoint.
+    Only(&'a str),
+    /// Any of these.
+    Among(&'a [String]),
+}
+
+impl Regions<'_> {
+    fn accept(self, region: &str) -> bool {
+        match self {
+            Regions::Any => true,
+            Regions::Only(r) => r == region,
+            Regions::Among(list) => list.iter().any(|r| r == region),
+        }
+    }
 }
 
 /// A request whose signature checked out.
@@ -182,7 +209,11 @@ pub fn verify(
     )
     .ok_or_else(internal_failure)?;
     if !signature_matches(parts.signature, &key, &sts)? {
-        return Err(mismatch_with_details(req, &signed, &payload_hash, &sts));
+        return Err(if expect.explain_mismatch {
+            mismatch_with_details(req, &signed, &payload_hash, &sts)
+        } else {
+            Rejection::mismatch()
+        });
     }
     check_session_token(req.headers, &cred)?;
 
@@ -324,7 +355,7 @@ impl<'a> Scope<'a> {
     /// message, as AWS lists them.
     fn check(&self, expect: &Expect<'_>, amz_date: &str) -> Result<(), Rejection> {
         let mut errors = String::new();
-        if self.region != expect.region {
+        if !expect.regions.accept(self.region) {
             errors.push_str("Credential should be scoped to a valid region. ");
         }
         if self.service != expect.service {

@@ -92,10 +92,11 @@ mod oracle {
         token: Option<&str>,
     ) -> Result<Verified, Rejection> {
         let expect = Expect {
-            region,
+            regions: Regions::Only(region),
             service,
             now: at(now),
             max_skew: Duration::from_secs(15 * 60),
+            explain_mismatch: true,
         };
         let lookup = |id: &str| {
             (id == AKID).then(|| Credential {
