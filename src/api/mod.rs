@@ -4,6 +4,8 @@
 //!
 //! - `POST /v1/predict/{route}[/stream]`: the unified predict API
 //!   ([`predict`], [`stream`] for its SSE relay);
+//! - `POST [/base]/endpoints/{route}/invocations[-response-stream]`: the
+//!   SageMaker runtime's API, for the AWS SDKs ([`sagemaker`]);
 //! - `GET /healthz`, `/readyz`, `/metrics`, `/v1/routes` ([`admin`]).
 //!
 //! [`doors`] picks the door by path. What every door shares (request id,
@@ -13,6 +15,7 @@
 pub mod admin;
 pub mod metered;
 pub mod predict;
+pub mod sagemaker;
 pub mod stream;
 
 use std::convert::Infallible;
@@ -57,6 +60,11 @@ where
             None => (route, false),
         };
         return predict::predict(gw, core, route, req, stream, caller).await;
+    }
+    if gw.config.doors.sagemaker.enabled {
+        if let Some((endpoint, op)) = sagemaker::parse_path(path) {
+            return sagemaker::invoke(gw, core, &endpoint, op, req).await;
+        }
     }
     let response = match path {
         "/healthz" | "/readyz" => admin_get(gw, &req, path),

@@ -17,7 +17,7 @@ use http_body_util::BodyExt;
 use tokio::time::Instant;
 use tower::{Service, ServiceExt};
 
-use crate::backend::UpstreamBody;
+use crate::backend::{UpstreamBody, UpstreamResponse};
 use crate::body::{full, BoxError, ResBody};
 use crate::clients::Client;
 use crate::core::{Caller, CoreRequest, CoreResponse};
@@ -27,6 +27,8 @@ use crate::layers::{request_id, Access, Answer, BodyTooLarge};
 use crate::limits::{Charge, Refused};
 use crate::route::Route;
 use crate::trace::TraceContext;
+
+use super::stream::Wire;
 
 /// The request header with which a client shortens its deadline.
 pub const TIMEOUT_HEADER: &str = "x-infergate-timeout-ms";
@@ -150,15 +152,42 @@ where
     B::Error: Into<BoxError>,
 {
     let (parts, body) = req.into_parts();
-    // A client that stops sending its body must not hold the request past
-    // its deadline.
+    let body = read_within(gw, body, started + route.timeout, access).await?;
+    core_request(route, &parts, body, trace, started, access)
+}
+
+/// Reads the whole body by `deadline` (a client that stops sending its
+/// body must not hold the request past it), recording the upload time
+/// (the client's, not the gateway's own) and the size in `access`.
+pub(super) async fn read_within<B>(
+    gw: &Gateway,
+    body: B,
+    deadline: Instant,
+    access: &mut Access,
+) -> Result<Bytes, ApiError>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
     let limit = gw.config.server.max_body_bytes;
     let reading = Instant::now();
-    let body = tokio::time::timeout_at(started + route.timeout, read_body(body, limit)).await;
-    // The client's upload time is not the gateway's own.
-    access.waited = reading.elapsed();
+    let body = tokio::time::timeout_at(deadline, read_body(body, limit)).await;
+    access.waited += reading.elapsed();
     let body = body.map_err(|_| ApiError::BodyTimeout)??;
     access.bytes_in = body.len();
+    Ok(body)
+}
+
+/// The core's request from a door's request head and its body: the
+/// headers that matter, checked, and the deadline.
+pub(super) fn core_request(
+    route: &Arc<Route>,
+    parts: &http::request::Parts,
+    body: Bytes,
+    trace: Option<TraceContext>,
+    started: Instant,
+    access: &Access,
+) -> Result<CoreRequest, ApiError> {
     let sagemaker_headers = sagemaker_headers(&parts.headers)?;
     let content_type = visible(&parts.headers, header::CONTENT_TYPE)?;
     let accept = visible(&parts.headers, header::ACCEPT)?;
@@ -197,52 +226,94 @@ fn render(
     access: &mut Access,
     charge: Option<Charge>,
 ) -> Response<ResBody> {
-    access.attempts = answer.attempts;
-    access.upstream = answer.upstream_time;
-    access.waited += answer.waited;
-    let backend_name = answer.backend.as_ref().map(|b| b.name.as_str());
-    let mut res = match answer.result {
-        Ok(up) => {
-            let mut headers = up.headers;
-            let body = match up.body {
-                UpstreamBody::Full(bytes) => super::metered::body(full(bytes), &headers, charge),
-                UpstreamBody::Stream(body) => {
-                    super::metered::body(body.boxed_unsync(), &headers, charge)
-                }
-                UpstreamBody::Events { first, events } => {
-                    super::stream::set_headers(&mut headers);
-                    let labels = super::stream::Labels {
-                        route: route.name.clone(),
-                        backend: backend_name.unwrap_or("none").to_string(),
-                        request_id: access.request_id.clone(),
-                    };
-                    let metrics = gw.metrics.clone();
-                    super::stream::body(
-                        first,
-                        events,
-                        route.stream,
-                        (labels, metrics, charge),
-                        started,
-                    )
-                }
-            };
-            let mut res = Response::new(body);
-            *res.status_mut() = up.status;
-            *res.headers_mut() = headers;
-            res
-        }
+    let (result, timing) = record(answer, access);
+    let mut res = match result {
+        Ok(up) => success(gw, route, up, Wire::Sse, started, access, charge),
         Err(err) => {
-            log_failure(&err, &route.name, backend_name, &access.request_id);
+            let backend = access.backend.as_ref().map(|b| b.name.as_str());
+            log_failure(&err, &route.name, backend, &access.request_id);
             let ctx = ErrorContext {
                 route: Some(&route.name),
-                backend: backend_name,
+                backend,
                 request_id: Some(&access.request_id),
             };
             reply(&err, ctx)
         }
     };
-    let headers = res.headers_mut();
-    if let Some(b) = answer.backend.as_ref().and_then(|b| b.name_header()) {
+    gateway_headers(res.headers_mut(), access, timing, started);
+    res
+}
+
+/// What the gateway adds to every answer of a door, from [`record`].
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Timing {
+    upstream: Duration,
+    waited: Duration,
+}
+
+/// Records the core's answer in `access` (backend, attempts, where the
+/// time went) and hands back its result.
+pub(super) fn record(
+    answer: CoreResponse,
+    access: &mut Access,
+) -> (Result<UpstreamResponse, ApiError>, Timing) {
+    access.attempts = answer.attempts;
+    access.upstream = answer.upstream_time;
+    access.waited += answer.waited;
+    access.backend = answer.backend;
+    let timing = Timing {
+        upstream: answer.upstream_time,
+        waited: access.waited,
+    };
+    (answer.result, timing)
+}
+
+/// A successful upstream answer as a response: the upstream status,
+/// headers and body, charged to the request's token buckets; an event
+/// stream relayed in `wire`.
+pub(super) fn success(
+    gw: &Gateway,
+    route: &Route,
+    up: UpstreamResponse,
+    wire: Wire,
+    started: Instant,
+    access: &Access,
+    charge: Option<Charge>,
+) -> Response<ResBody> {
+    let mut headers = up.headers;
+    let body = match up.body {
+        UpstreamBody::Full(bytes) => super::metered::body(full(bytes), &headers, charge),
+        UpstreamBody::Stream(body) => super::metered::body(body.boxed_unsync(), &headers, charge),
+        UpstreamBody::Events { first, events } => {
+            super::stream::set_headers(&mut headers, wire);
+            let labels = super::stream::Labels {
+                route: route.name.clone(),
+                backend: access
+                    .backend
+                    .as_ref()
+                    .map_or("none", |b| b.name.as_str())
+                    .to_string(),
+                request_id: access.request_id.clone(),
+            };
+            let metrics = gw.metrics.clone();
+            let relay = (labels, metrics, charge);
+            super::stream::body(wire, (first, events), route.stream, relay, started)
+        }
+    };
+    let mut res = Response::new(body);
+    *res.status_mut() = up.status;
+    *res.headers_mut() = headers;
+    res
+}
+
+/// `x-infergate-backend`, `x-infergate-attempts` and `server-timing`.
+pub(super) fn gateway_headers(
+    headers: &mut HeaderMap,
+    access: &Access,
+    timing: Timing,
+    started: Instant,
+) {
+    if let Some(b) = access.backend.as_ref().and_then(|b| b.name_header()) {
         headers.insert(
             const { HeaderName::from_static("x-infergate-backend") },
             b.clone(),
@@ -250,14 +321,12 @@ fn render(
     }
     headers.insert(
         const { HeaderName::from_static("x-infergate-attempts") },
-        count_value(answer.attempts),
+        count_value(access.attempts),
     );
     headers.insert(
         const { HeaderName::from_static("server-timing") },
-        server_timing(started.elapsed(), answer.upstream_time, access.waited),
+        server_timing(started.elapsed(), timing.upstream, timing.waited),
     );
-    access.backend = answer.backend;
-    res
 }
 
 /// A small count as a header value: the common ones static (a number's
@@ -377,7 +446,7 @@ fn sagemaker_headers(headers: &HeaderMap) -> Result<Vec<(HeaderName, HeaderValue
     Ok(out)
 }
 
-fn log_failure(err: &ApiError, route: &str, backend: Option<&str>, rid: &str) {
+pub(super) fn log_failure(err: &ApiError, route: &str, backend: Option<&str>, rid: &str) {
     match err {
         ApiError::Upstream(f) => tracing::warn!(
             request_id = rid,

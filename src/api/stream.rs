@@ -11,6 +11,12 @@
 //! the first byte ends the stream with `event: error` and the error JSON —
 //! never a silent truncation. The client going away drops the body, which
 //! drops the upstream response and closes its connection.
+//!
+//! The SageMaker-compatible door relays the same way in SageMaker's wire
+//! ([`Wire::EventStream`]): each `data:{json}\n\n` block in a `PayloadPart`
+//! frame, as a TGI container on SageMaker writes it, and a failure as the
+//! exception SageMaker sends (or, for the model's own error event, that
+//! event, as the container sent it).
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{stream, FutureExt};
@@ -25,6 +31,23 @@ use crate::body::{BoxError, ResBody};
 use crate::config::StreamConfig;
 use crate::limits::Charge;
 use crate::metrics::Metrics;
+use crate::protocol::eventstream::{self, Exception};
+
+/// How a relayed stream is framed for the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    /// Server-sent events: the unified API's `/stream`.
+    Sse,
+    /// SageMaker's `InvokeEndpointWithResponseStream` answer: AWS
+    /// event-stream frames.
+    EventStream,
+}
+
+/// The event-stream content type, and the header that names what its
+/// `PayloadPart`s carry.
+pub const EVENT_STREAM: HeaderValue =
+    HeaderValue::from_static("application/vnd.amazon.eventstream");
+const PAYLOAD_CONTENT_TYPE: &str = "x-amzn-sagemaker-content-type";
 
 /// Names carried into the stream for error events and metrics.
 #[derive(Debug, Clone)]
@@ -34,12 +57,16 @@ pub struct Labels {
     pub request_id: String,
 }
 
-/// The response headers of an event stream.
-pub fn set_headers(headers: &mut HeaderMap) {
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
+/// The response headers of a stream in `wire`.
+pub fn set_headers(headers: &mut HeaderMap, wire: Wire) {
+    let sse = HeaderValue::from_static("text/event-stream");
+    match wire {
+        Wire::Sse => headers.insert(header::CONTENT_TYPE, sse),
+        Wire::EventStream => {
+            headers.insert(PAYLOAD_CONTENT_TYPE, sse);
+            headers.insert(header::CONTENT_TYPE, EVENT_STREAM)
+        }
+    };
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     // Ask buffering proxies (nginx) to pass events through at once.
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
@@ -65,6 +92,51 @@ fn error_type(kind: StreamErrorKind) -> &'static str {
         StreamErrorKind::IdleTimeout => "stream_idle_timeout",
         StreamErrorKind::Protocol => "upstream_protocol_error",
     }
+}
+
+/// Appends `message` as one event-stream frame.
+fn push_frame(out: &mut BytesMut, message: &aws_smithy_types::event_stream::Message) {
+    match eventstream::encode(message) {
+        Ok(frame) => out.extend_from_slice(&frame),
+        // Only a frame over 16 MiB fails; events are at most 1 MiB.
+        Err(e) => tracing::error!(error = %e, "an event-stream frame could not be written"),
+    }
+}
+
+/// The exception SageMaker would end the stream with for `e`, or the
+/// model's own error event in a `PayloadPart`, as its container sent it.
+fn exception_frame(e: &StreamError, out: &mut BytesMut) {
+    let (kind, code) = match e.kind {
+        StreamErrorKind::ModelError => {
+            if let Some(event) = &e.event {
+                let mut block = BytesMut::new();
+                push_data_frame(&mut block, event);
+                push_frame(out, &eventstream::payload_part(block.freeze()));
+                return;
+            }
+            (Exception::ModelStreamError, None)
+        }
+        StreamErrorKind::ModelStreamError | StreamErrorKind::UnknownException => {
+            (Exception::ModelStreamError, e.code.as_deref())
+        }
+        StreamErrorKind::Connection => (Exception::ModelStreamError, Some("StreamBroken")),
+        StreamErrorKind::IdleTimeout => (
+            Exception::ModelStreamError,
+            Some("ModelInvocationTimeExceeded"),
+        ),
+        StreamErrorKind::InternalStreamFailure | StreamErrorKind::Protocol => {
+            (Exception::InternalStreamFailure, None)
+        }
+    };
+    // The unified API's message names the code; the exception carries it.
+    let message = match (code, &e.code) {
+        (Some(c), Some(own)) if c == own => e
+            .message
+            .strip_suffix(&format!(" ({c})"))
+            .unwrap_or(&e.message),
+        _ => &e.message,
+    };
+    push_frame(out, &eventstream::exception(kind, message, code));
 }
 
 /// `event: error` with the error JSON of the API.
@@ -104,6 +176,7 @@ impl Drop for Tally {
 }
 
 struct State {
+    wire: Wire,
     first: Option<Bytes>,
     events: Events,
     cfg: StreamConfig,
@@ -145,7 +218,14 @@ impl State {
             );
         }
         self.tally.events += 1;
-        push_data_frame(out, json);
+        match self.wire {
+            Wire::Sse => push_data_frame(out, json),
+            Wire::EventStream => {
+                let mut block = BytesMut::new();
+                push_data_frame(&mut block, json);
+                push_frame(out, &eventstream::payload_part(block.freeze()));
+            }
+        }
     }
 
     fn fail(&mut self, e: &StreamError, out: &mut BytesMut) {
@@ -163,7 +243,10 @@ impl State {
             &self.tally.labels.backend,
             e.kind.as_str(),
         );
-        out.extend_from_slice(&error_frame(e, &self.tally.labels));
+        match self.wire {
+            Wire::Sse => out.extend_from_slice(&error_frame(e, &self.tally.labels)),
+            Wire::EventStream => exception_frame(e, out),
+        }
     }
 
     /// Adds one upstream item to `out`; false once the stream is over.
@@ -244,18 +327,26 @@ impl State {
                 () = tokio::time::sleep_until(self.keepalive_at) => {
                     self.keepalive_at = Instant::now() + self.cfg.keepalive;
                     if self.keepalive_at < self.idle_until {
-                        out.extend_from_slice(b":\n\n");
+                        match self.wire {
+                            Wire::Sse => out.extend_from_slice(b":\n\n"),
+                            // As a TGI container's keep-alive reaches a
+                            // SageMaker client.
+                            Wire::EventStream => push_frame(
+                                out,
+                                &eventstream::payload_part(Bytes::from_static(b":\n\n")),
+                            ),
+                        }
                         return Waited::KeepAlive;
                     }
                 }
                 () = tokio::time::sleep_until(self.idle_until) => {
-                    let e = StreamError {
-                        kind: StreamErrorKind::IdleTimeout,
-                        message: format!(
+                    let e = StreamError::new(
+                        StreamErrorKind::IdleTimeout,
+                        format!(
                             "the backend sent nothing for {}",
                             humantime::format_duration(self.cfg.idle_timeout)
                         ),
-                    };
+                    );
                     self.fail(&e, out);
                     return Waited::End;
                 }
@@ -264,16 +355,18 @@ impl State {
     }
 }
 
-/// The SSE response body: `first`, then the rest of `events`.
+/// The stream's response body in `wire`: `first`, then the rest of
+/// `events`.
 pub fn body(
-    first: Bytes,
-    events: Events,
+    wire: Wire,
+    (first, events): (Bytes, Events),
     cfg: StreamConfig,
     (labels, metrics, charge): (Labels, Metrics, Option<Charge>),
     started: Instant,
 ) -> ResBody {
     let now = Instant::now();
     let state = State {
+        wire,
         first: Some(first),
         events,
         cfg,
@@ -322,8 +415,8 @@ mod tests {
         };
         let metrics = Metrics::new().unwrap();
         let mut body = body(
-            first,
-            events,
+            Wire::Sse,
+            (first, events),
             StreamConfig::default(),
             (labels, metrics, None),
             Instant::now(),
@@ -387,10 +480,7 @@ mod tests {
             request_id: "id".into(),
         };
         let f = error_frame(
-            &StreamError {
-                kind: StreamErrorKind::ModelStreamError,
-                message: "boom".into(),
-            },
+            &StreamError::new(StreamErrorKind::ModelStreamError, "boom"),
             &labels,
         );
         let text = std::str::from_utf8(&f).unwrap();

@@ -51,13 +51,21 @@ pub enum StreamItem {
 pub struct StreamError {
     pub kind: StreamErrorKind,
     pub message: String,
+    /// A SageMaker `ModelStreamError`'s `ErrorCode` (`StreamBroken`,
+    /// `ModelInvocationTimeExceeded`).
+    pub code: Option<String>,
+    /// The model's own error event (TGI's `{"error", "error_type"}`), as
+    /// it sent it: a door that relays the container's bytes sends it on.
+    pub event: Option<Bytes>,
 }
 
 impl StreamError {
-    fn new(kind: StreamErrorKind, message: impl Into<String>) -> Self {
+    pub fn new(kind: StreamErrorKind, message: impl Into<String>) -> Self {
         Self {
             kind,
             message: message.into(),
+            code: None,
+            event: None,
         }
     }
 }
@@ -296,7 +304,10 @@ fn frame_item(message: &Message) -> Frame {
                 Some(code) => format!("{text} ({code})"),
                 None => text.to_string(),
             };
-            Frame::Error(StreamError::new(kind, message))
+            Frame::Error(StreamError {
+                code: code.map(super::clip),
+                ..StreamError::new(kind, message)
+            })
         }
         Some("error") => Frame::Error(StreamError::new(
             StreamErrorKind::InternalStreamFailure,
@@ -402,10 +413,11 @@ impl Lines {
             // TGI's mid-stream error event: {"error", "error_type"}.
             Some(message) => {
                 self.failed = true;
-                out.push_back(StreamItem::Error(StreamError::new(
-                    StreamErrorKind::ModelError,
-                    super::clip(&message),
-                )));
+                out.push_back(StreamItem::Error(StreamError {
+                    event: (trimmed.len() <= MAX_EVENT_BYTES)
+                        .then(|| Bytes::copy_from_slice(trimmed)),
+                    ..StreamError::new(StreamErrorKind::ModelError, super::clip(&message))
+                }));
             }
             None => out.push_back(StreamItem::Data(Bytes::copy_from_slice(trimmed))),
         }

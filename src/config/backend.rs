@@ -225,7 +225,7 @@ fn check_endpoint_name(name: &str, path: &str, diag: &mut Diagnostics) -> bool {
 
 /// Lowercase letters and digits in dash-separated parts, at least two parts
 /// (`us-east-1`, `cn-north-1`, `us-gov-west-1`).
-fn check_region(region: &str, path: &str, diag: &mut Diagnostics) -> bool {
+pub(super) fn check_region(region: &str, path: &str, diag: &mut Diagnostics) -> bool {
     let parts: Vec<&str> = region.split('-').collect();
     let ok = parts.len() >= 2
         && region.len() <= 63

@@ -35,6 +35,7 @@ mod backend;
 mod bounds;
 mod clients;
 mod diag;
+mod doors;
 mod interpolate;
 mod limits;
 mod raw;
@@ -107,9 +108,35 @@ pub struct Config {
     pub clients: Vec<ClientConfig>,
     /// `[rate_limits]`: where the limits' buckets are kept.
     pub rate_limits: RateLimitsConfig,
+    /// `[doors]`: which front doors besides the unified API are open.
+    pub doors: DoorsConfig,
     /// Things worth a look that do not stop the gateway (e.g. a backend no route
     /// uses), each formatted `<key path>: <message>` like the errors.
     pub warnings: Vec<String>,
+}
+
+/// `[doors]`: the front doors besides the unified API.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DoorsConfig {
+    pub sagemaker: SageMakerDoorConfig,
+}
+
+/// `[doors.sagemaker]`: `/endpoints/{route}/invocations…`, for the AWS SDKs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SageMakerDoorConfig {
+    /// On unless `enabled = false`.
+    pub enabled: bool,
+    /// The signing regions accepted in a caller's SigV4 scope; empty: any.
+    pub regions: Vec<String>,
+}
+
+impl Default for SageMakerDoorConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            regions: Vec::new(),
+        }
+    }
 }
 
 /// `[server]`: the listener clients connect to.

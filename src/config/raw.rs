@@ -60,6 +60,21 @@ pub(super) struct RawUpstream {
     pub(super) tls_ca_file: Option<String>,
 }
 
+/// `[doors]`: the front doors besides the unified API.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawDoors {
+    pub(super) sagemaker: Option<RawSageMakerDoor>,
+}
+
+/// `[doors.sagemaker]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawSageMakerDoor {
+    pub(super) enabled: Option<bool>,
+    pub(super) regions: Option<Vec<String>>,
+}
+
 /// `[rate_limits]`
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -15,7 +15,7 @@ use super::diag::{index_path, key_path, Diagnostics};
 use super::interpolate::interpolate_tree;
 use super::limits::rate_limit;
 use super::raw::{
-    deserialize_section, RawClient, RawRateLimits, RawRoute, RawRouteBackend, RawServer,
+    deserialize_section, RawClient, RawDoors, RawRateLimits, RawRoute, RawRouteBackend, RawServer,
     RawTelemetry, RawUpstream,
 };
 use super::resilience::{route_policy, RoutePolicy};
@@ -31,11 +31,12 @@ use super::{
 
 type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
-const TOP_LEVEL_KEYS: [&str; 7] = [
+const TOP_LEVEL_KEYS: [&str; 8] = [
     "server",
     "upstream",
     "telemetry",
     "rate_limits",
+    "doors",
     "backends",
     "routes",
     "clients",
@@ -69,6 +70,9 @@ pub(super) fn load(text: &str, env: Env<'_>) -> Result<Config, ConfigErrors> {
     let rate_limits = section(&mut root, "rate_limits", env, &mut diag)
         .and_then(|t| deserialize_section::<RawRateLimits>(t, "rate_limits", &mut diag))
         .map(|raw| super::limits::rate_limits(raw, &mut diag));
+    let doors = section(&mut root, "doors", env, &mut diag)
+        .and_then(|t| deserialize_section::<RawDoors>(t, "doors", &mut diag))
+        .map(|raw| super::doors::doors(raw, &mut diag));
 
     // Every declared name counts for references, valid or not, so a broken
     // backend yields its own errors and not an extra "unknown backend" too.
@@ -119,8 +123,8 @@ pub(super) fn load(text: &str, env: Env<'_>) -> Result<Config, ConfigErrors> {
 
     // Every value substituted above (a default for a bad value, a skipped
     // section) comes with a recorded error, so this is the one exit for them.
-    let (Some((mut server, auth)), Some(upstream), Some(telemetry), Some(rate_limits)) =
-        (server, upstream, telemetry, rate_limits)
+    let (Some((mut server, auth)), Some(upstream), Some(telemetry), Some(rate_limits), Some(doors)) =
+        (server, upstream, telemetry, rate_limits, doors)
     else {
         return Err(ConfigErrors(diag.into_parts().0));
     };
@@ -171,6 +175,7 @@ pub(super) fn load(text: &str, env: Env<'_>) -> Result<Config, ConfigErrors> {
         routes,
         clients,
         rate_limits,
+        doors,
         warnings,
     })
 }

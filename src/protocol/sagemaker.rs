@@ -40,6 +40,19 @@ pub fn default_base(region: &str, fips: bool) -> String {
     format!("https://{prefix}.sagemaker.{region}.{suffix}")
 }
 
+/// The namespaces of SageMaker runtime errors' `x-amzn-ErrorType`
+/// (`Type:namespace`; the SDKs cut at the `:`): the service's own errors,
+/// the request layer's (authentication, unknown operations), throttling.
+pub const SAGE_NAMESPACE: &str = "http://internal.amazon.com/coral/com.amazon.sage.datamodel/";
+pub const CORAL_NAMESPACE: &str = "http://internal.amazon.com/coral/com.amazon.coral.service/";
+pub const AVAILABILITY_NAMESPACE: &str =
+    "http://internal.amazon.com/coral/com.amazon.coral.availability/";
+
+/// The `x-amzn-ErrorType` value of `error_type` in `namespace`.
+pub fn error_type_header(error_type: &str, namespace: &str) -> String {
+    format!("{error_type}:{namespace}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,6 +22,8 @@ mod limits;
 #[cfg(test)]
 mod routing;
 #[cfg(test)]
+mod sagemaker_door;
+#[cfg(test)]
 mod suite;
 
 use serde_json::{json, Value};

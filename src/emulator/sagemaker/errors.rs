@@ -14,9 +14,10 @@ use crate::emulator::faults::InjectedError;
 use crate::emulator::serve::{self, json_response, set_header, EmuBody};
 use crate::protocol::sigv4_verify::Rejection;
 
-const SAGE_NS: &str = "http://internal.amazon.com/coral/com.amazon.sage.datamodel/";
-const CORAL_NS: &str = "http://internal.amazon.com/coral/com.amazon.coral.service/";
-const AVAILABILITY_NS: &str = "http://internal.amazon.com/coral/com.amazon.coral.availability/";
+use crate::protocol::sagemaker::{
+    error_type_header, AVAILABILITY_NAMESPACE as AVAILABILITY_NS, CORAL_NAMESPACE as CORAL_NS,
+    SAGE_NAMESPACE as SAGE_NS,
+};
 const INJECTED: &str = "(injected by the infergate emulator)";
 
 pub(super) fn aws_error(
@@ -29,7 +30,7 @@ pub(super) fn aws_error(
     set_header(
         &mut resp,
         "x-amzn-errortype",
-        &format!("{error_type}:{namespace}"),
+        &error_type_header(error_type, namespace),
     );
     set_header(&mut resp, "x-amzn-requestid", &serve::request_id());
     resp

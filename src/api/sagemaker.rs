@@ -1,0 +1,269 @@
+//! `POST /endpoints/{route}/invocations` and
+//! `/endpoints/{route}/invocations-response-stream`: the SageMaker
+//! runtime's `InvokeEndpoint` and `InvokeEndpointWithResponseStream`, so
+//! boto3, the AWS SDKs and the SageMaker Python SDK call a route by
+//! changing only their endpoint URL. The route's name plays the endpoint's;
+//! a base path before `/endpoints` is allowed (botocore keeps an
+//! `endpoint_url`'s path as a prefix).
+//!
+//! A request goes: the whole body (its hash is signed) → who is calling
+//! (the caller's SigV4 signature, checked as AWS checks it against the
+//! client table's `aws_access_key_id`s, by [`crate::protocol::sigv4_verify`];
+//! with `server.auth = "none"` any signature or none) → the route (an
+//! unknown one is AWS's `ValidationError`) → the client's routes and
+//! limits → the core. The answer comes back as SageMaker gives it:
+//! `x-amzn-RequestId`, `X-Amzn-Invoked-Production-Variant` (the backend's
+//! name when the backend does not say), the session and custom-attribute
+//! headers; a stream as AWS event-stream frames ([`super::stream`]); every
+//! error in SageMaker's shape ([`errors`]). The caller's signature never
+//! travels on: backends are called with the gateway's own credentials.
+
+pub mod errors;
+
+use std::borrow::Cow;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request};
+use percent_encoding::percent_decode_str;
+use tokio::time::Instant;
+use tower::{Service, ServiceExt};
+
+use crate::body::BoxError;
+use crate::clients::Client;
+use crate::core::{CoreRequest, CoreResponse};
+use crate::error::{rate_limit_headers, ApiError};
+use crate::gateway::{current_worker, Gateway};
+use crate::layers::{request_id, Access, Answer};
+use crate::limits::Refused;
+use crate::protocol::sigv4_verify::{self, Credential, Expect, Regions, VerifyRequest};
+
+use self::errors::{SmError, REQUEST_ID};
+use super::predict::{core_request, gateway_headers, log_failure, read_within, record, success};
+use super::stream::Wire;
+
+/// How far a caller's `X-Amz-Date` may be from the gateway's clock.
+pub const MAX_SKEW: Duration = Duration::from_secs(5 * 60);
+
+const INVOKED_VARIANT: HeaderName = HeaderName::from_static("x-amzn-invoked-production-variant");
+
+/// The SageMaker runtime operations a path names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// `InvokeEndpoint`.
+    Invoke,
+    /// `InvokeEndpointWithResponseStream`.
+    InvokeStream,
+    /// `InvokeEndpointAsync`: not served; answered so in SageMaker's shape.
+    InvokeAsync,
+}
+
+/// The endpoint name (percent-decoded) and the operation of a SageMaker
+/// runtime path, after any base path; `None` for any other path.
+pub fn parse_path(path: &str) -> Option<(Cow<'_, str>, Operation)> {
+    let (rest, op) = [
+        ("/invocations-response-stream", Operation::InvokeStream),
+        ("/async-invocations", Operation::InvokeAsync),
+        ("/invocations", Operation::Invoke),
+    ]
+    .into_iter()
+    .find_map(|(suffix, op)| path.strip_suffix(suffix).map(|rest| (rest, op)))?;
+    let at = rest.rfind("/endpoints/")?;
+    let name = &rest[at + "/endpoints/".len()..];
+    if name.is_empty() || name.contains('/') {
+        return None;
+    }
+    let name = percent_decode_str(name).decode_utf8().ok()?;
+    Some((name, op))
+}
+
+/// Serves one request of the SageMaker door.
+pub async fn invoke<B, C>(
+    gw: &Arc<Gateway>,
+    core: C,
+    endpoint: &str,
+    op: Operation,
+    req: Request<B>,
+) -> Answer
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+    C: Service<CoreRequest, Response = CoreResponse, Error = Infallible>,
+{
+    let started = Instant::now();
+    let trace = crate::trace::TraceContext::of_request(req.headers(), gw.spans.is_some());
+    let mut access = Access {
+        stream: op == Operation::InvokeStream,
+        request_id: request_id::of(req.headers()).to_string(),
+        trace: trace.clone(),
+        ..Access::default()
+    };
+    if req.method() != Method::POST {
+        return refused(errors::unknown_operation(), access);
+    }
+    if op == Operation::InvokeAsync {
+        let err = errors::validation(
+            "InvokeEndpointAsync is not supported by this gateway: use InvokeEndpoint or InvokeEndpointWithResponseStream.",
+        );
+        return refused(err, access);
+    }
+    let (parts, body) = req.into_parts();
+    // The whole body first: the signature covers its hash.
+    let deadline = started + gw.config.server.request_timeout;
+    let body = match read_within(gw, body, deadline, &mut access).await {
+        Ok(body) => body,
+        Err(e) => return refused(errors::of_api_error(&e, endpoint, None), access),
+    };
+    let caller = match authenticate(gw, &parts, &body) {
+        Ok(caller) => caller,
+        Err(e) => return refused(e, access),
+    };
+    let Some(route) = gw.routes.get(endpoint).cloned() else {
+        return refused(errors::unknown_endpoint(endpoint), access);
+    };
+    access.route = Some(Arc::clone(&route));
+    if let Some(client) = &caller {
+        access.client = Some(Arc::clone(&client.name));
+        if !client.may_use(&route.name) {
+            return refused(errors::access_denied(&client.name, endpoint), access);
+        }
+    }
+    let admitted = gw
+        .limits
+        .admit(access.client.as_deref(), &route.name, current_worker())
+        .await;
+    let (rate, charge) = match admitted {
+        Ok(admitted) => {
+            access.held = admitted.held;
+            (admitted.rate, admitted.charge)
+        }
+        Err(Refused::Over(refusal)) => {
+            gw.metrics.rate_limited(&route.name, refusal.scope);
+            let err = ApiError::RateLimited(refusal);
+            return refused(errors::of_api_error(&err, endpoint, None), access);
+        }
+        Err(Refused::StoreDown) => {
+            let err = errors::of_api_error(&ApiError::LimitStoreDown, endpoint, None);
+            return refused(err, access);
+        }
+    };
+    let request = match core_request(&route, &parts, body, trace, started, &access) {
+        Ok(request) => request,
+        Err(e) => return refused(errors::of_api_error(&e, endpoint, None), access),
+    };
+    let answer = match core.oneshot(request).await {
+        Ok(answer) => answer,
+        Err(never) => match never {},
+    };
+    let (result, timing) = record(answer, &mut access);
+    let variant = access.backend.as_ref().map(|b| b.name.clone());
+    let mut response = match result {
+        Ok(up) => {
+            let wire = if access.stream {
+                Wire::EventStream
+            } else {
+                Wire::Sse
+            };
+            let mut res = success(gw, &route, up, wire, started, &access, charge);
+            sagemaker_headers(res.headers_mut(), variant.as_deref(), &access.request_id);
+            res
+        }
+        Err(err) => {
+            log_failure(&err, &route.name, variant.as_deref(), &access.request_id);
+            errors::of_api_error(&err, endpoint, variant.as_deref()).response(&access.request_id)
+        }
+    };
+    gateway_headers(response.headers_mut(), &access, timing, started);
+    if let Some(rate) = rate {
+        rate_limit_headers(response.headers_mut(), rate);
+    }
+    Answer {
+        response,
+        access: Some(access),
+    }
+}
+
+/// A request answered with `err` before the core, recorded in `access`.
+fn refused(err: SmError, access: Access) -> Answer {
+    Answer {
+        response: err.response(&access.request_id),
+        access: Some(access),
+    }
+}
+
+/// `x-amzn-RequestId` (the gateway's request id, the one its log shows)
+/// and `X-Amzn-Invoked-Production-Variant` (the backend's own, or for a
+/// backend that names none, such as an HF endpoint, the backend's name).
+fn sagemaker_headers(headers: &mut HeaderMap, backend: Option<&str>, request_id: &str) {
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        headers.insert(REQUEST_ID, v);
+    }
+    if !headers.contains_key(INVOKED_VARIANT) {
+        if let Some(v) = backend.and_then(|b| HeaderValue::from_str(b).ok()) {
+            headers.insert(INVOKED_VARIANT, v);
+        }
+    }
+}
+
+/// The client whose SigV4 signature the request carries; `None` when
+/// authentication is off (any signature, or none, is accepted).
+fn authenticate(
+    gw: &Gateway,
+    parts: &http::request::Parts,
+    body: &[u8],
+) -> Result<Option<Arc<Client>>, SmError> {
+    if !gw.callers.required() {
+        return Ok(None);
+    }
+    // HTTP/2 carries the host as `:authority`, which signers sign as `host`.
+    let with_host;
+    let headers = match (
+        parts.headers.contains_key(header::HOST),
+        parts.uri.authority(),
+    ) {
+        (false, Some(authority)) => {
+            let mut h = parts.headers.clone();
+            if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
+                h.insert(header::HOST, v);
+            }
+            with_host = h;
+            &with_host
+        }
+        _ => &parts.headers,
+    };
+    let regions = &gw.config.doors.sagemaker.regions;
+    let expect = Expect {
+        regions: if regions.is_empty() {
+            Regions::Any
+        } else {
+            Regions::Among(regions)
+        },
+        service: "sagemaker",
+        now: SystemTime::now(),
+        max_skew: MAX_SKEW,
+        explain_mismatch: false,
+    };
+    let req = VerifyRequest {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query(),
+        headers,
+        body,
+    };
+    let lookup = |id: &str| {
+        gw.callers.by_access_key(id).map(|(_, secret)| Credential {
+            secret_access_key: secret.expose().to_owned(),
+            session_token: None,
+        })
+    };
+    let verified = sigv4_verify::verify(&req, &expect, &lookup).map_err(|rej| {
+        tracing::debug!(error_type = rej.error_type, "a SigV4 signature was refused");
+        errors::of_rejection(&rej)
+    })?;
+    match gw.callers.by_access_key(&verified.access_key_id) {
+        Some((client, _)) => Ok(Some(Arc::clone(client))),
+        None => Err(errors::of_api_error(&ApiError::Unauthenticated, "", None)),
+    }
+}

@@ -1,0 +1,517 @@
+//! The SageMaker-compatible door, called by AWS's own Rust SDK
+//! (`aws-sdk-sagemakerruntime`): both backend kinds answer it alike, every
+//! failure is the SDK's modelled error, streams are AWS event streams, and
+//! callers sign with the client table's AWS keys, checked as AWS checks
+//! them.
+
+use std::time::{Duration, SystemTime};
+
+use aws_credential_types::Credentials;
+use aws_sdk_sagemakerruntime::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_sagemakerruntime::operation::invoke_endpoint::{
+    InvokeEndpointError, InvokeEndpointOutput,
+};
+use aws_sdk_sagemakerruntime::operation::RequestId;
+use aws_sdk_sagemakerruntime::primitives::Blob;
+use aws_sdk_sagemakerruntime::types::error::ResponseStreamError;
+use aws_sdk_sagemakerruntime::types::ResponseStream;
+use aws_sdk_sagemakerruntime::Client;
+use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+use aws_sigv4::sign::v4;
+use aws_smithy_runtime_api::client::identity::Identity;
+use infergate::emulator::{FaultConfig, InjectedError, StreamError};
+
+use crate::common::model::expected_sse;
+use crate::common::sdk::sdk_client;
+use crate::common::{Harness, Setup, ACCESS_KEY, BODY, CONFIG};
+
+const WEB_AKID: &str = "AKIAINFERGATEWEB01";
+const WEB_SECRET: &str = "web-door-secret-canary-7731";
+const JS_AKID: &str = "AKIAINFERGATEJS0001";
+const JS_SECRET: &str = "js-door-secret-canary-5519";
+const WEB_BEARER: &str = "web-bearer-canary-key";
+
+/// Two clients with AWS keys: `web` (routes `sm`, `hf`, `both`) and `js`.
+fn keyed_config(doors: &str) -> String {
+    format!(
+        r#"{CONFIG}
+[clients.web]
+api_key = "{WEB_BEARER}"
+routes = ["sm", "hf", "both"]
+aws_access_key_id = "{WEB_AKID}"
+aws_secret_access_key = "${{WEB_AWS_SECRET}}"
+
+[clients.js]
+api_key = "js-bearer-canary-key"
+routes = ["js"]
+aws_access_key_id = "{JS_AKID}"
+aws_secret_access_key = "${{JS_AWS_SECRET}}"
+{doors}
+"#
+    )
+}
+
+async fn keyed(doors: &str) -> Harness {
+    Harness::with(Setup {
+        config: keyed_config(doors),
+        extra_vars: vec![
+            ("WEB_AWS_SECRET".into(), WEB_SECRET.into()),
+            ("JS_AWS_SECRET".into(), JS_SECRET.into()),
+        ],
+        ..Setup::default()
+    })
+    .await
+}
+
+fn web(h: &Harness) -> Client {
+    sdk_client(&h.base, WEB_AKID, WEB_SECRET, None)
+}
+
+/// Any key will do while `server.auth = "none"`.
+fn anyone(h: &Harness) -> Client {
+    sdk_client(&h.base, "AKIDANYONE", "any-secret", None)
+}
+
+async fn invoke(
+    client: &Client,
+    endpoint: &str,
+) -> Result<InvokeEndpointOutput, SdkError<InvokeEndpointError>> {
+    client
+        .invoke_endpoint()
+        .endpoint_name(endpoint)
+        .content_type("application/json")
+        .accept("application/json")
+        .body(Blob::new(BODY))
+        .send()
+        .await
+}
+
+/// The error's code, as botocore and the SDKs name it.
+fn code(e: &SdkError<InvokeEndpointError>) -> String {
+    e.as_service_error()
+        .and_then(|s| s.code())
+        .unwrap_or_else(|| panic!("not a service error: {e:?}"))
+        .to_owned()
+}
+
+fn message(e: &SdkError<InvokeEndpointError>) -> String {
+    e.as_service_error()
+        .and_then(|s| s.message())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// How a stream read through the SDK ended: cleanly, or with this error.
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    Clean,
+    Error(String),
+}
+
+/// Every `PayloadPart`'s bytes, joined, the production variant and the end.
+async fn stream(client: &Client, endpoint: &str) -> (String, Option<String>, End) {
+    let mut out = client
+        .invoke_endpoint_with_response_stream()
+        .endpoint_name(endpoint)
+        .content_type("application/json")
+        .body(Blob::new(BODY))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.content_type(), Some("text/event-stream"));
+    let variant = out.invoked_production_variant().map(str::to_owned);
+    let mut bytes = Vec::new();
+    let end = loop {
+        match out.body.recv().await {
+            Ok(Some(ResponseStream::PayloadPart(p))) => {
+                bytes.extend_from_slice(p.bytes().unwrap().as_ref());
+            }
+            Ok(Some(other)) => panic!("unexpected event {other:?}"),
+            Ok(None) => break End::Clean,
+            Err(e) => {
+                let end = match e.as_service_error() {
+                    Some(ResponseStreamError::ModelStreamError(m)) => format!(
+                        "ModelStreamError {}: {}",
+                        m.error_code().unwrap_or("-"),
+                        m.message().unwrap_or("-")
+                    ),
+                    Some(ResponseStreamError::InternalStreamFailure(m)) => {
+                        format!("InternalStreamFailure: {}", m.message().unwrap_or("-"))
+                    }
+                    _ => format!("{e:?}"),
+                };
+                break End::Error(end);
+            }
+        }
+    };
+    (String::from_utf8(bytes).unwrap(), variant, end)
+}
+
+#[tokio::test]
+async fn the_sdk_gets_the_same_answer_from_either_backend() {
+    let h = Harness::start().await;
+    let client = anyone(&h);
+    let sm = invoke(&client, "sm").await.unwrap();
+    let hf = invoke(&client, "hf").await.unwrap();
+    assert_eq!(sm.body().unwrap().as_ref(), hf.body().unwrap().as_ref());
+    let answer: serde_json::Value = serde_json::from_slice(sm.body().unwrap().as_ref()).unwrap();
+    assert_eq!(answer, crate::expected_answer());
+    assert_eq!(sm.content_type(), Some("application/json"));
+    assert_eq!(hf.content_type(), Some("application/json"));
+    // SageMaker's own variant name; for an HF endpoint, the backend's name.
+    assert_eq!(sm.invoked_production_variant(), Some("AllTraffic"));
+    assert_eq!(hf.invoked_production_variant(), Some("hf"));
+    assert!(sm.request_id().is_some_and(|id| !id.is_empty()));
+    // The client's signature stayed here: the emulator saw the gateway's key.
+    let seen = h.sm.counters().last().unwrap();
+    let auth = seen.headers["authorization"].to_str().unwrap().to_owned();
+    assert!(
+        auth.contains(ACCESS_KEY) && !auth.contains("AKIDANYONE"),
+        "{auth}"
+    );
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn streams_from_either_backend_are_the_same_payload_parts() {
+    let h = Harness::start().await;
+    let client = anyone(&h);
+    let want = expected_sse("one stable inference URL", Some(8));
+    let (sm, sm_variant, sm_end) = stream(&client, "sm").await;
+    let (hf, hf_variant, hf_end) = stream(&client, "hf").await;
+    assert_eq!(sm, want);
+    assert_eq!(hf, want);
+    assert_eq!((sm_end, hf_end), (End::Clean, End::Clean));
+    assert_eq!(sm_variant.as_deref(), Some("sm"));
+    assert_eq!(hf_variant.as_deref(), Some("hf"));
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_failure_mid_stream_is_the_exception_sagemaker_sends() {
+    let h = Harness::start().await;
+    h.sm.faults().set(FaultConfig {
+        stream_error_after: Some(2),
+        stream_error: StreamError::ModelStreamError,
+        ..FaultConfig::default()
+    });
+    let (bytes, _, end) = stream(&anyone(&h), "sm").await;
+    assert_eq!(
+        end,
+        End::Error(
+            "ModelStreamError StreamBroken: Model stream broken (injected by the infergate emulator)."
+                .into()
+        )
+    );
+    assert_eq!(bytes.matches("data:").count(), 2, "{bytes}");
+    h.sm.faults().set(FaultConfig {
+        stream_error_after: Some(1),
+        stream_error: StreamError::InternalStreamFailure,
+        ..FaultConfig::default()
+    });
+    let (_, _, end) = stream(&anyone(&h), "sm").await;
+    assert!(
+        matches!(&end, End::Error(e) if e.starts_with("InternalStreamFailure: ")),
+        "{end:?}"
+    );
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn each_failure_is_its_modelled_error() {
+    let h = Harness::start().await;
+    let client = anyone(&h);
+
+    let e = invoke(&client, "nope").await.unwrap_err();
+    assert!(matches!(
+        e.as_service_error(),
+        Some(InvokeEndpointError::ValidationError(_))
+    ));
+    assert_eq!(message(&e), "Endpoint nope not found.");
+
+    h.hf.faults().fail_next(1, InjectedError::Status(422));
+    let e = invoke(&client, "hf").await.unwrap_err();
+    let Some(InvokeEndpointError::ModelError(m)) = e.as_service_error() else {
+        panic!("{e:?}");
+    };
+    assert_eq!(m.original_status_code(), Some(422));
+    assert!(m.original_message().is_some_and(|s| !s.is_empty()));
+
+    h.sm.faults().fail_next(
+        1,
+        InjectedError::ModelError {
+            original_status: 400,
+        },
+    );
+    let e = invoke(&client, "sm").await.unwrap_err();
+    let Some(InvokeEndpointError::ModelError(m)) = e.as_service_error() else {
+        panic!("{e:?}");
+    };
+    assert_eq!(m.original_status_code(), Some(400));
+
+    for (injected, want) in [
+        (InjectedError::ThrottlingException, "ThrottlingException"),
+        (
+            InjectedError::ModelNotReadyException,
+            "ModelNotReadyException",
+        ),
+        (InjectedError::ServiceUnavailable, "ServiceUnavailable"),
+        (InjectedError::InternalFailure, "InternalFailure"),
+    ] {
+        h.sm.faults().set(FaultConfig {
+            error_rate: 1.0,
+            error: injected,
+            ..FaultConfig::default()
+        });
+        let e = invoke(&client, "sm").await.unwrap_err();
+        assert_eq!(code(&e), want);
+        let typed = match e.as_service_error().unwrap() {
+            InvokeEndpointError::ModelNotReadyException(_) => "ModelNotReadyException",
+            InvokeEndpointError::ServiceUnavailable(_) => "ServiceUnavailable",
+            InvokeEndpointError::InternalFailure(_) => "InternalFailure",
+            _ => "ThrottlingException",
+        };
+        assert_eq!(typed, want, "modelled as its own variant");
+    }
+    h.sm.faults().set(FaultConfig::default());
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_backend_refusing_the_gateways_credentials_is_an_internal_dependency() {
+    let h = Harness::with(Setup {
+        sm_secret: "not-the-emulators-secret".into(),
+        ..Setup::default()
+    })
+    .await;
+    let e = invoke(&anyone(&h), "sm").await.unwrap_err();
+    assert!(matches!(
+        e.as_service_error(),
+        Some(InvokeEndpointError::InternalDependencyException(_))
+    ));
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_signs_with_its_aws_key() {
+    let h = keyed("").await;
+    let ok = invoke(&web(&h), "both").await.unwrap();
+    assert!(ok.invoked_production_variant().is_some());
+    // Each refusal as AWS's request layer words it.
+    let cases = [
+        (
+            sdk_client(&h.base, WEB_AKID, "wrong-secret", None),
+            "InvalidSignatureException",
+        ),
+        (
+            sdk_client(&h.base, "AKIAUNKNOWN", WEB_SECRET, None),
+            "UnrecognizedClientException",
+        ),
+        // A session token no client has.
+        (
+            sdk_client(&h.base, WEB_AKID, WEB_SECRET, Some("a-session-token")),
+            "UnrecognizedClientException",
+        ),
+    ];
+    for (client, want) in cases {
+        let e = invoke(&client, "sm").await.unwrap_err();
+        assert_eq!(code(&e), want);
+        assert!(!message(&e).contains(WEB_SECRET));
+        assert!(
+            !message(&e).contains("POST\n"),
+            "no canonical request: {}",
+            message(&e)
+        );
+    }
+    // A client's key is for its own routes only.
+    let e = invoke(&sdk_client(&h.base, JS_AKID, JS_SECRET, None), "sm")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "AccessDeniedException");
+    assert!(invoke(&sdk_client(&h.base, JS_AKID, JS_SECRET, None), "js")
+        .await
+        .is_ok());
+    // Nothing refused reached a backend, nothing counted against a limit.
+    assert_eq!(h.sm.counters().requests(), 0);
+    h.shutdown().await;
+}
+
+/// A request to the door signed here at `time`, sent without the SDK.
+async fn signed_at(h: &Harness, time: SystemTime) -> reqwest::Response {
+    let url = h.url("/endpoints/sm/invocations");
+    let identity: Identity = Credentials::new(WEB_AKID, WEB_SECRET, None, None, "test").into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("sagemaker")
+        .time(time)
+        .settings(SigningSettings::default())
+        .build()
+        .unwrap()
+        .into();
+    let host = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let headers = [
+        ("content-type", "application/json"),
+        ("host", host.as_str()),
+    ];
+    let signable = SignableRequest::new(
+        "POST",
+        &url,
+        headers.iter().copied(),
+        SignableBody::Bytes(BODY.as_bytes()),
+    )
+    .unwrap();
+    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+    let mut req = h
+        .client
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(BODY);
+    for (k, v) in instructions.headers() {
+        req = req.header(k, v);
+    }
+    req.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_clock_five_minutes_off_is_a_signature_expired() {
+    let h = keyed("").await;
+    let now = SystemTime::now();
+    assert_eq!(
+        signed_at(&h, now - Duration::from_secs(60)).await.status(),
+        200
+    );
+    for skewed in [
+        now - Duration::from_secs(6 * 60),
+        now + Duration::from_secs(6 * 60),
+    ] {
+        let res = signed_at(&h, skewed).await;
+        assert_eq!(res.status(), 403);
+        let kind = res.headers()["x-amzn-errortype"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(kind.starts_with("InvalidSignatureException:"), "{kind}");
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert!(
+            body["message"].as_str().unwrap().starts_with("Signature "),
+            "{body}"
+        );
+    }
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_unsigned_or_bearer_request_is_refused_in_the_sagemaker_shape() {
+    let h = keyed("").await;
+    let url = h.url("/endpoints/sm/invocations");
+    for auth in [None, Some(format!("Bearer {WEB_BEARER}"))] {
+        let mut req = h
+            .client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(BODY);
+        if let Some(a) = &auth {
+            req = req.header("authorization", a);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), 403, "{auth:?}");
+        let kind = res.headers()["x-amzn-errortype"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            kind.starts_with("MissingAuthenticationTokenException:"),
+            "{kind}"
+        );
+        assert!(res.headers().get("x-amzn-requestid").is_some());
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(body["message"], "Missing Authentication Token");
+    }
+    // Malformed: IncompleteSignatureException, 400.
+    let res = h
+        .client
+        .post(&url)
+        .header("authorization", "AWS4-HMAC-SHA256 Credential=x")
+        .body(BODY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let kind = res.headers()["x-amzn-errortype"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(kind.starts_with("IncompleteSignatureException:"), "{kind}");
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_accepted_regions_can_be_pinned() {
+    let h = keyed("[doors.sagemaker]\nregions = [\"eu-west-1\"]\n").await;
+    let e = invoke(&web(&h), "sm").await.unwrap_err();
+    assert_eq!(code(&e), "InvalidSignatureException");
+    assert_eq!(
+        message(&e),
+        "Credential should be scoped to a valid region. "
+    );
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_base_path_async_invocations_and_other_methods() {
+    let h = Harness::start().await;
+    let prefixed = sdk_client(&format!("{}/sagemaker", h.base), "AKIDANY", "x", None);
+    assert!(invoke(&prefixed, "hf").await.is_ok());
+    let res = h
+        .client
+        .post(h.url("/endpoints/sm/async-invocations"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let kind = res.headers()["x-amzn-errortype"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(kind.starts_with("ValidationError:"), "{kind}");
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("not supported"),
+        "{body}"
+    );
+    let res = h
+        .client
+        .get(h.url("/endpoints/sm/invocations"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    let kind = res.headers()["x-amzn-errortype"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(kind.starts_with("UnknownOperationException:"), "{kind}");
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_door_can_be_closed() {
+    let config = format!("{CONFIG}\n[doors.sagemaker]\nenabled = false\n");
+    let h = Harness::with_config(config).await;
+    let res = h
+        .client
+        .post(h.url("/endpoints/sm/invocations"))
+        .body(BODY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    assert!(res.headers().get("x-amzn-errortype").is_none());
+    h.shutdown().await;
+}
