@@ -130,6 +130,17 @@ pub struct SageMakerDoorConfig {
     pub regions: Vec<String>,
 }
 
+impl DoorsConfig {
+    /// The doors that serve route `route`, each by name with its path.
+    pub fn of_route(&self, route: &str) -> Vec<(&'static str, String)> {
+        let mut doors = vec![("predict", format!("/v1/predict/{route}"))];
+        if self.sagemaker.enabled {
+            doors.push(("sagemaker", format!("/endpoints/{route}/invocations")));
+        }
+        doors
+    }
+}
+
 impl Default for SageMakerDoorConfig {
     fn default() -> Self {
         Self {

@@ -134,6 +134,13 @@ fn write_routes(out: &mut String, config: &Config) -> std::fmt::Result {
             "  {}  POST /v1/predict/{}  attempts {}, timeout {}",
             route.name, route.name, route.attempts, timeout
         )?;
+        let doors: Vec<String> = config
+            .doors
+            .of_route(&route.name)
+            .into_iter()
+            .map(|(door, path)| format!("{door} {path}"))
+            .collect();
+        writeln!(out, "    doors: {}", doors.join(", "))?;
         writeln!(out, "    {}", route_policy(route))?;
         let total: u32 = route.backends.iter().map(|b| b.weight).sum();
         for b in &route.backends {

@@ -162,6 +162,14 @@ async fn the_sdk_gets_the_same_answer_from_either_backend() {
     assert_eq!(sm.invoked_production_variant(), Some("AllTraffic"));
     assert_eq!(hf.invoked_production_variant(), Some("hf"));
     assert!(sm.request_id().is_some_and(|id| !id.is_empty()));
+    let routes = h.get_json("/v1/routes").await;
+    assert_eq!(
+        routes["routes"][0]["doors"],
+        serde_json::json!({
+            "predict": "/v1/predict/both",
+            "sagemaker": "/endpoints/both/invocations",
+        })
+    );
     // The client's signature stayed here: the emulator saw the gateway's key.
     let seen = h.sm.counters().last().unwrap();
     let auth = seen.headers["authorization"].to_str().unwrap().to_owned();
@@ -513,5 +521,10 @@ async fn the_door_can_be_closed() {
         .unwrap();
     assert_eq!(res.status(), 404);
     assert!(res.headers().get("x-amzn-errortype").is_none());
+    let routes = h.get_json("/v1/routes").await;
+    assert_eq!(
+        routes["routes"][0]["doors"],
+        serde_json::json!({"predict": "/v1/predict/both"})
+    );
     h.shutdown().await;
 }

@@ -425,3 +425,43 @@ fn a_rate_too_small_for_the_clock_is_refused() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn the_sagemaker_door_is_open_by_default_and_its_regions_are_checked() {
+    let config = parse(&minimal(""));
+    assert!(config.doors.sagemaker.enabled);
+    assert!(config.doors.sagemaker.regions.is_empty());
+    let config = parse(&minimal(
+        "[doors.sagemaker]\nenabled = false\nregions = [\"us-east-1\", \"eu-west-1\", \"us-east-1\"]\n",
+    ));
+    assert!(!config.doors.sagemaker.enabled);
+    assert_eq!(config.doors.sagemaker.regions, ["us-east-1", "eu-west-1"]);
+    assert_eq!(
+        errors(&minimal(
+            "[doors.sagemaker]\nregions = [\"us-east-1\", \"US East\"]\n"
+        )),
+        [
+            r#"doors.sagemaker.regions[1]: must be an AWS region such as "us-east-1" (lowercase letters, digits and "-")"#
+        ]
+    );
+    assert_eq!(
+        errors(&minimal("[doors.sagemaker]\nregions = []\n")),
+        ["doors.sagemaker.regions: must name at least one region, or be left out to accept any"]
+    );
+    let unknown = errors(&minimal(
+        "[doors.sagemaker]\nenable = true\n[doors.openapi]\n",
+    ));
+    assert_eq!(unknown.len(), 2, "{unknown:?}");
+    assert!(
+        unknown
+            .iter()
+            .any(|e| e.starts_with("doors.sagemaker.enable: unknown key")),
+        "{unknown:?}"
+    );
+    assert!(
+        unknown
+            .iter()
+            .any(|e| e.starts_with("doors.openapi: unknown key")),
+        "{unknown:?}"
+    );
+}
