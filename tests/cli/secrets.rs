@@ -66,6 +66,26 @@ fn serve(
     cmd
 }
 
+/// One request to the SageMaker door signed with the client's AWS key,
+/// which must succeed, and one with a wrong secret: the refusal's body.
+async fn door_answers(base: &str, secret: &str) -> String {
+    use aws_sdk_sagemakerruntime::primitives::Blob;
+    let call = |secret: &str| {
+        crate::common::sdk::sdk_client(base, "AKIACANARYCLIENT0001", secret, None)
+            .invoke_endpoint()
+            .endpoint_name("hf")
+            .content_type("application/json")
+            .body(Blob::new(r#"{"inputs": "canary"}"#))
+            .send()
+    };
+    let ok = call(secret).await;
+    assert!(ok.is_ok(), "{ok:?}");
+    let refused = call("not-the-secret").await.unwrap_err();
+    let raw = refused.raw_response().expect("an answer");
+    assert_eq!(raw.status().as_u16(), 403);
+    String::from_utf8_lossy(raw.body().bytes().unwrap_or_default()).into_owned()
+}
+
 /// Canary secrets sent through every path never reach the logs, even at
 /// debug level: the HF token, the AWS secret key and session token, and the
 /// client's own key.
@@ -124,6 +144,9 @@ async fn no_secret_reaches_the_logs_at_debug_level() {
     assert_eq!(res.status(), 401);
     let refused = res.text().await.unwrap();
     assert!(!refused.contains(CLIENT_KEY), "{refused}");
+    // The SageMaker door, signed with the client's AWS key, then with a
+    // wrong secret (a mismatch: AWS would quote the canonical request).
+    let door = door_answers(&base, CLIENT_AWS_SECRET).await;
     // Retries, then failure.
     sm.faults().fail_next(1, InjectedError::ThrottlingException);
     assert_eq!(send("sm").await.unwrap().status(), 200);
@@ -183,6 +206,7 @@ async fn no_secret_reaches_the_logs_at_debug_level() {
             ("an error body", &body),
             ("an error body", &body2),
             ("the 401", &refused),
+            ("the SageMaker door's refusal", &door),
             ("/metrics", &metrics),
             ("/v1/routes", &routes),
         ] {

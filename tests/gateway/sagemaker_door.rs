@@ -226,6 +226,27 @@ async fn a_failure_mid_stream_is_the_exception_sagemaker_sends() {
 }
 
 #[tokio::test]
+async fn the_models_own_error_event_goes_out_as_the_container_wrote_it() {
+    let h = Harness::start().await;
+    h.hf.faults().set(FaultConfig {
+        stream_error_after: Some(2),
+        ..FaultConfig::default()
+    });
+    let (bytes, _, end) = stream(&anyone(&h), "hf").await;
+    assert_eq!(end, End::Clean);
+    let events: Vec<&str> = bytes.split_terminator("\n\n").collect();
+    assert_eq!(events.len(), 3, "{bytes}");
+    let last: serde_json::Value =
+        serde_json::from_str(events[2].strip_prefix("data:").unwrap()).unwrap();
+    assert_eq!(
+        last,
+        serde_json::from_str::<serde_json::Value>(&infergate::emulator::model::stream_error_event())
+            .unwrap()
+    );
+    h.shutdown().await;
+}
+
+#[tokio::test]
 async fn each_failure_is_its_modelled_error() {
     let h = Harness::start().await;
     let client = anyone(&h);
