@@ -96,6 +96,7 @@ where
     let trace = crate::trace::TraceContext::of_request(req.headers(), gw.spans.is_some());
     let mut access = Access {
         stream: op == Operation::InvokeStream,
+        door: crate::telemetry::Door::SageMaker,
         request_id: request_id::of(req.headers()).to_string(),
         trace: trace.clone(),
         ..Access::default()

@@ -52,6 +52,8 @@ pub struct Access {
     pub waited: Duration,
     pub bytes_in: usize,
     pub stream: bool,
+    /// The door the request came through.
+    pub door: crate::telemetry::Door,
 }
 
 /// What a door answers: the response, and the record of the request when
@@ -248,6 +250,7 @@ impl Line {
             sink.finished(&RequestSpan {
                 client: a.client.as_deref(),
                 trace,
+                door: a.door,
                 route: a.route.as_ref().map_or("unknown", |r| r.name.as_str()),
                 backend: a.backend.as_ref().map(|b| b.name.as_str()),
                 status: self.status,

@@ -152,13 +152,9 @@ impl OtlpSink {
         if trace.parent_id.is_some() && !flags.is_sampled() {
             return None;
         }
-        let path = if span.stream {
-            format!("/v1/predict/{}/stream", span.route)
-        } else {
-            format!("/v1/predict/{}", span.route)
-        };
+        let path = span.door.path(span.route, span.stream);
         let status_code = i64::from(span.status);
-        let mut attributes = Vec::with_capacity(11);
+        let mut attributes = Vec::with_capacity(12);
         attributes.push(KeyValue::new("http.request.method", "POST"));
         attributes.push(KeyValue::new("http.response.status_code", status_code));
         attributes.push(KeyValue::new("infergate.route", span.route.to_owned()));
@@ -170,6 +166,7 @@ impl OtlpSink {
             i64::from(span.attempts),
         ));
         attributes.push(KeyValue::new("infergate.stream", span.stream));
+        attributes.push(KeyValue::new("infergate.door", span.door.as_str()));
         attributes.push(KeyValue::new("infergate.complete", span.complete));
         attributes.push(KeyValue::new(
             "infergate.request_id",
@@ -253,6 +250,7 @@ mod tests {
         let start = SystemTime::now();
         RequestSpan {
             trace,
+            door: crate::telemetry::Door::Predict,
             route: "flan",
             backend: Some("sm-flan"),
             client: Some("web-app"),
@@ -324,6 +322,29 @@ mod tests {
             attr(&data, "infergate.stream"),
             Some(&opentelemetry::Value::Bool(true))
         );
+    }
+
+    #[test]
+    fn a_span_is_named_by_its_doors_path() {
+        let sink = sink();
+        let ctx = trace(None, 0);
+        for (stream, name) in [
+            (false, "POST /endpoints/flan/invocations"),
+            (true, "POST /endpoints/flan/invocations-response-stream"),
+        ] {
+            let span = RequestSpan {
+                door: crate::telemetry::Door::SageMaker,
+                ..request(&ctx, 200, stream)
+            };
+            let data = sink.span_data(&span).unwrap();
+            assert_eq!(data.name, name);
+            assert_eq!(
+                attr(&data, "infergate.door")
+                    .map(ToString::to_string)
+                    .as_deref(),
+                Some("sagemaker")
+            );
+        }
     }
 
     #[test]
