@@ -367,6 +367,11 @@ async fn a_client_signs_with_its_aws_key() {
 
 /// A request to the door signed here at `time`, sent without the SDK.
 async fn signed_at(h: &Harness, time: SystemTime) -> reqwest::Response {
+    signed_with(h, &h.client, time).await
+}
+
+/// The same, sent by `client` (HTTP/2 carries the host as `:authority`).
+async fn signed_with(h: &Harness, client: &reqwest::Client, time: SystemTime) -> reqwest::Response {
     let url = h.url("/endpoints/sm/invocations");
     let identity: Identity = Credentials::new(WEB_AKID, WEB_SECRET, None, None, "test").into();
     let params = v4::SigningParams::builder()
@@ -396,8 +401,7 @@ async fn signed_at(h: &Harness, time: SystemTime) -> reqwest::Response {
     )
     .unwrap();
     let (instructions, _) = sign(signable, &params).unwrap().into_parts();
-    let mut req = h
-        .client
+    let mut req = client
         .post(&url)
         .header("content-type", "application/json")
         .body(BODY);
@@ -432,6 +436,19 @@ async fn a_clock_five_minutes_off_is_a_signature_expired() {
             "{body}"
         );
     }
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn over_http2_the_authority_is_the_signed_host() {
+    let h = keyed("").await;
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let res = signed_with(&h, &h2, SystemTime::now()).await;
+    assert_eq!(res.version(), reqwest::Version::HTTP_2);
+    assert_eq!(res.status(), 200);
     h.shutdown().await;
 }
 
