@@ -355,6 +355,7 @@ mod tests {
             retryable: false,
             cold: false,
             upstream_request_id: None,
+            log_stream_arn: None,
             cause: None,
         }
     }

@@ -303,6 +303,9 @@ pub struct Failure {
     pub cold: bool,
     /// The upstream's own request id (`x-amzn-RequestId`), for support cases.
     pub upstream_request_id: Option<String>,
+    /// Where a SageMaker `ModelError`'s container logs are (its
+    /// `LogStreamArn`), for a door that answers in SageMaker's shape.
+    pub log_stream_arn: Option<Box<str>>,
     /// The underlying error's cause chain, for the log only: it may name
     /// addresses and internals a client need not see.
     pub cause: Option<String>,
@@ -327,6 +330,7 @@ impl Failure {
             retryable,
             cold: false,
             upstream_request_id: None,
+            log_stream_arn: None,
             cause: None,
         }
     }

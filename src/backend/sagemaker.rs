@@ -396,6 +396,10 @@ pub(crate) fn classify_error(
                 .map(model_message)
                 .unwrap_or_else(|| message.clone());
             let mut f = Failure::new(FailureKind::ModelError, clip(&original));
+            f.log_stream_arn = json
+                .get("LogStreamArn")
+                .and_then(Value::as_str)
+                .map(|arn| clip(arn).into());
             match original_status {
                 // The container is overloaded (TGI's 429): transient.
                 Some(429) => {

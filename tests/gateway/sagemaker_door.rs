@@ -264,6 +264,7 @@ async fn each_failure_is_its_modelled_error() {
         panic!("{e:?}");
     };
     assert_eq!(m.original_status_code(), Some(422));
+    assert_eq!(m.log_stream_arn(), None);
     assert!(m.original_message().is_some_and(|s| !s.is_empty()));
 
     h.sm.faults().fail_next(
@@ -277,6 +278,11 @@ async fn each_failure_is_its_modelled_error() {
         panic!("{e:?}");
     };
     assert_eq!(m.original_status_code(), Some(400));
+    assert!(
+        m.log_stream_arn()
+            .is_some_and(|arn| arn.starts_with("arn:aws:logs:us-east-1:")),
+        "{m:?}"
+    );
 
     for (injected, want) in [
         (InjectedError::ThrottlingException, "ThrottlingException"),

@@ -271,11 +271,13 @@ def serve(config, **extra_env):
     return spawn(["serve", "--config", f.name], env=env, port=port)
 
 
-def door_client(gw_port, akid="AKIDANYONE", secret="any-secret", retries=None):
+def door_client(gw_port, akid="AKIDANYONE", secret="any-secret", attempts=1):
+    # In a client's Config, botocore's `max_attempts` counts the retries
+    # (max_attempts=3 is 4 tries); `total_max_attempts` counts every try.
     return boto3.client(
         "sagemaker-runtime", region_name="us-east-1", endpoint_url=f"http://127.0.0.1:{gw_port}",
         aws_access_key_id=akid, aws_secret_access_key=secret,
-        config=Config(retries=retries or {"max_attempts": 1, "mode": "standard"}))
+        config=Config(retries={"total_max_attempts": attempts, "mode": "standard"}))
 
 
 def door_invoke(c, route):
@@ -404,7 +406,7 @@ def door_errors(gw_port, sm_port, hf_port):
     # tries 3 times; each try is one upstream attempt (the route's attempts = 1).
     put_faults(sm_port, {"error_rate": 1.0, "error": "ThrottlingException"})
     before = emulator_requests(sm_port)
-    retrying = door_client(gw_port, retries={"max_attempts": 3, "mode": "standard"})
+    retrying = door_client(gw_port, attempts=3)
     e = expect_error("door: upstream throttling is a ClientError ThrottlingException",
                      lambda: door_invoke(retrying, "sm"), botocore.exceptions.ClientError,
                      lambda e: e.response["Error"]["Code"] == "ThrottlingException")
@@ -455,11 +457,14 @@ def door_signatures(gw_port):
         botocore.auth.get_current_datetime = lambda *a, **kw: real_now(*a, **kw) - datetime.timedelta(minutes=1)
         r = door_invoke(web, "sm")
         check("door: a clock one minute off is accepted", r["ResponseMetadata"]["HTTPStatusCode"] == 200)
-        for minutes in (-10, 10):
+        # AWS's own words: "Signature expired: … is now earlier than …" for a
+        # request from the past, "Signature not yet current: … is still later
+        # than …" for one from the future.
+        for minutes, words in [(-10, "Signature expired: "), (10, "Signature not yet current: ")]:
             botocore.auth.get_current_datetime = (
                 lambda *a, m=minutes, **kw: real_now(*a, **kw) + datetime.timedelta(minutes=m))
-            refused(f"door: a clock {minutes:+d} minutes off is InvalidSignatureException: Signature expired",
-                    web, "InvalidSignatureException", "Signature expired")
+            refused(f"door: a clock {minutes:+d} minutes off is InvalidSignatureException: {words.strip()}",
+                    web, "InvalidSignatureException", words)
     finally:
         botocore.auth.get_current_datetime = real_now
     unsigned = urllib.request.Request(f"http://127.0.0.1:{gw_port}/endpoints/sm/invocations", data=DOOR_BODY,

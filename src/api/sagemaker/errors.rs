@@ -118,13 +118,18 @@ pub fn unknown_endpoint(endpoint: &str) -> SmError {
 
 /// A model's own failure: `ModelError` (424), with the model's status and
 /// message as SageMaker relays a container's answer.
-fn model_error(original_status: u16, original_message: &str, variant: &str) -> SmError {
+fn model_error(
+    original_status: u16,
+    original_message: &str,
+    variant: &str,
+    log_stream_arn: Option<&str>,
+) -> SmError {
     let side = if original_status < 500 {
         "client"
     } else {
         "server"
     };
-    SmError {
+    let mut e = SmError {
         body: json!({
             "Message": format!(
                 "Received {side} error ({original_status}) from {variant} with message \"{original_message}\"."
@@ -133,7 +138,11 @@ fn model_error(original_status: u16, original_message: &str, variant: &str) -> S
             "OriginalMessage": original_message,
         }),
         ..SmError::service(424, "ModelError", "")
+    };
+    if let Some(arn) = log_stream_arn {
+        e.body["LogStreamArn"] = arn.into();
     }
+    e
 }
 
 fn throttling(message: String, retry_after: Option<Duration>) -> SmError {
@@ -168,6 +177,7 @@ pub fn of_api_error(err: &ApiError, endpoint: &str, variant: Option<&str>) -> Sm
             504,
             "Your invocation timed out while waiting for a response from the container.",
             variant.unwrap_or("primary"),
+            None,
         ),
         ApiError::NoBackend | ApiError::Overloaded | ApiError::LimitStoreDown => {
             unavailable(message, after)
@@ -186,6 +196,7 @@ pub fn of_api_error(err: &ApiError, endpoint: &str, variant: Option<&str>) -> Sm
                 f.client_status.or(f.status).unwrap_or(400),
                 &f.message,
                 variant.unwrap_or("primary"),
+                f.log_stream_arn.as_deref(),
             ),
             FailureKind::Throttled => throttling(message, after),
             FailureKind::Unavailable if f.cold => {
@@ -198,6 +209,7 @@ pub fn of_api_error(err: &ApiError, endpoint: &str, variant: Option<&str>) -> Sm
                 504,
                 "Your invocation timed out while waiting for a response from the container.",
                 variant.unwrap_or("primary"),
+                None,
             ),
             FailureKind::InvalidInput => validation(message),
             FailureKind::ServerError | FailureKind::Internal => {
