@@ -254,9 +254,9 @@ fn authenticate(
         body,
     };
     let lookup = |id: &str| {
-        gw.callers.by_access_key(id).map(|(_, secret)| Credential {
-            secret_access_key: secret.expose().to_owned(),
-            session_token: None,
+        gw.callers.by_access_key(id).map(|(_, key)| Credential {
+            secret_access_key: key.secret_access_key.expose().to_owned(),
+            session_token: key.session_token.as_ref().map(|t| t.expose().to_owned()),
         })
     };
     let verified = sigv4_verify::verify(&req, &expect, &lookup).map_err(|rej| {

@@ -16,8 +16,7 @@ use std::sync::Arc;
 
 use http::{header, HeaderMap, HeaderName, HeaderValue};
 
-use crate::config::{key_hash, route_matches, AuthMode, ClientConfig, KeyHash};
-use crate::secret::Secret;
+use crate::config::{key_hash, route_matches, AuthMode, ClientAwsKey, ClientConfig, KeyHash};
 
 /// The header a client may send its key in instead of `Authorization`.
 pub const API_KEY_HEADER: HeaderName = HeaderName::from_static("x-api-key");
@@ -62,7 +61,7 @@ pub enum Identity {
 pub struct Clients {
     required: bool,
     by_key: HashMap<KeyHash, Arc<Client>>,
-    by_access_key: HashMap<String, (Arc<Client>, Secret)>,
+    by_access_key: HashMap<String, (Arc<Client>, ClientAwsKey)>,
     all: Vec<Arc<Client>>,
 }
 
@@ -82,7 +81,7 @@ impl Clients {
                 by_key.insert(*key, Arc::clone(&client));
             }
             if let Some(aws) = &c.aws {
-                let signer = (Arc::clone(&client), aws.secret_access_key.clone());
+                let signer = (Arc::clone(&client), aws.clone());
                 by_access_key.insert(aws.access_key_id.clone(), signer);
             }
             all.push(client);
@@ -95,11 +94,12 @@ impl Clients {
         }
     }
 
-    /// The client an AWS access key id belongs to, with the secret that
-    /// checks its SigV4 signatures.
-    pub fn by_access_key(&self, access_key_id: &str) -> Option<(&Arc<Client>, &Secret)> {
-        let (client, secret) = self.by_access_key.get(access_key_id)?;
-        Some((client, secret))
+    /// The client an AWS access key id belongs to, with the key (its
+    /// secret, and its session token if it is temporary) that checks its
+    /// SigV4 signatures.
+    pub fn by_access_key(&self, access_key_id: &str) -> Option<(&Arc<Client>, &ClientAwsKey)> {
+        let (client, key) = self.by_access_key.get(access_key_id)?;
+        Some((client, key))
     }
 
     /// Whether requests must carry a client's key.

@@ -101,13 +101,27 @@ pub(super) fn client_config(
         let at = key_path(path, "max_in_flight");
         integer(Some(n), &at, bounds::CLIENT_MAX_IN_FLIGHT, 1, diag)
     });
-    let aws = aws_key(
+    let token = raw.aws_session_token;
+    let mut aws = aws_key(
         raw.aws_access_key_id,
         raw.aws_secret_access_key,
         raw.aws_secret_access_key_file,
         path,
         diag,
     );
+    let token_at = key_path(path, "aws_session_token");
+    match (token, &mut aws) {
+        (None, _) => {}
+        (Some(_), _) if !diag.is_interpolated(&token_at) => diag.error(
+            &token_at,
+            r#"must not be written in the file: use a reference such as "${WEB_APP_AWS_TOKEN}""#,
+        ),
+        (Some(t), Some(key)) if !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()) => {
+            key.session_token = Some(Secret::new(t));
+        }
+        (Some(_), Some(_)) => diag.error(&token_at, "must be visible ASCII, not empty"),
+        (Some(_), None) => diag.error(&token_at, "needs aws_access_key_id and its secret"),
+    }
     let tokens_per_minute = super::limits::tokens_per_minute(raw.tokens_per_minute, path, diag);
     let route_limits = raw
         .route_limits
@@ -191,6 +205,7 @@ fn aws_key(
             Some(ClientAwsKey {
                 access_key_id: id,
                 secret_access_key: Secret::new(secret),
+                session_token: None,
             })
         }
     }

@@ -256,6 +256,9 @@ pub struct SpendLimits {
 pub struct ClientAwsKey {
     pub access_key_id: String,
     pub secret_access_key: Secret,
+    /// For a temporary key pair: the `X-Amz-Security-Token` its requests
+    /// must carry. Without one, a request carrying a token is refused.
+    pub session_token: Option<Secret>,
 }
 
 /// `[rate_limits]`: where the buckets of every `rate_limit` and

@@ -207,6 +207,7 @@ pub(super) struct RawClient {
     pub(super) aws_access_key_id: Option<String>,
     pub(super) aws_secret_access_key: Option<String>,
     pub(super) aws_secret_access_key_file: Option<String>,
+    pub(super) aws_session_token: Option<String>,
     pub(super) tokens_per_minute: Option<i64>,
     pub(super) route_limits: Option<std::collections::BTreeMap<String, RawRouteLimits>>,
 }

@@ -29,6 +29,7 @@ const WEB_AKID: &str = "AKIAINFERGATEWEB01";
 const WEB_SECRET: &str = "web-door-secret-canary-7731";
 const JS_AKID: &str = "AKIAINFERGATEJS0001";
 const JS_SECRET: &str = "js-door-secret-canary-5519";
+const JS_TOKEN: &str = "js-door-session-token-canary-0c4f";
 const WEB_BEARER: &str = "web-bearer-canary-key";
 
 /// Two clients with AWS keys: `web` (routes `sm`, `hf`, `both`) and `js`.
@@ -46,6 +47,7 @@ api_key = "js-bearer-canary-key"
 routes = ["js"]
 aws_access_key_id = "{JS_AKID}"
 aws_secret_access_key = "${{JS_AWS_SECRET}}"
+aws_session_token = "${{JS_AWS_TOKEN}}"
 {doors}
 "#
     )
@@ -57,6 +59,7 @@ async fn keyed(doors: &str) -> Harness {
         extra_vars: vec![
             ("WEB_AWS_SECRET".into(), WEB_SECRET.into()),
             ("JS_AWS_SECRET".into(), JS_SECRET.into()),
+            ("JS_AWS_TOKEN".into(), JS_TOKEN.into()),
         ],
         ..Setup::default()
     })
@@ -358,14 +361,18 @@ async fn a_client_signs_with_its_aws_key() {
             message(&e)
         );
     }
-    // A client's key is for its own routes only.
-    let e = invoke(&sdk_client(&h.base, JS_AKID, JS_SECRET, None), "sm")
-        .await
-        .unwrap_err();
+    // A temporary key pair: with its token only, and for its own routes.
+    let js = sdk_client(&h.base, JS_AKID, JS_SECRET, Some(JS_TOKEN));
+    let e = invoke(&js, "sm").await.unwrap_err();
     assert_eq!(code(&e), "AccessDeniedException");
-    assert!(invoke(&sdk_client(&h.base, JS_AKID, JS_SECRET, None), "js")
-        .await
-        .is_ok());
+    assert!(invoke(&js, "js").await.is_ok());
+    for token in [None, Some("another-token")] {
+        let e = invoke(&sdk_client(&h.base, JS_AKID, JS_SECRET, token), "js")
+            .await
+            .unwrap_err();
+        assert_eq!(code(&e), "UnrecognizedClientException", "{token:?}");
+        assert!(!message(&e).contains(JS_TOKEN));
+    }
     // Nothing refused reached a backend, nothing counted against a limit.
     assert_eq!(h.sm.counters().requests(), 0);
     h.shutdown().await;

@@ -210,6 +210,13 @@ aws_secret_access_key_file = {:?}
     assert_eq!(a.secret_access_key.expose(), KEY);
     let b = config.clients[1].aws.as_ref().unwrap();
     assert_eq!(b.secret_access_key.expose(), "file-canary-secret");
+    assert_eq!(a.session_token, None);
+    let with_token = parse(&minimal(
+        "[clients.a]\napi_key = \"k\"\naws_access_key_id = \"ASIAINFERGATEWEB01\"\n\
+         aws_secret_access_key = \"${HF_TOKEN}\"\naws_session_token = \"${HF_TOKEN}\"\n",
+    ));
+    let key = with_token.clients[0].aws.as_ref().unwrap();
+    assert_eq!(key.session_token.as_ref().map(|t| t.expose()), Some(KEY));
     assert!(!format!("{config:?}").contains("canary"));
 
     let cases = [
@@ -228,6 +235,14 @@ aws_secret_access_key_file = {:?}
         (
             "aws_access_key_id = \"short\"\naws_secret_access_key = \"${HF_TOKEN}\"",
             "clients.a.aws_access_key_id: must be 16 to 128",
+        ),
+        (
+            "aws_access_key_id = \"AKIAINFERGATEWEB01\"\naws_secret_access_key = \"${HF_TOKEN}\"\naws_session_token = \"inline-canary\"",
+            "clients.a.aws_session_token: must not be written in the file",
+        ),
+        (
+            "aws_session_token = \"${HF_TOKEN}\"",
+            "clients.a.aws_session_token: needs aws_access_key_id and its secret",
         ),
     ];
     for (keys, expected) in cases {

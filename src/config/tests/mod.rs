@@ -29,6 +29,7 @@ pub(super) fn env(name: &str) -> Option<String> {
         "WEB_APP_KEY" => Some("web-app-canary-key".to_owned()),
         "WEB_APP_KEY_NEXT" => Some("web-app-canary-key-2".to_owned()),
         "WEB_APP_AWS_SECRET" => Some("web-app-aws-canary-secret".to_owned()),
+        "WEB_APP_AWS_TOKEN" => Some("web-app-aws-canary-token".to_owned()),
         _ => None,
     }
 }
