@@ -356,6 +356,8 @@ mod tests {
             cold: false,
             upstream_request_id: None,
             log_stream_arn: None,
+            model_status: None,
+            service_error: None,
             cause: None,
         }
     }

@@ -231,6 +231,10 @@ pub(crate) fn classify_error(
         ),
     };
     failure.status = Some(status);
+    // A TGI or toolkit 500 is the model's; 502 and 504 are the endpoint's.
+    if status == 500 {
+        failure.model_status = Some(500);
+    }
     failure.retry_after = retry_after(headers);
     failure
 }

@@ -306,6 +306,12 @@ pub struct Failure {
     /// Where a SageMaker `ModelError`'s container logs are (its
     /// `LogStreamArn`), for a door that answers in SageMaker's shape.
     pub log_stream_arn: Option<Box<str>>,
+    /// The status the model itself failed with (a SageMaker `ModelError`'s
+    /// 5xx `OriginalStatusCode`, an HF endpoint's 500), when it was the
+    /// model and not the service that failed.
+    pub model_status: Option<u16>,
+    /// The SageMaker runtime error a SageMaker backend answered.
+    pub service_error: Option<crate::protocol::sagemaker::ErrorType>,
     /// The underlying error's cause chain, for the log only: it may name
     /// addresses and internals a client need not see.
     pub cause: Option<String>,
@@ -331,6 +337,8 @@ impl Failure {
             cold: false,
             upstream_request_id: None,
             log_stream_arn: None,
+            model_status: None,
+            service_error: None,
             cause: None,
         }
     }

@@ -27,6 +27,7 @@ use super::{
 };
 use crate::config::{PayloadFormat, SageMakerConfig};
 use crate::metrics::Metrics;
+use crate::protocol::sagemaker::ErrorType;
 use crate::upstream::{Client, Egress, Target};
 
 /// The largest `InvokeEndpoint` answer SageMaker returns (6 MB); an adapted
@@ -407,7 +408,10 @@ pub(crate) fn classify_error(
                 }
                 Some(s) if (400..500).contains(&s) => f.client_status = Some(s),
                 // The model itself failed: not the client's fault.
-                _ => f.kind = FailureKind::ServerError,
+                other => {
+                    f.kind = FailureKind::ServerError;
+                    f.model_status = Some(other.unwrap_or(500));
+                }
             }
             f
         }
@@ -463,6 +467,7 @@ pub(crate) fn classify_error(
         },
     };
     failure.status = Some(status);
+    failure.service_error = ErrorType::from_name(&kind);
     failure.retry_after = retry_after(headers);
     failure.upstream_request_id = headers
         .get("x-amzn-requestid")

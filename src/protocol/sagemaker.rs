@@ -40,6 +40,35 @@ pub fn default_base(region: &str, fips: bool) -> String {
     format!("https://{prefix}.sagemaker.{region}.{suffix}")
 }
 
+/// The SageMaker runtime's own errors, as `x-amzn-ErrorType` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorType {
+    ValidationError,
+    ModelError,
+    ModelNotReadyException,
+    InternalFailure,
+    InternalDependencyException,
+    ServiceUnavailable,
+    ThrottlingException,
+}
+
+impl ErrorType {
+    /// The type an error answer names (`x-amzn-ErrorType` before the `:`,
+    /// or the body's `__type`), if it is one of these.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "ValidationError" => Self::ValidationError,
+            "ModelError" => Self::ModelError,
+            "ModelNotReadyException" => Self::ModelNotReadyException,
+            "InternalFailure" => Self::InternalFailure,
+            "InternalDependencyException" => Self::InternalDependencyException,
+            "ServiceUnavailable" => Self::ServiceUnavailable,
+            "ThrottlingException" => Self::ThrottlingException,
+            _ => return None,
+        })
+    }
+}
+
 /// The namespaces of SageMaker runtime errors' `x-amzn-ErrorType`
 /// (`Type:namespace`; the SDKs cut at the `:`): the service's own errors,
 /// the request layer's (authentication, unknown operations), throttling.

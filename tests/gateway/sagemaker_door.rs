@@ -295,6 +295,17 @@ async fn each_failure_is_its_modelled_error() {
         ),
         (InjectedError::ServiceUnavailable, "ServiceUnavailable"),
         (InjectedError::InternalFailure, "InternalFailure"),
+        (
+            InjectedError::InternalDependencyException,
+            "InternalDependencyException",
+        ),
+        (InjectedError::ValidationError, "ValidationError"),
+        (
+            InjectedError::ModelError {
+                original_status: 500,
+            },
+            "ModelError",
+        ),
     ] {
         h.sm.faults().set(FaultConfig {
             error_rate: 1.0,
@@ -307,11 +318,28 @@ async fn each_failure_is_its_modelled_error() {
             InvokeEndpointError::ModelNotReadyException(_) => "ModelNotReadyException",
             InvokeEndpointError::ServiceUnavailable(_) => "ServiceUnavailable",
             InvokeEndpointError::InternalFailure(_) => "InternalFailure",
+            InvokeEndpointError::InternalDependencyException(_) => "InternalDependencyException",
+            InvokeEndpointError::ValidationError(_) => "ValidationError",
+            InvokeEndpointError::ModelError(m) => {
+                assert_eq!(m.original_status_code(), Some(500));
+                "ModelError"
+            }
             _ => "ThrottlingException",
         };
         assert_eq!(typed, want, "modelled as its own variant");
     }
     h.sm.faults().set(FaultConfig::default());
+    // An HF model's 500, as the HF toolkit on SageMaker would answer it.
+    h.hf.faults().set(FaultConfig {
+        error_rate: 1.0,
+        error: InjectedError::Status(500),
+        ..FaultConfig::default()
+    });
+    let e = invoke(&client, "hf").await.unwrap_err();
+    let Some(InvokeEndpointError::ModelError(m)) = e.as_service_error() else {
+        panic!("{e:?}");
+    };
+    assert_eq!(m.original_status_code(), Some(500));
     h.shutdown().await;
 }
 

@@ -13,17 +13,21 @@ use bytes::Bytes;
 use http::{header, HeaderName, HeaderValue, Response, StatusCode};
 use serde_json::{json, Value};
 
-use crate::backend::FailureKind;
+use crate::backend::{Failure, FailureKind};
 use crate::body::{full, ResBody};
 use crate::error::ApiError;
 use crate::protocol::sagemaker::{
-    error_type_header, AVAILABILITY_NAMESPACE, CORAL_NAMESPACE, SAGE_NAMESPACE,
+    error_type_header, ErrorType, AVAILABILITY_NAMESPACE, CORAL_NAMESPACE, SAGE_NAMESPACE,
 };
 use crate::protocol::sigv4_verify::Rejection;
 
 /// The header the SDKs read a request's id from.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-amzn-requestid");
 const ERROR_TYPE: HeaderName = HeaderName::from_static("x-amzn-errortype");
+
+/// What SageMaker says of a container that did not answer in time.
+const TIMED_OUT: &str =
+    "Your invocation timed out while waiting for a response from the container.";
 
 /// One SageMaker-shaped error.
 #[derive(Debug, Clone, PartialEq)]
@@ -173,12 +177,7 @@ pub fn of_api_error(err: &ApiError, endpoint: &str, variant: Option<&str>) -> Sm
         ApiError::UnknownRoute(_) => unknown_endpoint(endpoint),
         ApiError::NotFound(_) | ApiError::MethodNotAllowed { .. } => unknown_operation(),
         // A container that does not answer within the invocation timeout.
-        ApiError::Deadline(_) => model_error(
-            504,
-            "Your invocation timed out while waiting for a response from the container.",
-            variant.unwrap_or("primary"),
-            None,
-        ),
+        ApiError::Deadline(_) => model_error(504, TIMED_OUT, variant.unwrap_or("primary"), None),
         ApiError::NoBackend | ApiError::Overloaded | ApiError::LimitStoreDown => {
             unavailable(message, after)
         }
@@ -187,40 +186,59 @@ pub fn of_api_error(err: &ApiError, endpoint: &str, variant: Option<&str>) -> Sm
             error_type: "MissingAuthenticationTokenException",
             message: "Missing Authentication Token".into(),
         }),
-        ApiError::Forbidden(_) | ApiError::NotAdmin => {
-            SmError::service(400, "AccessDeniedException", message)
-        }
-        ApiError::RateLimited(_) => throttling(message, after),
-        ApiError::Upstream(f) => match f.kind {
-            FailureKind::ModelError => model_error(
-                f.client_status.or(f.status).unwrap_or(400),
-                &f.message,
-                variant.unwrap_or("primary"),
-                f.log_stream_arn.as_deref(),
-            ),
-            FailureKind::Throttled => throttling(message, after),
-            FailureKind::Unavailable if f.cold => {
-                SmError::service(429, "ModelNotReadyException", message)
-            }
-            FailureKind::Unavailable | FailureKind::Connect | FailureKind::Io => {
-                unavailable(message, after)
-            }
-            FailureKind::Timeout => model_error(
-                504,
-                "Your invocation timed out while waiting for a response from the container.",
-                variant.unwrap_or("primary"),
-                None,
-            ),
-            FailureKind::InvalidInput => validation(message),
-            FailureKind::ServerError | FailureKind::Internal => {
-                SmError::service(500, "InternalFailure", message)
-            }
-            FailureKind::AuthRejected
-            | FailureKind::Credentials
-            | FailureKind::Rejected
-            | FailureKind::Protocol => {
-                SmError::service(530, "InternalDependencyException", message)
-            }
+        ApiError::Forbidden(_) | ApiError::NotAdmin => SmError {
+            namespace: CORAL_NAMESPACE,
+            ..SmError::service(400, "AccessDeniedException", message)
         },
+        ApiError::RateLimited(_) => throttling(message, after),
+        ApiError::Upstream(f) => upstream(f, message, after, variant),
+    }
+}
+
+/// A backend's failure as SageMaker's error: what a SageMaker backend
+/// answered, where it said; for an HF backend, what the HF inference
+/// toolkit on SageMaker would answer (the model's own failures, 4xx and
+/// 500, as `ModelError`).
+fn upstream(
+    f: &Failure,
+    message: String,
+    after: Option<Duration>,
+    variant: Option<&str>,
+) -> SmError {
+    let variant = variant.unwrap_or("primary");
+    let arn = f.log_stream_arn.as_deref();
+    if f.kind == FailureKind::ModelError {
+        let status = f.client_status.or(f.status).unwrap_or(400);
+        return model_error(status, &f.message, variant, arn);
+    }
+    if let (FailureKind::ServerError, Some(status)) = (f.kind, f.model_status) {
+        return model_error(status, &f.message, variant, arn);
+    }
+    match f.service_error {
+        Some(ErrorType::ValidationError) => return validation(message),
+        Some(ErrorType::InternalDependencyException) => {
+            return SmError::service(530, "InternalDependencyException", message)
+        }
+        _ => {}
+    }
+    match f.kind {
+        // Also a model that is overloaded (TGI's 429): it asks to slow
+        // down, which the SDKs' retry logic understands as throttling.
+        FailureKind::Throttled => throttling(message, after),
+        FailureKind::Unavailable if f.cold => {
+            SmError::service(429, "ModelNotReadyException", message)
+        }
+        FailureKind::Unavailable | FailureKind::Connect | FailureKind::Io => {
+            unavailable(message, after)
+        }
+        FailureKind::Timeout => model_error(504, TIMED_OUT, variant, None),
+        FailureKind::InvalidInput => validation(message),
+        FailureKind::ModelError | FailureKind::ServerError | FailureKind::Internal => {
+            SmError::service(500, "InternalFailure", message)
+        }
+        FailureKind::AuthRejected
+        | FailureKind::Credentials
+        | FailureKind::Rejected
+        | FailureKind::Protocol => SmError::service(530, "InternalDependencyException", message),
     }
 }
