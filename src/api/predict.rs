@@ -24,7 +24,7 @@ use crate::core::{Caller, CoreRequest, CoreResponse};
 use crate::error::{rate_limit_headers, reply, ApiError, ErrorContext};
 use crate::gateway::{current_worker, Gateway};
 use crate::layers::{request_id, Access, Answer, BodyTooLarge};
-use crate::limits::{Charge, Refused};
+use crate::limits::{Charge, RateState, Refused};
 use crate::route::Route;
 use crate::trace::TraceContext;
 
@@ -68,22 +68,9 @@ where
         }
     }
     // Before the body is read: a refused request costs no upload.
-    let admitted = gw
-        .limits
-        .admit(access.client.as_deref(), &route.name, current_worker())
-        .await;
-    let (rate, charge) = match admitted {
-        Ok(admitted) => {
-            access.held = admitted.held;
-            (admitted.rate, admitted.charge)
-        }
-        Err(Refused::Over(refusal)) => {
-            gw.metrics.rate_limited(&route.name, refusal.scope);
-            return refused(ApiError::RateLimited(refusal), Some(&route.name), access);
-        }
-        Err(Refused::StoreDown) => {
-            return refused(ApiError::LimitStoreDown, Some(&route.name), access);
-        }
+    let (rate, charge) = match admit(gw, &route, &mut access).await {
+        Ok(admitted) => admitted,
+        Err(err) => return refused(err, Some(&route.name), access),
     };
     let mut response = match parse(gw, &route, req, trace, started, &mut access).await {
         Ok(request) => {
@@ -108,6 +95,32 @@ where
     Answer {
         response,
         access: Some(access),
+    }
+}
+
+/// Takes the request's place within its client's and its route's limits
+/// (the hold, let go with `access`, recorded there): the state of the
+/// tightest request bucket for `x-ratelimit-*`, and where its tokens are
+/// charged; or why it was refused.
+pub(super) async fn admit(
+    gw: &Gateway,
+    route: &Route,
+    access: &mut Access,
+) -> Result<(Option<RateState>, Option<Charge>), ApiError> {
+    let admitted = gw
+        .limits
+        .admit(access.client.as_deref(), &route.name, current_worker())
+        .await;
+    match admitted {
+        Ok(admitted) => {
+            access.held = admitted.held;
+            Ok((admitted.rate, admitted.charge))
+        }
+        Err(Refused::Over(refusal)) => {
+            gw.metrics.rate_limited(&route.name, refusal.scope);
+            Err(ApiError::RateLimited(refusal))
+        }
+        Err(Refused::StoreDown) => Err(ApiError::LimitStoreDown),
     }
 }
 

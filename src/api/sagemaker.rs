@@ -26,28 +26,33 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
 use percent_encoding::percent_decode_str;
 use tokio::time::Instant;
 use tower::{Service, ServiceExt};
 
-use crate::body::BoxError;
+use crate::body::{BoxError, ResBody};
 use crate::clients::Client;
 use crate::core::{CoreRequest, CoreResponse};
-use crate::error::{rate_limit_headers, ApiError};
-use crate::gateway::{current_worker, Gateway};
+use crate::error::rate_limit_headers;
+use crate::gateway::Gateway;
 use crate::layers::{request_id, Access, Answer};
-use crate::limits::Refused;
+use crate::limits::Charge;
 use crate::protocol::sigv4_verify::{self, Credential, Expect, Regions, VerifyRequest};
+use crate::route::Route;
 
 use self::errors::{SmError, REQUEST_ID};
-use super::predict::{core_request, gateway_headers, log_failure, read_within, record, success};
+use super::predict::{
+    admit, core_request, gateway_headers, log_failure, read_within, record, success,
+};
 use super::stream::Wire;
 
 /// How far a caller's `X-Amz-Date` may be from the gateway's clock.
 pub const MAX_SKEW: Duration = Duration::from_secs(5 * 60);
 
 const INVOKED_VARIANT: HeaderName = HeaderName::from_static("x-amzn-invoked-production-variant");
+/// What `InvokeEndpointWithResponseStream` sends its `Accept` as.
+const STREAM_ACCEPT: HeaderName = HeaderName::from_static("x-amzn-sagemaker-accept");
 
 /// The SageMaker runtime operations a path names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,13 +116,24 @@ where
         return refused(err, access);
     }
     let (parts, body) = req.into_parts();
-    // The whole body first: the signature covers its hash.
-    let deadline = started + gw.config.server.request_timeout;
-    let body = match read_within(gw, body, deadline, &mut access).await {
+    let headers = signed_headers(&parts);
+    let signer = Signer::new(gw, &parts, &headers);
+    // Before the body: every check of the signature that needs none, so
+    // that a caller without a known key costs no upload.
+    if let Err(e) = signer.check_head() {
+        return refused(e, access);
+    }
+    // Within the route's deadline, as on the predict door (the route is
+    // confirmed to the caller only once its signature is).
+    let timeout = gw
+        .routes
+        .get(endpoint)
+        .map_or(gw.config.server.request_timeout, |r| r.timeout);
+    let body = match read_within(gw, body, started + timeout, &mut access).await {
         Ok(body) => body,
         Err(e) => return refused(errors::of_api_error(&e, endpoint, None), access),
     };
-    let caller = match authenticate(gw, &parts, &body) {
+    let caller = match signer.verify(&body) {
         Ok(caller) => caller,
         Err(e) => return refused(e, access),
     };
@@ -131,34 +147,44 @@ where
             return refused(errors::access_denied(&client.name, endpoint), access);
         }
     }
-    let admitted = gw
-        .limits
-        .admit(access.client.as_deref(), &route.name, current_worker())
-        .await;
-    let (rate, charge) = match admitted {
-        Ok(admitted) => {
-            access.held = admitted.held;
-            (admitted.rate, admitted.charge)
-        }
-        Err(Refused::Over(refusal)) => {
-            gw.metrics.rate_limited(&route.name, refusal.scope);
-            let err = ApiError::RateLimited(refusal);
-            return refused(errors::of_api_error(&err, endpoint, None), access);
-        }
-        Err(Refused::StoreDown) => {
-            let err = errors::of_api_error(&ApiError::LimitStoreDown, endpoint, None);
-            return refused(err, access);
-        }
+    let (rate, charge) = match admit(gw, &route, &mut access).await {
+        Ok(admitted) => admitted,
+        Err(e) => return refused(errors::of_api_error(&e, endpoint, None), access),
     };
-    let request = match core_request(&route, &parts, body, trace, started, &access) {
+    let mut request = match core_request(&route, &parts, body, trace, started, &access) {
         Ok(request) => request,
         Err(e) => return refused(errors::of_api_error(&e, endpoint, None), access),
     };
+    // The stream operation's own name for `Accept`.
+    if request.accept.is_none() {
+        request.accept = parts.headers.get(STREAM_ACCEPT).cloned();
+    }
     let answer = match core.oneshot(request).await {
         Ok(answer) => answer,
         Err(never) => match never {},
     };
-    let (result, timing) = record(answer, &mut access);
+    let mut response = render(gw, &route, answer, endpoint, started, &mut access, charge);
+    if let Some(rate) = rate {
+        rate_limit_headers(response.headers_mut(), rate);
+    }
+    Answer {
+        response,
+        access: Some(access),
+    }
+}
+
+/// The core's answer in SageMaker's shape: the upstream answer with
+/// [`answer_headers`] (a stream in event-stream frames), or the error.
+fn render(
+    gw: &Gateway,
+    route: &Route,
+    answer: CoreResponse,
+    endpoint: &str,
+    started: Instant,
+    access: &mut Access,
+    charge: Option<Charge>,
+) -> Response<ResBody> {
+    let (result, timing) = record(answer, access);
     let variant = access.backend.as_ref().map(|b| b.name.clone());
     let mut response = match result {
         Ok(up) => {
@@ -167,8 +193,8 @@ where
             } else {
                 Wire::Sse
             };
-            let mut res = success(gw, &route, up, wire, started, &access, charge);
-            sagemaker_headers(res.headers_mut(), variant.as_deref(), &access.request_id);
+            let mut res = success(gw, route, up, wire, started, access, charge);
+            answer_headers(res.headers_mut(), variant.as_deref(), &access.request_id);
             res
         }
         Err(err) => {
@@ -176,14 +202,8 @@ where
             errors::of_api_error(&err, endpoint, variant.as_deref()).response(&access.request_id)
         }
     };
-    gateway_headers(response.headers_mut(), &access, timing, started);
-    if let Some(rate) = rate {
-        rate_limit_headers(response.headers_mut(), rate);
-    }
-    Answer {
-        response,
-        access: Some(access),
-    }
+    gateway_headers(response.headers_mut(), access, timing, started);
+    response
 }
 
 /// A request answered with `err` before the core, recorded in `access`.
@@ -197,7 +217,7 @@ fn refused(err: SmError, access: Access) -> Answer {
 /// `x-amzn-RequestId` (the gateway's request id, the one its log shows)
 /// and `X-Amzn-Invoked-Production-Variant` (the backend's own, or for a
 /// backend that names none, such as an HF endpoint, the backend's name).
-fn sagemaker_headers(headers: &mut HeaderMap, backend: Option<&str>, request_id: &str) {
+fn answer_headers(headers: &mut HeaderMap, backend: Option<&str>, request_id: &str) {
     if let Ok(v) = HeaderValue::from_str(request_id) {
         headers.insert(REQUEST_ID, v);
     }
@@ -208,19 +228,10 @@ fn sagemaker_headers(headers: &mut HeaderMap, backend: Option<&str>, request_id:
     }
 }
 
-/// The client whose SigV4 signature the request carries; `None` when
-/// authentication is off (any signature, or none, is accepted).
-fn authenticate(
-    gw: &Gateway,
-    parts: &http::request::Parts,
-    body: &[u8],
-) -> Result<Option<Arc<Client>>, SmError> {
-    if !gw.callers.required() {
-        return Ok(None);
-    }
-    // HTTP/2 carries the host as `:authority`, which signers sign as `host`.
-    let with_host;
-    let headers = match (
+/// The request's headers as a signer signed them: HTTP/2 carries the host
+/// as `:authority`, which signers sign as `host`.
+fn signed_headers(parts: &http::request::Parts) -> Cow<'_, HeaderMap> {
+    match (
         parts.headers.contains_key(header::HOST),
         parts.uri.authority(),
     ) {
@@ -229,42 +240,84 @@ fn authenticate(
             if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
                 h.insert(header::HOST, v);
             }
-            with_host = h;
-            &with_host
+            Cow::Owned(h)
         }
-        _ => &parts.headers,
-    };
-    let regions = &gw.config.doors.sagemaker.regions;
-    let expect = Expect {
-        regions: if regions.is_empty() {
-            Regions::Any
-        } else {
-            Regions::Among(regions)
-        },
-        service: "sagemaker",
-        now: SystemTime::now(),
-        max_skew: MAX_SKEW,
-        explain_mismatch: false,
-    };
-    let req = VerifyRequest {
-        method: parts.method.as_str(),
-        path: parts.uri.path(),
-        query: parts.uri.query(),
-        headers,
-        body,
-    };
-    let lookup = |id: &str| {
-        gw.callers.by_access_key(id).map(|(_, key)| Credential {
-            secret_access_key: key.secret_access_key.expose().to_owned(),
-            session_token: key.session_token.as_ref().map(|t| t.expose().to_owned()),
-        })
-    };
-    let verified = sigv4_verify::verify(&req, &expect, &lookup).map_err(|rej| {
-        tracing::debug!(error_type = rej.error_type, "a SigV4 signature was refused");
-        errors::of_rejection(&rej)
-    })?;
-    match gw.callers.by_access_key(&verified.access_key_id) {
-        Some((client, _)) => Ok(Some(Arc::clone(client))),
-        None => Err(errors::of_api_error(&ApiError::Unauthenticated, "", None)),
+        _ => Cow::Borrowed(&parts.headers),
     }
+}
+
+/// Who signed the request, checked against the clients' AWS keys; with
+/// authentication off, anyone (any signature or none).
+struct Signer<'a> {
+    gw: &'a Gateway,
+    parts: &'a http::request::Parts,
+    headers: &'a HeaderMap,
+    expect: Expect<'a>,
+}
+
+impl<'a> Signer<'a> {
+    fn new(gw: &'a Gateway, parts: &'a http::request::Parts, headers: &'a HeaderMap) -> Self {
+        let regions = &gw.config.doors.sagemaker.regions;
+        let expect = Expect {
+            regions: if regions.is_empty() {
+                Regions::Any
+            } else {
+                Regions::Among(regions)
+            },
+            service: "sagemaker",
+            now: SystemTime::now(),
+            max_skew: MAX_SKEW,
+            explain_mismatch: false,
+        };
+        Self {
+            gw,
+            parts,
+            headers,
+            expect,
+        }
+    }
+
+    /// The key store the verifier looks access key ids up in.
+    fn credential(&self, id: &str) -> Option<Credential> {
+        self.gw
+            .callers
+            .by_access_key(id)
+            .map(|(_, key)| Credential {
+                secret_access_key: key.secret_access_key.expose().to_owned(),
+                session_token: key.session_token.as_ref().map(|t| t.expose().to_owned()),
+            })
+    }
+
+    fn check_head(&self) -> Result<(), SmError> {
+        if !self.gw.callers.required() {
+            return Ok(());
+        }
+        sigv4_verify::check_head(self.headers, &self.expect, &|id| self.credential(id))
+            .map_err(|rej| rejected(&rej))
+    }
+
+    /// The client whose signature covers `body`; `None` when
+    /// authentication is off.
+    fn verify(&self, body: &[u8]) -> Result<Option<Arc<Client>>, SmError> {
+        if !self.gw.callers.required() {
+            return Ok(None);
+        }
+        let req = VerifyRequest {
+            method: self.parts.method.as_str(),
+            path: self.parts.uri.path(),
+            query: self.parts.uri.query(),
+            headers: self.headers,
+            body,
+        };
+        let verified = sigv4_verify::verify(&req, &self.expect, &|id| self.credential(id))
+            .map_err(|rej| rejected(&rej))?;
+        // The verifier found the key by this id a moment ago.
+        let client = self.gw.callers.by_access_key(&verified.access_key_id);
+        Ok(client.map(|(client, _)| Arc::clone(client)))
+    }
+}
+
+fn rejected(rej: &sigv4_verify::Rejection) -> SmError {
+    tracing::debug!(error_type = rej.error_type, "a SigV4 signature was refused");
+    errors::of_rejection(rej)
 }

@@ -109,7 +109,16 @@ pub enum Regions<'a> {
 impl Regions<'_> {
     fn accept(self, region: &str) -> bool {
         match self {
-            Regions::Any => true,
+            // Still a region's shape (`us-east-1`), as AWS requires of one.
+            Regions::Any => {
+                region.contains('-')
+                    && region.len() <= 63
+                    && region.split('-').all(|p| {
+                        !p.is_empty()
+                            && p.bytes()
+                                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                    })
+            }
             Regions::Only(r) => r == region,
             Regions::Among(list) => list.iter().any(|r| r == region),
         }
@@ -182,9 +191,70 @@ pub fn verify(
     expect: &Expect<'_>,
     lookup: &dyn Fn(&str) -> Option<Credential>,
 ) -> Result<Verified, Rejection> {
-    let auth_text = authorization_text(req.headers)?;
+    with_head(req.headers, expect, lookup, |head| {
+        let Head {
+            signature,
+            signed,
+            scope,
+            amz_date,
+            cred,
+        } = head;
+        let payload_hash = payload_hash(req, &signed)?;
+        let creq = canonical_request(req, &signed, &payload_hash);
+        let sts = string_to_sign(&amz_date, &scope.without_key(), &creq);
+        let key = signing_key(
+            &cred.secret_access_key,
+            scope.date,
+            scope.region,
+            scope.service,
+        )
+        .ok_or_else(internal_failure)?;
+        if !signature_matches(signature, &key, &sts)? {
+            return Err(if expect.explain_mismatch {
+                mismatch_with_details(req, &signed, &payload_hash, &sts)
+            } else {
+                Rejection::mismatch()
+            });
+        }
+        check_session_token(req.headers, &cred)?;
+        Ok(Verified {
+            access_key_id: scope.access_key_id.to_owned(),
+        })
+    })
+}
+
+/// The checks of [`verify`] that need no body, in the same order and with
+/// the same answers: the header's shape, the date and the clock, the
+/// scope, a known access key, the signed headers present. A server that
+/// must read the whole body to check a signature runs these first, so a
+/// caller without a known key cannot make it take an upload.
+pub fn check_head(
+    headers: &http::HeaderMap,
+    expect: &Expect<'_>,
+    lookup: &dyn Fn(&str) -> Option<Credential>,
+) -> Result<(), Rejection> {
+    with_head(headers, expect, lookup, |_| Ok(()))
+}
+
+/// What the checks before the body found.
+struct Head<'a> {
+    signature: &'a str,
+    signed: Vec<&'a str>,
+    scope: Scope<'a>,
+    amz_date: String,
+    cred: Credential,
+}
+
+/// Runs the checks before the body, then `then` on what they found.
+fn with_head<R>(
+    headers: &http::HeaderMap,
+    expect: &Expect<'_>,
+    lookup: &dyn Fn(&str) -> Option<Credential>,
+    then: impl FnOnce(Head<'_>) -> Result<R, Rejection>,
+) -> Result<R, Rejection> {
+    let auth_text = authorization_text(headers)?;
     let (algorithm, params) = parse_authorization(&auth_text)?;
-    let parts = AuthParts::require(algorithm, params, req.headers)?;
+    let parts = AuthParts::require(algorithm, params, headers)?;
 
     let request_time = parse_request_date(&parts.date)?;
     let amz_date = format_amz_date(request_time);
@@ -197,28 +267,13 @@ pub fn verify(
     let Some(cred) = lookup(scope.access_key_id) else {
         return Err(Rejection::unrecognized());
     };
-    check_signed_headers(req.headers, &signed)?;
-    let payload_hash = payload_hash(req, &signed)?;
-    let creq = canonical_request(req, &signed, &payload_hash);
-    let sts = string_to_sign(&amz_date, &scope.without_key(), &creq);
-    let key = signing_key(
-        &cred.secret_access_key,
-        scope.date,
-        scope.region,
-        scope.service,
-    )
-    .ok_or_else(internal_failure)?;
-    if !signature_matches(parts.signature, &key, &sts)? {
-        return Err(if expect.explain_mismatch {
-            mismatch_with_details(req, &signed, &payload_hash, &sts)
-        } else {
-            Rejection::mismatch()
-        });
-    }
-    check_session_token(req.headers, &cred)?;
-
-    Ok(Verified {
-        access_key_id: scope.access_key_id.to_owned(),
+    check_signed_headers(headers, &signed)?;
+    then(Head {
+        signature: parts.signature,
+        signed,
+        scope,
+        amz_date,
+        cred,
     })
 }
 

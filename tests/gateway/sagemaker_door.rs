@@ -414,7 +414,19 @@ async fn signed_at(h: &Harness, time: SystemTime) -> reqwest::Response {
 /// The same, sent by `client` (HTTP/2 carries the host as `:authority`).
 async fn signed_with(h: &Harness, client: &reqwest::Client, time: SystemTime) -> reqwest::Response {
     let url = h.url("/endpoints/sm/invocations");
-    let identity: Identity = Credentials::new(WEB_AKID, WEB_SECRET, None, None, "test").into();
+    let mut req = client
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(BODY);
+    for (k, v) in sign_for(&url, WEB_AKID, time) {
+        req = req.header(k, v);
+    }
+    req.send().await.unwrap()
+}
+
+/// The headers that sign a POST of [`BODY`] to `url` with `akid`'s key.
+fn sign_for(url: &str, akid: &str, time: SystemTime) -> Vec<(String, String)> {
+    let identity: Identity = Credentials::new(akid, WEB_SECRET, None, None, "test").into();
     let params = v4::SigningParams::builder()
         .identity(&identity)
         .region("us-east-1")
@@ -424,32 +436,51 @@ async fn signed_with(h: &Harness, client: &reqwest::Client, time: SystemTime) ->
         .build()
         .unwrap()
         .into();
-    let host = url
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
-    let headers = [
-        ("content-type", "application/json"),
-        ("host", host.as_str()),
-    ];
+    let host = url.trim_start_matches("http://").split('/').next().unwrap();
+    let headers = [("content-type", "application/json"), ("host", host)];
     let signable = SignableRequest::new(
         "POST",
-        &url,
+        url,
         headers.iter().copied(),
         SignableBody::Bytes(BODY.as_bytes()),
     )
     .unwrap();
     let (instructions, _) = sign(signable, &params).unwrap().into_parts();
-    let mut req = client
-        .post(&url)
-        .header("content-type", "application/json")
-        .body(BODY);
-    for (k, v) in instructions.headers() {
-        req = req.header(k, v);
+    instructions
+        .headers()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_unknown_key_is_refused_before_its_body_is_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = keyed("").await;
+    let url = h.url("/endpoints/sm/invocations");
+    let mut head = format!(
+        "POST /endpoints/sm/invocations HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n",
+        url.trim_start_matches("http://").split('/').next().unwrap()
+    );
+    for (k, v) in sign_for(&url, "AKIAUNKNOWNCALLER1", SystemTime::now()) {
+        head.push_str(&format!("{k}: {v}\r\n"));
     }
-    req.send().await.unwrap()
+    head.push_str("\r\n");
+    let mut conn = tokio::net::TcpStream::connect(
+        url.trim_start_matches("http://").split('/').next().unwrap(),
+    )
+    .await
+    .unwrap();
+    conn.write_all(head.as_bytes()).await.unwrap();
+    // No body is sent: the answer comes anyway, long before the deadline.
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(2), conn.read(&mut buf))
+        .await
+        .expect("answered before the body")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("HTTP/1.1 403"), "{text}");
+    assert!(text.contains("UnrecognizedClientException"), "{text}");
+    h.shutdown().await;
 }
 
 #[tokio::test]

@@ -400,6 +400,21 @@ fn the_accepted_regions_are_one_any_or_a_list() {
         let got = verify(&req, &expect, &store(None));
         assert_eq!(got.is_ok(), ok, "{regions:?}: {got:?}");
     }
+    // Any region, but a region: an empty or odd one is refused.
+    for scope in [
+        "AKIDEXAMPLE/20150830//service/aws4_request",
+        "AKIDEXAMPLE/20150830/US-EAST-1/service/aws4_request",
+        "AKIDEXAMPLE/20150830/useast1/service/aws4_request",
+    ] {
+        let map = self_signed(&[HOST, DATE], "host;x-amz-date", scope, SUITE_DATE);
+        let req = request("POST", "/endpoints/e/invocations", None, &map, b"{}");
+        let expect = Expect {
+            regions: Regions::Any,
+            ..suite_expect(at(SUITE_UNIX))
+        };
+        let err = verify(&req, &expect, &store(None)).unwrap_err();
+        assert!(err.message.contains("valid region"), "{scope}: {err:?}");
+    }
 }
 
 #[test]
