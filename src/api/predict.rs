@@ -298,7 +298,7 @@ pub(super) fn success(
         UpstreamBody::Full(bytes) => super::metered::body(full(bytes), &headers, charge),
         UpstreamBody::Stream(body) => super::metered::body(body.boxed_unsync(), &headers, charge),
         UpstreamBody::Events { first, events } => {
-            super::stream::set_headers(&mut headers, wire);
+            super::stream::set_headers(&mut headers, wire, events.json_lines());
             let labels = super::stream::Labels {
                 route: route.name.clone(),
                 backend: access

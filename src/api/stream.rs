@@ -57,19 +57,39 @@ pub struct Labels {
     pub request_id: String,
 }
 
-/// The response headers of a stream in `wire`.
-pub fn set_headers(headers: &mut HeaderMap, wire: Wire) {
+/// The response headers of a stream in `wire`; `json_lines`: the
+/// upstream writes JSON lines, which the event stream then carries as they
+/// are.
+pub fn set_headers(headers: &mut HeaderMap, wire: Wire, json_lines: bool) {
     let sse = HeaderValue::from_static("text/event-stream");
     match wire {
         Wire::Sse => headers.insert(header::CONTENT_TYPE, sse),
         Wire::EventStream => {
-            headers.insert(PAYLOAD_CONTENT_TYPE, sse);
+            let payload = if json_lines {
+                HeaderValue::from_static("application/jsonlines")
+            } else {
+                sse
+            };
+            headers.insert(PAYLOAD_CONTENT_TYPE, payload);
             headers.insert(header::CONTENT_TYPE, EVENT_STREAM)
         }
     };
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     // Ask buffering proxies (nginx) to pass events through at once.
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+}
+
+/// One event in a `PayloadPart` as its container framed it: an SSE block
+/// (TGI), or a JSON line.
+fn push_part(out: &mut BytesMut, json: &[u8], json_lines: bool) {
+    let mut block = BytesMut::with_capacity(json.len() + 7);
+    if json_lines {
+        block.extend_from_slice(json);
+        block.extend_from_slice(b"\n");
+    } else {
+        push_data_frame(&mut block, json);
+    }
+    push_frame(out, &eventstream::payload_part(block.freeze()));
 }
 
 /// Appends `data:{json}\n\n`.
@@ -105,13 +125,11 @@ fn push_frame(out: &mut BytesMut, message: &aws_smithy_types::event_stream::Mess
 
 /// The exception SageMaker would end the stream with for `e`, or the
 /// model's own error event in a `PayloadPart`, as its container sent it.
-fn exception_frame(e: &StreamError, out: &mut BytesMut) {
+fn exception_frame(e: &StreamError, json_lines: bool, out: &mut BytesMut) {
     let (kind, code) = match e.kind {
         StreamErrorKind::ModelError => {
             if let Some(event) = &e.event {
-                let mut block = BytesMut::new();
-                push_data_frame(&mut block, event);
-                push_frame(out, &eventstream::payload_part(block.freeze()));
+                push_part(out, event, json_lines);
                 return;
             }
             (Exception::ModelStreamError, None)
@@ -220,11 +238,7 @@ impl State {
         self.tally.events += 1;
         match self.wire {
             Wire::Sse => push_data_frame(out, json),
-            Wire::EventStream => {
-                let mut block = BytesMut::new();
-                push_data_frame(&mut block, json);
-                push_frame(out, &eventstream::payload_part(block.freeze()));
-            }
+            Wire::EventStream => push_part(out, json, self.events.json_lines()),
         }
     }
 
@@ -245,7 +259,7 @@ impl State {
         );
         match self.wire {
             Wire::Sse => out.extend_from_slice(&error_frame(e, &self.tally.labels)),
-            Wire::EventStream => exception_frame(e, out),
+            Wire::EventStream => exception_frame(e, self.events.json_lines(), out),
         }
     }
 
@@ -329,6 +343,8 @@ impl State {
                     if self.keepalive_at < self.idle_until {
                         match self.wire {
                             Wire::Sse => out.extend_from_slice(b":\n\n"),
+                            // JSON lines have no keep-alive to relay.
+                            Wire::EventStream if self.events.json_lines() => continue,
                             // As a TGI container's keep-alive reaches a
                             // SageMaker client.
                             Wire::EventStream => push_frame(
@@ -398,6 +414,11 @@ mod tests {
     /// The relay's chunks for an upstream SSE body made of `chunks`, each
     /// `gap` after the previous one.
     async fn relay(chunks: Vec<String>, gap: Duration) -> Vec<Bytes> {
+        relay_in(Wire::Sse, chunks, gap).await
+    }
+
+    /// The same in `wire`.
+    async fn relay_in(wire: Wire, chunks: Vec<String>, gap: Duration) -> Vec<Bytes> {
         let upstream = stream::iter(chunks).then(move |c| async move {
             if !gap.is_zero() {
                 tokio::time::sleep(gap).await;
@@ -415,7 +436,7 @@ mod tests {
         };
         let metrics = Metrics::new().unwrap();
         let mut body = body(
-            Wire::Sse,
+            wire,
             (first, events),
             StreamConfig::default(),
             (labels, metrics, None),
@@ -467,6 +488,44 @@ mod tests {
         assert_eq!(chunks.concat(), many.into_bytes());
         assert!(chunks.len() >= 3, "{} chunks", chunks.len());
         assert!(chunks.iter().all(|c| c.len() < BATCH_BYTES + 1024));
+    }
+
+    /// The `PayloadPart` payloads of an event-stream relay's output.
+    fn parts(chunks: &[Bytes]) -> Vec<String> {
+        let mut all = BytesMut::new();
+        for c in chunks {
+            all.extend_from_slice(c);
+        }
+        let mut all = all.freeze();
+        let mut out = Vec::new();
+        while !all.is_empty() {
+            let m = aws_smithy_eventstream::frame::read_message_from(&mut all).unwrap();
+            out.push(String::from_utf8(m.payload().to_vec()).unwrap());
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn an_event_stream_carries_each_event_as_its_container_framed_it() {
+        let sse = relay_in(
+            Wire::EventStream,
+            (0..3).map(tgi_event).collect(),
+            Duration::ZERO,
+        );
+        let want: Vec<String> = (0..3).map(tgi_event).collect();
+        assert_eq!(parts(&sse.await), want);
+        let lines: Vec<String> = (0..3)
+            .map(|i| format!("{{\"token\":{{\"text\":\"t{i}\"}}}}\n"))
+            .collect();
+        let got = relay_in(Wire::EventStream, lines.clone(), Duration::ZERO).await;
+        assert_eq!(parts(&got), lines);
+        let mut headers = HeaderMap::new();
+        set_headers(&mut headers, Wire::EventStream, true);
+        assert_eq!(
+            headers[header::CONTENT_TYPE],
+            "application/vnd.amazon.eventstream"
+        );
+        assert_eq!(headers[PAYLOAD_CONTENT_TYPE], "application/jsonlines");
     }
 
     #[test]

@@ -179,6 +179,12 @@ impl Events {
         }
     }
 
+    /// Whether the upstream wrote its events as JSON lines (an LMI or
+    /// toolkit container) rather than SSE (TGI), as far as read.
+    pub fn json_lines(&self) -> bool {
+        self.lines.json_lines
+    }
+
     /// The next event; `None` once the stream ended (after an error, too).
     /// Cancel-safe: dropping the future loses nothing.
     pub async fn next(&mut self) -> Option<StreamItem> {
@@ -331,6 +337,8 @@ struct Lines {
     data: Vec<u8>,
     has_data: bool,
     failed: bool,
+    /// The events came as bare JSON lines, not SSE.
+    json_lines: bool,
 }
 
 impl Lines {
@@ -384,6 +392,7 @@ impl Lines {
             // not use.
         } else if !self.has_data {
             // A JSON-lines container: each line is an event.
+            self.json_lines = true;
             self.event(line, out);
         }
     }

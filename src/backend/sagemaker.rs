@@ -45,15 +45,17 @@ static RETURNED: [HeaderName; 6] = [
 ];
 
 /// The response headers of a stream the client gets back.
-static STREAM_RETURNED: [HeaderName; 3] = [
+static STREAM_RETURNED: [HeaderName; 4] = [
+    HeaderName::from_static("x-amzn-invoked-production-variant"),
     HeaderName::from_static("x-amzn-sagemaker-custom-attributes"),
     HeaderName::from_static("x-amzn-sagemaker-new-session-id"),
     HeaderName::from_static("x-amzn-sagemaker-closed-session-id"),
 ];
 
 /// SageMaker's answers: `InvokeEndpoint`'s headers the client gets back;
-/// of a stream, only the session headers it asked for, so the events look
-/// the same whichever backend served them; streams in the AWS event stream.
+/// of a stream, the variant, the custom attributes and the session headers
+/// (its own framing headers are the gateway's to set); streams in the AWS
+/// event stream.
 static WIRE: Wire = Wire {
     returned: &RETURNED,
     stream_returned: &STREAM_RETURNED,

@@ -193,7 +193,7 @@ async fn streams_from_either_backend_are_the_same_payload_parts() {
     assert_eq!(sm, want);
     assert_eq!(hf, want);
     assert_eq!((sm_end, hf_end), (End::Clean, End::Clean));
-    assert_eq!(sm_variant.as_deref(), Some("sm"));
+    assert_eq!(sm_variant.as_deref(), Some("AllTraffic"));
     assert_eq!(hf_variant.as_deref(), Some("hf"));
     h.shutdown().await;
 }
