@@ -12,10 +12,14 @@
 //! 4. [`BodyLimitLayer`]: `server.max_body_bytes`, a declared length over
 //!    it refused before a byte is read, a chunked body once it passes;
 //! 5. the doors ([`api::doors`]; on the admin listener
-//!    [`api::admin_door`]): by path, the predict door or the
-//!    operator paths; a door asks [`crate::clients`] who is calling (401
-//!    before any route lookup, 403 for a route not the client's) and
-//!    [`crate::limits`] whether it may spend more (429), then parses its
+//!    [`api::admin_door`]): by path, the predict door, the SageMaker door
+//!    or the operator paths; a door asks [`crate::clients`] who is calling
+//!    (the predict door: an API key, 401 before any route lookup; the
+//!    SageMaker door: a SigV4 signature, checked as far as it can be
+//!    before the body and wholly once the body is read, refused in
+//!    SageMaker's shape), whether the route is the client's (403, or
+//!    SageMaker's `AccessDeniedException`), and [`crate::limits`] whether
+//!    it may spend more (429, or `ThrottlingException`), then parses its
 //!    wire format into a [`CoreRequest`](crate::core::CoreRequest);
 //! 6. the request core ([`core::service`]): dispatch (deadline, attempts,
 //!    retries, failover, [`crate::dispatch`]) onto the backends

@@ -14,38 +14,11 @@ use std::time::SystemTime;
 
 use crate::trace::TraceContext;
 
+pub use crate::config::Door;
+
 pub mod access_log;
 #[cfg(feature = "otlp")]
 pub mod otlp;
-
-/// The front door a request came through.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Door {
-    /// `/v1/predict/{route}[/stream]`.
-    #[default]
-    Predict,
-    /// `/endpoints/{route}/invocations[-response-stream]`.
-    SageMaker,
-}
-
-impl Door {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Door::Predict => "predict",
-            Door::SageMaker => "sagemaker",
-        }
-    }
-
-    /// The path of `route` on this door (without a base path).
-    pub fn path(self, route: &str, stream: bool) -> String {
-        match (self, stream) {
-            (Door::Predict, false) => format!("/v1/predict/{route}"),
-            (Door::Predict, true) => format!("/v1/predict/{route}/stream"),
-            (Door::SageMaker, false) => format!("/endpoints/{route}/invocations"),
-            (Door::SageMaker, true) => format!("/endpoints/{route}/invocations-response-stream"),
-        }
-    }
-}
 
 /// One finished request, as a span.
 #[derive(Debug, Clone)]

@@ -116,7 +116,7 @@ fn routes(gw: &Gateway) -> Value {
             json!({
                 "name": r.name,
                 "path": format!("/v1/predict/{}", r.name),
-                "doors": gw.config.doors.of_route(&r.name).into_iter().map(|(d, p)| (d.to_owned(), Value::from(p))).collect::<serde_json::Map<_, _>>(),
+                "doors": doors(gw, &r.name),
                 "balance": r.balance.as_str(),
                 "hedge_after_ms": r.hedge_after.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
                 "sessions": r.sessions.as_ref().map(|s| s.len()),
@@ -127,4 +127,14 @@ fn routes(gw: &Gateway) -> Value {
         })
         .collect();
     json!({ "routes": routes })
+}
+
+/// The doors that serve a route, by name, each with its paths.
+fn doors(gw: &Gateway, route: &str) -> Value {
+    let doors = gw.config.doors.of_route(route).into_iter();
+    Value::Object(
+        doors
+            .map(|(d, paths)| (d.as_str().to_owned(), json!(paths)))
+            .collect(),
+    )
 }

@@ -47,6 +47,7 @@ pub mod tls;
 mod validate;
 
 pub use clients::key_hash;
+pub use doors::{Door, DoorsConfig, SageMakerDoorConfig};
 
 #[cfg(test)]
 mod tests;
@@ -113,41 +114,6 @@ pub struct Config {
     /// Things worth a look that do not stop the gateway (e.g. a backend no route
     /// uses), each formatted `<key path>: <message>` like the errors.
     pub warnings: Vec<String>,
-}
-
-/// `[doors]`: the front doors besides the unified API.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DoorsConfig {
-    pub sagemaker: SageMakerDoorConfig,
-}
-
-/// `[doors.sagemaker]`: `/endpoints/{route}/invocations…`, for the AWS SDKs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SageMakerDoorConfig {
-    /// On unless `enabled = false`.
-    pub enabled: bool,
-    /// The signing regions accepted in a caller's SigV4 scope; empty: any.
-    pub regions: Vec<String>,
-}
-
-impl DoorsConfig {
-    /// The doors that serve route `route`, each by name with its path.
-    pub fn of_route(&self, route: &str) -> Vec<(&'static str, String)> {
-        let mut doors = vec![("predict", format!("/v1/predict/{route}"))];
-        if self.sagemaker.enabled {
-            doors.push(("sagemaker", format!("/endpoints/{route}/invocations")));
-        }
-        doors
-    }
-}
-
-impl Default for SageMakerDoorConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            regions: Vec::new(),
-        }
-    }
 }
 
 /// `[server]`: the listener clients connect to.

@@ -138,9 +138,9 @@ fn write_routes(out: &mut String, config: &Config) -> std::fmt::Result {
             .doors
             .of_route(&route.name)
             .into_iter()
-            .map(|(door, path)| format!("{door} {path}"))
+            .map(|(door, [one, stream])| format!("{} {one} {stream}", door.as_str()))
             .collect();
-        writeln!(out, "    doors: {}", doors.join(", "))?;
+        writeln!(out, "    doors: {}", doors.join("; "))?;
         writeln!(out, "    {}", route_policy(route))?;
         let total: u32 = route.backends.iter().map(|b| b.weight).sum();
         for b in &route.backends {

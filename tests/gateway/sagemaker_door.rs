@@ -169,8 +169,11 @@ async fn the_sdk_gets_the_same_answer_from_either_backend() {
     assert_eq!(
         routes["routes"][0]["doors"],
         serde_json::json!({
-            "predict": "/v1/predict/both",
-            "sagemaker": "/endpoints/both/invocations",
+            "predict": ["/v1/predict/both", "/v1/predict/both/stream"],
+            "sagemaker": [
+                "/endpoints/both/invocations",
+                "/endpoints/both/invocations-response-stream"
+            ],
         })
     );
     // The client's signature stayed here: the emulator saw the gateway's key.
@@ -634,7 +637,7 @@ async fn the_door_can_be_closed() {
     let routes = h.get_json("/v1/routes").await;
     assert_eq!(
         routes["routes"][0]["doors"],
-        serde_json::json!({"predict": "/v1/predict/both"})
+        serde_json::json!({"predict": ["/v1/predict/both", "/v1/predict/both/stream"]})
     );
     h.shutdown().await;
 }

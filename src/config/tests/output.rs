@@ -60,7 +60,7 @@ routes = ["fl*"]
     let summary = config.summary();
     for expected in [
         "flan  POST /v1/predict/flan  attempts 3, timeout 1m (server.request_timeout)",
-        "    doors: predict /v1/predict/flan, sagemaker /endpoints/flan/invocations",
+        "    doors: predict /v1/predict/flan /v1/predict/flan/stream; sagemaker /endpoints/flan/invocations /endpoints/flan/invocations-response-stream",
         "    -> sm-role  weight 3/4",
         "    -> hf-public  weight 1/4",
         "  sm-flan  sagemaker",

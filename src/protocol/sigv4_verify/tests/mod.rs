@@ -2,6 +2,7 @@
 //! against AWS's own signer ([`aws`]), and every rejection ([`rejections`]);
 //! the helpers they share are here.
 
+use super::canonical::{canonical_query, canonical_uri, collapse_spaces, hmac_sha256};
 use super::*;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
