@@ -321,3 +321,50 @@ fn rejected(rej: &sigv4_verify::Rejection) -> SmError {
     tracing::debug!(error_type = rej.error_type, "a SigV4 signature was refused");
     errors::of_rejection(rej)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_names_its_endpoint_and_operation_after_any_base_path() {
+        let cases = [
+            (
+                "/endpoints/flan/invocations",
+                Some(("flan", Operation::Invoke)),
+            ),
+            (
+                "/endpoints/flan/invocations-response-stream",
+                Some(("flan", Operation::InvokeStream)),
+            ),
+            (
+                "/endpoints/flan/async-invocations",
+                Some(("flan", Operation::InvokeAsync)),
+            ),
+            (
+                "/sm/base/endpoints/flan-t5/invocations",
+                Some(("flan-t5", Operation::Invoke)),
+            ),
+            // A route may be named "endpoints" too.
+            (
+                "/endpoints/endpoints/invocations",
+                Some(("endpoints", Operation::Invoke)),
+            ),
+            (
+                "/endpoints/fl%61n/invocations",
+                Some(("flan", Operation::Invoke)),
+            ),
+            ("/endpoints//invocations", None),
+            ("/endpoints/a/b/invocations", None),
+            ("/endpoints/flan/invocations/", None),
+            ("/endpoints/%FF/invocations", None),
+            ("/flan/invocations", None),
+            ("/v1/predict/flan", None),
+        ];
+        for (path, want) in cases {
+            let got = parse_path(path);
+            let got = got.as_ref().map(|(name, op)| (name.as_ref(), *op));
+            assert_eq!(got, want, "{path}");
+        }
+    }
+}
