@@ -3,11 +3,7 @@
 
 use std::time::SystemTime;
 
-use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
-use aws_sigv4::sign::v4;
 use aws_smithy_eventstream::frame::read_message_from;
-use aws_smithy_runtime_api::client::identity::Identity;
 use aws_smithy_types::event_stream::Message;
 use infergate::emulator::sagemaker::{self, SageMakerOptions};
 use infergate::emulator::{Credential, EmulatorHandle};
@@ -59,35 +55,7 @@ pub fn signed_headers(
     key: &Key<'_>,
     time: SystemTime,
 ) -> Vec<(String, String)> {
-    let identity: Identity = Credentials::new(
-        key.id,
-        key.secret,
-        key.token.map(str::to_owned),
-        None,
-        "test",
-    )
-    .into();
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region("us-east-1")
-        .name("sagemaker")
-        .time(time)
-        .settings(SigningSettings::default())
-        .build()
-        .unwrap()
-        .into();
-    let req = SignableRequest::new(
-        "POST",
-        url,
-        headers.iter().copied(),
-        SignableBody::Bytes(body),
-    )
-    .unwrap();
-    let (instructions, _) = sign(req, &params).unwrap().into_parts();
-    instructions
-        .headers()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
+    crate::common::sdk::sigv4_headers(url, headers, body, (key.id, key.secret, key.token), time)
 }
 
 pub struct Call<'a> {

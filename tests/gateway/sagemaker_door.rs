@@ -6,7 +6,6 @@
 
 use std::time::{Duration, SystemTime};
 
-use aws_credential_types::Credentials;
 use aws_sdk_sagemakerruntime::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sagemakerruntime::operation::invoke_endpoint::{
     InvokeEndpointError, InvokeEndpointOutput,
@@ -16,13 +15,10 @@ use aws_sdk_sagemakerruntime::primitives::Blob;
 use aws_sdk_sagemakerruntime::types::error::ResponseStreamError;
 use aws_sdk_sagemakerruntime::types::ResponseStream;
 use aws_sdk_sagemakerruntime::Client;
-use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
-use aws_sigv4::sign::v4;
-use aws_smithy_runtime_api::client::identity::Identity;
 use infergate::emulator::{FaultConfig, InjectedError, StreamError};
 
 use crate::common::model::expected_sse;
-use crate::common::sdk::sdk_client;
+use crate::common::sdk::{sdk_client, sigv4_headers};
 use crate::common::{Harness, Setup, ACCESS_KEY, BODY, CONFIG};
 
 const WEB_AKID: &str = "AKIAINFERGATEWEB01";
@@ -435,30 +431,15 @@ async fn signed_with(h: &Harness, client: &reqwest::Client, time: SystemTime) ->
 
 /// The headers that sign a POST of [`BODY`] to `url` with `akid`'s key.
 fn sign_for(url: &str, akid: &str, time: SystemTime) -> Vec<(String, String)> {
-    let identity: Identity = Credentials::new(akid, WEB_SECRET, None, None, "test").into();
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region("us-east-1")
-        .name("sagemaker")
-        .time(time)
-        .settings(SigningSettings::default())
-        .build()
-        .unwrap()
-        .into();
     let host = url.trim_start_matches("http://").split('/').next().unwrap();
     let headers = [("content-type", "application/json"), ("host", host)];
-    let signable = SignableRequest::new(
-        "POST",
+    sigv4_headers(
         url,
-        headers.iter().copied(),
-        SignableBody::Bytes(BODY.as_bytes()),
+        &headers,
+        BODY.as_bytes(),
+        (akid, WEB_SECRET, None),
+        time,
     )
-    .unwrap();
-    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
-    instructions
-        .headers()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
 }
 
 #[tokio::test]
