@@ -21,6 +21,7 @@ use serde::Serialize;
 
 use crate::backend::{Failure, FailureKind};
 use crate::body::ResBody;
+use crate::config::Operation;
 use crate::limits::{RateState, Refusal, Scope};
 
 /// Everything that can end a request with an error.
@@ -30,6 +31,14 @@ pub enum ApiError {
     /// an invalid forwarded header, …).
     #[error("{0}")]
     BadRequest(String),
+    /// None of the route's backends runs a container that serves the
+    /// operation (as a stream, when asked for one).
+    #[error("{}", not_served(.route, *.op, *.stream))]
+    NotServed {
+        route: String,
+        op: Operation,
+        stream: bool,
+    },
     /// No route of that name (the name as the client gave it; the message
     /// echoes at most [`MAX_ECHO`] bytes of it).
     #[error("unknown route \"{}\"", echo(.0))]
@@ -88,6 +97,20 @@ pub enum ApiError {
     LimitStoreDown,
 }
 
+fn not_served(route: &str, op: Operation, stream: bool) -> String {
+    if stream && op == Operation::Predict {
+        return format!(
+            "route \"{route}\" cannot stream: none of its backends can (a JumpStart text2text, toolkit or TEI container answers whole)"
+        );
+    }
+    let what = op.describe();
+    if stream {
+        format!("route \"{route}\" cannot stream {what}: none of its backends' containers can")
+    } else {
+        format!("route \"{route}\" does not serve {what}: none of its backends' containers does")
+    }
+}
+
 fn rate_limited_message(r: &Refusal) -> String {
     let whose = match r.scope {
         Scope::ClientRate | Scope::ClientTokens | Scope::ClientInFlight => "this client's",
@@ -111,7 +134,9 @@ impl ApiError {
     /// HTTP status of this error.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest(_) | ApiError::BodyRead(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::BodyRead(_) | ApiError::NotServed { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnknownRoute(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -133,7 +158,7 @@ impl ApiError {
     /// The `type` member of the error JSON: stable, machine-readable.
     pub fn kind(&self) -> &'static str {
         match self {
-            ApiError::BadRequest(_) => "bad_request",
+            ApiError::BadRequest(_) | ApiError::NotServed { .. } => "bad_request",
             ApiError::BodyRead(_) => "bad_request",
             ApiError::BodyTimeout => "request_timeout",
             ApiError::UnknownRoute(_) => "unknown_route",
@@ -169,6 +194,7 @@ impl ApiError {
                 _ => None,
             },
             ApiError::BadRequest(_)
+            | ApiError::NotServed { .. }
             | ApiError::UnknownRoute(_)
             | ApiError::NotFound(_)
             | ApiError::MethodNotAllowed { .. }

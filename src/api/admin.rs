@@ -13,6 +13,7 @@ use crate::body::full;
 use crate::body::ResBody;
 use crate::gateway::Gateway;
 use crate::route::health::Availability;
+use crate::route::Route;
 use tokio::time::Instant;
 
 /// Serves one of the admin paths (the caller matched the path and method).
@@ -101,6 +102,7 @@ fn routes(gw: &Gateway) -> Value {
                     json!({
                         "name": b.name,
                         "kind": b.kind_name(),
+                        "container": b.container.as_str(),
                         "weight": m.weight,
                         "url": url,
                         "auth": auth,
@@ -116,7 +118,7 @@ fn routes(gw: &Gateway) -> Value {
             json!({
                 "name": r.name,
                 "path": format!("/v1/predict/{}", r.name),
-                "doors": doors(gw, &r.name),
+                "doors": doors(gw, r),
                 "balance": r.balance.as_str(),
                 "hedge_after_ms": r.hedge_after.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
                 "sessions": r.sessions.as_ref().map(|s| s.len()),
@@ -130,11 +132,12 @@ fn routes(gw: &Gateway) -> Value {
 }
 
 /// The doors that serve a route, by name, each with its paths.
-fn doors(gw: &Gateway, route: &str) -> Value {
-    let doors = gw.config.doors.of_route(route).into_iter();
+fn doors(gw: &Gateway, route: &Route) -> Value {
+    let serves = |op, stream| route.pool.iter().any(|m| m.backend.serves(op, stream));
+    let doors = gw.config.doors.of_route(&route.name, serves).into_iter();
     Value::Object(
         doors
-            .map(|(d, paths)| (d.as_str().to_owned(), json!(paths)))
+            .map(|(d, paths)| (d.to_owned(), json!(paths)))
             .collect(),
     )
 }

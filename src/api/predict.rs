@@ -20,6 +20,7 @@ use tower::{Service, ServiceExt};
 use crate::backend::{UpstreamBody, UpstreamResponse};
 use crate::body::{full, BoxError, ResBody};
 use crate::clients::Client;
+use crate::config::Operation;
 use crate::core::{Caller, CoreRequest, CoreResponse};
 use crate::error::{rate_limit_headers, reply, ApiError, ErrorContext};
 use crate::gateway::{current_worker, Gateway};
@@ -215,6 +216,7 @@ pub(super) fn core_request(
         .unwrap_or_else(|| request_id::request_id(&parts.headers));
     Ok(CoreRequest {
         route: Arc::clone(route),
+        op: Operation::Predict,
         body,
         content_type,
         accept,
@@ -298,7 +300,7 @@ pub(super) fn success(
         UpstreamBody::Full(bytes) => super::metered::body(full(bytes), &headers, charge),
         UpstreamBody::Stream(body) => super::metered::body(body.boxed_unsync(), &headers, charge),
         UpstreamBody::Events { first, events } => {
-            super::stream::set_headers(&mut headers, wire, events.json_lines());
+            super::stream::set_headers(&mut headers, &wire, events.json_lines());
             let labels = super::stream::Labels {
                 route: route.name.clone(),
                 backend: access

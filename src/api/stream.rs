@@ -34,13 +34,38 @@ use crate::metrics::Metrics;
 use crate::protocol::eventstream::{self, Exception};
 
 /// How a relayed stream is framed for the client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wire {
     /// Server-sent events: the unified API's `/stream`.
     Sse,
     /// SageMaker's `InvokeEndpointWithResponseStream` answer: AWS
     /// event-stream frames.
     EventStream,
+    /// A door's own server-sent events (OpenAI's, TGI's), each event
+    /// rewritten by the door.
+    Door(Box<dyn DoorEvents>),
+}
+
+impl std::fmt::Debug for Wire {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Wire::Sse => "Sse",
+            Wire::EventStream => "EventStream",
+            Wire::Door(_) => "Door",
+        })
+    }
+}
+
+/// A door's rendering of a token stream in server-sent events: each event
+/// as the door's clients read it, its failure as they expect to be told,
+/// and what ends the stream.
+pub trait DoorEvents: Send + 'static {
+    /// Appends the door's event(s) for one upstream event (a JSON document
+    /// in the operation's shape).
+    fn event(&mut self, json: &[u8], out: &mut BytesMut);
+    /// Appends the door's error event for a failure after the first byte.
+    fn fail(&mut self, e: &StreamError, out: &mut BytesMut);
+    /// Appends what follows the last event of a stream that ended well.
+    fn end(&mut self, out: &mut BytesMut);
 }
 
 /// The event-stream content type, and the header that names what its
@@ -60,10 +85,10 @@ pub struct Labels {
 /// The response headers of a stream in `wire`; `json_lines`: the
 /// upstream writes JSON lines, which the event stream then carries as they
 /// are.
-pub fn set_headers(headers: &mut HeaderMap, wire: Wire, json_lines: bool) {
+pub fn set_headers(headers: &mut HeaderMap, wire: &Wire, json_lines: bool) {
     let sse = HeaderValue::from_static("text/event-stream");
     match wire {
-        Wire::Sse => headers.insert(header::CONTENT_TYPE, sse),
+        Wire::Sse | Wire::Door(_) => headers.insert(header::CONTENT_TYPE, sse),
         Wire::EventStream => {
             let payload = if json_lines {
                 HeaderValue::from_static("application/jsonlines")
@@ -236,9 +261,10 @@ impl State {
             );
         }
         self.tally.events += 1;
-        match self.wire {
+        match &mut self.wire {
             Wire::Sse => push_data_frame(out, json),
             Wire::EventStream => push_part(out, json, self.events.json_lines()),
+            Wire::Door(door) => door.event(json, out),
         }
     }
 
@@ -257,9 +283,10 @@ impl State {
             &self.tally.labels.backend,
             e.kind.as_str(),
         );
-        match self.wire {
+        match &mut self.wire {
             Wire::Sse => out.extend_from_slice(&error_frame(e, &self.tally.labels)),
             Wire::EventStream => exception_frame(e, self.events.json_lines(), out),
+            Wire::Door(door) => door.fail(e, out),
         }
     }
 
@@ -276,6 +303,9 @@ impl State {
             }
             None => {
                 self.done = true;
+                if let Wire::Door(door) = &mut self.wire {
+                    door.end(out);
+                }
                 false
             }
         }
@@ -342,7 +372,7 @@ impl State {
                     self.keepalive_at = Instant::now() + self.cfg.keepalive;
                     if self.keepalive_at < self.idle_until {
                         match self.wire {
-                            Wire::Sse => out.extend_from_slice(b":\n\n"),
+                            Wire::Sse | Wire::Door(_) => out.extend_from_slice(b":\n\n"),
                             // JSON lines have no keep-alive to relay.
                             Wire::EventStream if self.events.json_lines() => continue,
                             // As a TGI container's keep-alive reaches a
@@ -520,7 +550,7 @@ mod tests {
         let got = relay_in(Wire::EventStream, lines.clone(), Duration::ZERO).await;
         assert_eq!(parts(&got), lines);
         let mut headers = HeaderMap::new();
-        set_headers(&mut headers, Wire::EventStream, true);
+        set_headers(&mut headers, &Wire::EventStream, true);
         assert_eq!(
             headers[header::CONTENT_TYPE],
             "application/vnd.amazon.eventstream"

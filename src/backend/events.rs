@@ -20,6 +20,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::stream::{BoxStream, StreamExt, TryStreamExt};
 use http_body_util::BodyDataStream;
 
+use super::format::{EventMap, Mapped};
 use crate::body::BoxError;
 
 /// A body an upstream stream arrives in.
@@ -141,6 +142,8 @@ pub struct Events {
     lines: Lines,
     pending: VecDeque<StreamItem>,
     done: bool,
+    /// Rewrites each event into the operation's shape.
+    map: Option<EventMap>,
 }
 
 impl std::fmt::Debug for Events {
@@ -176,7 +179,15 @@ impl Events {
             lines: Lines::default(),
             pending: VecDeque::new(),
             done: false,
+            map: None,
         }
+    }
+
+    /// The same events, each rewritten by `map` (an LMI stream in TGI's
+    /// or OpenAI's shapes).
+    pub(crate) fn mapped(mut self, map: Option<EventMap>) -> Self {
+        self.map = map;
+        self
     }
 
     /// Whether the upstream wrote its events as JSON lines (an LMI or
@@ -189,7 +200,13 @@ impl Events {
     /// Cancel-safe: dropping the future loses nothing.
     pub async fn next(&mut self) -> Option<StreamItem> {
         loop {
-            if let Some(item) = self.pending.pop_front() {
+            if let Some(mut item) = self.pending.pop_front() {
+                if let (StreamItem::Data(event), Some(map)) = (&item, &mut self.map) {
+                    item = match map.map(event.clone()) {
+                        Mapped::Event(event) => StreamItem::Data(event),
+                        Mapped::Fail(e) => StreamItem::Error(e),
+                    };
+                }
                 if matches!(item, StreamItem::Error(_)) {
                     self.pending.clear();
                     self.done = true;

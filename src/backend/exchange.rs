@@ -14,6 +14,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::events::{Events, StreamItem};
+use super::format::{EventMap, Reshape};
 use super::{Failure, FailureKind, UpstreamBody, UpstreamRequest, UpstreamResponse};
 use crate::upstream::{Client, Deadline, Target};
 
@@ -40,7 +41,15 @@ pub(crate) struct Outgoing<'a> {
     pub target: &'a Target,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// How a whole answer is turned into the operation's shape.
+    pub reshape: Reshape,
+    /// How a stream's events are.
+    pub events: Option<EventMap>,
 }
+
+/// The largest answer read whole to be reshaped (SageMaker's own limit
+/// on an `InvokeEndpoint` answer, 6 MB).
+const MAX_RESHAPED_BYTES: usize = 6 * 1024 * 1024;
 
 /// Sends one attempt and reads its answer as `wire` says: a stream once its
 /// first event arrived, a success with its body still to read (which must
@@ -54,12 +63,14 @@ pub(crate) async fn exchange(
     backend: &str,
 ) -> Result<UpstreamResponse, Failure> {
     let started = tokio::time::Instant::now();
-    let sent = client.send(
-        Method::POST,
-        outgoing.target,
-        outgoing.headers,
-        outgoing.body,
-    );
+    let Outgoing {
+        target,
+        headers,
+        body,
+        reshape,
+        events,
+    } = outgoing;
+    let sent = client.send(Method::POST, target, headers, body);
     let res = sent
         .await
         .map_err(|e| Failure::from_transport(&e, backend))?;
@@ -76,7 +87,7 @@ pub(crate) async fn exchange(
     }
     if req.stream {
         let headers = keep_headers(parts.headers, wire.stream_returned);
-        let events = (wire.framing)(body);
+        let events = (wire.framing)(body).mapped(events);
         let (first, events) = first_event(events, backend).await?;
         return Ok(UpstreamResponse {
             status,
@@ -84,10 +95,32 @@ pub(crate) async fn exchange(
             body: UpstreamBody::Events { first, events },
         });
     }
+    let mut headers = keep_headers(parts.headers, wire.returned);
+    let body = Deadline::new(body, started + req.total);
+    if reshape == Reshape::Pass {
+        return Ok(UpstreamResponse {
+            status,
+            headers,
+            body: UpstreamBody::Stream(body),
+        });
+    }
+    let raw = read_limited(body, MAX_RESHAPED_BYTES, backend).await?;
+    let reshaped = reshape.apply(&raw).ok_or_else(|| {
+        Failure::new(
+            FailureKind::Protocol,
+            format!("backend \"{backend}\" answered a body that is not what its container answers"),
+        )
+        .with_status(status.as_u16())
+    })?;
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    headers.remove(http::header::CONTENT_LENGTH);
     Ok(UpstreamResponse {
         status,
-        headers: keep_headers(parts.headers, wire.returned),
-        body: UpstreamBody::Stream(Deadline::new(body, started + req.total)),
+        headers,
+        body: UpstreamBody::Full(reshaped),
     })
 }
 

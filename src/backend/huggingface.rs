@@ -12,12 +12,13 @@ use serde_json::Value;
 
 use super::events::Events;
 use super::exchange::{exchange, Outgoing, Wire};
+use super::format::{self, HfRoute, Host};
 use super::{clip, describe, retry_after, Failure, FailureKind, UpstreamRequest, UpstreamResponse};
-use crate::config::{HealthCheckConfig, HuggingFaceConfig};
+use crate::config::{Container, HealthCheckConfig, HuggingFaceConfig};
 use crate::upstream::{Client, Target};
 
 /// The response headers of a success the client gets back.
-static RETURNED: [HeaderName; 10] = [
+static RETURNED: [HeaderName; 11] = [
     header::CONTENT_TYPE,
     HeaderName::from_static("x-compute-type"),
     HeaderName::from_static("x-compute-time"),
@@ -28,6 +29,7 @@ static RETURNED: [HeaderName; 10] = [
     HeaderName::from_static("x-validation-time"),
     HeaderName::from_static("x-generated-tokens"),
     HeaderName::from_static("x-prompt-tokens"),
+    HeaderName::from_static("x-compute-tokens"),
 ];
 
 /// An HF endpoint's answers: the response headers (TGI's timing headers
@@ -44,9 +46,9 @@ static WIRE: Wire = Wire {
 #[derive(Debug)]
 pub struct HuggingFace {
     url: reqwest::Url,
-    target: Target,
-    /// TGI's `generate_stream` under the endpoint's URL.
-    stream_target: Target,
+    /// Each route of TGI's and TEI's routers under the endpoint's URL, in
+    /// the order of [`HfRoute::ALL`].
+    targets: Vec<Target>,
     /// `Bearer <token>`, marked sensitive so it is never logged by the
     /// HTTP stack.
     authorization: Option<HeaderValue>,
@@ -67,8 +69,15 @@ impl HuggingFace {
             Some(v)
         });
         let base = cfg.url.as_str().trim_end_matches('/');
-        let stream_url = reqwest::Url::parse(&format!("{base}/generate_stream"))
-            .unwrap_or_else(|_| cfg.url.clone());
+        let mut targets = Vec::with_capacity(HfRoute::ALL.len());
+        for route in HfRoute::ALL {
+            let url = match route {
+                HfRoute::Root => cfg.url.clone(),
+                other => reqwest::Url::parse(&format!("{base}{}", other.path()))
+                    .unwrap_or_else(|_| cfg.url.clone()),
+            };
+            targets.push(target(&url)?);
+        }
         let health_check = match &cfg.health_check {
             Some(hc) => match reqwest::Url::parse(&format!("{base}{}", hc.path)) {
                 Ok(url) => Some((target(&url)?, hc.clone())),
@@ -77,8 +86,7 @@ impl HuggingFace {
             None => None,
         };
         Ok(Self {
-            target: target(&cfg.url)?,
-            stream_target: target(&stream_url)?,
+            targets,
             url: cfg.url.clone(),
             authorization,
             health_check,
@@ -121,13 +129,35 @@ impl HuggingFace {
         client: &Client,
         req: &UpstreamRequest,
         name: &str,
+        container: Container,
     ) -> Result<UpstreamResponse, Failure> {
+        let plan = format::plan(
+            container,
+            Host::HuggingFace,
+            req.op,
+            req.stream,
+            &req.body,
+            name,
+        )
+        .map_err(|e| Failure::new(FailureKind::InvalidInput, e.to_string()))?;
         let mut headers = HeaderMap::with_capacity(4);
-        if let Some(ct) = &req.content_type {
-            headers.insert(header::CONTENT_TYPE, ct.clone());
+        if plan.json {
+            let json = HeaderValue::from_static("application/json");
+            headers.insert(header::CONTENT_TYPE, json.clone());
+            headers.insert(header::ACCEPT, json);
+        } else {
+            if let Some(ct) = &req.content_type {
+                headers.insert(header::CONTENT_TYPE, ct.clone());
+            }
+            if let Some(accept) = &req.accept {
+                headers.insert(header::ACCEPT, accept.clone());
+            }
         }
-        if let Some(accept) = &req.accept {
-            headers.insert(header::ACCEPT, accept.clone());
+        if req.stream {
+            headers.insert(
+                header::ACCEPT,
+                HeaderValue::from_static("text/event-stream"),
+            );
         }
         if let Some(auth) = &self.authorization {
             headers.insert(header::AUTHORIZATION, auth.clone());
@@ -148,20 +178,12 @@ impl HuggingFace {
                 HeaderValue::from(secs),
             );
         }
-
-        let target = if req.stream {
-            headers.insert(
-                header::ACCEPT,
-                HeaderValue::from_static("text/event-stream"),
-            );
-            &self.stream_target
-        } else {
-            &self.target
-        };
         let outgoing = Outgoing {
-            target,
+            target: &self.targets[plan.route as usize],
             headers,
-            body: req.body.clone(),
+            body: plan.body,
+            reshape: plan.reshape,
+            events: plan.events,
         };
         exchange(client, outgoing, req, &WIRE, name).await
     }

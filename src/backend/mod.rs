@@ -27,7 +27,7 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
-use crate::config::{BackendConfig, BackendKind as BackendKindConfig};
+use crate::config::{BackendConfig, BackendKind as BackendKindConfig, Container, Operation};
 use crate::upstream::{
     find_source, Client, ConnectError, ConnectErrorKind, Deadline, Egress, Target,
 };
@@ -67,6 +67,8 @@ pub struct Backend {
     name_header: Option<HeaderValue>,
     /// Per-attempt timeout, when the config sets one.
     pub timeout: Option<Duration>,
+    /// The model server behind the endpoint.
+    pub container: Container,
     pub kind: BackendKind,
 }
 
@@ -89,14 +91,21 @@ impl Backend {
         };
         let direct = |url: &reqwest::Url| Ok::<_, std::convert::Infallible>(Target::direct(url));
         let Ok(hf) = HuggingFace::from_config(&cfg, direct);
-        Self::new(name.to_string(), None, BackendKind::HuggingFace(hf))
+        let kind = BackendKind::HuggingFace(hf);
+        Self::new(name.to_string(), None, Container::Tgi, kind)
     }
 
-    fn new(name: String, timeout: Option<Duration>, kind: BackendKind) -> Self {
+    fn new(
+        name: String,
+        timeout: Option<Duration>,
+        container: Container,
+        kind: BackendKind,
+    ) -> Self {
         Self {
             name_header: HeaderValue::from_str(&name).ok(),
             name,
             timeout,
+            container,
             kind,
         }
     }
@@ -123,7 +132,12 @@ impl Backend {
                 BackendKind::HuggingFace(HuggingFace::from_config(hf, |u| egress.target(u))?)
             }
         };
-        Ok(Self::new(cfg.name.clone(), cfg.timeout, kind))
+        Ok(Self::new(
+            cfg.name.clone(),
+            cfg.timeout,
+            cfg.container,
+            kind,
+        ))
     }
 
     /// `"sagemaker"` or `"huggingface"`.
@@ -134,12 +148,15 @@ impl Backend {
         }
     }
 
-    /// Whether the backend can answer a token stream.
+    /// Whether the backend can answer a token stream of any operation.
     pub fn can_stream(&self) -> bool {
-        match &self.kind {
-            BackendKind::SageMaker(sm) => sm.can_stream(),
-            BackendKind::HuggingFace(_) => true,
-        }
+        self.container.streams()
+    }
+
+    /// Whether the backend's container answers `op` (as a stream when
+    /// `stream`).
+    pub fn serves(&self, op: Operation, stream: bool) -> bool {
+        self.container.serves(op, stream)
     }
 
     /// Sends one attempt. Each call authenticates afresh (a new SigV4
@@ -151,8 +168,8 @@ impl Backend {
         req: &UpstreamRequest,
     ) -> Result<UpstreamResponse, Failure> {
         match &self.kind {
-            BackendKind::SageMaker(sm) => sm.call(client, req).await,
-            BackendKind::HuggingFace(hf) => hf.call(client, req, &self.name).await,
+            BackendKind::SageMaker(sm) => sm.call(client, req, self.container).await,
+            BackendKind::HuggingFace(hf) => hf.call(client, req, &self.name, self.container).await,
         }
     }
 }
@@ -160,6 +177,9 @@ impl Backend {
 /// What the gateway asks of a backend, independent of the backend's kind.
 #[derive(Debug, Clone)]
 pub struct UpstreamRequest {
+    /// What is asked: the body is in the operation's shape
+    /// ([`format`]).
+    pub op: Operation,
     pub body: Bytes,
     pub content_type: Option<HeaderValue>,
     pub accept: Option<HeaderValue>,
@@ -239,7 +259,7 @@ pub enum FailureKind {
     ServerError,
     /// The answer did not have the shape the protocol promises.
     Protocol,
-    /// The client's input cannot be adapted to this backend's payload format.
+    /// The client's input cannot be adapted to this backend's container.
     InvalidInput,
     /// The gateway itself failed to build the request (e.g. to sign it).
     Internal,

@@ -12,27 +12,22 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use aws_credential_types::provider::SharedCredentialsProvider;
-use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
 use super::credentials::CredentialSource;
 use super::events::Events;
-use super::exchange::{exchange, read_limited, Outgoing, Wire};
-use super::format::{jumpstart_request, jumpstart_response};
+use super::exchange::{exchange, Outgoing, Wire};
+use super::format::{self, Host};
 use super::sigv4::{sign_request, Signer};
 use super::{
-    clip, describe, retry_after, BuildError, Failure, FailureKind, UpstreamBody, UpstreamRequest,
+    clip, describe, retry_after, BuildError, Failure, FailureKind, UpstreamRequest,
     UpstreamResponse,
 };
-use crate::config::{PayloadFormat, SageMakerConfig};
+use crate::config::{Container, SageMakerConfig};
 use crate::metrics::Metrics;
 use crate::protocol::sagemaker::ErrorType;
 use crate::upstream::{Client, Egress, Target};
-
-/// The largest `InvokeEndpoint` answer SageMaker returns (6 MB); an adapted
-/// answer is read whole, so it is bounded.
-const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
 
 /// The response headers of a success the client gets back.
 static RETURNED: [HeaderName; 6] = [
@@ -76,7 +71,6 @@ pub struct SageMaker {
     host: String,
     credentials: Arc<CredentialSource>,
     fixed_headers: Vec<(HeaderName, HeaderValue)>,
-    format: PayloadFormat,
 }
 
 impl SageMaker {
@@ -106,7 +100,6 @@ impl SageMaker {
             host,
             credentials,
             fixed_headers: cfg.headers.clone(),
-            format: cfg.format,
         })
     }
 
@@ -115,18 +108,21 @@ impl SageMaker {
         &self.url
     }
 
-    /// Whether the container can stream: a JumpStart text2text model
-    /// cannot.
-    pub fn can_stream(&self) -> bool {
-        self.format == PayloadFormat::Hf
-    }
-
     pub(super) async fn call(
         &self,
         client: &Client,
         req: &UpstreamRequest,
+        container: Container,
     ) -> Result<UpstreamResponse, Failure> {
-        let (body, content_type, accept) = self.payload(req)?;
+        let plan = format::plan(
+            container,
+            Host::SageMaker,
+            req.op,
+            req.stream,
+            &req.body,
+            &self.name,
+        )
+        .map_err(|e| Failure::new(FailureKind::InvalidInput, e.to_string()))?;
         let credentials = self.credentials.get().await.map_err(|e| {
             // The provider's error chain may name roles, accounts and local
             // endpoints: it goes to the log, the client gets the gist.
@@ -139,6 +135,12 @@ impl SageMaker {
                 ),
             )
         })?;
+        let (content_type, accept) = if plan.json {
+            let json = HeaderValue::from_static("application/json");
+            (Some(json.clone()), Some(json))
+        } else {
+            (req.content_type.clone(), req.accept.clone())
+        };
         let mut headers = self.request_headers(req, content_type, accept);
         let target = if req.stream {
             &self.stream_target
@@ -156,7 +158,7 @@ impl SageMaker {
             &self.host,
             target.uri().path(),
             &mut headers,
-            &body,
+            &plan.body,
         )
         .map_err(|e| {
             tracing::error!(backend = %self.name, error = %e, "could not sign a request");
@@ -177,39 +179,11 @@ impl SageMaker {
         let outgoing = Outgoing {
             target,
             headers,
-            body,
+            body: plan.body,
+            reshape: plan.reshape,
+            events: plan.events,
         };
-        let response = exchange(client, outgoing, req, &WIRE, &self.name).await?;
-        match self.format {
-            PayloadFormat::Hf => Ok(response),
-            PayloadFormat::JumpStartText2Text => self.adapt(response).await,
-        }
-    }
-
-    /// The body to send and its `Content-Type` and `Accept`, in the
-    /// container's payload format.
-    fn payload(
-        &self,
-        req: &UpstreamRequest,
-    ) -> Result<(Bytes, Option<HeaderValue>, Option<HeaderValue>), Failure> {
-        Ok(match self.format {
-            PayloadFormat::Hf if req.stream => (
-                stream_body(&req.body, &self.name)?,
-                Some(HeaderValue::from_static("application/json")),
-                None,
-            ),
-            PayloadFormat::Hf => (
-                req.body.clone(),
-                req.content_type.clone(),
-                req.accept.clone(),
-            ),
-            PayloadFormat::JumpStartText2Text => {
-                let body = jumpstart_request(&req.body, &self.name)
-                    .map_err(|e| Failure::new(FailureKind::InvalidInput, e.to_string()))?;
-                let json = HeaderValue::from_static("application/json");
-                (body, Some(json.clone()), Some(json))
-            }
-        })
+        exchange(client, outgoing, req, &WIRE, &self.name).await
     }
 
     /// The request's headers before signing.
@@ -244,46 +218,6 @@ impl SageMaker {
         }
         headers
     }
-
-    /// Rewrites a JumpStart text2text answer into the HF shape, which means
-    /// reading it whole; anything else (a stream) passes as it is.
-    async fn adapt(&self, response: UpstreamResponse) -> Result<UpstreamResponse, Failure> {
-        let UpstreamResponse {
-            status,
-            mut headers,
-            body,
-        } = response;
-        let res_body = match body {
-            UpstreamBody::Stream(body) => body,
-            body => {
-                return Ok(UpstreamResponse {
-                    status,
-                    headers,
-                    body,
-                })
-            }
-        };
-        let raw = read_limited(res_body, MAX_RESPONSE_BYTES, &self.name).await?;
-        let adapted = jumpstart_response(&raw).ok_or_else(|| {
-            Failure::new(
-                FailureKind::Protocol,
-                format!(
-                    "backend \"{}\" answered a body that is not a JumpStart text2text response",
-                    self.name
-                ),
-            )
-            .with_status(status.as_u16())
-        })?;
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        Ok(UpstreamResponse {
-            status,
-            headers,
-            body: UpstreamBody::Full(adapted),
-        })
-    }
 }
 
 /// Request headers `InvokeEndpointWithResponseStream` does not take.
@@ -292,24 +226,6 @@ const NOT_STREAMED: &[&str] = &[
     "x-amzn-sagemaker-target-model",
     "x-amzn-sagemaker-enable-explanations",
 ];
-
-/// The body of a streaming request to a TGI-style container: the client's
-/// JSON object with `"stream": true`, which such a container needs to answer
-/// server-sent events.
-fn stream_body(body: &[u8], backend: &str) -> Result<Bytes, Failure> {
-    let invalid = || {
-        Failure::new(
-            FailureKind::InvalidInput,
-            format!("streaming through backend \"{backend}\" needs a JSON object body"),
-        )
-    };
-    let mut value: serde_json::Map<String, Value> =
-        serde_json::from_slice(body).map_err(|_| invalid())?;
-    value.insert("stream".into(), Value::Bool(true));
-    serde_json::to_vec(&value)
-        .map(Bytes::from)
-        .map_err(|_| invalid())
-}
 
 /// `{base}/endpoints/{name}/{operation}`.
 fn invocations_url(cfg: &SageMakerConfig, operation: &str) -> Result<reqwest::Url, BuildError> {
@@ -500,7 +416,6 @@ mod tests {
             role_session_name: None,
             external_id: None,
             headers: Vec::new(),
-            format: PayloadFormat::Hf,
         };
         let err = invocations_url(&cfg, "invocations").unwrap_err();
         let source = std::error::Error::source(&err).unwrap().to_string();

@@ -9,7 +9,8 @@ use super::bounds::{self, optional_duration};
 use super::diag::{key_path, Diagnostics};
 use super::raw::RawBackend;
 use super::resilience::{backend_limits, health_check};
-use super::{BackendConfig, BackendKind, HuggingFaceConfig, PayloadFormat, SageMakerConfig};
+use super::{BackendConfig, BackendKind, HuggingFaceConfig, SageMakerConfig};
+use crate::protocol::container::Container;
 use crate::secret::Secret;
 
 const SAGEMAKER: &str = "sagemaker";
@@ -54,6 +55,7 @@ pub(super) fn validate_backend(
         &key_path(path, "tls_ca_file"),
         diag,
     );
+    let container = container(&raw, path, diag);
     let kind_path = key_path(path, "kind");
     let kind = match raw.kind.as_deref() {
         None => {
@@ -86,8 +88,61 @@ pub(super) fn validate_backend(
         max_in_flight,
         outlier,
         tls_ca_file,
+        container,
         kind: kind?,
     })
+}
+
+/// `container` (either kind), or its older spelling `format` (SageMaker
+/// only, where `"hf"` means TGI); TGI when neither is set.
+fn container(raw: &RawBackend, path: &str, diag: &mut Diagnostics) -> Container {
+    let names = || {
+        Container::ALL
+            .map(|c| format!("{:?}", c.as_str()))
+            .join(", ")
+    };
+    let mut parse = |key: &str, value: &str| {
+        let found = match value {
+            "hf" if key == "format" => Some(Container::Tgi),
+            other => Container::from_name(other),
+        };
+        if found.is_none() {
+            let at = key_path(path, key);
+            let shown = diag.show(&at, value);
+            let hf = if key == "format" { "\"hf\", " } else { "" };
+            diag.error(
+                &at,
+                format!("unknown {key} {shown}, expected one of {hf}{}", names()),
+            );
+        }
+        found
+    };
+    let by_container = raw.container.as_deref().and_then(|v| parse("container", v));
+    let by_format = raw.format.as_deref().and_then(|v| parse("format", v));
+    let chosen = match (by_container, by_format) {
+        (Some(c), Some(f)) if c != f => {
+            diag.error(
+                &key_path(path, "format"),
+                format!(
+                    "says {:?} but container says {:?}: format is the older name of container, set only one",
+                    f.as_str(),
+                    c.as_str()
+                ),
+            );
+            c
+        }
+        (c, f) => c.or(f).unwrap_or_default(),
+    };
+    if raw.kind.as_deref() == Some(HUGGINGFACE) && !chosen.on_huggingface() {
+        diag.error(
+            &key_path(path, "container"),
+            format!(
+                "{:?} runs on SageMaker only; a Hugging Face endpoint runs \"tgi\", \"tei\" or \"hf-toolkit\"",
+                chosen.as_str()
+            ),
+        );
+    }
+    chosen
 }
 
 fn wrong_kind_keys(keys: &[&str], kind: &str, owner: &str, path: &str, diag: &mut Diagnostics) {
@@ -180,19 +235,6 @@ fn sagemaker(raw: RawBackend, path: &str, diag: &mut Diagnostics) -> Option<Sage
 
     let headers = sagemaker_headers(&raw, path, diag);
 
-    let format = match raw.format.as_deref() {
-        None | Some("hf") => PayloadFormat::Hf,
-        Some("jumpstart-text2text") => PayloadFormat::JumpStartText2Text,
-        Some(other) => {
-            let shown = diag.show(&p("format"), other);
-            diag.error(
-                &p("format"),
-                format!(r#"unknown format {shown}, expected "hf" or "jumpstart-text2text""#),
-            );
-            PayloadFormat::Hf
-        }
-    };
-
     Some(SageMakerConfig {
         endpoint_name: endpoint_name?,
         region: region?,
@@ -203,7 +245,6 @@ fn sagemaker(raw: RawBackend, path: &str, diag: &mut Diagnostics) -> Option<Sage
         role_session_name: raw.role_session_name,
         external_id: raw.external_id.map(Secret::new),
         headers,
-        format,
     })
 }
 

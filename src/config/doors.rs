@@ -4,11 +4,13 @@
 use super::backend::check_region;
 use super::diag::{key_path, Diagnostics};
 use super::raw::RawDoors;
+use crate::protocol::container::Operation;
 
 /// At most this many `doors.sagemaker.regions`.
 const MAX_REGIONS: usize = 64;
 
 pub(super) fn doors(raw: RawDoors, diag: &mut Diagnostics) -> DoorsConfig {
+    let openai = raw.openai.unwrap_or_default();
     let sm = raw.sagemaker.unwrap_or_default();
     let mut regions = Vec::new();
     if let Some(list) = sm.regions {
@@ -34,13 +36,26 @@ pub(super) fn doors(raw: RawDoors, diag: &mut Diagnostics) -> DoorsConfig {
             enabled: sm.enabled.unwrap_or(true),
             regions,
         },
+        openai: openai.enabled.unwrap_or(true),
     }
 }
 
 /// `[doors]`: the front doors besides the unified API.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DoorsConfig {
     pub sagemaker: SageMakerDoorConfig,
+    /// `[doors.openai] enabled`: `/v1/chat/completions`, `/v1/completions`,
+    /// `/v1/embeddings`, `/v1/models`.
+    pub openai: bool,
+}
+
+impl Default for DoorsConfig {
+    fn default() -> Self {
+        Self {
+            sagemaker: SageMakerDoorConfig::default(),
+            openai: true,
+        }
+    }
 }
 
 /// `[doors.sagemaker]`: `/endpoints/{route}/invocations…`, for the AWS SDKs.
@@ -53,17 +68,35 @@ pub struct SageMakerDoorConfig {
 }
 
 impl DoorsConfig {
-    /// The doors that serve route `route`, each with its two paths: one
-    /// answer, and a stream.
-    pub fn of_route(&self, route: &str) -> Vec<(Door, [String; 2])> {
-        let mut doors = vec![Door::Predict];
+    /// The doors that serve route `route`, each with its paths, when the
+    /// route serves what `serves` says (an operation, as a stream or not).
+    pub fn of_route(
+        &self,
+        route: &str,
+        serves: impl Fn(Operation, bool) -> bool,
+    ) -> Vec<(&'static str, Vec<String>)> {
+        let both = |d: Door| {
+            let mut paths = vec![d.path(route, false)];
+            if serves(Operation::Predict, true) {
+                paths.push(d.path(route, true));
+            }
+            (d.as_str(), paths)
+        };
+        let mut doors = vec![both(Door::Predict)];
         if self.sagemaker.enabled {
-            doors.push(Door::SageMaker);
+            doors.push(both(Door::SageMaker));
+        }
+        if self.openai {
+            let paths: Vec<String> = [Operation::Chat, Operation::Completion, Operation::Embed]
+                .into_iter()
+                .filter(|op| serves(*op, false))
+                .map(|op| Door::OpenAi(op).path(route, false))
+                .collect();
+            if !paths.is_empty() {
+                doors.push(("openai", paths));
+            }
         }
         doors
-            .into_iter()
-            .map(|d| (d, [d.path(route, false), d.path(route, true)]))
-            .collect()
     }
 }
 
@@ -75,6 +108,9 @@ pub enum Door {
     Predict,
     /// `/endpoints/{route}/invocations[-response-stream]`.
     SageMaker,
+    /// `/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`, by
+    /// the operation.
+    OpenAi(Operation),
 }
 
 impl Door {
@@ -82,6 +118,7 @@ impl Door {
         match self {
             Door::Predict => "predict",
             Door::SageMaker => "sagemaker",
+            Door::OpenAi(_) => "openai",
         }
     }
 
@@ -92,7 +129,18 @@ impl Door {
             (Door::Predict, true) => format!("/v1/predict/{route}/stream"),
             (Door::SageMaker, false) => format!("/endpoints/{route}/invocations"),
             (Door::SageMaker, true) => format!("/endpoints/{route}/invocations-response-stream"),
+            (Door::OpenAi(op), _) => openai_path(op).to_string(),
         }
+    }
+}
+
+/// The OpenAI door's path of an operation.
+pub fn openai_path(op: Operation) -> &'static str {
+    match op {
+        Operation::Chat => "/v1/chat/completions",
+        Operation::Completion => "/v1/completions",
+        Operation::Embed => "/v1/embeddings",
+        Operation::Predict | Operation::Generate => "/v1/models",
     }
 }
 

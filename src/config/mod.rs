@@ -46,6 +46,7 @@ mod telemetry;
 pub mod tls;
 mod validate;
 
+pub use crate::protocol::container::{Container, Operation};
 pub use clients::key_hash;
 pub use doors::{Door, DoorsConfig, SageMakerDoorConfig};
 
@@ -436,6 +437,9 @@ pub struct BackendConfig {
     /// This backend's own trusted CAs (PEM), instead of
     /// `upstream.tls_ca_file`.
     pub tls_ca_file: Option<PathBuf>,
+    /// The model server behind the endpoint: which operations it answers
+    /// and in which shapes.
+    pub container: Container,
     pub kind: BackendKind,
 }
 
@@ -514,17 +518,6 @@ pub struct SageMakerConfig {
     /// Fixed `x-amzn-sagemaker-*` request headers, in a stable order, already
     /// checked against the service's length limits.
     pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
-    pub format: PayloadFormat,
-}
-
-/// The payload shape a SageMaker container speaks.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum PayloadFormat {
-    /// `{"inputs": …, "parameters": {…}}` (HF inference toolkit, TGI): passed through.
-    #[default]
-    Hf,
-    /// JumpStart text2text: `{"text_inputs": …}` → `{"generated_texts": […]}`.
-    JumpStartText2Text,
 }
 
 /// `kind = "huggingface"`: a Hugging Face Inference Endpoint.

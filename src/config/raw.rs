@@ -65,6 +65,14 @@ pub(super) struct RawUpstream {
 #[serde(default, deny_unknown_fields)]
 pub(super) struct RawDoors {
     pub(super) sagemaker: Option<RawSageMakerDoor>,
+    pub(super) openai: Option<RawDoor>,
+}
+
+/// A door with nothing to set but whether it is on (`[doors.openai]`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawDoor {
+    pub(super) enabled: Option<bool>,
 }
 
 /// `[doors.sagemaker]`
@@ -114,6 +122,7 @@ pub(super) struct RawBackend {
     #[serde(deserialize_with = "duration")]
     pub(super) max_ejection_time: Option<Duration>,
     pub(super) tls_ca_file: Option<String>,
+    pub(super) container: Option<String>,
 
     // kind = "sagemaker"
     pub(super) endpoint_name: Option<String>,

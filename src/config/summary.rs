@@ -7,7 +7,7 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use super::{BackendConfig, BackendKind, Config, PayloadFormat, RouteConfig, SageMakerConfig};
+use super::{BackendConfig, BackendKind, Config, Container, RouteConfig, SageMakerConfig};
 
 pub(super) fn render(config: &Config) -> String {
     let mut out = String::new();
@@ -134,11 +134,18 @@ fn write_routes(out: &mut String, config: &Config) -> std::fmt::Result {
             "  {}  POST /v1/predict/{}  attempts {}, timeout {}",
             route.name, route.name, route.attempts, timeout
         )?;
+        let containers: Vec<Container> = route
+            .backends
+            .iter()
+            .filter_map(|b| config.backend(&b.backend))
+            .map(|b| b.container)
+            .collect();
+        let serves = |op, stream| containers.iter().any(|c| c.serves(op, stream));
         let doors: Vec<String> = config
             .doors
-            .of_route(&route.name)
+            .of_route(&route.name, serves)
             .into_iter()
-            .map(|(door, [one, stream])| format!("{} {one} {stream}", door.as_str()))
+            .map(|(door, paths)| format!("{door} {}", paths.join(" ")))
             .collect();
         writeln!(out, "    doors: {}", doors.join("; "))?;
         writeln!(out, "    {}", route_policy(route))?;
@@ -163,6 +170,7 @@ fn write_backends(out: &mut String, config: &Config) -> std::fmt::Result {
                 writeln!(out, "    auth: {auth}")?;
             }
         }
+        writeln!(out, "    {}", container_line(backend.container))?;
         if let Some(t) = backend.timeout {
             writeln!(out, "    attempt timeout: {}", human(t))?;
         }
@@ -171,7 +179,22 @@ fn write_backends(out: &mut String, config: &Config) -> std::fmt::Result {
     Ok(())
 }
 
-/// A SageMaker backend's endpoint, URL, auth, payload format and extra
+/// `container: tgi (predict, generate, …; streams)`.
+fn container_line(container: Container) -> String {
+    let ops: Vec<&str> = container.operations().iter().map(|o| o.as_str()).collect();
+    let streams = if container.streams() {
+        "streams"
+    } else {
+        "answers whole"
+    };
+    format!(
+        "container: {} ({}; {streams})",
+        container.as_str(),
+        ops.join(", ")
+    )
+}
+
+/// A SageMaker backend's endpoint, URL, auth and extra
 /// header names (never their values).
 fn write_sagemaker(out: &mut String, name: &str, sm: &SageMakerConfig) -> std::fmt::Result {
     writeln!(out, "  {name}  sagemaker")?;
@@ -194,11 +217,6 @@ fn write_sagemaker(out: &mut String, name: &str, sm: &SageMakerConfig) -> std::f
         Some(profile) => writeln!(out, "    auth: {auth} (profile {profile:?})")?,
         None => writeln!(out, "    auth: {auth}")?,
     }
-    let format = match sm.format {
-        PayloadFormat::Hf => "hf",
-        PayloadFormat::JumpStartText2Text => "jumpstart-text2text",
-    };
-    writeln!(out, "    format: {format}")?;
     if !sm.headers.is_empty() {
         let names: Vec<&str> = sm.headers.iter().map(|(n, _)| n.as_str()).collect();
         writeln!(out, "    headers: {}", names.join(", "))?;

@@ -5,7 +5,8 @@
 //! the body and the headers that matter, the deadline, stream or not, and
 //! who is calling) and renders the [`CoreResponse`] (an upstream answer:
 //! head and body or event stream; or a failure) in its own shape. Between
-//! them the core checks what holds for every door (can the route stream?)
+//! them the core checks what holds for every door (does one of the route's
+//! backends serve the operation, and as a stream if asked?)
 //! and dispatches ([`crate::dispatch`]). It is a tower [`Service`], so the
 //! steps that need the route and the caller (rate limits) can be layers
 //! around it, composed in [`crate::app`].
@@ -21,6 +22,7 @@ use tokio::time::Instant;
 use tower::Service;
 
 use crate::backend::UpstreamRequest;
+use crate::config::Operation;
 use crate::dispatch::{dispatch, Dispatched};
 use crate::error::ApiError;
 use crate::gateway::Gateway;
@@ -39,6 +41,8 @@ pub struct Caller {
 #[derive(Debug)]
 pub struct CoreRequest {
     pub route: Arc<Route>,
+    /// What the door asks; `body` is in its shape.
+    pub op: Operation,
     pub body: Bytes,
     pub content_type: Option<HeaderValue>,
     pub accept: Option<HeaderValue>,
@@ -78,11 +82,16 @@ pub fn service(
 /// Serves one request.
 pub async fn serve(gw: &Gateway, req: CoreRequest) -> CoreResponse {
     let route = req.route;
-    if req.stream && !route.pool.iter().any(|m| m.backend.can_stream()) {
-        let err = ApiError::BadRequest(format!(
-            "route \"{}\" cannot stream: none of its backends can (a JumpStart text2text model answers whole)",
-            route.name
-        ));
+    if !route
+        .pool
+        .iter()
+        .any(|m| m.backend.serves(req.op, req.stream))
+    {
+        let err = ApiError::NotServed {
+            route: route.name.clone(),
+            op: req.op,
+            stream: req.stream,
+        };
         return Dispatched {
             result: Err(err),
             backend: None,
@@ -92,6 +101,7 @@ pub async fn serve(gw: &Gateway, req: CoreRequest) -> CoreResponse {
         };
     }
     let upstream = UpstreamRequest {
+        op: req.op,
         body: req.body,
         content_type: req.content_type,
         accept: req.accept,

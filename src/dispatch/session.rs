@@ -3,8 +3,8 @@
 //!
 //! A SageMaker session lives on the endpoint that opened it, so a request in
 //! a known session may only go there, and a request opening one only to a
-//! SageMaker backend (the only kind with sessions). A token stream needs a
-//! backend that can stream. These rules bind every attempt, retries and
+//! SageMaker backend (the only kind with sessions). An operation needs a
+//! backend whose container serves it (as a stream, for a stream). These rules bind every attempt, retries and
 //! hedges alike; the balancer chooses among what they leave.
 
 use std::time::SystemTime;
@@ -12,6 +12,7 @@ use std::time::SystemTime;
 use http::{HeaderName, HeaderValue};
 
 use crate::backend::{BackendKind, UpstreamRequest, UpstreamResponse};
+use crate::config::Operation;
 use crate::route::sticky::NEW_SESSION;
 use crate::route::Route;
 
@@ -20,6 +21,7 @@ const SESSION_ID: &str = "x-amzn-sagemaker-session-id";
 /// The backends one request may use.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Eligible {
+    op: Operation,
     streaming: bool,
     /// The backend of the request's known session.
     pinned: Option<usize>,
@@ -44,6 +46,7 @@ impl Eligible {
             _ => None,
         };
         Self {
+            op: req.op,
             streaming: req.stream,
             pinned,
             new_session: session == Some(NEW_SESSION) && has_sagemaker,
@@ -53,7 +56,7 @@ impl Eligible {
     /// Whether `route.pool[i]` may take an attempt of the request.
     pub(crate) fn allows(&self, route: &Route, i: usize) -> bool {
         let backend = &route.pool[i].backend;
-        (!self.streaming || backend.can_stream())
+        backend.serves(self.op, self.streaming)
             && match self.pinned {
                 Some(p) => i == p,
                 None => !self.new_session || matches!(backend.kind, BackendKind::SageMaker(_)),

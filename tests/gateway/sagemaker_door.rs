@@ -176,6 +176,7 @@ async fn the_sdk_gets_the_same_answer_from_either_backend() {
                 "/endpoints/both/invocations",
                 "/endpoints/both/invocations-response-stream"
             ],
+            "openai": ["/v1/chat/completions", "/v1/completions"],
         })
     );
     // The client's signature stayed here: the emulator saw the gateway's key.
@@ -601,7 +602,10 @@ async fn the_door_can_be_closed() {
     let routes = h.get_json("/v1/routes").await;
     assert_eq!(
         routes["routes"][0]["doors"],
-        serde_json::json!({"predict": ["/v1/predict/both", "/v1/predict/both/stream"]})
+        serde_json::json!({
+            "predict": ["/v1/predict/both", "/v1/predict/both/stream"],
+            "openai": ["/v1/chat/completions", "/v1/completions"],
+        })
     );
     h.shutdown().await;
 }

@@ -169,6 +169,7 @@ pub fn of_api_error(err: &ApiError, endpoint: &str, variant: Option<&str>) -> Sm
     let after = err.retry_after();
     match err {
         ApiError::BadRequest(_)
+        | ApiError::NotServed { .. }
         | ApiError::BodyRead(_)
         | ApiError::BodyTimeout
         | ApiError::HeadersTooLarge { .. }

@@ -117,13 +117,43 @@ fn sagemaker_headers() {
 }
 
 #[test]
-fn sagemaker_format() {
+fn sagemaker_format_and_container() {
+    const ALL: &str = r#""tgi", "lmi", "tei", "hf-toolkit", "jumpstart-text2text""#;
     assert_eq!(
         sm_errors("format = \"jumpstart\""),
+        [format!(
+            r#"backends.sm-flan.format: unknown format "jumpstart", expected one of "hf", {ALL}"#
+        )]
+    );
+    assert_eq!(
+        sm_errors("container = \"vllm\""),
+        [format!(
+            r#"backends.sm-flan.container: unknown container "vllm", expected one of {ALL}"#
+        )]
+    );
+    assert_eq!(
+        sm_errors("container = \"lmi\"\nformat = \"hf\""),
         [
-            r#"backends.sm-flan.format: unknown format "jumpstart", expected "hf" or "jumpstart-text2text""#
+            r#"backends.sm-flan.format: says "tgi" but container says "lmi": format is the older name of container, set only one"#
         ]
     );
+    for (keys, container) in [
+        ("format = \"hf\"", Container::Tgi),
+        ("format = \"lmi\"", Container::Lmi),
+        ("container = \"tei\"", Container::Tei),
+        (
+            "container = \"jumpstart-text2text\"\nformat = \"jumpstart-text2text\"",
+            Container::JumpStartText2Text,
+        ),
+        ("", Container::Tgi),
+    ] {
+        let config = parse(&format!("{HF}{ROUTE}{SM}{keys}\n"));
+        assert_eq!(
+            config.backend("sm-flan").unwrap().container,
+            container,
+            "{keys}"
+        );
+    }
 }
 
 // === huggingface ===
@@ -148,6 +178,20 @@ fn huggingface_url_and_token() {
         errors(&hf("url = \"https://h\"\ntoken = \"hf_abc\\n\"")),
         ["backends.hf-flan.token: must contain only visible ASCII characters (no spaces or line breaks)"]
     );
+    assert_eq!(
+        errors(&hf("url = \"https://h\"\ncontainer = \"lmi\"")),
+        [
+            r#"backends.hf-flan.container: "lmi" runs on SageMaker only; a Hugging Face endpoint runs "tgi", "tei" or "hf-toolkit""#
+        ]
+    );
+    assert_eq!(
+        errors(&hf("url = \"https://h\"\nformat = \"hf\"")),
+        [
+            r#"backends.hf-flan.format: not valid for kind "huggingface" (only for kind "sagemaker")"#
+        ]
+    );
+    let config = parse(&hf("url = \"https://h\"\ncontainer = \"tei\""));
+    assert_eq!(config.backend("hf-flan").unwrap().container, Container::Tei);
     let config = parse(&hf("url = \"http://10.0.0.1:8080/base/\""));
     let endpoint = huggingface(&config, "hf-flan");
     assert_eq!(endpoint.url.as_str(), "http://10.0.0.1:8080/base/");

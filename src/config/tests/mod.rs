@@ -111,7 +111,7 @@ fn example_file_parses() {
     let sm = sagemaker(&config, "sm-flan");
     assert_eq!(sm.endpoint_name, "flan-t5-small");
     assert_eq!(sm.region, "us-east-1");
-    assert_eq!(sm.format, PayloadFormat::Hf);
+    assert_eq!(config.backend("sm-flan").unwrap().container, Container::Tgi);
     let hf = huggingface(&config, "hf-flan");
     assert_eq!(hf.token.as_ref().map(Secret::expose), Some(TOKEN));
     assert_eq!(
@@ -273,7 +273,7 @@ fn defaults() {
     let sm = sagemaker(&config, "sm-flan");
     assert_eq!(sm.endpoint_url, None);
     assert!(!sm.fips);
-    assert_eq!(sm.format, PayloadFormat::Hf);
+    assert_eq!(config.backend("sm-flan").unwrap().container, Container::Tgi);
     assert!(sm.headers.is_empty());
     assert_eq!(sm.profile, None);
     assert_eq!(sm.role_arn, None);
@@ -383,7 +383,7 @@ attempts = 10
         sm.endpoint_url.unwrap().as_str(),
         "http://127.0.0.1:9001/prefix"
     );
-    assert_eq!(sm.format, PayloadFormat::JumpStartText2Text);
+    assert_eq!(backend.container, Container::JumpStartText2Text);
     assert_eq!(sm.role_session_name.as_deref(), Some("infergate"));
     assert_eq!(
         sm.headers,

@@ -186,6 +186,7 @@ impl Call for Script {
 
 fn request() -> UpstreamRequest {
     UpstreamRequest {
+        op: crate::config::Operation::Predict,
         body: Bytes::from_static(b"{}"),
         content_type: None,
         accept: None,

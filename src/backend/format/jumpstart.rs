@@ -1,48 +1,22 @@
-//! Payload adapters between the canonical request shape and a backend's own.
-//!
-//! The canonical shape is the one both the HF inference toolkit (on
-//! SageMaker) and HF Inference Endpoints accept: `{"inputs": …, "parameters":
-//! {…}}` in, `[{"generated_text": …}]` out. A JumpStart text2text container
-//! speaks `{"text_inputs": …, "max_length": …}` in and `{"generated_texts":
-//! […]}` out; the adapter rewrites both ways so the client sees the same
-//! answer whichever backend served it.
+//! JumpStart's legacy text2text containers: they speak `{"text_inputs":
+//! …, "max_length": …}` in and `{"generated_texts": […]}` out, where the
+//! canonical shape is `{"inputs": …, "parameters": {…}}` in and
+//! `[{"generated_text": …}]` out; rewritten both ways so the client sees
+//! the same answer whichever backend served it.
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
-use crate::config::PayloadFormat;
-
-/// Why a request could not be adapted: the client's fault, a 400.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum AdaptError {
-    #[error("the request body must be JSON for this route's backend \"{backend}\" (payload format {format}): {detail}")]
-    NotJson {
-        backend: String,
-        format: &'static str,
-        detail: String,
-    },
-    #[error("{0}")]
-    Shape(String),
-}
-
-/// The name of a format, as written in config.
-pub fn format_name(format: PayloadFormat) -> &'static str {
-    match format {
-        PayloadFormat::Hf => "hf",
-        PayloadFormat::JumpStartText2Text => "jumpstart-text2text",
-    }
-}
+use super::{not_json, AdaptError};
+use crate::config::Container;
 
 /// Canonical parameter names that JumpStart text2text spells differently.
 const RENAMED: &[(&str, &str)] = &[("max_new_tokens", "max_length")];
 
 /// Rewrites a canonical request for a JumpStart text2text container.
 pub fn jumpstart_request(body: &[u8], backend: &str) -> Result<Bytes, AdaptError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| AdaptError::NotJson {
-        backend: backend.to_string(),
-        format: format_name(PayloadFormat::JumpStartText2Text),
-        detail: e.to_string(),
-    })?;
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| not_json(backend, Container::JumpStartText2Text, &e))?;
     let Value::Object(mut obj) = value else {
         return Err(AdaptError::Shape(
             "the request body must be a JSON object with \"inputs\"".into(),
@@ -123,7 +97,7 @@ mod tests {
         let err = jumpstart_request(b"not json", "sm").unwrap_err();
         assert!(err
             .to_string()
-            .starts_with("the request body must be JSON for this route's backend \"sm\" (payload format jumpstart-text2text)"));
+            .starts_with("the request body must be JSON for this route's backend \"sm\" (container jumpstart-text2text)"));
         assert_eq!(
             jumpstart_request(b"{}", "sm").unwrap_err(),
             AdaptError::Shape("missing \"inputs\"".into())
