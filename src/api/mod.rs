@@ -6,6 +6,8 @@
 //!   ([`predict`], [`stream`] for its SSE relay);
 //! - `POST [/base]/endpoints/{route}/invocations[-response-stream]`: the
 //!   SageMaker runtime's API, for the AWS SDKs ([`sagemaker`]);
+//! - `POST /v1/chat/completions`, `/v1/completions`, `/v1/embeddings`,
+//!   `GET /v1/models`: OpenAI's API, for the `openai` client ([`openai`]);
 //! - `GET /healthz`, `/readyz`, `/metrics`, `/v1/routes` ([`admin`]).
 //!
 //! [`doors`] picks the door by path. What every door shares (request id,
@@ -14,6 +16,7 @@
 
 pub mod admin;
 pub mod metered;
+pub mod openai;
 pub mod predict;
 pub mod sagemaker;
 pub mod stream;
@@ -60,6 +63,11 @@ where
             None => (route, false),
         };
         return predict::predict(gw, core, route, req, stream, caller).await;
+    }
+    if gw.config.doors.openai {
+        if let Some(call) = openai::parse_path(path) {
+            return openai::serve(gw, core, call, req).await;
+        }
     }
     if gw.config.doors.sagemaker.enabled {
         if let Some((endpoint, op)) = sagemaker::parse_path(path) {

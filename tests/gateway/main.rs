@@ -20,6 +20,8 @@ mod kinds;
 #[cfg(test)]
 mod limits;
 #[cfg(test)]
+mod openai_door;
+#[cfg(test)]
 mod routing;
 #[cfg(test)]
 mod sagemaker_door;

@@ -238,8 +238,9 @@ pub(crate) fn plan(
                 .reshape(Reshape::JumpStartOne)
         }
 
-        (Operation::Chat, Lmi) => Plan::new(HfRoute::Root, streamed(object()?, stream, true), true)
-            .events(EventMap::Chat),
+        (Operation::Chat, Lmi) => {
+            Plan::new(HfRoute::Root, streamed(object()?, stream, true), true).events(EventMap::Chat)
+        }
         (Operation::Chat, Tgi) => {
             let route = if on_hf { HfRoute::Chat } else { HfRoute::Root };
             Plan::new(route, streamed(object()?, stream, true), true)
