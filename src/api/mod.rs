@@ -8,6 +8,8 @@
 //!   SageMaker runtime's API, for the AWS SDKs ([`sagemaker`]);
 //! - `POST /v1/chat/completions`, `/v1/completions`, `/v1/embeddings`,
 //!   `GET /v1/models`: OpenAI's API, for the `openai` client ([`openai`]);
+//! - `/hf/{route}/…`: a TGI or TEI endpoint, for huggingface_hub's
+//!   `InferenceClient` ([`tgi`]);
 //! - `GET /healthz`, `/readyz`, `/metrics`, `/v1/routes` ([`admin`]).
 //!
 //! [`doors`] picks the door by path. What every door shares (request id,
@@ -20,6 +22,7 @@ pub mod openai;
 pub mod predict;
 pub mod sagemaker;
 pub mod stream;
+pub mod tgi;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -63,6 +66,11 @@ where
             None => (route, false),
         };
         return predict::predict(gw, core, route, req, stream, caller).await;
+    }
+    if gw.config.doors.tgi {
+        if let Some((route, call)) = tgi::parse_path(path) {
+            return tgi::serve(gw, core, route, call, req).await;
+        }
     }
     if gw.config.doors.openai {
         if let Some(call) = openai::parse_path(path) {

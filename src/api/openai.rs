@@ -11,10 +11,10 @@
 //! back in one shape ([`answer`]): a stream as OpenAI's server-sent events
 //! ([`events`]), every error as OpenAI's ([`errors`]).
 
-mod answer;
+pub(super) mod answer;
 mod errors;
-mod events;
-mod request;
+pub(super) mod events;
+pub(super) mod request;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -143,7 +143,7 @@ fn model(gw: &Gateway, caller: Option<&Client>, name: &str) -> Response<ResBody>
     }
 }
 
-fn json_response(v: &Value) -> Response<ResBody> {
+pub(super) fn json_response(v: &Value) -> Response<ResBody> {
     let mut res = Response::new(full(Bytes::from(v.to_string())));
     res.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -180,7 +180,7 @@ where
         Ok(raw) => raw,
         Err(e) => return refused(of_api_error(&e, ""), access),
     };
-    let asked = match request::read(op, &raw) {
+    let asked = match request::read(op, &raw, None) {
         Ok(asked) => asked,
         Err(e) => return refused(e, access),
     };
@@ -313,6 +313,23 @@ async fn whole(
         headers,
         body: UpstreamBody::Full(shaped),
     })
+}
+
+/// A whole answer's bytes (at most [`MAX_ANSWER_BYTES`]), for a door that
+/// reshapes it.
+pub(super) async fn read_answer(body: UpstreamBody) -> Result<Bytes, String> {
+    match body {
+        UpstreamBody::Full(bytes) => Ok(bytes),
+        UpstreamBody::Stream(body) => {
+            let limited = http_body_util::Limited::new(body, MAX_ANSWER_BYTES);
+            Ok(limited
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?
+                .to_bytes())
+        }
+        UpstreamBody::Events { .. } => Err("a stream where none was asked".into()),
+    }
 }
 
 fn bad_answer(detail: &str) -> OaiError {

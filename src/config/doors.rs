@@ -11,6 +11,7 @@ const MAX_REGIONS: usize = 64;
 
 pub(super) fn doors(raw: RawDoors, diag: &mut Diagnostics) -> DoorsConfig {
     let openai = raw.openai.unwrap_or_default();
+    let tgi = raw.tgi.unwrap_or_default();
     let sm = raw.sagemaker.unwrap_or_default();
     let mut regions = Vec::new();
     if let Some(list) = sm.regions {
@@ -37,6 +38,7 @@ pub(super) fn doors(raw: RawDoors, diag: &mut Diagnostics) -> DoorsConfig {
             regions,
         },
         openai: openai.enabled.unwrap_or(true),
+        tgi: tgi.enabled.unwrap_or(true),
     }
 }
 
@@ -47,6 +49,8 @@ pub struct DoorsConfig {
     /// `[doors.openai] enabled`: `/v1/chat/completions`, `/v1/completions`,
     /// `/v1/embeddings`, `/v1/models`.
     pub openai: bool,
+    /// `[doors.tgi] enabled`: `/hf/{route}/…`, a TGI or TEI endpoint.
+    pub tgi: bool,
 }
 
 impl Default for DoorsConfig {
@@ -54,6 +58,7 @@ impl Default for DoorsConfig {
         Self {
             sagemaker: SageMakerDoorConfig::default(),
             openai: true,
+            tgi: true,
         }
     }
 }
@@ -96,6 +101,12 @@ impl DoorsConfig {
                 doors.push(("openai", paths));
             }
         }
+        if self.tgi {
+            let paths = tgi_paths(route, &serves);
+            if !paths.is_empty() {
+                doors.push(("tgi", paths));
+            }
+        }
         doors
     }
 }
@@ -111,6 +122,41 @@ pub enum Door {
     /// `/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`, by
     /// the operation.
     OpenAi(Operation),
+    /// `/hf/{route}/…`.
+    Tgi(TgiCall),
+}
+
+/// A call of the TGI door, for its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TgiCall {
+    /// `/hf/{route}`: generate (or a stream), or embeddings.
+    Root,
+    GenerateStream,
+    /// `/generate`, `/v1/chat/completions`, `/v1/completions`, `/embed`.
+    Op(Operation),
+}
+
+/// The TGI door's paths that `route` serves.
+fn tgi_paths(route: &str, serves: &impl Fn(Operation, bool) -> bool) -> Vec<String> {
+    let mut calls = Vec::new();
+    if serves(Operation::Generate, false) || serves(Operation::Embed, false) {
+        calls.push(TgiCall::Root);
+    }
+    if serves(Operation::Generate, false) {
+        calls.push(TgiCall::Op(Operation::Generate));
+    }
+    if serves(Operation::Generate, true) {
+        calls.push(TgiCall::GenerateStream);
+    }
+    for op in [Operation::Chat, Operation::Completion, Operation::Embed] {
+        if serves(op, false) {
+            calls.push(TgiCall::Op(op));
+        }
+    }
+    calls
+        .into_iter()
+        .map(|c| Door::Tgi(c).path(route, false))
+        .collect()
 }
 
 impl Door {
@@ -119,6 +165,7 @@ impl Door {
             Door::Predict => "predict",
             Door::SageMaker => "sagemaker",
             Door::OpenAi(_) => "openai",
+            Door::Tgi(_) => "tgi",
         }
     }
 
@@ -130,6 +177,17 @@ impl Door {
             (Door::SageMaker, false) => format!("/endpoints/{route}/invocations"),
             (Door::SageMaker, true) => format!("/endpoints/{route}/invocations-response-stream"),
             (Door::OpenAi(op), _) => openai_path(op).to_string(),
+            (Door::Tgi(call), _) => {
+                let sub = match call {
+                    TgiCall::Root => "",
+                    TgiCall::GenerateStream => "/generate_stream",
+                    TgiCall::Op(Operation::Chat) => "/v1/chat/completions",
+                    TgiCall::Op(Operation::Completion) => "/v1/completions",
+                    TgiCall::Op(Operation::Embed) => "/embed",
+                    TgiCall::Op(Operation::Generate | Operation::Predict) => "/generate",
+                };
+                format!("/hf/{route}{sub}")
+            }
         }
     }
 }

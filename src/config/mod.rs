@@ -48,7 +48,7 @@ mod validate;
 
 pub use crate::protocol::container::{Container, Operation};
 pub use clients::key_hash;
-pub use doors::{Door, DoorsConfig, SageMakerDoorConfig};
+pub use doors::{Door, DoorsConfig, SageMakerDoorConfig, TgiCall};
 
 #[cfg(test)]
 mod tests;

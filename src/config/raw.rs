@@ -66,9 +66,11 @@ pub(super) struct RawUpstream {
 pub(super) struct RawDoors {
     pub(super) sagemaker: Option<RawSageMakerDoor>,
     pub(super) openai: Option<RawDoor>,
+    pub(super) tgi: Option<RawDoor>,
 }
 
-/// A door with nothing to set but whether it is on (`[doors.openai]`).
+/// A door with nothing to set but whether it is on (`[doors.openai]`,
+/// `[doors.tgi]`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(super) struct RawDoor {

@@ -27,6 +27,8 @@ mod routing;
 mod sagemaker_door;
 #[cfg(test)]
 mod suite;
+#[cfg(test)]
+mod tgi_door;
 
 use serde_json::{json, Value};
 

@@ -169,15 +169,11 @@ async fn the_sdk_gets_the_same_answer_from_either_backend() {
     assert!(sm.request_id().is_some_and(|id| !id.is_empty()));
     let routes = h.get_json("/v1/routes").await;
     assert_eq!(
-        routes["routes"][0]["doors"],
-        serde_json::json!({
-            "predict": ["/v1/predict/both", "/v1/predict/both/stream"],
-            "sagemaker": [
-                "/endpoints/both/invocations",
-                "/endpoints/both/invocations-response-stream"
-            ],
-            "openai": ["/v1/chat/completions", "/v1/completions"],
-        })
+        routes["routes"][0]["doors"]["sagemaker"],
+        serde_json::json!([
+            "/endpoints/both/invocations",
+            "/endpoints/both/invocations-response-stream"
+        ])
     );
     // The client's signature stayed here: the emulator saw the gateway's key.
     let seen = h.sm.counters().last().unwrap();
@@ -600,12 +596,8 @@ async fn the_door_can_be_closed() {
     assert_eq!(res.status(), 404);
     assert!(res.headers().get("x-amzn-errortype").is_none());
     let routes = h.get_json("/v1/routes").await;
-    assert_eq!(
-        routes["routes"][0]["doors"],
-        serde_json::json!({
-            "predict": ["/v1/predict/both", "/v1/predict/both/stream"],
-            "openai": ["/v1/chat/completions", "/v1/completions"],
-        })
-    );
+    let doors = &routes["routes"][0]["doors"];
+    assert!(doors.get("sagemaker").is_none(), "{doors}");
+    assert!(doors.get("predict").is_some(), "{doors}");
     h.shutdown().await;
 }

@@ -23,6 +23,9 @@ pub struct OpenAiEvents {
     usage: Option<Value>,
     /// Chunks that carried text, the count when the backend gave none.
     chunks: u64,
+    /// Failures as TGI's `{"error", "error_type"}` event (the TGI door's
+    /// chat), not OpenAI's `{"error": {…}}`.
+    tgi_errors: bool,
 }
 
 impl OpenAiEvents {
@@ -33,7 +36,14 @@ impl OpenAiEvents {
             role_sent: false,
             usage: None,
             chunks: 0,
+            tgi_errors: false,
         }
+    }
+
+    /// The same, with failures in TGI's shape.
+    pub fn with_tgi_errors(mut self) -> Self {
+        self.tgi_errors = true;
+        self
     }
 
     /// Makes the chat deltas read as OpenAI's: `role` in the first only.
@@ -66,7 +76,15 @@ impl OpenAiEvents {
     }
 }
 
-fn push(out: &mut BytesMut, json: &[u8]) {
+/// TGI's mid-stream error event, `data: {"error", "error_type"}`.
+pub fn tgi_error_event(e: &StreamError, out: &mut BytesMut) {
+    let body = json!({"error": e.message, "error_type": "generation"});
+    push(out, body.to_string().as_bytes());
+}
+
+/// Appends `data: {json}` (with the space OpenAI's and huggingface_hub's
+/// parsers expect).
+pub fn push(out: &mut BytesMut, json: &[u8]) {
     out.reserve(json.len() + 8);
     out.extend_from_slice(b"data: ");
     out.extend_from_slice(json);
@@ -98,6 +116,9 @@ impl DoorEvents for OpenAiEvents {
     }
 
     fn fail(&mut self, e: &StreamError, out: &mut BytesMut) {
+        if self.tgi_errors {
+            return tgi_error_event(e, out);
+        }
         let body = json!({
             "error": {
                 "message": e.message,

@@ -20,8 +20,9 @@ pub struct Asked {
     pub encoding: Encoding,
 }
 
-/// The body of a request for `op`, checked.
-pub fn read(op: Operation, raw: &[u8]) -> Result<Asked, OaiError> {
+/// The body of a request for `op`, checked; `route` is the route when the
+/// path names it (the TGI door), and then any `model` in the body is not.
+pub fn read(op: Operation, raw: &[u8], route: Option<&str>) -> Result<Asked, OaiError> {
     let mut body = match serde_json::from_slice::<Value>(raw) {
         Ok(Value::Object(map)) => map,
         Ok(_) => {
@@ -37,10 +38,13 @@ pub fn read(op: Operation, raw: &[u8]) -> Result<Asked, OaiError> {
             ))
         }
     };
-    let model = match body.remove("model") {
-        Some(Value::String(m)) if !m.is_empty() => m,
-        Some(_) => return Err(OaiError::invalid(Some("model"), "`model` must be a string")),
-        None => {
+    let model = match (route, body.remove("model")) {
+        (Some(route), _) => route.to_string(),
+        (None, Some(Value::String(m))) if !m.is_empty() => m,
+        (None, Some(_)) => {
+            return Err(OaiError::invalid(Some("model"), "`model` must be a string"))
+        }
+        (None, None) => {
             return Err(OaiError::invalid(
                 Some("model"),
                 "you must provide a model parameter (the gateway's route name)",
@@ -181,7 +185,7 @@ mod tests {
     use serde_json::json;
 
     fn ask(op: Operation, v: Value) -> Result<Asked, OaiError> {
-        read(op, v.to_string().as_bytes())
+        read(op, v.to_string().as_bytes(), None)
     }
 
     #[test]
@@ -235,7 +239,14 @@ mod tests {
             assert_eq!(e.param, Some(param), "{body}");
             assert_eq!(e.status, 400);
         }
-        assert!(read(Operation::Chat, b"not json").is_err());
+        assert!(read(Operation::Chat, b"not json", None).is_err());
+        let a = read(
+            Operation::Chat,
+            br#"{"model": "tgi", "messages": [{}]}"#,
+            Some("r"),
+        )
+        .unwrap();
+        assert_eq!(a.model, "r");
     }
 
     #[test]
