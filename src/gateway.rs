@@ -283,6 +283,7 @@ fn build_routes(
             hedge_after: r.hedge_after,
             sessions: r.sticky_sessions.then(SessionTable::default),
             stream: r.stream,
+            doors: r.doors.clone(),
         })
         .collect()
 }

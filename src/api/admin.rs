@@ -134,7 +134,11 @@ fn routes(gw: &Gateway) -> Value {
 /// The doors that serve a route, by name, each with its paths.
 fn doors(gw: &Gateway, route: &Route) -> Value {
     let serves = |op, stream| route.pool.iter().any(|m| m.backend.serves(op, stream));
-    let doors = gw.config.doors.of_route(&route.name, serves).into_iter();
+    let doors = gw
+        .config
+        .doors
+        .of_route(&route.name, route.doors.as_deref(), serves)
+        .into_iter();
     Value::Object(
         doors
             .map(|(d, paths)| (d.to_owned(), json!(paths)))

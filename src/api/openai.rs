@@ -29,7 +29,7 @@ use tower::{Service, ServiceExt};
 use crate::backend::{UpstreamBody, UpstreamResponse};
 use crate::body::{full, BoxError, ResBody};
 use crate::clients::{Client, Identity};
-use crate::config::{Door, Operation};
+use crate::config::{Door, DoorKind, Operation};
 use crate::core::{CoreRequest, CoreResponse};
 use crate::error::rate_limit_headers;
 use crate::gateway::Gateway;
@@ -114,9 +114,10 @@ fn method_not_allowed(method: &Method, allowed: &'static str) -> Response<ResBod
 
 /// Whether the route serves anything of this door.
 fn serves_openai(route: &Route) -> bool {
-    [Operation::Chat, Operation::Completion, Operation::Embed]
-        .into_iter()
-        .any(|op| route.pool.iter().any(|m| m.backend.serves(op, false)))
+    route.on_door(DoorKind::OpenAi)
+        && [Operation::Chat, Operation::Completion, Operation::Embed]
+            .into_iter()
+            .any(|op| route.pool.iter().any(|m| m.backend.serves(op, false)))
 }
 
 fn model_json(route: &Route) -> Value {
@@ -185,7 +186,11 @@ where
         Err(e) => return refused(e, access),
     };
     access.stream = asked.stream;
-    let Some(route) = gw.routes.get(&asked.model).cloned() else {
+    let found = gw
+        .routes
+        .get(&asked.model)
+        .filter(|r| r.on_door(DoorKind::OpenAi));
+    let Some(route) = found.cloned() else {
         return refused(OaiError::unknown_model(&asked.model), access);
     };
     access.route = Some(Arc::clone(&route));

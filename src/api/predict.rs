@@ -20,7 +20,7 @@ use tower::{Service, ServiceExt};
 use crate::backend::{UpstreamBody, UpstreamResponse};
 use crate::body::{full, BoxError, ResBody};
 use crate::clients::Client;
-use crate::config::Operation;
+use crate::config::{DoorKind, Operation};
 use crate::core::{Caller, CoreRequest, CoreResponse};
 use crate::error::{rate_limit_headers, reply, ApiError, ErrorContext};
 use crate::gateway::{current_worker, Gateway};
@@ -57,7 +57,11 @@ where
         trace: trace.clone(),
         ..Access::default()
     };
-    let Some(route) = gw.routes.get(route_name).cloned() else {
+    let found = gw
+        .routes
+        .get(route_name)
+        .filter(|r| r.on_door(DoorKind::Predict));
+    let Some(route) = found.cloned() else {
         return refused(ApiError::UnknownRoute(route_name.to_string()), None, access);
     };
     access.route = Some(Arc::clone(&route));

@@ -33,6 +33,7 @@ use tower::{Service, ServiceExt};
 
 use crate::body::{BoxError, ResBody};
 use crate::clients::Client;
+use crate::config::DoorKind;
 use crate::core::{CoreRequest, CoreResponse};
 use crate::error::rate_limit_headers;
 use crate::gateway::Gateway;
@@ -137,7 +138,11 @@ where
         Ok(caller) => caller,
         Err(e) => return refused(e, access),
     };
-    let Some(route) = gw.routes.get(endpoint).cloned() else {
+    let found = gw
+        .routes
+        .get(endpoint)
+        .filter(|r| r.on_door(DoorKind::SageMaker));
+    let Some(route) = found.cloned() else {
         return refused(errors::unknown_endpoint(endpoint), access);
     };
     access.route = Some(Arc::clone(&route));

@@ -30,7 +30,7 @@ use crate::backend::events::StreamError;
 use crate::backend::{UpstreamBody, UpstreamResponse};
 use crate::body::{BoxError, ResBody};
 use crate::clients::{Client, Identity};
-use crate::config::{Door, Operation};
+use crate::config::{Door, DoorKind, Operation};
 use crate::core::{CoreRequest, CoreResponse};
 use crate::error::{rate_limit_headers, ApiError};
 use crate::gateway::Gateway;
@@ -118,7 +118,8 @@ where
         Identity::Client(client) => Some(client),
         Identity::Unknown => return unrecorded(of_api_error(&ApiError::Unauthenticated)),
     };
-    let Some(found) = gw.routes.get(route).cloned() else {
+    let found = gw.routes.get(route).filter(|r| r.on_door(DoorKind::Tgi));
+    let Some(found) = found.cloned() else {
         return unrecorded(of_api_error(&ApiError::UnknownRoute(route.to_string())));
     };
     if caller.as_ref().is_some_and(|c| !c.may_use(&found.name)) {

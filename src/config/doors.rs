@@ -73,11 +73,13 @@ pub struct SageMakerDoorConfig {
 }
 
 impl DoorsConfig {
-    /// The doors that serve route `route`, each with its paths, when the
-    /// route serves what `serves` says (an operation, as a stream or not).
+    /// The doors that serve route `route` (those it asks for, when it
+    /// names them), each with its paths, when the route serves what
+    /// `serves` says (an operation, as a stream or not).
     pub fn of_route(
         &self,
         route: &str,
+        asked: Option<&[DoorKind]>,
         serves: impl Fn(Operation, bool) -> bool,
     ) -> Vec<(&'static str, Vec<String>)> {
         let both = |d: Door| {
@@ -85,29 +87,163 @@ impl DoorsConfig {
             if serves(Operation::Predict, true) {
                 paths.push(d.path(route, true));
             }
-            (d.as_str(), paths)
+            paths
         };
-        let mut doors = vec![both(Door::Predict)];
-        if self.sagemaker.enabled {
-            doors.push(both(Door::SageMaker));
+        DoorKind::ALL
+            .into_iter()
+            .filter(|d| d.enabled(self) && asked.is_none_or(|a| a.contains(d)))
+            .map(|d| {
+                let paths = match d {
+                    DoorKind::Predict => both(Door::Predict),
+                    DoorKind::SageMaker => both(Door::SageMaker),
+                    DoorKind::OpenAi => [Operation::Chat, Operation::Completion, Operation::Embed]
+                        .into_iter()
+                        .filter(|op| serves(*op, false))
+                        .map(|op| Door::OpenAi(op).path(route, false))
+                        .collect(),
+                    DoorKind::Tgi => tgi_paths(route, &serves),
+                };
+                (d.as_str(), paths)
+            })
+            .filter(|(_, paths)| !paths.is_empty())
+            .collect()
+    }
+}
+
+/// A front door, as a route's `doors` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DoorKind {
+    Predict,
+    SageMaker,
+    OpenAi,
+    Tgi,
+}
+
+impl DoorKind {
+    pub const ALL: [DoorKind; 4] = [
+        DoorKind::Predict,
+        DoorKind::SageMaker,
+        DoorKind::OpenAi,
+        DoorKind::Tgi,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DoorKind::Predict => "predict",
+            DoorKind::SageMaker => "sagemaker",
+            DoorKind::OpenAi => "openai",
+            DoorKind::Tgi => "tgi",
         }
-        if self.openai {
-            let paths: Vec<String> = [Operation::Chat, Operation::Completion, Operation::Embed]
-                .into_iter()
-                .filter(|op| serves(*op, false))
-                .map(|op| Door::OpenAi(op).path(route, false))
-                .collect();
-            if !paths.is_empty() {
-                doors.push(("openai", paths));
+    }
+
+    /// The operations the door asks of a route.
+    pub fn operations(self) -> &'static [Operation] {
+        match self {
+            DoorKind::Predict | DoorKind::SageMaker => &[Operation::Predict],
+            DoorKind::OpenAi => &[Operation::Chat, Operation::Completion, Operation::Embed],
+            DoorKind::Tgi => &[
+                Operation::Generate,
+                Operation::Chat,
+                Operation::Completion,
+                Operation::Embed,
+            ],
+        }
+    }
+
+    fn enabled(self, doors: &DoorsConfig) -> bool {
+        match self {
+            DoorKind::Predict => true,
+            DoorKind::SageMaker => doors.sagemaker.enabled,
+            DoorKind::OpenAi => doors.openai,
+            DoorKind::Tgi => doors.tgi,
+        }
+    }
+}
+
+/// A route's `doors = [...]`: the names, each known and listed once.
+pub(super) fn route_doors(
+    raw: Option<Vec<String>>,
+    path: &str,
+    diag: &mut Diagnostics,
+) -> Option<Vec<DoorKind>> {
+    let list = raw?;
+    let at = key_path(path, "doors");
+    if list.is_empty() {
+        diag.error(
+            &at,
+            "must name at least one door, or be left out for every door",
+        );
+    }
+    let mut doors = Vec::new();
+    for (i, name) in list.iter().enumerate() {
+        let item = format!("{at}[{i}]");
+        match DoorKind::ALL.into_iter().find(|d| d.as_str() == name) {
+            Some(d) if doors.contains(&d) => diag.error(&item, "listed twice"),
+            Some(d) => doors.push(d),
+            None => {
+                let shown = diag.show(&item, name);
+                diag.error(
+                    &item,
+                    format!(
+                        r#"unknown door {shown}, expected "predict", "sagemaker", "openai" or "tgi""#
+                    ),
+                );
             }
         }
-        if self.tgi {
-            let paths = tgi_paths(route, &serves);
-            if !paths.is_empty() {
-                doors.push(("tgi", paths));
+    }
+    Some(doors)
+}
+
+/// Refuses a route that asks for a door its backends cannot serve: one
+/// that is closed, or one none of whose operations every backend of the
+/// route answers (whichever backend a request goes to must serve it).
+pub(super) fn check_route_doors(
+    routes: &[super::RouteConfig],
+    backends: &[super::BackendConfig],
+    doors: &DoorsConfig,
+    diag: &mut Diagnostics,
+) {
+    for route in routes {
+        let Some(asked) = &route.doors else { continue };
+        let containers: Vec<(&str, super::Container)> = route
+            .backends
+            .iter()
+            .filter_map(|b| backends.iter().find(|c| c.name == b.backend))
+            .map(|b| (b.name.as_str(), b.container))
+            .collect();
+        for (i, door) in asked.iter().enumerate() {
+            let at = format!(
+                "{}[{i}]",
+                key_path(&key_path("routes", &route.name), "doors")
+            );
+            if !door.enabled(doors) {
+                let name = door.as_str();
+                diag.error(
+                    &at,
+                    format!("door {name:?} is closed ([doors.{name}] enabled = false)"),
+                );
+                continue;
+            }
+            let common = door
+                .operations()
+                .iter()
+                .any(|op| containers.iter().all(|(_, c)| c.serves(*op, false)));
+            if !common {
+                let list: Vec<String> = containers
+                    .iter()
+                    .map(|(name, c)| format!("{name} ({})", c.as_str()))
+                    .collect();
+                diag.error(
+                    &at,
+                    format!(
+                        "the route's backends cannot serve door {:?}: no operation of it ({}) is served by every one of {}",
+                        door.as_str(),
+                        door.operations().iter().map(|o| o.as_str()).collect::<Vec<_>>().join(", "),
+                        list.join(", ")
+                    ),
+                );
             }
         }
-        doors
     }
 }
 
@@ -160,6 +296,16 @@ fn tgi_paths(route: &str, serves: &impl Fn(Operation, bool) -> bool) -> Vec<Stri
 }
 
 impl Door {
+    /// The door's kind, as a route's `doors` names it.
+    pub fn kind(self) -> DoorKind {
+        match self {
+            Door::Predict => DoorKind::Predict,
+            Door::SageMaker => DoorKind::SageMaker,
+            Door::OpenAi(_) => DoorKind::OpenAi,
+            Door::Tgi(_) => DoorKind::Tgi,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Door::Predict => "predict",

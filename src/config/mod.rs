@@ -48,7 +48,7 @@ mod validate;
 
 pub use crate::protocol::container::{Container, Operation};
 pub use clients::key_hash;
-pub use doors::{Door, DoorsConfig, SageMakerDoorConfig, TgiCall};
+pub use doors::{Door, DoorKind, DoorsConfig, SageMakerDoorConfig, TgiCall};
 
 #[cfg(test)]
 mod tests;
@@ -555,6 +555,9 @@ pub struct RouteConfig {
     pub name: String,
     /// At least one, each backend at most once, in the order written.
     pub backends: Vec<RouteBackend>,
+    /// The doors the route is served on (`doors = [...]`); `None`: every
+    /// open door its backends can serve.
+    pub doors: Option<Vec<DoorKind>>,
     /// Overrides `server.request_timeout` for this route; > 0.
     pub timeout: Option<Duration>,
     /// Total tries per request, the first included; 1..=10.

@@ -245,6 +245,7 @@ pub(super) struct RawRateLimit {
 #[serde(default, deny_unknown_fields)]
 pub(super) struct RawRoute {
     pub(super) backends: Option<Vec<RawRouteBackend>>,
+    pub(super) doors: Option<Vec<String>>,
     #[serde(deserialize_with = "duration")]
     pub(super) timeout: Option<Duration>,
     pub(super) attempts: Option<i64>,

@@ -143,7 +143,7 @@ fn write_routes(out: &mut String, config: &Config) -> std::fmt::Result {
         let serves = |op, stream| containers.iter().any(|c| c.serves(op, stream));
         let doors: Vec<String> = config
             .doors
-            .of_route(&route.name, serves)
+            .of_route(&route.name, route.doors.as_deref(), serves)
             .into_iter()
             .map(|(door, paths)| format!("{door} {}", paths.join(" ")))
             .collect();

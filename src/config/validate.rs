@@ -128,6 +128,7 @@ pub(super) fn load(text: &str, env: Env<'_>) -> Result<Config, ConfigErrors> {
     else {
         return Err(ConfigErrors(diag.into_parts().0));
     };
+    super::doors::check_route_doors(&routes, &backends, &doors, &mut diag);
     server.auth = auth_mode(auth.as_deref(), &clients, &mut diag);
     if server.auth == AuthMode::None && !server.listen.ip().is_loopback() {
         diag.warn(
@@ -362,6 +363,7 @@ fn route_config(
 ) -> RouteConfig {
     let entries = raw.backends.take().unwrap_or_default();
     let (backends, weight_paths) = route_backends(entries, path, declared, diag);
+    let doors = super::doors::route_doors(raw.doors.take(), path, diag);
 
     let timeout = optional_duration(
         raw.timeout,
@@ -403,6 +405,7 @@ fn route_config(
     RouteConfig {
         name,
         backends,
+        doors,
         timeout,
         attempts,
         balance,

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use crate::backend::Backend;
 use crate::config::BackoffConfig;
-use crate::config::{Balance, StreamConfig};
+use crate::config::{Balance, DoorKind, StreamConfig};
 use budget::RetryBudget;
 
 /// One backend in a route's pool.
@@ -57,6 +57,16 @@ pub struct Route {
     pub sessions: Option<sticky::SessionTable>,
     /// Timeouts and keep-alives of the route's streams.
     pub stream: StreamConfig,
+    /// The doors the route is served on, when its config names them.
+    pub doors: Option<Vec<DoorKind>>,
+}
+
+impl Route {
+    /// Whether the route is served on `door`: a route outside a door is
+    /// answered there as an unknown one.
+    pub fn on_door(&self, door: DoorKind) -> bool {
+        self.doors.as_ref().is_none_or(|d| d.contains(&door))
+    }
 }
 
 /// Every route, by name.

@@ -338,3 +338,30 @@ async fn a_failure_mid_stream_is_an_error_event() {
     assert!(!text.contains("[DONE]"));
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_route_that_names_its_doors_is_served_on_those_only() {
+    let config = format!(
+        "{}\n[routes.chat]\nbackends = [\"hf\"]\ndoors = [\"openai\"]\n",
+        keyed()
+    )
+    .replace(
+        r#"routes = ["sm", "hf", "both", "js"]"#,
+        r#"routes = ["sm", "hf", "both", "js", "chat"]"#,
+    );
+    let h = Harness::with_config(config).await;
+    let res = post(&h, "/v1/chat/completions", KEY, &chat("chat", false)).await;
+    assert_eq!(res.status(), 200);
+    let predict = h
+        .client
+        .post(h.url("/v1/predict/chat"))
+        .bearer_auth(KEY)
+        .body(crate::common::BODY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(predict.status(), 404);
+    let tgi = post(&h, "/hf/chat/generate", KEY, &json!({"inputs": "a"})).await;
+    assert_eq!(tgi.status(), 404);
+    h.shutdown().await;
+}

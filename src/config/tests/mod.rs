@@ -4,6 +4,7 @@
 mod backends;
 mod bounds;
 mod clients;
+mod doors;
 mod errors;
 mod interpolation;
 mod output;
@@ -132,6 +133,7 @@ fn example_file_parses() {
                     weight: 1
                 },
             ],
+            doors: None,
             timeout: None,
             attempts: 3,
             balance: Balance::P2c,

@@ -90,6 +90,7 @@ fn route(n: usize) -> Route {
         hedge_after: None,
         sessions: None,
         stream: StreamConfig::default(),
+        doors: None,
     }
 }
 
