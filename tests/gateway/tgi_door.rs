@@ -249,3 +249,22 @@ async fn info_health_and_the_closed_door() {
     assert_eq!(res.status(), 404);
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_scaled_to_zero_backend_never_shows_its_503_while_another_serves() {
+    let h = Harness::with_config(keyed()).await;
+    h.hf.faults().set(FaultConfig {
+        cold_start: Some(std::time::Duration::from_secs(60)),
+        ..FaultConfig::default()
+    });
+    for _ in 0..6 {
+        let res = post(&h, "/hf/both/generate", KEY, &generate(false)).await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["x-infergate-backend"], "sm");
+    }
+    assert!(
+        h.hf.counters().requests() >= 1,
+        "the sleeping backend was tried"
+    );
+    h.shutdown().await;
+}
