@@ -329,6 +329,14 @@ pub fn error_response<B: From<Bytes>>(err: &ApiError, ctx: ErrorContext<'_>) -> 
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    error_headers(headers, err);
+    res
+}
+
+/// What every door's answer to `err` carries besides its body:
+/// `WWW-Authenticate` for a missing key, `Retry-After` when the client
+/// should come back (and `x-ratelimit-*` for a rate limit).
+pub fn error_headers(headers: &mut http::HeaderMap, err: &ApiError) {
     if matches!(err, ApiError::Unauthenticated) {
         headers.insert(header::WWW_AUTHENTICATE, crate::clients::WWW_AUTHENTICATE);
     }
@@ -344,6 +352,21 @@ pub fn error_response<B: From<Bytes>>(err: &ApiError, ctx: ErrorContext<'_>) -> 
             rate_limit_headers(headers, state);
         }
     }
+}
+
+/// A JSON answer: `body` with `status` and `headers`, as `application/json`.
+pub fn json_reply(
+    status: StatusCode,
+    body: impl Into<Bytes>,
+    mut headers: http::HeaderMap,
+) -> Response<ResBody> {
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let mut res = Response::new(crate::body::full(body.into()));
+    *res.status_mut() = status;
+    *res.headers_mut() = headers;
     res
 }
 

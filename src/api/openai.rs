@@ -24,23 +24,24 @@ use http::{header, HeaderValue, Method, Request, Response};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tokio::time::Instant;
-use tower::{Service, ServiceExt};
+use tower::Service;
 
 use crate::backend::{UpstreamBody, UpstreamResponse};
-use crate::body::{full, BoxError, ResBody};
+use crate::body::{BoxError, ResBody};
 use crate::clients::{Client, Identity};
 use crate::config::{Door, DoorKind, Operation};
 use crate::core::{CoreRequest, CoreResponse};
-use crate::error::rate_limit_headers;
+use crate::error::json_reply;
 use crate::gateway::Gateway;
-use crate::layers::{request_id, Access, Answer};
+use crate::layers::{Access, Answer};
 use crate::limits::Charge;
 use crate::route::Route;
 
 use self::answer::{Encoding, Kind, Stamp};
 use self::errors::{of_api_error, OaiError};
 use super::predict::{
-    admit, core_request, gateway_headers, log_failure, read_within, record, success,
+    admit, answered, begin, call_core, core_request, gateway_headers, log_failure, read_within,
+    record, recorded, success,
 };
 use super::stream::Wire;
 
@@ -145,12 +146,7 @@ fn model(gw: &Gateway, caller: Option<&Client>, name: &str) -> Response<ResBody>
 }
 
 pub(super) fn json_response(v: &Value) -> Response<ResBody> {
-    let mut res = Response::new(full(Bytes::from(v.to_string())));
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    res
+    json_reply(http::StatusCode::OK, v.to_string(), http::HeaderMap::new())
 }
 
 /// A chat, completion or embeddings request.
@@ -166,15 +162,8 @@ where
     B::Error: Into<BoxError>,
     C: Service<CoreRequest, Response = CoreResponse, Error = Infallible>,
 {
-    let started = Instant::now();
-    let trace = crate::trace::TraceContext::of_request(req.headers(), gw.spans.is_some());
-    let mut access = Access {
-        door: Door::OpenAi(op),
-        request_id: request_id::of(req.headers()).to_string(),
-        trace: trace.clone(),
-        client: caller.as_ref().map(|c| Arc::clone(&c.name)),
-        ..Access::default()
-    };
+    let (started, trace, mut access) = begin(gw, &req, Door::OpenAi(op));
+    access.client = caller.as_ref().map(|c| Arc::clone(&c.name));
     let (parts, body) = req.into_parts();
     let deadline = started + gw.config.server.request_timeout;
     let raw = match read_within(gw, body, deadline, &mut access).await {
@@ -212,26 +201,14 @@ where
     request.op = op;
     request.content_type = Some(HeaderValue::from_static("application/json"));
     request.accept = Some(HeaderValue::from_static("application/json"));
-    let answer = match core.oneshot(request).await {
-        Ok(answer) => answer,
-        Err(never) => match never {},
-    };
-    let mut response = render(gw, &route, op, &asked, answer, started, &mut access, charge).await;
-    if let Some(rate) = rate {
-        rate_limit_headers(response.headers_mut(), rate);
-    }
-    Answer {
-        response,
-        access: Some(access),
-    }
+    let answer = call_core(core, request).await;
+    let response = render(gw, &route, op, &asked, answer, started, &mut access, charge).await;
+    answered(response, rate, access)
 }
 
 /// A request answered with `err` before the core, recorded in `access`.
 fn refused(err: OaiError, access: Access) -> Answer {
-    Answer {
-        response: err.response(),
-        access: Some(access),
-    }
+    recorded(err.response(), access)
 }
 
 /// The core's answer in OpenAI's shapes.
@@ -285,7 +262,7 @@ async fn whole(
 ) -> Result<UpstreamResponse, OaiError> {
     let UpstreamResponse {
         status,
-        mut headers,
+        headers,
         body,
     } = up;
     let raw = match body {
@@ -308,16 +285,25 @@ async fn whole(
         _ => answer::completion(&raw, &Stamp::new(kind, model)),
     }
     .ok_or_else(|| bad_answer("the backend's answer is not what its container answers"))?;
+    Ok(reshaped(status, headers, shaped))
+}
+
+/// An answer with its body rewritten by the door: JSON, of a new length.
+pub(super) fn reshaped(
+    status: http::StatusCode,
+    mut headers: http::HeaderMap,
+    body: Bytes,
+) -> UpstreamResponse {
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
     headers.remove(header::CONTENT_LENGTH);
-    Ok(UpstreamResponse {
+    UpstreamResponse {
         status,
         headers,
-        body: UpstreamBody::Full(shaped),
-    })
+        body: UpstreamBody::Full(body),
+    }
 }
 
 /// A whole answer's bytes (at most [`MAX_ANSWER_BYTES`]), for a door that

@@ -20,7 +20,7 @@ use tower::{Service, ServiceExt};
 use crate::backend::{UpstreamBody, UpstreamResponse};
 use crate::body::{full, BoxError, ResBody};
 use crate::clients::Client;
-use crate::config::{DoorKind, Operation};
+use crate::config::{Door, DoorKind, Operation};
 use crate::core::{Caller, CoreRequest, CoreResponse};
 use crate::error::{rate_limit_headers, reply, ApiError, ErrorContext};
 use crate::gateway::{current_worker, Gateway};
@@ -49,14 +49,8 @@ where
     B::Error: Into<BoxError>,
     C: Service<CoreRequest, Response = CoreResponse, Error = Infallible>,
 {
-    let started = Instant::now();
-    let trace = TraceContext::of_request(req.headers(), gw.spans.is_some());
-    let mut access = Access {
-        stream,
-        request_id: request_id::of(req.headers()).to_string(),
-        trace: trace.clone(),
-        ..Access::default()
-    };
+    let (started, trace, mut access) = begin(gw, &req, Door::Predict);
+    access.stream = stream;
     let found = gw
         .routes
         .get(route_name)
@@ -77,12 +71,9 @@ where
         Ok(admitted) => admitted,
         Err(err) => return refused(err, Some(&route.name), access),
     };
-    let mut response = match parse(gw, &route, req, trace, started, &mut access).await {
+    let response = match parse(gw, &route, req, trace, started, &mut access).await {
         Ok(request) => {
-            let answer = match core.oneshot(request).await {
-                Ok(answer) => answer,
-                Err(never) => match never {},
-            };
+            let answer = call_core(core, request).await;
             render(gw, &route, answer, started, &mut access, charge)
         }
         Err(err) => reply(
@@ -94,9 +85,52 @@ where
             },
         ),
     };
+    answered(response, rate, access)
+}
+
+/// When a door's request began, its trace context, and the start of its
+/// access record.
+pub(super) fn begin<B>(
+    gw: &Gateway,
+    req: &Request<B>,
+    door: Door,
+) -> (Instant, Option<TraceContext>, Access) {
+    let trace = TraceContext::of_request(req.headers(), gw.spans.is_some());
+    let access = Access {
+        door,
+        request_id: request_id::of(req.headers()).to_string(),
+        trace: trace.clone(),
+        ..Access::default()
+    };
+    (Instant::now(), trace, access)
+}
+
+/// The core's answer to `request`.
+pub(super) async fn call_core<C>(core: C, request: CoreRequest) -> CoreResponse
+where
+    C: Service<CoreRequest, Response = CoreResponse, Error = Infallible>,
+{
+    match core.oneshot(request).await {
+        Ok(answer) => answer,
+        Err(never) => match never {},
+    }
+}
+
+/// A door's answer, with the tightest bucket's state in `x-ratelimit-*`,
+/// recorded in `access`.
+pub(super) fn answered(
+    mut response: Response<ResBody>,
+    rate: Option<RateState>,
+    access: Access,
+) -> Answer {
     if let Some(rate) = rate {
         rate_limit_headers(response.headers_mut(), rate);
     }
+    recorded(response, access)
+}
+
+/// A door's answer recorded in `access`.
+pub(super) fn recorded(response: Response<ResBody>, access: Access) -> Answer {
     Answer {
         response,
         access: Some(access),
@@ -136,10 +170,7 @@ fn refused(err: ApiError, route: Option<&str>, access: Access) -> Answer {
         request_id: Some(&access.request_id),
         ..ErrorContext::default()
     };
-    Answer {
-        response: reply(&err, ctx),
-        access: Some(access),
-    }
+    recorded(reply(&err, ctx), access)
 }
 
 /// The 401 of a predict request without a valid key: in the access log (a

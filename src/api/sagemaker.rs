@@ -29,22 +29,22 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
 use percent_encoding::percent_decode_str;
 use tokio::time::Instant;
-use tower::{Service, ServiceExt};
+use tower::Service;
 
 use crate::body::{BoxError, ResBody};
 use crate::clients::Client;
 use crate::config::DoorKind;
 use crate::core::{CoreRequest, CoreResponse};
-use crate::error::rate_limit_headers;
 use crate::gateway::Gateway;
-use crate::layers::{request_id, Access, Answer};
+use crate::layers::{Access, Answer};
 use crate::limits::Charge;
 use crate::protocol::sigv4_verify::{self, Credential, Expect, Regions, VerifyRequest};
 use crate::route::Route;
 
 use self::errors::{SmError, REQUEST_ID};
 use super::predict::{
-    admit, core_request, gateway_headers, log_failure, read_within, record, success,
+    admit, answered, begin, call_core, core_request, gateway_headers, log_failure, read_within,
+    record, recorded, success,
 };
 use super::stream::Wire;
 
@@ -98,15 +98,8 @@ where
     B::Error: Into<BoxError>,
     C: Service<CoreRequest, Response = CoreResponse, Error = Infallible>,
 {
-    let started = Instant::now();
-    let trace = crate::trace::TraceContext::of_request(req.headers(), gw.spans.is_some());
-    let mut access = Access {
-        stream: op == Operation::InvokeStream,
-        door: crate::telemetry::Door::SageMaker,
-        request_id: request_id::of(req.headers()).to_string(),
-        trace: trace.clone(),
-        ..Access::default()
-    };
+    let (started, trace, mut access) = begin(gw, &req, crate::telemetry::Door::SageMaker);
+    access.stream = op == Operation::InvokeStream;
     if req.method() != Method::POST {
         return refused(errors::unknown_operation(), access);
     }
@@ -164,18 +157,9 @@ where
     if request.accept.is_none() {
         request.accept = parts.headers.get(STREAM_ACCEPT).cloned();
     }
-    let answer = match core.oneshot(request).await {
-        Ok(answer) => answer,
-        Err(never) => match never {},
-    };
-    let mut response = render(gw, &route, answer, endpoint, started, &mut access, charge);
-    if let Some(rate) = rate {
-        rate_limit_headers(response.headers_mut(), rate);
-    }
-    Answer {
-        response,
-        access: Some(access),
-    }
+    let answer = call_core(core, request).await;
+    let response = render(gw, &route, answer, endpoint, started, &mut access, charge);
+    answered(response, rate, access)
 }
 
 /// The core's answer in SageMaker's shape: the upstream answer with
@@ -213,10 +197,7 @@ fn render(
 
 /// A request answered with `err` before the core, recorded in `access`.
 fn refused(err: SmError, access: Access) -> Answer {
-    Answer {
-        response: err.response(&access.request_id),
-        access: Some(access),
-    }
+    recorded(err.response(&access.request_id), access)
 }
 
 /// `x-amzn-RequestId` (the gateway's request id, the one its log shows)

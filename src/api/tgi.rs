@@ -24,7 +24,7 @@ use bytes::{Bytes, BytesMut};
 use http::{header, HeaderValue, Method, Request, Response};
 use serde_json::{json, Value};
 use tokio::time::Instant;
-use tower::{Service, ServiceExt};
+use tower::Service;
 
 use crate::backend::events::StreamError;
 use crate::backend::{UpstreamBody, UpstreamResponse};
@@ -32,72 +32,32 @@ use crate::body::{BoxError, ResBody};
 use crate::clients::{Client, Identity};
 use crate::config::{Door, DoorKind, Operation};
 use crate::core::{CoreRequest, CoreResponse};
-use crate::error::{rate_limit_headers, ApiError};
+use crate::error::ApiError;
 use crate::gateway::Gateway;
-use crate::layers::{request_id, Access, Answer};
+use crate::layers::{Access, Answer};
 use crate::limits::Charge;
+use crate::protocol::tgi::TgiRoute;
 use crate::route::Route;
 
 use self::errors::{of_api_error, TgiError};
 use super::openai::answer::{completion, Kind, Stamp};
 use super::openai::events::{push, tgi_error_event, OpenAiEvents};
-use super::openai::{json_response, read_answer, request};
+use super::openai::{json_response, read_answer, request, reshaped};
 use super::predict::{
-    admit, core_request, gateway_headers, log_failure, read_within, record, success,
+    admit, answered, begin, call_core, core_request, gateway_headers, log_failure, read_within,
+    record, recorded, success,
 };
 use super::stream::{DoorEvents, Wire};
 
-/// The door's paths under `/hf/{route}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Call {
-    /// `POST /` (or the route's URL without the slash).
-    Root,
-    Generate,
-    GenerateStream,
-    Chat,
-    Completions,
-    Embed,
-    Info,
-    Health,
-}
-
-impl Call {
-    /// The path under `/hf/{route}`.
-    pub fn path(self) -> &'static str {
-        match self {
-            Call::Root => "/",
-            Call::Generate => "/generate",
-            Call::GenerateStream => "/generate_stream",
-            Call::Chat => "/v1/chat/completions",
-            Call::Completions => "/v1/completions",
-            Call::Embed => "/embed",
-            Call::Info => "/info",
-            Call::Health => "/health",
-        }
-    }
-
-    const ALL: [Call; 8] = [
-        Call::Root,
-        Call::Generate,
-        Call::GenerateStream,
-        Call::Chat,
-        Call::Completions,
-        Call::Embed,
-        Call::Info,
-        Call::Health,
-    ];
-}
-
 /// The route and the call of a door path; `None` when the path is not
 /// under `/hf/`; the call is `None` for a path TGI does not have.
-pub fn parse_path(path: &str) -> Option<(&str, Option<Call>)> {
+pub fn parse_path(path: &str) -> Option<(&str, Option<TgiRoute>)> {
     let rest = path.strip_prefix("/hf/")?;
     let (route, sub) = match rest.find('/') {
         Some(at) => (&rest[..at], &rest[at..]),
         None => (rest, "/"),
     };
-    let call = Call::ALL.into_iter().find(|c| c.path() == sub);
-    Some((route, call))
+    Some((route, TgiRoute::of_path(sub)))
 }
 
 /// Serves one request of the TGI door.
@@ -105,7 +65,7 @@ pub async fn serve<B, C>(
     gw: &Arc<Gateway>,
     core: C,
     route: &str,
-    call: Option<Call>,
+    call: Option<TgiRoute>,
     req: Request<B>,
 ) -> Answer
 where
@@ -130,7 +90,7 @@ where
         return unrecorded(of_api_error(&ApiError::NotFound(path)));
     };
     let method = req.method();
-    let get = matches!(call, Call::Info | Call::Health);
+    let get = matches!(call, TgiRoute::Info | TgiRoute::Health);
     let allowed = if get { "GET" } else { "POST" };
     if method.as_str() != allowed && !(get && method == Method::HEAD) {
         let err = ApiError::MethodNotAllowed {
@@ -143,8 +103,8 @@ where
         return Answer::unrecorded(res);
     }
     match call {
-        Call::Info => Answer::unrecorded(json_response(&info(&found))),
-        Call::Health => Answer::unrecorded(Response::new(crate::body::full(Bytes::new()))),
+        TgiRoute::Info => Answer::unrecorded(json_response(&info(&found))),
+        TgiRoute::Health => Answer::unrecorded(Response::new(crate::body::full(Bytes::new()))),
         call => operation(gw, core, &found, call, req, caller).await,
     }
 }
@@ -174,18 +134,18 @@ fn info(route: &Route) -> Value {
 
 /// The operation a call asks of `route`, and whether as a stream (`None`:
 /// the body decides).
-fn operation_of(call: Call, route: &Route) -> (Operation, Option<bool>) {
+fn operation_of(call: TgiRoute, route: &Route) -> (Operation, Option<bool>) {
     let serves = |op| route.pool.iter().any(|m| m.backend.serves(op, false));
     match call {
-        Call::Root if !serves(Operation::Generate) && serves(Operation::Embed) => {
+        TgiRoute::Root if !serves(Operation::Generate) && serves(Operation::Embed) => {
             (Operation::Embed, Some(false))
         }
-        Call::Root => (Operation::Generate, None),
-        Call::Generate => (Operation::Generate, Some(false)),
-        Call::GenerateStream => (Operation::Generate, Some(true)),
-        Call::Chat => (Operation::Chat, None),
-        Call::Completions => (Operation::Completion, None),
-        Call::Embed | Call::Info | Call::Health => (Operation::Embed, Some(false)),
+        TgiRoute::Root => (Operation::Generate, None),
+        TgiRoute::Generate => (Operation::Generate, Some(false)),
+        TgiRoute::GenerateStream => (Operation::Generate, Some(true)),
+        TgiRoute::Chat => (Operation::Chat, None),
+        TgiRoute::Completions => (Operation::Completion, None),
+        TgiRoute::Embed | TgiRoute::Info | TgiRoute::Health => (Operation::Embed, Some(false)),
     }
 }
 
@@ -221,7 +181,7 @@ async fn operation<B, C>(
     gw: &Arc<Gateway>,
     core: C,
     route: &Arc<Route>,
-    call: Call,
+    call: TgiRoute,
     req: Request<B>,
     caller: Option<Arc<Client>>,
 ) -> Answer
@@ -230,17 +190,10 @@ where
     B::Error: Into<BoxError>,
     C: Service<CoreRequest, Response = CoreResponse, Error = Infallible>,
 {
-    let started = Instant::now();
-    let trace = crate::trace::TraceContext::of_request(req.headers(), gw.spans.is_some());
     let (op, forced) = operation_of(call, route);
-    let mut access = Access {
-        door: Door::Tgi(call_door(call, op)),
-        request_id: request_id::of(req.headers()).to_string(),
-        trace: trace.clone(),
-        client: caller.as_ref().map(|c| Arc::clone(&c.name)),
-        route: Some(Arc::clone(route)),
-        ..Access::default()
-    };
+    let (started, trace, mut access) = begin(gw, &req, Door::Tgi(call));
+    access.client = caller.as_ref().map(|c| Arc::clone(&c.name));
+    access.route = Some(Arc::clone(route));
     let (rate, charge) = match admit(gw, route, &mut access).await {
         Ok(admitted) => admitted,
         Err(e) => return refused(of_api_error(&e), access),
@@ -262,46 +215,24 @@ where
     request.op = op;
     request.content_type = Some(HeaderValue::from_static("application/json"));
     request.accept = None;
-    let answer = match core.oneshot(request).await {
-        Ok(answer) => answer,
-        Err(never) => match never {},
-    };
+    let answer = call_core(core, request).await;
     let shape = Shape {
         call,
         op,
         include_usage,
     };
-    let mut response = render(gw, route, shape, answer, started, &mut access, charge).await;
-    if let Some(rate) = rate {
-        rate_limit_headers(response.headers_mut(), rate);
-    }
-    Answer {
-        response,
-        access: Some(access),
-    }
-}
-
-/// The access record's door: the call's path by its operation.
-fn call_door(call: Call, op: Operation) -> crate::config::TgiCall {
-    use crate::config::TgiCall;
-    match call {
-        Call::Root => TgiCall::Root,
-        Call::GenerateStream => TgiCall::GenerateStream,
-        _ => TgiCall::Op(op),
-    }
+    let response = render(gw, route, shape, answer, started, &mut access, charge).await;
+    answered(response, rate, access)
 }
 
 fn refused(err: TgiError, access: Access) -> Answer {
-    Answer {
-        response: err.response(),
-        access: Some(access),
-    }
+    recorded(err.response(), access)
 }
 
 /// What the answer is rendered as.
 #[derive(Debug, Clone, Copy)]
 struct Shape {
-    call: Call,
+    call: TgiRoute,
     op: Operation,
     include_usage: bool,
 }
@@ -356,14 +287,13 @@ async fn whole(
 ) -> Result<UpstreamResponse, TgiError> {
     let UpstreamResponse {
         status,
-        mut headers,
+        headers,
         body,
     } = up;
     let bad = |detail: &str| TgiError {
         status: http::StatusCode::BAD_GATEWAY,
-        message: format!("the backend's answer could not be read: {detail}"),
         error_type: "backend",
-        retry_after: None,
+        ..TgiError::validation(format!("the backend's answer could not be read: {detail}"))
     };
     let raw = read_answer(body).await.map_err(|e| bad(&e))?;
     let parsed: Option<Value> = serde_json::from_slice(&raw).ok();
@@ -371,7 +301,7 @@ async fn whole(
         Operation::Chat | Operation::Completion => completion(&raw, &Stamp::new(kind, model)),
         Operation::Embed => parsed.filter(Value::is_array).map(|_| raw.clone()),
         _ => match parsed {
-            Some(one @ Value::Object(_)) if shape.call == Call::Root => {
+            Some(one @ Value::Object(_)) if shape.call == TgiRoute::Root => {
                 Some(Bytes::from(json!([one]).to_string()))
             }
             Some(Value::Object(_)) => Some(raw.clone()),
@@ -379,16 +309,7 @@ async fn whole(
         },
     }
     .ok_or_else(|| bad("not what its container answers"))?;
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    headers.remove(header::CONTENT_LENGTH);
-    Ok(UpstreamResponse {
-        status,
-        headers,
-        body: UpstreamBody::Full(shaped),
-    })
+    Ok(reshaped(status, headers, shaped))
 }
 
 /// TGI's `generate_stream`: each token event as it is, no `[DONE]`.
@@ -412,15 +333,15 @@ mod tests {
 
     #[test]
     fn paths_name_their_route_and_call() {
-        assert_eq!(parse_path("/hf/r"), Some(("r", Some(Call::Root))));
-        assert_eq!(parse_path("/hf/r/"), Some(("r", Some(Call::Root))));
+        assert_eq!(parse_path("/hf/r"), Some(("r", Some(TgiRoute::Root))));
+        assert_eq!(parse_path("/hf/r/"), Some(("r", Some(TgiRoute::Root))));
         assert_eq!(
             parse_path("/hf/r/generate_stream"),
-            Some(("r", Some(Call::GenerateStream)))
+            Some(("r", Some(TgiRoute::GenerateStream)))
         );
         assert_eq!(
             parse_path("/hf/r/v1/chat/completions"),
-            Some(("r", Some(Call::Chat)))
+            Some(("r", Some(TgiRoute::Chat)))
         );
         assert_eq!(parse_path("/hf/r/nope"), Some(("r", None)));
         assert_eq!(parse_path("/v1/predict/r"), None);

@@ -5,6 +5,7 @@ use super::backend::check_region;
 use super::diag::{key_path, Diagnostics};
 use super::raw::RawDoors;
 use crate::protocol::container::Operation;
+use crate::protocol::tgi::TgiRoute;
 
 /// At most this many `doors.sagemaker.regions`.
 const MAX_REGIONS: usize = 64;
@@ -259,40 +260,24 @@ pub enum Door {
     /// the operation.
     OpenAi(Operation),
     /// `/hf/{route}/…`.
-    Tgi(TgiCall),
-}
-
-/// A call of the TGI door, for its path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TgiCall {
-    /// `/hf/{route}`: generate (or a stream), or embeddings.
-    Root,
-    GenerateStream,
-    /// `/generate`, `/v1/chat/completions`, `/v1/completions`, `/embed`.
-    Op(Operation),
+    Tgi(TgiRoute),
 }
 
 /// The TGI door's paths that `route` serves.
 fn tgi_paths(route: &str, serves: &impl Fn(Operation, bool) -> bool) -> Vec<String> {
-    let mut calls = Vec::new();
-    if serves(Operation::Generate, false) || serves(Operation::Embed, false) {
-        calls.push(TgiCall::Root);
-    }
-    if serves(Operation::Generate, false) {
-        calls.push(TgiCall::Op(Operation::Generate));
-    }
-    if serves(Operation::Generate, true) {
-        calls.push(TgiCall::GenerateStream);
-    }
-    for op in [Operation::Chat, Operation::Completion, Operation::Embed] {
-        if serves(op, false) {
-            calls.push(TgiCall::Op(op));
-        }
-    }
-    calls
-        .into_iter()
-        .map(|c| Door::Tgi(c).path(route, false))
-        .collect()
+    let generate = serves(Operation::Generate, false);
+    let embed = serves(Operation::Embed, false);
+    let calls = [
+        (TgiRoute::Root, generate || embed),
+        (TgiRoute::Generate, generate),
+        (TgiRoute::GenerateStream, serves(Operation::Generate, true)),
+        (TgiRoute::Chat, serves(Operation::Chat, false)),
+        (TgiRoute::Completions, serves(Operation::Completion, false)),
+        (TgiRoute::Embed, embed),
+    ]
+    .into_iter()
+    .filter_map(|(call, served)| served.then_some(call));
+    calls.map(|c| Door::Tgi(c).path(route, false)).collect()
 }
 
 impl Door {
@@ -323,17 +308,8 @@ impl Door {
             (Door::SageMaker, false) => format!("/endpoints/{route}/invocations"),
             (Door::SageMaker, true) => format!("/endpoints/{route}/invocations-response-stream"),
             (Door::OpenAi(op), _) => openai_path(op).to_string(),
-            (Door::Tgi(call), _) => {
-                let sub = match call {
-                    TgiCall::Root => "",
-                    TgiCall::GenerateStream => "/generate_stream",
-                    TgiCall::Op(Operation::Chat) => "/v1/chat/completions",
-                    TgiCall::Op(Operation::Completion) => "/v1/completions",
-                    TgiCall::Op(Operation::Embed) => "/embed",
-                    TgiCall::Op(Operation::Generate | Operation::Predict) => "/generate",
-                };
-                format!("/hf/{route}{sub}")
-            }
+            (Door::Tgi(TgiRoute::Root), _) => format!("/hf/{route}"),
+            (Door::Tgi(call), _) => format!("/hf/{route}{}", call.path()),
         }
     }
 }

@@ -48,7 +48,7 @@ mod validate;
 
 pub use crate::protocol::container::{Container, Operation};
 pub use clients::key_hash;
-pub use doors::{Door, DoorKind, DoorsConfig, SageMakerDoorConfig, TgiCall};
+pub use doors::{Door, DoorKind, DoorsConfig, SageMakerDoorConfig};
 
 #[cfg(test)]
 mod tests;

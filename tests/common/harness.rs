@@ -241,6 +241,22 @@ impl Harness {
             .unwrap()
     }
 
+    /// POSTs `body` as JSON to `path` with `key` as the bearer key.
+    pub async fn post_json(
+        &self,
+        path: &str,
+        key: &str,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// Status and answering backend of a [`BODY`] request; the body is
     /// read whole, so the connection is reused.
     pub async fn call(&self, route: &str) -> (u16, String) {

@@ -18,3 +18,11 @@ pub fn expected_sse(inputs: &str, max_new_tokens: Option<u32>) -> String {
         .map(|e| format!("data:{e}\n\n"))
         .collect()
 }
+
+/// The `data: ` payloads of an SSE body (written with the space), in order.
+pub fn data_events(text: &str) -> Vec<String> {
+    text.split("\n\n")
+        .filter_map(|block| block.lines().find_map(|l| l.strip_prefix("data: ")))
+        .map(str::to_string)
+        .collect()
+}

@@ -5,6 +5,7 @@
 use infergate::emulator::{FaultConfig, InjectedError};
 use serde_json::{json, Value};
 
+use crate::common::model::data_events;
 use crate::common::{Harness, CONFIG};
 
 const KEY: &str = "openai-door-key-canary-4e1d";
@@ -25,16 +26,6 @@ rate_limit = {{ requests_per_second = 0.1, burst = 2 }}
     )
 }
 
-async fn post(h: &Harness, path: &str, key: &str, body: &Value) -> reqwest::Response {
-    h.client
-        .post(h.url(path))
-        .bearer_auth(key)
-        .json(body)
-        .send()
-        .await
-        .unwrap()
-}
-
 fn chat(model: &str, stream: bool) -> Value {
     json!({
         "model": model,
@@ -46,14 +37,6 @@ fn chat(model: &str, stream: bool) -> Value {
     })
 }
 
-/// The `data: ` payloads of an SSE body, in order.
-fn data_events(text: &str) -> Vec<String> {
-    text.split("\n\n")
-        .filter_map(|block| block.lines().find_map(|l| l.strip_prefix("data: ")))
-        .map(str::to_string)
-        .collect()
-}
-
 async fn json_of(res: reqwest::Response) -> Value {
     res.json().await.unwrap()
 }
@@ -63,7 +46,9 @@ async fn a_chat_answer_has_one_shape_whichever_backend_served_it() {
     let h = Harness::with_config(keyed()).await;
     let mut contents = Vec::new();
     for route in ["sm", "hf"] {
-        let res = post(&h, "/v1/chat/completions", KEY, &chat(route, false)).await;
+        let res = h
+            .post_json("/v1/chat/completions", KEY, &chat(route, false))
+            .await;
         assert_eq!(res.status(), 200);
         assert_eq!(res.headers()["content-type"], "application/json");
         assert_eq!(res.headers()["x-infergate-backend"], route);
@@ -89,7 +74,9 @@ async fn a_chat_answer_has_one_shape_whichever_backend_served_it() {
 async fn a_chat_stream_is_openais_whichever_backend_served_it() {
     let h = Harness::with_config(keyed()).await;
     for route in ["sm", "hf"] {
-        let res = post(&h, "/v1/chat/completions", KEY, &chat(route, true)).await;
+        let res = h
+            .post_json("/v1/chat/completions", KEY, &chat(route, true))
+            .await;
         assert_eq!(res.status(), 200);
         assert_eq!(res.headers()["content-type"], "text/event-stream");
         let text = res.text().await.unwrap();
@@ -134,7 +121,10 @@ async fn errors_are_in_openais_shape_with_its_statuses() {
         .await
         .unwrap();
     assert_eq!(no_key.status(), 401);
-    assert_eq!(no_key.headers()["www-authenticate"], "Bearer");
+    assert_eq!(
+        no_key.headers()["www-authenticate"],
+        "Bearer realm=\"infergate\""
+    );
     let e = json_of(no_key).await;
     assert_eq!(e["error"]["code"], "invalid_api_key");
     assert!(!e.to_string().contains(KEY));
@@ -184,7 +174,7 @@ async fn errors_are_in_openais_shape_with_its_statuses() {
         ),
     ];
     for (key, path, body, status, param) in cases {
-        let res = post(&h, path, key, &body).await;
+        let res = h.post_json(path, key, &body).await;
         assert_eq!(res.status(), status, "{path} {body}");
         let e = json_of(res).await;
         let err = &e["error"];
@@ -201,7 +191,7 @@ async fn errors_are_in_openais_shape_with_its_statuses() {
     for (route, status) in [("sm", 400), ("hf", 422)] {
         let mut body = chat(route, false);
         body["max_tokens"] = json!(0);
-        let res = post(&h, "/v1/chat/completions", KEY, &body).await;
+        let res = h.post_json("/v1/chat/completions", KEY, &body).await;
         assert_eq!(res.status(), status, "{route}");
         let e = json_of(res).await;
         assert_eq!(e["error"]["type"], "invalid_request_error");
@@ -229,11 +219,15 @@ async fn errors_are_in_openais_shape_with_its_statuses() {
 async fn a_client_over_its_limit_gets_openais_429() {
     let h = Harness::with_config(keyed()).await;
     for _ in 0..2 {
-        let res = post(&h, "/v1/chat/completions", NARROW_KEY, &chat("hf", false)).await;
+        let res = h
+            .post_json("/v1/chat/completions", NARROW_KEY, &chat("hf", false))
+            .await;
         assert_eq!(res.status(), 200);
         assert!(res.headers().contains_key("x-ratelimit-remaining"));
     }
-    let res = post(&h, "/v1/chat/completions", NARROW_KEY, &chat("hf", false)).await;
+    let res = h
+        .post_json("/v1/chat/completions", NARROW_KEY, &chat("hf", false))
+        .await;
     assert_eq!(res.status(), 429);
     let after: u64 = res.headers()["retry-after"]
         .to_str()
@@ -302,13 +296,17 @@ async fn retries_and_failover_apply_under_the_door() {
     let h = Harness::with_config(keyed()).await;
     h.sm.faults()
         .fail_next(1, InjectedError::ServiceUnavailable);
-    let res = post(&h, "/v1/chat/completions", KEY, &chat("sm", false)).await;
+    let res = h
+        .post_json("/v1/chat/completions", KEY, &chat("sm", false))
+        .await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["x-infergate-attempts"], "2");
     // The failing backend's stream is failed over before its first event.
     h.sm.faults()
         .fail_next(10, InjectedError::ServiceUnavailable);
-    let res = post(&h, "/v1/chat/completions", KEY, &chat("both", true)).await;
+    let res = h
+        .post_json("/v1/chat/completions", KEY, &chat("both", true))
+        .await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["x-infergate-backend"], "hf");
     assert!(res.text().await.unwrap().ends_with("data: [DONE]\n\n"));
@@ -322,7 +320,9 @@ async fn a_failure_mid_stream_is_an_error_event() {
         stream_error_after: Some(1),
         ..FaultConfig::default()
     });
-    let res = post(&h, "/v1/chat/completions", KEY, &chat("hf", true)).await;
+    let res = h
+        .post_json("/v1/chat/completions", KEY, &chat("hf", true))
+        .await;
     assert_eq!(res.status(), 200);
     let text = res.text().await.unwrap();
     let events = data_events(&text);
@@ -350,7 +350,9 @@ async fn a_route_that_names_its_doors_is_served_on_those_only() {
         r#"routes = ["sm", "hf", "both", "js", "chat"]"#,
     );
     let h = Harness::with_config(config).await;
-    let res = post(&h, "/v1/chat/completions", KEY, &chat("chat", false)).await;
+    let res = h
+        .post_json("/v1/chat/completions", KEY, &chat("chat", false))
+        .await;
     assert_eq!(res.status(), 200);
     let predict = h
         .client
@@ -361,7 +363,9 @@ async fn a_route_that_names_its_doors_is_served_on_those_only() {
         .await
         .unwrap();
     assert_eq!(predict.status(), 404);
-    let tgi = post(&h, "/hf/chat/generate", KEY, &json!({"inputs": "a"})).await;
+    let tgi = h
+        .post_json("/hf/chat/generate", KEY, &json!({"inputs": "a"}))
+        .await;
     assert_eq!(tgi.status(), 404);
     h.shutdown().await;
 }

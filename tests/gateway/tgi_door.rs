@@ -4,6 +4,7 @@
 use infergate::emulator::FaultConfig;
 use serde_json::{json, Value};
 
+use crate::common::model::data_events;
 use crate::common::{Harness, CONFIG};
 
 const KEY: &str = "tgi-door-key-canary-2b9e";
@@ -24,39 +25,24 @@ routes = ["hf"]
     )
 }
 
-async fn post(h: &Harness, path: &str, key: &str, body: &Value) -> reqwest::Response {
-    h.client
-        .post(h.url(path))
-        .bearer_auth(key)
-        .json(body)
-        .send()
-        .await
-        .unwrap()
-}
-
 fn generate(stream: bool) -> Value {
     json!({"inputs": "one stable inference URL", "parameters": {"max_new_tokens": 3, "details": true}, "stream": stream})
-}
-
-/// The `data: ` payloads of an SSE body, in order.
-fn data_events(text: &str) -> Vec<String> {
-    text.split("\n\n")
-        .filter_map(|block| block.strip_prefix("data: "))
-        .map(str::to_string)
-        .collect()
 }
 
 #[tokio::test]
 async fn generate_answers_as_tgi_whichever_backend_served() {
     let h = Harness::with_config(keyed()).await;
     for route in ["sm", "hf", "js"] {
-        let res = post(&h, &format!("/hf/{route}/generate"), KEY, &generate(false)).await;
+        let res = h
+            .post_json(&format!("/hf/{route}/generate"), KEY, &generate(false))
+            .await;
         assert_eq!(res.status(), 200, "{route}");
         let v: Value = res.json().await.unwrap();
         assert_eq!(v["generated_text"], "URL inference stable", "{route}: {v}");
         // TGI's compat route: a list of one, with or without the slash.
         for path in [format!("/hf/{route}"), format!("/hf/{route}/")] {
-            let v: Value = post(&h, &path, KEY, &generate(false))
+            let v: Value = h
+                .post_json(&path, KEY, &generate(false))
                 .await
                 .json()
                 .await
@@ -79,7 +65,9 @@ async fn generate_streams_as_tgi_whichever_backend_served() {
         ("hf", "/generate_stream"),
         ("hf", ""),
     ] {
-        let res = post(&h, &format!("/hf/{route}{path}"), KEY, &generate(true)).await;
+        let res = h
+            .post_json(&format!("/hf/{route}{path}"), KEY, &generate(true))
+            .await;
         assert_eq!(res.status(), 200);
         assert_eq!(res.headers()["content-type"], "text/event-stream");
         let text = res.text().await.unwrap();
@@ -104,7 +92,9 @@ async fn chat_on_the_door_reads_as_tgis_openai_route() {
     let body =
         json!({"model": "tgi", "messages": [{"role": "user", "content": "a b c"}], "stream": true});
     for route in ["sm", "hf"] {
-        let res = post(&h, &format!("/hf/{route}/v1/chat/completions"), KEY, &body).await;
+        let res = h
+            .post_json(&format!("/hf/{route}/v1/chat/completions"), KEY, &body)
+            .await;
         let text = res.text().await.unwrap();
         let events = data_events(&text);
         assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "{text}");
@@ -152,7 +142,7 @@ async fn errors_are_tgis() {
         (KEY, "/hf/sm/nope", generate(false), 404, "not_found"),
     ];
     for (key, path, body, status, error_type) in cases {
-        let res = post(&h, path, key, &body).await;
+        let res = h.post_json(path, key, &body).await;
         assert_eq!(res.status(), status, "{path} {body}");
         let e: Value = res.json().await.unwrap();
         assert_eq!(e["error_type"], error_type, "{path}: {e}");
@@ -161,7 +151,9 @@ async fn errors_are_tgis() {
     // The model's own validation error, from either backend.
     for route in ["sm", "hf"] {
         let body = json!({"inputs": "a", "parameters": {"max_new_tokens": 0}});
-        let res = post(&h, &format!("/hf/{route}/generate"), KEY, &body).await;
+        let res = h
+            .post_json(&format!("/hf/{route}/generate"), KEY, &body)
+            .await;
         let status = res.status();
         let e: Value = res.json().await.unwrap();
         assert_eq!(
@@ -184,7 +176,9 @@ async fn a_failure_mid_stream_is_tgis_error_event() {
         stream_error_after: Some(1),
         ..FaultConfig::default()
     });
-    let res = post(&h, "/hf/hf/generate_stream", KEY, &generate(true)).await;
+    let res = h
+        .post_json("/hf/hf/generate_stream", KEY, &generate(true))
+        .await;
     let text = res.text().await.unwrap();
     let events = data_events(&text);
     assert_eq!(events.len(), 2, "{text}");
@@ -245,7 +239,7 @@ async fn info_health_and_the_closed_door() {
     );
     h.shutdown().await;
     let h = Harness::with_config(format!("{}\n[doors.tgi]\nenabled = false\n", keyed())).await;
-    let res = post(&h, "/hf/hf/generate", KEY, &generate(false)).await;
+    let res = h.post_json("/hf/hf/generate", KEY, &generate(false)).await;
     assert_eq!(res.status(), 404);
     h.shutdown().await;
 }
@@ -258,7 +252,9 @@ async fn a_scaled_to_zero_backend_never_shows_its_503_while_another_serves() {
         ..FaultConfig::default()
     });
     for _ in 0..6 {
-        let res = post(&h, "/hf/both/generate", KEY, &generate(false)).await;
+        let res = h
+            .post_json("/hf/both/generate", KEY, &generate(false))
+            .await;
         assert_eq!(res.status(), 200);
         assert_eq!(res.headers()["x-infergate-backend"], "sm");
     }

@@ -6,13 +6,12 @@
 //! `UnprocessableEntityError`, 429 `RateLimitError`, 5xx
 //! `InternalServerError`), `Retry-After` where the client should come back.
 
-use bytes::Bytes;
-use http::{header, HeaderValue, Response, StatusCode};
+use http::{HeaderMap, Response, StatusCode};
 use serde_json::{json, Value};
 
 use crate::backend::FailureKind;
-use crate::body::{full, ResBody};
-use crate::error::ApiError;
+use crate::body::ResBody;
+use crate::error::{error_headers, json_reply, ApiError};
 use crate::limits::Scope;
 
 /// An error in OpenAI's shape.
@@ -23,7 +22,9 @@ pub struct OaiError {
     pub kind: &'static str,
     pub param: Option<&'static str>,
     pub code: Option<&'static str>,
-    pub retry_after: Option<u64>,
+    /// `WWW-Authenticate`, `Retry-After`, `x-ratelimit-*`, as the error
+    /// asks.
+    pub headers: Box<HeaderMap>,
 }
 
 impl OaiError {
@@ -35,7 +36,7 @@ impl OaiError {
             kind: "invalid_request_error",
             param,
             code: None,
-            retry_after: None,
+            headers: Box::default(),
         }
     }
 
@@ -65,33 +66,26 @@ impl OaiError {
     }
 
     pub fn response(&self) -> Response<ResBody> {
-        let mut res = Response::new(full(Bytes::from(self.body().to_string())));
-        *res.status_mut() = self.status;
-        let headers = res.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        if let Some(secs) = self.retry_after {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
-        if self.status == StatusCode::UNAUTHORIZED {
-            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        res
+        json_reply(
+            self.status,
+            self.body().to_string(),
+            (*self.headers).clone(),
+        )
     }
 }
 
 /// `err` as OpenAI would answer it; `model` is the request's.
 pub fn of_api_error(err: &ApiError, model: &str) -> OaiError {
     let status = err.status();
+    let mut headers = HeaderMap::new();
+    error_headers(&mut headers, err);
     let base = OaiError {
         status,
         message: err.to_string(),
         kind: kind_of(status),
         param: None,
         code: None,
-        retry_after: err.retry_after().map(|d| d.as_secs().max(1)),
+        headers: Box::new(headers),
     };
     match err {
         ApiError::UnknownRoute(_) => OaiError::unknown_model(model),

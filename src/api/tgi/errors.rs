@@ -6,13 +6,12 @@
 //! otherwise). TGI answers bad input with 422, an overloaded queue with
 //! 429 and a failed generation with 424 or 500.
 
-use bytes::Bytes;
-use http::{header, HeaderValue, Response, StatusCode};
+use http::{HeaderMap, Response, StatusCode};
 use serde_json::json;
 
 use crate::backend::FailureKind;
-use crate::body::{full, ResBody};
-use crate::error::ApiError;
+use crate::body::ResBody;
+use crate::error::{error_headers, json_reply, ApiError};
 
 /// An error in TGI's shape.
 #[derive(Debug, Clone)]
@@ -20,7 +19,9 @@ pub struct TgiError {
     pub status: StatusCode,
     pub message: String,
     pub error_type: &'static str,
-    pub retry_after: Option<u64>,
+    /// `WWW-Authenticate`, `Retry-After`, `x-ratelimit-*`, as the error
+    /// asks.
+    pub headers: Box<HeaderMap>,
 }
 
 impl TgiError {
@@ -30,37 +31,26 @@ impl TgiError {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             message: message.into(),
             error_type: "validation",
-            retry_after: None,
+            headers: Box::default(),
         }
     }
 
     pub fn response(&self) -> Response<ResBody> {
         let body = json!({"error": self.message, "error_type": self.error_type});
-        let mut res = Response::new(full(Bytes::from(body.to_string())));
-        *res.status_mut() = self.status;
-        let headers = res.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        if let Some(secs) = self.retry_after {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
-        if self.status == StatusCode::UNAUTHORIZED {
-            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        res
+        json_reply(self.status, body.to_string(), (*self.headers).clone())
     }
 }
 
 /// `err` as TGI would answer it.
 pub fn of_api_error(err: &ApiError) -> TgiError {
     let status = err.status();
+    let mut headers = HeaderMap::new();
+    error_headers(&mut headers, err);
     let base = TgiError {
         status,
         message: err.to_string(),
         error_type: type_of(status),
-        retry_after: err.retry_after().map(|d| d.as_secs().max(1)),
+        headers: Box::new(headers),
     };
     match err {
         // The request's own faults: TGI's validation error.

@@ -30,6 +30,7 @@ pub use jumpstart::{jumpstart_request, jumpstart_response};
 pub(crate) use lmi::{EventMap, Mapped};
 
 use crate::config::{Container, Operation};
+pub(crate) use crate::protocol::tgi::TgiRoute as HfRoute;
 
 /// Why a request could not be adapted: the client's fault, a 400.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -49,41 +50,6 @@ pub(super) fn not_json(backend: &str, container: Container, e: &serde_json::Erro
         backend: backend.to_string(),
         container: container.as_str(),
         detail: e.to_string(),
-    }
-}
-
-/// The route of an HF endpoint a request takes (TGI's and TEI's routers).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum HfRoute {
-    /// `POST /`: the endpoint's own URL.
-    Root,
-    Generate,
-    GenerateStream,
-    Chat,
-    Completions,
-    Embed,
-}
-
-impl HfRoute {
-    pub const ALL: [HfRoute; 6] = [
-        HfRoute::Root,
-        HfRoute::Generate,
-        HfRoute::GenerateStream,
-        HfRoute::Chat,
-        HfRoute::Completions,
-        HfRoute::Embed,
-    ];
-
-    /// The path under the endpoint's URL.
-    pub fn path(self) -> &'static str {
-        match self {
-            HfRoute::Root => "",
-            HfRoute::Generate => "/generate",
-            HfRoute::GenerateStream => "/generate_stream",
-            HfRoute::Chat => "/v1/chat/completions",
-            HfRoute::Completions => "/v1/completions",
-            HfRoute::Embed => "/embed",
-        }
     }
 }
 
