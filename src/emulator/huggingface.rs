@@ -397,6 +397,10 @@ impl HuggingFace {
                 let gen = Generation::run(&c.prompt, c.max_tokens);
                 (model::chat_completion(&gen, &self.model_id), gen)
             }
+            TgiRequest::Completion(c) => {
+                let gen = Generation::run(&c.prompt, c.max_tokens);
+                (model::completion(&gen, &self.model_id), gen)
+            }
         }
     }
 
