@@ -46,8 +46,8 @@ pub struct SageMakerArgs {
     /// Session token that requests signed with that key must carry.
     #[arg(long, env = "AWS_SESSION_TOKEN", hide_env_values = true)]
     pub session_token: Option<String>,
-    /// Payload format of the emulated model container.
-    #[arg(long, value_enum, default_value = "tgi")]
+    /// Model server in the emulated container (its payload format).
+    #[arg(long, visible_alias = "container", value_enum, default_value = "tgi")]
     pub format: ModelFormat,
     #[command(flatten)]
     pub faults: FaultArgs,
@@ -198,10 +198,7 @@ pub async fn run(cmd: EmulateCommand) -> Result<(), BoxError> {
             let opts = args.into_options()?;
             let verifying = !opts.credentials.is_empty();
             let region = opts.region.clone();
-            let format = match opts.format {
-                ModelFormat::Tgi => "tgi",
-                ModelFormat::JumpStartText2Text => "jumpstart-text2text",
-            };
+            let format = opts.format.as_str();
             let handle = sagemaker::start(listen, opts).await?;
             println!("SageMaker runtime emulator listening on {}", handle.url());
             println!(
@@ -307,6 +304,29 @@ mod tests {
         );
         assert_eq!(opts.credentials.len(), 1);
         assert_eq!(opts.tls, None);
+    }
+
+    #[test]
+    fn container_flags_choose_the_model_server() {
+        for (flag, name, format) in [
+            ("--format", "lmi", ModelFormat::Lmi),
+            ("--container", "tei", ModelFormat::Tei),
+            ("--container", "lmi", ModelFormat::Lmi),
+            ("--format", "tgi", ModelFormat::Tgi),
+        ] {
+            let cli = Cli::try_parse_from(["x", "sagemaker", flag, name]).unwrap();
+            let EmulateCommand::Sagemaker(args) = cli.cmd else {
+                panic!("wrong command")
+            };
+            assert_eq!(args.format, format);
+            assert_eq!(format.as_str(), name);
+        }
+        let cli = Cli::try_parse_from(["x", "sagemaker"]).unwrap();
+        let EmulateCommand::Sagemaker(args) = cli.cmd else {
+            panic!("wrong command")
+        };
+        assert_eq!(args.format, ModelFormat::Tgi);
+        assert!(Cli::try_parse_from(["x", "sagemaker", "--container", "vllm"]).is_err());
     }
 
     #[test]
