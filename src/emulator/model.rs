@@ -1,7 +1,7 @@
 //! The deterministic fake model both emulators share, and the wire shapes of
 //! the model servers it is served by: TGI (generate, and the OpenAI chat and
 //! text completions in [`chat`]), DJL serving's LMI container ([`lmi`]) and
-//! text-embeddings-inference (`embed.rs`: [`embed`] and TEI's shapes).
+//! text-embeddings-inference (`embed.rs`: [`embed()`] and TEI's shapes).
 //!
 //! The text model answers with the words of its input in reverse order: the
 //! first token is the last word, every later token carries a leading space,
