@@ -1,10 +1,15 @@
-//! The Hugging Face (TGI-shaped) endpoint emulator over real loopback
-//! sockets: every route, the bearer token, TGI error bodies, SSE streams and
-//! mid-stream errors, scale-to-zero with and without `X-Scale-Up-Timeout`,
-//! resets, latency, counters and the request log.
+//! The Hugging Face endpoint emulator over real loopback sockets: every TGI
+//! route (OpenAI's and `/invocations` included), every TEI route (embeddings,
+//! float and base64), the bearer token, TGI and TEI error bodies, SSE streams
+//! and mid-stream errors, scale-to-zero with and without
+//! `X-Scale-Up-Timeout`, resets, latency, counters and the request log. The
+//! TEI container's tests are in [`tei`].
 
 #[cfg(test)]
 mod common;
+#[cfg(test)]
+#[path = "emulator_huggingface/tei.rs"]
+mod tei;
 
 use std::time::{Duration, Instant};
 
@@ -273,6 +278,120 @@ async fn invalid_inputs_are_422_validation() {
     )
     .await;
     assert_eq!(emu.counters().stream_requests(), 0);
+}
+
+#[tokio::test]
+async fn completions_models_and_invocations() {
+    let emu = start(HuggingFaceOptions {
+        model_id: "org/model".to_owned(),
+        ..HuggingFaceOptions::default()
+    })
+    .await;
+    let body = r#"{"prompt":"one two three","max_tokens":2}"#;
+    let resp = post(&emu, "/v1/completions", body).send().await.unwrap();
+    assert_eq!(header(&resp, "x-generated-tokens").as_deref(), Some("2"));
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(
+        (&v["object"], &v["id"]),
+        (&json!("text_completion"), &json!(""))
+    );
+    assert_eq!(v["model"], "org/model");
+    assert_eq!(
+        v["choices"],
+        json!([{"index": 0, "text": "three two", "logprobs": null, "finish_reason": "length"}])
+    );
+    assert_eq!(v["usage"]["total_tokens"], 5);
+
+    let body = r#"{"prompt":["a b"],"stream":true}"#;
+    let resp = post(&emu, "/v1/completions", body).send().await.unwrap();
+    assert_eq!(
+        header(&resp, "content-type").as_deref(),
+        Some("text/event-stream")
+    );
+    let text = resp.text().await.unwrap();
+    assert!(!text.contains("data: "), "{text}");
+    let data = sse_data(&text);
+    assert_eq!(data.len(), 3);
+    assert_eq!(data[2], "[DONE]");
+    let first: Value = serde_json::from_str(&data[0]).unwrap();
+    let last: Value = serde_json::from_str(&data[1]).unwrap();
+    assert_eq!(first["object"], "text_completion");
+    assert_eq!(first["choices"][0]["text"], "b");
+    assert_eq!(first["choices"][0]["finish_reason"], Value::Null);
+    assert_eq!(last["choices"][0]["finish_reason"], "stop");
+
+    let v: Value = get(&emu, "/v1/models")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        v,
+        json!({"object": "list", "data": [
+            {"id": "org/model", "object": "model", "created": 0, "owned_by": "org/model"}
+        ]})
+    );
+
+    // /invocations reads the task from the body, as on SageMaker.
+    let hf = &emu;
+    let invoke = |body: &'static str| async move {
+        let resp = post(hf, "/invocations", body).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{body}");
+        resp.text().await.unwrap()
+    };
+    let generated: Value = serde_json::from_str(&invoke(r#"{"inputs":"a b"}"#).await).unwrap();
+    assert_eq!(generated, json!([{"generated_text": "b a"}]));
+    let completion: Value = serde_json::from_str(&invoke(r#"{"prompt":"a b"}"#).await).unwrap();
+    assert_eq!(completion["choices"][0]["text"], "b a");
+    let chat = r#"{"messages":[{"role":"user","content":"a b"}]}"#;
+    let chat: Value = serde_json::from_str(&invoke(chat).await).unwrap();
+    assert_eq!(chat["object"], "chat.completion");
+    let streamed = invoke(r#"{"inputs":"a b","stream":true}"#).await;
+    assert_eq!(streamed, expected_sse("a b", None));
+    assert_eq!(emu.counters().stream_requests(), 2);
+
+    for (path, status) in [("/invocations", 405), ("/v1/completions", 405)] {
+        assert_eq!(get(&emu, path).send().await.unwrap().status(), status);
+    }
+    assert_eq!(
+        post(&emu, "/v1/models", "").send().await.unwrap().status(),
+        405
+    );
+    let resp = post(&emu, "/v1/completions", r#"{"prompt":""}"#)
+        .send()
+        .await
+        .unwrap();
+    assert!(tgi_error(resp, 422, "validation")
+        .await
+        .contains("cannot be empty"));
+}
+
+#[tokio::test]
+async fn chat_stream_include_usage() {
+    let emu = start_default().await;
+    let body = r#"{"messages":[{"role":"user","content":"a b c"}],"stream":true,"stream_options":{"include_usage":true}}"#;
+    let text = post(&emu, "/v1/chat/completions", body)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await;
+    let data = sse_data(&text.unwrap());
+    assert_eq!(data.len(), 4);
+    assert_eq!(data[3], "[DONE]");
+    let chunks: Vec<Value> = data[..3]
+        .iter()
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    assert!(chunks.iter().all(|c| c["id"] == ""));
+    assert_eq!(chunks[1]["usage"], Value::Null);
+    assert_eq!(chunks[2]["choices"][0]["finish_reason"], "stop");
+    assert_eq!(
+        chunks[2]["usage"],
+        json!({"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6})
+    );
 }
 
 // === token ===

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::faults::{FaultConfig, InjectedError};
-use super::huggingface::{self, HuggingFaceOptions};
+use super::huggingface::{self, HuggingFaceContainer, HuggingFaceOptions};
 use super::sagemaker::{self, ModelFormat, SageMakerOptions};
 use super::tls::{Alpn, TlsOptions};
 use super::EmulatorHandle;
@@ -22,7 +22,7 @@ pub enum EmulateCommand {
     // binary's top-level command beside small variants.
     /// The SageMaker runtime (InvokeEndpoint, InvokeEndpointWithResponseStream).
     Sagemaker(Box<SageMakerArgs>),
-    /// A TGI-shaped Hugging Face Inference Endpoint.
+    /// A Hugging Face Inference Endpoint running TGI or TEI.
     Huggingface(Box<HuggingFaceArgs>),
 }
 
@@ -46,8 +46,8 @@ pub struct SageMakerArgs {
     /// Session token that requests signed with that key must carry.
     #[arg(long, env = "AWS_SESSION_TOKEN", hide_env_values = true)]
     pub session_token: Option<String>,
-    /// Payload format of the emulated model container.
-    #[arg(long, value_enum, default_value = "tgi")]
+    /// Model server in the emulated container (its payload format).
+    #[arg(long, visible_alias = "container", value_enum, default_value = "tgi")]
     pub format: ModelFormat,
     #[command(flatten)]
     pub faults: FaultArgs,
@@ -63,9 +63,12 @@ pub struct HuggingFaceArgs {
     /// Bearer token required from callers; without it the endpoint is public.
     #[arg(long, env = "HF_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// Model id reported by /info and chat completions.
+    /// Model id reported by /info, /v1/models and the OpenAI answers.
     #[arg(long, default_value = super::model::DEFAULT_MODEL_ID)]
     pub model_id: String,
+    /// Model server behind the endpoint.
+    #[arg(long, value_enum, default_value = "tgi")]
+    pub container: HuggingFaceContainer,
     #[command(flatten)]
     pub faults: FaultArgs,
     #[command(flatten)]
@@ -183,6 +186,7 @@ impl HuggingFaceArgs {
         Ok(HuggingFaceOptions {
             token: self.token.filter(|t| !t.is_empty()),
             model_id: self.model_id,
+            container: self.container,
             faults: self.faults.into_config()?,
             tls: self.tls.into_options(),
         })
@@ -198,10 +202,7 @@ pub async fn run(cmd: EmulateCommand) -> Result<(), BoxError> {
             let opts = args.into_options()?;
             let verifying = !opts.credentials.is_empty();
             let region = opts.region.clone();
-            let format = match opts.format {
-                ModelFormat::Tgi => "tgi",
-                ModelFormat::JumpStartText2Text => "jumpstart-text2text",
-            };
+            let format = opts.format.as_str();
             let handle = sagemaker::start(listen, opts).await?;
             println!("SageMaker runtime emulator listening on {}", handle.url());
             println!(
@@ -214,13 +215,14 @@ pub async fn run(cmd: EmulateCommand) -> Result<(), BoxError> {
             let listen = args.listen;
             let opts = args.into_options()?;
             let protected = opts.token.is_some();
+            let container = opts.container.as_str();
             let handle = huggingface::start(listen, opts).await?;
             println!(
                 "Hugging Face endpoint emulator listening on {}",
                 handle.url()
             );
             println!(
-                "  {}",
+                "  container {container}, {}",
                 if protected {
                     "token required"
                 } else {
@@ -307,6 +309,43 @@ mod tests {
         );
         assert_eq!(opts.credentials.len(), 1);
         assert_eq!(opts.tls, None);
+    }
+
+    #[test]
+    fn container_flags_choose_the_model_server() {
+        for (flag, name, format) in [
+            ("--format", "lmi", ModelFormat::Lmi),
+            ("--container", "tei", ModelFormat::Tei),
+            ("--container", "lmi", ModelFormat::Lmi),
+            ("--format", "tgi", ModelFormat::Tgi),
+        ] {
+            let cli = Cli::try_parse_from(["x", "sagemaker", flag, name]).unwrap();
+            let EmulateCommand::Sagemaker(args) = cli.cmd else {
+                panic!("wrong command")
+            };
+            assert_eq!(args.format, format);
+            assert_eq!(format.as_str(), name);
+        }
+        let cli = Cli::try_parse_from(["x", "sagemaker"]).unwrap();
+        let EmulateCommand::Sagemaker(args) = cli.cmd else {
+            panic!("wrong command")
+        };
+        assert_eq!(args.format, ModelFormat::Tgi);
+        assert!(Cli::try_parse_from(["x", "sagemaker", "--container", "vllm"]).is_err());
+
+        let cli = Cli::try_parse_from(["x", "huggingface", "--container", "tei"]).unwrap();
+        let EmulateCommand::Huggingface(args) = cli.cmd else {
+            panic!("wrong command")
+        };
+        let opts = args.into_options().unwrap();
+        assert_eq!(opts.container, HuggingFaceContainer::Tei);
+        assert_eq!(opts.container.as_str(), "tei");
+        let cli = Cli::try_parse_from(["x", "huggingface"]).unwrap();
+        let EmulateCommand::Huggingface(args) = cli.cmd else {
+            panic!("wrong command")
+        };
+        assert_eq!(args.container, HuggingFaceContainer::Tgi);
+        assert!(Cli::try_parse_from(["x", "huggingface", "--container", "lmi"]).is_err());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! AWS event-stream output of the SageMaker emulator's
 //! `InvokeEndpointWithResponseStream`: frames written with
 //! aws-smithy-eventstream (the same crate the AWS SDK decodes with), and the
-//! paced stream that turns the model's SSE events into `PayloadPart` frames,
+//! paced stream that turns the container's stream events (TGI's SSE, LMI's
+//! JSON lines: any bytes) into `PayloadPart` frames,
 //! with the stream faults applied — parts re-sliced at arbitrary offsets
 //! (`stream_split`), one frame's message CRC corrupted (`corrupt_crc_at`), and
 //! an exception frame in place of the rest (`stream_error_after`).

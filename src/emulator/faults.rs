@@ -45,21 +45,24 @@ pub struct FaultConfig {
     #[serde(with = "opt_duration_serde")]
     pub cold_start: Option<Duration>,
     /// SageMaker streams: re-slice the byte stream into PayloadParts of random
-    /// sizes in `1..=n`, cutting SSE lines at arbitrary offsets.
+    /// sizes in `1..=n`, cutting SSE events and JSON lines at arbitrary
+    /// offsets.
     pub stream_split: Option<usize>,
     /// SageMaker streams: the frame with this index (0-based) gets a corrupted
     /// message CRC.
     pub corrupt_crc_at: Option<usize>,
     /// Streams: after this many token events, send a mid-stream error instead of
-    /// the rest. No effect when the generation has at most this many tokens.
+    /// the rest (TGI: its error event, or on SageMaker the exception frame
+    /// [`FaultConfig::stream_error`]; LMI: its `finish_reason: "error"` line).
+    /// No effect when the generation has at most this many tokens.
     pub stream_error_after: Option<usize>,
-    /// SageMaker streams: which exception frame `stream_error_after` sends.
+    /// SageMaker TGI streams: which exception frame `stream_error_after` sends.
     pub stream_error: StreamError,
     /// Injected errors carry `Retry-After` with this many whole seconds.
     #[serde(with = "opt_duration_serde")]
     pub retry_after: Option<Duration>,
     /// Time per generated token (streams pace their events by it; non-streaming
-    /// answers take `tokens × token_latency`).
+    /// answers take `tokens × token_latency`; embeddings take none).
     #[serde(with = "duration_serde")]
     pub token_latency: Duration,
 }
@@ -105,16 +108,16 @@ impl FaultConfig {
 /// The error an injected failure answers with. Each emulator renders every
 /// variant in its own wire shape:
 ///
-/// | variant | SageMaker | Hugging Face (TGI) |
-/// | --- | --- | --- |
-/// | `ValidationError` | 400 ValidationError | 422 `validation` |
-/// | `ModelError { original_status }` | 424 ModelError (OriginalStatusCode) | 424 `generation` |
-/// | `ModelNotReadyException` | 429 ModelNotReadyException | 503 |
-/// | `InternalFailure` | 500 InternalFailure | 500 `incomplete_generation` |
-/// | `ServiceUnavailable` | 503 ServiceUnavailable | 503 |
-/// | `InternalDependencyException` | 530 InternalDependencyException | 502 |
-/// | `ThrottlingException` | 400 ThrottlingException | 429 `overloaded` |
-/// | `Status(s)` | the closest type (400 Validation, 424 Model, 429 ModelNotReady, 500 InternalFailure, 503 ServiceUnavailable, 530 InternalDependency; other 4xx ValidationError, other 5xx InternalFailure, with status `s`) | `s` with TGI's body for it |
+/// | variant | SageMaker | Hugging Face (TGI) | Hugging Face (TEI) |
+/// | --- | --- | --- | --- |
+/// | `ValidationError` | 400 ValidationError | 422 `validation` | 422 `Validation` |
+/// | `ModelError { original_status }` | 424 ModelError (OriginalStatusCode) | 424 `generation` | 424 `Backend` |
+/// | `ModelNotReadyException` | 429 ModelNotReadyException | 503 | 503 `Unhealthy` |
+/// | `InternalFailure` | 500 InternalFailure | 500 `incomplete_generation` | 500 `Backend` |
+/// | `ServiceUnavailable` | 503 ServiceUnavailable | 503 | 503 `Unhealthy` |
+/// | `InternalDependencyException` | 530 InternalDependencyException | 502 | 502 `Backend` |
+/// | `ThrottlingException` | 400 ThrottlingException | 429 `overloaded` | 429 `Overloaded` |
+/// | `Status(s)` | the closest type (400 Validation, 424 Model, 429 ModelNotReady, 500 InternalFailure, 503 ServiceUnavailable, 530 InternalDependency; other 4xx ValidationError, other 5xx InternalFailure, with status `s`) | `s` with TGI's body for it | `s` with TEI's body for it |
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum InjectedError {
     ValidationError,

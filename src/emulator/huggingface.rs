@@ -1,5 +1,7 @@
-//! The Hugging Face Inference Endpoint emulator: a TGI-shaped server behind
-//! the endpoint's proxy.
+//! The Hugging Face Inference Endpoint emulator: a model server behind the
+//! endpoint's proxy, TGI (text-generation-inference, the default) or TEI
+//! (text-embeddings-inference, `tei.rs` beside this file), as
+//! [`HuggingFaceOptions::container`] says.
 //!
 //! The proxy layer checks the bearer token (401 without a valid one; the
 //! token is never echoed) and plays scale-to-zero: with `cold_start` set the
@@ -7,12 +9,24 @@
 //! after the delay, and meanwhile requests get 503 — unless they carry
 //! `X-Scale-Up-Timeout: <seconds>`, which holds them until the replica is ready
 //! or the timeout passes. Then come injected faults (inference routes only:
-//! a real overloaded TGI still answers `/health`), then TGI's router: `/`
-//! (compat: a list, or SSE with `"stream": true`), `/generate`,
-//! `/generate_stream`, `/v1/chat/completions`, `/health`, `/info`, with TGI's
-//! `{"error", "error_type"}` bodies and `x-*-time` headers. The answers come
-//! from the shared fake model ([`super::model`]), so they match the SageMaker
-//! emulator's for the same input.
+//! a real overloaded server still answers `/health`), then the server's
+//! router.
+//!
+//! TGI: `/` (compat: a list, or SSE with `"stream": true`), `/generate`,
+//! `/generate_stream`, `/v1/chat/completions`, `/v1/completions`,
+//! `/invocations` (`messages` → chat, `prompt` → completion, else generate,
+//! as on SageMaker), `GET /v1/models`, `/health`, `/info`, with TGI's
+//! `{"error", "error_type"}` bodies and `x-*-time` headers. SSE events are
+//! `data:{json}` without a space; chat and completion streams end with
+//! `data:[DONE]` and honour `stream_options.include_usage`.
+//!
+//! TEI: `/embed` and `/` (`[[f32]]`), `/v1/embeddings` (OpenAI's list, float
+//! or base64), `/health`, `/info`, with TEI's `{"error", "error_type"}`
+//! (`Validation`, `Backend`, `Overloaded`, `Unhealthy`) and its `x-compute-*`
+//! and timing headers; embeddings take `latency` but no `token_latency`.
+//!
+//! The answers come from the shared fake model ([`super::model`]), so they
+//! match the SageMaker emulator's for the same input.
 
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
@@ -33,11 +47,35 @@ use super::serve::{
 use super::tls::TlsOptions;
 use super::{EmulatorHandle, Shared};
 
-/// TGI's default request body limit.
+mod tei;
+
+/// TGI's (and TEI's) default request body limit.
 pub const MAX_BODY_BYTES: usize = 2_000_000;
 // Bounds how long `X-Scale-Up-Timeout` may hold a request.
 const MAX_SCALE_UP_WAIT: Duration = Duration::from_secs(3600);
 const COMPUTE_TYPE: &str = "gpu+optimized";
+
+/// The model server behind the endpoint (CLI `--container`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum HuggingFaceContainer {
+    /// text-generation-inference.
+    #[default]
+    #[value(name = "tgi")]
+    Tgi,
+    /// text-embeddings-inference.
+    #[value(name = "tei")]
+    Tei,
+}
+
+impl HuggingFaceContainer {
+    /// The CLI name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HuggingFaceContainer::Tgi => "tgi",
+            HuggingFaceContainer::Tei => "tei",
+        }
+    }
+}
 
 /// How to run a Hugging Face endpoint emulator.
 #[derive(Clone, Debug)]
@@ -45,8 +83,10 @@ pub struct HuggingFaceOptions {
     /// Required bearer token; `None` makes the endpoint public. Changeable
     /// later with [`EmulatorHandle::set_token`].
     pub token: Option<String>,
-    /// What `/info` and chat completions report as the model.
+    /// What `/info`, `/v1/models` and the OpenAI answers report as the model.
     pub model_id: String,
+    /// The model server: TGI (default) or TEI.
+    pub container: HuggingFaceContainer,
     pub faults: FaultConfig,
     /// Serve HTTPS with this certificate; `None` serves plain HTTP.
     pub tls: Option<TlsOptions>,
@@ -57,6 +97,7 @@ impl Default for HuggingFaceOptions {
         HuggingFaceOptions {
             token: None,
             model_id: model::DEFAULT_MODEL_ID.to_owned(),
+            container: HuggingFaceContainer::Tgi,
             faults: FaultConfig::default(),
             tls: None,
         }
@@ -76,6 +117,7 @@ pub async fn start(
         listen,
         HuggingFace {
             model_id: opts.model_id,
+            container: opts.container,
         },
         shared,
         opts.tls.as_ref(),
@@ -85,6 +127,7 @@ pub async fn start(
 
 struct HuggingFace {
     model_id: String,
+    container: HuggingFaceContainer,
 }
 
 fn tgi_error(status: StatusCode, error: &str, error_type: &str) -> Response<EmuBody> {
@@ -139,8 +182,9 @@ fn status_error(status: u16) -> Response<EmuBody> {
     tgi_error(status, error, error_type)
 }
 
-fn injected(e: InjectedError) -> Response<EmuBody> {
-    status_error(match e {
+/// The status an injected error answers with (TGI and TEI alike).
+fn injected_status(e: InjectedError) -> u16 {
+    match e {
         InjectedError::ValidationError => 422,
         InjectedError::ModelError { .. } => 424,
         InjectedError::ModelNotReadyException | InjectedError::ServiceUnavailable => 503,
@@ -148,7 +192,11 @@ fn injected(e: InjectedError) -> Response<EmuBody> {
         InjectedError::InternalDependencyException => 502,
         InjectedError::ThrottlingException => 429,
         InjectedError::Status(s) => s,
-    })
+    }
+}
+
+fn injected(e: InjectedError) -> Response<EmuBody> {
+    status_error(injected_status(e))
 }
 
 /// `X-Scale-Up-Timeout` in seconds (fractions allowed), if valid.
@@ -188,6 +236,8 @@ enum Route {
     Generate,
     GenerateStream,
     Chat,
+    Completions,
+    Invocations,
 }
 
 fn ms(d: Duration) -> String {
@@ -199,36 +249,17 @@ impl Emulator for HuggingFace {
 
     async fn handle(&self, req: EmuRequest, shared: &Arc<Shared>) -> Answer {
         let started = Instant::now();
-        let EmuRequest { parts, body } = req;
-        // The endpoint's proxy answers first, then the faults, then TGI.
-        if let Some(refused) = check_token(&parts.headers, shared) {
+        // The endpoint's proxy answers first, then the faults, then the server.
+        if let Some(refused) = check_token(&req.parts.headers, shared) {
             return Ok(refused);
         }
-        if let Some(unavailable) = wait_for_replica(&parts.headers, shared, started).await {
+        if let Some(unavailable) = wait_for_replica(&req.parts.headers, shared, started).await {
             return Ok(unavailable);
         }
-        let route = match self.route(&parts.method, parts.uri.path()) {
-            ControlFlow::Continue(route) => route,
-            ControlFlow::Break(answered) => return Ok(answered),
-        };
-        if let Some(e) = apply_faults(shared).await? {
-            return Ok(serve::with_retry_after(injected(e), &shared.faults));
+        match self.container {
+            HuggingFaceContainer::Tgi => self.tgi(req, shared, started).await,
+            HuggingFaceContainer::Tei => tei::handle(&self.model_id, req, shared, started).await,
         }
-        let (req, body_len) = match read_request(route, body) {
-            ControlFlow::Continue(read) => read,
-            ControlFlow::Break(refused) => return Ok(refused),
-        };
-        let faults = shared.faults.get();
-        let stream = match route {
-            Route::GenerateStream => true,
-            Route::Generate => false,
-            Route::Compat | Route::Chat => req.stream(),
-        };
-        if stream {
-            shared.counters.stream_started();
-            return Ok(self.stream(&req, &faults));
-        }
-        Ok(self.answer(route, &req, body_len, &faults, started).await)
     }
 }
 
@@ -287,7 +318,11 @@ fn read_request(
     };
     let parsed = match route {
         Route::Chat => model::parse_chat(&body).map(TgiRequest::Chat),
-        _ => model::parse_generate(&body).map(TgiRequest::Generate),
+        Route::Completions => model::parse_completion(&body).map(TgiRequest::Completion),
+        Route::Invocations => model::parse_invocation(&body),
+        Route::Compat | Route::Generate | Route::GenerateStream => {
+            model::parse_generate(&body).map(TgiRequest::Generate)
+        }
     };
     match parsed {
         Ok(req) => ControlFlow::Continue((req, body.len())),
@@ -325,23 +360,56 @@ fn set_tgi_headers(
 }
 
 impl HuggingFace {
+    /// TGI: its router, then the faults, then the model.
+    async fn tgi(&self, req: EmuRequest, shared: &Arc<Shared>, started: Instant) -> Answer {
+        let EmuRequest { parts, body } = req;
+        let route = match self.route(&parts.method, parts.uri.path()) {
+            ControlFlow::Continue(route) => route,
+            ControlFlow::Break(answered) => return Ok(answered),
+        };
+        if let Some(e) = apply_faults(shared).await? {
+            return Ok(serve::with_retry_after(injected(e), &shared.faults));
+        }
+        let (req, body_len) = match read_request(route, body) {
+            ControlFlow::Continue(read) => read,
+            ControlFlow::Break(refused) => return Ok(refused),
+        };
+        let faults = shared.faults.get();
+        let stream = match route {
+            Route::GenerateStream => true,
+            Route::Generate => false,
+            Route::Compat | Route::Chat | Route::Completions | Route::Invocations => req.stream(),
+        };
+        if stream {
+            shared.counters.stream_started();
+            return Ok(self.stream(&req, &faults));
+        }
+        Ok(self.answer(route, &req, body_len, &faults, started).await)
+    }
+
     /// TGI's router: the inference route asked for, or the whole answer for
-    /// anything else (`/health`, `/info`, 405, 404).
+    /// anything else (`/health`, `/info`, `/v1/models`, 405, 404).
     fn route(&self, method: &Method, path: &str) -> ControlFlow<Response<EmuBody>, Route> {
         use ControlFlow::{Break, Continue};
         match (method, path) {
             (&Method::GET, "/health") => Break(serve::empty_response(StatusCode::OK)),
             (&Method::GET, "/info") => Break(json_response(StatusCode::OK, &self.info())),
+            (&Method::GET, "/v1/models") => Break(json_response(StatusCode::OK, &self.models())),
             (&Method::POST, "/") => Continue(Route::Compat),
             (&Method::POST, "/generate") => Continue(Route::Generate),
             (&Method::POST, "/generate_stream") => Continue(Route::GenerateStream),
             (&Method::POST, "/v1/chat/completions") => Continue(Route::Chat),
+            (&Method::POST, "/v1/completions") => Continue(Route::Completions),
+            (&Method::POST, "/invocations") => Continue(Route::Invocations),
             (
                 _,
                 "/"
                 | "/generate"
                 | "/generate_stream"
                 | "/v1/chat/completions"
+                | "/v1/completions"
+                | "/invocations"
+                | "/v1/models"
                 | "/health"
                 | "/info",
             ) => Break(serve::empty_response(StatusCode::METHOD_NOT_ALLOWED)),
@@ -379,17 +447,16 @@ impl HuggingFace {
         resp
     }
 
-    /// The JSON answer and the generation behind it; the compat route wraps
-    /// a generate answer in a list.
+    /// The JSON answer and the generation behind it; the compat and
+    /// `/invocations` routes wrap a generate answer in a list.
     fn generate(&self, route: Route, req: &TgiRequest) -> (Value, Generation) {
         match req {
             TgiRequest::Generate(g) => {
                 let gen = Generation::run(&g.inputs, g.max_new_tokens);
                 let one = model::generate_response(&gen, g.details);
-                let value = if route == Route::Compat {
-                    json!([one])
-                } else {
-                    one
+                let value = match route {
+                    Route::Compat | Route::Invocations => json!([one]),
+                    _ => one,
                 };
                 (value, gen)
             }
@@ -397,7 +464,24 @@ impl HuggingFace {
                 let gen = Generation::run(&c.prompt, c.max_tokens);
                 (model::chat_completion(&gen, &self.model_id), gen)
             }
+            TgiRequest::Completion(c) => {
+                let gen = Generation::run(&c.prompt, c.max_tokens);
+                (model::completion(&gen, &self.model_id), gen)
+            }
         }
+    }
+
+    /// TGI's `/v1/models`: the one model it serves.
+    fn models(&self) -> Value {
+        json!({
+            "object": "list",
+            "data": [{
+                "id": self.model_id,
+                "object": "model",
+                "created": 0,
+                "owned_by": self.model_id,
+            }],
+        })
     }
 
     fn info(&self) -> Value {
@@ -474,6 +558,63 @@ mod tests {
         assert_eq!(scale_up_timeout(&h), Some(MAX_SCALE_UP_WAIT));
         h.insert("x-scale-up-timeout", "NaN".parse().unwrap());
         assert_eq!(scale_up_timeout(&h), None);
+    }
+
+    fn tgi() -> HuggingFace {
+        HuggingFace {
+            model_id: "org/m".to_owned(),
+            container: HuggingFaceContainer::Tgi,
+        }
+    }
+
+    fn routed(method: Method, path: &str) -> Result<Route, u16> {
+        match tgi().route(&method, path) {
+            ControlFlow::Continue(r) => Ok(r),
+            ControlFlow::Break(resp) => Err(resp.status().as_u16()),
+        }
+    }
+
+    #[test]
+    fn tgi_routes() {
+        assert_eq!(
+            routed(Method::POST, "/v1/completions"),
+            Ok(Route::Completions)
+        );
+        assert_eq!(routed(Method::POST, "/invocations"), Ok(Route::Invocations));
+        assert_eq!(
+            routed(Method::POST, "/v1/chat/completions"),
+            Ok(Route::Chat)
+        );
+        assert_eq!(routed(Method::GET, "/v1/models"), Err(200));
+        assert_eq!(routed(Method::POST, "/v1/models"), Err(405));
+        assert_eq!(routed(Method::GET, "/v1/completions"), Err(405));
+        assert_eq!(routed(Method::GET, "/invocations"), Err(405));
+        assert_eq!(routed(Method::POST, "/embed"), Err(404));
+    }
+
+    #[test]
+    fn models_lists_the_one_model() {
+        assert_eq!(
+            tgi().models(),
+            json!({"object": "list", "data": [
+                {"id": "org/m", "object": "model", "created": 0, "owned_by": "org/m"}
+            ]})
+        );
+    }
+
+    #[test]
+    fn invocations_wrap_generate_in_a_list() {
+        let hf = tgi();
+        let req = model::parse_invocation(br#"{"inputs":"a b"}"#).unwrap();
+        let (v, _) = hf.generate(Route::Invocations, &req);
+        assert_eq!(v, json!([{"generated_text": "b a"}]));
+        let (v, _) = hf.generate(Route::Generate, &req);
+        assert_eq!(v, json!({"generated_text": "b a"}));
+        let req = model::parse_invocation(br#"{"prompt":"a b"}"#).unwrap();
+        let (v, gen) = hf.generate(Route::Invocations, &req);
+        assert_eq!(v["object"], "text_completion");
+        assert_eq!(v["model"], "org/m");
+        assert_eq!(gen.tokens.len(), 2);
     }
 
     #[test]

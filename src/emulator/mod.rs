@@ -1,13 +1,24 @@
 //! Faithful local stand-ins for the two backends infergate fronts: the
-//! SageMaker runtime ([`sagemaker`]) and a TGI-shaped Hugging Face Inference
-//! Endpoint ([`huggingface`]). The integration tests, the benchmarks and
+//! SageMaker runtime ([`sagemaker`]) and a Hugging Face Inference Endpoint
+//! ([`huggingface`]). The integration tests, the benchmarks and
 //! `infergate demo` run them in-process; `infergate emulate …` ([`cli`]) runs
 //! them on their own so users can develop offline.
+//!
+//! Each emulates the model server its endpoint runs, as real endpoints do:
+//! on SageMaker, [`ModelFormat`] picks TGI (generate, chat and text
+//! completions; SSE streams), DJL serving's LMI (generate objects, chat with
+//! `chatcmpl-` ids; JSON-lines streams; 424 validation errors),
+//! text-embeddings-inference (TEI: `[[f32]]` embeddings, no streams) or the
+//! legacy JumpStart text2text; on Hugging Face, [`HuggingFaceContainer`] picks
+//! TGI (its routes, OpenAI's included) or TEI (`/embed`, `/v1/embeddings`,
+//! `/info`). A container's refusal of bad input comes back in the service's
+//! shape (SageMaker: a ModelError wrapping the container's status and body).
 //!
 //! Both share the serve loop (`serve.rs`: hyper 1, HTTP/1.1 + h2c, or HTTPS
 //! with ALPN when given [`TlsOptions`] ([`tls`]); injected connection resets,
 //! graceful shutdown), the fault layer ([`faults`]), the fake model
-//! ([`model`]: same input, same answer on both), and what a test observes:
+//! ([`model`]: reversed words, hashed-word embeddings, and every server's
+//! wire shapes; same input, same answer on both), and what a test observes:
 //! [`Counters`] and the log of recent requests (each with its HTTP version
 //! and TLS server name), and [`Connections`] (accepted connections, TLS
 //! handshakes and what they negotiated), reached through the
@@ -45,7 +56,7 @@ use tokio::task::JoinHandle;
 pub use crate::protocol::sigv4_verify::Credential;
 pub use connections::{Connections, TlsSession, SESSIONS_CAPACITY};
 pub use faults::{FaultConfig, Faults, InjectedError, ScaleState, StreamError};
-pub use huggingface::HuggingFaceOptions;
+pub use huggingface::{HuggingFaceContainer, HuggingFaceOptions};
 pub use sagemaker::{ModelFormat, SageMakerOptions};
 pub use tls::{Alpn, TlsOptions};
 

@@ -1,20 +1,39 @@
-//! The deterministic fake text-generation model both emulators share, and the
-//! TGI / OpenAI JSON shapes it is served in.
+//! The deterministic fake model both emulators share, and the wire shapes of
+//! the model servers it is served by: TGI (generate, and the OpenAI chat and
+//! text completions in [`chat`]), DJL serving's LMI container ([`lmi`]) and
+//! text-embeddings-inference (`embed.rs`: [`embed()`] and TEI's shapes).
 //!
-//! The "model" answers with the words of its input in reverse order: the first
-//! token is the last word, every later token carries a leading space, and at
-//! most `max_new_tokens` (default [`DEFAULT_MAX_NEW_TOKENS`]) are produced. So
-//! `"one two three"` generates `["three", " two", " one"]` and the text
-//! `"three two one"`. Because the SageMaker and the Hugging Face emulator both
-//! call it, the same input gives the same answer whichever backend serves it —
-//! which is what lets a gateway test fail over between them and compare bodies.
+//! The text model answers with the words of its input in reverse order: the
+//! first token is the last word, every later token carries a leading space,
+//! and at most `max_new_tokens` (default [`DEFAULT_MAX_NEW_TOKENS`]) are
+//! produced. So `"one two three"` generates `["three", " two", " one"]` and the
+//! text `"three two one"`. The embedding model maps a text to an
+//! [`EMBEDDING_DIM`]-dimensional vector derived from FNV hashes of its words.
+//! Because the SageMaker and the Hugging Face emulator both call them, the same
+//! input gives the same answer whichever backend serves it — which is what
+//! lets a gateway test fail over between them and compare bodies.
 //!
 //! Token ids and logprobs are derived from the token text (FNV-1a), so they are
-//! stable across runs too. The request parsers here play TGI's router: they
-//! return the message TGI would put in a 422 `validation` error; each emulator
+//! stable across runs too. The request parsers here play each server's
+//! validation: they return the message the server would put in its error
+//! (TGI's 422 `validation`, LMI's 424, TEI's `Validation`); each emulator
 //! wraps that in its own error shape.
 
 use serde_json::{json, Value};
+
+pub mod chat;
+mod embed;
+pub mod lmi;
+
+pub use chat::{
+    chat_chunks, chat_completion, completion, completion_chunks, parse_chat, parse_completion,
+    usage, ChatRequest, CompletionRequest,
+};
+pub use embed::{
+    base64_f32, count_tokens, embed, embed_response, openai_embeddings, parse_embed,
+    parse_openai_embed, tei_error, EmbedRequest, Embeddings, EncodingFormat, OpenAiEmbedRequest,
+    EMBEDDING_DIM, MAX_CLIENT_BATCH_SIZE, MAX_INPUT_LENGTH, TEI_VALIDATION_STATUS,
+};
 
 /// Tokens generated when the request does not say.
 pub const DEFAULT_MAX_NEW_TOKENS: u32 = 20;
@@ -139,20 +158,12 @@ pub struct GenerateRequest {
     pub stream: bool,
 }
 
-/// An OpenAI-style chat request (`/v1/chat/completions`, and SageMaker
-/// `/invocations` with `messages`). The prompt is the last user message.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ChatRequest {
-    pub prompt: String,
-    pub max_tokens: Option<u32>,
-    pub stream: bool,
-}
-
 /// What a TGI container is asked to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TgiRequest {
     Generate(GenerateRequest),
     Chat(ChatRequest),
+    Completion(CompletionRequest),
 }
 
 impl TgiRequest {
@@ -160,6 +171,7 @@ impl TgiRequest {
         match self {
             TgiRequest::Generate(g) => g.stream,
             TgiRequest::Chat(c) => c.stream,
+            TgiRequest::Completion(c) => c.stream,
         }
     }
 }
@@ -231,60 +243,15 @@ pub fn parse_generate(body: &[u8]) -> Result<GenerateRequest, String> {
     })
 }
 
-fn message_text(content: &Value) -> Option<String> {
-    match content {
-        Value::String(s) => Some(s.clone()),
-        // OpenAI content parts: [{"type":"text","text":"…"}, …]
-        Value::Array(parts) => Some(
-            parts
-                .iter()
-                .filter_map(|p| p.get("text").and_then(Value::as_str))
-                .collect::<Vec<_>>()
-                .join(" "),
-        ),
-        _ => None,
-    }
-}
-
-/// Parses an OpenAI chat body; the error is TGI's 422 validation message.
-pub fn parse_chat(body: &[u8]) -> Result<ChatRequest, String> {
-    let map = parse_object(body)?;
-    let messages = match map.get("messages") {
-        Some(Value::Array(m)) if !m.is_empty() => m,
-        Some(Value::Array(_)) => return Err("Input validation error: `messages` cannot be empty".to_owned()),
-        Some(_) => {
-            return Err("Failed to deserialize the JSON body into the target type: messages: invalid type, expected a sequence".to_owned())
-        }
-        None => return Err("Failed to deserialize the JSON body into the target type: missing field `messages`".to_owned()),
-    };
-    let is_user = |m: &&Value| m.get("role").and_then(Value::as_str) == Some("user");
-    let last = messages
-        .iter()
-        .rev()
-        .find(is_user)
-        .or_else(|| messages.last());
-    let prompt = last
-        .and_then(|m| m.get("content"))
-        .and_then(message_text)
-        .ok_or_else(|| "Failed to deserialize the JSON body into the target type: messages: missing field `content`".to_owned())?;
-    let max_tokens = match opt_u32(&map, "max_completion_tokens")? {
-        Some(n) => Some(n),
-        None => opt_u32(&map, "max_tokens")?,
-    };
-    Ok(ChatRequest {
-        prompt,
-        max_tokens: positive(max_tokens, "max_tokens")?,
-        stream: opt_bool(&map, "stream")?,
-    })
-}
-
-/// Parses a TGI `/invocations` body: `messages` means chat, else generate.
+/// Parses a TGI `/invocations` body: `messages` means chat, `prompt` a text
+/// completion, anything else generate.
 pub fn parse_invocation(body: &[u8]) -> Result<TgiRequest, String> {
-    let is_chat = serde_json::from_slice::<Value>(body)
-        .map(|v| v.get("messages").is_some())
-        .unwrap_or(false);
-    if is_chat {
+    let parsed = serde_json::from_slice::<Value>(body).ok();
+    let has = |key: &str| parsed.as_ref().is_some_and(|v| v.get(key).is_some());
+    if has("messages") {
         parse_chat(body).map(TgiRequest::Chat)
+    } else if has("prompt") {
+        parse_completion(body).map(TgiRequest::Completion)
     } else {
         parse_generate(body).map(TgiRequest::Generate)
     }
@@ -379,62 +346,9 @@ fn unix_now() -> u64 {
 /// TGI reports its version here; the emulator says what it is.
 pub const SYSTEM_FINGERPRINT: &str = "3.0.0-infergate-emulator";
 
-/// A non-streaming OpenAI chat completion.
-pub fn chat_completion(gen: &Generation, model_id: &str) -> Value {
-    json!({
-        "object": "chat.completion",
-        "id": "",
-        "created": unix_now(),
-        "model": model_id,
-        "system_fingerprint": SYSTEM_FINGERPRINT,
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": gen.text()},
-            "logprobs": null,
-            "finish_reason": gen.finish_reason.as_openai(),
-        }],
-        "usage": {
-            "prompt_tokens": gen.prompt_tokens,
-            "completion_tokens": gen.tokens.len(),
-            "total_tokens": gen.prompt_tokens + gen.tokens.len(),
-        },
-    })
-}
-
-/// The JSON of the chat stream chunks, one per token, `finish_reason` on the
-/// last; the caller appends `data:[DONE]`.
-pub fn chat_chunks(gen: &Generation, model_id: &str) -> Vec<String> {
-    let created = unix_now();
-    let n = gen.tokens.len().max(1);
-    (0..n)
-        .map(|i| {
-            let content = gen.tokens.get(i).cloned().unwrap_or_default();
-            let finish = if i + 1 == n {
-                Value::from(gen.finish_reason.as_openai())
-            } else {
-                Value::Null
-            };
-            json!({
-                "object": "chat.completion.chunk",
-                "id": "",
-                "created": created,
-                "model": model_id,
-                "system_fingerprint": SYSTEM_FINGERPRINT,
-                "choices": [{
-                    "index": 0,
-                    "delta": {"role": "assistant", "content": content},
-                    "logprobs": null,
-                    "finish_reason": finish,
-                }],
-                "usage": null,
-            })
-            .to_string()
-        })
-        .collect()
-}
-
 /// The SSE body chunks of a streamed TGI request, one per token, and whether a
-/// `data:[DONE]` terminator follows them (chat) or not (generate).
+/// `data:[DONE]` terminator follows them (chat, completions) or not
+/// (generate).
 pub fn stream_events(req: &TgiRequest, model_id: &str) -> (Vec<String>, bool) {
     match req {
         TgiRequest::Generate(g) => {
@@ -443,9 +357,25 @@ pub fn stream_events(req: &TgiRequest, model_id: &str) -> (Vec<String>, bool) {
         }
         TgiRequest::Chat(c) => {
             let gen = Generation::run(&c.prompt, c.max_tokens);
-            (chat_chunks(&gen, model_id), true)
+            (chat_chunks(&gen, model_id, c.include_usage), true)
+        }
+        TgiRequest::Completion(c) => {
+            let gen = Generation::run(&c.prompt, c.max_tokens);
+            (completion_chunks(&gen, model_id), true)
         }
     }
+}
+
+/// The whole SSE text of a streamed TGI request, `data:[DONE]` included when
+/// it has one: what SageMaker hands back when a streaming body arrives on the
+/// buffered route.
+pub fn sse_text(req: &TgiRequest, model_id: &str) -> (bytes::Bytes, usize) {
+    let (events, done) = stream_events(req, model_id);
+    let mut text: Vec<u8> = events.iter().flat_map(|e| sse(e).to_vec()).collect();
+    if done {
+        text.extend_from_slice(&sse("[DONE]"));
+    }
+    (bytes::Bytes::from(text), events.len())
 }
 
 #[cfg(test)]
@@ -505,19 +435,38 @@ mod tests {
     }
 
     #[test]
-    fn parse_chat_takes_last_user_message() {
-        let c = parse_chat(
-            br#"{"messages":[{"role":"system","content":"be nice"},{"role":"user","content":[{"type":"text","text":"x y"}]}],"max_tokens":1,"stream":true}"#,
-        )
-        .unwrap();
-        assert_eq!(c.prompt, "x y");
-        assert_eq!(c.max_tokens, Some(1));
-        assert!(c.stream);
-        assert!(parse_chat(br#"{"messages":[]}"#).is_err());
+    fn parse_invocation_picks_the_task_by_its_fields() {
+        let chat = br#"{"messages":[{"role":"user","content":"a"}],"prompt":"b"}"#;
         assert!(matches!(
-            parse_invocation(br#"{"messages":[{"role":"user","content":"a"}]}"#).unwrap(),
+            parse_invocation(chat).unwrap(),
             TgiRequest::Chat(_)
         ));
+        assert!(matches!(
+            parse_invocation(br#"{"prompt":["a b"],"stream":true}"#).unwrap(),
+            TgiRequest::Completion(CompletionRequest { stream: true, .. })
+        ));
+        assert!(matches!(
+            parse_invocation(br#"{"inputs":"a"}"#).unwrap(),
+            TgiRequest::Generate(_)
+        ));
+        assert!(parse_invocation(br#"{"prompt":7}"#)
+            .unwrap_err()
+            .contains("prompt"));
+        assert!(parse_invocation(b"{").unwrap_err().contains("JSON"));
+    }
+
+    #[test]
+    fn sse_text_ends_completions_with_done() {
+        let req = parse_invocation(br#"{"prompt":"a b","stream":true}"#).unwrap();
+        let (text, tokens) = sse_text(&req, "m");
+        let text = std::str::from_utf8(&text).unwrap();
+        assert_eq!(tokens, 2);
+        assert!(text.starts_with("data:{"), "{text}");
+        assert!(text.ends_with("\n\ndata:[DONE]\n\n"), "{text}");
+        assert_eq!(text.matches("text_completion").count(), 2);
+        let req = parse_invocation(br#"{"inputs":"a b","stream":true}"#).unwrap();
+        let (text, _) = sse_text(&req, "m");
+        assert!(!std::str::from_utf8(&text).unwrap().contains("[DONE]"));
     }
 
     #[test]
@@ -547,19 +496,5 @@ mod tests {
         assert_eq!(only["token"]["special"], true);
         assert_eq!(only["details"]["generated_tokens"], 0);
         assert_eq!(&sse("{}")[..], b"data:{}\n\n");
-    }
-
-    #[test]
-    fn chat_shapes() {
-        let gen = Generation::run("a b c", Some(2));
-        let full = chat_completion(&gen, "m");
-        assert_eq!(full["choices"][0]["message"]["content"], "c b");
-        assert_eq!(full["choices"][0]["finish_reason"], "length");
-        assert_eq!(full["usage"]["total_tokens"], 5);
-        let chunks = chat_chunks(&gen, "m");
-        assert_eq!(chunks.len(), 2);
-        let last: Value = serde_json::from_str(&chunks[1]).unwrap();
-        assert_eq!(last["choices"][0]["delta"]["content"], " b");
-        assert_eq!(last["choices"][0]["finish_reason"], "length");
     }
 }

@@ -8,33 +8,39 @@
 //! credentials are configured) → endpoint name and header validation → known
 //! endpoint → session → cold start (a serverless-style wait) → injected faults
 //! → the model container. The container is the shared fake model
-//! ([`super::model`]) behind one of two payload formats ([`ModelFormat`]); its
-//! rejection of bad input comes back, as on AWS, as a 424 ModelError wrapping
-//! the container's own 400.
+//! ([`super::model`]) behind one of four model servers ([`ModelFormat`]):
+//! TGI, DJL serving's LMI, text-embeddings-inference (TEI) and the legacy
+//! JumpStart text2text. Its rejection of bad input comes back, as on AWS, as
+//! a 424 ModelError whose `OriginalStatusCode` and `OriginalMessage` are the
+//! container's own status and body (TGI and JumpStart: the HF toolkit's 400;
+//! LMI: 424 `{"error", "code": 424}`; TEI: 422 `{"error", "error_type"}`).
 //!
 //! Choices where AWS leaves it to the container: the request closes its session
 //! with `"close_session": true` in the JSON body (top level or in
-//! `parameters`); `X-Amzn-SageMaker-Custom-Attributes` is echoed back; the TGI
-//! container streams only when the body says `"stream": true` (otherwise its
-//! JSON answer arrives in one PayloadPart, as TGI behind SageMaker does); the
-//! JumpStart text2text container cannot stream, so its stream route answers a
-//! ValidationError.
+//! `parameters`); `X-Amzn-SageMaker-Custom-Attributes` is echoed back; TGI and
+//! LMI stream only when the body says `"stream": true` (otherwise the JSON
+//! answer arrives in one PayloadPart, as behind SageMaker; a streaming body on
+//! the buffered route gets the whole stream text back). TGI streams SSE and an
+//! injected mid-stream error is an exception frame (`stream_error`); LMI
+//! streams JSON lines (`application/jsonlines`) and its mid-stream error is
+//! the container's last line with `finish_reason: "error"`, after which the
+//! stream ends normally. `stream_split` re-slices either kind of stream at
+//! random offsets. TEI and JumpStart cannot stream, so their stream route
+//! answers a ValidationError; embeddings take no `token_latency`.
 //!
 //! The error shapes and the request validation rules live in `errors.rs`
-//! beside this file.
+//! beside this file, the containers' answers in `container.rs`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use http::{header, HeaderMap, Method, Response};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::eventstream::{self, StreamFaults};
 use super::faults::FaultConfig;
-use super::model::{self, Generation, TgiRequest};
 use super::serve::{
     self, apply_faults, set_header, Answer, BodyError, EmuBody, EmuRequest, Emulator,
 };
@@ -42,11 +48,13 @@ use super::tls::TlsOptions;
 use super::{EmulatorHandle, Shared};
 use crate::protocol::sigv4_verify::{self, Credential, Expect, Regions, Rejection, VerifyRequest};
 
+mod container;
 mod errors;
 
+use container::{ContainerError, StreamRefusal};
 use errors::{
-    auth_rejection, header_violations, length_violation, toolkit_error, unknown_operation,
-    valid_endpoint_name, validation, violations_message, NAME_PATTERN,
+    auth_rejection, header_violations, length_violation, unknown_operation, valid_endpoint_name,
+    validation, violations_message, NAME_PATTERN,
 };
 
 /// The account every emulated endpoint belongs to.
@@ -60,19 +68,42 @@ pub const DEFAULT_VARIANT: &str = "AllTraffic";
 // Caps the session table so no client can grow it without bound.
 const MAX_SESSIONS: usize = 10_000;
 
-/// The payload format of the model container behind the endpoint.
+/// The model server in the container behind the endpoint (CLI `--format`,
+/// alias `--container`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum ModelFormat {
     /// Hugging Face DLC / TGI: `{"inputs", "parameters", "stream"}` →
-    /// `[{"generated_text"}]`, `{"messages"}` → chat completion, SSE streams.
+    /// `[{"generated_text"}]`, `{"messages"}` → chat completion, `{"prompt"}`
+    /// → text completion; SSE streams.
     #[default]
     #[value(name = "tgi")]
     Tgi,
+    /// DJL serving's LMI (rolling batch): `{"inputs", "parameters"}` →
+    /// `{"generated_text"}`, `{"messages"}` → chat completion; JSON-lines
+    /// streams; bad input is a 424 `{"error", "code"}`.
+    #[value(name = "lmi")]
+    Lmi,
+    /// text-embeddings-inference: `{"inputs", "normalize", "truncate"}` →
+    /// `[[f32]]`; no streaming; bad input is a 422 `Validation` error.
+    #[value(name = "tei")]
+    Tei,
     /// JumpStart text2text (legacy): JSON `{"text_inputs", "max_length",
     /// "num_return_sequences"}` → `{"generated_texts"}`, `application/x-text` →
     /// `{"generated_text"}`; no streaming.
     #[value(name = "jumpstart-text2text")]
     JumpStartText2Text,
+}
+
+impl ModelFormat {
+    /// The CLI name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelFormat::Tgi => "tgi",
+            ModelFormat::Lmi => "lmi",
+            ModelFormat::Tei => "tei",
+            ModelFormat::JumpStartText2Text => "jumpstart-text2text",
+        }
+    }
 }
 
 /// How to run a SageMaker runtime emulator.
@@ -143,13 +174,7 @@ enum Session {
     Existing(String),
 }
 
-/// The answer of the container, before SageMaker's headers are added.
-struct Output {
-    content_type: &'static str,
-    body: Bytes,
-}
-
-fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
+pub(super) fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get(name)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
@@ -177,12 +202,6 @@ fn wants_close(body: &[u8]) -> bool {
         || v.pointer("/parameters/close_session")
             .and_then(Value::as_bool)
             == Some(true)
-}
-
-fn media_type(headers: &HeaderMap) -> String {
-    header_str(headers, "content-type")
-        .and_then(|ct| ct.split(';').next().map(|s| s.trim().to_ascii_lowercase()))
-        .unwrap_or_default()
 }
 
 // === impl SageMaker ===
@@ -267,17 +286,6 @@ impl Emulator for SageMaker {
         }
         Ok(resp)
     }
-}
-
-/// Why the container refused a request: its status and its error body.
-struct ContainerError {
-    status: u16,
-    message: String,
-}
-
-enum StreamRefusal {
-    NotSupported,
-    Container(ContainerError),
 }
 
 impl SageMaker {
@@ -371,12 +379,7 @@ impl SageMaker {
     }
 
     fn container_error(&self, e: ContainerError, name: &str) -> Response<EmuBody> {
-        errors::model_error(
-            &self.region,
-            name,
-            e.status,
-            &toolkit_error(e.status, &e.message),
-        )
+        errors::model_error(&self.region, name, e.status, &e.body)
     }
 
     fn stream_refusal(&self, e: StreamRefusal, name: &str) -> Response<EmuBody> {
@@ -395,38 +398,10 @@ impl SageMaker {
         headers: &HeaderMap,
         body: &[u8],
         shared: &Shared,
-    ) -> Result<Output, ContainerError> {
-        let bad = |message: String| ContainerError {
-            status: 400,
-            message,
-        };
-        let (out, tokens) = match self.format {
-            ModelFormat::Tgi => {
-                let req = model::parse_invocation(body).map_err(bad)?;
-                tgi_output(&req)
-            }
-            ModelFormat::JumpStartText2Text => match media_type(headers).as_str() {
-                "application/x-text" | "text/plain" => {
-                    let text = std::str::from_utf8(body).map_err(|e| bad(format!("input is not UTF-8: {e}")))?;
-                    let gen = Generation::run(text, None);
-                    let out = json!({ "generated_text": gen.text() });
-                    (json_output(&out), gen.tokens.len())
-                }
-                "application/json" | "" => {
-                    let (text, max_length, n) = model::parse_jumpstart(body).map_err(bad)?;
-                    let gen = Generation::run(&text, max_length);
-                    let out = json!({ "generated_texts": vec![gen.text(); n] });
-                    (json_output(&out), gen.tokens.len())
-                }
-                other => {
-                    return Err(bad(format!(
-                        "Content type {other} is not supported; use application/json or application/x-text."
-                    )))
-                }
-            },
-        };
+    ) -> Result<container::Output, ContainerError> {
+        let out = container::invoke(self.format, headers, body)?;
         let per_token = shared.faults.get().token_latency;
-        let total = per_token.saturating_mul(u32::try_from(tokens).unwrap_or(u32::MAX));
+        let total = per_token.saturating_mul(u32::try_from(out.tokens).unwrap_or(u32::MAX));
         if !total.is_zero() {
             tokio::time::sleep(total).await;
         }
@@ -434,37 +409,16 @@ impl SageMaker {
     }
 
     fn stream(&self, body: &[u8], shared: &Shared) -> Result<Response<EmuBody>, StreamRefusal> {
-        if self.format == ModelFormat::JumpStartText2Text {
-            return Err(StreamRefusal::NotSupported);
-        }
-        let req = model::parse_invocation(body).map_err(|message| {
-            StreamRefusal::Container(ContainerError {
-                status: 400,
-                message,
-            })
-        })?;
         let faults = shared.faults.get();
-        let (events, content_type, error_after) = if req.stream() {
-            let (events, done) = model::stream_events(&req, model::DEFAULT_MODEL_ID);
-            let tokens = events.len();
-            let mut events: Vec<Bytes> = events.iter().map(|e| model::sse(e)).collect();
-            if done {
-                events.push(model::sse("[DONE]"));
-            }
-            let error_after = faults.stream_error_after.filter(|n| *n < tokens);
-            (events, "text/event-stream", error_after)
-        } else {
-            let (out, _) = tgi_output(&req);
-            (vec![out.body], out.content_type, None)
-        };
+        let payload = container::stream(self.format, body, &faults)?;
         shared.counters.stream_started();
         let frames = eventstream::frames(
-            events,
+            payload.events,
             StreamFaults {
                 token_latency: faults.token_latency,
                 split: faults.stream_split,
                 corrupt_crc_at: faults.corrupt_crc_at,
-                error_after,
+                error_after: payload.error_after,
                 error: faults.stream_error,
             },
         );
@@ -474,46 +428,12 @@ impl SageMaker {
             "content-type",
             "application/vnd.amazon.eventstream",
         );
-        set_header(&mut resp, "x-amzn-sagemaker-content-type", content_type);
+        set_header(
+            &mut resp,
+            "x-amzn-sagemaker-content-type",
+            payload.content_type,
+        );
         Ok(resp)
-    }
-}
-
-fn json_output(v: &Value) -> Output {
-    Output {
-        content_type: "application/json",
-        body: Bytes::from(v.to_string()),
-    }
-}
-
-/// What TGI's `/invocations` answers (with the number of tokens generated).
-fn tgi_output(req: &TgiRequest) -> (Output, usize) {
-    match req {
-        TgiRequest::Generate(g) if !g.stream => {
-            let gen = Generation::run(&g.inputs, g.max_new_tokens);
-            let out = json!([model::generate_response(&gen, g.details)]);
-            (json_output(&out), gen.tokens.len())
-        }
-        TgiRequest::Chat(c) if !c.stream => {
-            let gen = Generation::run(&c.prompt, c.max_tokens);
-            let out = model::chat_completion(&gen, model::DEFAULT_MODEL_ID);
-            (json_output(&out), gen.tokens.len())
-        }
-        // A streaming body on the buffered route: SageMaker hands back the
-        // container's whole SSE text.
-        streamed => {
-            let (events, done) = model::stream_events(streamed, model::DEFAULT_MODEL_ID);
-            let tokens = events.len();
-            let mut text: Vec<u8> = events.iter().flat_map(|e| model::sse(e).to_vec()).collect();
-            if done {
-                text.extend_from_slice(&model::sse("[DONE]"));
-            }
-            let out = Output {
-                content_type: "text/event-stream",
-                body: Bytes::from(text),
-            };
-            (out, tokens)
-        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! The SageMaker runtime emulator over real loopback sockets: routes, formats,
-//! every error shape and header ([`invoke`]), SigV4 (requests signed here
+//! every error shape and header ([`invoke`]), the LMI, TEI and TGI
+//! containers' shapes ([`containers`]), SigV4 (requests signed here
 //! with the `aws-sigv4` crate, independently of the gateway's signer) and
 //! sessions ([`auth`]), the event stream and its faults ([`stream`]),
 //! resets, latency, cold start, counters and the control routes
@@ -12,6 +13,8 @@ mod client;
 #[cfg(test)]
 #[path = "../common/mod.rs"]
 mod common;
+#[cfg(test)]
+mod containers;
 #[cfg(test)]
 mod invoke;
 #[cfg(test)]
