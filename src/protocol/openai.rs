@@ -1,5 +1,6 @@
 //! OpenAI's API shapes where more than one module needs them: the
-//! `finish_reason` values clients know, from the names TGI and LMI use.
+//! `finish_reason` values clients know, from the names TGI and LMI use,
+//! and an embedding as `encoding_format: "base64"` sends it.
 
 /// OpenAI's `finish_reason` for what a container reported: `length` and
 /// the tool and filter reasons as they are; TGI's `eos_token` and
@@ -12,6 +13,15 @@ pub fn finish_reason(reported: &str) -> &'static str {
         "content_filter" => "content_filter",
         _ => "stop",
     }
+}
+
+/// Standard base64 (with padding) of the vector's little-endian `f32`
+/// bytes, as OpenAI's `encoding_format: "base64"` sends an embedding (and
+/// the `openai` client asks for by default).
+pub fn base64_f32(vector: &[f32]) -> String {
+    use base64::Engine;
+    let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 #[cfg(test)]

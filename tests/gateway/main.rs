@@ -14,6 +14,8 @@ mod common;
 #[cfg(test)]
 mod connections;
 #[cfg(test)]
+mod containers;
+#[cfg(test)]
 mod errors;
 #[cfg(test)]
 mod kinds;

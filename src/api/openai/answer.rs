@@ -6,9 +6,9 @@
 //! by default).
 
 use bytes::Bytes;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
-use crate::protocol::openai::finish_reason;
+use crate::protocol::openai::{base64_f32, finish_reason};
 
 /// What an answer (or a stream's chunks) is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +111,8 @@ pub enum Encoding {
 
 /// TEI's `[[number]]` as OpenAI's embeddings list; `tokens` is what the
 /// backend counted, when it did. `None` when the answer is not vectors.
+/// The floats are written as `f32`s (their shortest form), as TEI wrote
+/// them.
 pub fn embeddings(
     raw: &[u8],
     model: &str,
@@ -118,37 +120,63 @@ pub fn embeddings(
     tokens: Option<u64>,
 ) -> Option<Bytes> {
     let vectors: Vec<Vec<f32>> = serde_json::from_slice(raw).ok()?;
-    let data: Vec<Value> = vectors
+    let data: Vec<Embedding<'_>> = vectors
         .iter()
         .enumerate()
-        .map(|(i, vector)| {
-            let embedding = match encoding {
-                Encoding::Float => json!(vector),
-                Encoding::Base64 => Value::String(base64(vector)),
-            };
-            json!({"object": "embedding", "index": i, "embedding": embedding})
+        .map(|(index, vector)| Embedding {
+            object: "embedding",
+            index,
+            embedding: match encoding {
+                Encoding::Float => Vector::Float(vector),
+                Encoding::Base64 => Vector::Base64(base64_f32(vector)),
+            },
         })
         .collect();
     let tokens = tokens.unwrap_or(0);
-    let out = json!({
-        "object": "list",
-        "data": data,
-        "model": model,
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-    });
-    Some(Bytes::from(out.to_string()))
+    let list = List {
+        object: "list",
+        data,
+        model,
+        usage: Usage {
+            prompt_tokens: tokens,
+            total_tokens: tokens,
+        },
+    };
+    serde_json::to_vec(&list).ok().map(Bytes::from)
 }
 
-/// `vector` as little-endian `f32` bytes in standard base64.
-fn base64(vector: &[f32]) -> String {
-    use base64::Engine;
-    let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
-    base64::engine::general_purpose::STANDARD.encode(bytes)
+#[derive(serde::Serialize)]
+struct List<'a> {
+    object: &'static str,
+    data: Vec<Embedding<'a>>,
+    model: &'a str,
+    usage: Usage,
+}
+
+#[derive(serde::Serialize)]
+struct Embedding<'a> {
+    object: &'static str,
+    index: usize,
+    embedding: Vector<'a>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum Vector<'a> {
+    Float(&'a [f32]),
+    Base64(String),
+}
+
+#[derive(serde::Serialize)]
+struct Usage {
+    prompt_tokens: u64,
+    total_tokens: u64,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn a_tgi_chat_answer_gets_an_id_the_route_and_openais_reasons() {

@@ -12,6 +12,8 @@ use serde_json::{json, Map, Value};
 
 use super::parse_object;
 
+pub use crate::protocol::openai::base64_f32;
+
 /// Length of every embedding vector.
 pub const EMBEDDING_DIM: usize = 16;
 /// Most inputs one request may carry (TEI's `--max-client-batch-size`).
@@ -294,31 +296,6 @@ pub fn openai_embeddings(e: &Embeddings, model_id: &str, format: EncodingFormat)
         },
     };
     serde_json::to_string(&list).unwrap_or_else(|_| "{}".to_owned())
-}
-
-const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// Standard base64 (with padding) of the vector's little-endian f32 bytes,
-/// as OpenAI's `encoding_format: "base64"` sends it.
-pub fn base64_f32(v: &[f32]) -> String {
-    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(BASE64[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// TEI's error body: `{"error", "error_type"}` (`Validation`, `Backend`,
