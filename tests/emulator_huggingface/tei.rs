@@ -161,7 +161,7 @@ async fn tei_info_health_and_unknown_routes() {
 }
 
 #[tokio::test]
-async fn tei_invalid_inputs_are_422_validation() {
+async fn tei_invalid_inputs_are_413_validation() {
     let emu = start(tei()).await;
     let too_many = json!({ "inputs": vec!["w"; 33] }).to_string();
     for (path, body, needle) in [
@@ -187,7 +187,7 @@ async fn tei_invalid_inputs_are_422_validation() {
         ),
     ] {
         let resp = post(&emu, path, body).send().await.unwrap();
-        let msg = tei_error(resp, 422, "Validation").await;
+        let msg = tei_error(resp, 413, "Validation").await;
         assert!(msg.contains(needle), "{path} {body}: {msg}");
     }
     let big = "x".repeat(huggingface::MAX_BODY_BYTES + 1);

@@ -322,7 +322,7 @@ async fn tei_embeds_single_and_batch_inputs() {
 }
 
 #[tokio::test]
-async fn tei_validation_is_a_model_error_with_original_status_422() {
+async fn tei_validation_is_a_model_error_with_original_status_413() {
     let emu = start_with(ModelFormat::Tei).await;
     let too_many = json!({ "inputs": vec!["w"; model::MAX_CLIENT_BATCH_SIZE + 1] }).to_string();
     for (body, needle) in [
@@ -334,7 +334,7 @@ async fn tei_validation_is_a_model_error_with_original_status_422() {
         ("not json", "JSON"),
         (&too_many, "batch size 33 > maximum allowed batch size 32"),
     ] {
-        let v = container_error(invoke(body).send(&emu).await, 422).await;
+        let v = container_error(invoke(body).send(&emu).await, 413).await;
         assert_eq!(v["error_type"], "Validation", "{body}");
         let error = v["error"].as_str().unwrap();
         assert!(error.contains(needle), "{body}: {error}");

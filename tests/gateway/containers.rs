@@ -337,6 +337,33 @@ async fn embeddings_are_the_same_from_tei_on_either_backend() {
         }
     }
     assert_eq!(vectors[0], vectors[1]);
+    // TEI's own validation error (413 `Validation`): OpenAI's 400, and TEI's
+    // as it is on the TGI door.
+    let many: Vec<String> = (0..=emulator::model::MAX_CLIENT_BATCH_SIZE)
+        .map(|i| format!("t{i}"))
+        .collect();
+    for route in ["sm-tei", "hf-tei"] {
+        let res =
+            c.h.post_json(
+                "/v1/embeddings",
+                KEY,
+                &json!({"model": route, "input": many}),
+            )
+            .await;
+        assert_eq!(res.status(), 400, "{route}");
+        let e: Value = res.json().await.unwrap();
+        assert_eq!(e["error"]["type"], "invalid_request_error", "{e}");
+        let res =
+            c.h.post_json(&format!("/hf/{route}/embed"), KEY, &json!({"inputs": many}))
+                .await;
+        let status = res.status();
+        let e: Value = res.json().await.unwrap();
+        assert_eq!(
+            (status.as_u16(), e["error_type"].as_str()),
+            (413, Some("validation")),
+            "{route}: {e}"
+        );
+    }
     let text_route = json!({"model": "sm-tei", "messages": [{"role": "user", "content": "x"}]});
     assert_eq!(
         c.h.post_json("/v1/chat/completions", KEY, &text_route)

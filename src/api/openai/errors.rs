@@ -125,10 +125,11 @@ pub fn of_api_error(err: &ApiError, model: &str) -> OaiError {
 }
 
 /// A backend's failure: a model's rejection of the input keeps its 4xx
-/// (but LMI's 424, which no OpenAI client knows, is a 400).
+/// (but LMI's 424 and TEI's 413 for input it refuses, which OpenAI's
+/// clients read as no input error, are a 400).
 fn upstream(f: &crate::backend::Failure, base: OaiError) -> OaiError {
     let status = match base.status.as_u16() {
-        424 => StatusCode::BAD_REQUEST,
+        413 | 424 => StatusCode::BAD_REQUEST,
         _ => base.status,
     };
     let code = match f.kind {

@@ -20,8 +20,9 @@ pub const EMBEDDING_DIM: usize = 16;
 pub const MAX_CLIENT_BATCH_SIZE: usize = 32;
 /// Most tokens an input may have unless `truncate` is set.
 pub const MAX_INPUT_LENGTH: usize = 512;
-/// The status of a TEI validation error as this emulator answers it.
-pub const TEI_VALIDATION_STATUS: u16 = 422;
+/// The status of a TEI validation error: TEI answers `Validation` with 413
+/// (and a tokenizer's refusal with 422).
+pub const TEI_VALIDATION_STATUS: u16 = 413;
 
 const DESERIALIZE: &str = "Failed to deserialize the JSON body into the target type";
 

@@ -8,7 +8,7 @@
 //! | --- | --- | --- | --- |
 //! | TGI | generate `[{"generated_text"}]`, chat, completions | SSE (`data:`…, `[DONE]` for chat and completions) | 400, the HF toolkit's JSON |
 //! | LMI | generate `{"generated_text"}`, chat (`chatcmpl-` id) | JSON lines; a mid-stream error is a last line | 424 `{"error", "code": 424}` |
-//! | TEI | embeddings `[[f32]]` | no | 422 `{"error", "error_type": "Validation"}` |
+//! | TEI | embeddings `[[f32]]` | no | 413 `{"error", "error_type": "Validation"}` (TEI answers its validation errors 413) |
 //! | JumpStart text2text | `{"generated_texts"}` / `{"generated_text"}` | no | 400, the HF toolkit's JSON |
 
 use bytes::Bytes;
@@ -334,7 +334,7 @@ mod tests {
         let Err(e) = invoke(ModelFormat::Tei, &h, br#"{"inputs":[]}"#) else {
             panic!("TEI took no input")
         };
-        assert_eq!(e.status, 422);
+        assert_eq!(e.status, 413);
         let body: Value = serde_json::from_str(&e.body).unwrap();
         assert_eq!(body["error_type"], "Validation");
         assert!(matches!(
