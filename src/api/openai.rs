@@ -279,7 +279,10 @@ async fn whole(
     };
     let shaped = match op {
         Operation::Embed => {
-            let tokens = crate::protocol::usage::from_headers(&headers);
+            // TEI counts an embedding's tokens in `x-compute-tokens`.
+            let tokens = headers
+                .get("x-compute-tokens")
+                .and_then(|v| v.to_str().ok()?.trim().parse().ok());
             answer::embeddings(&raw, model, encoding, tokens)
         }
         _ => answer::completion(&raw, &Stamp::new(kind, model)),

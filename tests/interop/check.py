@@ -9,7 +9,10 @@
 - boto3, unchanged boto3 code pointed at the gateway by
   AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME, and the SageMaker Python SDK's Predictor
   (examples/sagemaker_predictor.py) call the gateway's SageMaker-compatible
-  door: answers, streams, modelled exceptions, retries and SigV4 refusals.
+  door: answers, streams, modelled exceptions, retries and SigV4 refusals;
+- the openai client calls the OpenAI-compatible door (openai_door.py) and
+  huggingface_hub's InferenceClient the TGI-compatible door (tgi_door.py),
+  over TGI, LMI and TEI backends of both kinds.
 
 Run after `cargo build`: `python tests/interop/check.py target/debug/infergate`.
 Everything talks to 127.0.0.1 only, to processes this script starts and stops.
@@ -20,7 +23,6 @@ import http.server
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,52 +41,11 @@ from botocore.credentials import Credentials
 from botocore.retries.standard import RetryContext, ThrottledRetryableChecker
 from huggingface_hub import InferenceClient
 
-BIN = sys.argv[1] if len(sys.argv) > 1 else "target/debug/infergate"
-AKID, SECRET, HF_TOKEN = "AKIDINTEROP", "interop-secret", "hf_interop_token"
-# A gateway client's AWS key pair (the secret reaches the gateway only through
-# its environment) and its bearer key.
-WEB_AKID, WEB_SECRET, WEB_KEY = "AKIAINTEROPWEB01", "interop-web-secret-canary-4412", "interop-web-bearer"
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PROMPT = "one stable inference URL"
-DOOR_BODY = json.dumps({"inputs": PROMPT, "parameters": {"max_new_tokens": 8}}).encode()
-passed, failed = 0, 0
-children = []
-
-
-def check(name, cond, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        print(f"ok    {name}")
-    else:
-        failed += 1
-        print(f"FAIL  {name} {detail}")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, timeout=20):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
-
-
-def spawn(args, env=None, port=None):
-    p = subprocess.Popen([BIN, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    children.append(p)
-    if port:
-        wait_port(port)
-    return p
-
+import common
+from common import (AKID, DOOR_BODY, HF_TOKEN, PROMPT, ROOT, SECRET, WEB_AKID, WEB_KEY, WEB_SECRET, check,
+                    door_config, emulator_requests, free_port, put_faults, serve, spawn)
+import openai_door
+import tgi_door
 
 def sagemaker_sdk(sm_port):
     def client(secret=SECRET, region="us-east-1"):
@@ -217,58 +178,6 @@ backends = ["sm"]
     srv.shutdown()
     check(f"botocore agrees with the gateway's {len(results)} SigV4 signatures",
           len(results) == 6 and all(results), results)
-
-
-def put_faults(port, faults):
-    """Injects faults into a running emulator ({} resets them)."""
-    r = urllib.request.Request(f"http://127.0.0.1:{port}/_emulator/faults", data=json.dumps(faults).encode(),
-                               method="PUT", headers={"content-type": "application/json"})
-    urllib.request.urlopen(r).read()
-
-
-def emulator_requests(port):
-    return json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/_emulator/counters").read())["requests"]
-
-
-def door_config(gw_port, sm_port, hf_port, server="", extra=""):
-    """Routes `sm`, `hf` and `both` over the two emulators, one attempt each."""
-    return f'''[server]
-listen = "127.0.0.1:{gw_port}"
-request_timeout = "10s"
-shutdown_grace = "1s"
-{server}
-[backends.sm]
-kind = "sagemaker"
-endpoint_name = "flan-t5-small"
-region = "us-east-1"
-endpoint_url = "http://127.0.0.1:{sm_port}"
-eject_after = 0
-[backends.hf]
-kind = "huggingface"
-url = "http://127.0.0.1:{hf_port}"
-token = "${{INTEROP_HF_TOKEN}}"
-eject_after = 0
-[routes.sm]
-backends = ["sm"]
-attempts = 1
-[routes.hf]
-backends = ["hf"]
-attempts = 1
-[routes.both]
-backends = ["sm", "hf"]
-attempts = 1
-{extra}'''
-
-
-def serve(config, **extra_env):
-    """A gateway process serving `config`, with the SageMaker backends' keys."""
-    port = int(config.split('listen = "127.0.0.1:')[1].split('"')[0])
-    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
-        f.write(config)
-    env = dict(os.environ, AWS_ACCESS_KEY_ID=AKID, AWS_SECRET_ACCESS_KEY=SECRET,
-               AWS_EC2_METADATA_DISABLED="true", INTEROP_HF_TOKEN=HF_TOKEN, **extra_env)
-    env.pop("AWS_SESSION_TOKEN", None)
-    return spawn(["serve", "--config", f.name], env=env, port=port)
 
 
 def door_client(gw_port, akid="AKIDANYONE", secret="any-secret", attempts=1):
@@ -603,12 +512,14 @@ backends = ["sm", "hf"]
         huggingface_client(hf_port, gw_port)
         signature_cross_check()
         sagemaker_door(sm_port, hf_port)
+        openai_door.run(sm_port, hf_port)
+        tgi_door.run(sm_port, hf_port)
     finally:
-        for p in children:
+        for p in common.children:
             p.terminate()
             p.wait()
-    print(f"interop: {passed} passed, {failed} failed ({time.time() - started:.1f}s)")
-    sys.exit(1 if failed else 0)
+    print(f"interop: {common.passed} passed, {common.failed} failed ({time.time() - started:.1f}s)")
+    sys.exit(1 if common.failed else 0)
 
 
 if __name__ == "__main__":
