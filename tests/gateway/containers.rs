@@ -63,8 +63,18 @@ url = "${{HF_TEI_URL}}"
 token = "${{HF_TOKEN}}"
 container = "tei"
 
+[backends.toolkit]
+kind = "sagemaker"
+endpoint_name = "flan-t5-small"
+region = "us-east-1"
+endpoint_url = "${{SM_URL}}"
+container = "hf-toolkit"
+
 [routes.lmi]
 backends = ["lmi"]
+
+[routes.toolkit]
+backends = ["toolkit"]
 
 [routes.sm-tei]
 backends = ["sm-tei"]
@@ -370,6 +380,60 @@ async fn embeddings_are_the_same_from_tei_on_either_backend() {
             .await
             .status(),
         400
+    );
+    c.h.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_toolkit_answers_generate_and_completions_whole_and_no_chat() {
+    let c = start().await;
+    let gen = json!({"inputs": PROMPT, "parameters": {"max_new_tokens": 3}});
+    let v = json(c.h.post_json("/hf/toolkit/generate", KEY, &gen).await).await;
+    assert_eq!(v["generated_text"], ANSWER);
+    let sent: Value = serde_json::from_slice(&c.h.sm.counters().last().unwrap().body).unwrap();
+    assert_eq!(sent["parameters"]["return_full_text"], false, "{sent}");
+    let v = json(
+        c.h.post_json(
+            "/v1/completions",
+            KEY,
+            &json!({"model": "toolkit", "prompt": PROMPT, "max_tokens": 3}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(v["choices"][0]["text"], ANSWER);
+    let chat = json!({"model": "toolkit", "messages": [{"role": "user", "content": "a"}]});
+    assert_eq!(
+        c.h.post_json("/v1/chat/completions", KEY, &chat)
+            .await
+            .status(),
+        400
+    );
+    let stream = json!({"model": "toolkit", "prompt": PROMPT, "stream": true});
+    assert_eq!(
+        c.h.post_json("/v1/completions", KEY, &stream)
+            .await
+            .status(),
+        400
+    );
+    c.h.shutdown().await;
+}
+
+#[tokio::test]
+async fn tools_and_response_format_pass_through_to_the_container() {
+    let c = start().await;
+    let tools =
+        json!([{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]);
+    let body = json!({"model": "hf", "messages": [{"role": "user", "content": "a"}], "tools": tools,
+                      "tool_choice": "auto", "response_format": {"type": "json_object"}});
+    json(c.h.post_json("/v1/chat/completions", KEY, &body).await).await;
+    let sent: Value = serde_json::from_slice(&c.h.hf.counters().last().unwrap().body).unwrap();
+    assert_eq!(sent["tools"], tools);
+    assert_eq!(sent["tool_choice"], "auto");
+    assert_eq!(sent["response_format"], json!({"type": "json_object"}));
+    assert!(
+        sent.get("model").is_none(),
+        "the route's name stays the gateway's: {sent}"
     );
     c.h.shutdown().await;
 }
