@@ -35,4 +35,13 @@ mod tests {
         assert_eq!(finish_reason("length"), "length");
         assert_eq!(finish_reason("tool_calls"), "tool_calls");
     }
+
+    #[test]
+    fn an_embedding_is_its_little_endian_f32s_in_standard_base64() {
+        // 1.0f32 = 00 00 80 3f; 2.0f32 = 00 00 00 40.
+        assert_eq!(base64_f32(&[1.0]), "AACAPw==");
+        assert_eq!(base64_f32(&[1.0, 2.0]), "AACAPwAAAEA=");
+        assert_eq!(base64_f32(&[1.0, 2.0, -0.0]), "AACAPwAAAEAAAACA");
+        assert_eq!(base64_f32(&[]), "");
+    }
 }

@@ -63,23 +63,11 @@ async fn tei_embed_and_root_routes() {
     assert_eq!(emu.counters().stream_requests(), 0);
 }
 
-/// Standard base64 decoding, written here apart from the emulator's encoder.
+/// Standard base64 decoding, by the base64 crate (the emulator encodes
+/// through protocol::openai).
 fn base64_decode(s: &str) -> Vec<u8> {
-    let alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let sextets: Vec<u32> = s
-        .trim_end_matches('=')
-        .chars()
-        .map(|c| alphabet.find(c).unwrap() as u32)
-        .collect();
-    let mut out = Vec::new();
-    for group in sextets.chunks(4) {
-        let n = group
-            .iter()
-            .enumerate()
-            .fold(0, |n, (i, v)| n | v << (18 - 6 * i));
-        out.extend(&n.to_be_bytes()[1..group.len()]);
-    }
-    out
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(s).unwrap()
 }
 
 #[tokio::test]
