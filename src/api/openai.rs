@@ -83,9 +83,17 @@ where
     let caller = match gw.callers.identify(req.headers()) {
         Identity::Anonymous => None,
         Identity::Client(client) => Some(client),
+        // In the access log, as on the other doors: a refused caller is
+        // worth seeing there.
         Identity::Unknown => {
             let err = of_api_error(&crate::error::ApiError::Unauthenticated, "");
-            return Answer::unrecorded(err.response());
+            let op = match call {
+                Call::Op(op) => op,
+                // `/v1/models`' own path.
+                Call::Models | Call::Model(_) => Operation::Predict,
+            };
+            let (_, _, access) = begin(gw, &req, Door::OpenAi(op));
+            return recorded(err.response(), access);
         }
     };
     let allowed = match &call {

@@ -76,18 +76,32 @@ where
     let caller = match gw.callers.identify(req.headers()) {
         Identity::Anonymous => None,
         Identity::Client(client) => Some(client),
-        Identity::Unknown => return unrecorded(of_api_error(&ApiError::Unauthenticated)),
+        // In the access log, as on the other doors.
+        Identity::Unknown => {
+            let (_, _, access) = begin(gw, &req, Door::Tgi(call.unwrap_or(TgiRoute::Root)));
+            return recorded(of_api_error(&ApiError::Unauthenticated).response(), access);
+        }
     };
     let found = gw.routes.get(route).filter(|r| r.on_door(DoorKind::Tgi));
     let Some(found) = found.cloned() else {
-        return unrecorded(of_api_error(&ApiError::UnknownRoute(route.to_string())));
+        let (_, _, access) = begin(gw, &req, Door::Tgi(call.unwrap_or(TgiRoute::Root)));
+        return refused(
+            of_api_error(&ApiError::UnknownRoute(route.to_string())),
+            access,
+        );
     };
     if caller.as_ref().is_some_and(|c| !c.may_use(&found.name)) {
-        return unrecorded(of_api_error(&ApiError::Forbidden(found.name.clone())));
+        let (_, _, mut access) = begin(gw, &req, Door::Tgi(call.unwrap_or(TgiRoute::Root)));
+        access.client = caller.as_ref().map(|c| Arc::clone(&c.name));
+        access.route = Some(Arc::clone(&found));
+        return refused(
+            of_api_error(&ApiError::Forbidden(found.name.clone())),
+            access,
+        );
     }
     let Some(call) = call else {
         let path = req.uri().path().to_string();
-        return unrecorded(of_api_error(&ApiError::NotFound(path)));
+        return Answer::unrecorded(of_api_error(&ApiError::NotFound(path)).response());
     };
     let method = req.method();
     let get = matches!(call, TgiRoute::Info | TgiRoute::Health);
@@ -107,10 +121,6 @@ where
         TgiRoute::Health => Answer::unrecorded(Response::new(crate::body::full(Bytes::new()))),
         call => operation(gw, core, &found, call, req, caller).await,
     }
-}
-
-fn unrecorded(err: TgiError) -> Answer {
-    Answer::unrecorded(err.response())
 }
 
 /// What the route serves, as TGI's (or TEI's) `/info` says it.
