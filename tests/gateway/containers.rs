@@ -437,3 +437,48 @@ async fn tools_and_response_format_pass_through_to_the_container() {
     );
     c.h.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_predict_door_passes_each_containers_answer_through() {
+    let c = start().await;
+    for route in ["sm-tei", "hf-tei"] {
+        let res =
+            c.h.post_json(
+                &format!("/v1/predict/{route}"),
+                KEY,
+                &json!({"inputs": "a b"}),
+            )
+            .await;
+        let v = json(res).await;
+        assert_eq!(
+            v[0].as_array().map(Vec::len),
+            Some(emulator::model::EMBEDDING_DIM),
+            "{route}: {v}"
+        );
+    }
+    let res =
+        c.h.post_json("/v1/predict/sm-tei/stream", KEY, &json!({"inputs": "a b"}))
+            .await;
+    assert_eq!(res.status(), 400, "TEI does not stream");
+    let res =
+        c.h.post_json(
+            "/v1/predict/lmi/stream",
+            KEY,
+            &json!({"inputs": PROMPT, "parameters": {"max_new_tokens": 3}}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let text = res.text().await.unwrap();
+    let tokens: Vec<String> = text
+        .split("\n\n")
+        .filter_map(|b| b.strip_prefix("data:"))
+        .map(|e| {
+            serde_json::from_str::<Value>(e).unwrap()["token"]["text"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(tokens, ["URL", " inference", " stable"], "{text}");
+    c.h.shutdown().await;
+}
