@@ -105,8 +105,16 @@ where
     }
     match call {
         Call::Op(op) => operation(gw, core, op, req, caller).await,
-        Call::Models => Answer::unrecorded(models(gw, caller.as_deref())),
-        Call::Model(name) => Answer::unrecorded(model(gw, caller.as_deref(), &name)),
+        Call::Models | Call::Model(_) => {
+            // In the access log: a client's listing is its traffic too.
+            let (_, _, mut access) = begin(gw, &req, Door::OpenAi(Operation::Predict));
+            access.client = caller.as_ref().map(|c| Arc::clone(&c.name));
+            let response = match &call {
+                Call::Model(name) => model(gw, caller.as_deref(), name),
+                _ => models(gw, caller.as_deref()),
+            };
+            recorded(response, access)
+        }
     }
 }
 
@@ -250,7 +258,8 @@ async fn render(
         Err(err) => {
             let backend = access.backend.as_ref().map(|b| b.name.as_str());
             log_failure(&err, &route.name, backend, &access.request_id);
-            of_api_error(&err, &route.name).response()
+            let container = access.backend.as_ref().map(|b| b.container);
+            errors::of_failure(&err, &route.name, container).response()
         }
     };
     gateway_headers(response.headers_mut(), access, timing, started);

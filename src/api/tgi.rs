@@ -117,10 +117,41 @@ where
         return Answer::unrecorded(res);
     }
     match call {
-        TgiRoute::Info => Answer::unrecorded(json_response(&info(&found))),
-        TgiRoute::Health => Answer::unrecorded(Response::new(crate::body::full(Bytes::new()))),
+        TgiRoute::Info | TgiRoute::Health => {
+            let (_, _, mut access) = begin(gw, &req, Door::Tgi(call));
+            access.client = caller.as_ref().map(|c| Arc::clone(&c.name));
+            access.route = Some(Arc::clone(&found));
+            let response = match call {
+                TgiRoute::Info => json_response(&info(&found)),
+                _ => health(&found),
+            };
+            recorded(response, access)
+        }
         call => operation(gw, core, &found, call, req, caller).await,
     }
+}
+
+/// TGI's `/health`: 200 while a backend of the route can take a request
+/// now, else 503 (every one ejected, failing its health check, or scaled
+/// to zero and waking), as TGI answers while its model is not ready.
+fn health(route: &Route) -> Response<ResBody> {
+    use crate::route::health::Availability;
+    let now = Instant::now();
+    let up = route.pool.iter().any(|m| {
+        !matches!(
+            m.state.availability(now),
+            Availability::Ejected(_) | Availability::Unhealthy | Availability::Cold
+        )
+    });
+    if up {
+        return Response::new(crate::body::full(Bytes::new()));
+    }
+    TgiError {
+        status: http::StatusCode::SERVICE_UNAVAILABLE,
+        error_type: "unhealthy",
+        ..TgiError::validation(format!("no backend of route \"{}\" is ready", route.name))
+    }
+    .response()
 }
 
 /// What the route serves, as TGI's (or TEI's) `/info` says it.
@@ -279,7 +310,8 @@ async fn render(
         Err(err) => {
             let backend = access.backend.as_ref().map(|b| b.name.as_str());
             log_failure(&err, &route.name, backend, &access.request_id);
-            of_api_error(&err).response()
+            let container = access.backend.as_ref().map(|b| b.container);
+            errors::of_failure(&err, container).response()
         }
     };
     gateway_headers(response.headers_mut(), access, timing, started);

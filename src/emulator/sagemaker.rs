@@ -84,7 +84,7 @@ pub enum ModelFormat {
     #[value(name = "lmi")]
     Lmi,
     /// text-embeddings-inference: `{"inputs", "normalize", "truncate"}` →
-    /// `[[f32]]`; no streaming; bad input is a 422 `Validation` error.
+    /// `[[f32]]`; no streaming; bad input is a 413 `Validation` error (as TEI answers it).
     #[value(name = "tei")]
     Tei,
     /// JumpStart text2text (legacy): JSON `{"text_inputs", "max_length",

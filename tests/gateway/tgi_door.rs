@@ -262,5 +262,17 @@ async fn a_scaled_to_zero_backend_never_shows_its_503_while_another_serves() {
         h.hf.counters().requests() >= 1,
         "the sleeping backend was tried"
     );
+    // TGI's /health: 503 while the route's only backend wakes.
+    let health = |route: &str| {
+        h.client
+            .get(h.url(&format!("/hf/{route}/health")))
+            .bearer_auth(KEY)
+            .send()
+    };
+    let res = health("hf").await.unwrap();
+    assert_eq!(res.status(), 503);
+    let e: Value = res.json().await.unwrap();
+    assert_eq!(e["error_type"], "unhealthy");
+    assert_eq!(health("both").await.unwrap().status(), 200);
     h.shutdown().await;
 }

@@ -1,6 +1,7 @@
 //! One answer shape whatever served it: the core's answer of each
-//! operation as OpenAI's API gives it. `id` made where the container left
-//! it empty (TGI sends `""`), `object`, `created`, `model` = the route,
+//! operation as OpenAI's API gives it. A fresh `id` in OpenAI's form per
+//! request (TGI sends `""`; the gateway's is the same whichever container
+//! served), `object`, `created`, `model` = the route,
 //! every `finish_reason` in OpenAI's set; embeddings from TEI's raw array
 //! of vectors, as floats or as base64 (what the `openai` client asks for
 //! by default).

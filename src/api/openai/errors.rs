@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use crate::backend::FailureKind;
 use crate::body::ResBody;
+use crate::config::Container;
 use crate::error::{error_headers, json_reply, ApiError};
 use crate::limits::Scope;
 
@@ -76,6 +77,12 @@ impl OaiError {
 
 /// `err` as OpenAI would answer it; `model` is the request's.
 pub fn of_api_error(err: &ApiError, model: &str) -> OaiError {
+    of_failure(err, model, None)
+}
+
+/// `err`, a failure of a backend running `container`, as OpenAI would
+/// answer it.
+pub fn of_failure(err: &ApiError, model: &str, container: Option<Container>) -> OaiError {
     let status = err.status();
     let mut headers = HeaderMap::new();
     error_headers(&mut headers, err);
@@ -119,17 +126,20 @@ pub fn of_api_error(err: &ApiError, model: &str) -> OaiError {
             code: Some("timeout"),
             ..base
         },
-        ApiError::Upstream(f) => upstream(f, base),
+        ApiError::Upstream(f) => upstream(f, base, container),
         _ => base,
     }
 }
 
-/// A backend's failure: a model's rejection of the input keeps its 4xx
-/// (but LMI's 424 and TEI's 413 for input it refuses, which OpenAI's
-/// clients read as no input error, are a 400).
-fn upstream(f: &crate::backend::Failure, base: OaiError) -> OaiError {
+/// A backend's failure: a model's rejection of the input keeps its 4xx,
+/// but for what OpenAI's clients read as no input error: TEI's 413 and
+/// LMI's 424 (its validation error) are a 400, and TGI's 424 (a failed
+/// generation, worth a client's retry) a 500.
+fn upstream(f: &crate::backend::Failure, base: OaiError, container: Option<Container>) -> OaiError {
     let status = match base.status.as_u16() {
-        413 | 424 => StatusCode::BAD_REQUEST,
+        413 => StatusCode::BAD_REQUEST,
+        424 if container == Some(Container::Lmi) => StatusCode::BAD_REQUEST,
+        424 => StatusCode::INTERNAL_SERVER_ERROR,
         _ => base.status,
     };
     let code = match f.kind {
@@ -175,7 +185,7 @@ mod tests {
     }
 
     #[test]
-    fn a_models_rejection_keeps_its_status_but_lmis_424() {
+    fn a_models_rejection_keeps_its_status_but_a_424_is_lmis_400_or_tgis_500() {
         let mut f = Failure::new(FailureKind::ModelError, "bad input");
         f.client_status = Some(422);
         f.status = Some(422);
@@ -183,7 +193,9 @@ mod tests {
         assert_eq!((e.status.as_u16(), e.kind), (422, "invalid_request_error"));
         assert_eq!(e.message, "bad input");
         f.client_status = Some(424);
-        let e = of_api_error(&ApiError::Upstream(f), "m");
+        let e = of_failure(&ApiError::Upstream(f.clone()), "m", Some(Container::Lmi));
         assert_eq!(e.status, 400);
+        let e = of_failure(&ApiError::Upstream(f), "m", Some(Container::Tgi));
+        assert_eq!((e.status.as_u16(), e.kind), (500, "server_error"));
     }
 }

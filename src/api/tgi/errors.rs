@@ -11,6 +11,7 @@ use serde_json::json;
 
 use crate::backend::FailureKind;
 use crate::body::ResBody;
+use crate::config::Container;
 use crate::error::{error_headers, json_reply, ApiError};
 
 /// An error in TGI's shape.
@@ -43,6 +44,12 @@ impl TgiError {
 
 /// `err` as TGI would answer it.
 pub fn of_api_error(err: &ApiError) -> TgiError {
+    of_failure(err, None)
+}
+
+/// `err`, a failure of a backend running `container`, as TGI would answer
+/// it: LMI's 424 is its validation error, TGI's own 424 a failed generation.
+pub fn of_failure(err: &ApiError, container: Option<Container>) -> TgiError {
     let status = err.status();
     let mut headers = HeaderMap::new();
     error_headers(&mut headers, err);
@@ -59,11 +66,16 @@ pub fn of_api_error(err: &ApiError) -> TgiError {
             error_type: "validation",
             ..base
         },
-        ApiError::Upstream(f) if f.kind == FailureKind::InvalidInput => TgiError {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            error_type: "validation",
-            ..base
-        },
+        ApiError::Upstream(f)
+            if f.kind == FailureKind::InvalidInput
+                || (container == Some(Container::Lmi) && status.as_u16() == 424) =>
+        {
+            TgiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                error_type: "validation",
+                ..base
+            }
+        }
         // A model that failed rather than refused: TGI's 500.
         ApiError::Upstream(f) if f.model_status.is_some_and(|s| s >= 500) => TgiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,

@@ -117,9 +117,7 @@ pub(super) fn of_generate(generated: &[u8]) -> Option<Bytes> {
         .and_then(Value::as_str)
         .map_or("stop", finish_reason);
     let mut out = completion(text, Some(reason));
-    if let Some(usage) = details.and_then(usage) {
-        out["usage"] = usage;
-    }
+    out["usage"] = usage(details);
     Some(to_bytes(&out))
 }
 
@@ -139,16 +137,23 @@ pub(super) fn completion(text: &str, finish: Option<&str>) -> Value {
     })
 }
 
-/// OpenAI's `usage` from generate `details`, when they count both the
-/// prompt and the generated tokens.
-fn usage(details: &Value) -> Option<Value> {
-    let generated = details.get("generated_tokens")?.as_u64()?;
-    let prompt = details.get("prompt_tokens")?.as_u64()?;
-    Some(json!({
+/// OpenAI's `usage` from generate `details`: the generated tokens they
+/// count (none from a container that gives no details), and the prompt's
+/// when they count it. Always there: OpenAI's clients (LangChain's among
+/// them) read it from every completion.
+fn usage(details: Option<&Value>) -> Value {
+    let count = |k: &str| {
+        details
+            .and_then(|d| d.get(k))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
+    let (prompt, generated) = (count("prompt_tokens"), count("generated_tokens"));
+    json!({
         "prompt_tokens": prompt,
         "completion_tokens": generated,
         "total_tokens": prompt + generated,
-    }))
+    })
 }
 
 #[cfg(test)]
@@ -212,7 +217,10 @@ mod tests {
         assert_eq!(v["object"], "text_completion");
         assert_eq!(v["choices"][0]["text"], "b a");
         assert_eq!(v["choices"][0]["finish_reason"], "stop");
-        assert!(v.get("usage").is_none());
+        assert_eq!(
+            v["usage"],
+            json!({"prompt_tokens": 0, "completion_tokens": 2, "total_tokens": 2})
+        );
         assert!(of_generate(b"[]").is_none());
     }
 }

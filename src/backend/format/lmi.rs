@@ -22,6 +22,9 @@ pub(crate) enum EventMap {
     Completion,
     /// LMI's chat chunks, as they are.
     Chat,
+    /// LMI's lines as they are (a predict stream), but its error line
+    /// ends the stream, carrying the line as LMI wrote it.
+    Errors,
 }
 
 /// One event, rewritten.
@@ -41,6 +44,13 @@ impl EventMap {
             return Mapped::Event(event);
         };
         match self {
+            EventMap::Errors if failed(&v) || chat_failure(&v).is_some() => {
+                Mapped::Fail(StreamError {
+                    event: Some(event),
+                    ..StreamError::new(StreamErrorKind::ModelError, FAILED)
+                })
+            }
+            EventMap::Errors => Mapped::Event(event),
             EventMap::Chat => match chat_failure(&v) {
                 Some(message) => fail(message),
                 None => Mapped::Event(event),

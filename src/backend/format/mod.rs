@@ -174,9 +174,10 @@ pub(crate) fn plan(
         (Operation::Predict, _) if stream && on_hf => {
             Plan::new(HfRoute::GenerateStream, body.clone(), false)
         }
-        (Operation::Predict, _) if stream => {
-            Plan::new(HfRoute::Root, streamed(object()?, true, false), true)
+        (Operation::Predict, Lmi) if stream => {
+            Plan::new(HfRoute::Root, stream_flag(object()?), true).events(EventMap::Errors)
         }
+        (Operation::Predict, _) if stream => Plan::new(HfRoute::Root, stream_flag(object()?), true),
         (Operation::Predict, _) => Plan::new(HfRoute::Root, body.clone(), false),
 
         (Operation::Generate, Tgi) if on_hf => {
@@ -197,10 +198,12 @@ pub(crate) fn plan(
             plan.events(EventMap::Generate { index: 0 })
         }
         (Operation::Generate, HfToolkit) => {
-            Plan::new(HfRoute::Root, without_prompt(object()?), true).reshape(Reshape::FirstOfList)
+            let body = without_prompt(pipeline_params(object()?));
+            Plan::new(HfRoute::Root, body, true).reshape(Reshape::FirstOfList)
         }
         (Operation::Generate, JumpStart) => {
-            Plan::new(HfRoute::Root, jumpstart_request(body, backend)?, true)
+            let body = to_bytes(&Value::Object(pipeline_params(object()?)));
+            Plan::new(HfRoute::Root, jumpstart_request(&body, backend)?, true)
                 .reshape(Reshape::JumpStartOne)
         }
 
@@ -209,7 +212,7 @@ pub(crate) fn plan(
         }
         (Operation::Chat, Tgi) => {
             let route = if on_hf { HfRoute::Chat } else { HfRoute::Root };
-            Plan::new(route, streamed(object()?, stream, true), true)
+            Plan::new(route, streamed(with_model(object()?), stream, true), true)
         }
 
         (Operation::Completion, Tgi) => {
@@ -218,7 +221,7 @@ pub(crate) fn plan(
             } else {
                 HfRoute::Root
             };
-            Plan::new(route, streamed(object()?, stream, true), true)
+            Plan::new(route, streamed(with_model(object()?), stream, true), true)
         }
         (Operation::Completion, Lmi) => {
             let generate = completion::to_generate(object()?, Dialect::Lmi)?;
@@ -284,6 +287,43 @@ fn streamed(mut body: Map<String, Value>, stream: bool, usage: bool) -> Bytes {
         body.remove("stream");
     }
     to_bytes(&Value::Object(body))
+}
+
+/// The body with `"stream": true` and the rest as the client sent it (a
+/// predict stream: the client's own `stream_options` included).
+fn stream_flag(mut body: Map<String, Value>) -> Bytes {
+    body.insert("stream".into(), Value::Bool(true));
+    to_bytes(&Value::Object(body))
+}
+
+/// A chat or completions request with a `model`, which TGI 2.0 requires
+/// (and ignores): the door's `model` names the route, not the container's.
+fn with_model(mut body: Map<String, Value>) -> Map<String, Value> {
+    body.entry("model").or_insert_with(|| Value::from("tgi"));
+    body
+}
+
+/// TGI's generate parameters that a pipeline does not know and refuses
+/// (transformers: "model_kwargs are not used"), which TGI's clients send.
+const TGI_ONLY_PARAMETERS: [&str; 8] = [
+    "details",
+    "decoder_input_details",
+    "watermark",
+    "top_n_tokens",
+    "grammar",
+    "adapter_id",
+    "best_of",
+    "truncate",
+];
+
+/// A generate request without [`TGI_ONLY_PARAMETERS`] (and the nulls
+/// TGI's clients send for what they leave unset), for the toolkit's and
+/// JumpStart's pipelines.
+fn pipeline_params(mut body: Map<String, Value>) -> Map<String, Value> {
+    if let Some(Value::Object(params)) = body.get_mut("parameters") {
+        params.retain(|k, v| !v.is_null() && !TGI_ONLY_PARAMETERS.contains(&k.as_str()));
+    }
+    body
 }
 
 /// A generate request for the toolkit, which otherwise answers the prompt

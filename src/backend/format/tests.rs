@@ -156,7 +156,12 @@ fn completions_become_generate_where_the_container_has_none() {
         "x",
     )
     .unwrap();
-    assert_eq!((p.route, &p.body), (HfRoute::Completions, &b));
+    // TGI 2.0 requires a `model`; it names nothing there.
+    assert_eq!(p.route, HfRoute::Completions);
+    assert_eq!(
+        sent(&p),
+        json!({"prompt": "a b", "max_tokens": 2, "model": "tgi"})
+    );
     let p = plan(
         Container::Lmi,
         Host::SageMaker,
@@ -252,4 +257,64 @@ fn reshapes_take_the_first_answer() {
         ),
         Err(AdaptError::Shape(_))
     ));
+}
+
+#[test]
+fn a_predict_stream_keeps_what_the_client_sent_and_lmi_errors_end_it() {
+    let b = body(json!({"messages": [], "stream_options": {"include_usage": true}}));
+    let p = plan(
+        Container::Tgi,
+        Host::SageMaker,
+        Operation::Predict,
+        true,
+        &b,
+        "x",
+    )
+    .unwrap();
+    assert_eq!(
+        sent(&p),
+        json!({"messages": [], "stream": true, "stream_options": {"include_usage": true}})
+    );
+    assert_eq!(p.events, None);
+    let p = plan(
+        Container::Lmi,
+        Host::SageMaker,
+        Operation::Predict,
+        true,
+        &b,
+        "x",
+    )
+    .unwrap();
+    assert_eq!(p.events, Some(EventMap::Errors));
+}
+
+#[test]
+fn pipelines_get_no_parameter_only_tgi_knows() {
+    let b = body(
+        json!({"inputs": "a", "parameters": {"details": false, "watermark": false,
+        "max_new_tokens": 3, "top_n_tokens": null, "seed": null}}),
+    );
+    let p = plan(
+        Container::HfToolkit,
+        Host::HuggingFace,
+        Operation::Generate,
+        false,
+        &b,
+        "x",
+    )
+    .unwrap();
+    assert_eq!(
+        sent(&p)["parameters"],
+        json!({"max_new_tokens": 3, "return_full_text": false})
+    );
+    let p = plan(
+        Container::JumpStartText2Text,
+        Host::SageMaker,
+        Operation::Generate,
+        false,
+        &b,
+        "x",
+    )
+    .unwrap();
+    assert_eq!(sent(&p), json!({"text_inputs": "a", "max_length": 3}));
 }
