@@ -144,8 +144,12 @@ fn texts(chunks: &[Value]) -> Vec<String> {
 async fn chat_is_the_same_from_tgi_and_lmi_whole_and_chunk_by_chunk() {
     let c = start().await;
     let body = |model: &str, stream: bool| {
-        json!({"model": model, "messages": [{"role": "user", "content": PROMPT}],
-               "max_tokens": 3, "stream": stream, "stream_options": {"include_usage": true}})
+        let mut body = json!({"model": model, "messages": [{"role": "user", "content": PROMPT}],
+               "max_tokens": 3, "stream": stream});
+        if stream {
+            body["stream_options"] = json!({"include_usage": true});
+        }
+        body
     };
     let mut streams = Vec::new();
     for route in ["sm", "hf", "lmi"] {

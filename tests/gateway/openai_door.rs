@@ -27,14 +27,17 @@ rate_limit = {{ requests_per_second = 0.1, burst = 2 }}
 }
 
 fn chat(model: &str, stream: bool) -> Value {
-    json!({
+    let mut body = json!({
         "model": model,
         "messages": [{"role": "system", "content": "be brief"},
                      {"role": "user", "content": "one stable inference URL"}],
         "max_tokens": 3,
         "stream": stream,
-        "stream_options": {"include_usage": stream},
-    })
+    });
+    if stream {
+        body["stream_options"] = json!({"include_usage": true});
+    }
+    body
 }
 
 async fn json_of(res: reqwest::Response) -> Value {

@@ -144,6 +144,8 @@ fn upstream(f: &crate::backend::Failure, base: OaiError, container: Option<Conta
     };
     let code = match f.kind {
         FailureKind::ModelError | FailureKind::InvalidInput => None,
+        // One code for every 429, the gateway's limits' and a backend's.
+        FailureKind::Throttled => Some("rate_limit_exceeded"),
         other => Some(other.as_str()),
     };
     OaiError {

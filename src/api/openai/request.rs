@@ -61,6 +61,12 @@ pub fn read(op: Operation, raw: &[u8], route: Option<&str>) -> Result<Asked, Oai
             ))
         }
     };
+    if !stream && body.get("stream_options").is_some_and(|o| !o.is_null()) {
+        return Err(OaiError::invalid(
+            Some("stream_options"),
+            "`stream_options` is only allowed when `stream` is true",
+        ));
+    }
     let include_usage = stream
         && body
             .get("stream_options")
@@ -219,6 +225,11 @@ mod tests {
                 "stream",
             ),
             (Operation::Completion, json!({"model": "r"}), "prompt"),
+            (
+                Operation::Chat,
+                json!({"model": "r", "messages": [{}], "stream_options": {"include_usage": true}}),
+                "stream_options",
+            ),
             (
                 Operation::Embed,
                 json!({"model": "r", "input": []}),
