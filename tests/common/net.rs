@@ -17,6 +17,17 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A loopback address that refuses every connection for as long as the
+/// returned socket lives: bound but never listening, so no other test's
+/// listener can take the port meanwhile (a port closed after noting it
+/// can be, by an emulator of a test running beside).
+pub fn refusing_port() -> (tokio::net::TcpSocket, u16) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(([127, 0, 0, 1], 0).into()).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    (socket, port)
+}
+
 /// Whether a request failed because the connection was reset.
 pub fn is_reset(err: &reqwest::Error) -> bool {
     let mut src: Option<&(dyn std::error::Error + 'static)> = err.source();

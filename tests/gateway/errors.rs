@@ -1,14 +1,14 @@
 //! The JSON error contract: each way an upstream or a request goes wrong
 //! gets its status and error `type`.
 
-use crate::common::net::{free_port, raw_upstream};
+use crate::common::net::{raw_upstream, refusing_port};
 use crate::common::{error_json, patch, patch_first, Harness, BODY, CONFIG};
 use infergate::emulator::{FaultConfig, InjectedError};
 
 #[tokio::test]
 async fn unreachable_backend_is_a_502() {
-    // A port nothing listens on: bind, note, close.
-    let port = free_port();
+    // A port nothing listens on, held so that nothing can meanwhile.
+    let (_held, port) = refusing_port();
     let config = patch(
         CONFIG,
         "url = \"${HF_URL}\"",
