@@ -4,7 +4,8 @@
 //! ([`chain`]), config patches ([`config`]), the
 //! shared model's answers ([`model`]), raw loopback sockets ([`net`]),
 //! AWS's own SDK client ([`sdk`]), test certificates ([`tls`]), a
-//! forward proxy ([`proxy`]) and a real redis-server ([`redis`]).
+//! forward proxy ([`proxy`]), a real redis-server ([`redis`]) and a real
+//! HAProxy in front of gateway replicas ([`haproxy`]).
 //!
 //! A test file includes it as `#[cfg(test)] mod common;`: everything here
 //! is then test code, which `clippy.toml` lets unwrap and expect.
@@ -14,6 +15,7 @@
 pub mod chain;
 pub mod child;
 pub mod config;
+pub mod haproxy;
 pub mod harness;
 pub mod model;
 pub mod net;
