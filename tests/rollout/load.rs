@@ -143,9 +143,31 @@ pub fn body(inputs: &str, max_new_tokens: u32) -> String {
         .to_string()
 }
 
-/// Distinct words for each request, and the text the model makes of them.
+/// Bytes of padding in a large prompt: past HAProxy's default buffer
+/// (`tune.bufsize`, 16 kB), so that HAProxy cannot send the request again
+/// once it has begun sending it; only the gateway can keep it safe.
+const LARGE_PROMPT: usize = 20_000;
+
+/// Whether request `id` carries a large prompt: one unary and one stream
+/// in every ten.
+pub fn is_large(id: u64) -> bool {
+    matches!(id % 10, 4 | 5)
+}
+
+/// Request `id`'s prompt: words of its own last, so that the model's
+/// answer (the words reversed) is its own too.
+pub fn inputs(id: u64) -> String {
+    let words = format!("alpha beta gamma delta epsilon zeta eta w{id}");
+    if is_large(id) {
+        format!("{} {words}", "pad ".repeat(LARGE_PROMPT / 4).trim_end())
+    } else {
+        words
+    }
+}
+
+/// A unary request's prompt and the text the model makes of it.
 pub fn unary_case(id: u64) -> (String, String) {
-    let inputs = format!("w{id} alpha beta gamma delta epsilon zeta eta");
+    let inputs = inputs(id);
     let expected = Generation::run(&inputs, Some(UNARY_TOKENS)).text();
     (inputs, expected)
 }
@@ -162,7 +184,7 @@ pub async fn one(
         Kind::Unary => (format!("{base}/v1/predict/{route}"), UNARY_TOKENS),
         Kind::Stream => (format!("{base}/v1/predict/{route}/stream"), STREAM_TOKENS),
     };
-    let inputs = format!("w{id} alpha beta gamma delta epsilon zeta eta");
+    let inputs = inputs(id);
     let res = client
         .post(path)
         .header("content-type", "application/json")
@@ -271,6 +293,7 @@ impl<'a> Report<'a> {
         let count = |f: &dyn Fn(&Outcome) -> bool| self.outcomes.iter().filter(|o| f(o)).count();
         let streams = count(&|o| o.kind == Kind::Stream);
         let late = count(&|o| o.route == "late");
+        let large = count(&|o| is_large(o.id));
         let failed = count(&|o| o.error.is_some() && !o.cut);
         let cut = count(&|o| o.cut);
         let by: Vec<String> = ["r0", "r1"]
@@ -278,7 +301,8 @@ impl<'a> Report<'a> {
             .map(|r| format!("{r} {}", count(&|o| o.served_by == *r)))
             .collect();
         format!(
-            "rollout: {} requests sent ({} unary, {streams} streams, {late} on the reloaded route; \
+            "rollout: {} requests sent ({} unary, {streams} streams, {large} with a \
+             prompt over HAProxy's buffer, {late} on the reloaded route; \
              served by {}), {failed} failed, {cut} cut streams; haproxy retried {} ({} on the other \
              replica); exits {:?}; {:.1} s",
             self.outcomes.len(),
