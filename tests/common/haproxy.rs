@@ -241,19 +241,22 @@ impl HaProxy {
     /// for a refused connection).
     pub fn down_reasons(&self, server: &str) -> Vec<String> {
         let check = format!("Health check for server {}/{server} failed, ", self.backend);
-        self.log()
-            .lines()
-            .filter(|l| !l.starts_with("[WARNING]") && l.ends_with(" DOWN."))
-            .filter_map(|l| l.split(&check).nth(1))
-            .map(|rest| {
+        let down = format!("Server {}/{server} is DOWN", self.backend);
+        let mut last = None;
+        let mut reasons = Vec::new();
+        for line in self.log().lines().filter(|l| !l.starts_with("[WARNING]")) {
+            if let Some(rest) = line.strip_prefix(&check) {
                 let reason = rest.strip_prefix("reason: ").unwrap_or(rest);
-                reason
-                    .split(", check duration")
-                    .next()
-                    .unwrap_or(reason)
-                    .to_string()
-            })
-            .collect()
+                let reason = reason.split(", check duration").next().unwrap_or(reason);
+                last = Some(reason.to_string());
+            } else if line.starts_with(&down) {
+                reasons.push(
+                    last.take()
+                        .unwrap_or_else(|| format!("no check before: {line}")),
+                );
+            }
+        }
+        reasons
     }
 
     /// How many requests the log shows retried (`retries` above 0), and

@@ -294,6 +294,14 @@ pub fn sample(metrics: &str, name: &str, label: (&str, &str)) -> Option<f64> {
         })
 }
 
+/// How many reloads the metrics count with one of `results`.
+pub fn reloads(metrics: &str, results: &[&str]) -> f64 {
+    results
+        .iter()
+        .filter_map(|r| sample(metrics, "infergate_config_reloads_total", ("result", r)))
+        .sum()
+}
+
 /// The `hash` label of `infergate_config_info`.
 pub fn config_hash(metrics: &str) -> Option<String> {
     let lines = metrics.lines().map(|l| Ok(l.to_string()));

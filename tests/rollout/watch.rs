@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::haproxy::{HaProxy, Stats};
 use crate::load::{body, check_unary, unary_case, Load, Outcomes, Report};
-use crate::replica::{config_hash, sample, Replica};
+use crate::replica::{config_hash, reloads, Replica};
 use crate::{UNARY_TOKENS, WAIT};
 
 /// Events with their time since the test began, for failure messages.
@@ -157,36 +157,36 @@ impl World<'_> {
         }
     }
 
-    /// Waits until the replica counts a reload with `result` (`applied`,
-    /// `rejected`, `unchanged`): its metrics then.
+    /// Waits until the replica has counted more reloads with one of
+    /// `results` (`applied`, `rejected`, `unchanged`) than `above`: its
+    /// metrics then.
     pub async fn wait_reload(
         &self,
         replica: &Replica,
-        result: &str,
+        results: &[&str],
+        above: f64,
         replicas: &[Replica],
     ) -> String {
         let deadline = Instant::now() + WAIT;
         loop {
             let metrics = replica.metrics().await;
-            let counted = sample(
-                &metrics,
-                "infergate_config_reloads_total",
-                ("result", result),
-            );
-            if counted.is_some_and(|n| n >= 1.0) {
-                self.timeline
-                    .note(&format!("{}: a reload counted {result:?}", replica.name));
+            let counted = reloads(&metrics, results);
+            if counted > above {
+                self.timeline.note(&format!(
+                    "{}: reloads counted {results:?}: {counted}",
+                    replica.name
+                ));
                 return metrics;
             }
             if Instant::now() > deadline {
-                let reloads: Vec<&str> = metrics
+                let lines: Vec<&str> = metrics
                     .lines()
                     .filter(|l| l.starts_with("infergate_config_"))
                     .collect();
                 self.fail(
                     &format!(
-                        "{}: no reload counted {result:?} within {WAIT:?}; its config metrics: \
-                         {reloads:?}",
+                        "{}: no more than {above} reloads counted {results:?} within {WAIT:?}; \
+                         its config metrics: {lines:?}",
                         replica.name
                     ),
                     replicas,
@@ -204,7 +204,7 @@ impl World<'_> {
         before: &Option<String>,
         replicas: &[Replica],
     ) {
-        let metrics = self.wait_reload(replica, "applied", replicas).await;
+        let metrics = self.wait_reload(replica, &["applied"], 0.0, replicas).await;
         let after = config_hash(&metrics);
         if after.is_none() || after == *before {
             self.fail(
@@ -220,6 +220,32 @@ impl World<'_> {
             "{}: config hash {before:?} -> {after:?}",
             replica.name
         ));
+    }
+
+    /// SIGHUP with the file as it is: the reload is counted (`unchanged`,
+    /// or `applied` by a gateway that builds the same config again), and
+    /// the same config serves on, under the same hash.
+    pub async fn reload_unchanged(&self, replica: &Replica, replicas: &[Replica]) {
+        let metrics = replica.metrics().await;
+        let (seen, before) = (
+            reloads(&metrics, &["applied", "unchanged"]),
+            config_hash(&metrics),
+        );
+        replica.signal("HUP", self.timeline);
+        let metrics = self
+            .wait_reload(replica, &["applied", "unchanged"], seen, replicas)
+            .await;
+        let after = config_hash(&metrics);
+        if after != before {
+            self.fail(
+                &format!(
+                    "{}: a SIGHUP with the file unchanged changed the config's hash from \
+                     {before:?} to {after:?}",
+                    replica.name
+                ),
+                replicas,
+            );
+        }
     }
 
     /// The new route answers on the replica itself, past HAProxy.
