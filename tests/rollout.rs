@@ -1,23 +1,32 @@
 //! Issue 15: what Kubernetes does to the gateway, under load. Two replicas
 //! (the real binary, `serve --config F`) in front of a SageMaker and a
 //! Hugging Face emulator, behind a real HAProxy that health-checks
-//! `/readyz`. A load generator sends 200 requests a second through HAProxy,
-//! half unary, half streams long enough that some are in flight at every
-//! moment. Meanwhile each replica in turn is stopped with SIGTERM and
-//! started again on its port (a rolling restart), then both take a new
-//! config (one by noticing its file changed, the other on SIGHUP).
+//! `/readyz` and speaks h2c to one replica, HTTP/1.1 to the other. A load
+//! generator sends 200 requests a second through HAProxy: half unary, half
+//! streams (a quarter of them longer than the shutdown delay), one in five
+//! with a prompt too large for HAProxy to send again. Meanwhile each
+//! replica in turn is stopped with SIGTERM and started again on its port
+//! (a rolling restart); then both take a new config (one by noticing its
+//! file changed, the other on SIGHUP), a broken file is refused, and a
+//! SIGHUP with nothing changed changes nothing; then both stop at once.
 //!
 //! What must hold: no client request fails (every unary answer is a 200
 //! with the model's text), no stream is cut (every one ends with its final
-//! event), every replica exits 0 on SIGTERM, and the new config is applied
-//! (the metric says so and the new route answers on each replica).
+//! event), every replica exits 0 on SIGTERM, HAProxy takes each stopping
+//! replica out of rotation on its 503 from `/readyz` (not on finding its
+//! port closed), streams run through each restart's drain, and the new
+//! config is applied (the metrics say so, under a new hash, and the new
+//! route answers on each replica).
 //!
 //! Why it can hold: on SIGTERM a replica answers `/readyz` with 503 for
 //! `server.shutdown_delay` while still serving, so HAProxy takes it out of
-//! rotation before it stops accepting; then it closes idle connections and
-//! lets the requests and streams in flight finish. What HAProxy still sees
-//! fail (a refused connection, a pooled connection closed as a request went
-//! out on it) it retries on the other replica (`retry-on`, `redispatch`).
+//! rotation before it stops accepting; then it asks its connections to
+//! close (HTTP/1.1: `Connection: close`; h2: GOAWAY) and lets the requests
+//! and streams in flight finish. What HAProxy would still see fail (a
+//! refused connection, a pooled connection closed as a request went out on
+//! it) it retries on the other replica (`retry-on`, `redispatch`), but only
+//! while it holds the whole request: a larger one is lost unless the
+//! replica left the rotation first.
 
 #[cfg(test)]
 mod common;
@@ -36,16 +45,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::haproxy::{HaProxy, Server};
-use load::{Load, Outcomes, Report};
+use load::{Load, Outcomes, Report, Stop};
 use replica::{config_hash, Emulators, Reload, Replica};
 use watch::{Monitor, Timeline, World};
 
 /// Requests a second the load generator sends.
 const RATE: u32 = 200;
 /// Emulators' time per token: a stream of [`STREAM_TOKENS`] takes ~320 ms,
-/// a unary answer of [`UNARY_TOKENS`] ~160 ms.
+/// one of [`LONG_STREAM_TOKENS`] 1.6 s (past the replicas' 1 s shutdown
+/// delay), a unary answer of [`UNARY_TOKENS`] ~160 ms.
 const TOKEN_LATENCY: Duration = Duration::from_millis(40);
 const STREAM_TOKENS: u32 = 8;
+const LONG_STREAM_TOKENS: u32 = 40;
+/// How long a stopping replica answers 503 on /readyz while it serves on,
+/// before it closes its connections (`server.shutdown_delay`).
+const SHUTDOWN_DELAY: Duration = Duration::from_secs(1);
 const UNARY_TOKENS: u32 = 4;
 /// Longest a replica is given to exit after SIGTERM: its delay (1 s), the
 /// streams in flight, and far more for a loaded machine.
@@ -68,6 +82,9 @@ async fn a_rolling_restart_and_a_reload_under_load_lose_nothing() {
         .map(|r| Server {
             name: r.name.to_string(),
             port: r.port,
+            // One drain of each kind: GOAWAY on h2, `Connection: close`
+            // on HTTP/1.1.
+            h2: r.name == "r0",
         })
         .collect();
     for r in &mut replicas {
@@ -94,10 +111,11 @@ async fn a_rolling_restart_and_a_reload_under_load_lose_nothing() {
 
     // The rolling restart: one replica at a time, the next only once
     // HAProxy sends to the restarted one again.
-    let mut exits = Vec::new();
+    let mut stops = Vec::new();
     for i in 0..replicas.len() {
+        let at = timeline.since();
         let code = replicas[i].terminate(&timeline).await;
-        exits.push((replicas[i].name, code));
+        stops.push(Stop::new(replicas[i].name, at, code));
         replicas[i].start(&timeline);
         replicas[i].wait_ready(&timeline).await;
         world.wait_status(&replicas[i], "UP", &replicas).await;
@@ -136,12 +154,13 @@ async fn a_rolling_restart_and_a_reload_under_load_lose_nothing() {
     load.finish().await;
     timeline.note("load stopped; every request has its outcome");
     // The last stop, both at once, as a deployment deleted.
+    let at = timeline.since();
     for r in &mut replicas {
         r.signal("TERM", &timeline);
     }
     for r in &mut replicas {
         let code = r.wait_exit(&timeline).await;
-        exits.push((r.name, code));
+        stops.push(Stop::new(r.name, at, code));
     }
     // Its log says why HAProxy took each out of rotation (below).
     for r in &replicas {
@@ -149,13 +168,19 @@ async fn a_rolling_restart_and_a_reload_under_load_lose_nothing() {
     }
 
     let outcomes = world.outcomes.lock().unwrap();
-    let report = Report::new(&outcomes, &proxy, &exits, started.elapsed());
+    let report = Report::new(&outcomes, &proxy, &stops, started.elapsed());
     // Straight to the process's stderr, past the test harness's capture,
     // so that CI logs show the numbers on success too.
     let _ = writeln!(std::io::stderr(), "{}", report.summary());
     let lost = report.lost();
+    // The restarts happened under load: streams ran on each replica when
+    // it closed its connections, or the drain was not put to the test.
+    let idle_drains: Vec<&Stop> = stops[..2]
+        .iter()
+        .filter(|s| report.through_drain(s) == 0)
+        .collect();
     drop(outcomes);
-    let bad_exits: Vec<_> = exits.iter().filter(|(_, c)| *c != Some(0)).collect();
+    let bad_exits: Vec<&Stop> = stops.iter().filter(|s| s.code != Some(0)).collect();
     // Each replica was stopped twice; each time HAProxy must have taken it
     // out of rotation on its draining /readyz, while it still accepted,
     // not on finding its port closed (which only HAProxy's retries made
@@ -167,12 +192,13 @@ async fn a_rolling_restart_and_a_reload_under_load_lose_nothing() {
             reasons.len() != 2 || reasons.iter().any(|r| !r.contains("code: 503"))
         })
         .collect();
-    if lost > 0 || !bad_exits.is_empty() || !not_drained.is_empty() {
+    if lost > 0 || !bad_exits.is_empty() || !not_drained.is_empty() || !idle_drains.is_empty() {
         world.fail(
             &format!(
-                "{lost} requests failed or cut; exits other than 0: {bad_exits:?}; replicas \
-                 HAProxy took out of rotation otherwise than on /readyz's 503 (two stops \
-                 each): {not_drained:?}"
+                "{lost} requests failed or cut; stops not ending in exit 0: {bad_exits:?}; \
+                 replicas HAProxy took out of rotation otherwise than on /readyz's 503 (two \
+                 stops each): {not_drained:?}; restarts with no stream running through the \
+                 drain: {idle_drains:?}"
             ),
             &replicas,
         );

@@ -25,11 +25,13 @@ const CANDIDATES: [&str; 3] = ["haproxy", "/usr/sbin/haproxy", "/usr/local/sbin/
 const LOG_FORMAT: &str = "%tr %b/%s status=%ST bytes=%B term=%tsc retries=%rc \
                           Tw/Tc/Tr/Ta=%Tw/%Tc/%Tr/%Ta %{+Q}r";
 
-/// One server behind HAProxy: its name in the stats and a loopback port.
+/// One server behind HAProxy: its name in the stats, a loopback port, and
+/// whether HAProxy speaks HTTP/2 to it (h2c, `proto h2`) or HTTP/1.1.
 #[derive(Clone, Debug)]
 pub struct Server {
     pub name: String,
     pub port: u16,
+    pub h2: bool,
 }
 
 /// HAProxy's view of its servers, through its stats socket; a handle that
@@ -94,7 +96,10 @@ fn binary() -> String {
 fn config(port: u16, socket: &Path, backend: &str, servers: &[Server]) -> String {
     let servers: String = servers
         .iter()
-        .map(|s| format!("    server {} 127.0.0.1:{} check\n", s.name, s.port))
+        .map(|s| {
+            let proto = if s.h2 { " proto h2" } else { "" };
+            format!("    server {} 127.0.0.1:{} check{proto}\n", s.name, s.port)
+        })
         .collect();
     format!(
         r#"global

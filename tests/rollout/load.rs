@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::haproxy::HaProxy;
 use crate::watch::Timeline;
-use crate::{RATE, STREAM_TOKENS, UNARY_TOKENS};
+use crate::{LONG_STREAM_TOKENS, RATE, SHUTDOWN_DELAY, STREAM_TOKENS, UNARY_TOKENS};
 use infergate::emulator::model::Generation;
 
 /// Every request's outcome so far, shared by the load and the waits.
@@ -65,18 +65,7 @@ impl Load {
                 let mut id = 0u64;
                 while !stop.load(Ordering::SeqCst) {
                     tick.tick().await;
-                    let kind = if id % 2 == 0 {
-                        Kind::Unary
-                    } else {
-                        Kind::Stream
-                    };
-                    let route = if late.load(Ordering::SeqCst) && id % 5 == 0 {
-                        "late"
-                    } else if (id / 2) % 2 == 0 {
-                        "sm"
-                    } else {
-                        "hf"
-                    };
+                    let Shape { kind, route, .. } = shape(id, late.load(Ordering::SeqCst));
                     let (client, base, outcomes) =
                         (client.clone(), base.clone(), Arc::clone(&outcomes));
                     let at = timeline.since();
@@ -148,18 +137,64 @@ pub fn body(inputs: &str, max_new_tokens: u32) -> String {
 /// once it has begun sending it; only the gateway can keep it safe.
 const LARGE_PROMPT: usize = 20_000;
 
-/// Whether request `id` carries a large prompt: one unary and one stream
-/// in every ten.
-pub fn is_large(id: u64) -> bool {
-    matches!(id % 10, 4 | 5)
+/// What request `id` is. Drawn from a generator seeded with the id: the
+/// same in every run, and independent of HAProxy's round robin, which
+/// alternates the replicas (a pattern of period two would send every
+/// stream to one replica).
+#[derive(Clone, Copy, Debug)]
+pub struct Shape {
+    pub kind: Kind,
+    pub route: &'static str,
+    /// One stream in four lasts [`LONG_STREAM_TOKENS`], longer than the
+    /// shutdown delay, so that some still run when a stopping replica
+    /// closes its connections.
+    pub long: bool,
+    /// One other request in five carries [`LARGE_PROMPT`] bytes.
+    pub large: bool,
+}
+
+/// Request `id`'s shape; one in five goes to route `late` once it exists.
+pub fn shape(id: u64, late: bool) -> Shape {
+    let mut rng = fastrand::Rng::with_seed(id);
+    let kind = if rng.bool() {
+        Kind::Stream
+    } else {
+        Kind::Unary
+    };
+    let long = kind == Kind::Stream && rng.u8(..4) == 0;
+    let large = !long && rng.u8(..5) == 0;
+    let route = match rng.u8(..10) {
+        0 | 1 if late => "late",
+        n if n % 2 == 0 => "sm",
+        _ => "hf",
+    };
+    Shape {
+        kind,
+        route,
+        long,
+        large,
+    }
+}
+
+/// How many tokens request `id` asks for, as a `kind` request.
+pub fn tokens(id: u64, kind: Kind) -> u32 {
+    match kind {
+        Kind::Unary => UNARY_TOKENS,
+        Kind::Stream if shape(id, false).long => LONG_STREAM_TOKENS,
+        Kind::Stream => STREAM_TOKENS,
+    }
 }
 
 /// Request `id`'s prompt: words of its own last, so that the model's
 /// answer (the words reversed) is its own too.
 pub fn inputs(id: u64) -> String {
     let words = format!("alpha beta gamma delta epsilon zeta eta w{id}");
-    if is_large(id) {
+    let shape = shape(id, false);
+    if shape.large {
         format!("{} {words}", "pad ".repeat(LARGE_PROMPT / 4).trim_end())
+    } else if shape.long {
+        let more: Vec<String> = (0..LONG_STREAM_TOKENS).map(|i| format!("t{i}")).collect();
+        format!("{} {words}", more.join(" "))
     } else {
         words
     }
@@ -180,10 +215,11 @@ pub async fn one(
     kind: Kind,
     route: &str,
 ) -> (String, Result<(), Failure>) {
-    let (path, tokens) = match kind {
-        Kind::Unary => (format!("{base}/v1/predict/{route}"), UNARY_TOKENS),
-        Kind::Stream => (format!("{base}/v1/predict/{route}/stream"), STREAM_TOKENS),
+    let path = match kind {
+        Kind::Unary => format!("{base}/v1/predict/{route}"),
+        Kind::Stream => format!("{base}/v1/predict/{route}/stream"),
     };
+    let tokens = tokens(id, kind);
     let inputs = inputs(id);
     let res = client
         .post(path)
@@ -267,10 +303,24 @@ pub async fn check_stream(res: reqwest::Response, gen: &Generation) -> Result<()
 
 // === the verdict ===
 
+/// One SIGTERM: to which replica, when, and how the process ended.
+#[derive(Debug)]
+pub struct Stop {
+    pub replica: &'static str,
+    pub at: Duration,
+    pub code: Option<i32>,
+}
+
+impl Stop {
+    pub fn new(replica: &'static str, at: Duration, code: Option<i32>) -> Self {
+        Self { replica, at, code }
+    }
+}
+
 pub struct Report<'a> {
     outcomes: &'a [Outcome],
     retried: (usize, usize),
-    exits: &'a [(&'static str, Option<i32>)],
+    stops: &'a [Stop],
     took: Duration,
 }
 
@@ -278,39 +328,68 @@ impl<'a> Report<'a> {
     pub fn new(
         outcomes: &'a [Outcome],
         proxy: &HaProxy,
-        exits: &'a [(&'static str, Option<i32>)],
+        stops: &'a [Stop],
         took: Duration,
     ) -> Self {
         Self {
             outcomes,
             retried: proxy.retried(),
-            exits,
+            stops,
             took,
         }
+    }
+
+    /// How many streams the stopped replica was still sending when its
+    /// delay ended and it closed its connections.
+    pub fn through_drain(&self, stop: &Stop) -> usize {
+        let drain = stop.at + SHUTDOWN_DELAY;
+        self.outcomes
+            .iter()
+            .filter(|o| o.kind == Kind::Stream && o.served_by == stop.replica)
+            .filter(|o| o.at < drain && o.at + o.took > drain)
+            .count()
     }
 
     pub fn summary(&self) -> String {
         let count = |f: &dyn Fn(&Outcome) -> bool| self.outcomes.iter().filter(|o| f(o)).count();
         let streams = count(&|o| o.kind == Kind::Stream);
         let late = count(&|o| o.route == "late");
-        let large = count(&|o| is_large(o.id));
+        let large = count(&|o| shape(o.id, false).large);
+        let long = count(&|o| shape(o.id, false).long);
         let failed = count(&|o| o.error.is_some() && !o.cut);
         let cut = count(&|o| o.cut);
         let by: Vec<String> = ["r0", "r1"]
             .iter()
-            .map(|r| format!("{r} {}", count(&|o| o.served_by == *r)))
+            .map(|r| {
+                let served = count(&|o| o.served_by == *r);
+                let streams = count(&|o| o.served_by == *r && o.kind == Kind::Stream);
+                format!("{r} {served} ({streams} streams)")
+            })
+            .collect();
+        let stops: Vec<String> = self
+            .stops
+            .iter()
+            .map(|s| {
+                let code = s.code.map_or("none".to_string(), |c| c.to_string());
+                format!(
+                    "{} exit {code}, {} streams through its drain",
+                    s.replica,
+                    self.through_drain(s)
+                )
+            })
             .collect();
         format!(
-            "rollout: {} requests sent ({} unary, {streams} streams, {large} with a \
+            "rollout: {} requests sent ({} unary, {streams} streams ({long} of \
+             {LONG_STREAM_TOKENS} tokens), {large} with a \
              prompt over HAProxy's buffer, {late} on the reloaded route; \
              served by {}), {failed} failed, {cut} cut streams; haproxy retried {} ({} on the other \
-             replica); exits {:?}; {:.1} s",
+             replica); stops: {}; {:.1} s",
             self.outcomes.len(),
             self.outcomes.len() - streams,
             by.join(", "),
             self.retried.0,
             self.retried.1,
-            self.exits,
+            stops.join(", "),
             self.took.as_secs_f64()
         )
     }

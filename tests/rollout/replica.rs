@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::common::child::{Running, Stream, BIN};
 use crate::common::{hf_options, sm_options, ACCESS_KEY, HF_TOKEN, SECRET_KEY};
 use crate::watch::Timeline;
-use crate::{EXIT_WAIT, TOKEN_LATENCY, WAIT};
+use crate::{EXIT_WAIT, SHUTDOWN_DELAY, TOKEN_LATENCY, WAIT};
 use infergate::emulator::{self, EmulatorHandle, ModelFormat};
 
 /// The two emulators, in-process, pacing their tokens.
@@ -103,7 +103,7 @@ impl Replica {
 listen = "127.0.0.1:{port}"
 workers = 2
 request_timeout = "10s"
-shutdown_delay = "1s"
+shutdown_delay = "{delay}ms"
 shutdown_grace = "5s"
 {watch}
 
@@ -125,6 +125,7 @@ backends = ["sm"]
 backends = ["hf"]
 {late}"#,
             port = self.port,
+            delay = SHUTDOWN_DELAY.as_millis(),
             sm = self.sm_url,
             hf = self.hf_url,
         )
