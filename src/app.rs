@@ -79,7 +79,7 @@ where
             Box::pin(async move {
                 Ok::<_, Infallible>(match listener {
                     Listener::Main => api::doors(&gw, core, req).await,
-                    Listener::Admin => api::admin_door(&gw, &req),
+                    Listener::Admin => api::admin_door(&gw, req).await,
                 })
             })
         })

@@ -38,6 +38,7 @@ pub mod layers;
 pub mod limits;
 pub mod metrics;
 pub mod protocol;
+pub mod reload;
 pub mod route;
 pub mod secret;
 pub mod server;

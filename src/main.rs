@@ -51,6 +51,23 @@ enum Command {
         #[arg(long, short, env = "INFERGATE_CONFIG")]
         config: PathBuf,
     },
+    /// Ask a running gateway to read its config file again: through its
+    /// admin listener, which answers with what the reload did, else by
+    /// SIGHUP to the process its pid file names.
+    Reload {
+        /// The gateway's config file: validated first (nothing is sent when
+        /// it has errors), then its `server.admin_listen`, else its
+        /// `server.pid_file`, says where the gateway is.
+        #[arg(long, short, env = "INFERGATE_CONFIG")]
+        config: Option<PathBuf>,
+        /// Send SIGHUP to the process id in this file.
+        #[arg(long, conflicts_with = "url")]
+        pid_file: Option<PathBuf>,
+        /// `POST {url}/v1/reload`: the admin listener's base URL (or the
+        /// main port's, with an admin client's key in INFERGATE_ADMIN_KEY).
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Run the gateway on an embedded demo config, with an emulated SageMaker
     /// endpoint and an emulated Hugging Face endpoint started in-process.
     Demo {
@@ -81,6 +98,11 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve { config, listen } => commands::serve(&config, listen, &logging),
         Command::Check { config } => commands::check(&config),
+        Command::Reload {
+            config,
+            pid_file,
+            url,
+        } => commands::reload(config.as_deref(), pid_file.as_deref(), url.as_deref()),
         Command::Demo { listen } => commands::demo(listen, &logging),
         Command::Emulate(cmd) => commands::emulate(cmd, &logging),
         Command::Healthcheck { url } => commands::healthcheck(&url),

@@ -74,6 +74,8 @@ pub struct Metrics {
     client_requests: IntCounterVec,
     rate_limited: IntCounterVec,
     store_errors: IntCounterVec,
+    config_reloads: IntCounterVec,
+    config_info: IntGaugeVec,
 }
 
 /// The states `infergate_backend_state` reports, one gauge each.
@@ -312,6 +314,21 @@ impl Metrics {
             "Rate limit store (Redis) operations that failed or were skipped while it was down, by operation: decide (rate_limits.on_store_error decided the request), charge (tokens not charged), refund (an admission not given back).",
             &["operation"],
         )?;
+        let config_reloads = counter(
+            "infergate_config_reloads_total",
+            "Config reloads (SIGHUP, a change of the file, infergate reload), by result: applied, or rejected (the running config kept serving).",
+            &["result"],
+        )?;
+        for result in ["applied", "rejected"] {
+            config_reloads.with_label_values(&[result]);
+        }
+        let config_info = IntGaugeVec::new(
+            Opts::new(
+                "infergate_config_info",
+                "1 for the config serving now, by the first 16 hex digits of its file's SHA-256.",
+            ),
+            &["hash"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new("infergate_build_info", "Build information."),
             &["version"],
@@ -345,6 +362,8 @@ impl Metrics {
         registry.register(Box::new(client_requests.clone()))?;
         registry.register(Box::new(rate_limited.clone()))?;
         registry.register(Box::new(store_errors.clone()))?;
+        registry.register(Box::new(config_reloads.clone()))?;
+        registry.register(Box::new(config_info.clone()))?;
         Ok(Self {
             registry,
             requests,
@@ -368,6 +387,8 @@ impl Metrics {
             client_requests,
             rate_limited,
             store_errors,
+            config_reloads,
+            config_info,
         })
     }
 
@@ -568,6 +589,26 @@ impl Metrics {
             self.backend_state
                 .with_label_values(&[backend, s])
                 .set(i64::from(*s == state));
+        }
+    }
+
+    /// One reload's `result`.
+    pub fn config_reload(&self, result: &str) {
+        self.config_reloads.with_label_values(&[result]).inc();
+    }
+
+    /// The config serving now, by its file's hash.
+    pub fn config_serving(&self, hash: &str) {
+        self.config_info.reset();
+        self.config_info.with_label_values(&[hash]).set(1);
+    }
+
+    /// A backend a reload removed: its gauges go (its counters stay, as a
+    /// counter's history does).
+    pub fn forget_backend(&self, backend: &str) {
+        let _ = self.backend_in_flight.remove_label_values(&[backend]);
+        for s in BACKEND_STATES {
+            let _ = self.backend_state.remove_label_values(&[backend, s]);
         }
     }
 

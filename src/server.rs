@@ -45,7 +45,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, AcquireError, OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 
 use crate::app::Listener;
-use crate::gateway::{current_worker, set_current_worker, Gateway};
+use crate::gateway::{current_worker, set_current_worker, Gateway, Live};
 use crate::layers::head_limit::{MAX_HEADERS, MAX_HEADER_BYTES};
 use crate::telemetry::access_log;
 use conn::Serving;
@@ -113,6 +113,15 @@ pub async fn serve(
     serve_workers(vec![listener], gateway, shutdown).await
 }
 
+/// [`serve_live`] of a gateway that never reloads.
+pub async fn serve_workers(
+    listeners: Vec<TcpListener>,
+    gateway: Arc<Gateway>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    serve_live(listeners, Live::new(gateway), shutdown).await
+}
+
 /// One worker's place among the others: its index, the spread of
 /// connections over all of them, and its inbox of connections handed to it.
 struct Worker {
@@ -121,18 +130,23 @@ struct Worker {
     inbox: mpsc::UnboundedReceiver<Handoff>,
 }
 
-/// Serves `gateway` with one worker per listener (from [`bind_workers`]):
-/// the first on the calling runtime, each other on a thread of its own with
-/// a single-threaded runtime. Returns once `shutdown` resolved and every
-/// worker drained.
-pub async fn serve_workers(
+/// Serves the current gateway of `live` with one worker per listener (from
+/// [`bind_workers`]): the first on the calling runtime, each other on a
+/// thread of its own with a single-threaded runtime. Once `shutdown`
+/// resolves, `/readyz` answers 503 and the gateway serves on for
+/// `server.shutdown_delay` ([`not_ready_then_wait`]), then drains. Returns
+/// once every worker drained.
+pub async fn serve_live(
     mut listeners: Vec<TcpListener>,
-    gateway: Arc<Gateway>,
+    live: Arc<Live>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     if listeners.is_empty() {
         return Err(std::io::Error::other("no listener to serve"));
     }
+    let shutdown = not_ready_then_wait(Arc::clone(&live), shutdown);
+    // What cannot change without a restart is read once, here.
+    let gateway = live.load();
     let first = listeners.remove(0);
     let tls = match &gateway.config.server.tls {
         Some(files) => Some(Tls::load(files)?),
@@ -163,11 +177,13 @@ pub async fn serve_workers(
     // Every socket is listening: connections queue until their worker runs.
     // Set once here, so a worker that starts late cannot undo a shutdown.
     gateway.set_ready(true);
+    // Not held on: a reload's old gateway goes with its last request.
+    drop(gateway);
     let mut threads = Vec::with_capacity(listeners.len());
     for (listener, worker) in listeners.into_iter().zip(workers) {
         let index = worker.index;
         let listener = listener.into_std()?;
-        let gateway = Arc::clone(&gateway);
+        let live = Arc::clone(&live);
         let slots = slots.clone();
         let mut stopped = stopped.clone();
         let serving = main.clone();
@@ -184,7 +200,7 @@ pub async fn serve_workers(
                     let shutdown = async move {
                         let _ = stopped.wait_for(|stop| *stop).await;
                     };
-                    serve_worker(listener, gateway, shutdown, slots, worker, serving).await
+                    serve_worker(listener, live, shutdown, slots, worker, serving).await
                 });
                 if let Err(e) = &served {
                     tracing::error!(worker = index, error = %e, "a worker stopped");
@@ -198,7 +214,7 @@ pub async fn serve_workers(
     };
     let first = serve_worker(
         first,
-        Arc::clone(&gateway),
+        Arc::clone(&live),
         async move {
             shutdown.await;
             let _ = stop.send(true);
@@ -207,7 +223,7 @@ pub async fn serve_workers(
         first_worker,
         main,
     );
-    let admin = serve_admin(admin, Arc::clone(&gateway), stopped_now(stopped.clone()));
+    let admin = serve_admin(admin, Arc::clone(&live), stopped_now(stopped.clone()));
     let reload = async {
         if let Some(tls) = tls {
             tls.watch(stopped_now(stopped.clone())).await;
@@ -236,7 +252,7 @@ pub async fn serve_workers(
 /// its own, so that scrapes neither wait for nor take the clients'.
 async fn serve_admin(
     listener: Option<TcpListener>,
-    gateway: Arc<Gateway>,
+    live: Arc<Live>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let Some(listener) = listener else {
@@ -256,7 +272,30 @@ async fn serve_admin(
         tls: None,
     };
     let slots = Slots::new(ADMIN_CONNECTIONS);
-    serve_worker(listener, gateway, shutdown, slots, worker, serving).await
+    serve_worker(listener, live, shutdown, slots, worker, serving).await
+}
+
+/// `shutdown`, then what Kubernetes and load balancers need before the
+/// drain: `/readyz` answers 503 at once while the gateway accepts and
+/// serves on for `server.shutdown_delay` (the endpoint update takes that
+/// long to reach everyone still sending), cut short by a second signal.
+async fn not_ready_then_wait(live: Arc<Live>, shutdown: impl Future<Output = ()>) {
+    shutdown.await;
+    let gateway = live.load();
+    gateway.set_ready(false);
+    let delay = gateway.config.server.shutdown_delay;
+    drop(gateway);
+    if delay.is_zero() {
+        return;
+    }
+    tracing::info!(
+        delay_secs = delay.as_secs_f64(),
+        "shutting down: /readyz answers 503, serving on until the drain"
+    );
+    tokio::select! {
+        () = tokio::time::sleep(delay) => {}
+        () = shutdown_signal() => tracing::info!("a second signal: draining now"),
+    }
 }
 
 /// The HTTP/1.1 + h2c connection builder every connection of a worker uses.
@@ -286,7 +325,7 @@ fn builder() -> auto::Builder<TokioExecutor> {
 /// ([`spread`]); connections handed to this one arrive in its inbox.
 async fn serve_worker(
     listener: TcpListener,
-    gateway: Arc<Gateway>,
+    live: Arc<Live>,
     shutdown: impl Future<Output = ()>,
     slots: Slots,
     mut worker: Worker,
@@ -297,9 +336,10 @@ async fn serve_worker(
     let _access_log = access_log::Batching::start();
     let builder = Arc::new(builder());
     let (stop, stopped) = watch::channel(false);
-    // The clients' connections, by worker; not the admin listener's.
+    // The clients' connections, by worker; not the admin listener's (the
+    // metrics are the same for every gateway of the process).
     let connections = (serving.listener == Listener::Main)
-        .then(|| gateway.metrics.connections_accepted(current_worker()));
+        .then(|| live.load().metrics.connections_accepted(current_worker()));
     let me = worker.index;
     let spread = Arc::clone(&worker.spread);
     // A connection this worker serves: its own task on this runtime.
@@ -310,7 +350,7 @@ async fn serve_worker(
         tokio::spawn(conn::connection(
             stream,
             peer,
-            Arc::clone(&gateway),
+            Arc::clone(&live),
             Arc::clone(&builder),
             stopped.clone(),
             (slot, spread.live(me)),
@@ -356,7 +396,7 @@ async fn serve_worker(
         serve_here(stream, peer, slot);
     }
 
-    gateway.set_ready(false);
+    live.load().set_ready(false);
     drop(listener);
     let _ = stop.send(true);
     // Connections already handed to this worker are served (and asked to
@@ -367,7 +407,7 @@ async fn serve_worker(
             serve_here(stream, peer, slot);
         }
     }
-    let grace = gateway.config.server.shutdown_grace;
+    let grace = live.load().config.server.shutdown_grace;
     if me == 0 && serving.listener == Listener::Main {
         tracing::info!(
             grace_secs = grace.as_secs_f64(),

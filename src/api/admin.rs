@@ -1,6 +1,7 @@
 //! Operator endpoints: `/healthz` (alive), `/readyz` (config loaded and
-//! listener up, not draining), `/metrics` (Prometheus text) and `/v1/routes`
-//! (the routes and backends the gateway runs, as JSON).
+//! listener up, not draining), `/metrics` (Prometheus text), `/v1/routes`
+//! (the routes and backends the gateway runs, as JSON) and `POST
+//! /v1/reload` (read the config file again).
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -38,6 +39,34 @@ pub fn handle(gw: &Arc<Gateway>, path: &str) -> Response<ResBody> {
         }
         _ => json_response(&routes(gw)),
     }
+}
+
+/// `POST /v1/reload`: what the reload did, 200 when the new config serves,
+/// 422 with every error when it was refused (the running config serves
+/// on), 409 when this gateway runs no config file it could read again.
+pub async fn reload(gw: &Arc<Gateway>) -> Response<ResBody> {
+    let outcome = match gw.reload_handle() {
+        Some(handle) => handle.reload().await,
+        None => None,
+    };
+    let Some(outcome) = outcome else {
+        let mut res = json_response(&json!({"error": {
+            "type": "reload_unavailable",
+            "message": "this gateway was not started from a config file it can read again",
+        }}));
+        *res.status_mut() = StatusCode::CONFLICT;
+        return res;
+    };
+    let mut res = json_response(&json!({
+        "result": outcome.result(),
+        "hash": outcome.hash,
+        "errors": outcome.errors,
+        "needs_restart": outcome.needs_restart,
+    }));
+    if !outcome.applied {
+        *res.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+    }
+    res
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<ResBody> {

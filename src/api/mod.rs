@@ -25,6 +25,7 @@ pub mod stream;
 pub mod tgi;
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -87,11 +88,11 @@ where
         // Backend URLs and traffic are in there: on the admin listener when
         // there is one, else for an admin client's key when keys are
         // required.
-        "/metrics" | "/v1/routes" if gw.config.server.admin_listen.is_none() => {
+        "/metrics" | "/v1/routes" | RELOAD if gw.config.server.admin_listen.is_none() => {
             match gw.callers.identify(req.headers()) {
                 Identity::Unknown => unauthenticated(&req),
                 Identity::Client(client) if !client.admin => error(&req, &ApiError::NotAdmin),
-                Identity::Anonymous | Identity::Client(_) => admin_get(gw, &req, path),
+                Identity::Anonymous | Identity::Client(_) => operator(gw, &req, path).await,
             }
         }
         _ => not_found(&req, path),
@@ -101,13 +102,40 @@ where
 
 /// The admin listener's door (`server.admin_listen`): the operator paths,
 /// without a key (where it listens is what guards it), and nothing else.
-pub fn admin_door<B>(gw: &Arc<Gateway>, req: &Request<B>) -> Answer {
+pub async fn admin_door<B>(gw: &Arc<Gateway>, req: Request<B>) -> Answer {
     let path = req.uri().path();
     let response = match path {
-        "/healthz" | "/readyz" | "/metrics" | "/v1/routes" => admin_get(gw, req, path),
-        _ => not_found(req, path),
+        "/healthz" | "/readyz" | "/metrics" | "/v1/routes" | RELOAD => {
+            operator(gw, &req, path).await
+        }
+        _ => not_found(&req, path),
     };
     Answer::unrecorded(response)
+}
+
+/// `POST` here reloads the config ([`crate::reload`]).
+const RELOAD: &str = "/v1/reload";
+
+/// An operator path's answer: a reload to `POST`, the others to `GET`.
+/// Not an `async fn`: the request (whose body need not be `Sync`) is not
+/// held while the reload runs.
+fn operator<B>(
+    gw: &Arc<Gateway>,
+    req: &Request<B>,
+    path: &str,
+) -> impl Future<Output = Response<ResBody>> + Send + 'static {
+    let now = match path {
+        RELOAD if req.method() == Method::POST => None,
+        RELOAD => Some(method_not_allowed(req, "POST")),
+        _ => Some(admin_get(gw, req, path)),
+    };
+    let gw = Arc::clone(gw);
+    async move {
+        match now {
+            Some(response) => response,
+            None => admin::reload(&gw).await,
+        }
+    }
 }
 
 fn not_found<B>(req: &Request<B>, path: &str) -> Response<ResBody> {

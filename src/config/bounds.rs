@@ -83,6 +83,14 @@ pub(super) const SHUTDOWN_GRACE: DurationBound = DurationBound {
     zero: true,
     max: HOUR,
 };
+/// Long enough for any load balancer to see `/readyz` fail; Kubernetes'
+/// endpoint updates take seconds, not minutes.
+pub(super) const SHUTDOWN_DELAY: DurationBound = DurationBound {
+    zero: true,
+    max: MINUTE.saturating_mul(10),
+};
+/// How often the config file is looked at for a change.
+pub(super) const WATCH_INTERVAL: DurationBound = DurationBound::positive(HOUR);
 pub(super) const HEADER_READ_TIMEOUT: DurationBound = DurationBound::positive(HOUR);
 /// Envoy's connection idle timeout is 1h by default.
 pub(super) const IDLE_TIMEOUT: DurationBound = DurationBound::positive(DAY);
@@ -152,10 +160,12 @@ pub(super) const STREAM_KEEPALIVE: DurationBound =
 /// Every duration key and its bound (`*` stands for a backend or route name),
 /// for the tests that try each one.
 #[cfg(test)]
-pub(super) const DURATION_KEYS: [(&str, DurationBound); 22] = [
+pub(super) const DURATION_KEYS: [(&str, DurationBound); 24] = [
     ("rate_limits.timeout", STORE_TIMEOUT),
     ("server.request_timeout", REQUEST_TIMEOUT),
     ("server.shutdown_grace", SHUTDOWN_GRACE),
+    ("server.shutdown_delay", SHUTDOWN_DELAY),
+    ("server.watch_interval", WATCH_INTERVAL),
     ("server.header_read_timeout", HEADER_READ_TIMEOUT),
     ("server.idle_timeout", IDLE_TIMEOUT),
     ("upstream.connect_timeout", CONNECT_TIMEOUT),

@@ -64,6 +64,10 @@ const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
 const DEFAULT_MAX_BODY_BYTES: usize = 6_291_456;
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// `server.shutdown_delay` in Kubernetes: endpoint updates reach kube-proxy
+/// and load balancers within seconds of a pod's termination.
+const DEFAULT_SHUTDOWN_DELAY_KUBERNETES: Duration = Duration::from_secs(5);
+const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_secs(1);
 const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_MAX_CONNECTIONS: usize = 4096;
@@ -127,6 +131,17 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// How long in-flight requests may run on after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// After a shutdown signal, how long `/readyz` answers 503 while the
+    /// gateway still accepts and serves, before the drain begins: the time
+    /// load balancers need to stop sending ([`default_shutdown_delay`]).
+    pub shutdown_delay: Duration,
+    /// Re-read the config file when its content changes (looked at every
+    /// `watch_interval`); SIGHUP reloads either way.
+    pub watch_config: bool,
+    pub watch_interval: Duration,
+    /// Where the running gateway writes its process id, for `infergate
+    /// reload`; removed on exit.
+    pub pid_file: Option<PathBuf>,
     /// How long a client may take to send its complete request head; > 0.
     pub header_read_timeout: Duration,
     /// A client connection with no request in flight for this long is
@@ -146,6 +161,15 @@ pub struct ServerConfig {
     pub admin_listen: Option<SocketAddr>,
     /// `[server.tls]`: HTTPS on `listen`; `None` serves plain HTTP.
     pub tls: Option<ListenerTls>,
+}
+
+/// `server.shutdown_delay` when the file sets none: 5s in Kubernetes (where
+/// `KUBERNETES_SERVICE_HOST` is set in every container), else none.
+fn default_shutdown_delay(env: &dyn Fn(&str) -> Option<String>) -> Duration {
+    match env("KUBERNETES_SERVICE_HOST") {
+        Some(_) => DEFAULT_SHUTDOWN_DELAY_KUBERNETES,
+        None => Duration::ZERO,
+    }
 }
 
 /// `[server.tls]`: the listener's certificate, re-read when its files
@@ -346,6 +370,10 @@ impl Default for ServerConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            shutdown_delay: Duration::ZERO,
+            watch_config: true,
+            watch_interval: DEFAULT_WATCH_INTERVAL,
+            pid_file: None,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
@@ -720,13 +748,23 @@ impl Config {
 
     /// Reads `path` and parses it with the process environment.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
+        Self::parse(&Self::read(path)?)
+    }
+
+    /// The text of the file at `path` (through any symlinks, as Kubernetes
+    /// mounts a ConfigMap).
+    pub fn read(path: &Path) -> Result<String, ConfigErrors> {
+        std::fs::read_to_string(path).map_err(|e| {
             ConfigErrors(vec![format!(
                 "{}: cannot read the configuration file: {e}",
                 path.display()
             )])
-        })?;
-        Self::from_toml(&text, &|name| {
+        })
+    }
+
+    /// Parses `text` with the process environment.
+    pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
+        Self::from_toml(text, &|name| {
             std::env::var_os(name).and_then(|v| v.into_string().ok())
         })
     }

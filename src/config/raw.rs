@@ -29,6 +29,12 @@ pub(super) struct RawServer {
     #[serde(deserialize_with = "duration")]
     pub(super) shutdown_grace: Option<Duration>,
     #[serde(deserialize_with = "duration")]
+    pub(super) shutdown_delay: Option<Duration>,
+    pub(super) watch_config: Option<bool>,
+    #[serde(deserialize_with = "duration")]
+    pub(super) watch_interval: Option<Duration>,
+    pub(super) pid_file: Option<String>,
+    #[serde(deserialize_with = "duration")]
     pub(super) header_read_timeout: Option<Duration>,
     #[serde(deserialize_with = "duration")]
     pub(super) idle_timeout: Option<Duration>,

@@ -68,6 +68,15 @@ fn write_settings(out: &mut String, config: &Config) -> std::fmt::Result {
             None => format!("{} (one per CPU)", s.worker_count()),
         },
     )?;
+    let watch = match s.watch_config {
+        true => format!("the file watched every {}", human(s.watch_interval)),
+        false => "the file not watched".to_owned(),
+    };
+    writeln!(
+        out,
+        "server: on SIGTERM not ready for {}, then drained; reload on SIGHUP, {watch}",
+        human(s.shutdown_delay),
+    )?;
     if let Some(tls) = &s.tls {
         write!(out, "server: HTTPS with {}", tls.cert_file.display())?;
         match &tls.client_ca_file {

@@ -26,7 +26,7 @@ use super::{
     UpstreamConfig, DEFAULT_ATTEMPTS, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT,
     DEFAULT_IDLE_TIMEOUT, DEFAULT_LISTEN, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_POOL_IDLE_TIMEOUT, DEFAULT_POOL_MAX_IDLE_PER_HOST, DEFAULT_REQUEST_TIMEOUT,
-    DEFAULT_SHUTDOWN_GRACE, DEFAULT_WEIGHT,
+    DEFAULT_SHUTDOWN_GRACE, DEFAULT_WATCH_INTERVAL, DEFAULT_WEIGHT,
 };
 
 type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -59,7 +59,7 @@ pub(super) fn load(text: &str, env: Env<'_>) -> Result<Config, ConfigErrors> {
         .and_then(|t| deserialize_section::<RawServer>(t, "server", &mut diag))
         .map(|raw| {
             let auth = raw.auth.clone();
-            (server_config(raw, &mut diag), auth)
+            (server_config(raw, env, &mut diag), auth)
         });
     let upstream = section(&mut root, "upstream", env, &mut diag)
         .and_then(|t| deserialize_section::<RawUpstream>(t, "upstream", &mut diag))
@@ -266,7 +266,7 @@ pub(super) fn socket_address(
     parsed
 }
 
-fn server_config(raw: RawServer, diag: &mut Diagnostics) -> ServerConfig {
+fn server_config(raw: RawServer, env: Env<'_>, diag: &mut Diagnostics) -> ServerConfig {
     let listen = match raw.listen {
         None => DEFAULT_LISTEN,
         Some(text) => socket_address(&text, "server.listen", diag).unwrap_or(DEFAULT_LISTEN),
@@ -295,6 +295,28 @@ fn server_config(raw: RawServer, diag: &mut Diagnostics) -> ServerConfig {
             DEFAULT_SHUTDOWN_GRACE,
             diag,
         ),
+        shutdown_delay: duration(
+            raw.shutdown_delay,
+            &p("shutdown_delay"),
+            bounds::SHUTDOWN_DELAY,
+            super::default_shutdown_delay(env),
+            diag,
+        ),
+        watch_config: raw.watch_config.unwrap_or(true),
+        watch_interval: duration(
+            raw.watch_interval,
+            &p("watch_interval"),
+            bounds::WATCH_INTERVAL,
+            DEFAULT_WATCH_INTERVAL,
+            diag,
+        ),
+        pid_file: raw.pid_file.and_then(|f| match f.is_empty() {
+            true => {
+                diag.error(&p("pid_file"), "must not be empty");
+                None
+            }
+            false => Some(std::path::PathBuf::from(f)),
+        }),
         header_read_timeout: duration(
             raw.header_read_timeout,
             &p("header_read_timeout"),

@@ -17,7 +17,9 @@
 //! is made here, and no backend kind is known.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use arc_swap::ArcSwap;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -92,7 +94,7 @@ pub struct BackendState {
     inner: Mutex<Inner>,
     /// For each route listing this backend, the route's other backends:
     /// consulted before ejecting, so no route loses its last backend.
-    siblings: OnceLock<Vec<Vec<Weak<BackendState>>>>,
+    siblings: ArcSwap<Vec<Vec<Weak<BackendState>>>>,
 }
 
 /// Holds one in-flight slot; dropping it gives the slot back. An attempt
@@ -146,7 +148,7 @@ impl BackendState {
                 cold_until: None,
                 unhealthy: false,
             }),
-            siblings: OnceLock::new(),
+            siblings: ArcSwap::default(),
         }
     }
 
@@ -154,10 +156,10 @@ impl BackendState {
         &self.name
     }
 
-    /// Records, once at start, the other backends of each route listing
-    /// this one.
+    /// Records the other backends of each route listing this one: at start,
+    /// and again with the new route table at each reload.
     pub fn set_siblings(&self, siblings: Vec<Vec<Weak<BackendState>>>) {
-        let _ = self.siblings.set(siblings);
+        self.siblings.store(Arc::new(siblings));
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -359,10 +361,7 @@ impl BackendState {
     /// serve. Called without this backend's lock; siblings are locked one at
     /// a time.
     fn others_available(&self, now: Instant) -> bool {
-        let Some(routes) = self.siblings.get() else {
-            return true;
-        };
-        routes.iter().all(|others| {
+        self.siblings.load().iter().all(|others| {
             others.iter().filter_map(Weak::upgrade).any(|o| {
                 matches!(
                     o.availability(now),

@@ -78,7 +78,12 @@ pub struct RouteTable {
 
 impl RouteTable {
     pub fn new(routes: Vec<Route>) -> Self {
-        let order: Vec<Arc<Route>> = routes.into_iter().map(Arc::new).collect();
+        Self::from_shared(routes.into_iter().map(Arc::new).collect())
+    }
+
+    /// The table of routes some of which another table holds too (a
+    /// reload keeps the routes that did not change).
+    pub fn from_shared(order: Vec<Arc<Route>>) -> Self {
         let routes = order
             .iter()
             .map(|r| (r.name.clone(), Arc::clone(r)))

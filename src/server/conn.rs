@@ -47,7 +47,6 @@ use super::io::{Tracked, Watched};
 use super::spread::Live;
 use super::tls::Tls;
 use crate::app::Listener;
-use crate::gateway::Gateway;
 
 /// `head_since` when no request head is being read.
 const NO_HEAD: u64 = u64::MAX;
@@ -187,7 +186,7 @@ pub(super) struct Serving {
 pub(super) async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
-    gateway: Arc<Gateway>,
+    live: Arc<crate::gateway::Live>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     stopped: watch::Receiver<bool>,
     held: (OwnedSemaphorePermit, Live),
@@ -195,10 +194,17 @@ pub(super) async fn connection(
 ) {
     let _ = stream.set_nodelay(true);
     let accepted = Instant::now();
-    let header = gateway.config.server.header_read_timeout;
+    // The timers of the config current at accept.
+    let server = &live.load().config.server;
+    let timers = Timers {
+        header: server.header_read_timeout,
+        idle: server.idle_timeout,
+    };
+    let header = timers.header;
     let on = Connection {
         peer,
-        gateway,
+        live,
+        timers,
         builder,
         stopped,
         accepted,
@@ -217,10 +223,18 @@ pub(super) async fn connection(
     drop(held);
 }
 
+/// `server.header_read_timeout` and `server.idle_timeout`.
+#[derive(Debug, Clone, Copy)]
+struct Timers {
+    header: Duration,
+    idle: Duration,
+}
+
 /// One accepted connection, ready for its HTTP.
 struct Connection {
     peer: SocketAddr,
-    gateway: Arc<Gateway>,
+    live: Arc<crate::gateway::Live>,
+    timers: Timers,
     builder: Arc<auto::Builder<TokioExecutor>>,
     stopped: watch::Receiver<bool>,
     accepted: Instant,
@@ -234,23 +248,24 @@ impl Connection {
     {
         let Connection {
             peer,
-            gateway,
+            live,
+            timers,
             builder,
             mut stopped,
             accepted,
             listener,
         } = self;
-        let header = gateway.config.server.header_read_timeout;
-        let idle = gateway.config.server.idle_timeout;
+        let Timers { header, idle } = timers;
         let activity = Arc::new(Activity::new(accepted));
-        let app = crate::app::service(Arc::clone(&gateway), listener);
         let service = {
             let activity = Arc::clone(&activity);
             service_fn(move |req: hyper::Request<Incoming>| {
                 // Counted here, when hyper hands the request over, not when
                 // the handler first runs: the head is complete now.
                 let in_flight = activity.request_started(req.version() == http::Version::HTTP_2);
-                let app = app.clone();
+                // The gateway current now serves the whole request, however
+                // long it runs and whatever a reload swaps in meanwhile.
+                let app = crate::app::service(live.load(), listener);
                 async move {
                     let res = app.oneshot(req).await?;
                     Ok::<_, std::convert::Infallible>(res.map(|body| Tracked::new(body, in_flight)))

@@ -125,6 +125,8 @@ const FAMILIES: &[(&str, &str, &[&str])] = &[
         "counter",
         &["operation"],
     ),
+    ("infergate_config_reloads_total", "counter", &["result"]),
+    ("infergate_config_info", "gauge", &["hash"]),
 ];
 
 // === the whole exposition ===
@@ -319,6 +321,8 @@ async fn the_whole_exposition_parses_and_every_label_value_is_bounded() {
                     | "infergate_shed_total"
                     | "infergate_hedges_total"
                     | "infergate_client_requests_total"
+                    // Set by `infergate serve`, which reads a file.
+                    | "infergate_config_info"
             )
         })
         .collect();
@@ -357,6 +361,10 @@ async fn the_whole_exposition_parses_and_every_label_value_is_bounded() {
                         || (v == "none" && family.0 == "infergate_upstream_duration_seconds")
                 }
                 "outcome" => OUTCOMES.contains(&v),
+                "result" if family.0 == "infergate_config_reloads_total" => {
+                    ["applied", "rejected"].contains(&v)
+                }
+                "hash" => v.len() == 16 && v.bytes().all(|b| b.is_ascii_hexdigit()),
                 "result" if family.0 == "infergate_credentials_refresh_total" => {
                     ["success", "failure"].contains(&v)
                 }

@@ -146,10 +146,12 @@ const NEGATIVE: Option<(&str, &str)> = Some(("-1", "must not be negative"));
 const NOTHING: Option<(&str, &str)> = Some(("0", POSITIVE));
 
 #[rustfmt::skip]
-const CASES: [Case; 42] = [
+const CASES: [Case; 44] = [
     case(At::Server, "max_body_bytes", ["1073741824", "1073741825", "must be at most 1073741824 (1 GiB)"], NOTHING),
     case(At::Server, "request_timeout", ["\"2h\"", "\"2h 1ns\"", "must be at most 2h"], ZERO),
     case(At::Server, "shutdown_grace", ["\"1h\"", "\"1h 1ns\"", "must be at most 1h"], None),
+    case(At::Server, "shutdown_delay", ["\"10m\"", "\"10m 1ns\"", "must be at most 10m"], None),
+    case(At::Server, "watch_interval", ["\"1h\"", "\"1h 1ns\"", "must be at most 1h"], ZERO),
     case(At::Server, "header_read_timeout", ["\"1h\"", "\"1h 1ns\"", "must be at most 1h"], ZERO),
     case(At::Server, "idle_timeout", ["\"1day\"", "\"24h 1ns\"", "must be at most 1day"], ZERO),
     case(At::Server, "max_connections", ["1000000", "1000001", "must be at most 1000000"], NOTHING),

@@ -254,6 +254,10 @@ fn defaults() {
             max_body_bytes: 6_291_456,
             request_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(30),
+            shutdown_delay: Duration::ZERO,
+            watch_config: true,
+            watch_interval: Duration::from_secs(1),
+            pid_file: None,
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_connections: 4096,
@@ -421,4 +425,43 @@ fn strings_and_tables_mix_in_a_route() {
     ));
     let weights: Vec<u32> = config.routes[0].backends.iter().map(|b| b.weight).collect();
     assert_eq!(weights, [1, 7]);
+}
+
+// === drain and reload ===
+
+#[test]
+fn shutdown_delay_defaults_to_five_seconds_in_kubernetes_only() {
+    let text = minimal("");
+    let outside = Config::from_toml(&text, &env).unwrap();
+    assert_eq!(outside.server.shutdown_delay, Duration::ZERO);
+    let in_kubernetes = |name: &str| match name {
+        "KUBERNETES_SERVICE_HOST" => Some("10.96.0.1".to_owned()),
+        other => env(other),
+    };
+    let inside = Config::from_toml(&text, &in_kubernetes).unwrap();
+    assert_eq!(inside.server.shutdown_delay, Duration::from_secs(5));
+    // A value set in the file wins there too.
+    let set = minimal("[server]\nshutdown_delay = \"0s\"\n");
+    let inside = Config::from_toml(&set, &in_kubernetes).unwrap();
+    assert_eq!(inside.server.shutdown_delay, Duration::ZERO);
+}
+
+#[test]
+fn the_reload_keys_are_read() {
+    let config = parse(&minimal(
+        "[server]\nshutdown_delay = \"3s\"\nwatch_config = false\nwatch_interval = \"250ms\"\npid_file = \"/run/infergate.pid\"\n",
+    ));
+    let s = &config.server;
+    assert_eq!(s.shutdown_delay, Duration::from_secs(3));
+    assert!(!s.watch_config);
+    assert_eq!(s.watch_interval, Duration::from_millis(250));
+    assert_eq!(
+        s.pid_file.as_deref(),
+        Some(std::path::Path::new("/run/infergate.pid"))
+    );
+    let errors = errors(&minimal("[server]\nwatch_config = \"yes\"\n"));
+    assert!(
+        errors.iter().any(|e| e.starts_with("server.watch_config")),
+        "{errors:?}"
+    );
 }

@@ -1,0 +1,432 @@
+//! The gateway's shared state: everything a request needs, built from the
+//! config at start and again at each reload.
+//!
+//! [`Gateway::build`] turns a validated [`Config`] into the route table, the
+//! backends (with their credential chains), each worker's upstream client
+//! (from one [`Egress`]) and the metrics; [`Gateway::rebuild`] does the same
+//! for a reloaded config, taking over the state of what did not change
+//! ([`carry`]); [`Live`] holds the gateway new requests run on. The front doors ([`crate::api`]) and the service stack
+//! ([`crate::app`]) read it; it imports neither, so shared state sits below
+//! every layer that uses it.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use aws_credential_types::provider::SharedCredentialsProvider;
+
+use crate::backend::Backend;
+use crate::clients::Clients;
+use crate::config::{Config, RouteConfig};
+use crate::limits::Limits;
+use crate::metrics::Metrics;
+use crate::route::budget::RetryBudget;
+use crate::route::health::BackendState;
+use crate::route::sticky::SessionTable;
+use crate::route::{PoolMember, Route, RouteTable};
+use crate::upstream::{Client, Egress};
+
+mod carry;
+mod live;
+
+pub use live::{Live, ReloadHandle, ReloadOutcome};
+
+thread_local! {
+    static WORKER: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The index of the worker running on this thread (0 outside workers): it
+/// picks the worker's own upstream client.
+pub fn current_worker() -> usize {
+    WORKER.with(Cell::get)
+}
+
+/// Marks this thread as worker `index` ([`crate::server`] does, once per
+/// worker thread).
+pub fn set_current_worker(index: usize) {
+    WORKER.with(|w| w.set(index));
+}
+
+/// Why the gateway could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("backends.{backend}: {source}")]
+    Backend {
+        backend: String,
+        #[source]
+        source: crate::backend::BuildError,
+    },
+    #[error(transparent)]
+    Egress(#[from] crate::upstream::EgressError),
+    #[error("could not register metrics: {0}")]
+    Metrics(String),
+    #[error("rate_limits: {0}")]
+    Limits(String),
+}
+
+/// Extra inputs to [`Gateway::build`] that do not come from the config file.
+#[derive(Default)]
+pub struct BuildOptions {
+    /// Credentials providers by backend name, replacing aws-config's default
+    /// chain for those backends (the demo uses fixed demo keys).
+    pub credentials: HashMap<String, SharedCredentialsProvider>,
+    /// Where finished request spans go (OTLP export); none by default.
+    pub spans: Option<Arc<dyn crate::telemetry::SpanSink>>,
+}
+
+/// The running gateway's shared state.
+#[derive(Debug)]
+pub struct Gateway {
+    pub config: Config,
+    pub routes: RouteTable,
+    /// Backends in config order; `states[i]` is `backends[i]`'s health.
+    pub backends: Vec<Arc<Backend>>,
+    pub states: Vec<Arc<BackendState>>,
+    /// `backends[i]`'s active health check, if it has one; stopped when the
+    /// last gateway holding it goes.
+    probes: Vec<Option<Arc<Probe>>>,
+    /// What every worker's upstream client was made from.
+    egress: Arc<Egress>,
+    /// The upstream HTTP client of each worker ([`crate::server`]): its own
+    /// pool of connections, driven by its own runtime.
+    clients: Vec<Client>,
+    pub metrics: Metrics,
+    /// Who may call (`[clients.NAME]`, `server.auth`).
+    pub callers: Clients,
+    /// How much they may spend (`rate_limit`, `max_in_flight`).
+    pub limits: Arc<Limits>,
+    /// Where finished request spans go, when configured.
+    pub spans: Option<Arc<dyn crate::telemetry::SpanSink>>,
+    /// What the process keeps across reloads.
+    process: Arc<Process>,
+}
+
+/// One per process, shared by every gateway a reload makes.
+#[derive(Debug, Default)]
+struct Process {
+    ready: AtomicBool,
+    /// Set once a reloader runs.
+    reload: OnceLock<ReloadHandle>,
+}
+
+/// An active health check's task, stopped when dropped.
+#[derive(Debug)]
+struct Probe(tokio::task::JoinHandle<()>);
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Gateway {
+    /// Builds backends, routes, the upstream client and the metrics.
+    pub async fn build(config: Config, mut opts: BuildOptions) -> Result<Arc<Self>, BuildError> {
+        let metrics = Metrics::new().map_err(|e| BuildError::Metrics(e.to_string()))?;
+        let egress = Arc::new(Egress::new(&config)?);
+        let clients = (0..config.server.worker_count())
+            .map(|_| egress.client())
+            .collect();
+        let limits = new_limits(&config, &metrics)?;
+        let base = Base {
+            metrics,
+            egress,
+            clients,
+            limits,
+            spans: opts.spans.take(),
+            process: Arc::default(),
+        };
+        Self::assemble(config, base, &mut opts.credentials, None).await
+    }
+
+    /// The gateway `config` describes, taking over from this one what did
+    /// not change ([`carry`]): the metrics, the upstream clients and their
+    /// connections while `[upstream]` and the CA files are the same, each
+    /// unchanged backend with its health, EWMA, ejection, credentials cache
+    /// and health check, each unchanged route of unchanged backends with its
+    /// retry budget and sticky sessions, and the limits' buckets while no
+    /// limit changed. Clients and keys are always read afresh.
+    pub async fn rebuild(&self, config: Config) -> Result<Arc<Self>, BuildError> {
+        let same_egress = carry::same_egress(&self.config, &config);
+        let (egress, clients) = match same_egress {
+            true => (Arc::clone(&self.egress), self.clients.clone()),
+            false => {
+                let egress = Arc::new(Egress::new(&config)?);
+                let clients = (0..self.clients.len()).map(|_| egress.client()).collect();
+                (egress, clients)
+            }
+        };
+        let limits = match carry::same_limits(&self.config, &config) {
+            true => Arc::clone(&self.limits),
+            false => new_limits(&config, &self.metrics)?,
+        };
+        let base = Base {
+            metrics: self.metrics.clone(),
+            egress,
+            clients,
+            limits,
+            spans: self.spans.clone(),
+            process: Arc::clone(&self.process),
+        };
+        let previous = same_egress.then_some(self);
+        Self::assemble(config, base, &mut HashMap::new(), previous).await
+    }
+
+    /// The gateway of `config` on `base`, with the backends and routes of
+    /// `previous` that `config` leaves as they were.
+    async fn assemble(
+        config: Config,
+        base: Base,
+        credentials: &mut HashMap<String, SharedCredentialsProvider>,
+        previous: Option<&Gateway>,
+    ) -> Result<Arc<Self>, BuildError> {
+        let Base {
+            metrics,
+            egress,
+            clients,
+            limits,
+            spans,
+            process,
+        } = base;
+        let mut backends = Vec::with_capacity(config.backends.len());
+        let mut states = Vec::with_capacity(config.backends.len());
+        let mut probes = Vec::with_capacity(config.backends.len());
+        for cfg in &config.backends {
+            if let Some((backend, state, probe)) = previous.and_then(|p| p.same_backend(cfg)) {
+                backends.push(backend);
+                states.push(state);
+                probes.push(probe);
+                continue;
+            }
+            let provider = credentials.remove(&cfg.name);
+            let backend = Backend::from_config(cfg, provider, &metrics, &egress)
+                .await
+                .map_err(|source| BuildError::Backend {
+                    backend: cfg.name.clone(),
+                    source,
+                })?;
+            let backend = Arc::new(backend);
+            let state = Arc::new(BackendState::new(&cfg.name, cfg.max_in_flight, cfg.outlier));
+            probes.push(Probe::start(&backend, &state, &clients[0]));
+            backends.push(backend);
+            states.push(state);
+        }
+        let routes = build_routes(&config, &backends, &states, &metrics, previous);
+        link_siblings(&states, &routes);
+        let gateway = Arc::new(Self {
+            callers: Clients::new(config.server.auth, &config.clients),
+            limits,
+            routes: RouteTable::from_shared(routes),
+            backends,
+            states,
+            probes,
+            egress,
+            clients,
+            metrics,
+            spans,
+            process,
+            config,
+        });
+        gateway.preset_metrics();
+        Ok(gateway)
+    }
+
+    /// Whether the gateway takes traffic: set once the listener is up,
+    /// cleared when shutdown begins. The same for every gateway of the
+    /// process.
+    pub fn is_ready(&self) -> bool {
+        self.process.ready.load(Ordering::Relaxed)
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.process.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// How to ask for a reload, once a reloader runs.
+    pub fn reload_handle(&self) -> Option<&ReloadHandle> {
+        self.process.reload.get()
+    }
+
+    /// Makes `handle` the way to ask this process for a reload.
+    pub fn set_reload_handle(&self, handle: ReloadHandle) {
+        let _ = self.process.reload.set(handle);
+    }
+
+    /// The upstream client of the worker running on this thread.
+    pub fn client(&self) -> &Client {
+        let i = current_worker();
+        &self.clients[i % self.clients.len()]
+    }
+
+    /// The dispatcher's view of the gateway.
+    pub fn dispatch_context(&self) -> crate::dispatch::Context<'_> {
+        crate::dispatch::Context {
+            client: self.client(),
+            metrics: &self.metrics,
+        }
+    }
+    /// Every series the config makes known, at 0 from start.
+    fn preset_metrics(&self) {
+        use crate::backend::events::StreamErrorKind;
+        use crate::backend::{BackendKind, FailureKind};
+        use crate::metrics::{Known, KnownRoute};
+        let failure_kinds = FailureKind::ALL.map(FailureKind::as_str);
+        let mut stream_error_kinds = StreamErrorKind::ALL.map(StreamErrorKind::as_str).to_vec();
+        stream_error_kinds.sort_unstable();
+        stream_error_kinds.dedup();
+        let known = Known {
+            routes: self
+                .routes
+                .iter()
+                .map(|r| KnownRoute {
+                    name: &r.name,
+                    backends: r.pool.iter().map(|m| m.backend.name.as_str()).collect(),
+                    streaming: r
+                        .pool
+                        .iter()
+                        .filter(|m| m.backend.can_stream())
+                        .map(|m| m.backend.name.as_str())
+                        .collect(),
+                })
+                .collect(),
+            backends: self.backends.iter().map(|b| b.name.as_str()).collect(),
+            signed_backends: self
+                .backends
+                .iter()
+                .filter(|b| matches!(b.kind, BackendKind::SageMaker(_)))
+                .map(|b| b.name.as_str())
+                .collect(),
+            failure_kinds: &failure_kinds,
+            stream_error_kinds: &stream_error_kinds,
+            workers: self.clients.len(),
+            clients: self
+                .callers
+                .all()
+                .iter()
+                .map(|c| {
+                    let routes = self.routes.iter().map(|r| r.name.as_str());
+                    (&*c.name, routes.filter(|r| c.may_use(r)).collect())
+                })
+                .collect(),
+        };
+        self.metrics.preset(&known);
+    }
+}
+
+/// What [`Gateway::assemble`] builds on: fresh at start, the previous
+/// gateway's (some of it) at a reload.
+struct Base {
+    metrics: Metrics,
+    egress: Arc<Egress>,
+    clients: Vec<Client>,
+    limits: Arc<Limits>,
+    spans: Option<Arc<dyn crate::telemetry::SpanSink>>,
+    process: Arc<Process>,
+}
+
+fn new_limits(config: &Config, metrics: &Metrics) -> Result<Arc<Limits>, BuildError> {
+    Limits::new(config, metrics.store_errors())
+        .map(Arc::new)
+        .map_err(|e| BuildError::Limits(e.to_string()))
+}
+
+impl Probe {
+    /// The health check of `backend`, if it has one: each probe's result
+    /// marks it healthy or not for balancing.
+    fn start(
+        backend: &Arc<Backend>,
+        state: &Arc<BackendState>,
+        client: &Client,
+    ) -> Option<Arc<Self>> {
+        let state = Arc::clone(state);
+        crate::backend::health_check::spawn(Arc::clone(backend), client.clone(), move |healthy| {
+            state.set_healthy(healthy)
+        })
+        .map(|task| Arc::new(Self(task)))
+    }
+}
+
+/// Each configured route with its pool: the backends it lists, sharing the
+/// one `Backend` and health state per backend (`backends[i]`, `states[i]`).
+/// A route of `previous` that is the same on the same backends is taken
+/// over whole.
+fn build_routes(
+    config: &Config,
+    backends: &[Arc<Backend>],
+    states: &[Arc<BackendState>],
+    metrics: &Metrics,
+    previous: Option<&Gateway>,
+) -> Vec<Arc<Route>> {
+    let index: HashMap<&str, usize> = config
+        .backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (b.name.as_str(), i))
+        .collect();
+    config
+        .routes
+        .iter()
+        .map(|r| {
+            let kept = previous.and_then(|p| p.same_route(r, &config.server, backends));
+            kept.unwrap_or_else(|| {
+                Arc::new(new_route(r, &index, backends, states, metrics, config))
+            })
+        })
+        .collect()
+}
+
+/// A route as `r` configures it, with a fresh retry budget and sessions.
+fn new_route(
+    r: &RouteConfig,
+    index: &HashMap<&str, usize>,
+    backends: &[Arc<Backend>],
+    states: &[Arc<BackendState>],
+    metrics: &Metrics,
+    config: &Config,
+) -> Route {
+    Route {
+        name: r.name.clone(),
+        pool: r
+            .backends
+            .iter()
+            .filter_map(|m| {
+                index.get(m.backend.as_str()).map(|&i| PoolMember {
+                    series: Some(metrics.pair_series(&r.name, &backends[i].name)),
+                    backend: Arc::clone(&backends[i]),
+                    state: Arc::clone(&states[i]),
+                    weight: m.weight,
+                })
+            })
+            .collect(),
+        balance: r.balance,
+        timeout: r.timeout.unwrap_or(config.server.request_timeout),
+        per_try_timeout: r.per_try_timeout,
+        attempts: r.attempts,
+        backoff: r.backoff,
+        budget: RetryBudget::new(&r.retry_budget, tokio::time::Instant::now()),
+        hedge_after: r.hedge_after,
+        sessions: r.sticky_sessions.then(SessionTable::default),
+        stream: r.stream,
+        doors: r.doors.clone(),
+    }
+}
+
+/// Each backend learns the other backends of its routes, so that ejecting it
+/// never leaves a route with nothing.
+fn link_siblings(states: &[Arc<BackendState>], routes: &[Arc<Route>]) {
+    for state in states {
+        let siblings = routes
+            .iter()
+            .filter(|r| r.pool.iter().any(|m| Arc::ptr_eq(&m.state, state)))
+            .map(|r| {
+                r.pool
+                    .iter()
+                    .filter(|m| !Arc::ptr_eq(&m.state, state))
+                    .map(|m| Arc::downgrade(&m.state))
+                    .collect()
+            })
+            .collect();
+        state.set_siblings(siblings);
+    }
+}
