@@ -1,5 +1,6 @@
 //! The `infergate` binary as a user runs it: `check` and config errors
-//! ([`check`]), `serve`, `demo` and `healthcheck` ([`serve`]), and what
+//! ([`check`]), `serve`, `demo` and `healthcheck` ([`serve`]), hot reload
+//! ([`reload`]), what SIGTERM does before the drain ([`drain`]), and what
 //! reaches its logs and answers ([`secrets`]).
 
 #[cfg(test)]
@@ -7,6 +8,10 @@ mod check;
 #[cfg(test)]
 #[path = "../common/mod.rs"]
 mod common;
+#[cfg(test)]
+mod drain;
+#[cfg(test)]
+mod reload;
 #[cfg(test)]
 mod secrets;
 #[cfg(test)]
