@@ -1,4 +1,4 @@
-//! Issue 15: what Kubernetes does to the gateway, under load. Two replicas
+//! What Kubernetes does to the gateway, under load. Two replicas
 //! (the real binary, `serve --config F`) in front of a SageMaker and a
 //! Hugging Face emulator, behind a real HAProxy that health-checks
 //! `/readyz` and speaks h2c to one replica, HTTP/1.1 to the other. A load

@@ -198,6 +198,26 @@ async fn a_configmap_update_reloads_and_a_bad_version_is_refused_while_the_old_s
         Some("1")
     );
 
+    // Without an admin listener, POST /v1/reload is an admin client's.
+    let reload = |key: Option<&str>| {
+        let req = reqwest::Client::new().post(format!("{base}/v1/reload"));
+        match key {
+            Some(k) => req.bearer_auth(k),
+            None => req,
+        }
+        .send()
+    };
+    assert_eq!(reload(None).await.unwrap().status(), 401);
+    let res = reload(Some(KEY)).await.unwrap();
+    assert_eq!(res.status(), 422, "the bad version is refused again");
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["result"], "rejected");
+    assert_eq!(body["errors"].as_array().unwrap().len(), 2, "{body}");
+    let get = reqwest::Client::new()
+        .get(format!("{base}/v1/reload"))
+        .bearer_auth(KEY);
+    assert_eq!(get.send().await.unwrap().status(), 405);
+
     // The rotation ends: the old key is refused at once.
     map.update(&config(
         &hf.url(),
