@@ -597,10 +597,13 @@ impl Metrics {
         self.config_reloads.with_label_values(&[result]).inc();
     }
 
-    /// The config serving now, by its file's hash.
-    pub fn config_serving(&self, hash: &str) {
-        self.config_info.reset();
+    /// The config serving now, by its file's hash, in place of `before`'s
+    /// (set first, so that a scrape always finds one).
+    pub fn config_serving(&self, before: Option<&str>, hash: &str) {
         self.config_info.with_label_values(&[hash]).set(1);
+        if let Some(before) = before.filter(|b| *b != hash) {
+            let _ = self.config_info.remove_label_values(&[before]);
+        }
     }
 
     /// A backend a reload removed: its gauges go (its counters stay, as a

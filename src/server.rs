@@ -113,13 +113,25 @@ pub async fn serve(
     serve_workers(vec![listener], gateway, shutdown).await
 }
 
-/// [`serve_live`] of a gateway that never reloads.
+/// [`serve_live`] of a gateway that never reloads, whose shutdown delay
+/// (if any) runs to its end.
 pub async fn serve_workers(
     listeners: Vec<TcpListener>,
     gateway: Arc<Gateway>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    let shutdown = Shutdown {
+        begin: shutdown,
+        cut_short: std::future::pending(),
+    };
     serve_live(listeners, Live::new(gateway), shutdown).await
+}
+
+/// When the gateway shuts down: `begin` starts it (`/readyz` turns 503);
+/// `cut_short` ends `server.shutdown_delay` early.
+pub struct Shutdown<B, C> {
+    pub begin: B,
+    pub cut_short: C,
 }
 
 /// One worker's place among the others: its index, the spread of
@@ -132,14 +144,14 @@ struct Worker {
 
 /// Serves the current gateway of `live` with one worker per listener (from
 /// [`bind_workers`]): the first on the calling runtime, each other on a
-/// thread of its own with a single-threaded runtime. Once `shutdown`
-/// resolves, `/readyz` answers 503 and the gateway serves on for
+/// thread of its own with a single-threaded runtime. Once shutdown begins,
+/// `/readyz` answers 503 and the gateway serves on for
 /// `server.shutdown_delay` ([`not_ready_then_wait`]), then drains. Returns
 /// once every worker drained.
 pub async fn serve_live(
     mut listeners: Vec<TcpListener>,
     live: Arc<Live>,
-    shutdown: impl Future<Output = ()>,
+    shutdown: Shutdown<impl Future<Output = ()>, impl Future<Output = ()>>,
 ) -> std::io::Result<()> {
     if listeners.is_empty() {
         return Err(std::io::Error::other("no listener to serve"));
@@ -279,8 +291,11 @@ async fn serve_admin(
 /// drain: `/readyz` answers 503 at once while the gateway accepts and
 /// serves on for `server.shutdown_delay` (the endpoint update takes that
 /// long to reach everyone still sending), cut short by a second signal.
-async fn not_ready_then_wait(live: Arc<Live>, shutdown: impl Future<Output = ()>) {
-    shutdown.await;
+async fn not_ready_then_wait(
+    live: Arc<Live>,
+    shutdown: Shutdown<impl Future<Output = ()>, impl Future<Output = ()>>,
+) {
+    shutdown.begin.await;
     let gateway = live.load();
     gateway.set_ready(false);
     let delay = gateway.config.server.shutdown_delay;
@@ -294,7 +309,7 @@ async fn not_ready_then_wait(live: Arc<Live>, shutdown: impl Future<Output = ()>
     );
     tokio::select! {
         () = tokio::time::sleep(delay) => {}
-        () = shutdown_signal() => tracing::info!("a second signal: draining now"),
+        () = shutdown.cut_short => tracing::info!("a second signal: draining now"),
     }
 }
 
@@ -521,6 +536,58 @@ pub async fn bind_workers(addr: SocketAddr, workers: usize) -> std::io::Result<V
         listeners.push(listen(addr, true).map_err(|e| bind_error(addr, &e))?);
     }
     Ok(listeners)
+}
+
+/// Ctrl-C and SIGTERM, counted from the moment [`Signals::listen`] is
+/// called, so that a second one is not missed however soon it follows.
+#[derive(Debug, Clone)]
+pub struct Signals(watch::Receiver<u32>);
+
+impl Signals {
+    /// Needs a runtime: a task of its own counts the signals.
+    pub fn listen() -> std::io::Result<Self> {
+        let (tx, rx) = watch::channel(0u32);
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let mut term = signal(SignalKind::terminate())?;
+            let mut int = signal(SignalKind::interrupt())?;
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        Some(()) = term.recv() => {}
+                        Some(()) = int.recv() => {}
+                        else => return,
+                    }
+                    tx.send_modify(|n| *n += 1);
+                }
+            });
+        }
+        #[cfg(not(unix))]
+        tokio::spawn(async move {
+            while tokio::signal::ctrl_c().await.is_ok() {
+                tx.send_modify(|n| *n += 1);
+            }
+        });
+        Ok(Self(rx))
+    }
+
+    /// Resolves once `n` signals came.
+    pub fn nth(&self, n: u32) -> impl Future<Output = ()> + 'static {
+        let mut rx = self.0.clone();
+        async move {
+            let _ = rx.wait_for(|count| *count >= n).await;
+        }
+    }
+
+    /// The shutdown these signals drive: the first begins it, the second
+    /// cuts its delay short.
+    pub fn shutdown(&self) -> Shutdown<impl Future<Output = ()>, impl Future<Output = ()>> {
+        Shutdown {
+            begin: self.nth(1),
+            cut_short: self.nth(2),
+        }
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -92,6 +92,9 @@ where
             match gw.callers.identify(req.headers()) {
                 Identity::Unknown => unauthenticated(&req),
                 Identity::Client(client) if !client.admin => error(&req, &ApiError::NotAdmin),
+                // A reload changes what the gateway serves: never anyone's
+                // who reaches the port, even with keys turned off.
+                Identity::Anonymous if path == RELOAD => error(&req, &ApiError::NotAdmin),
                 Identity::Anonymous | Identity::Client(_) => operator(gw, &req, path).await,
             }
         }

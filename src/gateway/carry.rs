@@ -8,70 +8,43 @@ use std::sync::Arc;
 
 use super::{Gateway, Probe};
 use crate::backend::Backend;
-use crate::config::{BackendConfig, Config, RouteConfig, ServerConfig};
+use crate::config::{BackendConfig, Config, RouteConfig, ServerConfig, UpstreamConfig};
 use crate::route::health::BackendState;
 use crate::route::Route;
 
-/// Whether the upstream clients (and their connections) of `old` serve
-/// `new` as they are: the same `[upstream]`, and the same CA files with the
-/// same content for the same backends.
-pub(super) fn same_egress(old: &Config, new: &Config) -> bool {
-    old.upstream == new.upstream
-        && ca_files(old) == ca_files(new)
-        && old.server.worker_count() == new.server.worker_count()
+/// What the upstream clients are made of: `[upstream]`, and each CA file
+/// they trust, by whom, with its content as it was read (a file rewritten
+/// in place is a change too). Equal keys: the clients (and their
+/// connections) of one serve the other's config as they are.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct EgressKey {
+    upstream: UpstreamConfig,
+    ca_files: Vec<(String, PathBuf, Option<Vec<u8>>)>,
 }
 
-/// Every CA file the upstream client trusts, by whom, with its content
-/// (a file rewritten in place is a change too).
-fn ca_files(config: &Config) -> Vec<(String, PathBuf, Option<Vec<u8>>)> {
-    let backends = config
-        .backends
-        .iter()
-        .filter_map(|b| Some((b.base_url(), b.tls_ca_file.clone()?)));
-    config
-        .upstream
-        .tls_ca_file
-        .clone()
-        .map(|f| (String::new(), f))
-        .into_iter()
-        .chain(backends)
-        .map(|(who, file)| {
-            let content = std::fs::read(&file).ok();
-            (who, file, content)
-        })
-        .collect()
-}
-
-/// Whether the limits of `old` are those of `new`, so that their buckets
-/// (and the requests they count in flight) carry over.
-pub(super) fn same_limits(old: &Config, new: &Config) -> bool {
-    old.rate_limits == new.rate_limits
-        && old.server.worker_count() == new.server.worker_count()
-        && client_limits(old) == client_limits(new)
-        && route_limits(old) == route_limits(new)
-}
-
-/// Each client's limits, of the clients that have any.
-fn client_limits(config: &Config) -> Vec<impl PartialEq + '_> {
-    config
-        .clients
-        .iter()
-        .map(|c| {
-            let limits = (c.rate_limit, c.tokens_per_minute, c.max_in_flight);
-            (c.name.as_str(), limits, &c.route_limits)
-        })
-        .filter(|(_, limits, on_route)| *limits != (None, None, None) || !on_route.is_empty())
-        .collect()
-}
-
-/// Each route's own limits, of the routes that have any.
-fn route_limits(config: &Config) -> Vec<impl PartialEq + '_> {
-    config
-        .routes
-        .iter()
-        .map(|r| (r.name.as_str(), (r.rate_limit, r.tokens_per_minute)))
-        .filter(|(_, limits)| *limits != (None, None))
-        .collect()
+impl EgressKey {
+    pub(super) fn of(config: &Config) -> Self {
+        let backends = config
+            .backends
+            .iter()
+            .filter_map(|b| Some((b.base_url(), b.tls_ca_file.clone()?)));
+        let ca_files = config
+            .upstream
+            .tls_ca_file
+            .clone()
+            .map(|f| (String::new(), f))
+            .into_iter()
+            .chain(backends)
+            .map(|(who, file)| {
+                let content = std::fs::read(&file).ok();
+                (who, file, content)
+            })
+            .collect();
+        Self {
+            upstream: config.upstream.clone(),
+            ca_files,
+        }
+    }
 }
 
 /// What a backend takes over: itself, its health, its health check.
@@ -95,7 +68,7 @@ impl Gateway {
     }
 
     /// This gateway's route of `cfg`'s name, if its settings are `cfg`'s
-    /// (the server's default deadline included) and every backend of its
+    /// (its deadline, the server's default included) and every backend of its
     /// pool is one of `backends`, taken over.
     pub(super) fn same_route(
         &self,
@@ -105,8 +78,9 @@ impl Gateway {
     ) -> Option<Arc<Route>> {
         let old = self.config.routes.iter().find(|r| r.name == cfg.name)?;
         let route = self.routes.get(&cfg.name)?;
+        let deadline = |r: &RouteConfig, s: &ServerConfig| r.timeout.unwrap_or(s.request_timeout);
         let same = *old == *cfg
-            && self.config.server.request_timeout == server.request_timeout
+            && deadline(old, &self.config.server) == deadline(cfg, server)
             && route
                 .pool
                 .iter()
@@ -131,13 +105,18 @@ mod tests {
              [backends.b]\nkind = \"huggingface\"\nurl = \"http://127.0.0.1:10\"\n\
              [routes.ra]\nbackends = [\"a\"]\n\
              [routes.rb]\nbackends = [\"b\"]\n\
-             [clients.app]\napi_key = \"carry-test-key\"\nrate_limit = {{ requests_per_second = 5, burst = 5 }}\n\
+             [clients.app]\napi_key = \"carry-test-key\"\n\
+             rate_limit = {{ requests_per_second = 5, burst = 5 }}\n\
              {extra}"
         )
     }
 
     fn config(extra: &str) -> Config {
-        Config::from_toml(&text(extra), &|_| None).unwrap()
+        parse(&text(extra))
+    }
+
+    fn parse(text: &str) -> Config {
+        Config::from_toml(text, &|_| None).unwrap()
     }
 
     async fn gateway(extra: &str) -> Arc<Gateway> {
@@ -161,6 +140,10 @@ mod tests {
         Arc::ptr_eq(old.routes.get(name).unwrap(), new.routes.get(name).unwrap())
     }
 
+    fn same_upstream(old: &Gateway, new: &Gateway) -> bool {
+        Arc::ptr_eq(&old.upstream.egress, &new.upstream.egress)
+    }
+
     #[tokio::test]
     async fn what_did_not_change_is_taken_over_whole() {
         let old = gateway("").await;
@@ -170,8 +153,7 @@ mod tests {
             .unwrap();
         assert!(same_backend(&old, &new, "a") && same_backend(&old, &new, "b"));
         assert!(same_route(&old, &new, "ra") && same_route(&old, &new, "rb"));
-        assert!(Arc::ptr_eq(&old.limits, &new.limits));
-        assert!(Arc::ptr_eq(&old.egress, &new.egress));
+        assert!(same_upstream(&old, &new));
         assert!(Arc::ptr_eq(&old.process, &new.process));
         let probe = |gw: &Gateway| gw.probes[0].clone().unwrap();
         assert!(
@@ -193,51 +175,80 @@ mod tests {
             "url = \"http://127.0.0.1:10\"\n",
             "url = \"http://127.0.0.1:10\"\ntimeout = \"5s\"\n",
         );
-        let new = old
-            .rebuild(Config::from_toml(&changed, &|_| None).unwrap())
-            .await
-            .unwrap();
+        let new = old.rebuild(parse(&changed)).await.unwrap();
         assert!(same_backend(&old, &new, "a") && same_route(&old, &new, "ra"));
-        assert!(!same_backend(&old, &new, "b"));
+        let (ob, os) = backend(&old, "b");
+        let (nb, ns) = backend(&new, "b");
+        assert!(!Arc::ptr_eq(ob, nb) && !Arc::ptr_eq(os, ns));
         assert!(
             !same_route(&old, &new, "rb"),
             "its route follows the new backend"
         );
-        assert!(Arc::ptr_eq(&old.limits, &new.limits));
     }
 
     #[tokio::test]
-    async fn a_changed_route_or_limit_starts_fresh() {
+    async fn a_changed_route_starts_fresh() {
         let old = gateway("").await;
         let retimed = text("").replace(
             "[routes.rb]\nbackends = [\"b\"]\n",
             "[routes.rb]\nbackends = [\"b\"]\ntimeout = \"9s\"\n",
         );
-        let new = old
-            .rebuild(Config::from_toml(&retimed, &|_| None).unwrap())
-            .await
-            .unwrap();
+        let new = old.rebuild(parse(&retimed)).await.unwrap();
         assert!(same_backend(&old, &new, "b"), "its backend did not change");
         assert!(!same_route(&old, &new, "rb"));
-        let limited = text("").replace("burst = 5", "burst = 6");
-        let newer = new
-            .rebuild(Config::from_toml(&limited, &|_| None).unwrap())
-            .await
-            .unwrap();
-        assert!(!Arc::ptr_eq(&new.limits, &newer.limits));
-        assert!(same_route(&old, &newer, "ra"));
+        assert!(same_route(&old, &new, "ra"));
+        // The server's default deadline is a route's when it sets none.
+        let server = format!("[server]\nrequest_timeout = \"9s\"\n{retimed}");
+        let newer = new.rebuild(parse(&server)).await.unwrap();
+        assert!(
+            same_route(&new, &newer, "rb"),
+            "its own deadline did not change"
+        );
+        assert!(!same_route(&new, &newer, "ra"));
     }
 
     #[tokio::test]
-    async fn a_changed_upstream_client_starts_everything_fresh() {
+    async fn a_changed_upstream_client_builds_the_backends_again_and_keeps_their_health() {
         let old = gateway("").await;
         let new = old
             .rebuild(config("[upstream]\nconnect_timeout = \"1s\"\n"))
             .await
             .unwrap();
-        assert!(!Arc::ptr_eq(&old.egress, &new.egress));
-        assert!(!same_backend(&old, &new, "a") && !same_route(&old, &new, "ra"));
+        assert!(!same_upstream(&old, &new));
+        assert!(!Arc::ptr_eq(backend(&old, "a").0, backend(&new, "a").0));
+        assert!(
+            Arc::ptr_eq(backend(&old, "a").1, backend(&new, "a").1),
+            "its health stays"
+        );
+        assert!(
+            !same_route(&old, &new, "ra"),
+            "its pool holds the new backend"
+        );
         assert!(Arc::ptr_eq(&old.process, &new.process), "readiness stays");
+    }
+
+    #[tokio::test]
+    async fn a_ca_file_rewritten_in_place_is_a_new_upstream_client() {
+        let dir = std::env::temp_dir().join(format!("infergate-carry-{}", fastrand::u64(..)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = dir.join("ca.pem");
+        let pem = || {
+            let names = vec!["ca.test".to_owned()];
+            rcgen::generate_simple_self_signed(names)
+                .unwrap()
+                .cert
+                .pem()
+        };
+        std::fs::write(&ca, pem()).unwrap();
+        let extra = format!("[upstream]\ntls_ca_file = \"{}\"\n", ca.display());
+        let old = gateway(&extra).await;
+        let same = old.rebuild(config(&extra)).await.unwrap();
+        assert!(same_upstream(&old, &same));
+        // A rotated CA: the same path, another certificate.
+        std::fs::write(&ca, pem()).unwrap();
+        let rotated = same.rebuild(config(&extra)).await.unwrap();
+        assert!(!same_upstream(&same, &rotated));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]
@@ -247,13 +258,11 @@ mod tests {
         let without_a = text("")
             .replace("[routes.ra]\nbackends = [\"a\"]\n", "")
             .replace(
-                "[backends.a]\nkind = \"huggingface\"\nurl = \"http://127.0.0.1:9\"\nhealth_check_interval = \"1h\"\n",
+                "[backends.a]\nkind = \"huggingface\"\nurl = \"http://127.0.0.1:9\"\n\
+                 health_check_interval = \"1h\"\n",
                 "",
             );
-        let new = old
-            .rebuild(Config::from_toml(&without_a, &|_| None).unwrap())
-            .await
-            .unwrap();
+        let new = old.rebuild(parse(&without_a)).await.unwrap();
         assert_eq!(new.backends.len(), 1);
         drop(old);
         // The probe's task held the backend; aborted, it lets it go.

@@ -86,11 +86,8 @@ pub struct Gateway {
     /// `backends[i]`'s active health check, if it has one; stopped when the
     /// last gateway holding it goes.
     probes: Vec<Option<Arc<Probe>>>,
-    /// What every worker's upstream client was made from.
-    egress: Arc<Egress>,
-    /// The upstream HTTP client of each worker ([`crate::server`]): its own
-    /// pool of connections, driven by its own runtime.
-    clients: Vec<Client>,
+    /// The upstream HTTP client of each worker, and what it was made of.
+    upstream: Upstream,
     pub metrics: Metrics,
     /// Who may call (`[clients.NAME]`, `server.auth`).
     pub callers: Clients,
@@ -124,15 +121,12 @@ impl Gateway {
     /// Builds backends, routes, the upstream client and the metrics.
     pub async fn build(config: Config, mut opts: BuildOptions) -> Result<Arc<Self>, BuildError> {
         let metrics = Metrics::new().map_err(|e| BuildError::Metrics(e.to_string()))?;
-        let egress = Arc::new(Egress::new(&config)?);
-        let clients = (0..config.server.worker_count())
-            .map(|_| egress.client())
-            .collect();
-        let limits = new_limits(&config, &metrics)?;
+        let workers = config.server.worker_count();
+        let upstream = Upstream::new(&config, workers)?;
+        let limits = new_limits(&config, workers, &metrics, None)?;
         let base = Base {
             metrics,
-            egress,
-            clients,
+            upstream,
             limits,
             spans: opts.spans.take(),
             process: Arc::default(),
@@ -141,36 +135,30 @@ impl Gateway {
     }
 
     /// The gateway `config` describes, taking over from this one what did
-    /// not change ([`carry`]): the metrics, the upstream clients and their
-    /// connections while `[upstream]` and the CA files are the same, each
-    /// unchanged backend with its health, EWMA, ejection, credentials cache
-    /// and health check, each unchanged route of unchanged backends with its
-    /// retry budget and sticky sessions, and the limits' buckets while no
-    /// limit changed. Clients and keys are always read afresh.
+    /// not change ([`carry`]): the metrics; the upstream clients and their
+    /// connections while `[upstream]` and the CA files (their content too)
+    /// are the same; each unchanged backend with its health, EWMA,
+    /// ejection, credentials cache and health check (its health alone when
+    /// the upstream clients changed); each unchanged route of unchanged
+    /// backends with its retry budget and sticky sessions; each client's
+    /// and route's buckets while their limits are the same. Clients and
+    /// keys are always read afresh. The worker count stays the running one.
     pub async fn rebuild(&self, config: Config) -> Result<Arc<Self>, BuildError> {
-        let same_egress = carry::same_egress(&self.config, &config);
-        let (egress, clients) = match same_egress {
-            true => (Arc::clone(&self.egress), self.clients.clone()),
-            false => {
-                let egress = Arc::new(Egress::new(&config)?);
-                let clients = (0..self.clients.len()).map(|_| egress.client()).collect();
-                (egress, clients)
-            }
+        let workers = self.clients().len();
+        let key = carry::EgressKey::of(&config);
+        let upstream = match key == self.upstream.key {
+            true => self.upstream.clone(),
+            false => Upstream::new(&config, workers)?,
         };
-        let limits = match carry::same_limits(&self.config, &config) {
-            true => Arc::clone(&self.limits),
-            false => new_limits(&config, &self.metrics)?,
-        };
+        let limits = new_limits(&config, workers, &self.metrics, Some(&self.limits))?;
         let base = Base {
             metrics: self.metrics.clone(),
-            egress,
-            clients,
+            upstream,
             limits,
             spans: self.spans.clone(),
             process: Arc::clone(&self.process),
         };
-        let previous = same_egress.then_some(self);
-        Self::assemble(config, base, &mut HashMap::new(), previous).await
+        Self::assemble(config, base, &mut HashMap::new(), Some(self)).await
     }
 
     /// The gateway of `config` on `base`, with the backends and routes of
@@ -183,32 +171,39 @@ impl Gateway {
     ) -> Result<Arc<Self>, BuildError> {
         let Base {
             metrics,
-            egress,
-            clients,
+            upstream,
             limits,
             spans,
             process,
         } = base;
+        // The backends themselves hold the upstream client's targets: only
+        // the same client keeps them.
+        let same_upstream =
+            previous.is_some_and(|p| Arc::ptr_eq(&p.upstream.egress, &upstream.egress));
         let mut backends = Vec::with_capacity(config.backends.len());
         let mut states = Vec::with_capacity(config.backends.len());
         let mut probes = Vec::with_capacity(config.backends.len());
         for cfg in &config.backends {
-            if let Some((backend, state, probe)) = previous.and_then(|p| p.same_backend(cfg)) {
+            let kept = previous.and_then(|p| p.same_backend(cfg));
+            if let Some((backend, state, probe)) = kept.clone().filter(|_| same_upstream) {
                 backends.push(backend);
                 states.push(state);
                 probes.push(probe);
                 continue;
             }
             let provider = credentials.remove(&cfg.name);
-            let backend = Backend::from_config(cfg, provider, &metrics, &egress)
+            let backend = Backend::from_config(cfg, provider, &metrics, &upstream.egress)
                 .await
                 .map_err(|source| BuildError::Backend {
                     backend: cfg.name.clone(),
                     source,
                 })?;
             let backend = Arc::new(backend);
-            let state = Arc::new(BackendState::new(&cfg.name, cfg.max_in_flight, cfg.outlier));
-            probes.push(Probe::start(&backend, &state, &clients[0]));
+            let state = match kept {
+                Some((_, state, _)) => state,
+                None => Arc::new(BackendState::new(&cfg.name, cfg.max_in_flight, cfg.outlier)),
+            };
+            probes.push(Probe::start(&backend, &state, &upstream.clients[0]));
             backends.push(backend);
             states.push(state);
         }
@@ -221,8 +216,7 @@ impl Gateway {
             backends,
             states,
             probes,
-            egress,
-            clients,
+            upstream,
             metrics,
             spans,
             process,
@@ -255,8 +249,13 @@ impl Gateway {
 
     /// The upstream client of the worker running on this thread.
     pub fn client(&self) -> &Client {
-        let i = current_worker();
-        &self.clients[i % self.clients.len()]
+        let clients = self.clients();
+        &clients[current_worker() % clients.len()]
+    }
+
+    /// Every worker's upstream client: one per worker.
+    fn clients(&self) -> &[Client] {
+        &self.upstream.clients
     }
 
     /// The dispatcher's view of the gateway.
@@ -299,7 +298,7 @@ impl Gateway {
                 .collect(),
             failure_kinds: &failure_kinds,
             stream_error_kinds: &stream_error_kinds,
-            workers: self.clients.len(),
+            workers: self.clients().len(),
             clients: self
                 .callers
                 .all()
@@ -318,17 +317,49 @@ impl Gateway {
 /// gateway's (some of it) at a reload.
 struct Base {
     metrics: Metrics,
-    egress: Arc<Egress>,
-    clients: Vec<Client>,
+    upstream: Upstream,
     limits: Arc<Limits>,
     spans: Option<Arc<dyn crate::telemetry::SpanSink>>,
     process: Arc<Process>,
 }
 
-fn new_limits(config: &Config, metrics: &Metrics) -> Result<Arc<Limits>, BuildError> {
-    Limits::new(config, metrics.store_errors())
-        .map(Arc::new)
-        .map_err(|e| BuildError::Limits(e.to_string()))
+/// The upstream HTTP client of each worker ([`crate::server`]): its own
+/// pool of connections, driven by its own runtime; all made from one
+/// [`Egress`], from the settings and CA files `key` says.
+#[derive(Debug, Clone)]
+struct Upstream {
+    egress: Arc<Egress>,
+    clients: Vec<Client>,
+    key: carry::EgressKey,
+}
+
+impl Upstream {
+    fn new(config: &Config, workers: usize) -> Result<Self, BuildError> {
+        let key = carry::EgressKey::of(config);
+        let egress = Arc::new(Egress::new(config)?);
+        let clients = (0..workers.max(1)).map(|_| egress.client()).collect();
+        Ok(Self {
+            egress,
+            clients,
+            key,
+        })
+    }
+}
+
+fn new_limits(
+    config: &Config,
+    workers: usize,
+    metrics: &Metrics,
+    previous: Option<&Arc<Limits>>,
+) -> Result<Arc<Limits>, BuildError> {
+    Limits::new(
+        config,
+        workers,
+        metrics.store_errors(),
+        previous.map(|p| &**p),
+    )
+    .map(Arc::new)
+    .map_err(|e| BuildError::Limits(e.to_string()))
 }
 
 impl Probe {

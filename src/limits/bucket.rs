@@ -164,8 +164,4 @@ impl Buckets {
                 .map(|t| Bucket::tokens(scopes.1, t, key(tag, &format!("{prefix}tokens")))),
         }
     }
-
-    pub(super) fn is_empty(&self) -> bool {
-        self.rate.is_none() && self.tokens.is_none()
-    }
 }

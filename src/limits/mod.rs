@@ -169,6 +169,9 @@ struct InFlightLimit {
 
 #[derive(Debug, Default)]
 struct ClientLimits {
+    /// What the config said, so that a reload that leaves it as it was
+    /// keeps these buckets and this count in flight.
+    config: ClientLimitsConfig,
     own: Buckets,
     in_flight: Option<InFlightLimit>,
     /// Its limits on single routes, by route name.
@@ -193,12 +196,22 @@ impl Drop for Held {
     }
 }
 
+/// A client's limits as configured.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct ClientLimitsConfig {
+    own: SpendLimits,
+    max_in_flight: Option<usize>,
+    on_route: std::collections::BTreeMap<String, SpendLimits>,
+}
+
 /// Every configured limit, and the store of their buckets.
 #[derive(Debug)]
 pub struct Limits {
-    clients: HashMap<String, ClientLimits>,
-    routes: HashMap<String, Buckets>,
-    shared: Option<Shared>,
+    clients: HashMap<String, Arc<ClientLimits>>,
+    routes: HashMap<String, Arc<RouteLimits>>,
+    shared: Option<Arc<Shared>>,
+    /// `[rate_limits]`, to tell whether a reload keeps the store.
+    store: crate::config::RateLimitsConfig,
     on_store_error: OnStoreError,
     epoch: Instant,
     /// `infergate_ratelimit_store_errors_total`, by operation.
@@ -210,80 +223,125 @@ pub struct Limits {
     down_until: AtomicU64,
 }
 
+impl ClientLimits {
+    /// The buckets of `config` for the client `name`.
+    fn new(name: &str, config: ClientLimitsConfig, key: &impl Fn(&str, &str) -> String) -> Self {
+        // One hash tag for all of the client's buckets: one script call.
+        let tag = format!("c:{name}");
+        let on_route_scopes = (Scope::ClientRouteRate, Scope::ClientRouteTokens);
+        Self {
+            own: Buckets::new(
+                config.own,
+                (&tag, ""),
+                (Scope::ClientRate, Scope::ClientTokens),
+                key,
+            ),
+            in_flight: config.max_in_flight.map(|max| InFlightLimit {
+                now: Arc::default(),
+                max,
+            }),
+            on_route: config
+                .on_route
+                .iter()
+                .map(|(route, limits)| {
+                    let prefix = format!("route:{route}:");
+                    let buckets = Buckets::new(*limits, (&tag, &prefix), on_route_scopes, key);
+                    (route.clone(), buckets)
+                })
+                .collect(),
+            config,
+        }
+    }
+}
+
+/// A route's own limits, with what the config said.
+#[derive(Debug)]
+struct RouteLimits {
+    config: SpendLimits,
+    buckets: Buckets,
+}
+
 /// How long after a failure the store is not asked again.
 const STORE_DOWN_FOR: Duration = Duration::from_secs(1);
 
 impl Limits {
-    /// The limits of `config`; `store_errors` counts the store's failures
-    /// by operation (`decide`, `charge`).
+    /// The limits of `config` for `workers` workers; `store_errors` counts
+    /// the store's failures by operation (`decide`, `charge`). With the
+    /// limits a reload replaces as `previous`, the store (when
+    /// `[rate_limits]` kept it) and each client's and route's buckets and
+    /// count in flight (when its limits are as they were) carry over.
     pub fn new(
         config: &Config,
+        workers: usize,
         store_errors: prometheus::IntCounterVec,
+        previous: Option<&Limits>,
     ) -> Result<Self, StoreError> {
-        let shared = match &config.rate_limits.store {
-            LimitStore::Memory => None,
-            LimitStore::Redis(redis) => Some(Shared::new(
+        let previous = previous.filter(|p| p.store.store == config.rate_limits.store);
+        let shared = match (&config.rate_limits.store, previous) {
+            (LimitStore::Memory, _) => None,
+            (LimitStore::Redis(_), Some(p)) => p.shared.clone(),
+            (LimitStore::Redis(redis), None) => Some(Arc::new(Shared::new(
                 redis,
-                config.server.worker_count(),
+                workers,
                 store_errors.with_label_values(&["refund"]),
-            )?),
+            )?)),
         };
         let key = |tag: &str, rest: &str| match &shared {
             Some(s) => s.key(tag, rest),
             None => format!("{tag}:{rest}"),
         };
-        let client_scopes = (Scope::ClientRate, Scope::ClientTokens);
-        let on_route_scopes = (Scope::ClientRouteRate, Scope::ClientRouteTokens);
         let mut clients = HashMap::new();
         for c in &config.clients {
-            // One hash tag for all of the client's buckets: one script call.
-            let tag = format!("c:{}", c.name);
-            let own = SpendLimits {
-                rate_limit: c.rate_limit,
-                tokens_per_minute: c.tokens_per_minute,
+            let wanted = ClientLimitsConfig {
+                own: SpendLimits {
+                    rate_limit: c.rate_limit,
+                    tokens_per_minute: c.tokens_per_minute,
+                },
+                max_in_flight: c.max_in_flight,
+                on_route: c.route_limits.clone(),
             };
-            let limits = ClientLimits {
-                own: Buckets::new(own, (&tag, ""), client_scopes, &key),
-                in_flight: c.max_in_flight.map(|max| InFlightLimit {
-                    now: Arc::default(),
-                    max,
-                }),
-                on_route: c
-                    .route_limits
-                    .iter()
-                    .map(|(route, limits)| {
-                        let prefix = format!("route:{route}:");
-                        let buckets = Buckets::new(*limits, (&tag, &prefix), on_route_scopes, &key);
-                        (route.clone(), buckets)
-                    })
-                    .collect(),
-            };
-            if !limits.own.is_empty() || limits.in_flight.is_some() || !limits.on_route.is_empty() {
-                clients.insert(c.name.clone(), limits);
+            if wanted == ClientLimitsConfig::default() {
+                continue;
             }
+            let kept = previous
+                .and_then(|p| p.clients.get(&c.name))
+                .filter(|old| old.config == wanted);
+            let limits = match kept {
+                Some(old) => Arc::clone(old),
+                None => Arc::new(ClientLimits::new(&c.name, wanted, &key)),
+            };
+            clients.insert(c.name.clone(), limits);
         }
-        let routes = config
-            .routes
-            .iter()
-            .map(|r| {
-                let limits = SpendLimits {
-                    rate_limit: r.rate_limit,
-                    tokens_per_minute: r.tokens_per_minute,
-                };
+        let mut routes = HashMap::new();
+        for r in &config.routes {
+            let wanted = SpendLimits {
+                rate_limit: r.rate_limit,
+                tokens_per_minute: r.tokens_per_minute,
+            };
+            if wanted == SpendLimits::default() {
+                continue;
+            }
+            let kept = previous
+                .and_then(|p| p.routes.get(&r.name))
+                .filter(|old| old.config == wanted);
+            let limits = kept.map(Arc::clone).unwrap_or_else(|| {
                 let scopes = (Scope::RouteRate, Scope::RouteTokens);
-                (
-                    r.name.clone(),
-                    Buckets::new(limits, (&format!("r:{}", r.name), ""), scopes, &key),
-                )
-            })
-            .filter(|(_, b)| !b.is_empty())
-            .collect();
+                let tag = format!("r:{}", r.name);
+                Arc::new(RouteLimits {
+                    config: wanted,
+                    buckets: Buckets::new(wanted, (&tag, ""), scopes, &key),
+                })
+            });
+            routes.insert(r.name.clone(), limits);
+        }
         Ok(Self {
             clients,
             routes,
             shared,
+            store: config.rate_limits.clone(),
             on_store_error: config.rate_limits.on_store_error,
-            epoch: Instant::now(),
+            // Buckets kept keep the clock their notes are counted on.
+            epoch: previous.map_or_else(Instant::now, |p| p.epoch),
             store_errors,
             logged_at: AtomicU64::new(0),
             down_until: AtomicU64::new(0),
@@ -297,7 +355,7 @@ impl Limits {
         route: &str,
     ) -> [Option<&'a Bucket>; MOST_BUCKETS] {
         let on_route = client.and_then(|c| c.on_route.get(route));
-        let route = self.routes.get(route);
+        let route = self.routes.get(route).map(|r| &r.buckets);
         [
             client.and_then(|c| c.own.rate.as_ref()),
             client.and_then(|c| c.own.tokens.as_ref()),
@@ -311,7 +369,7 @@ impl Limits {
     /// The token buckets of a request of `client` to `route`, in their two
     /// store groups.
     fn token_groups(&self, client: Option<&str>, route: &str) -> Groups<'_> {
-        let client = client.and_then(|c| self.clients.get(c));
+        let client = client.and_then(|c| self.clients.get(c)).map(|c| &**c);
         groups(&self.buckets(client, route), Bucket::counts_tokens)
     }
 
@@ -325,7 +383,7 @@ impl Limits {
         worker: usize,
     ) -> Result<Admitted, Refused> {
         let mut admitted = Admitted::default();
-        let limits = client.and_then(|c| self.clients.get(c));
+        let limits = client.and_then(|c| self.clients.get(c)).map(|c| &**c);
         if let Some(f) = limits.and_then(|l| l.in_flight.as_ref()) {
             if f.now.fetch_add(1, Ordering::AcqRel) >= f.max {
                 f.now.fetch_sub(1, Ordering::AcqRel);
@@ -518,6 +576,12 @@ mod tests {
     use super::*;
 
     fn limits(text_extra: &str) -> Arc<Limits> {
+        reloaded(text_extra, None)
+    }
+
+    /// The limits of the test config with `text_extra`, taking over from
+    /// `previous`.
+    fn reloaded(text_extra: &str, previous: Option<&Limits>) -> Arc<Limits> {
         let config = crate::config::Config::from_toml(
             &format!("[backends.b]\nkind = \"huggingface\"\nurl = \"http://127.0.0.1:1/\"\n[routes.r]\nbackends = [\"b\"]\nrate_limit = {{ requests_per_second = 1, burst = 2 }}\n[clients.c]\napi_key = \"k\"\nmax_in_flight = 2\n{text_extra}"),
             &|_| None,
@@ -528,7 +592,32 @@ mod tests {
             &["operation"],
         )
         .unwrap();
-        Arc::new(Limits::new(&config, errors).unwrap())
+        Arc::new(Limits::new(&config, 1, errors, previous).unwrap())
+    }
+
+    /// A reload keeps what each client and route has spent while their
+    /// limits are the same, and starts afresh what changed.
+    #[tokio::test]
+    async fn a_reload_keeps_the_buckets_and_counts_of_unchanged_limits() {
+        let other =
+            "[clients.d]\napi_key = \"k2\"\nrate_limit = { requests_per_second = 1, burst = 1 }\n";
+        let old = limits(other);
+        // Two of c's requests in flight, the route's burst of 2 spent.
+        let first = old.admit(Some("c"), "r", 0).await.unwrap();
+        let _second = old.admit(Some("c"), "r", 0).await.unwrap();
+        // d's limit changes; c's and the route's do not.
+        let changed = other.replace("burst = 1", "burst = 3");
+        let new = reloaded(&changed, Some(&old));
+        assert!(Arc::ptr_eq(&old.clients["c"], &new.clients["c"]));
+        assert!(Arc::ptr_eq(&old.routes["r"], &new.routes["r"]));
+        assert!(!Arc::ptr_eq(&old.clients["d"], &new.clients["d"]));
+        // c's requests in flight on the old limits count on the new.
+        let over = new.admit(Some("c"), "r", 0).await.unwrap_err();
+        assert_eq!(scope(over), Scope::ClientInFlight);
+        drop(first);
+        // What the route spent on the old limits is spent on the new.
+        let after = new.admit(Some("c"), "r", 0).await.unwrap_err();
+        assert_eq!(scope(after), Scope::RouteRate);
     }
 
     fn scope(refused: Refused) -> Scope {

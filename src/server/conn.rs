@@ -194,11 +194,16 @@ pub(super) async fn connection(
 ) {
     let _ = stream.set_nodelay(true);
     let accepted = Instant::now();
-    // The timers of the config current at accept.
-    let server = &live.load().config.server;
-    let timers = Timers {
-        header: server.header_read_timeout,
-        idle: server.idle_timeout,
+    // The timers of the config current at accept. Read in a block of its
+    // own: a connection must not hold on to that gateway (a reload's old
+    // one goes with its last request, not with its last connection).
+    let timers = {
+        let gateway = live.load();
+        let server = &gateway.config.server;
+        Timers {
+            header: server.header_read_timeout,
+            idle: server.idle_timeout,
+        }
     };
     let header = timers.header;
     let on = Connection {

@@ -293,33 +293,33 @@ async fn sighup_and_infergate_reload_apply_what_the_file_says() {
     assert_eq!(call(&base, "second", KEY).await, 404);
     assert_eq!(slow.await.unwrap(), 200, "the request in flight finished");
 
-    // A bad file: `reload --config` validates first and sends nothing;
-    // `reload --url` reports the refusal with the errors.
-    std::fs::write(&path, "[server]\nlisten = 8080\n").unwrap();
-    let (code, _, err) = run(&["reload", "--config", path_arg], &[]);
-    assert_eq!(code, 1);
-    assert!(err.contains("nothing sent"), "{err}");
-    let (code, _, err) = run(
-        &["reload", "--url", &format!("http://127.0.0.1:{admin}/")],
-        &[],
-    );
-    assert_eq!(code, 1);
-    assert!(
-        err.contains("refused") && err.contains("server.listen"),
-        "{err}"
-    );
+    // A bad file: the gateway validates it (with its own environment) and
+    // both ways of asking report the refusal with the errors.
+    let bad = config(&hf.url(), &server, &["first"], &[KEY]) + "[routes.broken]\nattempts = 0\n";
+    std::fs::write(&path, bad).unwrap();
+    let url = format!("http://127.0.0.1:{admin}/v1/reload");
+    for how in [["--config", path_arg], ["--url", url.as_str()]] {
+        let (code, _, err) = run(&["reload", how[0], how[1]], &[]);
+        assert_eq!(code, 1, "{how:?}");
+        assert!(
+            err.contains("refused") && err.contains("routes.broken.attempts"),
+            "{how:?}: {err}"
+        );
+    }
     assert_eq!(call(&base, "first", KEY).await, 200);
 
-    // SIGHUP through the pid file; a setting read only at start is
-    // reported and keeps its running value.
+    // A setting read only at start is reported and keeps its running
+    // value. The file now names an admin listener nothing listens on:
+    // `reload --config` falls back to SIGHUP through the pid file.
     let moved = server.replace(&format!("127.0.0.1:{admin}"), "127.0.0.1:1");
-    std::fs::write(
-        &path,
-        config(&hf.url(), &moved, &["first", "third"], &[KEY]),
-    )
-    .unwrap();
-    let (code, out, err) = run(&["reload", "--pid-file", pid_file.to_str().unwrap()], &[]);
+    let third = config(&hf.url(), &moved, &["first", "third"], &[KEY]);
+    std::fs::write(&path, third).unwrap();
+    let (code, out, err) = run(&["reload", "--config", path_arg], &[]);
     assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("trying the pid file") && out.starts_with("sent SIGHUP to process"),
+        "{out}{err}"
+    );
     until_status(&base, "third", KEY, 200, "after SIGHUP").await;
     gw.wait_for("the restart note", |lines| {
         lines
@@ -333,6 +333,12 @@ async fn sighup_and_infergate_reload_apply_what_the_file_says() {
         200,
         "the admin listener stays"
     );
+    // And SIGHUP by `--pid-file` directly.
+    let fourth = config(&hf.url(), &moved, &["first", "fourth"], &[KEY]);
+    std::fs::write(&path, fourth).unwrap();
+    let (code, out, err) = run(&["reload", "--pid-file", pid_file.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    until_status(&base, "fourth", KEY, 200, "after SIGHUP").await;
 
     // The pid file goes with the process.
     let kill = Command::new("kill")

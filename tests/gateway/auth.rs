@@ -295,3 +295,38 @@ async fn requests_are_counted_by_client_name_and_no_key_is_shown() {
     }
     h.shutdown().await;
 }
+
+/// `POST /v1/reload` on the main port: an admin client's only, and never
+/// anyone's when keys are off; a gateway not started from a file says it
+/// has nothing to reload.
+#[tokio::test]
+async fn a_reload_on_the_main_port_is_an_admin_clients_only() {
+    let h = harness().await;
+    let post = |key: Option<&str>| {
+        let req = h.client.post(h.url("/v1/reload"));
+        match key {
+            Some(key) => req.bearer_auth(key),
+            None => req,
+        }
+        .send()
+    };
+    assert_eq!(post(None).await.unwrap().status(), 401);
+    assert_eq!(post(Some(WEB_KEY)).await.unwrap().status(), 403);
+    let res = post(Some(BATCH_KEY)).await.unwrap();
+    assert_eq!(res.status(), 409, "no file to read again in-process");
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "reload_unavailable", "{body}");
+    h.shutdown().await;
+    // Keys off: the metrics stay open, a reload does not.
+    let open = Harness::start().await;
+    let res = open.client.get(open.url("/metrics")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let res = open
+        .client
+        .post(open.url("/v1/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    open.shutdown().await;
+}

@@ -11,9 +11,13 @@ use tracing_subscriber::EnvFilter;
 use crate::config::{Config, TelemetryConfig};
 use crate::emulator::cli::EmulateCommand;
 use crate::gateway::{BuildOptions, Gateway, Live};
-use crate::reload::{PidFile, Reloader};
+use crate::reload::{Hangup, PidFile, Reloader};
+
+mod reload;
+
 use crate::server;
 use crate::telemetry::{access_log, SpanSink};
+pub use reload::reload;
 
 /// `--log-format`.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -140,6 +144,16 @@ pub fn serve(path: &Path, listen: Option<SocketAddr>, logging: &Logging) -> Exit
         ..BuildOptions::default()
     };
     let code = rt.block_on(async move {
+        // First: SIGHUP's and SIGTERM's default actions end the process,
+        // and a gateway starting may take a while (credential chains).
+        let heard = Hangup::new().and_then(|hangup| Ok((hangup, server::Signals::listen()?)));
+        let (hangup, signals) = match heard {
+            Ok(heard) => heard,
+            Err(e) => {
+                eprintln!("infergate: could not listen for signals: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
         let addr = config.server.listen;
         let workers = config.server.worker_count();
         let gateway = match Gateway::build(config, opts).await {
@@ -158,7 +172,7 @@ pub fn serve(path: &Path, listen: Option<SocketAddr>, logging: &Logging) -> Exit
         };
         let live = Live::new(gateway);
         let reloader = Reloader::new(path, listen, Arc::clone(&live), &text);
-        let (reloading, _pid_file) = match start_reloading(&reloader, &live) {
+        let (reloading, _pid_file) = match start_reloading(&reloader, hangup, &live) {
             Ok(started) => started,
             Err(e) => {
                 eprintln!("infergate: {e}");
@@ -175,7 +189,7 @@ pub fn serve(path: &Path, listen: Option<SocketAddr>, logging: &Logging) -> Exit
             workers,
             "infergate listening"
         );
-        let serving = server::serve_live(listeners, live, server::shutdown_signal());
+        let serving = server::serve_live(listeners, live, signals.shutdown());
         // The reloader runs for as long as the gateway serves.
         let served = tokio::select! {
             served = serving => served,
@@ -200,9 +214,10 @@ pub fn serve(path: &Path, listen: Option<SocketAddr>, logging: &Logging) -> Exit
 /// written if the config asks for one.
 fn start_reloading(
     reloader: &Arc<Reloader>,
+    hangup: Hangup,
     live: &Live,
 ) -> std::io::Result<(impl std::future::Future<Output = ()>, Option<PidFile>)> {
-    let reloading = reloader.start()?;
+    let reloading = reloader.start(hangup);
     let pid_file = match &live.load().config.server.pid_file {
         Some(path) => Some(PidFile::write(path)?),
         None => None,
@@ -295,152 +310,6 @@ pub fn emulate(cmd: EmulateCommand, logging: &Logging) -> ExitCode {
     }
 }
 
-/// `infergate reload`: finds the running gateway (by `url`, `pid_file`, or
-/// what the config file at `config` says) and asks it to reload.
-pub fn reload(config: Option<&Path>, pid_file: Option<&Path>, url: Option<&str>) -> ExitCode {
-    let target = match (url, pid_file, config) {
-        (Some(url), _, _) => ReloadTarget::Admin(url.trim_end_matches('/').to_owned()),
-        (None, Some(file), _) => ReloadTarget::Pid(file.to_owned()),
-        (None, None, Some(path)) => match Config::load(path) {
-            Ok(config) => match ReloadTarget::of(&config) {
-                Some(target) => target,
-                None => {
-                    eprintln!(
-                        "infergate reload: {} sets neither server.admin_listen nor server.pid_file; \
-                         give --url or --pid-file, or send SIGHUP to the gateway",
-                        path.display()
-                    );
-                    return ExitCode::FAILURE;
-                }
-            },
-            Err(errors) => {
-                print_errors(path, &errors.0);
-                eprintln!("infergate reload: nothing sent; the running gateway keeps its config");
-                return ExitCode::FAILURE;
-            }
-        },
-        (None, None, None) => {
-            eprintln!("infergate reload: give --config, --pid-file or --url");
-            return ExitCode::FAILURE;
-        }
-    };
-    match target {
-        ReloadTarget::Pid(file) => match crate::reload::signal_reload(&file) {
-            Ok(pid) => {
-                println!("sent SIGHUP to process {pid}; its log says whether the config applied");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("infergate reload: {e}");
-                ExitCode::FAILURE
-            }
-        },
-        ReloadTarget::Admin(base) => ask_reload(&format!("{base}/v1/reload")),
-    }
-}
-
-/// Where `infergate reload` finds the gateway.
-enum ReloadTarget {
-    /// The admin listener's base URL.
-    Admin(String),
-    Pid(std::path::PathBuf),
-}
-
-impl ReloadTarget {
-    /// The admin listener (on loopback when it listens on every address),
-    /// else the pid file.
-    fn of(config: &Config) -> Option<Self> {
-        if let Some(mut addr) = config.server.admin_listen {
-            if addr.ip().is_unspecified() {
-                addr.set_ip(match addr {
-                    SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-                    SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-                });
-            }
-            return Some(Self::Admin(format!("http://{addr}")));
-        }
-        config.server.pid_file.clone().map(Self::Pid)
-    }
-}
-
-/// `POST url` and prints what the reload did.
-fn ask_reload(url: &str) -> ExitCode {
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    else {
-        return ExitCode::FAILURE;
-    };
-    rt.block_on(async {
-        let Ok(client) = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-        else {
-            return ExitCode::FAILURE;
-        };
-        let mut req = client.post(url);
-        if let Ok(key) = std::env::var("INFERGATE_ADMIN_KEY") {
-            req = req.bearer_auth(key);
-        }
-        let answer = match req.send().await {
-            Ok(res) => {
-                let status = res.status();
-                let body = res.bytes().await.ok();
-                (
-                    status,
-                    body.and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok()),
-                )
-            }
-            Err(e) => {
-                eprintln!("infergate reload: {url}: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        match answer {
-            (status, Some(body)) => print_reload(status, &body),
-            (status, None) => {
-                eprintln!("infergate reload: {url} answered {status}");
-                ExitCode::FAILURE
-            }
-        }
-    })
-}
-
-fn print_reload(status: reqwest::StatusCode, body: &serde_json::Value) -> ExitCode {
-    let lines = |key: &str| -> Vec<String> {
-        body[key]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let hash = body["hash"].as_str().unwrap_or("");
-    match body["result"].as_str() {
-        Some("applied") => {
-            println!("reloaded: config {hash} serves now");
-            for key in lines("needs_restart") {
-                println!("needs a restart (the running value stays): {key}");
-            }
-            ExitCode::SUCCESS
-        }
-        Some("rejected") => {
-            eprintln!("infergate reload: refused; the running config keeps serving:");
-            for e in lines("errors") {
-                eprintln!("{e}");
-            }
-            ExitCode::FAILURE
-        }
-        _ => {
-            let message = body["error"]["message"].as_str().unwrap_or("");
-            eprintln!("infergate reload: answered {status}: {message}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
 /// `infergate healthcheck`: GET the URL; exit 0 on a 2xx within 5 s.
 pub fn healthcheck(url: &str) -> ExitCode {
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -451,8 +320,10 @@ pub fn healthcheck(url: &str) -> ExitCode {
         Err(_) => return ExitCode::FAILURE,
     };
     rt.block_on(async {
+        // The gateway is local: no proxy of the environment in between.
         let client = match reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
+            .no_proxy()
             .build()
         {
             Ok(c) => c,

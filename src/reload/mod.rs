@@ -13,9 +13,14 @@
 //! slots, the listener's TLS files, the pid file, span export) keep their
 //! running value, and the reload says they need a restart.
 
+mod pid;
+
+pub use pid::{signal_reload, PidFile};
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
@@ -30,6 +35,12 @@ pub fn config_hash(text: &str) -> String {
     hex::encode(&digest[..8])
 }
 
+/// How long a refused version waits before the watcher tries it again: a
+/// file it names may not be there yet (Kubernetes updates a Secret volume
+/// apart from the ConfigMap), and until it applies, the refusal is logged
+/// and counted again, so the alert on it holds.
+const RETRY_REFUSED: Duration = Duration::from_secs(30);
+
 /// Reloads one gateway's config file.
 #[derive(Debug)]
 pub struct Reloader {
@@ -37,31 +48,42 @@ pub struct Reloader {
     /// `--listen`, which replaces `server.listen` in every version.
     listen: Option<SocketAddr>,
     live: Arc<Live>,
-    /// What the watcher last read: the hash of the text (applied or not,
-    /// so that a bad version is tried once), or why it could not read it
-    /// (logged once).
-    seen: Mutex<Seen>,
+    watch: Mutex<Watch>,
     /// One reload at a time.
     turn: tokio::sync::Mutex<()>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Seen {
-    Text(String),
-    Unreadable(String),
+/// What the watcher knows of the file.
+#[derive(Debug, Default)]
+struct Watch {
+    /// The hash of the version serving.
+    serving: String,
+    /// The hash of the version last applied or refused, and when a refused
+    /// one is tried again.
+    tried: String,
+    retry_at: Option<Instant>,
+    /// A new version read once: applied when the next look reads it again,
+    /// so that a file caught halfway through being written is not.
+    pending: Option<String>,
+    /// Why the file could not be read, once logged.
+    unreadable: Option<String>,
 }
 
 impl Reloader {
     /// The reloader of `live`, whose gateway was built from `text` read at
-    /// `path`; the gateway learns how to ask it for a reload.
+    /// `path`.
     pub fn new(path: &Path, listen: Option<SocketAddr>, live: Arc<Live>, text: &str) -> Arc<Self> {
         let hash = config_hash(text);
-        live.load().metrics.config_serving(&hash);
+        live.load().metrics.config_serving(None, &hash);
         Arc::new(Self {
             path: path.to_owned(),
             listen,
             live,
-            seen: Mutex::new(Seen::Text(hash)),
+            watch: Mutex::new(Watch {
+                serving: hash.clone(),
+                tried: hash,
+                ..Watch::default()
+            }),
             turn: tokio::sync::Mutex::new(()),
         })
     }
@@ -78,7 +100,15 @@ impl Reloader {
     async fn apply(&self, text: &str) -> ReloadOutcome {
         let _turn = self.turn.lock().await;
         let hash = config_hash(text);
-        self.saw(Seen::Text(hash.clone()));
+        let outcome = self.try_apply(text, hash).await;
+        let mut watch = self.watch();
+        watch.tried.clone_from(&outcome.hash);
+        watch.pending = None;
+        watch.retry_at = (!outcome.applied).then(|| Instant::now() + RETRY_REFUSED);
+        outcome
+    }
+
+    async fn try_apply(&self, text: &str, hash: String) -> ReloadOutcome {
         let mut config = match Config::parse(text) {
             Ok(config) => config,
             Err(errors) => return self.refused(hash, errors.0),
@@ -95,10 +125,13 @@ impl Reloader {
             Ok(gateway) => gateway,
             Err(e) => return self.refused(hash, vec![e.to_string()]),
         };
+        let metrics = gateway.metrics.clone();
+        self.live.swap(Arc::clone(&gateway));
+        // After the swap, so that no scrape on the old gateway sets them again.
         forget_removed(&running, &gateway);
-        gateway.metrics.config_reload("applied");
-        gateway.metrics.config_serving(&hash);
-        self.live.swap(gateway);
+        metrics.config_reload("applied");
+        let before = std::mem::replace(&mut self.watch().serving, hash.clone());
+        metrics.config_serving(Some(&before), &hash);
         for key in &needs_restart {
             tracing::warn!(key = %key, "changed in the config file; needs a restart, the running value stays");
         }
@@ -129,36 +162,48 @@ impl Reloader {
         }
     }
 
-    /// Records what the watcher saw; whether it is new.
-    fn saw(&self, seen: Seen) -> bool {
-        let mut last = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        let new = *last != seen;
-        *last = seen;
-        new
+    fn watch(&self) -> std::sync::MutexGuard<'_, Watch> {
+        self.watch.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The file's text, when it is not what was last seen.
-    fn changed(&self) -> Option<String> {
-        match std::fs::read_to_string(&self.path) {
-            Ok(text) => self.saw(Seen::Text(config_hash(&text))).then_some(text),
+    /// The file's text, when the watcher should apply it now: a version
+    /// read twice in a row, or a refused one due for another try.
+    fn due(&self) -> Option<String> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(text) => text,
             Err(e) => {
-                if self.saw(Seen::Unreadable(e.to_string())) {
-                    tracing::warn!(file = %self.path.display(), error = %e, "cannot read the config file; the running config keeps serving");
+                let why = e.to_string();
+                let mut watch = self.watch();
+                if watch.unreadable.as_ref() != Some(&why) {
+                    tracing::warn!(file = %self.path.display(), error = %why, "cannot read the config file; the running config keeps serving");
+                    watch.unreadable = Some(why);
                 }
-                None
+                return None;
             }
+        };
+        let hash = config_hash(&text);
+        let mut watch = self.watch();
+        watch.unreadable = None;
+        if hash == watch.tried {
+            watch.pending = None;
+            let retry = watch.retry_at.is_some_and(|at| Instant::now() >= at);
+            return retry.then_some(text);
         }
+        if watch.pending.as_ref() == Some(&hash) {
+            return Some(text);
+        }
+        watch.pending = Some(hash);
+        None
     }
 
-    /// Starts listening for SIGHUP now (its default action ends the
-    /// process) and gives the gateway a [`ReloadHandle`]; the future
-    /// returned then serves the signals, the watch and the requests, for
-    /// as long as it is polled.
-    pub fn start(self: &Arc<Self>) -> std::io::Result<impl std::future::Future<Output = ()>> {
-        let hangup = Hangup::new()?;
+    /// From now on, the gateway has a [`ReloadHandle`]; the future returned
+    /// serves `hangup` (made as early as the process could, since SIGHUP's
+    /// default action ends it), the watch and the requests, for as long as
+    /// it is polled.
+    pub fn start(self: &Arc<Self>, hangup: Hangup) -> impl std::future::Future<Output = ()> {
         let (handle, asks) = ReloadHandle::new();
         self.live.load().set_reload_handle(handle);
-        Ok(Arc::clone(self).run(hangup, asks))
+        Arc::clone(self).run(hangup, asks)
     }
 
     async fn run(
@@ -167,8 +212,11 @@ impl Reloader {
         mut asks: mpsc::Receiver<oneshot::Sender<ReloadOutcome>>,
     ) {
         loop {
-            let server = self.live.load().config.server.clone();
-            let watch = server.watch_config;
+            let (watch, interval) = {
+                let gateway = self.live.load();
+                let server = &gateway.config.server;
+                (server.watch_config, server.watch_interval)
+            };
             tokio::select! {
                 () = hangup.recv() => {
                     tracing::info!("SIGHUP: reloading the config");
@@ -178,8 +226,8 @@ impl Reloader {
                     tracing::info!("reload asked on the admin door");
                     let _ = reply.send(self.reload().await);
                 }
-                () = tokio::time::sleep(server.watch_interval), if watch => {
-                    if let Some(text) = self.changed() {
+                () = tokio::time::sleep(interval), if watch => {
+                    if let Some(text) = self.due() {
                         tracing::info!(file = %self.path.display(), "the config file changed: reloading");
                         self.apply(&text).await;
                     }
@@ -239,14 +287,16 @@ fn forget_removed(old: &Gateway, new: &Gateway) {
     }
 }
 
-/// SIGHUP, on Unix.
-struct Hangup {
+/// SIGHUP, heard from the moment it is made, on Unix.
+#[derive(Debug)]
+pub struct Hangup {
     #[cfg(unix)]
     signal: tokio::signal::unix::Signal,
 }
 
 impl Hangup {
-    fn new() -> std::io::Result<Self> {
+    /// Needs a runtime.
+    pub fn new() -> std::io::Result<Self> {
         Ok(Self {
             #[cfg(unix)]
             signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?,
@@ -262,42 +312,70 @@ impl Hangup {
     }
 }
 
-/// The process id in a file while the gateway runs (`server.pid_file`),
-/// for `infergate reload`; removed when dropped.
-#[derive(Debug)]
-pub struct PidFile(PathBuf);
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::BuildOptions;
 
-impl PidFile {
-    pub fn write(path: &Path) -> std::io::Result<Self> {
-        std::fs::write(path, format!("{}\n", std::process::id())).map_err(|e| {
-            std::io::Error::new(e.kind(), format!("server.pid_file {}: {e}", path.display()))
-        })?;
-        Ok(Self(path.to_owned()))
-    }
-}
-
-impl Drop for PidFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// Sends SIGHUP to the process whose id `pid_file` holds; its id.
-pub fn signal_reload(pid_file: &Path) -> Result<i32, String> {
-    let text =
-        std::fs::read_to_string(pid_file).map_err(|e| format!("{}: {e}", pid_file.display()))?;
-    let pid = text
-        .trim()
-        .parse::<i32>()
-        .ok()
-        .and_then(rustix::process::Pid::from_raw)
-        .ok_or_else(|| format!("{}: not a process id", pid_file.display()))?;
-    rustix::process::kill_process(pid, rustix::process::Signal::HUP).map_err(|e| {
+    fn text(route: &str) -> String {
         format!(
-            "process {} of {}: {e}",
-            pid.as_raw_nonzero(),
-            pid_file.display()
+            "[backends.b]\nkind = \"huggingface\"\nurl = \"http://127.0.0.1:9\"\n\
+             [routes.{route}]\nbackends = [\"b\"]\n"
         )
-    })?;
-    Ok(pid.as_raw_nonzero().get())
+    }
+
+    /// A reloader of a gateway built from `text("first")`, in a file of its own.
+    async fn reloader() -> (Arc<Reloader>, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("infergate-watch-{}", fastrand::u64(..)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("infergate.toml");
+        let start = text("first");
+        std::fs::write(&path, &start).unwrap();
+        let config = Config::parse(&start).unwrap();
+        let gateway = Gateway::build(config, BuildOptions::default())
+            .await
+            .unwrap();
+        let live = Live::new(gateway);
+        (Reloader::new(&path, None, live, &start), path)
+    }
+
+    #[tokio::test]
+    async fn a_new_version_is_applied_once_two_looks_read_it_alike() {
+        let (reloader, path) = reloader().await;
+        assert!(reloader.due().is_none(), "the version serving");
+        std::fs::write(&path, text("second")).unwrap();
+        assert!(
+            reloader.due().is_none(),
+            "read once: it may be half written"
+        );
+        let text = reloader.due().expect("read twice alike");
+        assert!(reloader.apply(&text).await.applied);
+        assert!(reloader.live.load().routes.get("second").is_some());
+        assert!(reloader.due().is_none(), "applied: nothing more to do");
+        // Unreadable for a while, then back as it was: nothing to apply.
+        std::fs::remove_file(&path).unwrap();
+        assert!(reloader.due().is_none());
+        std::fs::write(&path, &text).unwrap();
+        assert!(reloader.due().is_none() && reloader.due().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_refused_version_is_tried_again_after_a_while() {
+        let (reloader, path) = reloader().await;
+        let bad = format!("{}[routes.bad]\nbackends = [\"nope\"]\n", text("first"));
+        std::fs::write(&path, &bad).unwrap();
+        let outcome = reloader.apply(&bad).await;
+        assert!(!outcome.applied);
+        assert_eq!(
+            outcome.errors,
+            [r#"routes.bad.backends[0]: unknown backend "nope""#]
+        );
+        assert!(reloader.due().is_none(), "not again at once");
+        reloader.watch().retry_at = Some(Instant::now());
+        assert_eq!(
+            reloader.due().as_deref(),
+            Some(bad.as_str()),
+            "again, later"
+        );
+    }
 }
