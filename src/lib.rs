@@ -25,6 +25,7 @@ pub mod api;
 pub mod app;
 pub mod backend;
 pub mod body;
+pub mod cache;
 pub mod clients;
 pub mod commands;
 pub mod config;

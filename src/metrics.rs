@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Buckets for client-visible and upstream latency, in seconds.
@@ -76,6 +76,9 @@ pub struct Metrics {
     store_errors: IntCounterVec,
     config_reloads: IntCounterVec,
     config_info: IntGaugeVec,
+    cache_requests: IntCounterVec,
+    cache_bytes: IntGaugeVec,
+    cache_evictions: IntCounterVec,
 }
 
 /// The states `infergate_backend_state` reports, one gauge each.
@@ -163,7 +166,40 @@ impl PairSeries {
     }
 }
 
+/// The series of one route's response cache ([`crate::cache`]), looked
+/// up once when the route is built: every one of them exists, at 0, from
+/// then on.
+#[derive(Clone)]
+pub struct CacheSeries {
+    /// `infergate_cache_requests_total{route, result}`.
+    pub hit: IntCounter,
+    pub miss: IntCounter,
+    pub bypass: IntCounter,
+    /// `infergate_cache_bytes{route}`.
+    pub bytes: IntGauge,
+    /// `infergate_cache_evictions_total{route}`.
+    pub evictions: IntCounter,
+}
+
+impl std::fmt::Debug for CacheSeries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CacheSeries")
+    }
+}
+
 impl Metrics {
+    /// The cache series of `route`.
+    pub fn cache_series(&self, route: &str) -> CacheSeries {
+        let result = |r: &str| self.cache_requests.with_label_values(&[route, r]);
+        CacheSeries {
+            hit: result("hit"),
+            miss: result("miss"),
+            bypass: result("bypass"),
+            bytes: self.cache_bytes.with_label_values(&[route]),
+            evictions: self.cache_evictions.with_label_values(&[route]),
+        }
+    }
+
     /// The success series of `route` through `backend`.
     pub fn pair_series(&self, route: &str, backend: &str) -> PairSeries {
         PairSeries {
@@ -329,6 +365,23 @@ impl Metrics {
             ),
             &["hash"],
         )?;
+        let cache_requests = counter(
+            "infergate_cache_requests_total",
+            "Requests to a route with a response cache, by result: hit (served from the cache), miss (sent to a backend), bypass (not cacheable: Cache-Control, a sampling request).",
+            &["route", "result"],
+        )?;
+        let cache_bytes = IntGaugeVec::new(
+            Opts::new(
+                "infergate_cache_bytes",
+                "Bytes held by a route's response cache (answers, their headers and keys).",
+            ),
+            &["route"],
+        )?;
+        let cache_evictions = counter(
+            "infergate_cache_evictions_total",
+            "Answers a route's response cache dropped to make room (not those whose ttl ran out).",
+            &["route"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new("infergate_build_info", "Build information."),
             &["version"],
@@ -364,6 +417,9 @@ impl Metrics {
         registry.register(Box::new(store_errors.clone()))?;
         registry.register(Box::new(config_reloads.clone()))?;
         registry.register(Box::new(config_info.clone()))?;
+        registry.register(Box::new(cache_requests.clone()))?;
+        registry.register(Box::new(cache_bytes.clone()))?;
+        registry.register(Box::new(cache_evictions.clone()))?;
         Ok(Self {
             registry,
             requests,
@@ -389,6 +445,9 @@ impl Metrics {
             store_errors,
             config_reloads,
             config_info,
+            cache_requests,
+            cache_bytes,
+            cache_evictions,
         })
     }
 

@@ -284,14 +284,9 @@ async fn whole(
     } = up;
     let raw = match body {
         UpstreamBody::Full(bytes) => bytes,
-        UpstreamBody::Stream(body) => {
-            let limited = http_body_util::Limited::new(body, MAX_ANSWER_BYTES);
-            limited
-                .collect()
-                .await
-                .map_err(|e| bad_answer(&e.to_string()))?
-                .to_bytes()
-        }
+        UpstreamBody::Stream(body) => read_capped(body, MAX_ANSWER_BYTES)
+            .await
+            .map_err(|e| bad_answer(&e))?,
         UpstreamBody::Events { .. } => return Err(bad_answer("a stream where none was asked")),
     };
     let shaped = match op {
@@ -331,14 +326,7 @@ pub(super) fn reshaped(
 pub(super) async fn read_answer(body: UpstreamBody) -> Result<Bytes, String> {
     match body {
         UpstreamBody::Full(bytes) => Ok(bytes),
-        UpstreamBody::Stream(body) => {
-            let limited = http_body_util::Limited::new(body, MAX_ANSWER_BYTES);
-            Ok(limited
-                .collect()
-                .await
-                .map_err(|e| e.to_string())?
-                .to_bytes())
-        }
+        UpstreamBody::Stream(body) => read_capped(body, MAX_ANSWER_BYTES).await,
         UpstreamBody::Events { .. } => Err("a stream where none was asked".into()),
     }
 }
@@ -353,6 +341,23 @@ fn bad_answer(detail: &str) -> OaiError {
             format!("the backend's answer could not be read: {detail}"),
         )
     }
+}
+
+/// A body's bytes, at most `limit` of them (`http_body_util::Limited`'s
+/// rule and message, without its error conversion, which a boxed body's
+/// error cannot go through inside an async function).
+async fn read_capped(mut body: crate::body::ResBody, limit: usize) -> Result<Bytes, String> {
+    let mut out = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| e.to_string())?;
+        if let Some(data) = frame.data_ref() {
+            if out.len() + data.len() > limit {
+                return Err("length limit exceeded".to_owned());
+            }
+            out.extend_from_slice(data);
+        }
+    }
+    Ok(out.freeze())
 }
 
 #[cfg(test)]

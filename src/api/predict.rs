@@ -19,6 +19,7 @@ use tower::{Service, ServiceExt};
 
 use crate::backend::{UpstreamBody, UpstreamResponse};
 use crate::body::{full, BoxError, ResBody};
+use crate::cache::CacheOutcome;
 use crate::clients::Client;
 use crate::config::{Door, DoorKind, Operation};
 use crate::core::{Caller, CoreRequest, CoreResponse};
@@ -262,6 +263,7 @@ pub(super) fn core_request(
         started,
         budget,
         caller: access.client.clone().map(|name| Caller { name }),
+        no_cache: crate::cache::bypass_requested(&parts.headers),
     })
 }
 
@@ -311,6 +313,7 @@ pub(super) fn record(
     access.upstream = answer.upstream_time;
     access.waited += answer.waited;
     access.backend = answer.backend;
+    access.cache = answer.cache;
     let timing = Timing {
         upstream: answer.upstream_time,
         waited: access.waited,
@@ -330,10 +333,12 @@ pub(super) fn success(
     access: &Access,
     charge: Option<Charge>,
 ) -> Response<ResBody> {
+    // A cached answer cost the backends nothing: it charges no tokens.
+    let charge = charge.filter(|_| !matches!(access.cache, Some(CacheOutcome::Hit { .. })));
     let mut headers = up.headers;
     let body = match up.body {
         UpstreamBody::Full(bytes) => super::metered::body(full(bytes), &headers, charge),
-        UpstreamBody::Stream(body) => super::metered::body(body.boxed_unsync(), &headers, charge),
+        UpstreamBody::Stream(body) => super::metered::body(body, &headers, charge),
         UpstreamBody::Events { first, events } => {
             super::stream::set_headers(&mut headers, &wire, events.json_lines());
             let labels = super::stream::Labels {
@@ -356,7 +361,8 @@ pub(super) fn success(
     res
 }
 
-/// `x-infergate-backend`, `x-infergate-attempts` and `server-timing`.
+/// `x-infergate-backend`, `x-infergate-attempts` and `server-timing`; on a
+/// route with a response cache, `x-infergate-cache` (and `Age` on a hit).
 pub(super) fn gateway_headers(
     headers: &mut HeaderMap,
     access: &Access,
@@ -377,7 +383,16 @@ pub(super) fn gateway_headers(
         const { HeaderName::from_static("server-timing") },
         server_timing(started.elapsed(), timing.upstream, timing.waited),
     );
+    if let Some(cache) = access.cache {
+        headers.insert(CACHE_HEADER, cache.header());
+        if let CacheOutcome::Hit { age } = cache {
+            headers.insert(header::AGE, HeaderValue::from(age.as_secs()));
+        }
+    }
 }
+
+/// What the route's response cache did with the request.
+pub const CACHE_HEADER: HeaderName = HeaderName::from_static("x-infergate-cache");
 
 /// A small count as a header value: the common ones static (a number's
 /// own `HeaderValue` allocates).

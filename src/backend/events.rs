@@ -144,6 +144,20 @@ pub struct Events {
     done: bool,
     /// Rewrites each event into the operation's shape.
     map: Option<EventMap>,
+    /// Sees the events of a stream the response cache keeps.
+    tap: Option<Tap>,
+}
+
+/// What a stream that ended well hands over: its events after the first,
+/// in order, and whether they were JSON lines.
+pub type TapDone = Box<dyn FnOnce(Vec<Bytes>, bool) + Send>;
+
+/// A copy of the events as they pass ([`Events::tapped`]).
+struct Tap {
+    seen: Vec<Bytes>,
+    bytes: usize,
+    limit: usize,
+    done: TapDone,
 }
 
 impl std::fmt::Debug for Events {
@@ -180,7 +194,31 @@ impl Events {
             pending: VecDeque::new(),
             done: false,
             map: None,
+            tap: None,
         }
+    }
+
+    /// A stream of `events` as they were once read, which ends well after
+    /// them: the response cache's replay of a stored stream.
+    pub fn replay(events: &[Bytes], json_lines: bool) -> Self {
+        let mut replay = Self::new(http_body_util::Empty::<Bytes>::new(), Framing::Raw);
+        replay.pending = events.iter().cloned().map(StreamItem::Data).collect();
+        replay.lines.json_lines = json_lines;
+        replay.done = true;
+        replay
+    }
+
+    /// The same events, with a copy of each (as [`Events::next`] gives
+    /// it) handed to `done` when the stream ends well; nothing when it ends
+    /// with an error, is dropped before its end, or passes `limit` bytes.
+    pub fn tapped(mut self, limit: usize, done: TapDone) -> Self {
+        self.tap = Some(Tap {
+            seen: Vec::new(),
+            bytes: 0,
+            limit,
+            done,
+        });
+        self
     }
 
     /// The same events, each rewritten by `map` (an LMI stream in TGI's
@@ -199,6 +237,30 @@ impl Events {
     /// The next event; `None` once the stream ended (after an error, too).
     /// Cancel-safe: dropping the future loses nothing.
     pub async fn next(&mut self) -> Option<StreamItem> {
+        let item = self.next_item().await;
+        if let Some(tap) = &mut self.tap {
+            let keep = match &item {
+                Some(StreamItem::Data(event)) => {
+                    tap.bytes += event.len();
+                    tap.seen.push(event.clone());
+                    tap.bytes <= tap.limit
+                }
+                Some(StreamItem::Error(_)) => false,
+                None => {
+                    if let Some(tap) = self.tap.take() {
+                        (tap.done)(tap.seen, self.lines.json_lines);
+                    }
+                    return item;
+                }
+            };
+            if !keep {
+                self.tap = None;
+            }
+        }
+        item
+    }
+
+    async fn next_item(&mut self) -> Option<StreamItem> {
         loop {
             if let Some(mut item) = self.pending.pop_front() {
                 if let (StreamItem::Data(event), Some(map)) = (&item, &mut self.map) {

@@ -101,7 +101,7 @@ pub(crate) async fn exchange(
         return Ok(UpstreamResponse {
             status,
             headers,
-            body: UpstreamBody::Stream(body),
+            body: UpstreamBody::Stream(http_body_util::BodyExt::boxed_unsync(body)),
         });
     }
     let raw = read_limited(body, MAX_RESHAPED_BYTES, backend).await?;

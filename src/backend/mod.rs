@@ -28,10 +28,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use crate::config::{BackendConfig, BackendKind as BackendKindConfig, Container, Operation};
-use crate::upstream::{
-    find_source, Client, ConnectError, ConnectErrorKind, Deadline, Egress, Target,
-};
-use hyper::body::Incoming;
+use crate::upstream::{find_source, Client, ConnectError, ConnectErrorKind, Egress, Target};
 
 pub use health_check::HealthCheck;
 pub use huggingface::HuggingFace;
@@ -223,7 +220,9 @@ impl fmt::Debug for UpstreamResponse {
 /// The body of a successful answer: passed through as it arrives, or
 /// complete when a payload adapter had to rewrite it.
 pub enum UpstreamBody {
-    Stream(Deadline<Incoming>),
+    /// Within the request's deadline ([`Deadline`]); boxed so that the
+    /// response cache can keep a copy as it passes ([`crate::cache::record`]).
+    Stream(crate::body::ResBody),
     Full(Bytes),
     /// A token stream whose first event has arrived.
     Events {

@@ -156,11 +156,18 @@ pub(super) const STREAM_IDLE_TIMEOUT: DurationBound = DurationBound::positive(HO
 /// Proxies commonly cut a silent connection after 60s.
 pub(super) const STREAM_KEEPALIVE: DurationBound =
     DurationBound::positive(MINUTE.saturating_mul(10));
+/// An answer kept longer than a week is rarely the model's answer any more.
+pub(super) const CACHE_TTL: DurationBound = DurationBound::positive(DAY.saturating_mul(7));
+/// A route's cache in memory: from 1 KiB (a test's) to 64 GiB.
+pub(super) const CACHE_MAX_BYTES: IntBound = IntBound {
+    unit: " (64 GiB)",
+    ..IntBound::new(1024, 64 * GIB)
+};
 
 /// Every duration key and its bound (`*` stands for a backend or route name),
 /// for the tests that try each one.
 #[cfg(test)]
-pub(super) const DURATION_KEYS: [(&str, DurationBound); 24] = [
+pub(super) const DURATION_KEYS: [(&str, DurationBound); 25] = [
     ("rate_limits.timeout", STORE_TIMEOUT),
     ("server.request_timeout", REQUEST_TIMEOUT),
     ("server.shutdown_grace", SHUTDOWN_GRACE),
@@ -188,12 +195,13 @@ pub(super) const DURATION_KEYS: [(&str, DurationBound); 24] = [
     ),
     ("routes.*.stream_idle_timeout", STREAM_IDLE_TIMEOUT),
     ("routes.*.stream_keepalive", STREAM_KEEPALIVE),
+    ("routes.*.cache.ttl", CACHE_TTL),
 ];
 
 /// Every integer key and its bound, as [`DURATION_KEYS`]. The one float,
 /// `routes.*.retry_budget_ratio` (0.0 to 1.0), is checked in `resilience.rs`.
 #[cfg(test)]
-pub(super) const INTEGER_KEYS: [(&str, IntBound); 16] = [
+pub(super) const INTEGER_KEYS: [(&str, IntBound); 17] = [
     ("routes.*.tokens_per_minute", TOKENS_PER_MINUTE),
     ("clients.*.tokens_per_minute", TOKENS_PER_MINUTE),
     (
@@ -216,6 +224,7 @@ pub(super) const INTEGER_KEYS: [(&str, IntBound); 16] = [
     ("routes.*.rate_limit.burst", BURST),
     ("clients.*.max_in_flight", CLIENT_MAX_IN_FLIGHT),
     ("clients.*.rate_limit.burst", BURST),
+    ("routes.*.cache.max_bytes", CACHE_MAX_BYTES),
 ];
 
 // === the checks ===

@@ -33,6 +33,7 @@ use crate::secret::Secret;
 
 mod backend;
 mod bounds;
+mod cache;
 mod clients;
 mod diag;
 mod doors;
@@ -612,7 +613,29 @@ pub struct RouteConfig {
     pub rate_limit: Option<RateLimit>,
     /// Tokens per minute for the route as a whole, charged after each answer.
     pub tokens_per_minute: Option<u32>,
+    /// The route's response cache, when it has one.
+    pub cache: Option<CacheConfig>,
 }
+
+/// `routes.<name>.cache`: answers kept in memory and served again to the
+/// same request ([`crate::cache`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// How long an answer is served again; > 0, at most 7 days.
+    pub ttl: Duration,
+    /// The cache's size in bytes (answers, their headers and keys);
+    /// 1 KiB to 64 GiB.
+    pub max_bytes: u64,
+    /// One entry for every client: a client may be served an answer another
+    /// client's request brought. Off by default.
+    pub shared: bool,
+    /// Sampling requests (`do_sample`, a temperature without a seed) are
+    /// cached too. Off by default: their answers are meant to differ.
+    pub sampling: bool,
+}
+
+/// `routes.<name>.cache.max_bytes` when not set: 256 MiB.
+pub const DEFAULT_CACHE_MAX_BYTES: u64 = 256 << 20;
 
 /// `balance = "p2c" | "weighted" | "priority"`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -278,6 +278,19 @@ pub(super) struct RawRoute {
     pub(super) stream_keepalive: Option<Duration>,
     pub(super) rate_limit: Option<RawRateLimit>,
     pub(super) tokens_per_minute: Option<i64>,
+    pub(super) cache: Option<RawCache>,
+}
+
+/// `cache = { ttl = "10m", store = "memory", max_bytes = 268435456 }`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawCache {
+    #[serde(deserialize_with = "duration")]
+    pub(super) ttl: Option<Duration>,
+    pub(super) store: Option<String>,
+    pub(super) max_bytes: Option<i64>,
+    pub(super) shared: Option<bool>,
+    pub(super) sampling: Option<bool>,
 }
 
 /// One entry of `routes.<name>.backends`: `"name"` or `{ backend = "name", weight = 3 }`.

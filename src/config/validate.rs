@@ -424,6 +424,10 @@ fn route_config(
         .take()
         .and_then(|r| rate_limit(r, &key_path(path, "rate_limit"), diag));
     let tokens_per_minute = super::limits::tokens_per_minute(raw.tokens_per_minute, path, diag);
+    let cache = raw
+        .cache
+        .take()
+        .and_then(|c| super::cache::cache(c, &key_path(path, "cache"), diag));
     RouteConfig {
         name,
         backends,
@@ -439,6 +443,7 @@ fn route_config(
         stream,
         rate_limit,
         tokens_per_minute,
+        cache,
     }
 }
 

@@ -21,7 +21,12 @@ use http::{HeaderName, HeaderValue};
 use tokio::time::Instant;
 use tower::Service;
 
-use crate::backend::UpstreamRequest;
+use http_body_util::BodyExt;
+
+use crate::backend::events::{Events, TapDone};
+use crate::backend::{UpstreamBody, UpstreamRequest, UpstreamResponse};
+use crate::cache::record::{self, Recording};
+use crate::cache::{store_forbidden, CacheOutcome, Entry, Key, RouteCache, Stored};
 use crate::config::Operation;
 use crate::dispatch::{dispatch, Dispatched};
 use crate::error::ApiError;
@@ -57,6 +62,9 @@ pub struct CoreRequest {
     pub started: Instant,
     pub budget: Duration,
     pub caller: Option<Caller>,
+    /// The client asked not to be served from a cache (`Cache-Control:
+    /// no-cache` or `no-store`, [`crate::cache::bypass_requested`]).
+    pub no_cache: bool,
 }
 
 /// The core's answer: the upstream answer or the failure, with the backend
@@ -81,7 +89,7 @@ pub fn service(
 
 /// Serves one request.
 pub async fn serve(gw: &Gateway, req: CoreRequest) -> CoreResponse {
-    let route = req.route;
+    let route = Arc::clone(&req.route);
     if !route
         .pool
         .iter()
@@ -98,8 +106,32 @@ pub async fn serve(gw: &Gateway, req: CoreRequest) -> CoreResponse {
             attempts: 0,
             upstream_time: Duration::ZERO,
             waited: Duration::ZERO,
+            cache: None,
         };
     }
+    let Some(cache) = route.cache.clone() else {
+        return send(gw, req).await;
+    };
+    let Some(key) = cache.key(&req) else {
+        let mut answer = send(gw, req).await;
+        answer.cache = Some(CacheOutcome::Bypass);
+        return answer;
+    };
+    if let Some(entry) = cache.get(&key) {
+        return hit(&route, &entry);
+    }
+    let mut answer = send(gw, req).await;
+    answer.cache = Some(CacheOutcome::Miss);
+    if let Ok(up) = answer.result {
+        let backend = answer.backend.as_ref().map(|b| b.name.clone());
+        answer.result = Ok(keep(cache, key, up, backend));
+    }
+    answer
+}
+
+/// Sends the request to the route's backends.
+async fn send(gw: &Gateway, req: CoreRequest) -> CoreResponse {
+    let route = req.route;
     let upstream = UpstreamRequest {
         op: req.op,
         body: req.body,
@@ -115,4 +147,91 @@ pub async fn serve(gw: &Gateway, req: CoreRequest) -> CoreResponse {
     };
     let deadline = req.started + req.budget;
     dispatch(gw.dispatch_context(), &route, upstream, deadline).await
+}
+
+/// The stored answer `entry`, as if its backend had just given it (the
+/// backend found again in the route's pool, for `x-infergate-backend`),
+/// with no attempt.
+fn hit(route: &Route, entry: &Entry) -> CoreResponse {
+    let body = match &entry.body {
+        Stored::Full(bytes) => UpstreamBody::Full(bytes.clone()),
+        Stored::Events {
+            first,
+            rest,
+            json_lines,
+        } => UpstreamBody::Events {
+            first: first.clone(),
+            events: Events::replay(rest, *json_lines),
+        },
+    };
+    let backend = entry.backend.as_deref().and_then(|name| {
+        route
+            .pool
+            .iter()
+            .find(|m| m.backend.name == name)
+            .map(|m| Arc::clone(&m.backend))
+    });
+    Dispatched {
+        result: Ok(UpstreamResponse {
+            status: entry.status,
+            headers: entry.headers.clone(),
+            body,
+        }),
+        backend,
+        attempts: 0,
+        upstream_time: Duration::ZERO,
+        waited: Duration::ZERO,
+        cache: Some(CacheOutcome::Hit { age: entry.age() }),
+    }
+}
+
+/// `up`, stored under `key` when it may be: at once when it is whole, else
+/// once its body or its stream has passed whole.
+fn keep(
+    cache: Arc<RouteCache>,
+    key: Key,
+    up: UpstreamResponse,
+    backend: Option<String>,
+) -> UpstreamResponse {
+    if !up.status.is_success() || store_forbidden(&up.headers) {
+        return up;
+    }
+    let UpstreamResponse {
+        status,
+        headers,
+        body,
+    } = up;
+    let limit = cache.entry_limit();
+    let head = headers.clone();
+    let body = match body {
+        UpstreamBody::Full(bytes) => {
+            let entry = Entry::new(status, head, Stored::Full(bytes.clone()), backend);
+            cache.insert(key, entry);
+            UpstreamBody::Full(bytes)
+        }
+        UpstreamBody::Stream(body) => {
+            let done: record::Done = Box::new(move |bytes| {
+                cache.insert(key, Entry::new(status, head, Stored::Full(bytes), backend));
+            });
+            UpstreamBody::Stream(Recording::new(body, limit, done).boxed_unsync())
+        }
+        UpstreamBody::Events { first, events } => {
+            let copy = first.clone();
+            let done: TapDone = Box::new(move |rest, json_lines| {
+                let body = Stored::Events {
+                    first: copy,
+                    rest,
+                    json_lines,
+                };
+                cache.insert(key, Entry::new(status, head, body, backend));
+            });
+            let events = events.tapped(limit.saturating_sub(first.len()), done);
+            UpstreamBody::Events { first, events }
+        }
+    };
+    UpstreamResponse {
+        status,
+        headers,
+        body,
+    }
 }

@@ -66,6 +66,9 @@ pub struct Dispatched {
     /// Time spent in backoff and `Retry-After` waits: neither the backends'
     /// nor the gateway's own work.
     pub waited: Duration,
+    /// What the route's response cache did, when it has one (set by the
+    /// core, [`crate::cache`]).
+    pub cache: Option<crate::cache::CacheOutcome>,
 }
 
 /// What the dispatcher needs from the gateway.
@@ -343,6 +346,7 @@ impl<'r> Attempts<'r> {
             attempts: self.attempts,
             upstream_time: self.upstream_time,
             waited: self.waited,
+            cache: None,
         }
     }
 }

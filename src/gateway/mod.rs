@@ -440,6 +440,12 @@ fn new_route(
         sessions: r.sticky_sessions.then(SessionTable::default),
         stream: r.stream,
         doors: r.doors.clone(),
+        cache: r.cache.as_ref().map(|c| {
+            Arc::new(crate::cache::RouteCache::new(
+                c,
+                metrics.cache_series(&r.name),
+            ))
+        }),
     }
 }
 

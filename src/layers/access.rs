@@ -54,6 +54,8 @@ pub struct Access {
     pub stream: bool,
     /// The door the request came through.
     pub door: crate::telemetry::Door,
+    /// What the route's response cache did, when it has one.
+    pub cache: Option<crate::cache::CacheOutcome>,
 }
 
 /// What a door answers: the response, and the record of the request when

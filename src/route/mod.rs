@@ -59,6 +59,9 @@ pub struct Route {
     pub stream: StreamConfig,
     /// The doors the route is served on, when its config names them.
     pub doors: Option<Vec<DoorKind>>,
+    /// The route's response cache, when its config has one: part of the
+    /// route's state, so a reload that keeps the route keeps its entries.
+    pub cache: Option<Arc<crate::cache::RouteCache>>,
 }
 
 impl Route {

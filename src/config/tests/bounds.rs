@@ -36,6 +36,8 @@ enum At {
     ClientRoute,
     /// `clients.c.route_limits.flan.rate_limit`.
     ClientRouteRate,
+    /// `routes.flan.cache`.
+    RouteCache,
 }
 
 impl At {
@@ -66,6 +68,7 @@ impl At {
                 "[clients.c]\napi_key = \"k\"\n[clients.c.route_limits.flan]\nrate_limit = {}\n",
                 rate_table(key, value)
             )),
+            At::RouteCache => format!("{SM}{HF}{ROUTE}cache = {}\n", cache_table(key, value)),
         }
     }
 
@@ -88,6 +91,7 @@ impl At {
                 "clients.c.route_limits.flan.rate_limit",
                 "clients.*.route_limits.*.rate_limit",
             ),
+            At::RouteCache => ("routes.flan.cache", "routes.*.cache"),
         };
         (format!("{table}.{key}"), format!("{pattern}.{key}"))
     }
@@ -102,6 +106,16 @@ fn rate_table(key: &str, value: &str) -> String {
         format!("{{ {key} = {value} }}")
     } else {
         format!("{{ requests_per_second = 1, {key} = {value} }}")
+    }
+}
+
+/// A `cache` inline table with `key = value`, and a ttl when the key is
+/// another.
+fn cache_table(key: &str, value: &str) -> String {
+    if key == "ttl" {
+        format!("{{ {key} = {value} }}")
+    } else {
+        format!("{{ ttl = \"1m\", {key} = {value} }}")
     }
 }
 
@@ -146,7 +160,7 @@ const NEGATIVE: Option<(&str, &str)> = Some(("-1", "must not be negative"));
 const NOTHING: Option<(&str, &str)> = Some(("0", POSITIVE));
 
 #[rustfmt::skip]
-const CASES: [Case; 44] = [
+const CASES: [Case; 46] = [
     case(At::Server, "max_body_bytes", ["1073741824", "1073741825", "must be at most 1073741824 (1 GiB)"], NOTHING),
     case(At::Server, "request_timeout", ["\"2h\"", "\"2h 1ns\"", "must be at most 2h"], ZERO),
     case(At::Server, "shutdown_grace", ["\"1h\"", "\"1h 1ns\"", "must be at most 1h"], None),
@@ -196,6 +210,9 @@ const CASES: [Case; 44] = [
     case(At::ClientRoute, "tokens_per_minute", ["1000000000", "1000000001", "must be at most 1000000000"], NOTHING),
     case(At::ClientRouteRate, "requests_per_second", ["1000000.0", "1000000.5", "must be at most 1000000"], NOTHING),
     case(At::ClientRouteRate, "burst", ["1000000", "1000001", "must be at most 1000000"], NOTHING),
+    case(At::RouteCache, "ttl", ["\"7days\"", "\"7days 1ns\"", "must be at most 7days"], ZERO),
+    case(At::RouteCache, "max_bytes", ["68719476736", "68719476737", "must be at most 68719476736 (64 GiB)"],
+        Some(("1023", "must be at least 1024"))),
 ];
 
 #[test]

@@ -145,6 +145,7 @@ fn example_file_parses() {
             sticky_sessions: true,
             rate_limit: None,
             tokens_per_minute: None,
+            cache: None,
         }]
     );
     for backend in &config.backends {

@@ -91,6 +91,7 @@ fn route(n: usize) -> Route {
         sessions: None,
         stream: StreamConfig::default(),
         doors: None,
+        cache: None,
     }
 }
 

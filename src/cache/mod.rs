@@ -1,0 +1,337 @@
+//! The response cache of a route (`routes.<name>.cache`): a successful
+//! answer kept in memory and served again, without an upstream call, to
+//! the same request.
+//!
+//! It sits in the request core ([`crate::core`]), so every door reaches it
+//! with the request as the core has it: two doors share an entry only when
+//! they would send the same upstream call. The key ([`RouteCache::key`]) is
+//! a SHA-256 of the route, the client (never shared between clients unless
+//! the route says `shared = true`; an anonymous caller is its own client),
+//! the operation, stream or not, the body, `Content-Type`, `Accept` and the
+//! `X-Amzn-SageMaker-*` headers.
+//!
+//! Only what is safe to serve again is kept: a 2xx answer, without
+//! `Cache-Control: no-store` or `private` and without `Set-Cookie`; a body
+//! only once it arrived whole ([`record`]), a token stream only once it
+//! ended well (never one cut, or ended by an error event). A request with
+//! `Cache-Control: no-cache` or `no-store` (or `Pragma: no-cache`) is
+//! neither served from the cache nor stored, and so is a sampling request
+//! ([`sampling`]) unless the route says `sampling = true`.
+//!
+//! The store is a [`moka`] cache weighed in bytes, `max_bytes` its
+//! capacity and `ttl` each entry's time to live. The cache lives in the
+//! route's state ([`crate::route::Route`]), so a reload that keeps the
+//! route keeps its entries, and a changed route starts empty.
+
+pub mod record;
+mod sampling;
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::digest::{Context, SHA256};
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use moka::notification::RemovalCause;
+
+use crate::config::CacheConfig;
+use crate::core::CoreRequest;
+use crate::metrics::CacheSeries;
+
+pub use sampling::is_sampling;
+
+/// The largest answer kept, whatever `max_bytes` allows: a body is copied
+/// as it passes, and a copy this size is already a lot of memory to hold
+/// per request in flight.
+pub const MAX_ENTRY_BYTES: usize = 32 << 20;
+
+/// What the cache did with a request, for `x-infergate-cache` and the
+/// metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    /// Served from the cache; stored this long ago.
+    Hit { age: Duration },
+    /// Sent to a backend; its answer is stored if it may be.
+    Miss,
+    /// Not cacheable: neither looked up nor stored.
+    Bypass,
+}
+
+impl CacheOutcome {
+    /// The `x-infergate-cache` value.
+    pub fn header(self) -> HeaderValue {
+        HeaderValue::from_static(match self {
+            CacheOutcome::Hit { .. } => "hit",
+            CacheOutcome::Miss => "miss",
+            CacheOutcome::Bypass => "bypass",
+        })
+    }
+}
+
+/// A request's key: the SHA-256 of what makes its upstream call.
+pub type Key = [u8; 32];
+
+/// One stored answer.
+#[derive(Debug)]
+pub struct Entry {
+    pub status: StatusCode,
+    /// The upstream headers, as the door got them.
+    pub headers: HeaderMap,
+    pub body: Stored,
+    /// The config name of the backend that answered.
+    pub backend: Option<String>,
+    pub stored: Instant,
+    /// Bytes it takes in the store, for the weigher.
+    weight: u32,
+}
+
+/// A stored body.
+#[derive(Debug)]
+pub enum Stored {
+    Full(Bytes),
+    /// A token stream's events, in order, as the core's stream gave them.
+    Events {
+        first: Bytes,
+        rest: Vec<Bytes>,
+        json_lines: bool,
+    },
+}
+
+impl Entry {
+    pub fn new(
+        status: StatusCode,
+        headers: HeaderMap,
+        body: Stored,
+        backend: Option<String>,
+    ) -> Self {
+        let head: usize = headers
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len() + 32)
+            .sum();
+        let body_bytes = match &body {
+            Stored::Full(b) => b.len(),
+            Stored::Events { first, rest, .. } => {
+                first.len() + rest.iter().map(|e| e.len() + 32).sum::<usize>()
+            }
+        };
+        // The key, the entry itself and moka's own bookkeeping.
+        let overhead = 256 + backend.as_ref().map_or(0, String::len);
+        let weight = u32::try_from(head + body_bytes + overhead).unwrap_or(u32::MAX);
+        Self {
+            status,
+            headers,
+            body,
+            backend,
+            stored: Instant::now(),
+            weight,
+        }
+    }
+
+    /// Seconds since it was stored, for `Age`.
+    pub fn age(&self) -> Duration {
+        self.stored.elapsed()
+    }
+}
+
+/// One route's cache.
+pub struct RouteCache {
+    store: moka::sync::Cache<Key, Arc<Entry>>,
+    config: CacheConfig,
+    series: CacheSeries,
+    /// What the entries weigh, as the gauge shows it; kept here rather
+    /// than added to the gauge so that a route built afresh by a reload
+    /// starts the gauge from its own 0.
+    bytes: Arc<AtomicI64>,
+}
+
+impl std::fmt::Debug for RouteCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteCache")
+            .field("config", &self.config)
+            .field("entries", &self.store.entry_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RouteCache {
+    /// An empty cache as `config` sets it, counted in `series`.
+    pub fn new(config: &CacheConfig, series: CacheSeries) -> Self {
+        let bytes = Arc::new(AtomicI64::new(0));
+        series.bytes.set(0);
+        let listener = {
+            let bytes = Arc::clone(&bytes);
+            let series = series.clone();
+            move |_key: Arc<Key>, entry: Arc<Entry>, cause: RemovalCause| {
+                let now = bytes.fetch_sub(i64::from(entry.weight), Ordering::Relaxed)
+                    - i64::from(entry.weight);
+                series.bytes.set(now);
+                if cause == RemovalCause::Size {
+                    series.evictions.inc();
+                }
+            }
+        };
+        let store = moka::sync::Cache::builder()
+            .max_capacity(config.max_bytes)
+            .time_to_live(config.ttl)
+            .weigher(|_key: &Key, entry: &Arc<Entry>| entry.weight)
+            .eviction_listener(listener)
+            .build();
+        Self {
+            store,
+            config: config.clone(),
+            series,
+            bytes,
+        }
+    }
+
+    /// The most bytes one answer may take to be stored.
+    pub fn entry_limit(&self) -> usize {
+        usize::try_from(self.config.max_bytes)
+            .unwrap_or(usize::MAX)
+            .min(MAX_ENTRY_BYTES)
+    }
+
+    /// The request's key, or `None` when it bypasses the cache (the
+    /// client said `no-cache`/`no-store`, or it is a sampling request on a
+    /// route that does not cache those). Counts a bypass.
+    pub fn key(&self, req: &CoreRequest) -> Option<Key> {
+        if req.no_cache || (!self.config.sampling && is_sampling(&req.body)) {
+            self.series.bypass.inc();
+            return None;
+        }
+        let mut h = Context::new(&SHA256);
+        let mut part = |bytes: &[u8]| {
+            h.update(&(bytes.len() as u64).to_le_bytes());
+            h.update(bytes);
+        };
+        part(req.route.name.as_bytes());
+        match (&req.caller, self.config.shared) {
+            (_, true) => part(b"shared"),
+            (Some(caller), false) => {
+                part(b"client");
+                part(caller.name.as_bytes());
+            }
+            (None, false) => part(b"anonymous"),
+        }
+        part(req.op.as_str().as_bytes());
+        part(if req.stream { b"stream" } else { b"unary" });
+        for value in [&req.content_type, &req.accept] {
+            match value {
+                Some(v) => {
+                    part(b"some");
+                    part(v.as_bytes());
+                }
+                None => part(b"none"),
+            }
+        }
+        let mut sagemaker: Vec<&(HeaderName, HeaderValue)> = req.sagemaker_headers.iter().collect();
+        sagemaker.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        part(&(sagemaker.len() as u64).to_le_bytes());
+        for (name, value) in sagemaker {
+            part(name.as_str().as_bytes());
+            part(value.as_bytes());
+        }
+        part(&req.body);
+        let digest = h.finish();
+        let mut key = [0; 32];
+        key.copy_from_slice(digest.as_ref());
+        Some(key)
+    }
+
+    /// The stored answer of `key`, counting a hit or a miss.
+    pub fn get(&self, key: &Key) -> Option<Arc<Entry>> {
+        let found = self.store.get(key);
+        match &found {
+            Some(_) => self.series.hit.inc(),
+            None => self.series.miss.inc(),
+        }
+        found
+    }
+
+    /// Stores `entry` under `key` if it fits.
+    pub fn insert(&self, key: Key, entry: Entry) {
+        if entry.weight as usize > self.entry_limit() {
+            return;
+        }
+        let now = self
+            .bytes
+            .fetch_add(i64::from(entry.weight), Ordering::Relaxed)
+            + i64::from(entry.weight);
+        self.series.bytes.set(now);
+        self.store.insert(key, Arc::new(entry));
+    }
+
+    /// Entries stored (moka's count, which lags a little), for tests and
+    /// `Debug`.
+    pub fn entry_count(&self) -> u64 {
+        self.store.run_pending_tasks();
+        self.store.entry_count()
+    }
+}
+
+/// Whether a request's headers ask not to be served from (or stored in) a
+/// cache: `Cache-Control: no-cache` or `no-store`, or `Pragma: no-cache`.
+pub fn bypass_requested(headers: &HeaderMap) -> bool {
+    has_directive(headers, header::CACHE_CONTROL, &["no-cache", "no-store"])
+        || has_directive(headers, header::PRAGMA, &["no-cache"])
+}
+
+/// Whether an answer's headers forbid keeping it for others:
+/// `Cache-Control: no-store` or `private`, or a `Set-Cookie`.
+pub fn store_forbidden(headers: &HeaderMap) -> bool {
+    has_directive(headers, header::CACHE_CONTROL, &["no-store", "private"])
+        || headers.contains_key(header::SET_COOKIE)
+}
+
+/// Whether a comma-separated header carries one of `directives` (by name,
+/// any case, with or without a value: `private="x"` counts).
+fn has_directive(headers: &HeaderMap, name: HeaderName, directives: &[&str]) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|d| d.split('=').next().unwrap_or("").trim())
+        .any(|d| directives.iter().any(|want| d.eq_ignore_ascii_case(want)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in pairs {
+            h.append(*n, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn a_client_asks_for_a_bypass_with_no_cache_or_no_store() {
+        assert!(bypass_requested(&headers(&[("cache-control", "no-cache")])));
+        assert!(bypass_requested(&headers(&[(
+            "cache-control",
+            "max-age=0, No-Store"
+        )])));
+        assert!(bypass_requested(&headers(&[("pragma", "no-cache")])));
+        assert!(!bypass_requested(&headers(&[(
+            "cache-control",
+            "max-age=60"
+        )])));
+        assert!(!bypass_requested(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn an_answer_with_no_store_private_or_a_cookie_is_not_kept() {
+        assert!(store_forbidden(&headers(&[("cache-control", "no-store")])));
+        assert!(store_forbidden(&headers(&[(
+            "cache-control",
+            "private=\"x\", max-age=5"
+        )])));
+        assert!(store_forbidden(&headers(&[("set-cookie", "a=b")])));
+        assert!(!store_forbidden(&headers(&[("cache-control", "no-cache")])));
+        assert!(!store_forbidden(&HeaderMap::new()));
+    }
+}
