@@ -208,6 +208,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_kept_route_keeps_its_cache_and_a_changed_one_starts_empty() {
+        use crate::cache::{Entry, Stored};
+        let cached = "[routes.rc]\nbackends = [\"a\"]\ncache = { ttl = \"1h\" }\n";
+        let old = gateway(cached).await;
+        let cache = |gw: &Gateway| Arc::clone(gw.routes.get("rc").unwrap().cache.as_ref().unwrap());
+        let entry = || {
+            let body = Stored::Full(bytes::Bytes::from_static(b"{}"));
+            Entry::new(http::StatusCode::OK, http::HeaderMap::new(), body, None)
+        };
+        cache(&old).insert([7; 32], entry());
+        let new = old.rebuild(config(cached)).await.unwrap();
+        assert!(Arc::ptr_eq(&cache(&old), &cache(&new)));
+        assert_eq!(cache(&new).entry_count(), 1);
+        let longer = cached.replace("1h", "2h");
+        let newer = new.rebuild(config(&longer)).await.unwrap();
+        assert!(!same_route(&new, &newer, "rc"));
+        assert_eq!(cache(&newer).entry_count(), 0);
+    }
+
+    #[tokio::test]
     async fn a_changed_upstream_client_builds_the_backends_again_and_keeps_their_health() {
         let old = gateway("").await;
         let new = old

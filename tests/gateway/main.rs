@@ -9,6 +9,8 @@
 #[cfg(test)]
 mod auth;
 #[cfg(test)]
+mod cache;
+#[cfg(test)]
 #[path = "../common/mod.rs"]
 mod common;
 #[cfg(test)]

@@ -127,6 +127,13 @@ const FAMILIES: &[(&str, &str, &[&str])] = &[
     ),
     ("infergate_config_reloads_total", "counter", &["result"]),
     ("infergate_config_info", "gauge", &["hash"]),
+    (
+        "infergate_cache_requests_total",
+        "counter",
+        &["route", "result"],
+    ),
+    ("infergate_cache_bytes", "gauge", &["route"]),
+    ("infergate_cache_evictions_total", "counter", &["route"]),
 ];
 
 // === the whole exposition ===
@@ -146,7 +153,7 @@ const ODD_PATH: &str = "canary-path-6e2a";
 async fn the_whole_exposition_parses_and_every_label_value_is_bounded() {
     let config = format!(
         "{}\n[routes.solo]\nbackends = [\"sm\"]\nretry_budget_ratio = 0.0\n\
-         retry_budget_min_per_second = 0\n",
+         retry_budget_min_per_second = 0\ncache = {{ ttl = \"1m\" }}\n",
         with_route_keys(CONFIG, "both", "balance = \"priority\"")
     );
     let h = Harness::with_config(config).await;
@@ -363,6 +370,9 @@ async fn the_whole_exposition_parses_and_every_label_value_is_bounded() {
                 "outcome" => OUTCOMES.contains(&v),
                 "result" if family.0 == "infergate_config_reloads_total" => {
                     ["applied", "rejected"].contains(&v)
+                }
+                "result" if family.0 == "infergate_cache_requests_total" => {
+                    ["hit", "miss", "bypass"].contains(&v)
                 }
                 "hash" => v.len() == 16 && v.bytes().all(|b| b.is_ascii_hexdigit()),
                 "result" if family.0 == "infergate_credentials_refresh_total" => {

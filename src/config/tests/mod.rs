@@ -3,6 +3,7 @@
 
 mod backends;
 mod bounds;
+mod cache;
 mod clients;
 mod doors;
 mod errors;
