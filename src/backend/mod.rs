@@ -219,6 +219,12 @@ impl fmt::Debug for UpstreamResponse {
 
 /// The body of a successful answer: passed through as it arrives, or
 /// complete when a payload adapter had to rewrite it.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "the stream's state is moved a few times per request, as the unboxed \
+              passed-through body was before it was boxed; boxing it too would cost \
+              an allocation per stream"
+)]
 pub enum UpstreamBody {
     /// Within the request's deadline ([`Deadline`]); boxed so that the
     /// response cache can keep a copy as it passes ([`crate::cache::record`]).

@@ -15,8 +15,9 @@
 //! only once it arrived whole ([`record`]), a token stream only once it
 //! ended well (never one cut, or ended by an error event). A request with
 //! `Cache-Control: no-cache` or `no-store` (or `Pragma: no-cache`) is
-//! neither served from the cache nor stored, and so is a sampling request
-//! ([`sampling`]) unless the route says `sampling = true`.
+//! neither served from the cache nor stored, and so are a request in a
+//! SageMaker stateful session (`X-Amzn-SageMaker-Session-Id`) and a
+//! sampling request ([`sampling`]) unless the route says `sampling = true`.
 //!
 //! The store is a [`moka`] cache weighed in bytes, `max_bytes` its
 //! capacity and `ttl` each entry's time to live. The cache lives in the
@@ -45,6 +46,9 @@ pub use sampling::is_sampling;
 /// as it passes, and a copy this size is already a lot of memory to hold
 /// per request in flight.
 pub const MAX_ENTRY_BYTES: usize = 32 << 20;
+
+/// A request in a SageMaker stateful session (or opening one).
+const SESSION_HEADER: &str = "x-amzn-sagemaker-session-id";
 
 /// What the cache did with a request, for `x-infergate-cache` and the
 /// metrics.
@@ -193,10 +197,15 @@ impl RouteCache {
     }
 
     /// The request's key, or `None` when it bypasses the cache (the
-    /// client said `no-cache`/`no-store`, or it is a sampling request on a
-    /// route that does not cache those). Counts a bypass.
+    /// client said `no-cache`/`no-store`, it belongs to a SageMaker
+    /// session, whose answers are the session's state, or it is a sampling
+    /// request on a route that does not cache those). Counts a bypass.
     pub fn key(&self, req: &CoreRequest) -> Option<Key> {
-        if req.no_cache || (!self.config.sampling && is_sampling(&req.body)) {
+        let session = req
+            .sagemaker_headers
+            .iter()
+            .any(|(name, _)| name == SESSION_HEADER);
+        if req.no_cache || session || (!self.config.sampling && is_sampling(&req.body)) {
             self.series.bypass.inc();
             return None;
         }

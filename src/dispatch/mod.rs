@@ -114,6 +114,10 @@ pub(crate) async fn run<C: Call>(
 }
 
 /// How the attempts ended.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "made once per request and taken apart at once"
+)]
 enum End {
     Answered(usize, UpstreamResponse),
     /// The policy made no more attempts after the last failure.

@@ -192,6 +192,18 @@ async fn no_cache_from_the_client_is_neither_served_nor_stored() {
     .await;
     assert_eq!(res.cache, "bypass");
     assert_eq!(upstream_calls(&h), 5);
+    // A request of a SageMaker session is the session's state: never kept.
+    for _ in 0..2 {
+        let res = send(
+            &h,
+            "/v1/predict/cached",
+            KEY_A,
+            BODY,
+            &[("x-amzn-sagemaker-session-id", "NEW_SESSION")],
+        )
+        .await;
+        assert_eq!(res.cache, "bypass");
+    }
     h.shutdown().await;
 }
 
