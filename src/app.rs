@@ -21,8 +21,9 @@
 //!    SageMaker's `AccessDeniedException`), and [`crate::limits`] whether
 //!    it may spend more (429, or `ThrottlingException`), then parses its
 //!    wire format into a [`CoreRequest`](crate::core::CoreRequest);
-//! 6. the request core ([`core::service`]): dispatch (deadline, attempts,
-//!    retries, failover, [`crate::dispatch`]) onto the backends
+//! 6. the request core ([`core::service`]): the route's response cache
+//!    ([`crate::cache`]), then dispatch (deadline, attempts, retries,
+//!    failover, [`crate::dispatch`]) onto the backends
 //!    ([`crate::backend`]).
 //!
 //! Every layer's future is a named type, so the stack is statically typed;

@@ -37,7 +37,6 @@ use http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use moka::notification::RemovalCause;
 
 use crate::config::CacheConfig;
-use crate::core::CoreRequest;
 use crate::metrics::CacheSeries;
 
 pub use sampling::is_sampling;
@@ -71,6 +70,24 @@ impl CacheOutcome {
             CacheOutcome::Bypass => "bypass",
         })
     }
+}
+
+/// What the cache reads of a request (the core's, which it is kept apart
+/// from: the core calls in here, not the other way round).
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub route: &'a str,
+    /// The client's config name; `None` for an anonymous caller.
+    pub caller: Option<&'a str>,
+    /// The operation's name ([`crate::config::Operation::as_str`]).
+    pub op: &'a str,
+    pub stream: bool,
+    pub body: &'a [u8],
+    pub content_type: Option<&'a HeaderValue>,
+    pub accept: Option<&'a HeaderValue>,
+    pub sagemaker_headers: &'a [(HeaderName, HeaderValue)],
+    /// The client asked for no cache ([`bypass_requested`]).
+    pub no_cache: bool,
 }
 
 /// A request's key: the SHA-256 of what makes its upstream call.
@@ -200,12 +217,12 @@ impl RouteCache {
     /// client said `no-cache`/`no-store`, it belongs to a SageMaker
     /// session, whose answers are the session's state, or it is a sampling
     /// request on a route that does not cache those). Counts a bypass.
-    pub fn key(&self, req: &CoreRequest) -> Option<Key> {
+    pub fn key(&self, req: &Request<'_>) -> Option<Key> {
         let session = req
             .sagemaker_headers
             .iter()
             .any(|(name, _)| name == SESSION_HEADER);
-        if req.no_cache || session || (!self.config.sampling && is_sampling(&req.body)) {
+        if req.no_cache || session || (!self.config.sampling && is_sampling(req.body)) {
             self.series.bypass.inc();
             return None;
         }
@@ -214,18 +231,18 @@ impl RouteCache {
             h.update(&(bytes.len() as u64).to_le_bytes());
             h.update(bytes);
         };
-        part(req.route.name.as_bytes());
-        match (&req.caller, self.config.shared) {
+        part(req.route.as_bytes());
+        match (req.caller, self.config.shared) {
             (_, true) => part(b"shared"),
             (Some(caller), false) => {
                 part(b"client");
-                part(caller.name.as_bytes());
+                part(caller.as_bytes());
             }
             (None, false) => part(b"anonymous"),
         }
-        part(req.op.as_str().as_bytes());
+        part(req.op.as_bytes());
         part(if req.stream { b"stream" } else { b"unary" });
-        for value in [&req.content_type, &req.accept] {
+        for value in [req.content_type, req.accept] {
             match value {
                 Some(v) => {
                     part(b"some");
@@ -241,7 +258,7 @@ impl RouteCache {
             part(name.as_str().as_bytes());
             part(value.as_bytes());
         }
-        part(&req.body);
+        part(req.body);
         let digest = h.finish();
         let mut key = [0; 32];
         key.copy_from_slice(digest.as_ref());

@@ -6,8 +6,11 @@
 //! who is calling) and renders the [`CoreResponse`] (an upstream answer:
 //! head and body or event stream; or a failure) in its own shape. Between
 //! them the core checks what holds for every door (does one of the route's
-//! backends serve the operation, and as a stream if asked?)
-//! and dispatches ([`crate::dispatch`]). It is a tower [`Service`], so the
+//! backends serve the operation, and as a stream if asked?), answers
+//! from the route's response cache when it has one and the answer is there
+//! ([`crate::cache`]: a hit makes no attempt), and else dispatches
+//! ([`crate::dispatch`]), keeping a copy of the answer for the cache when
+//! it may be served again. It is a tower [`Service`], so the
 //! steps that need the route and the caller (rate limits) can be layers
 //! around it, composed in [`crate::app`].
 
@@ -112,7 +115,18 @@ pub async fn serve(gw: &Gateway, req: CoreRequest) -> CoreResponse {
     let Some(cache) = route.cache.clone() else {
         return send(gw, req).await;
     };
-    let Some(key) = cache.key(&req) else {
+    let looked_up = crate::cache::Request {
+        route: &route.name,
+        caller: req.caller.as_ref().map(|c| &*c.name),
+        op: req.op.as_str(),
+        stream: req.stream,
+        body: &req.body,
+        content_type: req.content_type.as_ref(),
+        accept: req.accept.as_ref(),
+        sagemaker_headers: &req.sagemaker_headers,
+        no_cache: req.no_cache,
+    };
+    let Some(key) = cache.key(&looked_up) else {
         let mut answer = send(gw, req).await;
         answer.cache = Some(CacheOutcome::Bypass);
         return answer;
