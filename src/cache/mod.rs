@@ -296,6 +296,26 @@ impl RouteCache {
     }
 }
 
+/// `events` in one buffer of their own: an event read from the upstream is
+/// a slice of the chunk it came in, which it would keep alive (and unweighed)
+/// for the entry's whole life.
+pub fn compact(events: Vec<Bytes>) -> Vec<Bytes> {
+    let mut all = bytes::BytesMut::with_capacity(events.iter().map(Bytes::len).sum());
+    for e in &events {
+        all.extend_from_slice(e);
+    }
+    let all = all.freeze();
+    let mut at = 0;
+    events
+        .iter()
+        .map(|e| {
+            let part = all.slice(at..at + e.len());
+            at += e.len();
+            part
+        })
+        .collect()
+}
+
 /// Whether a request's headers ask not to be served from (or stored in) a
 /// cache: `Cache-Control: no-cache` or `no-store`, or `Pragma: no-cache`.
 pub fn bypass_requested(headers: &HeaderMap) -> bool {
@@ -332,6 +352,13 @@ mod tests {
             h.append(*n, HeaderValue::from_static(v));
         }
         h
+    }
+
+    #[test]
+    fn compacted_events_are_the_same_events() {
+        let chunk = Bytes::from_static(b"abcdefgh");
+        let events = vec![chunk.slice(0..3), Bytes::new(), chunk.slice(5..8)];
+        assert_eq!(compact(events.clone()), events);
     }
 
     #[test]

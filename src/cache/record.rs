@@ -24,16 +24,26 @@ pub struct Recording {
 
 impl Recording {
     pub fn new(inner: ResBody, limit: usize, done: Done) -> Self {
+        // A declared length sizes the copy at once (within the limit).
+        let expected = inner.size_hint().exact().unwrap_or(0);
+        let capacity = usize::try_from(expected).unwrap_or(0).min(limit);
         Self {
             inner,
-            kept: Some((BytesMut::new(), done)),
+            kept: Some((BytesMut::with_capacity(capacity), done)),
             limit,
         }
     }
 
     fn finish(&mut self) {
         if let Some((bytes, done)) = self.kept.take() {
-            done(bytes.freeze());
+            // The entry is weighed by its length: it must not keep a
+            // buffer grown much larger.
+            let bytes = if bytes.capacity() > bytes.len() + bytes.len() / 4 {
+                Bytes::copy_from_slice(&bytes)
+            } else {
+                bytes.freeze()
+            };
+            done(bytes);
         }
     }
 }

@@ -233,8 +233,8 @@ fn keep(
             let copy = first.clone();
             let done: TapDone = Box::new(move |rest, json_lines| {
                 let body = Stored::Events {
-                    first: copy,
-                    rest,
+                    first: Bytes::copy_from_slice(&copy),
+                    rest: crate::cache::compact(rest),
                     json_lines,
                 };
                 cache.insert(key, Entry::new(status, head, body, backend));

@@ -13,8 +13,9 @@ use crate::common::{Harness, BODY, CONFIG};
 const KEY_A: &str = "cache-client-a-key-3f9c";
 const KEY_B: &str = "cache-client-b-key-81d2";
 
-/// Three HF routes with a cache (`cached`, `brief` with a 1s ttl,
-/// `together` shared between clients, `dice` caching sampling requests)
+/// HF routes with a cache (`cached`, `brief` with a 1s ttl, `together`
+/// shared between clients, `dice` caching sampling requests, `thrifty`
+/// with a token limit, `narrow` with a request rate)
 /// and two clients that may use every route (`b` an admin, for `/metrics`).
 fn config() -> String {
     format!(
@@ -34,6 +35,16 @@ cache = {{ ttl = "10m", shared = true }}
 [routes.dice]
 backends = ["hf"]
 cache = {{ ttl = "10m", sampling = true }}
+
+[routes.thrifty]
+backends = ["hf"]
+cache = {{ ttl = "10m" }}
+tokens_per_minute = 10
+
+[routes.narrow]
+backends = ["hf"]
+cache = {{ ttl = "10m" }}
+rate_limit = {{ requests_per_second = 0.01, burst = 2 }}
 
 [clients.a]
 api_key = "{KEY_A}"
@@ -373,5 +384,35 @@ async fn the_cache_metrics_count_hits_misses_and_bypasses() {
         .find_map(|l| l.strip_prefix("infergate_cache_bytes{route=\"cached\"} "))
         .unwrap();
     assert!(bytes.parse::<u64>().unwrap() > 0, "{bytes}");
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_hit_counts_against_the_request_rate_but_charges_no_tokens() {
+    let h = harness().await;
+    // 4 prompt tokens and 2 generated: 6 of the route's 10 a minute. Were
+    // a hit charged too, the third request would find the bucket in debt.
+    let body = json!({"inputs": "one stable inference URL", "parameters": {"max_new_tokens": 2}})
+        .to_string();
+    let results: Vec<(u16, String)> = {
+        let mut out = Vec::new();
+        for _ in 0..3 {
+            let res = predict(&h, "thrifty", KEY_A, &body).await;
+            out.push((res.status, res.cache));
+        }
+        out
+    };
+    assert_eq!(
+        results,
+        [
+            (200, "miss".into()),
+            (200, "hit".into()),
+            (200, "hit".into())
+        ]
+    );
+    // A burst of 2: the hit took the second request's place.
+    assert_eq!(predict(&h, "narrow", KEY_A, BODY).await.cache, "miss");
+    assert_eq!(predict(&h, "narrow", KEY_A, BODY).await.cache, "hit");
+    assert_eq!(predict(&h, "narrow", KEY_A, BODY).await.status, 429);
     h.shutdown().await;
 }
