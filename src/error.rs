@@ -85,8 +85,11 @@ pub enum ApiError {
     /// The client's key is valid but the route is not among its routes.
     #[error("this client may not use route \"{}\"", echo(.0))]
     Forbidden(String),
-    /// The client's key is valid but not an admin's, on an operator path.
-    #[error("this client's key does not read the operator paths (admin = true does)")]
+    /// An operator path asked without an admin client's key: a valid key
+    /// but not an admin's, or (for a reload) keys turned off.
+    #[error(
+        "the operator paths need an admin client's key (admin = true), or the admin listener (server.admin_listen)"
+    )]
     NotAdmin,
     /// Over one of the gateway's own limits (a client's or a route's).
     #[error("{}", rate_limited_message(.0))]

@@ -204,8 +204,9 @@ pub fn serve(path: &Path, listen: Option<SocketAddr>, logging: &Logging) -> Exit
         }
     });
     // Requests still open end with the runtime, and their spans with them;
-    // then the last spans are sent (which may block, off the runtime now).
-    drop(rt);
+    // a read of the config file hung on a dead mount is not waited for.
+    // Then the last spans are sent (which may block, off the runtime now).
+    rt.shutdown_timeout(Duration::from_secs(1));
     export.finish();
     code
 }

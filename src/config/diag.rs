@@ -17,12 +17,23 @@ pub(super) struct Diagnostics {
     /// Paths of string values that took something from the environment: those
     /// values are never echoed in a message.
     interpolated: BTreeSet<String>,
+    /// Those values themselves, taken out of every message wherever a check
+    /// quotes them (a path that cannot be read, an unknown mode).
+    from_env: Vec<String>,
 }
+
+/// What stands in a message for a value from the environment.
+const NOT_SHOWN: &str = "(value from the environment, not shown)";
+
+/// Values shorter than this are not taken out of messages: they would cut
+/// words apart, and no credential is that short.
+const SHORTEST_HIDDEN: usize = 4;
 
 impl Diagnostics {
     /// Records `<path>: <message>` unless `path` is already explained.
     pub(super) fn error(&mut self, path: &str, message: impl Display) {
         if !self.is_poisoned(path) {
+            let message = self.scrub(message.to_string());
             self.errors.push(format!("{path}: {message}"));
         }
     }
@@ -39,11 +50,29 @@ impl Diagnostics {
     }
 
     pub(super) fn warn(&mut self, path: &str, message: impl Display) {
+        let message = self.scrub(message.to_string());
         self.warnings.push(format!("{path}: {message}"));
     }
 
-    pub(super) fn mark_interpolated(&mut self, path: &str) {
+    /// The string at `path` took something from the environment, and is
+    /// now `value`.
+    pub(super) fn mark_interpolated(&mut self, path: &str, value: &str) {
         self.interpolated.insert(path.to_owned());
+        if value.len() >= SHORTEST_HIDDEN && !self.from_env.iter().any(|v| v == value) {
+            self.from_env.push(value.to_owned());
+            // The longest first, so that one holding another goes whole.
+            self.from_env.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        }
+    }
+
+    /// `message` with every value from the environment replaced.
+    fn scrub(&self, mut message: String) -> String {
+        for value in &self.from_env {
+            if message.contains(value.as_str()) {
+                message = message.replace(value.as_str(), NOT_SHOWN);
+            }
+        }
+        message
     }
 
     pub(super) fn is_interpolated(&self, path: &str) -> bool {
@@ -54,7 +83,7 @@ impl Diagnostics {
     /// environment (it might be a secret).
     pub(super) fn show(&self, path: &str, value: &str) -> String {
         if self.is_interpolated(path) {
-            "(value from the environment, not shown)".to_owned()
+            NOT_SHOWN.to_owned()
         } else {
             format!("{value:?}")
         }

@@ -120,7 +120,7 @@ pub(super) fn interpolate_tree(
         toml::Value::String(s) => match interpolate(s, env) {
             Ok(done) => {
                 if done.from_env {
-                    diag.mark_interpolated(path);
+                    diag.mark_interpolated(path, &done.value);
                 }
                 *s = done.value;
             }

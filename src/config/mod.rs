@@ -34,6 +34,7 @@ use crate::secret::Secret;
 mod backend;
 mod bounds;
 mod cache;
+mod callers;
 mod clients;
 mod diag;
 mod doors;
@@ -48,6 +49,10 @@ pub mod tls;
 mod validate;
 
 pub use crate::protocol::container::{Container, Operation};
+pub use callers::{
+    route_matches, ClientAwsKey, ClientConfig, KeyHash, LimitStore, OnStoreError, RateLimit,
+    RateLimitsConfig, RedisMode, RedisStoreConfig, SpendLimits,
+};
 pub use clients::key_hash;
 pub use doors::{Door, DoorKind, DoorsConfig, SageMakerDoorConfig};
 
@@ -164,6 +169,24 @@ pub struct ServerConfig {
     pub tls: Option<ListenerTls>,
 }
 
+/// The largest config file read: far above any real one (the example,
+/// every key commented, is some 30 KiB), far below what would hurt.
+pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
+
+/// The text at `path`, refused past [`MAX_CONFIG_BYTES`].
+fn read_capped(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(format!("larger than {} MiB", MAX_CONFIG_BYTES >> 20));
+    }
+    String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_owned())
+}
+
 /// `server.shutdown_delay` when the file sets none: 5s in Kubernetes (where
 /// `KUBERNETES_SERVICE_HOST` is set in every container), else none.
 fn default_shutdown_delay(env: &dyn Fn(&str) -> Option<String>) -> Duration {
@@ -197,155 +220,6 @@ pub enum AuthMode {
     /// `auth = "none"`.
     #[default]
     None,
-}
-
-/// The SHA-256 of an API key: the only form in which the gateway keeps a
-/// key. Its `Debug` shows no digits.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct KeyHash(pub [u8; 32]);
-
-impl fmt::Debug for KeyHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("KeyHash(..)")
-    }
-}
-
-/// `[clients.<name>]`: one caller and what it may use.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ClientConfig {
-    pub name: String,
-    /// Every key that names this client (more than one while rotating).
-    pub keys: Vec<KeyHash>,
-    /// Route names and `*` patterns it may call; `None`: every route.
-    pub routes: Option<Vec<String>>,
-    /// Requests per second over every route, with a burst.
-    pub rate_limit: Option<RateLimit>,
-    /// Most requests of this client in flight at once.
-    pub max_in_flight: Option<usize>,
-    /// `admin = true`: its key also reads `/metrics` and `/v1/routes` on
-    /// the main listener.
-    pub admin: bool,
-    /// An AWS access key pair, for requests signed with SigV4 instead of a
-    /// bearer key (the SageMaker-compatible door).
-    pub aws: Option<ClientAwsKey>,
-    /// Tokens per minute over every route, charged after each answer.
-    pub tokens_per_minute: Option<u32>,
-    /// The client's limits on single routes, by route name.
-    pub route_limits: std::collections::BTreeMap<String, SpendLimits>,
-}
-
-/// The limits of one client on one route (`route_limits.<route>`).
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct SpendLimits {
-    pub rate_limit: Option<RateLimit>,
-    pub tokens_per_minute: Option<u32>,
-}
-
-/// A client's `aws_access_key_id` and its secret, which SigV4 needs in
-/// clear to check a signature (read from the environment or a file, never
-/// written in the config).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientAwsKey {
-    pub access_key_id: String,
-    pub secret_access_key: Secret,
-    /// For a temporary key pair: the `X-Amz-Security-Token` its requests
-    /// must carry. Without one, a request carrying a token is refused.
-    pub session_token: Option<Secret>,
-}
-
-/// `[rate_limits]`: where the buckets of every `rate_limit` and
-/// `tokens_per_minute` are kept.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RateLimitsConfig {
-    pub store: LimitStore,
-    /// What a decision does when the Redis store fails or is late.
-    pub on_store_error: OnStoreError,
-}
-
-impl Default for RateLimitsConfig {
-    fn default() -> Self {
-        Self {
-            store: LimitStore::Memory,
-            on_store_error: OnStoreError::Allow,
-        }
-    }
-}
-
-/// `rate_limits.store`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LimitStore {
-    /// Each gateway process keeps its own buckets (the default).
-    Memory,
-    /// Every gateway sharing this Redis shares the buckets.
-    Redis(RedisStoreConfig),
-}
-
-/// `store = "redis"`: where, how long a decision may wait for it, and the
-/// prefix of its keys.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RedisStoreConfig {
-    /// `redis://[user:password@]host[:port][/db]`, one (a single server)
-    /// or the seeds of a Cluster: secrets, as they may hold a password;
-    /// never printed.
-    pub urls: Vec<Secret>,
-    /// `rate_limits.redis_mode`.
-    pub mode: RedisMode,
-    /// The hosts and ports alone, for messages.
-    pub shown: String,
-    /// The longest a decision waits for Redis, connecting included.
-    pub timeout: Duration,
-    /// The start of every key (letters, digits, `.`, `_`, `-`, `:`).
-    pub key_prefix: String,
-}
-
-/// `rate_limits.redis_mode`: what the Redis URLs lead to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RedisMode {
-    /// One server, or a primary (the default).
-    Single,
-    /// A Redis Cluster: each script call goes to the node of its keys' slot.
-    Cluster,
-}
-
-/// `rate_limits.on_store_error`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnStoreError {
-    /// The request goes on, unlimited by the shared buckets (the default).
-    Allow,
-    /// The request is refused with 503.
-    Deny,
-}
-
-/// `rate_limit = { requests_per_second = …, burst = … }`: a GCRA bucket
-/// that refills at `per_second` and holds at most `burst` requests.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RateLimit {
-    /// More than 0, at most 1,000,000.
-    pub per_second: f64,
-    /// 1 to 1,000,000; default: `per_second` rounded up.
-    pub burst: u32,
-}
-
-/// Whether route `name` matches `pattern`, where `*` stands for any run of
-/// characters (`flan-*` matches `flan-large`; `*` alone, every route).
-pub fn route_matches(pattern: &str, name: &str) -> bool {
-    let mut parts = pattern.split('*');
-    let first = parts.next().unwrap_or_default();
-    let Some(mut rest) = name.strip_prefix(first) else {
-        return false;
-    };
-    let parts: Vec<&str> = parts.collect();
-    let Some((last, middle)) = parts.split_last() else {
-        // No `*`: the whole name.
-        return rest.is_empty();
-    };
-    for part in middle {
-        match rest.find(part) {
-            Some(at) => rest = &rest[at + part.len()..],
-            None => return false,
-        }
-    }
-    rest.len() >= last.len() && rest.ends_with(last)
 }
 
 /// Most `server.workers`.
@@ -775,14 +649,26 @@ impl Config {
     }
 
     /// The text of the file at `path` (through any symlinks, as Kubernetes
-    /// mounts a ConfigMap).
+    /// mounts a ConfigMap), at most [`MAX_CONFIG_BYTES`].
     pub fn read(path: &Path) -> Result<String, ConfigErrors> {
-        std::fs::read_to_string(path).map_err(|e| {
+        read_capped(path).map_err(|why| {
             ConfigErrors(vec![format!(
-                "{}: cannot read the configuration file: {e}",
+                "{}: cannot read the configuration file: {why}",
                 path.display()
             )])
         })
+    }
+
+    /// [`Config::read`] of a regular file only: what a running gateway
+    /// reads again, where a FIFO or a device at the path must not block it.
+    pub fn read_regular(path: &Path) -> Result<String, ConfigErrors> {
+        match std::fs::metadata(path) {
+            Ok(meta) if !meta.is_file() => Err(ConfigErrors(vec![format!(
+                "{}: cannot read the configuration file: not a regular file",
+                path.display()
+            )])),
+            _ => Self::read(path),
+        }
     }
 
     /// Parses `text` with the process environment.

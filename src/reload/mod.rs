@@ -90,17 +90,20 @@ impl Reloader {
 
     /// Reads the file and applies it if it is valid.
     pub async fn reload(&self) -> ReloadOutcome {
-        match Config::read(&self.path) {
-            Ok(text) => self.apply(&text).await,
+        let path = self.path.clone();
+        match blocking(move || Config::read_regular(&path)).await {
+            Ok(text) => self.apply(text).await,
             Err(errors) => self.refused(String::new(), errors.0),
         }
     }
 
     /// Applies `text` if it is a valid config.
-    async fn apply(&self, text: &str) -> ReloadOutcome {
+    async fn apply(&self, text: String) -> ReloadOutcome {
         let _turn = self.turn.lock().await;
-        let hash = config_hash(text);
-        let outcome = self.try_apply(text, hash).await;
+        // Off the worker's runtime: validation reads the files the config
+        // names, any of which may be slow (a network mount).
+        let (hash, parsed) = blocking(move || (config_hash(&text), Config::parse(&text))).await;
+        let outcome = self.try_apply(parsed, hash).await;
         let mut watch = self.watch();
         watch.tried.clone_from(&outcome.hash);
         watch.pending = None;
@@ -108,8 +111,12 @@ impl Reloader {
         outcome
     }
 
-    async fn try_apply(&self, text: &str, hash: String) -> ReloadOutcome {
-        let mut config = match Config::parse(text) {
+    async fn try_apply(
+        &self,
+        parsed: Result<Config, crate::config::ConfigErrors>,
+        hash: String,
+    ) -> ReloadOutcome {
+        let mut config = match parsed {
             Ok(config) => config,
             Err(errors) => return self.refused(hash, errors.0),
         };
@@ -167,21 +174,28 @@ impl Reloader {
     }
 
     /// The file's text, when the watcher should apply it now: a version
-    /// read twice in a row, or a refused one due for another try.
-    fn due(&self) -> Option<String> {
-        let text = match std::fs::read_to_string(&self.path) {
-            Ok(text) => text,
-            Err(e) => {
-                let why = e.to_string();
+    /// read twice in a row, or a refused one due for another try. Read off
+    /// the worker's runtime, a regular file of bounded size only.
+    async fn due(&self) -> Option<String> {
+        let path = self.path.clone();
+        let read = blocking(move || {
+            Config::read_regular(&path).map(|text| {
+                let hash = config_hash(&text);
+                (text, hash)
+            })
+        });
+        let (text, hash) = match read.await {
+            Ok(read) => read,
+            Err(errors) => {
+                let why = errors.0.join("; ");
                 let mut watch = self.watch();
                 if watch.unreadable.as_ref() != Some(&why) {
-                    tracing::warn!(file = %self.path.display(), error = %why, "cannot read the config file; the running config keeps serving");
+                    tracing::warn!(error = %why, "the running config keeps serving");
                     watch.unreadable = Some(why);
                 }
                 return None;
             }
         };
-        let hash = config_hash(&text);
         let mut watch = self.watch();
         watch.unreadable = None;
         if hash == watch.tried {
@@ -227,13 +241,24 @@ impl Reloader {
                     let _ = reply.send(self.reload().await);
                 }
                 () = tokio::time::sleep(interval), if watch => {
-                    if let Some(text) = self.due() {
+                    if let Some(text) = self.due().await {
                         tracing::info!(file = %self.path.display(), "the config file changed: reloading");
-                        self.apply(&text).await;
+                        self.apply(text).await;
                     }
                 }
             }
         }
+    }
+}
+
+/// `f` on a thread for blocking work, so that a slow file system stalls no
+/// worker; a panic there is one again here.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(value) => value,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // Cancelled: the runtime is going away, and this task with it.
+        Err(_) => std::future::pending().await,
     }
 }
 
@@ -342,21 +367,59 @@ mod tests {
     #[tokio::test]
     async fn a_new_version_is_applied_once_two_looks_read_it_alike() {
         let (reloader, path) = reloader().await;
-        assert!(reloader.due().is_none(), "the version serving");
+        assert!(reloader.due().await.is_none(), "the version serving");
         std::fs::write(&path, text("second")).unwrap();
         assert!(
-            reloader.due().is_none(),
+            reloader.due().await.is_none(),
             "read once: it may be half written"
         );
-        let text = reloader.due().expect("read twice alike");
-        assert!(reloader.apply(&text).await.applied);
+        let text = reloader.due().await.expect("read twice alike");
+        assert!(reloader.apply(text.clone()).await.applied);
         assert!(reloader.live.load().routes.get("second").is_some());
-        assert!(reloader.due().is_none(), "applied: nothing more to do");
+        assert!(
+            reloader.due().await.is_none(),
+            "applied: nothing more to do"
+        );
         // Unreadable for a while, then back as it was: nothing to apply.
         std::fs::remove_file(&path).unwrap();
-        assert!(reloader.due().is_none());
+        assert!(reloader.due().await.is_none());
         std::fs::write(&path, &text).unwrap();
-        assert!(reloader.due().is_none() && reloader.due().is_none());
+        assert!(reloader.due().await.is_none() && reloader.due().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_fifo_or_a_huge_file_at_the_path_is_refused_without_blocking() {
+        let (reloader, path) = reloader().await;
+        std::fs::remove_file(&path).unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        // Neither the watcher nor an explicit reload opens it.
+        let look = tokio::time::timeout(Duration::from_secs(5), reloader.due());
+        assert!(look.await.unwrap().is_none());
+        let outcome = tokio::time::timeout(Duration::from_secs(5), reloader.reload());
+        let outcome = outcome.await.unwrap();
+        assert!(!outcome.applied);
+        assert!(
+            outcome.errors[0].ends_with("not a regular file"),
+            "{:?}",
+            outcome.errors
+        );
+        std::fs::remove_file(&path).unwrap();
+        let huge = "#".repeat(usize::try_from(crate::config::MAX_CONFIG_BYTES).unwrap() + 1);
+        std::fs::write(&path, huge).unwrap();
+        let outcome = reloader.reload().await;
+        assert!(
+            outcome.errors[0].ends_with("larger than 4 MiB"),
+            "{:?}",
+            outcome.errors
+        );
+        assert!(
+            reloader.live.load().routes.get("first").is_some(),
+            "the old config serves"
+        );
     }
 
     #[tokio::test]
@@ -364,16 +427,16 @@ mod tests {
         let (reloader, path) = reloader().await;
         let bad = format!("{}[routes.bad]\nbackends = [\"nope\"]\n", text("first"));
         std::fs::write(&path, &bad).unwrap();
-        let outcome = reloader.apply(&bad).await;
+        let outcome = reloader.apply(bad.clone()).await;
         assert!(!outcome.applied);
         assert_eq!(
             outcome.errors,
             [r#"routes.bad.backends[0]: unknown backend "nope""#]
         );
-        assert!(reloader.due().is_none(), "not again at once");
+        assert!(reloader.due().await.is_none(), "not again at once");
         reloader.watch().retry_at = Some(Instant::now());
         assert_eq!(
-            reloader.due().as_deref(),
+            reloader.due().await.as_deref(),
             Some(bad.as_str()),
             "again, later"
         );

@@ -37,7 +37,8 @@ impl Drop for PidFile {
     }
 }
 
-/// Sends SIGHUP to the infergate process whose id `pid_file` holds; its id.
+/// Sends SIGHUP to the `infergate serve` process whose id `pid_file`
+/// holds; its id.
 pub fn signal_reload(pid_file: &Path) -> Result<u32, String> {
     let shown = pid_file.display();
     let text = std::fs::read_to_string(pid_file).map_err(|e| format!("{shown}: {e}"))?;
@@ -51,7 +52,7 @@ pub fn signal_reload(pid_file: &Path) -> Result<u32, String> {
         .ok_or_else(|| format!("{shown}: {:?} is not a process id", text.trim()))?;
     if !is_infergate(id) {
         return Err(format!(
-            "{shown}: process {id} is not an infergate gateway (the file is stale?); nothing sent"
+            "{shown}: process {id} is not an infergate gateway (infergate serve; the file is stale?); nothing sent"
         ));
     }
     let pid = i32::try_from(id)
@@ -63,9 +64,10 @@ pub fn signal_reload(pid_file: &Path) -> Result<u32, String> {
     Ok(id)
 }
 
-/// Whether process `id` is another process running the infergate binary
-/// (named so, or this very program), as far as `/proc` says; without
-/// `/proc` (not Linux), taken on trust.
+/// Whether process `id` is another process running `infergate serve` (its
+/// binary named so, or this very program), as far as `/proc` says; without
+/// `/proc` (not Linux), taken on trust. An emulator or the demo, the same
+/// binary, has no reload to do, and SIGHUP would end it.
 fn is_infergate(id: u32) -> bool {
     if id == std::process::id() {
         return false;
@@ -75,17 +77,18 @@ fn is_infergate(id: u32) -> bool {
         return true;
     }
     let dir = proc.join(id.to_string());
-    // The binary, or (when its link may not be read) the command line's.
-    let program = match std::fs::read_link(dir.join("exe")) {
-        Ok(exe) => exe,
-        Err(_) => match std::fs::read(dir.join("cmdline")) {
-            Ok(cmdline) => {
-                let first = cmdline.split(|b| *b == 0).next().unwrap_or_default();
-                PathBuf::from(String::from_utf8_lossy(first).into_owned())
-            }
-            Err(_) => return false,
-        },
+    let Ok(cmdline) = std::fs::read(dir.join("cmdline")) else {
+        return false;
     };
+    let mut args = cmdline
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned());
+    let argv0 = PathBuf::from(args.next().unwrap_or_default());
+    if !args.any(|a| a == "serve") {
+        return false;
+    }
+    // The binary, or (when its link may not be read) the command line's.
+    let program = std::fs::read_link(dir.join("exe")).unwrap_or(argv0);
     // A binary replaced by an upgrade since it started reads "(deleted)".
     let program = program.to_string_lossy();
     let program = Path::new(program.trim_end_matches(" (deleted)"));

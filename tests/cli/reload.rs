@@ -369,6 +369,21 @@ async fn reload_without_a_way_to_the_gateway_says_what_to_set() {
     let (code, _, err) = run(&["reload"], &[]);
     assert_eq!(code, 1);
     assert!(err.contains("give --config, --pid-file or --url"), "{err}");
+    // A pid file naming another infergate command (an emulator): SIGHUP
+    // would end it, and it has nothing to reload.
+    let mut emulator = Command::new(BIN);
+    emulator.args(["emulate", "huggingface", "--listen", "127.0.0.1:0"]);
+    let mut emulator = Running::spawn(emulator, Stream::Stderr);
+    let pid_file = dir.join("emulator.pid");
+    std::fs::write(&pid_file, emulator.child.id().to_string()).unwrap();
+    let (code, _, err) = run(&["reload", "--pid-file", pid_file.to_str().unwrap()], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("is not an infergate gateway"), "{err}");
+    assert!(
+        emulator.child.try_wait().unwrap().is_none(),
+        "the emulator was signalled"
+    );
+    emulator.stop();
     let missing = dir.join("none.pid");
     let (code, _, err) = run(&["reload", "--pid-file", missing.to_str().unwrap()], &[]);
     assert_eq!(code, 1);

@@ -135,3 +135,46 @@ fn empty_token_means_public_endpoint() {
     assert_eq!(huggingface(&config, "hf-flan").token, None);
     assert!(config.summary().contains("auth: none"));
 }
+
+/// Checks that quote a value they could not use (a file that cannot be
+/// read, an unknown mode or store, a client's route pattern) never quote
+/// one from the environment, in errors or warnings.
+#[test]
+fn values_from_the_environment_stay_out_of_every_check_that_quotes_one() {
+    let in_hf = |line: &str| {
+        minimal("").replace(
+            "[backends.hf-flan]\n",
+            &format!("[backends.hf-flan]\n{line}\n"),
+        )
+    };
+    let mut texts = vec![
+        in_hf("tls_ca_file = \"${HF_TOKEN}\""),
+        in_hf("tls_ca_file = \"/tmp/${HF_TOKEN}/ca.pem\""),
+    ];
+    let cases = [
+        "[upstream]\ntls_ca_file = \"${HF_TOKEN}\"\n",
+        "[server]\nauth = \"${HF_TOKEN}\"\n",
+        "[server.tls]\ncert_file = \"${HF_TOKEN}\"\nkey_file = \"${HF_TOKEN}\"\n",
+        "[rate_limits]\nstore = \"${HF_TOKEN}\"\n",
+        "[clients.x]\napi_key = \"k-1234\"\naws_access_key_id = \"AKIAX\"\naws_secret_access_key_file = \"${HF_TOKEN}\"\n",
+    ];
+    texts.extend(cases.iter().map(|case| minimal(case)));
+    for text in &texts {
+        let case = text.as_str();
+        let found = match Config::from_toml(text, &env) {
+            Ok(config) => config.warnings,
+            Err(e) => e.0,
+        };
+        assert!(!found.is_empty(), "{case}: nothing reported");
+        for line in found {
+            assert!(!line.contains(TOKEN), "{case}: {line}");
+        }
+    }
+    // A warning too: a client's route pattern that matches nothing.
+    let text = minimal("[clients.x]\napi_key = \"k-1234\"\nroutes = [\"${HF_TOKEN}\"]\n");
+    let config = Config::from_toml(&text, &env).unwrap();
+    assert!(!config.warnings.is_empty());
+    for w in &config.warnings {
+        assert!(!w.contains(TOKEN), "{w}");
+    }
+}
