@@ -43,6 +43,7 @@ pub mod reload;
 pub mod route;
 pub mod secret;
 pub mod server;
+pub mod shadow;
 pub mod telemetry;
 pub mod trace;
 pub mod upstream;

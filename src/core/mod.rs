@@ -160,7 +160,17 @@ async fn send(gw: &Gateway, req: CoreRequest) -> CoreResponse {
         trace: req.trace,
     };
     let deadline = req.started + req.budget;
-    dispatch(gw.dispatch_context(), &route, upstream, deadline).await
+    // The copy for the shadows is taken before the request is sent: the
+    // dispatcher owns it from then on.
+    let picked = match (&route.shadow, req.stream) {
+        (Some(shadows), false) => shadows.pick(shadows.sample(), &upstream, gw.client()),
+        _ => None,
+    };
+    let mut answer = dispatch(gw.dispatch_context(), &route, upstream, deadline).await;
+    if let Some(picked) = picked {
+        answer.result = answer.result.map(|up| picked.after(up));
+    }
+    answer
 }
 
 /// The stored answer `entry`, as if its backend had just given it (the

@@ -84,7 +84,9 @@ impl Gateway {
             && route
                 .pool
                 .iter()
-                .all(|m| backends.iter().any(|b| Arc::ptr_eq(b, &m.backend)));
+                .map(|m| &m.backend)
+                .chain(route.shadow.iter().flat_map(|s| s.targets.iter().map(|t| &t.backend)))
+                .all(|backend| backends.iter().any(|b| Arc::ptr_eq(b, backend)));
         same.then(|| Arc::clone(route))
     }
 }
