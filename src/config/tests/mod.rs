@@ -10,6 +10,7 @@ mod errors;
 mod interpolation;
 mod output;
 mod resilience;
+mod shadow;
 mod telemetry;
 mod tls;
 
