@@ -27,7 +27,13 @@ pub(super) fn shadow(
     let list_path = key_path(path, "shadow");
     let mut shadow = Vec::new();
     let mut seen = BTreeSet::new();
-    for (i, entry) in raw.shadow.take().unwrap_or_default().into_iter().enumerate() {
+    for (i, entry) in raw
+        .shadow
+        .take()
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
         let entry_path = index_path(&list_path, i);
         let backend_path = key_path(&entry_path, "backend");
         let percent_path = key_path(&entry_path, "percent");

@@ -10,7 +10,9 @@
 //! from the route's response cache when it has one and the answer is there
 //! ([`crate::cache`]: a hit makes no attempt), and else dispatches
 //! ([`crate::dispatch`]), keeping a copy of the answer for the cache when
-//! it may be served again. It is a tower [`Service`], so the
+//! it may be served again, and a copy of the request for the route's
+//! shadows when it has some ([`crate::shadow`]: they are called once the
+//! client has the answer). It is a tower [`Service`], so the
 //! steps that need the route and the caller (rate limits) can be layers
 //! around it, composed in [`crate::app`].
 

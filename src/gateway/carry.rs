@@ -85,7 +85,12 @@ impl Gateway {
                 .pool
                 .iter()
                 .map(|m| &m.backend)
-                .chain(route.shadow.iter().flat_map(|s| s.targets.iter().map(|t| &t.backend)))
+                .chain(
+                    route
+                        .shadow
+                        .iter()
+                        .flat_map(|s| s.targets.iter().map(|t| &t.backend)),
+                )
                 .all(|backend| backends.iter().any(|b| Arc::ptr_eq(b, backend)));
         same.then(|| Arc::clone(route))
     }

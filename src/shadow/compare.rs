@@ -211,10 +211,15 @@ mod tests {
             r#"{"generated_text": "a b", "details": {"x": 2}}"#,
         );
         assert_eq!(c, Comparison::matched(Some(1.0)));
-        let chat = |t: &str| format!(r#"{{"id": "{t}", "choices": [{{"message": {{"content": "{t}"}}}}]}}"#);
+        let chat = |t: &str| {
+            format!(r#"{{"id": "{t}", "choices": [{{"message": {{"content": "{t}"}}}}]}}"#)
+        };
         assert_eq!(cmp(&chat("x y"), &chat("x z")).similarity, Some(1.0 / 3.0));
         let completion = |id: &str| format!(r#"{{"id": "{id}", "choices": [{{"text": "same"}}]}}"#);
-        assert_eq!(cmp(&completion("1"), &completion("2")).verdict, Verdict::Match);
+        assert_eq!(
+            cmp(&completion("1"), &completion("2")).verdict,
+            Verdict::Match
+        );
     }
 
     #[test]
@@ -231,7 +236,8 @@ mod tests {
         assert!(c.similarity.unwrap() > 0.99);
         let c = cmp("[[1, 0], [0, 1]]", "[[1, 0], [1, 0]]");
         assert_eq!(c, Comparison::differ(Some(0.0)));
-        let openai = |v: &str| format!(r#"{{"model": "{v}", "data": [{{"embedding": [{v}, 1]}}]}}"#);
+        let openai =
+            |v: &str| format!(r#"{{"model": "{v}", "data": [{{"embedding": [{v}, 1]}}]}}"#);
         assert_eq!(cmp(&openai("1"), &openai("1.0001")).verdict, Verdict::Match);
         assert_eq!(cmp(&openai("1"), &openai("-5")).verdict, Verdict::Differ);
         // Vectors of another length or count never match.

@@ -92,7 +92,10 @@ fn body(prompt: &str) -> String {
 async fn ask(h: &Harness, route: &str, body: &str) -> (u16, String, String, String) {
     let res = h.predict(route, body).await;
     let header = |n: &str| res.headers()[n].to_str().unwrap().to_owned();
-    let (backend, attempts) = (header("x-infergate-backend"), header("x-infergate-attempts"));
+    let (backend, attempts) = (
+        header("x-infergate-backend"),
+        header("x-infergate-attempts"),
+    );
     (
         res.status().as_u16(),
         backend,
@@ -139,9 +142,14 @@ async fn identical_models_agree_and_marked_inputs_differ_exactly() {
     );
     let metrics = h.get_text("/metrics").await;
     let line = |outcome: &str| {
-        format!(r#"infergate_shadow_requests_total{{outcome="{outcome}",route="shadowed",shadow="hf"}}"#)
+        format!(
+            r#"infergate_shadow_requests_total{{outcome="{outcome}",route="shadowed",shadow="hf"}}"#
+        )
     };
-    assert!(metrics.contains(&format!("{} 12\n", line("match"))), "{metrics}");
+    assert!(
+        metrics.contains(&format!("{} 12\n", line("match"))),
+        "{metrics}"
+    );
     assert!(metrics.contains(&format!("{} 3\n", line("differ"))));
     assert!(metrics.contains(&format!("{} 0\n", line("dropped"))));
     assert!(metrics
@@ -164,7 +172,10 @@ async fn a_shadow_that_is_down_changes_nothing_for_the_client() {
     }
     wait_settled(&h, "down", 3).await;
     let s = shadow_view(&h, "down").await;
-    assert_eq!((&s["shadow_error"], &s["agreement"]), (&json!(3), &Value::Null));
+    assert_eq!(
+        (&s["shadow_error"], &s["agreement"]),
+        (&json!(3), &Value::Null)
+    );
     let view = h.backend_view("down", "sm").await;
     assert_eq!(view["consecutive_failures"], 0);
 }

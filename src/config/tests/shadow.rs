@@ -61,7 +61,10 @@ shadow_cosine_threshold = 1.5"#
         ]
     );
     assert_eq!(
-        errors(&shadowed(r#"shadow = [{ backend = "hf-candidate", percent = 5, weight = 1 }]"#)).len(),
+        errors(&shadowed(
+            r#"shadow = [{ backend = "hf-candidate", percent = 5, weight = 1 }]"#
+        ))
+        .len(),
         1,
         "unknown keys are refused"
     );
