@@ -164,8 +164,10 @@ async fn send(gw: &Gateway, req: CoreRequest) -> CoreResponse {
     let deadline = req.started + req.budget;
     // The copy for the shadows is taken before the request is sent: the
     // dispatcher owns it from then on.
-    let picked = match (&route.shadow, req.stream) {
-        (Some(shadows), false) => shadows.pick(shadows.sample(), &upstream, gw.client()),
+    let picked = match &route.shadow {
+        Some(shadows) if crate::shadow::may_shadow(&upstream) => {
+            shadows.pick(shadows.sample(), &upstream, gw.client())
+        }
         _ => None,
     };
     let mut answer = dispatch(gw.dispatch_context(), &route, upstream, deadline).await;

@@ -12,7 +12,8 @@
 //! the route's timeout, no retry, on the worker's upstream client: it does
 //! not touch the route's retry budget, its rate limits, the client's
 //! metrics or any backend's health, and the client never waits on it.
-//! Token streams are not shadowed, nor primary failures or cache hits.
+//! Token streams are not shadowed, nor SageMaker session requests, primary
+//! failures or cache hits.
 
 pub mod compare;
 
@@ -36,6 +37,20 @@ use compare::Verdict;
 /// The largest answer (the primary's or the shadow's) compared: a larger
 /// one is not shadowed (the primary's) or counts as a shadow error.
 pub const BODY_LIMIT: usize = 16 << 20;
+
+/// A request in a SageMaker stateful session (or opening one): its answer
+/// is the session's state on the primary's endpoint, which a shadow has not.
+const SESSION_HEADER: &str = "x-amzn-sagemaker-session-id";
+
+/// Whether `req` may be shadowed at all: a unary request outside a
+/// SageMaker session.
+pub fn may_shadow(req: &UpstreamRequest) -> bool {
+    !req.stream
+        && !req
+            .sagemaker_headers
+            .iter()
+            .any(|(name, _)| name == SESSION_HEADER)
+}
 
 /// A route's shadows, with the limit they share.
 #[derive(Debug)]
@@ -308,6 +323,44 @@ impl Call {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn request(stream: bool, headers: &[(&'static str, &'static str)]) -> UpstreamRequest {
+        UpstreamRequest {
+            op: crate::config::Operation::Predict,
+            body: Bytes::new(),
+            content_type: None,
+            accept: None,
+            sagemaker_headers: headers
+                .iter()
+                .map(|(n, v)| {
+                    (
+                        http::HeaderName::from_static(n),
+                        http::HeaderValue::from_static(v),
+                    )
+                })
+                .collect(),
+            request_id: http::HeaderValue::from_static("r"),
+            timeout: Duration::from_secs(1),
+            total: Duration::from_secs(1),
+            scale_up_timeout: None,
+            stream,
+            trace: None,
+        }
+    }
+
+    #[test]
+    fn streams_and_sessions_are_not_shadowed() {
+        assert!(may_shadow(&request(false, &[])));
+        assert!(may_shadow(&request(
+            false,
+            &[("x-amzn-sagemaker-target-variant", "v1")]
+        )));
+        assert!(!may_shadow(&request(true, &[])));
+        assert!(!may_shadow(&request(
+            false,
+            &[("x-amzn-sagemaker-session-id", "NEW_SESSION")]
+        )));
+    }
 
     #[test]
     fn the_agreement_rate_counts_compared_answers_only() {
