@@ -11,6 +11,8 @@
 //!        ─► route      balancer pick, backend health, retry budget, sessions     route/
 //!        ─► backend    adapt payload → URL → auth (SigV4 | Bearer | none) → send backend/
 //!        ◄─ door       the answer or the failure in the door's own shape         api/, error.rs
+//!           shadow     after the answer: sampled copies to other backends,     shadow/
+//!                      compared and counted, off the request path
 //! ```
 //!
 //! Shared state ([`gateway::Gateway`]), the body type ([`body`]), config,
@@ -43,6 +45,7 @@ pub mod reload;
 pub mod route;
 pub mod secret;
 pub mod server;
+pub mod shadow;
 pub mod telemetry;
 pub mod trace;
 pub mod upstream;

@@ -79,6 +79,9 @@ pub struct Metrics {
     cache_requests: IntCounterVec,
     cache_bytes: IntGaugeVec,
     cache_evictions: IntCounterVec,
+    shadow_requests: IntCounterVec,
+    shadow_similarity: HistogramVec,
+    shadow_duration: HistogramVec,
 }
 
 /// The states `infergate_backend_state` reports, one gauge each.
@@ -187,7 +190,44 @@ impl std::fmt::Debug for CacheSeries {
     }
 }
 
+/// The series of one shadow of a route ([`crate::shadow`]), looked up once
+/// when the route is built, so that each exists at 0 from then on.
+#[derive(Clone)]
+pub struct ShadowSeries {
+    /// `infergate_shadow_requests_total{route, shadow, outcome}`.
+    pub matched: IntCounter,
+    pub differ: IntCounter,
+    pub shadow_error: IntCounter,
+    pub dropped: IntCounter,
+    /// `infergate_shadow_similarity{route, shadow}`.
+    pub similarity: Histogram,
+    /// `infergate_shadow_duration_seconds{route, shadow}`.
+    pub duration: Histogram,
+}
+
+impl std::fmt::Debug for ShadowSeries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ShadowSeries")
+    }
+}
+
+/// The buckets of `infergate_shadow_similarity`, over `[0, 1]`.
+const SIMILARITY_BUCKETS: &[f64] = &[0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999, 1.0];
+
 impl Metrics {
+    /// The series of the shadow `shadow` (a backend name) of `route`.
+    pub fn shadow_series(&self, route: &str, shadow: &str) -> ShadowSeries {
+        let outcome = |o: &str| self.shadow_requests.with_label_values(&[route, shadow, o]);
+        ShadowSeries {
+            matched: outcome("match"),
+            differ: outcome("differ"),
+            shadow_error: outcome("shadow_error"),
+            dropped: outcome("dropped"),
+            similarity: self.shadow_similarity.with_label_values(&[route, shadow]),
+            duration: self.shadow_duration.with_label_values(&[route, shadow]),
+        }
+    }
+
     /// The cache series of `route`.
     pub fn cache_series(&self, route: &str) -> CacheSeries {
         let result = |r: &str| self.cache_requests.with_label_values(&[route, r]);
@@ -420,6 +460,30 @@ impl Metrics {
         registry.register(Box::new(cache_requests.clone()))?;
         registry.register(Box::new(cache_bytes.clone()))?;
         registry.register(Box::new(cache_evictions.clone()))?;
+        let shadow_requests = counter(
+            "infergate_shadow_requests_total",
+            "Shadow calls by outcome: match or differ (the shadow's answer against the primary's), shadow_error (the shadow failed or timed out), dropped (its route's shadow calls in flight were at their limit).",
+            &["route", "shadow", "outcome"],
+        )?;
+        let shadow_similarity = HistogramVec::new(
+            HistogramOpts::new(
+                "infergate_shadow_similarity",
+                "Similarity of a shadow's answer to the primary's, 0 to 1 (generated text: tokens in common; embeddings: the least cosine), for the answers that measure one.",
+            )
+            .buckets(SIMILARITY_BUCKETS.to_vec()),
+            &["route", "shadow"],
+        )?;
+        let shadow_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "infergate_shadow_duration_seconds",
+                "Duration of each shadow call, until its answer was read whole (or it failed).",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["route", "shadow"],
+        )?;
+        registry.register(Box::new(shadow_requests.clone()))?;
+        registry.register(Box::new(shadow_similarity.clone()))?;
+        registry.register(Box::new(shadow_duration.clone()))?;
         Ok(Self {
             registry,
             requests,
@@ -448,6 +512,9 @@ impl Metrics {
             cache_requests,
             cache_bytes,
             cache_evictions,
+            shadow_requests,
+            shadow_similarity,
+            shadow_duration,
         })
     }
 

@@ -154,10 +154,35 @@ fn routes(gw: &Gateway) -> Value {
                 "timeout_ms": u64::try_from(r.timeout.as_millis()).unwrap_or(u64::MAX),
                 "attempts": r.attempts,
                 "backends": backends,
+                "shadow": shadows(r),
             })
         })
         .collect();
     json!({ "routes": routes })
+}
+
+/// Each shadow of a route with its share and what it found so far.
+fn shadows(route: &Route) -> Value {
+    let Some(shadows) = &route.shadow else {
+        return json!([]);
+    };
+    let list: Vec<Value> = shadows
+        .targets
+        .iter()
+        .map(|s| {
+            let a = s.agreement();
+            json!({
+                "backend": s.backend.name,
+                "percent": s.percent,
+                "match": a.matched,
+                "differ": a.differ,
+                "shadow_error": a.shadow_error,
+                "dropped": a.dropped,
+                "agreement": a.rate(),
+            })
+        })
+        .collect();
+    Value::Array(list)
 }
 
 /// The doors that serve a route, by name, each with its paths.

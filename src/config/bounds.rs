@@ -163,6 +163,9 @@ pub(super) const CACHE_MAX_BYTES: IntBound = IntBound {
     unit: " (64 GiB)",
     ..IntBound::new(1024, 64 * GIB)
 };
+/// Shadow calls of one route in flight at once; past it a sampled shadow
+/// call is dropped.
+pub(super) const SHADOW_MAX_IN_FLIGHT: IntBound = IntBound::new(1, 10_000);
 
 /// Every duration key and its bound (`*` stands for a backend or route name),
 /// for the tests that try each one.
@@ -198,10 +201,11 @@ pub(super) const DURATION_KEYS: [(&str, DurationBound); 25] = [
     ("routes.*.cache.ttl", CACHE_TTL),
 ];
 
-/// Every integer key and its bound, as [`DURATION_KEYS`]. The one float,
-/// `routes.*.retry_budget_ratio` (0.0 to 1.0), is checked in `resilience.rs`.
+/// Every integer key and its bound, as [`DURATION_KEYS`]. The floats
+/// (`routes.*.retry_budget_ratio`, the shadow's percent and cosine
+/// threshold) are checked where they are read.
 #[cfg(test)]
-pub(super) const INTEGER_KEYS: [(&str, IntBound); 17] = [
+pub(super) const INTEGER_KEYS: [(&str, IntBound); 18] = [
     ("routes.*.tokens_per_minute", TOKENS_PER_MINUTE),
     ("clients.*.tokens_per_minute", TOKENS_PER_MINUTE),
     (
@@ -225,6 +229,7 @@ pub(super) const INTEGER_KEYS: [(&str, IntBound); 17] = [
     ("clients.*.max_in_flight", CLIENT_MAX_IN_FLIGHT),
     ("clients.*.rate_limit.burst", BURST),
     ("routes.*.cache.max_bytes", CACHE_MAX_BYTES),
+    ("routes.*.shadow_max_in_flight", SHADOW_MAX_IN_FLIGHT),
 ];
 
 // === the checks ===

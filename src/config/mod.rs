@@ -42,6 +42,7 @@ mod interpolate;
 mod limits;
 mod raw;
 mod resilience;
+mod shadow;
 mod summary;
 mod syntax;
 mod telemetry;
@@ -489,7 +490,30 @@ pub struct RouteConfig {
     pub tokens_per_minute: Option<u32>,
     /// The route's response cache, when it has one.
     pub cache: Option<CacheConfig>,
+    /// Where copies of the route's requests go to be compared
+    /// ([`crate::shadow`]); empty: none.
+    pub shadow: Vec<ShadowConfig>,
+    /// Shadow calls of the route in flight at once, every shadow together;
+    /// 1..=10000.
+    pub shadow_max_in_flight: u32,
+    /// Embeddings agree when every vector's cosine similarity is at least
+    /// this; 0.0..=1.0.
+    pub shadow_cosine_threshold: f64,
 }
+
+/// One entry of `routes.<name>.shadow`: a configured backend (it need not
+/// serve the route) and the share of the route's requests copied to it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShadowConfig {
+    pub backend: String,
+    /// 0.0..=100.0.
+    pub percent: f64,
+}
+
+/// `routes.<name>.shadow_max_in_flight` when not set.
+pub const DEFAULT_SHADOW_MAX_IN_FLIGHT: u32 = 16;
+/// `routes.<name>.shadow_cosine_threshold` when not set.
+pub const DEFAULT_SHADOW_COSINE_THRESHOLD: f64 = 0.99;
 
 /// `routes.<name>.cache`: answers kept in memory and served again to the
 /// same request ([`crate::cache`]).

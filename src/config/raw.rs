@@ -279,6 +279,19 @@ pub(super) struct RawRoute {
     pub(super) rate_limit: Option<RawRateLimit>,
     pub(super) tokens_per_minute: Option<i64>,
     pub(super) cache: Option<RawCache>,
+    pub(super) shadow: Option<Vec<RawShadow>>,
+    pub(super) shadow_max_in_flight: Option<i64>,
+    /// A float; an integer (`0`, `1`) is accepted too.
+    pub(super) shadow_cosine_threshold: Option<f64>,
+}
+
+/// One entry of `routes.<name>.shadow`: `{ backend = "hf-candidate", percent = 5 }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawShadow {
+    pub(super) backend: Option<String>,
+    /// A float; an integer is accepted too.
+    pub(super) percent: Option<f64>,
 }
 
 /// `cache = { ttl = "10m", store = "memory", max_bytes = 268435456 }`

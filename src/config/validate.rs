@@ -428,6 +428,11 @@ fn route_config(
         .cache
         .take()
         .and_then(|c| super::cache::cache(c, &key_path(path, "cache"), diag));
+    let super::shadow::Shadow {
+        shadow,
+        shadow_max_in_flight,
+        shadow_cosine_threshold,
+    } = super::shadow::shadow(&mut raw, path, declared, diag);
     RouteConfig {
         name,
         backends,
@@ -444,6 +449,9 @@ fn route_config(
         rate_limit,
         tokens_per_minute,
         cache,
+        shadow,
+        shadow_max_in_flight,
+        shadow_cosine_threshold,
     }
 }
 

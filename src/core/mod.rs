@@ -10,7 +10,9 @@
 //! from the route's response cache when it has one and the answer is there
 //! ([`crate::cache`]: a hit makes no attempt), and else dispatches
 //! ([`crate::dispatch`]), keeping a copy of the answer for the cache when
-//! it may be served again. It is a tower [`Service`], so the
+//! it may be served again, and a copy of the request for the route's
+//! shadows when it has some ([`crate::shadow`]: they are called once the
+//! client has the answer). It is a tower [`Service`], so the
 //! steps that need the route and the caller (rate limits) can be layers
 //! around it, composed in [`crate::app`].
 
@@ -160,7 +162,19 @@ async fn send(gw: &Gateway, req: CoreRequest) -> CoreResponse {
         trace: req.trace,
     };
     let deadline = req.started + req.budget;
-    dispatch(gw.dispatch_context(), &route, upstream, deadline).await
+    // The copy for the shadows is taken before the request is sent: the
+    // dispatcher owns it from then on.
+    let picked = match &route.shadow {
+        Some(shadows) if crate::shadow::may_shadow(&upstream) => {
+            shadows.pick(shadows.sample(), &upstream, gw.client())
+        }
+        _ => None,
+    };
+    let mut answer = dispatch(gw.dispatch_context(), &route, upstream, deadline).await;
+    if let Some(picked) = picked {
+        answer.result = answer.result.map(|up| picked.after(up));
+    }
+    answer
 }
 
 /// The stored answer `entry`, as if its backend had just given it (the

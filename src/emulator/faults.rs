@@ -65,6 +65,10 @@ pub struct FaultConfig {
     /// answers take `tokens × token_latency`; embeddings take none).
     #[serde(with = "duration_serde")]
     pub token_latency: Duration,
+    /// Text generation (Hugging Face): a prompt containing this text gets
+    /// an altered answer, its first generated token replaced by `altered`
+    /// (a model that answers some inputs otherwise, for shadow tests).
+    pub alter_inputs_containing: Option<String>,
 }
 
 impl Default for FaultConfig {
@@ -83,6 +87,7 @@ impl Default for FaultConfig {
             stream_error: StreamError::ModelStreamError,
             token_latency: Duration::ZERO,
             retry_after: None,
+            alter_inputs_containing: None,
         }
     }
 }

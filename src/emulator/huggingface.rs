@@ -426,7 +426,8 @@ impl HuggingFace {
         faults: &FaultConfig,
         started: Instant,
     ) -> Response<EmuBody> {
-        let (value, gen) = self.generate(route, req);
+        let alter = faults.alter_inputs_containing.as_deref();
+        let (value, gen) = self.generate(route, req, alter);
         let inference_started = Instant::now();
         let n = u32::try_from(gen.tokens.len()).unwrap_or(u32::MAX);
         let total = faults.token_latency.saturating_mul(n);
@@ -449,10 +450,21 @@ impl HuggingFace {
 
     /// The JSON answer and the generation behind it; the compat and
     /// `/invocations` routes wrap a generate answer in a list.
-    fn generate(&self, route: Route, req: &TgiRequest) -> (Value, Generation) {
+    /// A prompt containing `alter` (when set) gets its first generated
+    /// token replaced.
+    fn generate(&self, route: Route, req: &TgiRequest, alter: Option<&str>) -> (Value, Generation) {
+        let run = |prompt: &str, max: Option<u32>| {
+            let mut gen = Generation::run(prompt, max);
+            if alter.is_some_and(|a| prompt.contains(a)) {
+                if let Some(first) = gen.tokens.first_mut() {
+                    "altered".clone_into(first);
+                }
+            }
+            gen
+        };
         match req {
             TgiRequest::Generate(g) => {
-                let gen = Generation::run(&g.inputs, g.max_new_tokens);
+                let gen = run(&g.inputs, g.max_new_tokens);
                 let one = model::generate_response(&gen, g.details);
                 let value = match route {
                     Route::Compat | Route::Invocations => json!([one]),
@@ -461,11 +473,11 @@ impl HuggingFace {
                 (value, gen)
             }
             TgiRequest::Chat(c) => {
-                let gen = Generation::run(&c.prompt, c.max_tokens);
+                let gen = run(&c.prompt, c.max_tokens);
                 (model::chat_completion(&gen, &self.model_id), gen)
             }
             TgiRequest::Completion(c) => {
-                let gen = Generation::run(&c.prompt, c.max_tokens);
+                let gen = run(&c.prompt, c.max_tokens);
                 (model::completion(&gen, &self.model_id), gen)
             }
         }
@@ -606,15 +618,26 @@ mod tests {
     fn invocations_wrap_generate_in_a_list() {
         let hf = tgi();
         let req = model::parse_invocation(br#"{"inputs":"a b"}"#).unwrap();
-        let (v, _) = hf.generate(Route::Invocations, &req);
+        let (v, _) = hf.generate(Route::Invocations, &req, None);
         assert_eq!(v, json!([{"generated_text": "b a"}]));
-        let (v, _) = hf.generate(Route::Generate, &req);
+        let (v, _) = hf.generate(Route::Generate, &req, None);
         assert_eq!(v, json!({"generated_text": "b a"}));
         let req = model::parse_invocation(br#"{"prompt":"a b"}"#).unwrap();
-        let (v, gen) = hf.generate(Route::Invocations, &req);
+        let (v, gen) = hf.generate(Route::Invocations, &req, None);
         assert_eq!(v["object"], "text_completion");
         assert_eq!(v["model"], "org/m");
         assert_eq!(gen.tokens.len(), 2);
+    }
+
+    #[test]
+    fn inputs_with_the_marker_are_answered_otherwise() {
+        let hf = tgi();
+        let marked = model::parse_invocation(br#"{"inputs":"a b MARK"}"#).unwrap();
+        let (v, _) = hf.generate(Route::Generate, &marked, Some("MARK"));
+        assert_eq!(v, json!({"generated_text": "altered b a"}));
+        let plain = model::parse_invocation(br#"{"inputs":"a b"}"#).unwrap();
+        let (v, _) = hf.generate(Route::Generate, &plain, Some("MARK"));
+        assert_eq!(v, json!({"generated_text": "b a"}));
     }
 
     #[test]

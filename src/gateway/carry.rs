@@ -84,7 +84,14 @@ impl Gateway {
             && route
                 .pool
                 .iter()
-                .all(|m| backends.iter().any(|b| Arc::ptr_eq(b, &m.backend)));
+                .map(|m| &m.backend)
+                .chain(
+                    route
+                        .shadow
+                        .iter()
+                        .flat_map(|s| s.targets.iter().map(|t| &t.backend)),
+                )
+                .all(|backend| backends.iter().any(|b| Arc::ptr_eq(b, backend)));
         same.then(|| Arc::clone(route))
     }
 }
@@ -225,6 +232,28 @@ mod tests {
         let newer = new.rebuild(config(&longer)).await.unwrap();
         assert!(!same_route(&new, &newer, "rc"));
         assert_eq!(cache(&newer).entry_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_route_whose_shadow_backend_changed_starts_fresh() {
+        let shadowed =
+            "[routes.rs]\nbackends = [\"a\"]\nshadow = [{ backend = \"b\", percent = 5 }]\n";
+        let old = gateway(shadowed).await;
+        let shadow_of = |gw: &Gateway| {
+            let route = gw.routes.get("rs").unwrap();
+            Arc::clone(&route.shadow.as_ref().unwrap().targets[0].backend)
+        };
+        assert!(Arc::ptr_eq(&shadow_of(&old), backend(&old, "b").0));
+        let new = old.rebuild(config(shadowed)).await.unwrap();
+        assert!(same_route(&old, &new, "rs"), "nothing changed");
+        // Only the shadow's backend changes: the route must follow it.
+        let changed = text(shadowed).replace(
+            "url = \"http://127.0.0.1:10\"\n",
+            "url = \"http://127.0.0.1:10\"\ntimeout = \"5s\"\n",
+        );
+        let newer = new.rebuild(parse(&changed)).await.unwrap();
+        assert!(!same_route(&new, &newer, "rs"));
+        assert!(Arc::ptr_eq(&shadow_of(&newer), backend(&newer, "b").0));
     }
 
     #[tokio::test]

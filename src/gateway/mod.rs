@@ -446,7 +446,37 @@ fn new_route(
                 metrics.cache_series(&r.name),
             ))
         }),
+        shadow: route_shadows(r, index, backends, metrics, config),
     }
+}
+
+/// The shadows of `r`, each on the one `Backend` of its name; `None`
+/// without any.
+fn route_shadows(
+    r: &RouteConfig,
+    index: &HashMap<&str, usize>,
+    backends: &[Arc<Backend>],
+    metrics: &Metrics,
+    config: &Config,
+) -> Option<Arc<crate::shadow::RouteShadows>> {
+    use crate::shadow::{RouteShadows, Shadow};
+    let targets: Vec<Arc<Shadow>> = r
+        .shadow
+        .iter()
+        .filter_map(|s| {
+            let backend = Arc::clone(&backends[*index.get(s.backend.as_str())?]);
+            let series = metrics.shadow_series(&r.name, &backend.name);
+            Some(Arc::new(Shadow::new(backend, s.percent, series)))
+        })
+        .collect();
+    (!targets.is_empty()).then(|| {
+        Arc::new(RouteShadows::new(
+            targets,
+            r.shadow_max_in_flight,
+            r.shadow_cosine_threshold,
+            r.timeout.unwrap_or(config.server.request_timeout),
+        ))
+    })
 }
 
 /// Each backend learns the other backends of its routes, so that ejecting it

@@ -62,6 +62,9 @@ pub struct Route {
     /// The route's response cache, when its config has one: part of the
     /// route's state, so a reload that keeps the route keeps its entries.
     pub cache: Option<Arc<crate::cache::RouteCache>>,
+    /// The route's shadows, when its config lists some: their counts are
+    /// part of the route's state, kept by a reload that keeps the route.
+    pub shadow: Option<Arc<crate::shadow::RouteShadows>>,
 }
 
 impl Route {

@@ -30,6 +30,8 @@ mod routing;
 #[cfg(test)]
 mod sagemaker_door;
 #[cfg(test)]
+mod shadow;
+#[cfg(test)]
 mod suite;
 #[cfg(test)]
 mod tgi_door;

@@ -134,6 +134,21 @@ const FAMILIES: &[(&str, &str, &[&str])] = &[
     ),
     ("infergate_cache_bytes", "gauge", &["route"]),
     ("infergate_cache_evictions_total", "counter", &["route"]),
+    (
+        "infergate_shadow_requests_total",
+        "counter",
+        &["route", "shadow", "outcome"],
+    ),
+    (
+        "infergate_shadow_similarity",
+        "histogram",
+        &["route", "shadow"],
+    ),
+    (
+        "infergate_shadow_duration_seconds",
+        "histogram",
+        &["route", "shadow"],
+    ),
 ];
 
 // === the whole exposition ===
@@ -153,7 +168,8 @@ const ODD_PATH: &str = "canary-path-6e2a";
 async fn the_whole_exposition_parses_and_every_label_value_is_bounded() {
     let config = format!(
         "{}\n[routes.solo]\nbackends = [\"sm\"]\nretry_budget_ratio = 0.0\n\
-         retry_budget_min_per_second = 0\ncache = {{ ttl = \"1m\" }}\n",
+         retry_budget_min_per_second = 0\ncache = {{ ttl = \"1m\" }}\n\
+         shadow = [{{ backend = \"hf\", percent = 100 }}]\n",
         with_route_keys(CONFIG, "both", "balance = \"priority\"")
     );
     let h = Harness::with_config(config).await;
@@ -367,7 +383,11 @@ async fn the_whole_exposition_parses_and_every_label_value_is_bounded() {
                     CODE_CLASSES.contains(&v)
                         || (v == "none" && family.0 == "infergate_upstream_duration_seconds")
                 }
+                "outcome" if family.0 == "infergate_shadow_requests_total" => {
+                    ["match", "differ", "shadow_error", "dropped"].contains(&v)
+                }
                 "outcome" => OUTCOMES.contains(&v),
+                "shadow" => BACKENDS.contains(&v),
                 "result" if family.0 == "infergate_config_reloads_total" => {
                     ["applied", "rejected"].contains(&v)
                 }

@@ -38,6 +38,8 @@ enum At {
     ClientRouteRate,
     /// `routes.flan.cache`.
     RouteCache,
+    /// The first entry of `routes.flan.shadow`.
+    Shadow,
 }
 
 impl At {
@@ -69,6 +71,9 @@ impl At {
                 rate_table(key, value)
             )),
             At::RouteCache => format!("{SM}{HF}{ROUTE}cache = {}\n", cache_table(key, value)),
+            At::Shadow => format!(
+                "{SM}{HF}{ROUTE}shadow = [{{ backend = \"hf-flan\", {key} = {value} }}]\n"
+            ),
         }
     }
 
@@ -92,6 +97,7 @@ impl At {
                 "clients.*.route_limits.*.rate_limit",
             ),
             At::RouteCache => ("routes.flan.cache", "routes.*.cache"),
+            At::Shadow => ("routes.flan.shadow[0]", "routes.*.shadow[*]"),
         };
         (format!("{table}.{key}"), format!("{pattern}.{key}"))
     }
@@ -121,8 +127,10 @@ fn cache_table(key: &str, value: &str) -> String {
 
 /// The float keys, checked where they are read rather than by a bound of
 /// `bounds.rs`'s tables.
-const FLOAT_KEYS: [&str; 4] = [
+const FLOAT_KEYS: [&str; 6] = [
     "routes.*.retry_budget_ratio",
+    "routes.*.shadow[*].percent",
+    "routes.*.shadow_cosine_threshold",
     "clients.*.route_limits.*.rate_limit.requests_per_second",
     "clients.*.rate_limit.requests_per_second",
     "routes.*.rate_limit.requests_per_second",
@@ -160,7 +168,7 @@ const NEGATIVE: Option<(&str, &str)> = Some(("-1", "must not be negative"));
 const NOTHING: Option<(&str, &str)> = Some(("0", POSITIVE));
 
 #[rustfmt::skip]
-const CASES: [Case; 46] = [
+const CASES: [Case; 49] = [
     case(At::Server, "max_body_bytes", ["1073741824", "1073741825", "must be at most 1073741824 (1 GiB)"], NOTHING),
     case(At::Server, "request_timeout", ["\"2h\"", "\"2h 1ns\"", "must be at most 2h"], ZERO),
     case(At::Server, "shutdown_grace", ["\"1h\"", "\"1h 1ns\"", "must be at most 1h"], None),
@@ -213,6 +221,12 @@ const CASES: [Case; 46] = [
     case(At::RouteCache, "ttl", ["\"7days\"", "\"7days 1ns\"", "must be at most 7days"], ZERO),
     case(At::RouteCache, "max_bytes", ["68719476736", "68719476737", "must be at most 68719476736 (64 GiB)"],
         Some(("1023", "must be at least 1024"))),
+    case(At::Shadow, "percent", ["100.0", "100.5", "must be between 0 and 100"],
+        Some(("-0.5", "must be between 0 and 100"))),
+    case(At::Route, "shadow_max_in_flight", ["10000", "10001", "must be at most 10000"],
+        Some(("0", POSITIVE))),
+    case(At::Route, "shadow_cosine_threshold", ["1.0", "1.0000001", "must be between 0.0 and 1.0"],
+        Some(("-0.0000001", "must be between 0.0 and 1.0"))),
 ];
 
 #[test]

@@ -10,6 +10,7 @@ mod errors;
 mod interpolation;
 mod output;
 mod resilience;
+mod shadow;
 mod telemetry;
 mod tls;
 
@@ -147,6 +148,9 @@ fn example_file_parses() {
             rate_limit: None,
             tokens_per_minute: None,
             cache: None,
+            shadow: Vec::new(),
+            shadow_max_in_flight: DEFAULT_SHADOW_MAX_IN_FLIGHT,
+            shadow_cosine_threshold: DEFAULT_SHADOW_COSINE_THRESHOLD,
         }]
     );
     for backend in &config.backends {

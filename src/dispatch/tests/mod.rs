@@ -92,6 +92,7 @@ fn route(n: usize) -> Route {
         stream: StreamConfig::default(),
         doors: None,
         cache: None,
+        shadow: None,
     }
 }
 

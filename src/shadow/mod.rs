@@ -1,0 +1,382 @@
+//! Shadow traffic: a copy of a sampled share of a route's requests goes to
+//! other backends, off the request path, and their answers are compared
+//! with the primary's ([`compare`]) and only counted.
+//!
+//! The core ([`crate::core`]) samples each unary request per shadow
+//! ([`RouteShadows::sample`]) before it dispatches, keeping a copy of the
+//! [`UpstreamRequest`] when one was picked; once the primary answered
+//! with success it hands the answer to [`RouteShadows::after`], which
+//! starts the shadow calls when the client has the primary's body whole
+//! (at once for a body the core holds whole, else when a passed-through
+//! body's last byte went by). A shadow call is one [`Backend::call`] with
+//! the route's timeout, no retry, on the worker's upstream client: it does
+//! not touch the route's retry budget, its rate limits, the client's
+//! metrics or any backend's health, and the client never waits on it.
+//! Token streams are not shadowed, nor SageMaker session requests, primary
+//! failures or cache hits.
+
+pub mod compare;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::StatusCode;
+use http_body_util::BodyExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+use crate::backend::{Backend, UpstreamBody, UpstreamRequest, UpstreamResponse};
+use crate::cache::record::{Done, Recording};
+use crate::metrics::ShadowSeries;
+use crate::upstream::Client;
+
+use compare::Verdict;
+
+/// The largest answer (the primary's or the shadow's) compared: a larger
+/// one is not shadowed (the primary's) or counts as a shadow error.
+pub const BODY_LIMIT: usize = 16 << 20;
+
+/// A request in a SageMaker stateful session (or opening one): its answer
+/// is the session's state on the primary's endpoint, which a shadow has not.
+const SESSION_HEADER: &str = "x-amzn-sagemaker-session-id";
+
+/// Whether `req` may be shadowed at all: a unary request outside a
+/// SageMaker session.
+pub fn may_shadow(req: &UpstreamRequest) -> bool {
+    !req.stream
+        && !req
+            .sagemaker_headers
+            .iter()
+            .any(|(name, _)| name == SESSION_HEADER)
+}
+
+/// A route's shadows, with the limit they share.
+#[derive(Debug)]
+pub struct RouteShadows {
+    pub targets: Vec<Arc<Shadow>>,
+    /// Shadow calls in flight, every shadow of the route together.
+    in_flight: Arc<Semaphore>,
+    pub max_in_flight: u32,
+    /// Embeddings agree at or above it.
+    threshold: f64,
+    /// Each shadow call's deadline: the route's timeout.
+    timeout: Duration,
+}
+
+/// One shadow of a route: its backend, its share and what it found so far.
+#[derive(Debug)]
+pub struct Shadow {
+    pub backend: Arc<Backend>,
+    /// 0.0..=100.0.
+    pub percent: f64,
+    series: ShadowSeries,
+    counts: Counts,
+}
+
+/// The running outcome counts of one shadow, for `/v1/routes`.
+#[derive(Debug, Default)]
+struct Counts {
+    matched: AtomicU64,
+    differ: AtomicU64,
+    shadow_error: AtomicU64,
+    dropped: AtomicU64,
+}
+
+/// What a shadow found, as `/v1/routes` shows it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Agreement {
+    pub matched: u64,
+    pub differ: u64,
+    pub shadow_error: u64,
+    pub dropped: u64,
+}
+
+impl Agreement {
+    /// `match / (match + differ)`; `None` before any answer was compared.
+    pub fn rate(&self) -> Option<f64> {
+        let compared = self.matched + self.differ;
+        (compared > 0).then(|| self.matched as f64 / compared as f64)
+    }
+}
+
+/// How one shadow call ended.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Outcome {
+    Match,
+    Differ,
+    ShadowError,
+    Dropped,
+}
+
+impl Shadow {
+    pub fn new(backend: Arc<Backend>, percent: f64, series: ShadowSeries) -> Self {
+        Self {
+            backend,
+            percent,
+            series,
+            counts: Counts::default(),
+        }
+    }
+
+    pub fn agreement(&self) -> Agreement {
+        let c = &self.counts;
+        Agreement {
+            matched: c.matched.load(Ordering::Relaxed),
+            differ: c.differ.load(Ordering::Relaxed),
+            shadow_error: c.shadow_error.load(Ordering::Relaxed),
+            dropped: c.dropped.load(Ordering::Relaxed),
+        }
+    }
+
+    fn record(&self, outcome: Outcome) {
+        let (count, series) = match outcome {
+            Outcome::Match => (&self.counts.matched, &self.series.matched),
+            Outcome::Differ => (&self.counts.differ, &self.series.differ),
+            Outcome::ShadowError => (&self.counts.shadow_error, &self.series.shadow_error),
+            Outcome::Dropped => (&self.counts.dropped, &self.series.dropped),
+        };
+        count.fetch_add(1, Ordering::Relaxed);
+        series.inc();
+    }
+}
+
+/// What the shadow calls of one request need, held until the primary's
+/// body is whole.
+#[derive(Debug)]
+pub struct Picked {
+    shadows: Arc<RouteShadows>,
+    targets: Vec<Arc<Shadow>>,
+    request: UpstreamRequest,
+    client: Client,
+}
+
+impl RouteShadows {
+    pub fn new(
+        targets: Vec<Arc<Shadow>>,
+        max_in_flight: u32,
+        threshold: f64,
+        timeout: Duration,
+    ) -> Self {
+        let permits = usize::try_from(max_in_flight).unwrap_or(usize::MAX);
+        Self {
+            targets,
+            in_flight: Arc::new(Semaphore::new(permits)),
+            max_in_flight,
+            threshold,
+            timeout,
+        }
+    }
+
+    /// The shadows this request goes to, each picked with its percent.
+    pub fn sample(self: &Arc<Self>) -> Vec<Arc<Shadow>> {
+        self.targets
+            .iter()
+            .filter(|s| s.percent > 0.0 && fastrand::f64() * 100.0 < s.percent)
+            .cloned()
+            .collect()
+    }
+
+    /// Keeps `request` (a copy, before it was sent) for `targets`; `None`
+    /// when none was picked.
+    pub fn pick(
+        self: &Arc<Self>,
+        targets: Vec<Arc<Shadow>>,
+        request: &UpstreamRequest,
+        client: &Client,
+    ) -> Option<Picked> {
+        if targets.is_empty() {
+            return None;
+        }
+        let mut request = request.clone();
+        request.timeout = self.timeout;
+        request.total = self.timeout;
+        request.scale_up_timeout = None;
+        Some(Picked {
+            shadows: Arc::clone(self),
+            targets,
+            request,
+            client: client.clone(),
+        })
+    }
+}
+
+impl Picked {
+    /// The primary's answer `up`, as the client gets it: the shadow calls
+    /// start once its body is whole (now, for a body held whole). A token
+    /// stream is answered as it is, with no shadow.
+    pub fn after(self, up: UpstreamResponse) -> UpstreamResponse {
+        let UpstreamResponse {
+            status,
+            headers,
+            body,
+        } = up;
+        let body = match body {
+            UpstreamBody::Full(bytes) => {
+                self.start(status, bytes.clone());
+                UpstreamBody::Full(bytes)
+            }
+            UpstreamBody::Stream(body) => {
+                let done: Done = Box::new(move |bytes| self.start(status, bytes));
+                UpstreamBody::Stream(Recording::new(body, BODY_LIMIT, done).boxed_unsync())
+            }
+            events @ UpstreamBody::Events { .. } => events,
+        };
+        UpstreamResponse {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// Spawns one call per picked shadow, or counts it dropped when the
+    /// route's shadow calls are at their limit.
+    fn start(self, status: StatusCode, primary: Bytes) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let primary = Arc::new((status, primary));
+        for shadow in self.targets {
+            let Ok(permit) = Arc::clone(&self.shadows.in_flight).try_acquire_owned() else {
+                shadow.record(Outcome::Dropped);
+                continue;
+            };
+            let call = Call {
+                shadows: Arc::clone(&self.shadows),
+                shadow,
+                request: self.request.clone(),
+                client: self.client.clone(),
+                primary: Arc::clone(&primary),
+                _permit: permit,
+            };
+            runtime.spawn(call.run());
+        }
+    }
+}
+
+/// One shadow call in flight, holding its permit.
+struct Call {
+    shadows: Arc<RouteShadows>,
+    shadow: Arc<Shadow>,
+    request: UpstreamRequest,
+    client: Client,
+    primary: Arc<(StatusCode, Bytes)>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Call {
+    async fn run(self) {
+        let started = Instant::now();
+        let answer = tokio::time::timeout(self.shadows.timeout, self.answer()).await;
+        self.shadow
+            .series
+            .duration
+            .observe(started.elapsed().as_secs_f64());
+        let Ok(Some((status, body))) = answer else {
+            self.shadow.record(Outcome::ShadowError);
+            return;
+        };
+        let (primary_status, primary_body) = &*self.primary;
+        let c = compare::compare(
+            (*primary_status, primary_body),
+            (status, &body),
+            self.shadows.threshold,
+        );
+        if let Some(s) = c.similarity {
+            self.shadow.series.similarity.observe(s);
+        }
+        self.shadow.record(match c.verdict {
+            Verdict::Match => Outcome::Match,
+            Verdict::Differ => Outcome::Differ,
+        });
+    }
+
+    /// The shadow's answer, read whole; `None` when it failed.
+    async fn answer(&self) -> Option<(StatusCode, Bytes)> {
+        let up = self
+            .shadow
+            .backend
+            .call(&self.client, &self.request)
+            .await
+            .ok()?;
+        let body = match up.body {
+            UpstreamBody::Full(bytes) => bytes,
+            UpstreamBody::Stream(mut body) => {
+                let mut whole = bytes::BytesMut::new();
+                while let Some(frame) = body.frame().await {
+                    if let Ok(data) = frame.ok()?.into_data() {
+                        whole.extend_from_slice(&data);
+                        if whole.len() > BODY_LIMIT {
+                            return None;
+                        }
+                    }
+                }
+                whole.freeze()
+            }
+            UpstreamBody::Events { .. } => return None,
+        };
+        Some((up.status, body))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(stream: bool, headers: &[(&'static str, &'static str)]) -> UpstreamRequest {
+        UpstreamRequest {
+            op: crate::config::Operation::Predict,
+            body: Bytes::new(),
+            content_type: None,
+            accept: None,
+            sagemaker_headers: headers
+                .iter()
+                .map(|(n, v)| {
+                    (
+                        http::HeaderName::from_static(n),
+                        http::HeaderValue::from_static(v),
+                    )
+                })
+                .collect(),
+            request_id: http::HeaderValue::from_static("r"),
+            timeout: Duration::from_secs(1),
+            total: Duration::from_secs(1),
+            scale_up_timeout: None,
+            stream,
+            trace: None,
+        }
+    }
+
+    #[test]
+    fn streams_and_sessions_are_not_shadowed() {
+        assert!(may_shadow(&request(false, &[])));
+        assert!(may_shadow(&request(
+            false,
+            &[("x-amzn-sagemaker-target-variant", "v1")]
+        )));
+        assert!(!may_shadow(&request(true, &[])));
+        assert!(!may_shadow(&request(
+            false,
+            &[("x-amzn-sagemaker-session-id", "NEW_SESSION")]
+        )));
+    }
+
+    #[test]
+    fn the_agreement_rate_counts_compared_answers_only() {
+        let a = Agreement {
+            matched: 7,
+            differ: 3,
+            shadow_error: 5,
+            dropped: 1,
+        };
+        assert_eq!(a.rate(), Some(0.7));
+        let none = Agreement {
+            matched: 0,
+            differ: 0,
+            shadow_error: 2,
+            dropped: 0,
+        };
+        assert_eq!(none.rate(), None);
+    }
+}
