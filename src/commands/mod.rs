@@ -12,11 +12,11 @@ use crate::config::{Config, TelemetryConfig};
 use crate::emulator::cli::EmulateCommand;
 use crate::gateway::{BuildOptions, Gateway, Live};
 use crate::reload::{Hangup, PidFile, Reloader};
+use crate::server;
+use crate::telemetry::{access_log, SpanSink};
 
 mod reload;
 
-use crate::server;
-use crate::telemetry::{access_log, SpanSink};
 pub use reload::reload;
 
 /// `--log-format`.
@@ -285,7 +285,14 @@ pub fn demo(listen: SocketAddr, logging: &Logging) -> ExitCode {
         Err(code) => return code,
     };
     rt.block_on(async move {
-        match crate::demo::run(listen, server::shutdown_signal()).await {
+        let signals = match server::Signals::listen() {
+            Ok(signals) => signals,
+            Err(e) => {
+                eprintln!("infergate demo: could not listen for signals: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match crate::demo::run(listen, signals.nth(1)).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("infergate demo: {e}");

@@ -122,7 +122,7 @@ impl Gateway {
     pub async fn build(config: Config, mut opts: BuildOptions) -> Result<Arc<Self>, BuildError> {
         let metrics = Metrics::new().map_err(|e| BuildError::Metrics(e.to_string()))?;
         let workers = config.server.worker_count();
-        let upstream = Upstream::new(&config, workers)?;
+        let upstream = Upstream::new(&config, workers, carry::EgressKey::of(&config))?;
         let limits = new_limits(&config, workers, &metrics, None)?;
         let base = Base {
             metrics,
@@ -148,7 +148,7 @@ impl Gateway {
         let key = carry::EgressKey::of(&config);
         let upstream = match key == self.upstream.key {
             true => self.upstream.clone(),
-            false => Upstream::new(&config, workers)?,
+            false => Upstream::new(&config, workers, key)?,
         };
         let limits = new_limits(&config, workers, &self.metrics, Some(&self.limits))?;
         let base = Base {
@@ -334,8 +334,7 @@ struct Upstream {
 }
 
 impl Upstream {
-    fn new(config: &Config, workers: usize) -> Result<Self, BuildError> {
-        let key = carry::EgressKey::of(config);
+    fn new(config: &Config, workers: usize, key: carry::EgressKey) -> Result<Self, BuildError> {
         let egress = Arc::new(Egress::new(config)?);
         let clients = (0..workers.max(1)).map(|_| egress.client()).collect();
         Ok(Self {

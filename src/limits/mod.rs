@@ -210,9 +210,9 @@ pub struct Limits {
     clients: HashMap<String, Arc<ClientLimits>>,
     routes: HashMap<String, Arc<RouteLimits>>,
     shared: Option<Arc<Shared>>,
-    /// `[rate_limits]`, to tell whether a reload keeps the store.
+    /// `[rate_limits]`: where the buckets are (a reload that leaves it as
+    /// it was keeps the store) and what a decision does when it fails.
     store: crate::config::RateLimitsConfig,
-    on_store_error: OnStoreError,
     epoch: Instant,
     /// `infergate_ratelimit_store_errors_total`, by operation.
     store_errors: prometheus::IntCounterVec,
@@ -339,7 +339,6 @@ impl Limits {
             routes,
             shared,
             store: config.rate_limits.clone(),
-            on_store_error: config.rate_limits.on_store_error,
             // Buckets kept keep the clock their notes are counted on.
             epoch: previous.map_or_else(Instant::now, |p| p.epoch),
             store_errors,
@@ -464,7 +463,7 @@ impl Limits {
             Some(e) => self.store_failed(operation, e),
             None => self.store_errors.with_label_values(&[operation]).inc(),
         }
-        match self.on_store_error {
+        match self.store.on_store_error {
             OnStoreError::Allow => Ok(None),
             OnStoreError::Deny => Err(Refused::StoreDown),
         }
@@ -501,7 +500,7 @@ impl Limits {
             .store(self.nanos().saturating_add(down), Ordering::Relaxed);
         let second = self.epoch.elapsed().as_secs() + 1;
         if self.logged_at.swap(second, Ordering::Relaxed) != second {
-            let allow = self.on_store_error == OnStoreError::Allow;
+            let allow = self.store.on_store_error == OnStoreError::Allow;
             let then = if allow { "allowed" } else { "refused with 503" };
             tracing::warn!(error = %e, operation, "rate limits: no decision from the store; for the next second requests are {then} without asking it (rate_limits.on_store_error)");
         }

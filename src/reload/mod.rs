@@ -48,9 +48,9 @@ pub struct Reloader {
     /// `--listen`, which replaces `server.listen` in every version.
     listen: Option<SocketAddr>,
     live: Arc<Live>,
+    /// Touched by the reload loop only ([`Reloader::start`]), which runs
+    /// one reload at a time.
     watch: Mutex<Watch>,
-    /// One reload at a time.
-    turn: tokio::sync::Mutex<()>,
 }
 
 /// What the watcher knows of the file.
@@ -84,12 +84,11 @@ impl Reloader {
                 tried: hash,
                 ..Watch::default()
             }),
-            turn: tokio::sync::Mutex::new(()),
         })
     }
 
     /// Reads the file and applies it if it is valid.
-    pub async fn reload(&self) -> ReloadOutcome {
+    async fn reload(&self) -> ReloadOutcome {
         let path = self.path.clone();
         match blocking(move || Config::read_regular(&path)).await {
             Ok(text) => self.apply(text).await,
@@ -99,7 +98,6 @@ impl Reloader {
 
     /// Applies `text` if it is a valid config.
     async fn apply(&self, text: String) -> ReloadOutcome {
-        let _turn = self.turn.lock().await;
         // Off the worker's runtime: validation reads the files the config
         // names, any of which may be slow (a network mount).
         let (hash, parsed) = blocking(move || (config_hash(&text), Config::parse(&text))).await;
