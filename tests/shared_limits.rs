@@ -125,15 +125,7 @@ mod support {
     }
 
     pub async fn metric(client: &reqwest::Client, base: &str, name: &str) -> f64 {
-        let text = client
-            .get(format!("{base}/metrics"))
-            .bearer_auth(KEY)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = crate::common::net::metrics_text(client, base, Some(KEY)).await;
         text.lines()
             .find(|l| l.starts_with(name))
             .and_then(|l| l.rsplit(' ').next()?.parse().ok())

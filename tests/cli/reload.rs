@@ -11,6 +11,7 @@ use std::time::Duration;
 use infergate::emulator::{self, EmulatorHandle};
 
 use crate::common::child::{listen_addr, run, wait_timeout, Running, Stream, BIN};
+use crate::common::net::metrics_text;
 use crate::common::wait::{wait_for, wait_until};
 
 const KEY: &str = "reload-test-key-4c1d";
@@ -113,15 +114,7 @@ async fn call(base: &str, route: &str, key: &str) -> u16 {
 
 /// The value of the metric line starting with `series`, if any.
 async fn metric(base: &str, series: &str) -> Option<String> {
-    let text = reqwest::Client::new()
-        .get(format!("{base}/metrics"))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&reqwest::Client::new(), base, Some(KEY)).await;
     text.lines()
         .find_map(|l| l.strip_prefix(series))
         .map(|v| v.trim().to_owned())

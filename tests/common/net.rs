@@ -91,3 +91,13 @@ async fn read_request(stream: &mut tokio::net::TcpStream) -> bool {
         }
     }
 }
+
+/// The `/metrics` text of the gateway at `base`, with `key` when given.
+pub async fn metrics_text(client: &reqwest::Client, base: &str, key: Option<&str>) -> String {
+    let req = client.get(format!("{base}/metrics"));
+    let req = match key {
+        Some(key) => req.bearer_auth(key),
+        None => req,
+    };
+    req.send().await.unwrap().text().await.unwrap()
+}
