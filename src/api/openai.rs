@@ -282,13 +282,7 @@ async fn whole(
         headers,
         body,
     } = up;
-    let raw = match body {
-        UpstreamBody::Full(bytes) => bytes,
-        UpstreamBody::Stream(body) => read_capped(body, MAX_ANSWER_BYTES)
-            .await
-            .map_err(|e| bad_answer(&e))?,
-        UpstreamBody::Events { .. } => return Err(bad_answer("a stream where none was asked")),
-    };
+    let raw = read_answer(body).await.map_err(|e| bad_answer(&e))?;
     let shaped = match op {
         Operation::Embed => {
             // TEI counts an embedding's tokens in `x-compute-tokens`.

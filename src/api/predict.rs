@@ -263,7 +263,8 @@ pub(super) fn core_request(
         started,
         budget,
         caller: access.client.clone().map(|name| Caller { name }),
-        no_cache: crate::cache::bypass_requested(&parts.headers),
+        // Read only where a cache could answer.
+        no_cache: route.cache.is_some() && crate::cache::bypass_requested(&parts.headers),
     })
 }
 

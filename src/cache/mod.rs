@@ -46,9 +46,6 @@ pub use sampling::is_sampling;
 /// per request in flight.
 pub const MAX_ENTRY_BYTES: usize = 32 << 20;
 
-/// A request in a SageMaker stateful session (or opening one).
-const SESSION_HEADER: &str = "x-amzn-sagemaker-session-id";
-
 /// What the cache did with a request, for `x-infergate-cache` and the
 /// metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,10 +215,7 @@ impl RouteCache {
     /// session, whose answers are the session's state, or it is a sampling
     /// request on a route that does not cache those). Counts a bypass.
     pub fn key(&self, req: &Request<'_>) -> Option<Key> {
-        let session = req
-            .sagemaker_headers
-            .iter()
-            .any(|(name, _)| name == SESSION_HEADER);
+        let session = crate::protocol::sagemaker::session_id(req.sagemaker_headers).is_some();
         if req.no_cache || session || (!self.config.sampling && is_sampling(req.body)) {
             self.series.bypass.inc();
             return None;

@@ -16,8 +16,6 @@ use crate::config::Operation;
 use crate::route::sticky::NEW_SESSION;
 use crate::route::Route;
 
-const SESSION_ID: &str = "x-amzn-sagemaker-session-id";
-
 /// The backends one request may use.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Eligible {
@@ -32,11 +30,7 @@ pub(crate) struct Eligible {
 impl Eligible {
     /// The rules for `req` on `route`, read once before the first attempt.
     pub(crate) fn for_request(route: &Route, req: &UpstreamRequest) -> Self {
-        let session = req
-            .sagemaker_headers
-            .iter()
-            .find(|(n, _)| n == SESSION_ID)
-            .and_then(|(_, v)| v.to_str().ok());
+        let session = crate::protocol::sagemaker::session_id(&req.sagemaker_headers);
         let has_sagemaker = route
             .pool
             .iter()

@@ -14,6 +14,18 @@ pub const REQUEST_HEADERS: &[(&str, usize, usize)] = &[
     ("x-amzn-sagemaker-session-id", 0, 256),
 ];
 
+/// The session header of a stateful session's requests.
+pub const SESSION_ID: &str = "x-amzn-sagemaker-session-id";
+
+/// The session id among a request's SageMaker headers, if it has one
+/// (possibly `NEW_SESSION`, asking for one).
+pub fn session_id(headers: &[(http::HeaderName, http::HeaderValue)]) -> Option<&str> {
+    headers
+        .iter()
+        .find(|(n, _)| n == SESSION_ID)
+        .and_then(|(_, v)| v.to_str().ok())
+}
+
 /// Checks a value for one of [`REQUEST_HEADERS`]: its length within the
 /// API's limits and printable ASCII (0x20–0x7e). The one rule for a value
 /// a client sends and a value the config pins. `Err` says what the value

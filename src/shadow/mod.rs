@@ -38,18 +38,11 @@ use compare::Verdict;
 /// one is not shadowed (the primary's) or counts as a shadow error.
 pub const BODY_LIMIT: usize = 16 << 20;
 
-/// A request in a SageMaker stateful session (or opening one): its answer
-/// is the session's state on the primary's endpoint, which a shadow has not.
-const SESSION_HEADER: &str = "x-amzn-sagemaker-session-id";
-
 /// Whether `req` may be shadowed at all: a unary request outside a
-/// SageMaker session.
+/// SageMaker stateful session (or opening one), whose answer is the
+/// session's state on the primary's endpoint, which a shadow has not.
 pub fn may_shadow(req: &UpstreamRequest) -> bool {
-    !req.stream
-        && !req
-            .sagemaker_headers
-            .iter()
-            .any(|(name, _)| name == SESSION_HEADER)
+    !req.stream && crate::protocol::sagemaker::session_id(&req.sagemaker_headers).is_none()
 }
 
 /// A route's shadows, with the limit they share.
