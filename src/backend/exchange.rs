@@ -85,8 +85,26 @@ pub(crate) async fn exchange(
             &body,
         ));
     }
+    // The headers passed on hold no `Cache-Control`, but a backend's
+    // refusal to have its answer stored must reach the response cache (and
+    // the client's own caches): it is kept when it says so.
+    let refusal = crate::cache::refuses_storing(&parts.headers).then(|| {
+        parts
+            .headers
+            .get_all(http::header::CACHE_CONTROL)
+            .iter()
+            .cloned()
+            .collect::<Vec<_>>()
+    });
+    let keep = |from: HeaderMap, names| {
+        let mut kept = keep_headers(from, names);
+        for value in refusal.into_iter().flatten() {
+            kept.append(http::header::CACHE_CONTROL, value);
+        }
+        kept
+    };
     if req.stream {
-        let headers = keep_headers(parts.headers, wire.stream_returned);
+        let headers = keep(parts.headers, wire.stream_returned);
         let events = (wire.framing)(body).mapped(events);
         let (first, events) = first_event(events, backend).await?;
         return Ok(UpstreamResponse {
@@ -95,7 +113,7 @@ pub(crate) async fn exchange(
             body: UpstreamBody::Events { first, events },
         });
     }
-    let mut headers = keep_headers(parts.headers, wire.returned);
+    let mut headers = keep(parts.headers, wire.returned);
     let body = Deadline::new(body, started + req.total);
     if reshape == Reshape::Pass {
         return Ok(UpstreamResponse {

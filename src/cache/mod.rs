@@ -10,8 +10,9 @@
 //! the operation, stream or not, the body, `Content-Type`, `Accept` and the
 //! `X-Amzn-SageMaker-*` headers.
 //!
-//! Only what is safe to serve again is kept: a 2xx answer, without
-//! `Cache-Control: no-store` or `private` and without `Set-Cookie`; a body
+//! Only what is safe to serve again is kept: a 2xx answer, without the
+//! backend's `Cache-Control: no-store` (nor `private` on a `shared` cache;
+//! the backend passes those on, [`refuses_storing`]); a body
 //! only once it arrived whole ([`record`]), a token stream only once it
 //! ended well (never one cut, or ended by an error event). A request with
 //! `Cache-Control: no-cache` or `no-store` (or `Pragma: no-cache`) is
@@ -203,6 +204,11 @@ impl RouteCache {
         }
     }
 
+    /// Whether answers with `headers` may be kept here ([`may_store`]).
+    pub fn may_store(&self, headers: &HeaderMap) -> bool {
+        may_store(headers, self.config.shared)
+    }
+
     /// The most bytes one answer may take to be stored.
     pub fn entry_limit(&self) -> usize {
         usize::try_from(self.config.max_bytes)
@@ -317,11 +323,26 @@ pub fn bypass_requested(headers: &HeaderMap) -> bool {
         || has_directive(headers, header::PRAGMA, &["no-cache"])
 }
 
-/// Whether an answer's headers forbid keeping it for others:
-/// `Cache-Control: no-store` or `private`, or a `Set-Cookie`.
-pub fn store_forbidden(headers: &HeaderMap) -> bool {
+/// Whether an answer's headers restrict storing it: `Cache-Control:
+/// no-store` (never) or `private` (for its one client only).
+pub fn refuses_storing(headers: &HeaderMap) -> bool {
     has_directive(headers, header::CACHE_CONTROL, &["no-store", "private"])
-        || headers.contains_key(header::SET_COOKIE)
+}
+
+/// Whether an answer with `headers` may be kept in a cache that is
+/// `shared` between clients or not: never with `Cache-Control: no-store`,
+/// and with `private` only in a client's own entries. (A `Set-Cookie` does
+/// not forbid it: the cookie is the gateway's, never passed on.)
+pub fn may_store(headers: &HeaderMap, shared: bool) -> bool {
+    if !refuses_storing(headers) {
+        return true;
+    }
+    let forbidden: &[&str] = if shared {
+        &["no-store", "private"]
+    } else {
+        &["no-store"]
+    };
+    !has_directive(headers, header::CACHE_CONTROL, forbidden)
 }
 
 /// Whether a comma-separated header carries one of `directives` (by name,
@@ -371,14 +392,27 @@ mod tests {
     }
 
     #[test]
-    fn an_answer_with_no_store_private_or_a_cookie_is_not_kept() {
-        assert!(store_forbidden(&headers(&[("cache-control", "no-store")])));
-        assert!(store_forbidden(&headers(&[(
+    fn no_store_is_never_kept_and_private_only_for_its_client() {
+        let no_store = headers(&[
+            ("cache-control", "max-age=5"),
+            ("cache-control", "no-store"),
+        ]);
+        let private = headers(&[("cache-control", "private=\"x\", max-age=5")]);
+        assert!(refuses_storing(&no_store) && refuses_storing(&private));
+        for shared in [false, true] {
+            assert!(!may_store(&no_store, shared));
+            assert!(may_store(
+                &headers(&[("cache-control", "no-cache")]),
+                shared
+            ));
+            assert!(may_store(&headers(&[("set-cookie", "AWSALB=x")]), shared));
+            assert!(may_store(&HeaderMap::new(), shared));
+        }
+        assert!(may_store(&private, false));
+        assert!(!may_store(&private, true));
+        assert!(!refuses_storing(&headers(&[(
             "cache-control",
-            "private=\"x\", max-age=5"
+            "public, max-age=60"
         )])));
-        assert!(store_forbidden(&headers(&[("set-cookie", "a=b")])));
-        assert!(!store_forbidden(&headers(&[("cache-control", "no-cache")])));
-        assert!(!store_forbidden(&HeaderMap::new()));
     }
 }

@@ -1,39 +1,51 @@
 //! Which requests sample: their answers are meant to differ from one call
 //! to the next, so a route caches them only with `sampling = true`.
 
+use serde::Deserialize;
 use serde_json::Value;
+
+/// What of a request body says whether it samples: the rest of it (the
+/// prompt, the messages) is skipped unread rather than built into a value.
+#[derive(Deserialize)]
+struct Probe {
+    temperature: Option<Value>,
+    seed: Option<Value>,
+    parameters: Option<Parameters>,
+}
+
+#[derive(Deserialize)]
+struct Parameters {
+    temperature: Option<Value>,
+    seed: Option<Value>,
+    do_sample: Option<Value>,
+}
 
 /// Whether `body` asks the model to sample without a seed: a JSON object
 /// with `parameters.do_sample = true`, or a `temperature` above 0 (at the
 /// top level, as OpenAI's bodies have it, or in `parameters`, as TGI's);
 /// and no `seed` at either place (a seeded request is meant to come out the
-/// same). Anything else, JSON or not, is taken as deterministic.
+/// same). Anything else, JSON or not, is taken as deterministic; so is a
+/// body whose `parameters` is not an object.
 pub fn is_sampling(body: &[u8]) -> bool {
     let start = body.iter().position(|b| !b.is_ascii_whitespace());
     if start.is_none_or(|i| body[i] != b'{') {
         return false;
     }
-    let Ok(Value::Object(top)) = serde_json::from_slice::<Value>(body) else {
+    let Ok(top) = serde_json::from_slice::<Probe>(body) else {
         return false;
     };
-    let params = top.get("parameters").and_then(Value::as_object);
-    let get = |key: &str| {
-        top.get(key)
-            .filter(|v| !v.is_null())
-            .or_else(|| params.and_then(|p| p.get(key)).filter(|v| !v.is_null()))
-    };
+    let params = top.parameters.as_ref();
+    let given = |v: Option<&Value>| v.is_some_and(|v| !v.is_null());
+    let hot = |t: Option<&Value>| t.and_then(Value::as_f64).is_some_and(|t| t > 0.0);
     let do_sample = params
-        .and_then(|p| p.get("do_sample"))
+        .and_then(|p| p.do_sample.as_ref())
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    let hot = [
-        top.get("temperature"),
-        params.and_then(|p| p.get("temperature")),
-    ]
-    .into_iter()
-    .flatten()
-    .any(|t| t.as_f64().is_some_and(|t| t > 0.0));
-    (do_sample || hot) && get("seed").is_none()
+    let sampling = do_sample
+        || hot(top.temperature.as_ref())
+        || hot(params.and_then(|p| p.temperature.as_ref()));
+    let seeded = given(top.seed.as_ref()) || given(params.and_then(|p| p.seed.as_ref()));
+    sampling && !seeded
 }
 
 #[cfg(test)]
@@ -47,6 +59,7 @@ mod tests {
             r#"{"inputs":"x","parameters":{"temperature":0.7}}"#,
             r#"{"messages":[],"temperature":1}"#,
             r#" {"prompt":"x","temperature":0.2,"seed":null}"#,
+            r#"{"inputs":"x","parameters":{"do_sample":true,"seed":null,"top_p":0.9}}"#,
         ];
         for body in yes {
             assert!(is_sampling(body.as_bytes()), "{body}");
@@ -58,6 +71,7 @@ mod tests {
             r#"{"inputs":"x","parameters":{"do_sample":true,"seed":42}}"#,
             r#"{"messages":[],"temperature":0.9,"seed":1}"#,
             r#"{"inputs":"x","parameters":{"temperature":0.9},"seed":1}"#,
+            r#"{"inputs":"x","parameters":"hot","temperature":"high"}"#,
             "not json",
             "[1,2]",
             "",

@@ -31,7 +31,7 @@ use http_body_util::BodyExt;
 use crate::backend::events::{Events, TapDone};
 use crate::backend::{UpstreamBody, UpstreamRequest, UpstreamResponse};
 use crate::cache::record::{self, Recording};
-use crate::cache::{store_forbidden, CacheOutcome, Entry, Key, RouteCache, Stored};
+use crate::cache::{CacheOutcome, Entry, Key, RouteCache, Stored};
 use crate::config::Operation;
 use crate::dispatch::{dispatch, Dispatched};
 use crate::error::ApiError;
@@ -221,7 +221,7 @@ fn keep(
     up: UpstreamResponse,
     backend: Option<String>,
 ) -> UpstreamResponse {
-    if !up.status.is_success() || store_forbidden(&up.headers) {
+    if !up.status.is_success() || !cache.may_store(&up.headers) {
         return up;
     }
     let UpstreamResponse {

@@ -69,6 +69,9 @@ pub struct FaultConfig {
     /// an altered answer, its first generated token replaced by `altered`
     /// (a model that answers some inputs otherwise, for shadow tests).
     pub alter_inputs_containing: Option<String>,
+    /// Every answer (a stream's too) carries `Cache-Control` with this
+    /// value: an endpoint that says whether its answers may be stored.
+    pub cache_control: Option<String>,
 }
 
 impl Default for FaultConfig {
@@ -88,6 +91,7 @@ impl Default for FaultConfig {
             token_latency: Duration::ZERO,
             retry_after: None,
             alter_inputs_containing: None,
+            cache_control: None,
         }
     }
 }

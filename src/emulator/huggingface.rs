@@ -256,10 +256,14 @@ impl Emulator for HuggingFace {
         if let Some(unavailable) = wait_for_replica(&req.parts.headers, shared, started).await {
             return Ok(unavailable);
         }
-        match self.container {
+        let mut answer = match self.container {
             HuggingFaceContainer::Tgi => self.tgi(req, shared, started).await,
             HuggingFaceContainer::Tei => tei::handle(&self.model_id, req, shared, started).await,
+        };
+        if let (Ok(resp), Some(value)) = (&mut answer, shared.faults.get().cache_control) {
+            set_header(resp, "cache-control", &value);
         }
+        answer
     }
 }
 

@@ -171,8 +171,31 @@ mod tests {
         // an ejection seen through one route is seen through every other.
         let rc = new.routes.get("rc").unwrap();
         assert!(Arc::ptr_eq(&rc.pool[0].state, backend(&old, "a").1));
-        // Clients are read afresh.
-        assert_eq!(new.callers.all().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn clients_are_read_afresh() {
+        use crate::clients::Identity;
+        let old = gateway("").await;
+        let rekeyed = text("[clients.ops]\napi_key = \"carry-ops-key\"\n")
+            .replace("carry-test-key", "carry-new-key");
+        let new = old.rebuild(parse(&rekeyed)).await.unwrap();
+        let who = |gw: &Gateway, key: &str| {
+            let mut headers = http::HeaderMap::new();
+            let value = http::HeaderValue::try_from(format!("Bearer {key}")).unwrap();
+            headers.insert(http::header::AUTHORIZATION, value);
+            match gw.callers.identify(&headers) {
+                Identity::Client(c) => c.name.to_string(),
+                Identity::Anonymous => "anonymous".into(),
+                Identity::Unknown => "unknown".into(),
+            }
+        };
+        assert_eq!(who(&old, "carry-test-key"), "app");
+        assert_eq!(who(&old, "carry-ops-key"), "unknown");
+        // The old key is revoked, the new one and the new client known.
+        assert_eq!(who(&new, "carry-test-key"), "unknown");
+        assert_eq!(who(&new, "carry-new-key"), "app");
+        assert_eq!(who(&new, "carry-ops-key"), "ops");
     }
 
     #[tokio::test]

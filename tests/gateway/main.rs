@@ -11,6 +11,8 @@ mod auth;
 #[cfg(test)]
 mod cache;
 #[cfg(test)]
+mod cache_doors;
+#[cfg(test)]
 #[path = "../common/mod.rs"]
 mod common;
 #[cfg(test)]
