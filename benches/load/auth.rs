@@ -169,13 +169,7 @@ pub fn auth_cost(bench: &mut Bench) -> Value {
     let mut rtts = pinger.and_then(|p| p.join().ok()).unwrap_or_default();
     let json_of = |via: Via| {
         let side = sides.iter().find(|s| s.name == via.name())?;
-        let mut v = side.json(bench.tck);
-        let ticks = side
-            .rec
-            .proxy_ticks
-            .load(std::sync::atomic::Ordering::Relaxed);
-        v["cpu_us_per_request"] = json!(side.cpu_us_per_req(ticks, bench.tck));
-        Some(v)
+        Some(side.json_with_cpu(bench.tck))
     };
     let plain = json_of(Via::Gateway).unwrap_or(Value::Null);
     let local = json_of(Via::Auth).unwrap_or(Value::Null);

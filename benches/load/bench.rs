@@ -38,6 +38,12 @@ pub enum Via {
     Auth,
     /// The same with the limits in Redis.
     AuthRedis,
+    /// The bench's gateway, on a route whose every request is also sent
+    /// to a shadow backend (`--only shadow`).
+    Shadowed,
+    /// The bench's gateway, on a route with a response cache: the same
+    /// request every time, so a hit after the first (`--only shadow`).
+    Cached,
 }
 
 impl Via {
@@ -48,6 +54,8 @@ impl Via {
             Via::Gateway => "through",
             Via::Auth => "auth_local",
             Via::AuthRedis => "auth_redis",
+            Via::Shadowed => "shadowed",
+            Via::Cached => "cached",
         }
     }
 }
@@ -138,6 +146,8 @@ impl Bench {
             Via::Nginx => self.nginx_target(stream),
             // Without their gateway (not started): the plain one.
             Via::Gateway | Via::Auth | Via::AuthRedis => self.through(route, stream),
+            Via::Shadowed => self.through(&format!("{route}-shadowed"), stream),
+            Via::Cached => self.through(&format!("{route}-cached"), stream),
         }
     }
 

@@ -95,6 +95,21 @@ backends = ["sm"]
 
 [routes.slow]
 backends = ["slow"]
+
+# `--only shadow`: every request also sent to the same emulator as another
+# backend, and the same request served from the cache.
+[backends.hf-candidate]
+kind = "huggingface"
+url = "{hf}"
+token = "${{HF_TOKEN}}"
+
+[routes.hf-shadowed]
+backends = ["hf"]
+shadow = [{{ backend = "hf-candidate", percent = 100 }}]
+
+[routes.hf-cached]
+backends = ["hf"]
+cache = {{ ttl = "1h" }}
 "#
     )
 }

@@ -26,7 +26,8 @@
 //! `--log-level L` (the gateway's, default: its own default, `info`);
 //! `--only a,b` (scenarios among hf, sm, hf-stream, sm-stream, metrics, max,
 //! streams, auth: the cost of client keys and of local and Redis limits,
-//! [`auth`]).
+//! [`auth`]; shadow: what shadow traffic and a cache hit change for the
+//! client, [`shadow`]).
 // A benchmark panics on a failed setup step, as start-up code does.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -46,6 +47,7 @@ mod opts;
 mod procfs;
 mod report;
 mod results;
+mod shadow;
 #[allow(dead_code)]
 #[path = "../../tests/common/wait.rs"]
 mod wait;
@@ -227,6 +229,11 @@ fn main() {
     } else {
         Value::Null
     };
+    let shadow = if opts.runs("shadow") {
+        shadow::shadow_cost(&mut bench)
+    } else {
+        Value::Null
+    };
     let streams = opts.runs("streams").then(|| bench.concurrent_streams());
     let max_rate = if opts.runs("max") {
         let direct = bench.max_rate(Via::Direct);
@@ -338,6 +345,7 @@ fn main() {
         "max_rate": max_rate,
         "metrics_scrape": metrics,
         "auth": auth,
+        "shadow": shadow,
         "memory": {
             "idle_rss_kb": idle_rss,
             "end_idle_rss_kb": end_idle,
@@ -378,6 +386,9 @@ fn main() {
     ));
     if !results["metrics_scrape"].is_null() {
         out.push_str(&metrics_table(&results["metrics_scrape"]));
+    }
+    if !results["shadow"].is_null() {
+        out.push_str(&shadow::shadow_table(&results["shadow"]));
     }
     if !results["auth"].is_null() {
         out.push_str(&auth::auth_table(&results["auth"]));

@@ -64,6 +64,15 @@ impl Side {
         ticks as f64 * 1e6 / tck as f64 / sent as f64
     }
 
+    /// [`Side::json`] with the proxy's CPU per request at the top, for a
+    /// comparison of gateways or routes.
+    pub fn json_with_cpu(&self, tck: u64) -> Value {
+        let mut v = self.json(tck);
+        let ticks = self.rec.proxy_ticks.load(Ordering::Relaxed);
+        v["cpu_us_per_request"] = json!(self.cpu_us_per_req(ticks, tck));
+        v
+    }
+
     pub fn json(&self, tck: u64) -> Value {
         let r = &self.rec;
         let mut v = json!({
