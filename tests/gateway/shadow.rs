@@ -14,8 +14,9 @@ use crate::common::wait::wait_until;
 use crate::common::{Harness, Setup, BODY, CONFIG};
 
 /// Routes `shadowed` (every request copied to `hf`), `narrow` (the same,
-/// one shadow call at a time), `down` (copied to a refusing port) and
-/// `never` (percent 0), all served by `sm`.
+/// one shadow call at a time), `down` (copied to `gone`, a refusing port)
+/// and `never` (percent 0), all served by `sm`; and `gone`, served by the
+/// refusing port.
 fn config() -> String {
     format!(
         r#"{CONFIG}
@@ -35,6 +36,9 @@ shadow_max_in_flight = 1
 [routes.down]
 backends = ["sm"]
 shadow = [{{ backend = "gone", percent = 100 }}]
+
+[routes.gone]
+backends = ["gone"]
 
 [routes.never]
 backends = ["sm"]
@@ -176,8 +180,14 @@ async fn a_shadow_that_is_down_changes_nothing_for_the_client() {
         (&s["shadow_error"], &s["agreement"]),
         (&json!(3), &Value::Null)
     );
-    let view = h.backend_view("down", "sm").await;
-    assert_eq!(view["consecutive_failures"], 0);
+    // The shadow's failures are not its backend's: where it serves a
+    // route of its own, its passive health has not moved.
+    let view = h.backend_view("gone", "gone").await;
+    assert_eq!(
+        (&view["consecutive_failures"], &view["state"]),
+        (&json!(0), &json!("available")),
+        "{view}"
+    );
 }
 
 #[tokio::test]
