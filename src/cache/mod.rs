@@ -222,7 +222,7 @@ impl RouteCache {
     /// request on a route that does not cache those). Counts a bypass.
     pub fn key(&self, req: &Request<'_>) -> Option<Key> {
         let session = crate::protocol::sagemaker::session_id(req.sagemaker_headers).is_some();
-        if req.no_cache || session || (!self.config.sampling && is_sampling(req.body)) {
+        if req.no_cache || session || (!self.config.sampling && is_sampling(req.op, req.body)) {
             self.series.bypass.inc();
             return None;
         }

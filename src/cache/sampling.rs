@@ -1,6 +1,7 @@
 //! Which requests sample: their answers are meant to differ from one call
 //! to the next, so a route caches them only with `sampling = true`.
 
+use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -8,6 +9,7 @@ use serde_json::Value;
 /// prompt, the messages) is skipped unread rather than built into a value.
 #[derive(Deserialize)]
 struct Probe {
+    messages: Option<IgnoredAny>,
     temperature: Option<Value>,
     seed: Option<Value>,
     parameters: Option<Parameters>,
@@ -20,13 +22,18 @@ struct Parameters {
     do_sample: Option<Value>,
 }
 
-/// Whether `body` asks the model to sample without a seed: a JSON object
-/// with `parameters.do_sample = true`, or a `temperature` above 0 (at the
-/// top level, as OpenAI's bodies have it, or in `parameters`, as TGI's);
-/// and no `seed` at either place (a seeded request is meant to come out the
-/// same). Anything else, JSON or not, is taken as deterministic; so is a
-/// body whose `parameters` is not an object.
-pub fn is_sampling(body: &[u8]) -> bool {
+/// Whether `body`, the body of operation `op` ([`Operation::as_str`]),
+/// asks the model to sample without a seed: a JSON object with
+/// `parameters.do_sample = true`, or a `temperature` above 0 (at the top
+/// level, as OpenAI's bodies have it, or in `parameters`, as TGI's); and no
+/// `seed` at either place (a seeded request is meant to come out the same).
+/// An OpenAI body (a chat or completion, or any body with `messages`)
+/// without a `temperature` samples too: OpenAI's default is 1, and TGI's
+/// OpenAI routes decode greedily only at 0. Anything else, JSON or not, is
+/// taken as deterministic; so is a body whose `parameters` is not an object.
+///
+/// [`Operation::as_str`]: crate::config::Operation::as_str
+pub fn is_sampling(op: &str, body: &[u8]) -> bool {
     let start = body.iter().position(|b| !b.is_ascii_whitespace());
     if start.is_none_or(|i| body[i] != b'{') {
         return false;
@@ -37,13 +44,15 @@ pub fn is_sampling(body: &[u8]) -> bool {
     let params = top.parameters.as_ref();
     let given = |v: Option<&Value>| v.is_some_and(|v| !v.is_null());
     let hot = |t: Option<&Value>| t.and_then(Value::as_f64).is_some_and(|t| t > 0.0);
+    let openai = matches!(op, "chat" | "completion") || top.messages.is_some();
     let do_sample = params
         .and_then(|p| p.do_sample.as_ref())
         .and_then(Value::as_bool)
         .unwrap_or(false);
     let sampling = do_sample
         || hot(top.temperature.as_ref())
-        || hot(params.and_then(|p| p.temperature.as_ref()));
+        || hot(params.and_then(|p| p.temperature.as_ref()))
+        || (openai && !given(top.temperature.as_ref()));
     let seeded = given(top.seed.as_ref()) || given(params.and_then(|p| p.seed.as_ref()));
     sampling && !seeded
 }
@@ -62,7 +71,7 @@ mod tests {
             r#"{"inputs":"x","parameters":{"do_sample":true,"seed":null,"top_p":0.9}}"#,
         ];
         for body in yes {
-            assert!(is_sampling(body.as_bytes()), "{body}");
+            assert!(is_sampling("predict", body.as_bytes()), "{body}");
         }
         let no = [
             r#"{"inputs":"x"}"#,
@@ -77,7 +86,26 @@ mod tests {
             "",
         ];
         for body in no {
-            assert!(!is_sampling(body.as_bytes()), "{body}");
+            assert!(!is_sampling("predict", body.as_bytes()), "{body}");
+        }
+    }
+
+    #[test]
+    fn an_openai_body_without_a_temperature_samples() {
+        let chat = r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
+        let prompt = r#"{"model":"m","prompt":"hi","max_tokens":5}"#;
+        assert!(is_sampling("chat", chat.as_bytes()));
+        // A Messages API body through the predict door too.
+        assert!(is_sampling("predict", chat.as_bytes()));
+        assert!(is_sampling("completion", prompt.as_bytes()));
+        assert!(!is_sampling("predict", prompt.as_bytes()));
+        for greedy in [
+            r#"{"messages":[],"temperature":0}"#,
+            r#"{"messages":[],"seed":7}"#,
+            r#"{"prompt":"hi","temperature":0.0}"#,
+        ] {
+            assert!(!is_sampling("chat", greedy.as_bytes()), "{greedy}");
+            assert!(!is_sampling("completion", greedy.as_bytes()), "{greedy}");
         }
     }
 }

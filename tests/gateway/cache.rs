@@ -289,20 +289,26 @@ async fn an_entry_expires_after_its_ttl() {
 async fn the_predict_and_openai_doors_do_not_share_different_upstream_calls() {
     let h = harness().await;
     assert_eq!(predict(&h, "cached", KEY_A, BODY).await.cache, "miss");
-    let chat = json!({
+    // Without a temperature an OpenAI request samples (OpenAI's default
+    // is 1, and TGI's chat route samples unless it is 0): not cached.
+    let sampled = json!({
         "model": "cached",
         "messages": [{"role": "user", "content": "one stable inference URL"}],
         "max_tokens": 8,
-    })
-    .to_string();
+    });
+    let res = send(&h, "/v1/chat/completions", KEY_A, &sampled.to_string(), &[]).await;
+    assert_eq!((res.status, res.cache.as_str()), (200, "bypass"));
+    let mut chat = sampled;
+    chat["temperature"] = json!(0);
+    let chat = chat.to_string();
     let first = send(&h, "/v1/chat/completions", KEY_A, &chat, &[]).await;
     assert_eq!((first.status, first.cache.as_str()), (200, "miss"));
-    assert_eq!(upstream_calls(&h), 2);
+    assert_eq!(upstream_calls(&h), 3);
     // The OpenAI door reaches the same cache: its second call is a hit, in
     // its own shape.
     let second = send(&h, "/v1/chat/completions", KEY_A, &chat, &[]).await;
     assert_eq!((second.status, second.cache.as_str()), (200, "hit"));
-    assert_eq!(upstream_calls(&h), 2);
+    assert_eq!(upstream_calls(&h), 3);
     let (a, b): (serde_json::Value, serde_json::Value) = (
         serde_json::from_str(&first.body).unwrap(),
         serde_json::from_str(&second.body).unwrap(),
