@@ -144,7 +144,8 @@ pub struct Events {
     done: bool,
     /// Rewrites each event into the operation's shape.
     map: Option<EventMap>,
-    /// Sees the events of a stream the response cache keeps.
+    /// Sees the events of a stream the response cache keeps, or the
+    /// shadows compare, or both.
     tap: Option<Tap>,
 }
 
@@ -152,12 +153,46 @@ pub struct Events {
 /// in order, and whether they were JSON lines.
 pub type TapDone = Box<dyn FnOnce(Vec<Bytes>, bool) + Send>;
 
-/// A copy of the events as they pass ([`Events::tapped`]).
+/// A copy of the events as they pass ([`Events::tapped`]): one copy,
+/// however many consumers want it.
+#[derive(Default)]
 struct Tap {
     seen: Vec<Bytes>,
     bytes: usize,
+    consumers: Vec<Consumer>,
+}
+
+/// One consumer of a tap: what it takes at the most, and what it does
+/// with a stream that ended well.
+struct Consumer {
     limit: usize,
     done: TapDone,
+}
+
+impl Tap {
+    /// Keeps a copy of `event`; `false` once no consumer wants more.
+    fn see(&mut self, event: &Bytes) -> bool {
+        self.bytes += event.len();
+        let bytes = self.bytes;
+        self.consumers.retain(|c| bytes <= c.limit);
+        if self.consumers.is_empty() {
+            return false;
+        }
+        self.seen.push(event.clone());
+        true
+    }
+
+    /// Hands the events seen to each consumer (the same buffers: a copy of
+    /// the list, not of the bytes).
+    fn finish(mut self, json_lines: bool) {
+        let last = self.consumers.pop();
+        for c in self.consumers {
+            (c.done)(self.seen.clone(), json_lines);
+        }
+        if let Some(c) = last {
+            (c.done)(self.seen, json_lines);
+        }
+    }
 }
 
 impl std::fmt::Debug for Events {
@@ -211,13 +246,12 @@ impl Events {
     /// The same events, with a copy of each (as [`Events::next`] gives
     /// it) handed to `done` when the stream ends well; nothing when it ends
     /// with an error, is dropped before its end, or passes `limit` bytes.
+    /// A stream tapped again keeps one copy for every `done`, each with
+    /// its own limit; taps are set before the events after the first are
+    /// read, so each sees them all.
     pub fn tapped(mut self, limit: usize, done: TapDone) -> Self {
-        self.tap = Some(Tap {
-            seen: Vec::new(),
-            bytes: 0,
-            limit,
-            done,
-        });
+        let tap = self.tap.get_or_insert_with(Tap::default);
+        tap.consumers.push(Consumer { limit, done });
         self
     }
 
@@ -240,15 +274,11 @@ impl Events {
         let item = self.next_item().await;
         if let Some(tap) = &mut self.tap {
             let keep = match &item {
-                Some(StreamItem::Data(event)) => {
-                    tap.bytes += event.len();
-                    tap.seen.push(event.clone());
-                    tap.bytes <= tap.limit
-                }
+                Some(StreamItem::Data(event)) => tap.see(event),
                 Some(StreamItem::Error(_)) => false,
                 None => {
                     if let Some(tap) = self.tap.take() {
-                        (tap.done)(tap.seen, self.lines.json_lines);
+                        tap.finish(self.lines.json_lines);
                     }
                     return item;
                 }
@@ -576,6 +606,38 @@ mod tests {
                 data("{\"token\":{\"text\":\"b\"}}")
             ]
         );
+    }
+
+    /// What each of two taps (limits `small` and unbounded) got of `body`.
+    async fn two_taps(body: &'static [u8], small: usize) -> [Option<Vec<Bytes>>; 2] {
+        use std::sync::{Arc, Mutex};
+        let got: Arc<Mutex<[Option<Vec<Bytes>>; 2]>> = Arc::default();
+        let done = |i: usize| -> TapDone {
+            let got = Arc::clone(&got);
+            Box::new(move |seen, _| got.lock().unwrap()[i] = Some(seen))
+        };
+        let mut events = Events::sse(http_body_util::Full::new(Bytes::from_static(body)))
+            .tapped(small, done(0))
+            .tapped(usize::MAX, done(1));
+        while events.next().await.is_some() {}
+        let got = got.lock().unwrap().clone();
+        got
+    }
+
+    #[tokio::test]
+    async fn one_tap_serves_every_consumer_within_its_own_limit() {
+        let body = b"data:{\"a\":1}\n\ndata:{\"b\":2}\n\n";
+        let all = vec![
+            Bytes::from_static(b"{\"a\":1}"),
+            Bytes::from_static(b"{\"b\":2}"),
+        ];
+        assert_eq!(
+            two_taps(body, 14).await,
+            [Some(all.clone()), Some(all.clone())]
+        );
+        assert_eq!(two_taps(body, 13).await, [None, Some(all)]);
+        let cut = b"data:{\"a\":1}\n\ndata:{\"error\":\"boom\"}\n\n";
+        assert_eq!(two_taps(cut, usize::MAX).await, [None, None]);
     }
 
     #[test]

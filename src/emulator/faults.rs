@@ -65,9 +65,10 @@ pub struct FaultConfig {
     /// answers take `tokens × token_latency`; embeddings take none).
     #[serde(with = "duration_serde")]
     pub token_latency: Duration,
-    /// Text generation (Hugging Face): a prompt containing this text gets
-    /// an altered answer, its first generated token replaced by `altered`
-    /// (a model that answers some inputs otherwise, for shadow tests).
+    /// Text generation (Hugging Face, streamed or not): a prompt
+    /// containing this text gets an altered answer, its first generated
+    /// token replaced by `altered` (a model that answers some inputs
+    /// otherwise, for shadow tests).
     pub alter_inputs_containing: Option<String>,
     /// Every answer (a stream's too) carries `Cache-Control` with this
     /// value: an endpoint that says whether its answers may be stored.

@@ -457,34 +457,19 @@ impl HuggingFace {
     /// A prompt containing `alter` (when set) gets its first generated
     /// token replaced.
     fn generate(&self, route: Route, req: &TgiRequest, alter: Option<&str>) -> (Value, Generation) {
-        let run = |prompt: &str, max: Option<u32>| {
-            let mut gen = Generation::run(prompt, max);
-            if alter.is_some_and(|a| prompt.contains(a)) {
-                if let Some(first) = gen.tokens.first_mut() {
-                    "altered".clone_into(first);
-                }
-            }
-            gen
-        };
-        match req {
+        let gen = req.generation(alter);
+        let value = match req {
             TgiRequest::Generate(g) => {
-                let gen = run(&g.inputs, g.max_new_tokens);
                 let one = model::generate_response(&gen, g.details);
-                let value = match route {
+                match route {
                     Route::Compat | Route::Invocations => json!([one]),
                     _ => one,
-                };
-                (value, gen)
+                }
             }
-            TgiRequest::Chat(c) => {
-                let gen = run(&c.prompt, c.max_tokens);
-                (model::chat_completion(&gen, &self.model_id), gen)
-            }
-            TgiRequest::Completion(c) => {
-                let gen = run(&c.prompt, c.max_tokens);
-                (model::completion(&gen, &self.model_id), gen)
-            }
-        }
+            TgiRequest::Chat(_) => model::chat_completion(&gen, &self.model_id),
+            TgiRequest::Completion(_) => model::completion(&gen, &self.model_id),
+        };
+        (value, gen)
     }
 
     /// TGI's `/v1/models`: the one model it serves.
@@ -522,9 +507,11 @@ impl HuggingFace {
     }
 
     /// SSE answer: one event per token every `token_latency`; a TGI error
-    /// event replaces the rest after `stream_error_after` tokens.
+    /// event replaces the rest after `stream_error_after` tokens. A marked
+    /// prompt is answered otherwise, as in [`HuggingFace::generate`].
     fn stream(&self, req: &TgiRequest, faults: &FaultConfig) -> Response<EmuBody> {
-        let (events, done) = model::stream_events(req, &self.model_id);
+        let gen = req.generation(faults.alter_inputs_containing.as_deref());
+        let (events, done) = model::stream_events(req, &gen, &self.model_id);
         let mut out: Vec<Bytes> = events.iter().map(|e| model::sse(e)).collect();
         match faults.stream_error_after {
             Some(n) if n < out.len() => {

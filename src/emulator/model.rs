@@ -174,6 +174,24 @@ impl TgiRequest {
             TgiRequest::Completion(c) => c.stream,
         }
     }
+
+    /// The model's run for the request. A prompt containing `alter` (when
+    /// set) gets its first generated token replaced by `altered`: a model
+    /// that answers some inputs otherwise, for shadow tests.
+    pub fn generation(&self, alter: Option<&str>) -> Generation {
+        let (prompt, max) = match self {
+            TgiRequest::Generate(g) => (&g.inputs, g.max_new_tokens),
+            TgiRequest::Chat(c) => (&c.prompt, c.max_tokens),
+            TgiRequest::Completion(c) => (&c.prompt, c.max_tokens),
+        };
+        let mut gen = Generation::run(prompt, max);
+        if alter.is_some_and(|a| prompt.contains(a)) {
+            if let Some(first) = gen.tokens.first_mut() {
+                "altered".clone_into(first);
+            }
+        }
+        gen
+    }
 }
 
 fn parse_object(body: &[u8]) -> Result<serde_json::Map<String, Value>, String> {
@@ -348,21 +366,12 @@ pub const SYSTEM_FINGERPRINT: &str = "3.0.0-infergate-emulator";
 
 /// The SSE body chunks of a streamed TGI request, one per token, and whether a
 /// `data:[DONE]` terminator follows them (chat, completions) or not
-/// (generate).
-pub fn stream_events(req: &TgiRequest, model_id: &str) -> (Vec<String>, bool) {
+/// (generate), for the run `gen` of `req` ([`TgiRequest::generation`]).
+pub fn stream_events(req: &TgiRequest, gen: &Generation, model_id: &str) -> (Vec<String>, bool) {
     match req {
-        TgiRequest::Generate(g) => {
-            let gen = Generation::run(&g.inputs, g.max_new_tokens);
-            (generate_stream_events(&gen, g.details), false)
-        }
-        TgiRequest::Chat(c) => {
-            let gen = Generation::run(&c.prompt, c.max_tokens);
-            (chat_chunks(&gen, model_id, c.include_usage), true)
-        }
-        TgiRequest::Completion(c) => {
-            let gen = Generation::run(&c.prompt, c.max_tokens);
-            (completion_chunks(&gen, model_id), true)
-        }
+        TgiRequest::Generate(g) => (generate_stream_events(gen, g.details), false),
+        TgiRequest::Chat(c) => (chat_chunks(gen, model_id, c.include_usage), true),
+        TgiRequest::Completion(_) => (completion_chunks(gen, model_id), true),
     }
 }
 
@@ -370,7 +379,7 @@ pub fn stream_events(req: &TgiRequest, model_id: &str) -> (Vec<String>, bool) {
 /// it has one: what SageMaker hands back when a streaming body arrives on the
 /// buffered route.
 pub fn sse_text(req: &TgiRequest, model_id: &str) -> (bytes::Bytes, usize) {
-    let (events, done) = stream_events(req, model_id);
+    let (events, done) = stream_events(req, &req.generation(None), model_id);
     let mut text: Vec<u8> = events.iter().flat_map(|e| sse(e).to_vec()).collect();
     if done {
         text.extend_from_slice(&sse("[DONE]"));
@@ -467,6 +476,19 @@ mod tests {
         let req = parse_invocation(br#"{"inputs":"a b","stream":true}"#).unwrap();
         let (text, _) = sse_text(&req, "m");
         assert!(!std::str::from_utf8(&text).unwrap().contains("[DONE]"));
+    }
+
+    #[test]
+    fn a_marked_prompt_is_answered_otherwise_streamed_or_not() {
+        let marked = parse_invocation(br#"{"inputs":"a b MARK","stream":true}"#).unwrap();
+        let gen = marked.generation(Some("MARK"));
+        assert_eq!(gen.text(), "altered b a");
+        let (events, _) = stream_events(&marked, &gen, "m");
+        let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+        assert_eq!(last["generated_text"], "altered b a");
+        assert_eq!(marked.generation(None).text(), "MARK b a");
+        let plain = parse_invocation(br#"{"prompt":"a b"}"#).unwrap();
+        assert_eq!(plain.generation(Some("MARK")).text(), "b a");
     }
 
     #[test]

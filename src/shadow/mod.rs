@@ -2,7 +2,7 @@
 //! other backends, off the request path, and their answers are compared
 //! with the primary's ([`compare`]) and only counted.
 //!
-//! The core ([`crate::core`]) samples each unary request per shadow
+//! The core ([`crate::core`]) samples each request per shadow
 //! ([`RouteShadows::sample`]) before it dispatches, keeping a copy of the
 //! [`UpstreamRequest`] when one was picked; once the primary answered
 //! with success it hands the answer to [`RouteShadows::after`], which
@@ -12,10 +12,12 @@
 //! the route's timeout, no retry, on the worker's upstream client: it does
 //! not touch the route's retry budget, its rate limits, the client's
 //! metrics or any backend's health, and the client never waits on it.
-//! Token streams are not shadowed, nor SageMaker session requests, primary
-//! failures or cache hits.
+//! A token stream's calls start once its last event passed ([`stream`]);
+//! SageMaker session requests, primary failures (a stream cut or ended by
+//! an error too) and cache hits are not shadowed.
 
 pub mod compare;
+pub mod stream;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -38,11 +40,11 @@ use compare::Verdict;
 /// one is not shadowed (the primary's) or counts as a shadow error.
 pub const BODY_LIMIT: usize = 16 << 20;
 
-/// Whether `req` may be shadowed at all: a unary request outside a
-/// SageMaker stateful session (or opening one), whose answer is the
-/// session's state on the primary's endpoint, which a shadow has not.
+/// Whether `req` may be shadowed at all: a request outside a SageMaker
+/// stateful session (or opening one), whose answer is the session's state
+/// on the primary's endpoint, which a shadow has not.
 pub fn may_shadow(req: &UpstreamRequest) -> bool {
-    !req.stream && crate::protocol::sagemaker::session_id(&req.sagemaker_headers).is_none()
+    crate::protocol::sagemaker::session_id(&req.sagemaker_headers).is_none()
 }
 
 /// A route's shadows, with the limit they share.
@@ -197,8 +199,8 @@ impl RouteShadows {
 
 impl Picked {
     /// The primary's answer `up`, as the client gets it: the shadow calls
-    /// start once its body is whole (now, for a body held whole). A token
-    /// stream is answered as it is, with no shadow.
+    /// start once its body is whole (now, for a body held whole), or its
+    /// token stream ended well.
     pub fn after(self, up: UpstreamResponse) -> UpstreamResponse {
         let UpstreamResponse {
             status,
@@ -214,7 +216,10 @@ impl Picked {
                 let done: Done = Box::new(move |bytes| self.start(status, bytes));
                 UpstreamBody::Stream(Recording::new(body, BODY_LIMIT, done).boxed_unsync())
             }
-            events @ UpstreamBody::Events { .. } => events,
+            UpstreamBody::Events { first, events } => {
+                let events = stream::tap(self, status, &first, events);
+                UpstreamBody::Events { first, events }
+            }
         };
         UpstreamResponse {
             status,
@@ -237,8 +242,8 @@ impl Picked {
             };
             let call = Call {
                 shadows: Arc::clone(&self.shadows),
+                request: stream::request_for(&shadow.backend, &self.request),
                 shadow,
-                request: self.request.clone(),
                 client: self.client.clone(),
                 primary: Arc::clone(&primary),
                 _permit: permit,
@@ -307,7 +312,7 @@ impl Call {
                 }
                 whole.freeze()
             }
-            UpstreamBody::Events { .. } => return None,
+            UpstreamBody::Events { first, events } => stream::read(first, events).await?,
         };
         Some((up.status, body))
     }
@@ -342,17 +347,19 @@ mod tests {
     }
 
     #[test]
-    fn streams_and_sessions_are_not_shadowed() {
+    fn sessions_are_not_shadowed() {
         assert!(may_shadow(&request(false, &[])));
+        assert!(may_shadow(&request(true, &[])));
         assert!(may_shadow(&request(
             false,
             &[("x-amzn-sagemaker-target-variant", "v1")]
         )));
-        assert!(!may_shadow(&request(true, &[])));
-        assert!(!may_shadow(&request(
-            false,
-            &[("x-amzn-sagemaker-session-id", "NEW_SESSION")]
-        )));
+        for stream in [false, true] {
+            assert!(!may_shadow(&request(
+                stream,
+                &[("x-amzn-sagemaker-session-id", "NEW_SESSION")]
+            )));
+        }
     }
 
     #[test]

@@ -48,9 +48,15 @@ shadow = [{{ backend = "hf", percent = 0 }}]
 }
 
 async fn harness() -> (Harness, tokio::net::TcpSocket) {
+    harness_with("").await
+}
+
+/// The gateway on [`config`] with `more` routes, and the socket that keeps
+/// the refusing port taken.
+pub(super) async fn harness_with(more: &str) -> (Harness, tokio::net::TcpSocket) {
     let (socket, port) = refusing_port();
     let h = Harness::with(Setup {
-        config: config(),
+        config: config() + more,
         extra_vars: vec![("DOWN_PORT".to_owned(), port.to_string())],
         ..Setup::default()
     })
@@ -59,7 +65,7 @@ async fn harness() -> (Harness, tokio::net::TcpSocket) {
 }
 
 /// The shadow entry of `route` in `/v1/routes`.
-async fn shadow_view(h: &Harness, route: &str) -> Value {
+pub(super) async fn shadow_view(h: &Harness, route: &str) -> Value {
     let v = h.get_json("/v1/routes").await;
     let r = v["routes"]
         .as_array()
@@ -72,7 +78,7 @@ async fn shadow_view(h: &Harness, route: &str) -> Value {
 }
 
 /// match + differ + shadow_error + dropped of `route`'s shadow.
-async fn settled(h: &Harness, route: &str) -> u64 {
+pub(super) async fn settled(h: &Harness, route: &str) -> u64 {
     let s = shadow_view(h, route).await;
     ["match", "differ", "shadow_error", "dropped"]
         .iter()
@@ -80,7 +86,7 @@ async fn settled(h: &Harness, route: &str) -> u64 {
         .sum()
 }
 
-async fn wait_settled(h: &Harness, route: &str, n: u64) {
+pub(super) async fn wait_settled(h: &Harness, route: &str, n: u64) {
     wait_until(&format!("{n} shadow outcomes of {route}"), || async {
         settled(h, route).await >= n
     })
@@ -88,7 +94,7 @@ async fn wait_settled(h: &Harness, route: &str, n: u64) {
 }
 
 /// A [`BODY`]-like request whose prompt is `prompt`.
-fn body(prompt: &str) -> String {
+pub(super) fn body(prompt: &str) -> String {
     json!({"inputs": prompt, "parameters": {"max_new_tokens": 8}}).to_string()
 }
 

@@ -169,7 +169,7 @@ fn tgi_stream(req: &TgiRequest, faults: &FaultConfig) -> StreamPayload {
             error_after: None,
         };
     }
-    let (events, done) = model::stream_events(req, model::DEFAULT_MODEL_ID);
+    let (events, done) = model::stream_events(req, &req.generation(None), model::DEFAULT_MODEL_ID);
     let tokens = events.len();
     let mut events: Vec<Bytes> = events.iter().map(|e| model::sse(e)).collect();
     if done {
