@@ -15,7 +15,8 @@ use crate::common::{Harness, Setup, BODY, CONFIG};
 
 /// Routes `shadowed` (every request copied to `hf`), `narrow` (the same,
 /// one shadow call at a time), `down` (copied to `gone`, a refusing port)
-/// and `never` (percent 0), all served by `sm`; and `gone`, served by the
+/// `never` (percent 0) and `brief` (a 300 ms route timeout, which bounds its
+/// shadow calls too), all served by `sm`; and `gone`, served by the
 /// refusing port.
 fn config() -> String {
     format!(
@@ -43,6 +44,11 @@ backends = ["gone"]
 [routes.never]
 backends = ["sm"]
 shadow = [{{ backend = "hf", percent = 0 }}]
+
+[routes.brief]
+backends = ["sm"]
+timeout = "300ms"
+shadow = [{{ backend = "hf", percent = 100 }}]
 "#
     )
 }
@@ -228,4 +234,29 @@ async fn percent_zero_sends_nothing() {
     wait_settled(&h, "shadowed", 1).await;
     assert_eq!(settled(&h, "never").await, 0);
     assert_eq!(h.hf.counters().requests(), 1);
+}
+
+#[tokio::test]
+async fn a_shadow_slower_than_the_route_timeout_is_a_shadow_error() {
+    let (h, _socket) = harness().await;
+    h.hf.faults().set(FaultConfig {
+        latency: Duration::from_secs(3),
+        ..FaultConfig::default()
+    });
+    for _ in 0..2 {
+        assert_eq!(ask(&h, "brief", BODY).await.0, 200);
+    }
+    let started = std::time::Instant::now();
+    wait_settled(&h, "brief", 2).await;
+    // Cut at the route's timeout, long before the shadow would answer.
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let s = shadow_view(&h, "brief").await;
+    assert_eq!(
+        (&s["shadow_error"], &s["match"], &s["agreement"]),
+        (&json!(2), &json!(0), &Value::Null)
+    );
+    let metrics = h.get_text("/metrics").await;
+    assert!(metrics.contains(
+        r#"infergate_shadow_requests_total{outcome="shadow_error",route="brief",shadow="hf"} 2"#
+    ));
 }
