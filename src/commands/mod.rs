@@ -16,8 +16,10 @@ use crate::server;
 use crate::telemetry::{access_log, SpanSink};
 
 mod reload;
+mod shadow_report;
 
 pub use reload::reload;
+pub use shadow_report::{shadow_report, ReportOptions};
 
 /// `--log-format`.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
