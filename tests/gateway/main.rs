@@ -32,6 +32,8 @@ mod sagemaker_door;
 #[cfg(test)]
 mod shadow;
 #[cfg(test)]
+mod shadow_log;
+#[cfg(test)]
 mod suite;
 #[cfg(test)]
 mod tgi_door;
