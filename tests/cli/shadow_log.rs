@@ -2,7 +2,11 @@
 //! refuses a log it cannot open, and `shadow-report` says what it could
 //! not read instead of failing on it.
 
-use crate::common::child::{run, write_temp};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::common::child::{listen_addr, run, wait_timeout, write_temp, Running, Stream, BIN};
+use crate::common::wait_some;
 
 /// A diff-log line of `outcome`, as the gateway writes it.
 fn line(id: &str, outcome: &str, similarity: &str) -> String {
@@ -73,4 +77,69 @@ fn the_report_says_what_it_skipped_and_fails_only_on_a_missing_file() {
     );
     let (code, _, stderr) = run(&["shadow-report"], &[]);
     assert_eq!(code, 2, "a file is required: {stderr}");
+}
+
+/// A clean stop leaves every line queued in the file. (The drain takes
+/// longer than the writer's 100 ms batches, so this holds by the timer
+/// too; the writer's last batch on its own is `diff_log`'s unit test.)
+#[tokio::test]
+async fn a_clean_stop_writes_the_last_lines() {
+    use infergate::emulator;
+    let loopback: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
+    let hf = emulator::huggingface::start(loopback, emulator::HuggingFaceOptions::default())
+        .await
+        .unwrap();
+    let log = write_temp("shadow.jsonl", "");
+    let config = write_temp(
+        "infergate.toml",
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nworkers = 2\nshutdown_grace = \"5s\"\n\
+             [backends.hf]\nkind = \"huggingface\"\nurl = \"{0}\"\n\
+             [backends.candidate]\nkind = \"huggingface\"\nurl = \"{0}\"\n\
+             [routes.hf]\nbackends = [\"hf\"]\n\
+             shadow = [{{ backend = \"candidate\", percent = 100 }}]\n\
+             [shadow]\ndiff_log = \"{1}\"\n",
+            hf.url(),
+            log.display()
+        ),
+    );
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--config", config.to_str().unwrap()]);
+    let mut gw = Running::spawn(cmd, Stream::Stderr);
+    let base = format!(
+        "http://{}",
+        listen_addr(&gw.wait_for_line("infergate listening"))
+    );
+    let client = reqwest::Client::new();
+    for i in 0..12 {
+        let res = client
+            .post(format!("{base}/v1/predict/hf"))
+            .header("content-type", "application/json")
+            .body(format!(r#"{{"inputs": "a{i} b{i}"}}"#))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    // Every line queued.
+    wait_some("12 lines queued", || async {
+        let metrics = client.get(format!("{base}/metrics")).send().await.ok()?;
+        let text = metrics.text().await.ok()?;
+        text.contains("infergate_shadow_log_lines_total 12\n")
+            .then_some(())
+    })
+    .await;
+    let pid = gw.child.id().to_string();
+    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(status.success());
+    assert_eq!(
+        wait_timeout(&mut gw.child, Duration::from_secs(15)),
+        Some(0)
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(text.lines().count(), 12, "{text}");
+    assert!(
+        text.lines().all(|l| l.contains(r#""outcome":"match""#)),
+        "{text}"
+    );
 }
