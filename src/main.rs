@@ -77,6 +77,26 @@ enum Command {
     /// Run a local emulator of a SageMaker endpoint or an HF Inference Endpoint.
     #[command(subcommand)]
     Emulate(EmulateCommand),
+    /// Summarize shadow diff logs (`[shadow] diff_log`): per route and
+    /// shadow, the agreement with the primary and its 95% interval, the
+    /// answers' similarity, both latencies and the worst differences.
+    ShadowReport {
+        /// Only this route's calls.
+        #[arg(long)]
+        route: Option<String>,
+        /// Only this shadow's calls (a backend name).
+        #[arg(long)]
+        shadow: Option<String>,
+        /// How many of the worst differences to list per route and shadow.
+        #[arg(long, default_value_t = 5)]
+        worst: usize,
+        /// One JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Diff-log files, read in turn; `-` reads standard input.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
     /// Exit 0 when the gateway answers its health check (for container health checks).
     Healthcheck {
         /// The gateway's health URL.
@@ -105,6 +125,19 @@ fn main() -> ExitCode {
         } => commands::reload(config.as_deref(), pid_file.as_deref(), url.as_deref()),
         Command::Demo { listen } => commands::demo(listen, &logging),
         Command::Emulate(cmd) => commands::emulate(cmd, &logging),
+        Command::ShadowReport {
+            route,
+            shadow,
+            worst,
+            json,
+            files,
+        } => commands::shadow_report(&commands::ReportOptions {
+            route,
+            shadow,
+            worst,
+            json,
+            files,
+        }),
         Command::Healthcheck { url } => commands::healthcheck(&url),
     }
 }

@@ -6,6 +6,9 @@
 
 use std::time::Duration;
 
+mod shadow_log;
+pub use shadow_log::ShadowLogSeries;
+
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -82,6 +85,7 @@ pub struct Metrics {
     shadow_requests: IntCounterVec,
     shadow_similarity: HistogramVec,
     shadow_duration: HistogramVec,
+    shadow_log: ShadowLogSeries,
 }
 
 /// The states `infergate_backend_state` reports, one gauge each.
@@ -484,6 +488,7 @@ impl Metrics {
         registry.register(Box::new(shadow_requests.clone()))?;
         registry.register(Box::new(shadow_similarity.clone()))?;
         registry.register(Box::new(shadow_duration.clone()))?;
+        let shadow_log = ShadowLogSeries::register(&registry)?;
         Ok(Self {
             registry,
             requests,
@@ -515,6 +520,7 @@ impl Metrics {
             shadow_requests,
             shadow_similarity,
             shadow_duration,
+            shadow_log,
         })
     }
 
@@ -600,6 +606,11 @@ impl Metrics {
     /// The count of the rate limit store's failures, for [`crate::limits`].
     pub fn store_errors(&self) -> IntCounterVec {
         self.store_errors.clone()
+    }
+
+    /// The diff log's series.
+    pub fn shadow_log(&self) -> ShadowLogSeries {
+        self.shadow_log.clone()
     }
 
     /// Counts a request a limit of the gateway refused.

@@ -16,8 +16,10 @@ use crate::server;
 use crate::telemetry::{access_log, SpanSink};
 
 mod reload;
+mod shadow_report;
 
 pub use reload::reload;
+pub use shadow_report::{shadow_report, ReportOptions};
 
 /// `--log-format`.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -205,9 +207,13 @@ pub fn serve(path: &Path, listen: Option<SocketAddr>, logging: &Logging) -> Exit
     });
     // Requests still open end with the runtime, and their spans with them;
     // a read of the config file hung on a dead mount is not waited for.
-    // Then the last spans are sent (which may block, off the runtime now).
+    // Then the last spans are sent and the diff log's last lines written
+    // (either may block, off the runtime now).
     rt.shutdown_timeout(Duration::from_secs(1));
     export.finish();
+    // Every gateway went with the runtime: the diff log's writer writes
+    // what it holds and ends.
+    crate::shadow::diff_log::finish(Duration::from_secs(2));
     code
 }
 

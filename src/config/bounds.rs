@@ -167,6 +167,11 @@ pub(super) const CACHE_MAX_BYTES: IntBound = IntBound {
 /// call is dropped.
 pub(super) const SHADOW_MAX_IN_FLIGHT: IntBound = IntBound::new(1, 10_000);
 
+// === shadow ===
+/// Each answer in a diff-log line: a few KiB show where two answers part;
+/// 64 KiB keeps a line, and the writer's queue of them, bounded.
+pub(super) const DIFF_LOG_ANSWER_BYTES: IntBound = IntBound::new(0, 65_536);
+
 /// Every duration key and its bound (`*` stands for a backend or route name),
 /// for the tests that try each one.
 #[cfg(test)]
@@ -205,7 +210,7 @@ pub(super) const DURATION_KEYS: [(&str, DurationBound); 25] = [
 /// (`routes.*.retry_budget_ratio`, the shadow's percent and cosine
 /// threshold) are checked where they are read.
 #[cfg(test)]
-pub(super) const INTEGER_KEYS: [(&str, IntBound); 18] = [
+pub(super) const INTEGER_KEYS: [(&str, IntBound); 19] = [
     ("routes.*.tokens_per_minute", TOKENS_PER_MINUTE),
     ("clients.*.tokens_per_minute", TOKENS_PER_MINUTE),
     (
@@ -230,6 +235,7 @@ pub(super) const INTEGER_KEYS: [(&str, IntBound); 18] = [
     ("clients.*.rate_limit.burst", BURST),
     ("routes.*.cache.max_bytes", CACHE_MAX_BYTES),
     ("routes.*.shadow_max_in_flight", SHADOW_MAX_IN_FLIGHT),
+    ("shadow.diff_log_answer_bytes", DIFF_LOG_ANSWER_BYTES),
 ];
 
 // === the checks ===

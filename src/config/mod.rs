@@ -37,6 +37,7 @@ mod cache;
 mod callers;
 mod clients;
 mod diag;
+mod diff_log;
 mod doors;
 mod interpolate;
 mod limits;
@@ -123,6 +124,8 @@ pub struct Config {
     pub rate_limits: RateLimitsConfig,
     /// `[doors]`: which front doors besides the unified API are open.
     pub doors: DoorsConfig,
+    /// `[shadow]`: what the shadows of every route share.
+    pub shadow: ShadowSettings,
     /// Things worth a look that do not stop the gateway (e.g. a backend no route
     /// uses), each formatted `<key path>: <message>` like the errors.
     pub warnings: Vec<String>,
@@ -509,6 +512,34 @@ pub struct ShadowConfig {
     /// 0.0..=100.0.
     pub percent: f64,
 }
+
+/// `[shadow]`: what the shadows of every route share.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ShadowSettings {
+    /// `shadow.diff_log` and its keys; `None`: no diff log.
+    pub diff_log: Option<DiffLogConfig>,
+}
+
+/// `shadow.diff_log`, `diff_log_percent`, `diff_log_answer_bytes`: a JSON
+/// line per sampled shadow comparison, appended to a file
+/// ([`crate::shadow::diff_log`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiffLogConfig {
+    /// Not empty; when it exists, a regular file. Opened (created) at start
+    /// and again at each reload that applies.
+    pub path: PathBuf,
+    /// The share of compared shadow calls written, whatever their outcome;
+    /// 0.0..=100.0.
+    pub percent: f64,
+    /// Each answer is cut to at most this many bytes (at a UTF-8 boundary
+    /// when it is text); 0..=65536.
+    pub answer_bytes: usize,
+}
+
+/// `shadow.diff_log_percent` when not set.
+pub const DEFAULT_DIFF_LOG_PERCENT: f64 = 100.0;
+/// `shadow.diff_log_answer_bytes` when not set.
+pub const DEFAULT_DIFF_LOG_ANSWER_BYTES: usize = 2048;
 
 /// `routes.<name>.shadow_max_in_flight` when not set.
 pub const DEFAULT_SHADOW_MAX_IN_FLIGHT: u32 = 16;

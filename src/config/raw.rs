@@ -115,6 +115,16 @@ pub(super) struct RawTelemetry {
     pub(super) otlp_timeout: Option<Duration>,
 }
 
+/// `[shadow]`: what every route's shadows share.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawShadowSettings {
+    pub(super) diff_log: Option<String>,
+    /// A float; an integer is accepted too.
+    pub(super) diff_log_percent: Option<f64>,
+    pub(super) diff_log_answer_bytes: Option<i64>,
+}
+
 /// `[backends.<name>]`: the keys of every kind side by side, so that a key of
 /// the wrong kind gets "not valid for kind …" instead of a bare "unknown key".
 #[derive(Debug, Default, Deserialize)]

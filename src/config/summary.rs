@@ -50,7 +50,8 @@ fn write_clients(out: &mut String, config: &Config) -> std::fmt::Result {
     }
 }
 
-/// The `server:`, `upstream:` and (if on) `telemetry:` lines.
+/// The `server:`, `upstream:` and (if on) `rate limits:`, `telemetry:` and
+/// `shadow:` lines.
 fn write_settings(out: &mut String, config: &Config) -> std::fmt::Result {
     let s = &config.server;
     writeln!(
@@ -122,6 +123,15 @@ fn write_settings(out: &mut String, config: &Config) -> std::fmt::Result {
             "telemetry: OTLP spans to {url} as service {:?}, timeout {}",
             t.service_name,
             human(t.otlp_timeout),
+        )?;
+    }
+    if let Some(log) = &config.shadow.diff_log {
+        writeln!(
+            out,
+            "shadow: diff log {}, {}% of compared calls, answers cut at {} bytes",
+            log.path.display(),
+            log.percent,
+            log.answer_bytes,
         )?;
     }
     Ok(())

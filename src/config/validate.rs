@@ -16,7 +16,7 @@ use super::interpolate::interpolate_tree;
 use super::limits::rate_limit;
 use super::raw::{
     deserialize_section, RawClient, RawDoors, RawRateLimits, RawRoute, RawRouteBackend, RawServer,
-    RawTelemetry, RawUpstream,
+    RawShadowSettings, RawTelemetry, RawUpstream,
 };
 use super::resilience::{route_policy, RoutePolicy};
 use super::syntax::syntax_error;
@@ -31,12 +31,13 @@ use super::{
 
 type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
-const TOP_LEVEL_KEYS: [&str; 8] = [
+const TOP_LEVEL_KEYS: [&str; 9] = [
     "server",
     "upstream",
     "telemetry",
     "rate_limits",
     "doors",
+    "shadow",
     "backends",
     "routes",
     "clients",
@@ -73,6 +74,9 @@ pub(super) fn load(text: &str, env: Env<'_>) -> Result<Config, ConfigErrors> {
     let doors = section(&mut root, "doors", env, &mut diag)
         .and_then(|t| deserialize_section::<RawDoors>(t, "doors", &mut diag))
         .map(|raw| super::doors::doors(raw, &mut diag));
+    let shadow = section(&mut root, "shadow", env, &mut diag)
+        .and_then(|t| deserialize_section::<RawShadowSettings>(t, "shadow", &mut diag))
+        .map(|raw| super::diff_log::shadow_settings(raw, &mut diag));
 
     // Every declared name counts for references, valid or not, so a broken
     // backend yields its own errors and not an extra "unknown backend" too.
@@ -123,12 +127,19 @@ pub(super) fn load(text: &str, env: Env<'_>) -> Result<Config, ConfigErrors> {
 
     // Every value substituted above (a default for a bad value, a skipped
     // section) comes with a recorded error, so this is the one exit for them.
-    let (Some((mut server, auth)), Some(upstream), Some(telemetry), Some(rate_limits), Some(doors)) =
-        (server, upstream, telemetry, rate_limits, doors)
+    let (
+        Some((mut server, auth)),
+        Some(upstream),
+        Some(telemetry),
+        Some(rate_limits),
+        Some(doors),
+        Some(shadow),
+    ) = (server, upstream, telemetry, rate_limits, doors, shadow)
     else {
         return Err(ConfigErrors(diag.into_parts().0));
     };
     super::doors::check_route_doors(&routes, &backends, &doors, &mut diag);
+    super::diff_log::check_used(&shadow, &routes, &mut diag);
     server.auth = auth_mode(auth.as_deref(), &clients, &mut diag);
     if server.auth == AuthMode::None && !server.listen.ip().is_loopback() {
         diag.warn(
@@ -177,6 +188,7 @@ pub(super) fn load(text: &str, env: Env<'_>) -> Result<Config, ConfigErrors> {
         clients,
         rate_limits,
         doors,
+        shadow,
         warnings,
     })
 }

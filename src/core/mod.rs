@@ -169,9 +169,11 @@ async fn send(gw: &Gateway, req: CoreRequest) -> CoreResponse {
             shadows.pick(shadows.sample(), &upstream, gw.client())
         }
         _ => None,
-    };
+    }
+    .map(|p| p.logged(gw.diff_log.as_ref(), &route.name));
     let mut answer = dispatch(gw.dispatch_context(), &route, upstream, deadline).await;
     if let Some(picked) = picked {
+        let picked = picked.answered_by(answer.backend.as_ref());
         answer.result = answer.result.map(|up| picked.after(up));
     }
     answer

@@ -25,6 +25,7 @@ use crate::route::budget::RetryBudget;
 use crate::route::health::BackendState;
 use crate::route::sticky::SessionTable;
 use crate::route::{PoolMember, Route, RouteTable};
+use crate::shadow::diff_log::DiffLog;
 use crate::upstream::{Client, Egress};
 
 mod carry;
@@ -63,6 +64,8 @@ pub enum BuildError {
     Metrics(String),
     #[error("rate_limits: {0}")]
     Limits(String),
+    #[error(transparent)]
+    DiffLog(#[from] crate::shadow::diff_log::OpenError),
 }
 
 /// Extra inputs to [`Gateway::build`] that do not come from the config file.
@@ -95,6 +98,8 @@ pub struct Gateway {
     pub limits: Arc<Limits>,
     /// Where finished request spans go, when configured.
     pub spans: Option<Arc<dyn crate::telemetry::SpanSink>>,
+    /// The shadows' diff log (`[shadow] diff_log`), when configured.
+    pub diff_log: Option<Arc<DiffLog>>,
     /// What the process keeps across reloads.
     process: Arc<Process>,
 }
@@ -124,10 +129,12 @@ impl Gateway {
         let workers = config.server.worker_count();
         let upstream = Upstream::new(&config, workers, carry::EgressKey::of(&config))?;
         let limits = new_limits(&config, workers, &metrics, None)?;
+        let diff_log = DiffLog::open(&config.shadow, None, metrics.shadow_log()).await?;
         let base = Base {
             metrics,
             upstream,
             limits,
+            diff_log,
             spans: opts.spans.take(),
             process: Arc::default(),
         };
@@ -141,8 +148,10 @@ impl Gateway {
     /// ejection, credentials cache and health check (its health alone when
     /// the upstream clients changed); each unchanged route of unchanged
     /// backends with its retry budget and sticky sessions; each client's
-    /// and route's buckets while their limits are the same. Clients and
-    /// keys are always read afresh. The worker count stays the running one.
+    /// and route's buckets while their limits are the same; the diff log's
+    /// writer while its path is the same (the path opened again, for
+    /// logrotate). Clients and keys are always read afresh. The worker
+    /// count stays the running one.
     pub async fn rebuild(&self, config: Config) -> Result<Arc<Self>, BuildError> {
         let workers = self.clients().len();
         let key = carry::EgressKey::of(&config);
@@ -151,10 +160,13 @@ impl Gateway {
             false => Upstream::new(&config, workers, key)?,
         };
         let limits = new_limits(&config, workers, &self.metrics, Some(&self.limits))?;
+        let previous = self.diff_log.as_deref();
+        let diff_log = DiffLog::open(&config.shadow, previous, self.metrics.shadow_log()).await?;
         let base = Base {
             metrics: self.metrics.clone(),
             upstream,
             limits,
+            diff_log,
             spans: self.spans.clone(),
             process: Arc::clone(&self.process),
         };
@@ -173,6 +185,7 @@ impl Gateway {
             metrics,
             upstream,
             limits,
+            diff_log,
             spans,
             process,
         } = base;
@@ -219,6 +232,7 @@ impl Gateway {
             upstream,
             metrics,
             spans,
+            diff_log,
             process,
             config,
         });
@@ -319,6 +333,7 @@ struct Base {
     metrics: Metrics,
     upstream: Upstream,
     limits: Arc<Limits>,
+    diff_log: Option<Arc<DiffLog>>,
     spans: Option<Arc<dyn crate::telemetry::SpanSink>>,
     process: Arc<Process>,
 }

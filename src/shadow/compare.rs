@@ -18,11 +18,33 @@ pub enum Verdict {
 }
 
 /// The verdict, with a similarity in `[0, 1]` when the answers have a
-/// kind that measures one (text, embeddings).
+/// kind that measures one (text, embeddings), and where they differ.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Comparison {
     pub verdict: Verdict,
     pub similarity: Option<f64>,
+    /// `Some` exactly when the verdict is [`Verdict::Differ`].
+    pub difference: Option<Difference>,
+}
+
+/// Where two answers part, as far as the comparison saw it on its way (no
+/// more work than the verdict took; [`super::difference`] words it, and
+/// finds the place in two JSON values).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Difference {
+    /// Another status.
+    Status { primary: u16, shadow: u16 },
+    /// Bodies that are not both JSON, apart from this byte on.
+    Bytes { at: usize },
+    /// Two JSON values with no text or embeddings to compare.
+    Json,
+    /// The generated texts, apart from this character on.
+    Text { at: usize },
+    /// The vector at `index` is the least alike: `cosine` under the
+    /// threshold.
+    Embedding { index: usize, cosine: f64 },
+    /// Embeddings of another count or length.
+    EmbeddingShape,
 }
 
 impl Comparison {
@@ -30,13 +52,15 @@ impl Comparison {
         Self {
             verdict: Verdict::Match,
             similarity,
+            difference: None,
         }
     }
 
-    fn differ(similarity: Option<f64>) -> Self {
+    fn differ(similarity: Option<f64>, difference: Difference) -> Self {
         Self {
             verdict: Verdict::Differ,
             similarity,
+            difference: Some(difference),
         }
     }
 }
@@ -49,7 +73,8 @@ pub fn compare(
     threshold: f64,
 ) -> Comparison {
     if primary.0 != shadow.0 {
-        return Comparison::differ(None);
+        let (primary, shadow) = (primary.0.as_u16(), shadow.0.as_u16());
+        return Comparison::differ(None, Difference::Status { primary, shadow });
     }
     if primary.1 == shadow.1 {
         return Comparison::matched(Some(1.0));
@@ -58,7 +83,8 @@ pub fn compare(
         serde_json::from_slice::<Value>(primary.1),
         serde_json::from_slice::<Value>(shadow.1),
     ) else {
-        return Comparison::differ(None);
+        let at = common_prefix(primary.1.iter(), shadow.1.iter());
+        return Comparison::differ(None, Difference::Bytes { at });
     };
     if a == b {
         return Comparison::matched(Some(1.0));
@@ -67,18 +93,30 @@ pub fn compare(
         if x == y {
             return Comparison::matched(Some(1.0));
         }
-        return Comparison::differ(Some(token_similarity(x, y)));
+        let at = common_prefix(x.chars(), y.chars());
+        return Comparison::differ(Some(token_similarity(x, y)), Difference::Text { at });
     }
     if let (Some(x), Some(y)) = (embeddings(&a), embeddings(&b)) {
-        let Some(least) = least_cosine(&x, &y) else {
-            return Comparison::differ(Some(0.0));
+        let Some((index, least)) = least_cosine_at(&x, &y) else {
+            return Comparison::differ(Some(0.0), Difference::EmbeddingShape);
         };
         return match least >= threshold {
             true => Comparison::matched(Some(least)),
-            false => Comparison::differ(Some(least)),
+            false => Comparison::differ(
+                Some(least),
+                Difference::Embedding {
+                    index,
+                    cosine: least,
+                },
+            ),
         };
     }
-    Comparison::differ(None)
+    Comparison::differ(None, Difference::Json)
+}
+
+/// How many items `a` and `b` have alike from the start.
+fn common_prefix<T: PartialEq>(a: impl Iterator<Item = T>, b: impl Iterator<Item = T>) -> usize {
+    a.zip(b).take_while(|(x, y)| x == y).count()
 }
 
 /// The generated text of a TGI (`[{"generated_text": …}]`,
@@ -145,13 +183,21 @@ fn numbers(v: &Value) -> Option<Vec<f64>> {
 /// The least cosine similarity of the vectors pairwise; `None` when their
 /// counts or lengths differ.
 pub fn least_cosine(a: &[Vec<f64>], b: &[Vec<f64>]) -> Option<f64> {
+    least_cosine_at(a, b).map(|(_, least)| least)
+}
+
+/// [`least_cosine`] and the index of the first pair that has it.
+fn least_cosine_at(a: &[Vec<f64>], b: &[Vec<f64>]) -> Option<(usize, f64)> {
     if a.len() != b.len() {
         return None;
     }
     a.iter()
         .zip(b)
         .map(|(x, y)| cosine(x, y))
-        .try_fold(1.0_f64, |least, c| c.map(|c| least.min(c)))
+        .enumerate()
+        .try_fold((0, 1.0_f64), |least, (i, c)| {
+            c.map(|c| if c < least.1 { (i, c) } else { least })
+        })
 }
 
 /// The cosine similarity of two vectors, clamped to `[0, 1]` (opposite
@@ -183,7 +229,11 @@ mod tests {
     #[test]
     fn another_status_differs() {
         let c = compare((OK, b"x"), (StatusCode::BAD_REQUEST, b"x"), 0.99);
-        assert_eq!(c, Comparison::differ(None));
+        let status = Difference::Status {
+            primary: 200,
+            shadow: 400,
+        };
+        assert_eq!(c, Comparison::differ(None, status));
     }
 
     #[test]
@@ -193,8 +243,14 @@ mod tests {
             cmp(r#"{"a": 1, "b": [2]}"#, r#"{"b":[2],"a":1}"#).verdict,
             Verdict::Match
         );
-        assert_eq!(cmp("not json", "not jsox"), Comparison::differ(None));
-        assert_eq!(cmp(r#"{"a": 1}"#, r#"{"a": 2}"#), Comparison::differ(None));
+        assert_eq!(
+            cmp("not json", "not jsox"),
+            Comparison::differ(None, Difference::Bytes { at: 7 })
+        );
+        assert_eq!(
+            cmp(r#"{"a": 1}"#, r#"{"a": 2}"#),
+            Comparison::differ(None, Difference::Json)
+        );
     }
 
     #[test]
@@ -205,6 +261,7 @@ mod tests {
         );
         assert_eq!(c.verdict, Verdict::Differ);
         assert_eq!(c.similarity, Some(3.0 / 5.0));
+        assert_eq!(c.difference, Some(Difference::Text { at: 6 }));
         // Other fields may differ; the text decides.
         let c = cmp(
             r#"{"generated_text": "a b", "details": {"x": 1}}"#,
@@ -235,13 +292,20 @@ mod tests {
         assert_eq!(c.verdict, Verdict::Match);
         assert!(c.similarity.unwrap() > 0.99);
         let c = cmp("[[1, 0], [0, 1]]", "[[1, 0], [1, 0]]");
-        assert_eq!(c, Comparison::differ(Some(0.0)));
+        let second = Difference::Embedding {
+            index: 1,
+            cosine: 0.0,
+        };
+        assert_eq!(c, Comparison::differ(Some(0.0), second));
         let openai =
             |v: &str| format!(r#"{{"model": "{v}", "data": [{{"embedding": [{v}, 1]}}]}}"#);
         assert_eq!(cmp(&openai("1"), &openai("1.0001")).verdict, Verdict::Match);
         assert_eq!(cmp(&openai("1"), &openai("-5")).verdict, Verdict::Differ);
         // Vectors of another length or count never match.
-        assert_eq!(cmp("[1, 2]", "[1, 2, 3]"), Comparison::differ(Some(0.0)));
+        assert_eq!(
+            cmp("[1, 2]", "[1, 2, 3]"),
+            Comparison::differ(Some(0.0), Difference::EmbeddingShape)
+        );
         assert_eq!(
             compare((OK, b"[1, 0]"), (OK, b"[1, 1]"), 0.5).verdict,
             Verdict::Match

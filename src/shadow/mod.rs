@@ -17,6 +17,9 @@
 //! an error too) and cache hits are not shadowed.
 
 pub mod compare;
+pub mod diff_log;
+mod difference;
+pub mod line;
 pub mod stream;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,6 +38,7 @@ use crate::metrics::ShadowSeries;
 use crate::upstream::Client;
 
 use compare::Verdict;
+use diff_log::Shadowed;
 
 /// The largest answer (the primary's or the shadow's) compared: a larger
 /// one is not shadowed (the primary's) or counts as a shadow error.
@@ -145,6 +149,8 @@ pub struct Picked {
     targets: Vec<Arc<Shadow>>,
     request: UpstreamRequest,
     client: Client,
+    /// What the diff log's lines need, when there is one.
+    log: Option<diff_log::Pending>,
 }
 
 impl RouteShadows {
@@ -193,6 +199,7 @@ impl RouteShadows {
             targets,
             request,
             client: client.clone(),
+            log: None,
         })
     }
 }
@@ -235,6 +242,10 @@ impl Picked {
             return;
         };
         let primary = Arc::new((status, primary));
+        let (threshold, timeout) = (self.shadows.threshold, self.shadows.timeout);
+        let log = self
+            .log
+            .map(|p| Arc::new(p.primary_done(threshold, timeout)));
         for shadow in self.targets {
             let Ok(permit) = Arc::clone(&self.shadows.in_flight).try_acquire_owned() else {
                 shadow.record(Outcome::Dropped);
@@ -246,6 +257,7 @@ impl Picked {
                 shadow,
                 client: self.client.clone(),
                 primary: Arc::clone(&primary),
+                log: log.clone(),
                 _permit: permit,
             };
             runtime.spawn(call.run());
@@ -260,6 +272,7 @@ struct Call {
     request: UpstreamRequest,
     client: Client,
     primary: Arc<(StatusCode, Bytes)>,
+    log: Option<Arc<diff_log::CallLog>>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -267,11 +280,16 @@ impl Call {
     async fn run(self) {
         let started = Instant::now();
         let answer = tokio::time::timeout(self.shadows.timeout, self.answer()).await;
-        self.shadow
-            .series
-            .duration
-            .observe(started.elapsed().as_secs_f64());
+        let took = started.elapsed();
+        self.shadow.series.duration.observe(took.as_secs_f64());
+        let timed_out = answer.is_err();
         let Ok(Some((status, body))) = answer else {
+            let why = if timed_out {
+                Shadowed::TimedOut
+            } else {
+                Shadowed::Failed
+            };
+            self.log(took, why);
             self.shadow.record(Outcome::ShadowError);
             return;
         };
@@ -284,10 +302,32 @@ impl Call {
         if let Some(s) = c.similarity {
             self.shadow.series.similarity.observe(s);
         }
+        self.log(
+            took,
+            Shadowed::Answered {
+                status,
+                body: &body,
+                comparison: &c,
+            },
+        );
         self.shadow.record(match c.verdict {
             Verdict::Match => Outcome::Match,
             Verdict::Differ => Outcome::Differ,
         });
+    }
+
+    /// Writes the call's diff-log line, if the request has a log; before
+    /// the call is counted, so that a count seen means its line is queued.
+    fn log(&self, took: Duration, shadowed: Shadowed<'_>) {
+        if let Some(log) = &self.log {
+            log.write(&diff_log::Seen {
+                shadow: &self.shadow.backend.name,
+                request: &self.request,
+                primary: (self.primary.0, &self.primary.1),
+                took,
+                shadowed,
+            });
+        }
     }
 
     /// The shadow's answer, read whole; `None` when it failed.
@@ -322,7 +362,10 @@ impl Call {
 mod tests {
     use super::*;
 
-    fn request(stream: bool, headers: &[(&'static str, &'static str)]) -> UpstreamRequest {
+    pub(super) fn request(
+        stream: bool,
+        headers: &[(&'static str, &'static str)],
+    ) -> UpstreamRequest {
         UpstreamRequest {
             op: crate::config::Operation::Predict,
             body: Bytes::new(),

@@ -1,7 +1,8 @@
 //! The `infergate` binary as a user runs it: `check` and config errors
 //! ([`check`]), `serve`, `demo` and `healthcheck` ([`serve`]), hot reload
-//! ([`reload`]), what SIGTERM does before the drain ([`drain`]), and what
-//! reaches its logs and answers ([`secrets`]).
+//! ([`reload`]), what SIGTERM does before the drain ([`drain`]), what
+//! reaches its logs and answers ([`secrets`]), and the shadow diff log's
+//! start error and report ([`shadow_log`]).
 
 #[cfg(test)]
 mod check;
@@ -16,3 +17,5 @@ mod reload;
 mod secrets;
 #[cfg(test)]
 mod serve;
+#[cfg(test)]
+mod shadow_log;

@@ -34,6 +34,8 @@ mod sagemaker_door;
 #[cfg(test)]
 mod shadow;
 #[cfg(test)]
+mod shadow_log;
+#[cfg(test)]
 mod shadow_stream;
 #[cfg(test)]
 mod suite;

@@ -149,6 +149,8 @@ const FAMILIES: &[(&str, &str, &[&str])] = &[
         "histogram",
         &["route", "shadow"],
     ),
+    ("infergate_shadow_log_lines_total", "counter", &[]),
+    ("infergate_shadow_log_dropped_total", "counter", &[]),
 ];
 
 // === the whole exposition ===

@@ -40,6 +40,8 @@ enum At {
     RouteCache,
     /// The first entry of `routes.flan.shadow`.
     Shadow,
+    /// `[shadow]`, with a diff log.
+    ShadowLog,
 }
 
 impl At {
@@ -74,6 +76,9 @@ impl At {
             At::Shadow => format!(
                 "{SM}{HF}{ROUTE}shadow = [{{ backend = \"hf-flan\", {key} = {value} }}]\n"
             ),
+            At::ShadowLog => minimal(&format!(
+                "shadow = [{{ backend = \"hf-flan\", percent = 1 }}]\n[shadow]\ndiff_log = \"/tmp/d.jsonl\"\n{line}"
+            )),
         }
     }
 
@@ -98,6 +103,7 @@ impl At {
             ),
             At::RouteCache => ("routes.flan.cache", "routes.*.cache"),
             At::Shadow => ("routes.flan.shadow[0]", "routes.*.shadow[*]"),
+            At::ShadowLog => ("shadow", "shadow"),
         };
         (format!("{table}.{key}"), format!("{pattern}.{key}"))
     }
@@ -127,7 +133,8 @@ fn cache_table(key: &str, value: &str) -> String {
 
 /// The float keys, checked where they are read rather than by a bound of
 /// `bounds.rs`'s tables.
-const FLOAT_KEYS: [&str; 6] = [
+const FLOAT_KEYS: [&str; 7] = [
+    "shadow.diff_log_percent",
     "routes.*.retry_budget_ratio",
     "routes.*.shadow[*].percent",
     "routes.*.shadow_cosine_threshold",
@@ -168,7 +175,7 @@ const NEGATIVE: Option<(&str, &str)> = Some(("-1", "must not be negative"));
 const NOTHING: Option<(&str, &str)> = Some(("0", POSITIVE));
 
 #[rustfmt::skip]
-const CASES: [Case; 49] = [
+const CASES: [Case; 51] = [
     case(At::Server, "max_body_bytes", ["1073741824", "1073741825", "must be at most 1073741824 (1 GiB)"], NOTHING),
     case(At::Server, "request_timeout", ["\"2h\"", "\"2h 1ns\"", "must be at most 2h"], ZERO),
     case(At::Server, "shutdown_grace", ["\"1h\"", "\"1h 1ns\"", "must be at most 1h"], None),
@@ -227,6 +234,9 @@ const CASES: [Case; 49] = [
         Some(("0", POSITIVE))),
     case(At::Route, "shadow_cosine_threshold", ["1.0", "1.0000001", "must be between 0.0 and 1.0"],
         Some(("-0.0000001", "must be between 0.0 and 1.0"))),
+    case(At::ShadowLog, "diff_log_percent", ["100", "100.5", "must be between 0 and 100"],
+        Some(("-0.5", "must be between 0 and 100"))),
+    case(At::ShadowLog, "diff_log_answer_bytes", ["65536", "65537", "must be at most 65536"], NEGATIVE),
 ];
 
 #[test]

@@ -5,6 +5,7 @@ mod backends;
 mod bounds;
 mod cache;
 mod clients;
+mod diff_log;
 mod doors;
 mod errors;
 mod interpolation;
