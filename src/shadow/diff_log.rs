@@ -315,8 +315,11 @@ pub(super) enum Shadowed<'a> {
         body: &'a [u8],
         comparison: &'a Comparison,
     },
-    /// It failed, or its answer could not be read whole.
-    Failed,
+    /// It failed (with this status, when it answered one), or its answer
+    /// could not be read whole.
+    Failed {
+        status: Option<u16>,
+    },
     TimedOut,
 }
 
@@ -367,9 +370,9 @@ impl CallLog {
 
     /// What the line says of the shadow's answer, or of its having none.
     fn shadow_side(&self, seen: &Seen<'_>) -> ShadowSide {
-        let none = |why: String| ShadowSide {
+        let none = |why: String, status: Option<u16>| ShadowSide {
             outcome: Outcome::ShadowError,
-            status: None,
+            status,
             similarity: None,
             difference: Some(why),
             answer: None,
@@ -391,13 +394,23 @@ impl CallLog {
                     .map(|d| super::difference::describe(&d, seen.primary.1, body, self.threshold)),
                 answer: Some(Answer::cut(body, self.log.answer_bytes)),
             },
-            Shadowed::Failed => {
-                none("no answer: the call failed or its answer could not be read".to_owned())
-            }
-            Shadowed::TimedOut => none(format!(
-                "no answer within {}",
-                humantime::format_duration(self.timeout)
-            )),
+            Shadowed::Failed {
+                status: Some(status),
+            } => none(
+                format!("no answer: the shadow failed with status {status}"),
+                Some(*status),
+            ),
+            Shadowed::Failed { status: None } => none(
+                "no answer: the call failed or its answer could not be read".to_owned(),
+                None,
+            ),
+            Shadowed::TimedOut => none(
+                format!(
+                    "no answer within {}",
+                    humantime::format_duration(self.timeout)
+                ),
+                None,
+            ),
         }
     }
 }

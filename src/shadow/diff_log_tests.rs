@@ -220,9 +220,18 @@ fn a_shadow_without_an_answer_says_why() {
         (timed_out.shadow_status, timed_out.shadow_answer),
         (None, None)
     );
-    let failed = log.line(&seen(Shadowed::Failed));
+    let failed = log.line(&seen(Shadowed::Failed { status: None }));
     assert_eq!(
         failed.difference.as_deref(),
         Some("no answer: the call failed or its answer could not be read")
+    );
+    let unavailable = log.line(&seen(Shadowed::Failed { status: Some(503) }));
+    assert_eq!(
+        (unavailable.outcome, unavailable.shadow_status),
+        (Outcome::ShadowError, Some(503))
+    );
+    assert_eq!(
+        unavailable.difference.as_deref(),
+        Some("no answer: the shadow failed with status 503")
     );
 }

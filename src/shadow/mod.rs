@@ -282,16 +282,17 @@ impl Call {
         let answer = tokio::time::timeout(self.shadows.timeout, self.answer()).await;
         let took = started.elapsed();
         self.shadow.series.duration.observe(took.as_secs_f64());
-        let timed_out = answer.is_err();
-        let Ok(Some((status, body))) = answer else {
-            let why = if timed_out {
-                Shadowed::TimedOut
-            } else {
-                Shadowed::Failed
-            };
-            self.log(took, why);
-            self.shadow.record(Outcome::ShadowError);
-            return;
+        let (status, body) = match answer {
+            Ok(Ok(answered)) => answered,
+            failed => {
+                let why = match failed {
+                    Ok(Err(status)) => Shadowed::Failed { status },
+                    _ => Shadowed::TimedOut,
+                };
+                self.log(took, why);
+                self.shadow.record(Outcome::ShadowError);
+                return;
+            }
         };
         let (primary_status, primary_body) = &*self.primary;
         let c = compare::compare(
@@ -330,32 +331,43 @@ impl Call {
         }
     }
 
-    /// The shadow's answer, read whole; `None` when it failed.
-    async fn answer(&self) -> Option<(StatusCode, Bytes)> {
-        let up = self
-            .shadow
-            .backend
-            .call(&self.client, &self.request)
-            .await
-            .ok()?;
-        let body = match up.body {
-            UpstreamBody::Full(bytes) => bytes,
-            UpstreamBody::Stream(mut body) => {
-                let mut whole = bytes::BytesMut::new();
-                while let Some(frame) = body.frame().await {
-                    if let Ok(data) = frame.ok()?.into_data() {
-                        whole.extend_from_slice(&data);
-                        if whole.len() > BODY_LIMIT {
-                            return None;
-                        }
-                    }
-                }
-                whole.freeze()
+    /// The shadow's answer, read whole. A model that refused the input (a
+    /// 4xx of its own, which the client would have got) answered: its
+    /// status and message are compared with the primary's answer. Any other
+    /// failure is none, with the status the shadow answered, if it did.
+    async fn answer(&self) -> Result<(StatusCode, Bytes), Option<u16>> {
+        let up = match self.shadow.backend.call(&self.client, &self.request).await {
+            Ok(up) => up,
+            Err(f) => {
+                let refused = f.client_status.and_then(|s| StatusCode::from_u16(s).ok());
+                return match refused {
+                    Some(status) => Ok((status, Bytes::from(f.message))),
+                    None => Err(f.status),
+                };
             }
-            UpstreamBody::Events { first, events } => stream::read(first, events).await?,
         };
-        Some((up.status, body))
+        let whole = match up.body {
+            UpstreamBody::Full(bytes) => Some(bytes),
+            UpstreamBody::Stream(body) => read_whole(body).await,
+            UpstreamBody::Events { first, events } => stream::read(first, events).await,
+        };
+        whole.map(|body| (up.status, body)).ok_or(None)
     }
+}
+
+/// A passed-through body, whole: `None` when it broke or passed
+/// [`BODY_LIMIT`].
+async fn read_whole(mut body: crate::body::ResBody) -> Option<Bytes> {
+    let mut whole = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.ok()?.into_data() {
+            whole.extend_from_slice(&data);
+            if whole.len() > BODY_LIMIT {
+                return None;
+            }
+        }
+    }
+    Some(whole.freeze())
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use infergate::emulator::FaultConfig;
+use infergate::emulator::{FaultConfig, InjectedError};
 use serde_json::{json, Value};
 
 use crate::common::net::refusing_port;
@@ -259,4 +259,24 @@ async fn a_shadow_slower_than_the_route_timeout_is_a_shadow_error() {
     assert!(metrics.contains(
         r#"infergate_shadow_requests_total{outcome="shadow_error",route="brief",shadow="hf"} 2"#
     ));
+}
+
+#[tokio::test]
+async fn a_shadow_that_refuses_the_input_differs_and_one_that_fails_is_an_error() {
+    let (h, _socket) = harness().await;
+    // A candidate whose model refuses what the primary accepts (a 422 of
+    // its own) answers otherwise: a difference, not an error.
+    h.hf.faults().fail_next(1, InjectedError::ValidationError);
+    assert_eq!(ask(&h, "shadowed", BODY).await.0, 200);
+    wait_settled(&h, "shadowed", 1).await;
+    // One that fails as a service (a 503) gave no answer to compare.
+    h.hf.faults().fail_next(1, InjectedError::Status(503));
+    assert_eq!(ask(&h, "shadowed", BODY).await.0, 200);
+    wait_settled(&h, "shadowed", 2).await;
+    let s = shadow_view(&h, "shadowed").await;
+    assert_eq!(
+        (&s["match"], &s["differ"], &s["shadow_error"]),
+        (&json!(0), &json!(1), &json!(1)),
+        "{s}"
+    );
 }
