@@ -94,9 +94,10 @@ pub enum ApiError {
     /// Over one of the gateway's own limits (a client's or a route's).
     #[error("{}", rate_limited_message(.0))]
     RateLimited(Refusal),
-    /// The shared rate limit store gave no decision and
+    /// The gateway's Redis (`[rate_limits]`) gave no answer, to the rate
+    /// limits or to a route's cache in it, and
     /// `rate_limits.on_store_error = "deny"`.
-    #[error("the rate limit store is unavailable; retry later")]
+    #[error("the gateway's shared store (Redis) is unavailable; retry later")]
     LimitStoreDown,
 }
 

@@ -41,6 +41,7 @@ pub mod layers;
 pub mod limits;
 pub mod metrics;
 pub mod protocol;
+pub mod redis_store;
 pub mod reload;
 pub mod route;
 pub mod secret;

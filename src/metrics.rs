@@ -82,6 +82,7 @@ pub struct Metrics {
     cache_requests: IntCounterVec,
     cache_bytes: IntGaugeVec,
     cache_evictions: IntCounterVec,
+    cache_store_errors: IntCounterVec,
     shadow_requests: IntCounterVec,
     shadow_similarity: HistogramVec,
     shadow_duration: HistogramVec,
@@ -194,6 +195,14 @@ impl std::fmt::Debug for CacheSeries {
     }
 }
 
+/// `infergate_cache_store_errors_total{route, operation}` of a route
+/// whose cache is in Redis, by operation.
+#[derive(Clone)]
+pub struct CacheStoreErrors {
+    pub get: IntCounter,
+    pub set: IntCounter,
+}
+
 /// The series of one shadow of a route ([`crate::shadow`]), looked up once
 /// when the route is built, so that each exists at 0 from then on.
 #[derive(Clone)]
@@ -241,6 +250,15 @@ impl Metrics {
             bypass: result("bypass"),
             bytes: self.cache_bytes.with_label_values(&[route]),
             evictions: self.cache_evictions.with_label_values(&[route]),
+        }
+    }
+
+    /// The store error series of `route`, whose cache is in Redis.
+    pub fn cache_store_errors(&self, route: &str) -> CacheStoreErrors {
+        let operation = |o: &str| self.cache_store_errors.with_label_values(&[route, o]);
+        CacheStoreErrors {
+            get: operation("get"),
+            set: operation("set"),
         }
     }
 
@@ -417,7 +435,7 @@ impl Metrics {
         let cache_bytes = IntGaugeVec::new(
             Opts::new(
                 "infergate_cache_bytes",
-                "Bytes held by a route's response cache (answers, their headers and keys).",
+                "Bytes held by a route's response cache in this process (answers, their headers and keys); 0 for a cache in Redis.",
             ),
             &["route"],
         )?;
@@ -425,6 +443,11 @@ impl Metrics {
             "infergate_cache_evictions_total",
             "Answers a route's response cache dropped to make room (not those whose ttl ran out).",
             &["route"],
+        )?;
+        let cache_store_errors = counter(
+            "infergate_cache_store_errors_total",
+            "Operations of a route's response cache in Redis that failed, were late or were skipped while it was down, by operation: get (rate_limits.on_store_error decided the request; a value that does not decode is one too), set (an answer not kept).",
+            &["route", "operation"],
         )?;
         let build_info = IntGaugeVec::new(
             Opts::new("infergate_build_info", "Build information."),
@@ -461,9 +484,10 @@ impl Metrics {
         registry.register(Box::new(store_errors.clone()))?;
         registry.register(Box::new(config_reloads.clone()))?;
         registry.register(Box::new(config_info.clone()))?;
-        registry.register(Box::new(cache_requests.clone()))?;
         registry.register(Box::new(cache_bytes.clone()))?;
-        registry.register(Box::new(cache_evictions.clone()))?;
+        for c in [&cache_requests, &cache_evictions, &cache_store_errors] {
+            registry.register(Box::new(c.clone()))?;
+        }
         let shadow_requests = counter(
             "infergate_shadow_requests_total",
             "Shadow calls by outcome: match or differ (the shadow's answer against the primary's), shadow_error (the shadow failed or timed out), dropped (its route's shadow calls in flight were at their limit).",
@@ -517,6 +541,7 @@ impl Metrics {
             cache_requests,
             cache_bytes,
             cache_evictions,
+            cache_store_errors,
             shadow_requests,
             shadow_similarity,
             shadow_duration,
@@ -763,29 +788,4 @@ impl Metrics {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn registers_and_encodes() {
-        let m = Metrics::new().unwrap();
-        m.request(
-            "flan",
-            "hf",
-            200,
-            Outcome::Success,
-            Duration::from_millis(10),
-            Duration::from_millis(9),
-        );
-        m.attempt("hf", "success", Some(200), Duration::from_millis(3));
-        m.attempt("hf", "rate_limited", Some(429), Duration::from_millis(1));
-        let text = String::from_utf8(m.encode()).unwrap();
-        assert!(text.contains(
-            r#"infergate_requests_total{backend="hf",code_class="2xx",outcome="success",route="flan"} 1"#
-        ));
-        assert!(text.contains(
-            r#"infergate_upstream_attempts_total{backend="hf",result="rate_limited"} 1"#
-        ));
-        assert!(text.contains(r#"infergate_build_info{version="#));
-    }
-}
+mod tests;

@@ -9,17 +9,11 @@ mod common;
 
 #[cfg(test)]
 mod support {
-    //! Gateway processes, the emulator behind them, paced load.
+    //! The config of the gateway processes, paced load.
 
-    use std::net::SocketAddr;
-    use std::process::Command;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     use std::time::Duration;
-
-    use crate::common::child::{listen_addr, write_temp, Running, Stream, BIN};
-    use crate::common::{hf_options, HF_TOKEN};
-    use infergate::emulator::{self, EmulatorHandle};
 
     pub const KEY: &str = "shared-limits-canary-key";
 
@@ -27,23 +21,9 @@ mod support {
     /// with `client_limits` (lines of its table), buckets in the Redis that
     /// `store` names (its lines of `[rate_limits]`).
     pub fn config(hf: &str, store: &str, client_limits: &str, on_error: &str) -> String {
+        let head = crate::common::redis::gateway_config(hf, store, on_error);
         format!(
-            r#"
-    [server]
-    listen = "127.0.0.1:0"
-    workers = 1
-
-    [rate_limits]
-    store = "redis"
-    {store}
-    timeout = "250ms"
-    on_store_error = "{on_error}"
-
-    [backends.hf]
-    kind = "huggingface"
-    url = "{hf}"
-    token = "${{HF_TOKEN}}"
-
+            r#"{head}
     [routes.hf]
     backends = ["hf"]
 
@@ -53,34 +33,6 @@ mod support {
     {client_limits}
     "#
         )
-    }
-
-    pub struct Gateway {
-        pub base: String,
-        pub process: Running,
-    }
-
-    impl Gateway {
-        pub fn start(config: &str) -> Self {
-            let path = write_temp("infergate.toml", config);
-            let mut cmd = Command::new(BIN);
-            cmd.args(["serve", "--config", path.to_str().unwrap()])
-                .env_remove("INFERGATE_CONFIG")
-                .env("HF_TOKEN", HF_TOKEN);
-            let process = Running::spawn(cmd, Stream::Stderr);
-            let line = process.wait_for_line("infergate listening");
-            Self {
-                base: format!("http://{}", listen_addr(&line)),
-                process,
-            }
-        }
-    }
-
-    pub async fn hf() -> EmulatorHandle {
-        let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
-        emulator::huggingface::start(loopback, hf_options())
-            .await
-            .unwrap()
     }
 
     pub fn client() -> reqwest::Client {
@@ -125,11 +77,7 @@ mod support {
     }
 
     pub async fn metric(client: &reqwest::Client, base: &str, name: &str) -> f64 {
-        let text = crate::common::net::metrics_text(client, base, Some(KEY)).await;
-        text.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+        crate::common::net::metric(client, base, KEY, name).await
     }
 
     /// 100 requests a second to `route` for `secs` seconds, spread over
@@ -169,13 +117,15 @@ mod support {
 use std::time::Duration;
 
 #[cfg(test)]
+use common::child::ChildGateway;
+#[cfg(test)]
+use common::hf_emulator;
+#[cfg(test)]
 use common::redis::{RedisCluster, RedisServer};
 #[cfg(test)]
 use common::wait_until;
 #[cfg(test)]
-use support::{
-    client, config, hf, metric, paced, predict, predict_on, retry_after, statuses, Gateway, KEY,
-};
+use support::{client, config, metric, paced, predict, predict_on, retry_after, statuses, KEY};
 
 /// A redis-server, the HF emulator, and the config of a gateway in front of
 /// both with `client_limits` and `on_store_error`.
@@ -185,21 +135,9 @@ async fn setup(
     on_error: &str,
 ) -> (RedisServer, infergate::emulator::EmulatorHandle, String) {
     let redis = RedisServer::start();
-    let hf = hf().await;
-    let config = config(&hf.url(), &single(&redis), client_limits, on_error);
+    let hf = hf_emulator().await;
+    let config = config(&hf.url(), &redis.store(), client_limits, on_error);
     (redis, hf, config)
-}
-
-/// The `[rate_limits]` lines for one redis-server.
-#[cfg(test)]
-fn single(redis: &RedisServer) -> String {
-    format!("redis_url = \"{}\"", redis.url())
-}
-
-/// The `[rate_limits]` lines for a Redis Cluster, every node a seed.
-#[cfg(test)]
-fn cluster_store(cluster: &RedisCluster) -> String {
-    format!("redis_mode = \"cluster\"\nredis_urls = {}", cluster.urls())
 }
 
 /// 10/s with a burst of 20, offered 100/s for 10 s: GCRA admits the burst
@@ -219,7 +157,7 @@ async fn three_gateways_sharing_one_redis_admit_what_one_bucket_admits() {
 /// admitted, with no store error.
 #[cfg(test)]
 async fn three_gateways_admit_120(config: &str, route: &str, store: &str) {
-    let gateways: Vec<Gateway> = (0..3).map(|_| Gateway::start(config)).collect();
+    let gateways: Vec<ChildGateway> = (0..3).map(|_| ChildGateway::start(config, &[])).collect();
     let bases: Vec<String> = gateways.iter().map(|g| g.base.clone()).collect();
     let (ok, limited, other) = paced(&bases, route, 10).await;
     eprintln!("three gateways, {store}: {ok} admitted, {limited} refused");
@@ -249,7 +187,7 @@ async fn a_refused_client_costs_no_redis_call_until_its_wait_is_over() {
         "allow",
     )
     .await;
-    let gateway = Gateway::start(&config);
+    let gateway = ChildGateway::start(&config, &[]);
     let client = client();
     let first = predict(&client, &gateway.base).await;
     assert_eq!(first.status(), 200);
@@ -273,10 +211,10 @@ async fn a_refused_client_costs_no_redis_call_until_its_wait_is_over() {
 #[tokio::test]
 async fn redis_stopped_mid_run_is_what_on_store_error_says_and_sharing_resumes() {
     let mut redis = RedisServer::start();
-    let hf = hf().await;
+    let hf = hf_emulator().await;
     let limit = "rate_limit = { requests_per_second = 1, burst = 3 }";
-    let allow = Gateway::start(&config(&hf.url(), &single(&redis), limit, "allow"));
-    let deny = Gateway::start(&config(&hf.url(), &single(&redis), limit, "deny"));
+    let allow = ChildGateway::start(&config(&hf.url(), &redis.store(), limit, "allow"), &[]);
+    let deny = ChildGateway::start(&config(&hf.url(), &redis.store(), limit, "deny"), &[]);
     let client = client();
     // Shared: the two gateways spend one bucket of 3 between them.
     let mut shared = statuses(&client, &allow.base).await;
@@ -331,7 +269,10 @@ async fn redis_stopped_mid_run_is_what_on_store_error_says_and_sharing_resumes()
 #[tokio::test]
 async fn a_token_debt_run_up_on_one_gateway_holds_on_the_other() {
     let (_redis, _hf, config) = setup("tokens_per_minute = 60", "allow").await;
-    let (one, two) = (Gateway::start(&config), Gateway::start(&config));
+    let (one, two) = (
+        ChildGateway::start(&config, &[]),
+        ChildGateway::start(&config, &[]),
+    );
     let client = client();
     let inputs = (0..100)
         .map(|i| format!("w{i}"))
@@ -390,7 +331,7 @@ async fn a_request_the_route_refuses_costs_its_client_nothing() {
     let cluster = RedisCluster::start();
     let config = support::config(
         &hf.url(),
-        &cluster_store(&cluster),
+        &cluster.store(),
         "rate_limit = { requests_per_second = 0.01, burst = 3 }",
         "allow",
     );
@@ -406,7 +347,7 @@ async fn route_refusal_costs_the_client_nothing(config: String) {
         "[routes.llm]\nbackends = [\"hf\"]\n\n[routes.tgi]\nrate_limit = { requests_per_second = 0.01, burst = 1 }",
         1,
     );
-    let gateway = Gateway::start(&config);
+    let gateway = ChildGateway::start(&config, &[]);
     let client = client();
     let on = |route: &'static str| {
         let (client, base) = (client.clone(), gateway.base.clone());
@@ -432,10 +373,10 @@ async fn route_refusal_costs_the_client_nothing(config: String) {
 #[tokio::test]
 async fn three_gateways_sharing_a_redis_cluster_admit_what_one_bucket_admits() {
     let cluster = RedisCluster::start();
-    let hf = hf().await;
+    let hf = hf_emulator().await;
     let config = config(
         &hf.url(),
-        &cluster_store(&cluster),
+        &cluster.store(),
         "rate_limit = { requests_per_second = 10, burst = 20 }",
         "allow",
     )
@@ -456,9 +397,9 @@ async fn three_gateways_sharing_a_redis_cluster_admit_what_one_bucket_admits() {
 #[tokio::test]
 async fn a_cluster_node_down_is_what_on_store_error_says_and_sharing_resumes() {
     let mut cluster = RedisCluster::start();
-    let hf = hf().await;
+    let hf = hf_emulator().await;
     let limit = "rate_limit = { requests_per_second = 1, burst = 3 }";
-    let deny = Gateway::start(&config(&hf.url(), &cluster_store(&cluster), limit, "deny"));
+    let deny = ChildGateway::start(&config(&hf.url(), &cluster.store(), limit, "deny"), &[]);
     let client = client();
     assert_eq!(
         statuses(&client, &deny.base).await,
@@ -485,7 +426,7 @@ async fn a_cluster_node_down_is_what_on_store_error_says_and_sharing_resumes() {
     for node in &mut cluster.nodes {
         node.stop();
     }
-    let late = Gateway::start(&config(&hf.url(), &cluster_store(&cluster), limit, "deny"));
+    let late = ChildGateway::start(&config(&hf.url(), &cluster.store(), limit, "deny"), &[]);
     assert_eq!(predict(&client, &late.base).await.status(), 503);
     for i in 0..3 {
         cluster.restart(i);
@@ -505,10 +446,10 @@ async fn a_cluster_node_down_is_what_on_store_error_says_and_sharing_resumes() {
 #[tokio::test]
 async fn a_group_admitted_when_the_other_node_failed_is_given_back() {
     let mut cluster = RedisCluster::start();
-    let hf = hf().await;
+    let hf = hf_emulator().await;
     let config = config(
         &hf.url(),
-        &cluster_store(&cluster),
+        &cluster.store(),
         "rate_limit = { requests_per_second = 0.01, burst = 3 }",
         "deny",
     )
@@ -517,7 +458,7 @@ async fn a_group_admitted_when_the_other_node_failed_is_given_back() {
         "[routes.tgi]\nrate_limit = { requests_per_second = 1000, burst = 1000 }",
         1,
     );
-    let gateway = Gateway::start(&config);
+    let gateway = ChildGateway::start(&config, &[]);
     let client = client();
     cluster.nodes[2].stop();
     // At once, before the Cluster marks the node failed: the client's node

@@ -30,6 +30,9 @@ pub fn handle(gw: &Arc<Gateway>, path: &str) -> Response<ResBody> {
                 gw.metrics
                     .backend(&backend.name, snap.in_flight, state_name(snap.availability));
             }
+            for cache in gw.routes.iter().filter_map(|r| r.cache.as_ref()) {
+                cache.set_gauges();
+            }
             let mut res = Response::new(full(gw.metrics.encode()));
             res.headers_mut().insert(
                 header::CONTENT_TYPE,

@@ -1,6 +1,6 @@
 //! The response cache of a route (`routes.<name>.cache`): a successful
-//! answer kept in memory and served again, without an upstream call, to
-//! the same request.
+//! answer kept (in memory, or in Redis) and served again, without an
+//! upstream call, to the same request.
 //!
 //! It sits in the request core ([`crate::core`]), so every door reaches it
 //! with the request as the core has it: two doors share an entry only when
@@ -20,25 +20,36 @@
 //! SageMaker stateful session (`X-Amzn-SageMaker-Session-Id`) and a
 //! sampling request ([`sampling`]) unless the route says `sampling = true`.
 //!
-//! The store is a [`moka`] cache weighed in bytes, `max_bytes` its
-//! capacity and `ttl` each entry's time to live. The cache lives in the
-//! route's state ([`crate::route::Route`]), so a reload that keeps the
-//! route keeps its entries, and a changed route starts empty.
+//! Where the answers are kept is `store`: in this process ([`memory`]: a
+//! moka cache weighed in bytes, `max_bytes` its capacity), or in the
+//! gateway's one Redis, the one `[rate_limits]` configures, shared by
+//! every gateway that uses it ([`remote`]: `max_bytes` the most one answer
+//! may take, Redis's `maxmemory` the bound of the whole; its values in
+//! [`encode`]'s form). Either way `ttl` is each entry's time to live. A
+//! lookup in Redis that fails or is late is [`Lookup::Unavailable`]: the
+//! core then does as `rate_limits.on_store_error` says. The cache lives in
+//! the route's state ([`crate::route::Route`]), so a reload that keeps the
+//! route keeps its entries (in memory; Redis keeps them anyway), and a
+//! changed route starts empty.
 
+mod encode;
+mod memory;
 pub mod record;
+mod remote;
 mod sampling;
 
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_lc_rs::digest::{Context, SHA256};
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
-use moka::notification::RemovalCause;
 
-use crate::config::CacheConfig;
-use crate::metrics::CacheSeries;
+use crate::config::{CacheConfig, CacheStore};
+use crate::metrics::{CacheSeries, CacheStoreErrors};
+use crate::redis_store::RedisStore;
+use memory::Memory;
+use remote::Remote;
 
 pub use sampling::is_sampling;
 
@@ -100,8 +111,7 @@ pub struct Entry {
     pub body: Stored,
     /// The config name of the backend that answered.
     pub backend: Option<String>,
-    pub stored: Instant,
-    /// Bytes it takes in the store, for the weigher.
+    /// Bytes it takes in the store, for the weigher and the entry limit.
     weight: u32,
 }
 
@@ -134,7 +144,7 @@ impl Entry {
                 first.len() + rest.iter().map(|e| e.len() + 32).sum::<usize>()
             }
         };
-        // The key, the entry itself and moka's own bookkeeping.
+        // The key, the entry itself and the store's own bookkeeping.
         let overhead = 256 + backend.as_ref().map_or(0, String::len);
         let weight = u32::try_from(head + body_bytes + overhead).unwrap_or(u32::MAX);
         Self {
@@ -142,65 +152,86 @@ impl Entry {
             headers,
             body,
             backend,
-            stored: Instant::now(),
             weight,
         }
     }
+}
 
-    /// Seconds since it was stored, for `Age`.
-    pub fn age(&self) -> Duration {
-        self.stored.elapsed()
-    }
+/// What a lookup found.
+#[derive(Debug)]
+pub enum Lookup {
+    /// The stored answer, stored `age` ago.
+    Hit {
+        entry: Arc<Entry>,
+        age: Duration,
+    },
+    Miss,
+    /// The store (Redis) failed or was late: neither served nor stored,
+    /// as `rate_limits.on_store_error` says.
+    Unavailable,
+}
+
+/// Where a route's answers are.
+enum Store {
+    Memory(Memory),
+    Redis(Arc<Remote>),
+}
+
+/// The gateway's Redis, for a cache with `store = "redis"`, and the
+/// route's count of its failures.
+pub struct InRedis {
+    pub redis: Arc<RedisStore>,
+    pub errors: CacheStoreErrors,
 }
 
 /// One route's cache.
 pub struct RouteCache {
-    store: moka::sync::Cache<Key, Arc<Entry>>,
+    store: Store,
     config: CacheConfig,
     series: CacheSeries,
-    /// What the entries weigh, as the gauge shows it; kept here rather
-    /// than added to the gauge so that a route built afresh by a reload
-    /// starts the gauge from its own 0.
-    bytes: Arc<AtomicI64>,
 }
 
 impl std::fmt::Debug for RouteCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RouteCache")
             .field("config", &self.config)
-            .field("entries", &self.store.entry_count())
+            .field("entries", &self.entry_count())
             .finish_non_exhaustive()
     }
 }
 
 impl RouteCache {
-    /// An empty cache as `config` sets it, counted in `series`.
-    pub fn new(config: &CacheConfig, series: CacheSeries) -> Self {
-        let bytes = Arc::new(AtomicI64::new(0));
+    /// An empty cache of route `route` as `config` sets it, counted in
+    /// `series`; with `store = "redis"`, on `redis` (the validated config
+    /// has one for it: without, the answers stay in memory, and an error
+    /// says so).
+    pub fn new(
+        route: &str,
+        config: &CacheConfig,
+        series: CacheSeries,
+        redis: Option<InRedis>,
+    ) -> Self {
+        // A route built afresh by a reload starts its gauge from its own 0.
         series.bytes.set(0);
-        let listener = {
-            let bytes = Arc::clone(&bytes);
-            let series = series.clone();
-            move |_key: Arc<Key>, entry: Arc<Entry>, cause: RemovalCause| {
-                let now = bytes.fetch_sub(i64::from(entry.weight), Ordering::Relaxed)
-                    - i64::from(entry.weight);
-                series.bytes.set(now);
-                if cause == RemovalCause::Size {
-                    series.evictions.inc();
-                }
+        let remote = match (&config.store, redis) {
+            (CacheStore::Redis(_), Some(r)) => {
+                Some(Remote::new(r.redis, route, config.ttl, r.errors))
             }
+            (CacheStore::Redis(_), None) => {
+                let why = "no Redis in [rate_limits]; its answers are kept in memory";
+                tracing::error!(route, "the route's cache: {why}");
+                None
+            }
+            (CacheStore::Memory, _) => None,
         };
-        let store = moka::sync::Cache::builder()
-            .max_capacity(config.max_bytes)
-            .time_to_live(config.ttl)
-            .weigher(|_key: &Key, entry: &Arc<Entry>| entry.weight)
-            .eviction_listener(listener)
-            .build();
+        let store = match remote {
+            Some(remote) => Store::Redis(Arc::new(remote)),
+            None => Store::Memory(Memory::new(config, series.evictions.clone())),
+        };
         Self {
             store,
             config: config.clone(),
             series,
-            bytes,
         }
     }
 
@@ -265,34 +296,55 @@ impl RouteCache {
         Some(key)
     }
 
-    /// The stored answer of `key`, counting a hit or a miss.
-    pub fn get(&self, key: &Key) -> Option<Arc<Entry>> {
-        let found = self.store.get(key);
+    /// The stored answer of `key`, counting a hit, a miss, or (the store
+    /// unavailable) a bypass. `worker` is the calling worker's index,
+    /// whose connection to Redis is used.
+    pub async fn get(&self, key: &Key, worker: usize) -> Lookup {
+        let found = match &self.store {
+            Store::Memory(memory) => match memory.get(key) {
+                Some((entry, age)) => Lookup::Hit { entry, age },
+                None => Lookup::Miss,
+            },
+            Store::Redis(remote) => remote.get(key, worker).await,
+        };
         match &found {
-            Some(_) => self.series.hit.inc(),
-            None => self.series.miss.inc(),
+            Lookup::Hit { .. } => self.series.hit.inc(),
+            Lookup::Miss => self.series.miss.inc(),
+            Lookup::Unavailable => self.series.bypass.inc(),
         }
         found
     }
 
-    /// Stores `entry` under `key` if it fits.
-    pub fn insert(&self, key: Key, entry: Entry) {
+    /// Stores `entry` under `key` if it fits: at once in memory, by a task
+    /// of its own (on worker `worker`'s connection) in Redis.
+    pub fn insert(&self, key: Key, entry: Entry, worker: usize) {
         if entry.weight as usize > self.entry_limit() {
             return;
         }
-        let now = self
-            .bytes
-            .fetch_add(i64::from(entry.weight), Ordering::Relaxed)
-            + i64::from(entry.weight);
-        self.series.bytes.set(now);
-        self.store.insert(key, Arc::new(entry));
+        match &self.store {
+            Store::Memory(memory) => memory.insert(key, entry),
+            Store::Redis(remote) => remote.insert(key, entry, worker),
+        }
     }
 
-    /// Entries stored (moka's count, which lags a little), for tests and
+    /// Sets `infergate_cache_bytes` (at scrape time) to what the memory
+    /// store holds; a Redis store leaves it at 0 (Redis's own
+    /// `used_memory` says what it holds).
+    pub fn set_gauges(&self) {
+        if let Store::Memory(memory) = &self.store {
+            self.series
+                .bytes
+                .set(i64::try_from(memory.bytes()).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Entries this process holds (0 with a Redis store), for tests and
     /// `Debug`.
     pub fn entry_count(&self) -> u64 {
-        self.store.run_pending_tasks();
-        self.store.entry_count()
+        match &self.store {
+            Store::Memory(memory) => memory.entry_count(),
+            Store::Redis(_) => 0,
+        }
     }
 }
 
@@ -367,6 +419,85 @@ mod tests {
             h.append(*n, HeaderValue::from_static(v));
         }
         h
+    }
+
+    const KEY: Key = [7; 32];
+
+    fn cache(store: CacheStore, redis: Option<InRedis>) -> (RouteCache, crate::metrics::Metrics) {
+        let config = CacheConfig {
+            ttl: Duration::from_secs(60),
+            store,
+            max_bytes: 4096,
+            shared: false,
+            sampling: false,
+        };
+        let metrics = crate::metrics::Metrics::new().unwrap();
+        let cache = RouteCache::new("r", &config, metrics.cache_series("r"), redis);
+        (cache, metrics)
+    }
+
+    fn entry(body: &'static [u8]) -> Entry {
+        let body = Stored::Full(Bytes::from_static(body));
+        Entry::new(StatusCode::OK, HeaderMap::new(), body, None)
+    }
+
+    /// moka's clock cannot be paused; the ttl is held on tokio's, which
+    /// can, and `Age` with it.
+    #[tokio::test(start_paused = true)]
+    async fn an_entry_as_old_as_its_ttl_is_a_miss_on_a_paused_clock() {
+        let (cache, _metrics) = cache(CacheStore::Memory, None);
+        cache.insert(KEY, entry(b"{}"), 0);
+        tokio::time::advance(Duration::from_secs(59)).await;
+        match cache.get(&KEY, 0).await {
+            Lookup::Hit { entry, age } => {
+                assert_eq!(age, Duration::from_secs(59));
+                assert!(matches!(&entry.body, Stored::Full(b) if b == "{}"));
+            }
+            other => panic!("{other:?}"),
+        }
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(matches!(cache.get(&KEY, 0).await, Lookup::Miss));
+        assert_eq!(cache.entry_count(), 0, "the expired entry was dropped");
+        assert_eq!(cache.series.hit.get(), 1);
+        assert_eq!(cache.series.miss.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_answer_past_max_bytes_is_not_stored_and_the_gauge_weighs_the_rest() {
+        let (cache, _metrics) = cache(CacheStore::Memory, None);
+        cache.insert(KEY, entry(&[b'x'; 4096]), 0);
+        assert!(matches!(cache.get(&KEY, 0).await, Lookup::Miss));
+        cache.insert(KEY, entry(b"{}"), 0);
+        cache.set_gauges();
+        let weight = i64::from(entry(b"{}").weight);
+        assert_eq!(cache.series.bytes.get(), weight);
+    }
+
+    /// Nothing listens on port 1: each lookup is unavailable, a bypass and
+    /// a store error.
+    #[tokio::test]
+    async fn a_redis_that_does_not_answer_is_unavailable_and_counted() {
+        let redis = crate::config::RedisStoreConfig {
+            urls: vec![crate::secret::Secret::new("redis://127.0.0.1:1".to_owned())],
+            mode: crate::config::RedisMode::Single,
+            shown: "127.0.0.1:1".into(),
+            timeout: Duration::from_millis(200),
+            key_prefix: "infergate".into(),
+        };
+        let store = Arc::new(RedisStore::new(&redis, 1).unwrap());
+        let metrics = crate::metrics::Metrics::new().unwrap();
+        let errors = metrics.cache_store_errors("r");
+        let in_redis = InRedis {
+            redis: store,
+            errors: errors.clone(),
+        };
+        let (cache, _metrics) = cache(CacheStore::Redis(redis), Some(in_redis));
+        for _ in 0..3 {
+            assert!(matches!(cache.get(&KEY, 0).await, Lookup::Unavailable));
+        }
+        assert_eq!(errors.get.get(), 3);
+        assert_eq!(cache.series.bypass.get(), 3);
+        assert_eq!((cache.series.hit.get(), cache.series.miss.get()), (0, 0));
     }
 
     #[test]

@@ -1,18 +1,26 @@
 //! Phase two for `routes.<name>.cache`: the route's response cache
 //! ([`crate::cache`] serves from it).
 //!
-//! Only the in-memory store exists; `store = "redis"` is refused by name
-//! rather than taken for an unknown word, so that a config written for a
-//! later version says what is missing.
+//! `store = "memory"` (the default) keeps the answers in the process;
+//! `store = "redis"` in the gateway's one Redis, the one `[rate_limits]`
+//! configures (`store = "redis"`, `redis_url` or `redis_urls`), so a route
+//! names no Redis of its own.
 
 use super::bounds::{self, duration, integer};
 use super::diag::{key_path, Diagnostics};
 use super::raw::RawCache;
-use super::{CacheConfig, DEFAULT_CACHE_MAX_BYTES};
+use super::{CacheConfig, CacheStore, LimitStore, RateLimitsConfig, DEFAULT_CACHE_MAX_BYTES};
 
-/// The validated cache of the route at `path` (`routes.flan.cache`);
-/// `None` without a ttl (the config is refused then anyway).
-pub(super) fn cache(raw: RawCache, path: &str, diag: &mut Diagnostics) -> Option<CacheConfig> {
+/// The validated cache of the route at `path` (`routes.flan.cache`), with
+/// `rate_limits` for `store = "redis"` (`None` when `[rate_limits]` itself
+/// was refused: no more is said of it here); `None` without a ttl or a
+/// store (the config is refused then anyway).
+pub(super) fn cache(
+    raw: RawCache,
+    path: &str,
+    rate_limits: Option<&RateLimitsConfig>,
+    diag: &mut Diagnostics,
+) -> Option<CacheConfig> {
     let ttl_path = key_path(path, "ttl");
     let ttl = match raw.ttl {
         None => {
@@ -27,18 +35,29 @@ pub(super) fn cache(raw: RawCache, path: &str, diag: &mut Diagnostics) -> Option
             diag,
         )),
     };
-    match raw.store.as_deref() {
-        None | Some("memory") => {}
-        Some("redis") => diag.error(
-            &key_path(path, "store"),
-            r#""redis" is not available yet; use "memory""#,
-        ),
+    let store_path = key_path(path, "store");
+    let store = match raw.store.as_deref() {
+        None | Some("memory") => Some(CacheStore::Memory),
+        Some("redis") => match rate_limits.map(|r| &r.store) {
+            Some(LimitStore::Redis(redis)) => Some(CacheStore::Redis(redis.clone())),
+            Some(LimitStore::Memory) => {
+                diag.error(
+                    &store_path,
+                    r#""redis" uses the gateway's Redis of [rate_limits]: set rate_limits.store = "redis" and rate_limits.redis_url (or redis_urls with redis_mode = "cluster")"#,
+                );
+                None
+            }
+            None => None,
+        },
         Some(other) => {
-            let key = key_path(path, "store");
-            let shown = diag.show(&key, other);
-            diag.error(&key, format!(r#"unknown store {shown}, expected "memory""#));
+            let shown = diag.show(&store_path, other);
+            diag.error(
+                &store_path,
+                format!(r#"unknown store {shown}, expected "memory" or "redis""#),
+            );
+            None
         }
-    }
+    };
     let max_bytes = integer(
         raw.max_bytes,
         &key_path(path, "max_bytes"),
@@ -48,6 +67,7 @@ pub(super) fn cache(raw: RawCache, path: &str, diag: &mut Diagnostics) -> Option
     );
     Some(CacheConfig {
         ttl: ttl?,
+        store: store?,
         max_bytes,
         shared: raw.shared.unwrap_or(false),
         sampling: raw.sampling.unwrap_or(false),

@@ -546,14 +546,17 @@ pub const DEFAULT_SHADOW_MAX_IN_FLIGHT: u32 = 16;
 /// `routes.<name>.shadow_cosine_threshold` when not set.
 pub const DEFAULT_SHADOW_COSINE_THRESHOLD: f64 = 0.99;
 
-/// `routes.<name>.cache`: answers kept in memory and served again to the
-/// same request ([`crate::cache`]).
+/// `routes.<name>.cache`: answers kept and served again to the same
+/// request ([`crate::cache`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheConfig {
     /// How long an answer is served again; > 0, at most 7 days.
     pub ttl: Duration,
-    /// The cache's size in bytes (answers, their headers and keys);
-    /// 1 KiB to 64 GiB.
+    /// Where the answers are kept.
+    pub store: CacheStore,
+    /// In memory, the cache's size in bytes (answers, their headers and
+    /// keys); in Redis, the most one answer may take (Redis's own
+    /// `maxmemory` bounds the whole). 1 KiB to 64 GiB.
     pub max_bytes: u64,
     /// One entry for every client: a client may be served an answer another
     /// client's request brought. Off by default.
@@ -561,6 +564,16 @@ pub struct CacheConfig {
     /// Sampling requests (`do_sample`, a temperature without a seed) are
     /// cached too. Off by default: their answers are meant to differ.
     pub sampling: bool,
+}
+
+/// `routes.<name>.cache.store`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheStore {
+    /// Each gateway process keeps its own answers (the default).
+    Memory,
+    /// Every gateway sharing the Redis of `[rate_limits]` (a copy of its
+    /// settings, so that a route follows a change of them) shares them.
+    Redis(RedisStoreConfig),
 }
 
 /// `routes.<name>.cache.max_bytes` when not set: 256 MiB.

@@ -22,11 +22,11 @@ use super::resilience::{route_policy, RoutePolicy};
 use super::syntax::syntax_error;
 use super::telemetry::telemetry_config;
 use super::{
-    AuthMode, Balance, Config, ConfigErrors, RouteBackend, RouteConfig, ServerConfig,
-    UpstreamConfig, DEFAULT_ATTEMPTS, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT,
-    DEFAULT_IDLE_TIMEOUT, DEFAULT_LISTEN, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_POOL_IDLE_TIMEOUT, DEFAULT_POOL_MAX_IDLE_PER_HOST, DEFAULT_REQUEST_TIMEOUT,
-    DEFAULT_SHUTDOWN_GRACE, DEFAULT_WATCH_INTERVAL, DEFAULT_WEIGHT,
+    AuthMode, Balance, Config, ConfigErrors, RateLimitsConfig, RouteBackend, RouteConfig,
+    ServerConfig, UpstreamConfig, DEFAULT_ATTEMPTS, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_LISTEN, DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_POOL_IDLE_TIMEOUT, DEFAULT_POOL_MAX_IDLE_PER_HOST,
+    DEFAULT_REQUEST_TIMEOUT, DEFAULT_SHUTDOWN_GRACE, DEFAULT_WATCH_INTERVAL, DEFAULT_WEIGHT,
 };
 
 type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -105,7 +105,8 @@ pub(super) fn load(text: &str, env: Env<'_>) -> Result<Config, ConfigErrors> {
         let Some(mut table) = table else { continue };
         interpolate_table(&mut table, &path, env, &mut diag);
         if let Some(raw) = deserialize_section::<RawRoute>(table, &path, &mut diag) {
-            routes.push(route_config(name, raw, &path, &declared, &mut diag));
+            let limits = rate_limits.as_ref();
+            routes.push(route_config(name, raw, &path, &declared, limits, &mut diag));
         }
     }
 
@@ -388,11 +389,15 @@ fn upstream_config(raw: RawUpstream, diag: &mut Diagnostics) -> UpstreamConfig {
     }
 }
 
+/// The route `name` at `path`, its backends among `declared` and a cache
+/// in Redis on the store of `rate_limits` (`None`: that section was
+/// refused).
 fn route_config(
     name: String,
     mut raw: RawRoute,
     path: &str,
     declared: &BTreeSet<String>,
+    rate_limits: Option<&RateLimitsConfig>,
     diag: &mut Diagnostics,
 ) -> RouteConfig {
     let entries = raw.backends.take().unwrap_or_default();
@@ -439,7 +444,7 @@ fn route_config(
     let cache = raw
         .cache
         .take()
-        .and_then(|c| super::cache::cache(c, &key_path(path, "cache"), diag));
+        .and_then(|c| super::cache::cache(c, &key_path(path, "cache"), rate_limits, diag));
     let super::shadow::Shadow {
         shadow,
         shadow_max_in_flight,

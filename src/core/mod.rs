@@ -8,7 +8,8 @@
 //! them the core checks what holds for every door (does one of the route's
 //! backends serve the operation, and as a stream if asked?), answers
 //! from the route's response cache when it has one and the answer is there
-//! ([`crate::cache`]: a hit makes no attempt), and else dispatches
+//! ([`crate::cache`]: a hit makes no attempt; a cache in Redis that cannot
+//! answer is as `rate_limits.on_store_error` says), and else dispatches
 //! ([`crate::dispatch`]), keeping a copy of the answer for the cache when
 //! it may be served again, and a copy of the request for the route's
 //! shadows when it has some ([`crate::shadow`]: they are called once the
@@ -31,11 +32,11 @@ use http_body_util::BodyExt;
 use crate::backend::events::{Events, TapDone};
 use crate::backend::{UpstreamBody, UpstreamRequest, UpstreamResponse};
 use crate::cache::record::{self, Recording};
-use crate::cache::{CacheOutcome, Entry, Key, RouteCache, Stored};
-use crate::config::Operation;
+use crate::cache::{CacheOutcome, Entry, Key, Lookup, RouteCache, Stored};
+use crate::config::{OnStoreError, Operation};
 use crate::dispatch::{dispatch, Dispatched};
 use crate::error::ApiError;
-use crate::gateway::Gateway;
+use crate::gateway::{current_worker, Gateway};
 use crate::route::Route;
 use crate::trace::TraceContext;
 
@@ -100,19 +101,11 @@ pub async fn serve(gw: &Gateway, req: CoreRequest) -> CoreResponse {
         .iter()
         .any(|m| m.backend.serves(req.op, req.stream))
     {
-        let err = ApiError::NotServed {
+        return refused(ApiError::NotServed {
             route: route.name.clone(),
             op: req.op,
             stream: req.stream,
-        };
-        return Dispatched {
-            result: Err(err),
-            backend: None,
-            attempts: 0,
-            upstream_time: Duration::ZERO,
-            waited: Duration::ZERO,
-            cache: None,
-        };
+        });
     }
     let Some(cache) = route.cache.clone() else {
         return send(gw, req).await;
@@ -133,16 +126,39 @@ pub async fn serve(gw: &Gateway, req: CoreRequest) -> CoreResponse {
         answer.cache = Some(CacheOutcome::Bypass);
         return answer;
     };
-    if let Some(entry) = cache.get(&key) {
-        return hit(&route, &entry);
+    let worker = current_worker();
+    match cache.get(&key, worker).await {
+        Lookup::Hit { entry, age } => return hit(&route, &entry, age),
+        Lookup::Miss => {}
+        // Redis failed or was late: as if the route had no cache, or 503.
+        Lookup::Unavailable => {
+            let mut answer = match gw.config.rate_limits.on_store_error {
+                OnStoreError::Allow => send(gw, req).await,
+                OnStoreError::Deny => refused(ApiError::LimitStoreDown),
+            };
+            answer.cache = Some(CacheOutcome::Bypass);
+            return answer;
+        }
     }
     let mut answer = send(gw, req).await;
     answer.cache = Some(CacheOutcome::Miss);
     if let Ok(up) = answer.result {
         let backend = answer.backend.as_ref().map(|b| b.name.clone());
-        answer.result = Ok(keep(cache, key, up, backend));
+        answer.result = Ok(keep(cache, key, worker, up, backend));
     }
     answer
+}
+
+/// `err`, with no attempt made.
+fn refused(err: ApiError) -> CoreResponse {
+    Dispatched {
+        result: Err(err),
+        backend: None,
+        attempts: 0,
+        upstream_time: Duration::ZERO,
+        waited: Duration::ZERO,
+        cache: None,
+    }
 }
 
 /// Sends the request to the route's backends.
@@ -179,10 +195,10 @@ async fn send(gw: &Gateway, req: CoreRequest) -> CoreResponse {
     answer
 }
 
-/// The stored answer `entry`, as if its backend had just given it (the
-/// backend found again in the route's pool, for `x-infergate-backend`),
-/// with no attempt.
-fn hit(route: &Route, entry: &Entry) -> CoreResponse {
+/// The stored answer `entry`, stored `age` ago, as if its backend had
+/// just given it (the backend found again in the route's pool, for
+/// `x-infergate-backend`), with no attempt.
+fn hit(route: &Route, entry: &Entry, age: Duration) -> CoreResponse {
     let body = match &entry.body {
         Stored::Full(bytes) => UpstreamBody::Full(bytes.clone()),
         Stored::Events {
@@ -211,15 +227,17 @@ fn hit(route: &Route, entry: &Entry) -> CoreResponse {
         attempts: 0,
         upstream_time: Duration::ZERO,
         waited: Duration::ZERO,
-        cache: Some(CacheOutcome::Hit { age: entry.age() }),
+        cache: Some(CacheOutcome::Hit { age }),
     }
 }
 
-/// `up`, stored under `key` when it may be: at once when it is whole, else
-/// once its body or its stream has passed whole.
+/// `up`, stored under `key` in `cache` (by worker `worker`) when it may
+/// be: at once when it is whole, else once its body or its stream has
+/// passed whole.
 fn keep(
     cache: Arc<RouteCache>,
     key: Key,
+    worker: usize,
     up: UpstreamResponse,
     backend: Option<String>,
 ) -> UpstreamResponse {
@@ -236,12 +254,13 @@ fn keep(
     let body = match body {
         UpstreamBody::Full(bytes) => {
             let entry = Entry::new(status, head, Stored::Full(bytes.clone()), backend);
-            cache.insert(key, entry);
+            cache.insert(key, entry, worker);
             UpstreamBody::Full(bytes)
         }
         UpstreamBody::Stream(body) => {
             let done: record::Done = Box::new(move |bytes| {
-                cache.insert(key, Entry::new(status, head, Stored::Full(bytes), backend));
+                let entry = Entry::new(status, head, Stored::Full(bytes), backend);
+                cache.insert(key, entry, worker);
             });
             UpstreamBody::Stream(Recording::new(body, limit, done).boxed_unsync())
         }
@@ -253,7 +272,7 @@ fn keep(
                     rest: crate::cache::compact(rest),
                     json_lines,
                 };
-                cache.insert(key, Entry::new(status, head, body, backend));
+                cache.insert(key, Entry::new(status, head, body, backend), worker);
             });
             let events = events.tapped(limit.saturating_sub(first.len()), done);
             UpstreamBody::Events { first, events }

@@ -247,7 +247,7 @@ mod tests {
             let body = Stored::Full(bytes::Bytes::from_static(b"{}"));
             Entry::new(http::StatusCode::OK, http::HeaderMap::new(), body, None)
         };
-        cache(&old).insert([7; 32], entry());
+        cache(&old).insert([7; 32], entry(), 0);
         let new = old.rebuild(config(cached)).await.unwrap();
         assert!(Arc::ptr_eq(&cache(&old), &cache(&new)));
         assert_eq!(cache(&new).entry_count(), 1);

@@ -17,10 +17,12 @@ use std::sync::{Arc, OnceLock};
 use aws_credential_types::provider::SharedCredentialsProvider;
 
 use crate::backend::Backend;
+use crate::cache::{InRedis, RouteCache};
 use crate::clients::Clients;
-use crate::config::{Config, RouteConfig};
+use crate::config::{CacheStore, Config, RouteConfig};
 use crate::limits::Limits;
 use crate::metrics::Metrics;
+use crate::redis_store::RedisStore;
 use crate::route::budget::RetryBudget;
 use crate::route::health::BackendState;
 use crate::route::sticky::SessionTable;
@@ -220,7 +222,8 @@ impl Gateway {
             backends.push(backend);
             states.push(state);
         }
-        let routes = build_routes(&config, &backends, &states, &metrics, previous);
+        let redis = limits.redis();
+        let routes = build_routes(&config, &backends, &states, &metrics, redis, previous);
         link_siblings(&states, &routes);
         let gateway = Arc::new(Self {
             callers: Clients::new(config.server.auth, &config.clients),
@@ -395,12 +398,14 @@ impl Probe {
 /// Each configured route with its pool: the backends it lists, sharing the
 /// one `Backend` and health state per backend (`backends[i]`, `states[i]`).
 /// A route of `previous` that is the same on the same backends is taken
-/// over whole.
+/// over whole. A cache with `store = "redis"` is on `redis`, the
+/// gateway's (its limits').
 fn build_routes(
     config: &Config,
     backends: &[Arc<Backend>],
     states: &[Arc<BackendState>],
     metrics: &Metrics,
+    redis: Option<&Arc<RedisStore>>,
     previous: Option<&Gateway>,
 ) -> Vec<Arc<Route>> {
     let index: HashMap<&str, usize> = config
@@ -415,19 +420,23 @@ fn build_routes(
         .map(|r| {
             let kept = previous.and_then(|p| p.same_route(r, &config.server, backends));
             kept.unwrap_or_else(|| {
-                Arc::new(new_route(r, &index, backends, states, metrics, config))
+                Arc::new(new_route(
+                    r, &index, backends, states, metrics, redis, config,
+                ))
             })
         })
         .collect()
 }
 
-/// A route as `r` configures it, with a fresh retry budget and sessions.
+/// A route as `r` configures it, with a fresh retry budget, sessions and
+/// cache (on `redis` when it says `store = "redis"`).
 fn new_route(
     r: &RouteConfig,
     index: &HashMap<&str, usize>,
     backends: &[Arc<Backend>],
     states: &[Arc<BackendState>],
     metrics: &Metrics,
+    redis: Option<&Arc<RedisStore>>,
     config: &Config,
 ) -> Route {
     Route {
@@ -454,14 +463,27 @@ fn new_route(
         sessions: r.sticky_sessions.then(SessionTable::default),
         stream: r.stream,
         doors: r.doors.clone(),
-        cache: r.cache.as_ref().map(|c| {
-            Arc::new(crate::cache::RouteCache::new(
-                c,
-                metrics.cache_series(&r.name),
-            ))
-        }),
+        cache: route_cache(r, metrics, redis),
         shadow: route_shadows(r, index, backends, metrics, config),
     }
+}
+
+/// The empty cache of `r`, if it has one: in memory, or on `redis`.
+fn route_cache(
+    r: &RouteConfig,
+    metrics: &Metrics,
+    redis: Option<&Arc<RedisStore>>,
+) -> Option<Arc<RouteCache>> {
+    let config = r.cache.as_ref()?;
+    let in_redis = match config.store {
+        CacheStore::Memory => None,
+        CacheStore::Redis(_) => redis.map(|redis| InRedis {
+            redis: Arc::clone(redis),
+            errors: metrics.cache_store_errors(&r.name),
+        }),
+    };
+    let series = metrics.cache_series(&r.name);
+    Some(Arc::new(RouteCache::new(&r.name, config, series, in_redis)))
 }
 
 /// The shadows of `r`, each on the one `Backend` of its name; `None`

@@ -30,14 +30,15 @@ mod local;
 mod shared;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, LimitStore, OnStoreError, SpendLimits};
+use crate::redis_store::{Outage, RedisStore, StoreError};
 use bucket::{Bucket, Buckets};
 pub use local::{Debt, Limiter};
-pub use shared::{Ask, Decision, Mode, Shared, StoreError, GCRA};
+pub use shared::{Ask, Decision, Mode, Shared, GCRA};
 
 /// Which limit refused a request: the `limit` label of
 /// `infergate_rate_limited_total`.
@@ -216,11 +217,9 @@ pub struct Limits {
     epoch: Instant,
     /// `infergate_ratelimit_store_errors_total`, by operation.
     store_errors: prometheus::IntCounterVec,
-    /// The second (after the epoch, plus one) of the last store error logged.
-    logged_at: AtomicU64,
-    /// Nanoseconds after the epoch until which the store is taken to be
-    /// down (it failed a moment ago): decisions do not wait for it.
-    down_until: AtomicU64,
+    /// Whether the store failed a moment ago: decisions do not wait for
+    /// it meanwhile.
+    outage: Outage,
 }
 
 impl ClientLimits {
@@ -261,9 +260,6 @@ struct RouteLimits {
     buckets: Buckets,
 }
 
-/// How long after a failure the store is not asked again.
-const STORE_DOWN_FOR: Duration = Duration::from_secs(1);
-
 impl Limits {
     /// The limits of `config` for `workers` workers; `store_errors` counts
     /// the store's failures by operation (`decide`, `charge`). With the
@@ -281,10 +277,9 @@ impl Limits {
             (LimitStore::Memory, _) => None,
             (LimitStore::Redis(_), Some(p)) => p.shared.clone(),
             (LimitStore::Redis(redis), None) => Some(Arc::new(Shared::new(
-                redis,
-                workers,
+                Arc::new(RedisStore::new(redis, workers)?),
                 store_errors.with_label_values(&["refund"]),
-            )?)),
+            ))),
         };
         let key = |tag: &str, rest: &str| match &shared {
             Some(s) => s.key(tag, rest),
@@ -342,9 +337,14 @@ impl Limits {
             // Buckets kept keep the clock their notes are counted on.
             epoch: previous.map_or_else(Instant::now, |p| p.epoch),
             store_errors,
-            logged_at: AtomicU64::new(0),
-            down_until: AtomicU64::new(0),
+            outage: Outage::default(),
         })
+    }
+
+    /// The Redis the buckets live in, with `rate_limits.store = "redis"`:
+    /// the gateway's one Redis, which the response caches use too.
+    pub fn redis(&self) -> Option<&Arc<RedisStore>> {
+        self.shared.as_ref().map(|s| s.redis())
     }
 
     /// Every bucket a request of `client` to `route` meets, in order.
@@ -431,7 +431,7 @@ impl Limits {
         if let Some(refused) = buckets.iter().flatten().find_map(|b| b.known_over(now)) {
             return Err(refused);
         }
-        if self.down_until.load(Ordering::Relaxed) > now {
+        if self.outage.is_down() {
             return self.undecided("decide", None);
         }
         let groups = groups(buckets, |_| true);
@@ -473,7 +473,7 @@ impl Limits {
     /// the charge put in debt is then known to be over here too.
     async fn charge_shared(&self, client: Option<&str>, route: &str, tokens: u64, worker: usize) {
         let Some(shared) = &self.shared else { return };
-        if self.down_until.load(Ordering::Relaxed) > self.nanos() {
+        if self.outage.is_down() {
             self.store_errors.with_label_values(&["charge"]).inc();
             return;
         }
@@ -495,11 +495,8 @@ impl Limits {
     /// and logs it unless one was logged this second.
     fn store_failed(&self, operation: &str, e: &StoreError) {
         self.store_errors.with_label_values(&[operation]).inc();
-        let down = u64::try_from(STORE_DOWN_FOR.as_nanos()).unwrap_or(u64::MAX);
-        self.down_until
-            .store(self.nanos().saturating_add(down), Ordering::Relaxed);
-        let second = self.epoch.elapsed().as_secs() + 1;
-        if self.logged_at.swap(second, Ordering::Relaxed) != second {
+        self.outage.mark_down();
+        if self.outage.log_due() {
             let allow = self.store.on_store_error == OnStoreError::Allow;
             let then = if allow { "allowed" } else { "refused with 503" };
             tracing::warn!(error = %e, operation, "rate limits: no decision from the store; for the next second requests are {then} without asking it (rate_limits.on_store_error)");

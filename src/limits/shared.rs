@@ -19,22 +19,18 @@
 //! group admitted when the other refused or failed is then given back its
 //! costs.
 //!
-//! Each worker has its own connection (the redis crate's tokio connection
-//! manager, or its cluster connection; both reconnect by themselves), made
-//! on the worker's runtime at its first decision, so a decision never
-//! wakes another thread. Every call is bounded by `rate_limits.timeout`,
-//! connecting included.
+//! The connections (one per worker, each call bounded by
+//! `rate_limits.timeout`) are the gateway's one [`RedisStore`], which the
+//! response caches with `store = "redis"` use too.
 
-use std::sync::OnceLock;
+use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConfig};
+use redis::aio::ConnectionLike;
 use redis::cluster_async::ClusterConnection;
-use redis::io::tcp::TcpSettings;
-use redis::{Cmd, ErrorKind, IntoConnectionInfo, RedisResult, Script, ServerErrorKind};
+use redis::{Cmd, ErrorKind, RedisResult, Script, ServerErrorKind};
 
-use crate::config::{RedisMode, RedisStoreConfig};
+use crate::redis_store::{Conn, RedisStore, StoreError};
 
 /// GCRA for a group of buckets, atomic: `KEYS` are the buckets (one hash
 /// tag for them all, so they share a slot). `ARGV[1]` is the mode: `0`
@@ -118,131 +114,43 @@ pub struct Ask<'a> {
     pub cost: u64,
 }
 
-/// Why the store gave no decision: never a URL or a password.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the rate limit store at {at}: {why}")]
-pub struct StoreError {
-    at: String,
-    why: String,
-}
-
-/// What the store's connections are made from.
-enum Link {
-    Single(redis::Client),
-    Cluster(Box<ClusterClient>),
-}
-
-/// One worker's connection.
-#[derive(Clone)]
-enum Conn {
-    Single(ConnectionManager),
-    Cluster(ClusterConnection),
-}
-
-/// The Redis store's client, its script and one connection per worker.
+/// The Redis store's connections and the script.
 pub struct Shared {
-    link: Link,
-    connections: Vec<OnceLock<Option<Conn>>>,
+    redis: Arc<RedisStore>,
     /// `infergate_ratelimit_store_errors_total{operation="refund"}`.
     refund_errors: prometheus::IntCounter,
     script: Script,
-    timeout: Duration,
-    prefix: String,
-    shown: String,
 }
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").field("at", &self.shown).finish()
+        f.debug_struct("Shared")
+            .field("redis", &self.redis)
+            .finish()
     }
 }
 
 impl Shared {
-    /// The store of `config`, for `workers` workers; nothing connects yet.
-    /// `refund_errors` counts the give-backs that failed.
-    pub fn new(
-        config: &RedisStoreConfig,
-        workers: usize,
-        refund_errors: prometheus::IntCounter,
-    ) -> Result<Self, StoreError> {
-        let at = config.shown.clone();
-        let unfit = || StoreError {
-            at: at.clone(),
-            why: "not a Redis URL the client takes".into(),
-        };
-        // The crate leaves Nagle on; a decision is one small write.
-        let tcp = TcpSettings::default().set_nodelay(true);
-        let link = match config.mode {
-            RedisMode::Single => {
-                let url = config.urls.first().ok_or_else(unfit)?;
-                let info = url.expose().into_connection_info().map_err(|_| unfit())?;
-                let client =
-                    redis::Client::open(info.set_tcp_settings(tcp)).map_err(|_| unfit())?;
-                Link::Single(client)
-            }
-            RedisMode::Cluster => {
-                let seeds = config.urls.iter().map(|u| u.expose().to_owned());
-                let client = ClusterClientBuilder::new(seeds)
-                    .connection_timeout(config.timeout)
-                    .response_timeout(config.timeout)
-                    .retries(3)
-                    .tcp_settings(tcp)
-                    .build()
-                    .map_err(|_| unfit())?;
-                Link::Cluster(Box::new(client))
-            }
-        };
-        Ok(Self {
-            link,
-            connections: (0..workers.max(1)).map(|_| OnceLock::new()).collect(),
+    /// The buckets' store on `redis`; `refund_errors` counts the
+    /// give-backs that failed.
+    pub fn new(redis: Arc<RedisStore>, refund_errors: prometheus::IntCounter) -> Self {
+        Self {
+            redis,
             refund_errors,
             script: Script::new(GCRA),
-            timeout: config.timeout,
-            prefix: config.key_prefix.clone(),
-            shown: at,
-        })
+        }
+    }
+
+    /// The connections the buckets live behind.
+    pub fn redis(&self) -> &Arc<RedisStore> {
+        &self.redis
     }
 
     /// The key of bucket `rest` of group `tag` (`c:web-app`, `r:flan`):
     /// `infergate:{c:web-app}:rate`. A group's keys share their hash tag,
     /// so they live in one slot and one script call takes them all.
     pub fn key(&self, tag: &str, rest: &str) -> String {
-        format!("{}:{{{tag}}}:{rest}", self.prefix)
-    }
-
-    fn fail(&self, why: impl std::fmt::Display) -> StoreError {
-        StoreError {
-            at: self.shown.clone(),
-            why: why.to_string(),
-        }
-    }
-
-    /// Worker `worker`'s connection, made on first use on the calling
-    /// runtime (lazily: it connects at its first command).
-    fn connection(&self, worker: usize) -> Result<Conn, StoreError> {
-        let slot = self
-            .connections
-            .get(worker)
-            .or_else(|| self.connections.first())
-            .ok_or_else(|| self.fail("no connection slot"))?;
-        let made = slot.get_or_init(|| match &self.link {
-            Link::Single(client) => {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(self.timeout))
-                    .set_response_timeout(Some(self.timeout))
-                    .set_number_of_retries(1)
-                    .set_min_delay(Duration::from_millis(100))
-                    .set_max_delay(Duration::from_secs(2));
-                ConnectionManager::new_lazy_with_config(client.clone(), config)
-                    .ok()
-                    .map(Conn::Single)
-            }
-            Link::Cluster(client) => Some(Conn::Cluster(
-                client.get_pending_async_connection_with_config(ClusterConfig::new()),
-            )),
-        });
-        made.clone()
-            .ok_or_else(|| self.fail("could not make a connection"))
+        format!("{}:{{{tag}}}:{rest}", self.redis.prefix())
     }
 
     /// One script call deciding `asks`: by the script's hash (`EVALSHA`),
@@ -285,11 +193,11 @@ impl Shared {
         mode: Mode,
         groups: &[&[Ask<'_>]],
     ) -> Result<Vec<Vec<Decision>>, StoreError> {
-        let conn = self.connection(worker)?;
-        let answers = match conn {
+        let redis = &self.redis;
+        let answers = match redis.connection(worker)? {
             Conn::Single(mut conn) => {
                 let all = groups.iter().flat_map(|g| g.iter());
-                let answer = self.bounded(self.run(&mut conn, mode, all)).await;
+                let answer = redis.bounded(self.run(&mut conn, mode, all)).await;
                 answer.map(|a| split(&a, groups))
             }
             Conn::Cluster(conn) => {
@@ -298,36 +206,22 @@ impl Shared {
                 // not answer.
                 let calls = groups.iter().map(|g| {
                     let mut conn = conn.clone();
-                    async move { self.bounded(self.run(&mut conn, mode, g.iter())).await }
+                    async move { redis.bounded(self.run(&mut conn, mode, g.iter())).await }
                 });
                 let answers = futures_util::future::join_all(calls).await;
                 self.settle_partial(&conn, mode, groups, answers)
             }
         }
-        .map_err(|e| self.fail(e))?;
+        .map_err(|e| redis.fail(e))?;
         let shaped = answers.len() == groups.len()
             && answers
                 .iter()
                 .zip(groups)
                 .all(|(a, g)| a.len() == 3 * g.len());
         if !shaped {
-            return Err(self.fail("an answer of the wrong shape"));
+            return Err(redis.fail("an answer of the wrong shape"));
         }
         Ok(answers.iter().map(|a| decisions(a)).collect())
-    }
-
-    /// `call`, within the timeout; a Redis error or the timeout as words.
-    async fn bounded(
-        &self,
-        call: impl std::future::Future<Output = RedisResult<Vec<i64>>>,
-    ) -> Result<Vec<i64>, String> {
-        match tokio::time::timeout(self.timeout, call).await {
-            Ok(answer) => answer.map_err(|e| describe(&e)),
-            Err(_) => Err(format!(
-                "no answer within rate_limits.timeout ({})",
-                humantime::format_duration(self.timeout)
-            )),
-        }
     }
 
     /// The script for `asks` by its hash, and when the server has
@@ -367,7 +261,7 @@ impl Shared {
         if mode == Mode::Admit && !answers.iter().all(granted) {
             for (group, _) in groups.iter().zip(&answers).filter(|(_, a)| granted(a)) {
                 let refund = self.command(Mode::Refund, group.iter(), false);
-                let (mut conn, timeout) = (conn.clone(), self.timeout);
+                let (mut conn, timeout) = (conn.clone(), self.redis.timeout());
                 let errors = self.refund_errors.clone();
                 tokio::spawn(async move {
                     let call = refund.query_async::<Vec<i64>>(&mut conn);
@@ -405,18 +299,4 @@ fn decisions(answer: &[i64]) -> Vec<Decision> {
             remaining: u32::try_from(d[2].max(0)).unwrap_or(u32::MAX),
         })
         .collect()
-}
-
-/// A Redis error in a few words: its kind, and for an I/O error what the
-/// system said. The redis crate's own `Display` may quote the command.
-fn describe(e: &redis::RedisError) -> String {
-    if e.is_timeout() {
-        "timed out".into()
-    } else if e.is_connection_refusal() {
-        "connection refused".into()
-    } else if e.is_io_error() || e.is_connection_dropped() {
-        "connection lost".into()
-    } else {
-        format!("{:?}", e.kind())
-    }
 }

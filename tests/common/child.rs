@@ -1,5 +1,6 @@
 //! The `infergate` binary as a child process: its output lines collected as
-//! they come, bounded waits on them, and temporary config files.
+//! they come, bounded waits on them, a gateway serving a config file
+//! ([`ChildGateway`]), and temporary config files.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
@@ -128,6 +129,55 @@ impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Every variable a child gateway must not inherit from whoever runs the
+/// tests: a test names its proxies itself.
+pub const PROXY_VARS: [&str; 8] = [
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+];
+
+/// The gateway binary serving `config` from a file of its own, with
+/// `HF_TOKEN` set, none of the caller's proxy variables, and `env` added;
+/// its stderr is the log. Killed when dropped.
+pub struct ChildGateway {
+    pub base: String,
+    pub process: Running,
+}
+
+impl ChildGateway {
+    pub fn start(config: &str, env: &[(&str, &str)]) -> Self {
+        let path = write_temp("infergate.toml", config);
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--config", path.to_str().unwrap()])
+            .env_remove("INFERGATE_CONFIG")
+            .env("HF_TOKEN", super::HF_TOKEN);
+        for var in PROXY_VARS {
+            cmd.env_remove(var);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let process = Running::spawn(cmd, Stream::Stderr);
+        let line = process.wait_for_line("infergate listening");
+        Self {
+            base: format!("http://{}", listen_addr(&line)),
+            process,
+        }
+    }
+
+    /// Stops the process and gives everything it logged.
+    pub fn stop(mut self) -> String {
+        self.process.stop();
+        self.process.output()
     }
 }
 

@@ -46,6 +46,14 @@ pub fn hf_options() -> HuggingFaceOptions {
     }
 }
 
+/// A Hugging Face emulator on a loopback port of its own (token required).
+pub async fn hf_emulator() -> EmulatorHandle {
+    let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
+    emulator::huggingface::start(loopback, hf_options())
+        .await
+        .unwrap()
+}
+
 pub fn static_credentials(secret: &str) -> SharedCredentialsProvider {
     SharedCredentialsProvider::new(Credentials::new(ACCESS_KEY, secret, None, None, "test"))
 }

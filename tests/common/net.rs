@@ -101,3 +101,14 @@ pub async fn metrics_text(client: &reqwest::Client, base: &str, key: Option<&str
     };
     req.send().await.unwrap().text().await.unwrap()
 }
+
+/// The value of the first series of the `/metrics` text of the gateway at
+/// `base` (read with `key`) that starts with `series`; a test fails when
+/// there is none.
+pub async fn metric(client: &reqwest::Client, base: &str, key: &str, series: &str) -> f64 {
+    let text = metrics_text(client, base, Some(key)).await;
+    text.lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+}

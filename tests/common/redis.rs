@@ -74,6 +74,11 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// The `[rate_limits]` lines that name this server.
+    pub fn store(&self) -> String {
+        format!("redis_url = \"{}\"", self.url())
+    }
+
     /// Sends one inline command and returns the raw reply, or `None` when
     /// the server cannot be reached.
     pub fn command(&self, command: &str) -> Option<String> {
@@ -92,6 +97,19 @@ impl RedisServer {
         String::from_utf8(reply).ok()
     }
 
+    /// The integer reply of `command` (`DBSIZE`, `PTTL key`).
+    pub fn integer(&self, command: &str) -> Option<i64> {
+        let reply = self.command(command)?;
+        reply.strip_prefix(':')?.trim_end().parse().ok()
+    }
+
+    /// The bulk string reply of `command` (`RANDOMKEY`); `None` for nil.
+    pub fn bulk(&self, command: &str) -> Option<String> {
+        let reply = self.command(command)?;
+        let (_, rest) = reply.strip_prefix('$')?.split_once("\r\n")?;
+        Some(rest.strip_suffix("\r\n")?.to_owned())
+    }
+
     /// How many times `EVALSHA` ran (`INFO commandstats`).
     pub fn evalsha_calls(&self) -> u64 {
         let info = self.command("INFO commandstats").unwrap_or_default();
@@ -108,6 +126,32 @@ impl RedisServer {
             let _ = child.wait();
         }
     }
+}
+
+/// The head of the config of a gateway process sharing a Redis with
+/// others: one worker on a free port, `[rate_limits]` on the Redis that
+/// `store` names (its lines: [`RedisServer::store`], [`RedisCluster::store`])
+/// with a 250ms timeout and `on_error`, and backend `hf` on the emulator at
+/// `hf`. The routes and clients follow.
+pub fn gateway_config(hf: &str, store: &str, on_error: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+workers = 1
+
+[rate_limits]
+store = "redis"
+{store}
+timeout = "250ms"
+on_store_error = "{on_error}"
+
+[backends.hf]
+kind = "huggingface"
+url = "{hf}"
+token = "${{HF_TOKEN}}"
+"#
+    )
 }
 
 /// A Redis Cluster of three primaries on loopback (no replicas), its
@@ -175,6 +219,11 @@ impl RedisCluster {
             .map(|n| format!("\"{}\"", n.url()))
             .collect();
         format!("[{}]", urls.join(", "))
+    }
+
+    /// The `[rate_limits]` lines that name this Cluster, every node a seed.
+    pub fn store(&self) -> String {
+        format!("redis_mode = \"cluster\"\nredis_urls = {}", self.urls())
     }
 
     /// The index of the node that holds `key`: the others answer `MOVED`.

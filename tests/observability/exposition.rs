@@ -135,6 +135,11 @@ const FAMILIES: &[(&str, &str, &[&str])] = &[
     ("infergate_cache_bytes", "gauge", &["route"]),
     ("infergate_cache_evictions_total", "counter", &["route"]),
     (
+        "infergate_cache_store_errors_total",
+        "counter",
+        &["route", "operation"],
+    ),
+    (
         "infergate_shadow_requests_total",
         "counter",
         &["route", "shadow", "outcome"],
@@ -348,6 +353,8 @@ async fn the_whole_exposition_parses_and_every_label_value_is_bounded() {
                     | "infergate_client_requests_total"
                     // Set by `infergate serve`, which reads a file.
                     | "infergate_config_info"
+                    // Only for a cache in Redis, which this config has not.
+                    | "infergate_cache_store_errors_total"
             )
         })
         .collect();
@@ -415,6 +422,9 @@ async fn the_whole_exposition_parses_and_every_label_value_is_bounded() {
                     "route_tokens",
                 ]
                 .contains(&v),
+                "operation" if family.0 == "infergate_cache_store_errors_total" => {
+                    ["get", "set"].contains(&v)
+                }
                 "operation" => ["decide", "charge", "refund"].contains(&v),
                 "client" => h.gateway.config.clients.iter().any(|c| c.name == v),
                 "worker" => v

@@ -9,7 +9,9 @@ use crate::common::net::free_port;
 use crate::common::proxy::{base64, Proxy};
 use crate::common::tls::{Pki, HOST};
 use crate::common::{hf_options, BODY};
-use crate::support::{ca_line, hf_config, hf_https, localhost, loopback, predict, ChildGateway};
+use crate::support::{
+    ca_line, hf_config, hf_https, localhost, loopback, predict, ChildGateway, DEBUG_LOG,
+};
 use infergate::emulator;
 use serde_json::Value;
 
@@ -27,7 +29,7 @@ async fn https_goes_through_a_connect_tunnel() {
     let proxy = Proxy::with_credentials(USER, PASSWORD).await;
     let config = hf_config(&localhost(&emu), &ca_line(&pki.ca), "");
     let proxy_url = proxy.url(Some((USER, PASSWORD)));
-    let gw = ChildGateway::start(&config, &[("HTTPS_PROXY", &proxy_url)]);
+    let gw = ChildGateway::start(&config, &[DEBUG_LOG, ("HTTPS_PROXY", &proxy_url)]);
 
     for _ in 0..2 {
         let res = predict(&gw.base, "hf", BODY).await;
@@ -60,7 +62,7 @@ async fn refused_by_proxy(proxy_url: &str, proxy_addr: &str) {
     let pki = Pki::new();
     let emu = hf_https(pki.leaf.options()).await;
     let config = hf_config(&localhost(&emu), &ca_line(&pki.ca), "");
-    let gw = ChildGateway::start(&config, &[("HTTPS_PROXY", proxy_url)]);
+    let gw = ChildGateway::start(&config, &[DEBUG_LOG, ("HTTPS_PROXY", proxy_url)]);
     let res = predict(&gw.base, "hf", BODY).await;
     assert_eq!(res.status(), 502);
     let text = res.text().await.unwrap();
@@ -105,6 +107,7 @@ async fn no_proxy_bypasses_the_proxy() {
     let gw = ChildGateway::start(
         &config,
         &[
+            DEBUG_LOG,
             ("HTTPS_PROXY", &proxy_url),
             ("HTTP_PROXY", &proxy_url),
             ("NO_PROXY", "127.0.0.1,localhost"),
@@ -125,7 +128,7 @@ async fn http_goes_through_the_proxy_in_absolute_form() {
     let proxy = Proxy::with_credentials(USER, PASSWORD).await;
     let config = hf_config(&emu.url(), "", "");
     let proxy_url = proxy.url(Some((USER, PASSWORD)));
-    let gw = ChildGateway::start(&config, &[("HTTP_PROXY", &proxy_url)]);
+    let gw = ChildGateway::start(&config, &[DEBUG_LOG, ("HTTP_PROXY", &proxy_url)]);
 
     let res = predict(&gw.base, "hf", BODY).await;
     assert_eq!(res.status(), 200);

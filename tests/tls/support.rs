@@ -4,27 +4,17 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::process::Command;
 use std::time::Duration;
 
-use crate::common::child::{listen_addr, write_temp, Running, Stream, BIN};
+pub use crate::common::child::ChildGateway;
 use crate::common::{hf_options, sm_options, static_credentials, Served, HF_TOKEN, SECRET_KEY};
 use infergate::config::Config;
 use infergate::emulator::{self, EmulatorHandle, ModelFormat, TlsOptions};
 use infergate::gateway::BuildOptions;
 
-/// Every variable a child gateway must not inherit from whoever runs the
-/// tests: a test names its proxies itself.
-pub const PROXY_VARS: [&str; 8] = [
-    "HTTPS_PROXY",
-    "https_proxy",
-    "HTTP_PROXY",
-    "http_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-    "NO_PROXY",
-    "no_proxy",
-];
+/// The log level of a child gateway here: what it must never log would
+/// show at the most it logs.
+pub const DEBUG_LOG: (&str, &str) = ("INFERGATE_LOG_LEVEL", "debug");
 
 pub fn loopback() -> SocketAddr {
     ([127, 0, 0, 1], 0).into()
@@ -150,40 +140,4 @@ pub async fn predict(base: &str, path: &str, body: &str) -> reqwest::Response {
         .send()
         .await
         .unwrap()
-}
-
-/// The gateway binary serving `config`, with exactly these proxy variables
-/// (and `HF_TOKEN`); its stderr is the log.
-pub struct ChildGateway {
-    pub base: String,
-    pub process: Running,
-}
-
-impl ChildGateway {
-    pub fn start(config: &str, env: &[(&str, &str)]) -> Self {
-        let path = write_temp("infergate.toml", config);
-        let mut cmd = Command::new(BIN);
-        cmd.args(["serve", "--config", path.to_str().unwrap()])
-            .env_remove("INFERGATE_CONFIG")
-            .env("INFERGATE_LOG_LEVEL", "debug")
-            .env("HF_TOKEN", HF_TOKEN);
-        for var in PROXY_VARS {
-            cmd.env_remove(var);
-        }
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let process = Running::spawn(cmd, Stream::Stderr);
-        let line = process.wait_for_line("infergate listening");
-        ChildGateway {
-            base: format!("http://{}", listen_addr(&line)),
-            process,
-        }
-    }
-
-    /// Stops the process and gives everything it logged.
-    pub fn stop(mut self) -> String {
-        self.process.stop();
-        self.process.output()
-    }
 }
