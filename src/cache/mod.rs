@@ -473,6 +473,38 @@ mod tests {
         assert_eq!(cache.series.bytes.get(), weight);
     }
 
+    #[tokio::test]
+    async fn entries_past_max_bytes_are_evicted_and_counted() {
+        let (cache, _metrics) = cache(CacheStore::Memory, None);
+        static BODY: [u8; 1000] = [b'x'; 1000];
+        for i in 0..10u8 {
+            cache.insert([i; 32], entry(&BODY), 0);
+        }
+        let held = cache.entry_count();
+        cache.set_gauges();
+        assert!(
+            (1..=3).contains(&held),
+            "{held} entries of ~1.3 KB in 4 KiB"
+        );
+        assert!(cache.series.bytes.get() <= 4096);
+        assert_eq!(cache.series.evictions.get(), 10 - held);
+    }
+
+    #[test]
+    fn no_answer_over_32_mib_is_kept_whatever_max_bytes_allows() {
+        let config = CacheConfig {
+            ttl: Duration::from_secs(60),
+            store: CacheStore::Memory,
+            max_bytes: 1 << 30,
+            shared: false,
+            sampling: false,
+        };
+        let metrics = crate::metrics::Metrics::new().unwrap();
+        let cache = RouteCache::new("r", &config, metrics.cache_series("r"), None);
+        assert_eq!(cache.entry_limit(), MAX_ENTRY_BYTES);
+        assert_eq!(MAX_ENTRY_BYTES, 32 << 20);
+    }
+
     /// Nothing listens on port 1: each lookup is unavailable, a bypass and
     /// a store error.
     #[tokio::test]

@@ -27,18 +27,20 @@ use http::{HeaderName, HeaderValue};
 use tokio::time::Instant;
 use tower::Service;
 
-use http_body_util::BodyExt;
-
-use crate::backend::events::{Events, TapDone};
+use crate::backend::events::Events;
 use crate::backend::{UpstreamBody, UpstreamRequest, UpstreamResponse};
-use crate::cache::record::{self, Recording};
-use crate::cache::{CacheOutcome, Entry, Key, Lookup, RouteCache, Stored};
+use crate::cache::{CacheOutcome, Entry, Lookup, RouteCache, Stored};
 use crate::config::{OnStoreError, Operation};
 use crate::dispatch::{dispatch, Dispatched};
 use crate::error::ApiError;
 use crate::gateway::{current_worker, Gateway};
 use crate::route::Route;
+use crate::shadow::Picked;
 use crate::trace::TraceContext;
+
+mod copies;
+
+use copies::Keep;
 
 /// Who is calling, as the door found it ([`crate::clients`]):
 /// `None` for an anonymous caller.
@@ -107,11 +109,40 @@ pub async fn serve(gw: &Gateway, req: CoreRequest) -> CoreResponse {
             stream: req.stream,
         });
     }
-    let Some(cache) = route.cache.clone() else {
-        return send(gw, req).await;
+    let (outcome, keep) = match route.cache.clone() {
+        None => (None, None),
+        Some(cache) => match look_up(gw, cache, &req).await {
+            Looked::Answered(answer) => return *answer,
+            Looked::Bypass => (Some(CacheOutcome::Bypass), None),
+            Looked::Miss(keep) => (Some(CacheOutcome::Miss), Some(keep)),
+        },
     };
+    let (mut answer, picked) = send(gw, req).await;
+    answer.cache = outcome;
+    let keep = keep.map(|keep| Keep {
+        backend: answer.backend.as_ref().map(|b| b.name.clone()),
+        ..keep
+    });
+    answer.result = answer.result.map(|up| copies::copied(up, keep, picked));
+    answer
+}
+
+/// What the route's cache has to say of a request.
+enum Looked {
+    /// From the cache (a hit), or refused for it (its store down and
+    /// `on_store_error = "deny"`); boxed, as it is the rarer and much the
+    /// larger variant.
+    Answered(Box<CoreResponse>),
+    /// Sent on as if the route had no cache.
+    Bypass,
+    /// Sent on, and its answer stored there.
+    Miss(Keep),
+}
+
+/// Looks `req` up in the route's `cache`.
+async fn look_up(gw: &Gateway, cache: Arc<RouteCache>, req: &CoreRequest) -> Looked {
     let looked_up = crate::cache::Request {
-        route: &route.name,
+        route: &req.route.name,
         caller: req.caller.as_ref().map(|c| &*c.name),
         op: req.op.as_str(),
         stream: req.stream,
@@ -122,31 +153,27 @@ pub async fn serve(gw: &Gateway, req: CoreRequest) -> CoreResponse {
         no_cache: req.no_cache,
     };
     let Some(key) = cache.key(&looked_up) else {
-        let mut answer = send(gw, req).await;
-        answer.cache = Some(CacheOutcome::Bypass);
-        return answer;
+        return Looked::Bypass;
     };
     let worker = current_worker();
     match cache.get(&key, worker).await {
-        Lookup::Hit { entry, age } => return hit(&route, &entry, age),
-        Lookup::Miss => {}
+        Lookup::Hit { entry, age } => Looked::Answered(Box::new(hit(&req.route, &entry, age))),
+        Lookup::Miss => Looked::Miss(Keep {
+            cache,
+            key,
+            worker,
+            backend: None,
+        }),
         // Redis failed or was late: as if the route had no cache, or 503.
-        Lookup::Unavailable => {
-            let mut answer = match gw.config.rate_limits.on_store_error {
-                OnStoreError::Allow => send(gw, req).await,
-                OnStoreError::Deny => refused(ApiError::LimitStoreDown),
-            };
-            answer.cache = Some(CacheOutcome::Bypass);
-            return answer;
-        }
+        Lookup::Unavailable => match gw.config.rate_limits.on_store_error {
+            OnStoreError::Allow => Looked::Bypass,
+            OnStoreError::Deny => {
+                let mut answer = refused(ApiError::LimitStoreDown);
+                answer.cache = Some(CacheOutcome::Bypass);
+                Looked::Answered(Box::new(answer))
+            }
+        },
     }
-    let mut answer = send(gw, req).await;
-    answer.cache = Some(CacheOutcome::Miss);
-    if let Ok(up) = answer.result {
-        let backend = answer.backend.as_ref().map(|b| b.name.clone());
-        answer.result = Ok(keep(cache, key, worker, up, backend));
-    }
-    answer
 }
 
 /// `err`, with no attempt made.
@@ -161,8 +188,9 @@ fn refused(err: ApiError) -> CoreResponse {
     }
 }
 
-/// Sends the request to the route's backends.
-async fn send(gw: &Gateway, req: CoreRequest) -> CoreResponse {
+/// Sends the request to the route's backends; with the shadows picked
+/// for it, which want a copy of a successful answer.
+async fn send(gw: &Gateway, req: CoreRequest) -> (CoreResponse, Option<Picked>) {
     let route = req.route;
     let upstream = UpstreamRequest {
         op: req.op,
@@ -187,12 +215,9 @@ async fn send(gw: &Gateway, req: CoreRequest) -> CoreResponse {
         _ => None,
     }
     .map(|p| p.logged(gw.diff_log.as_ref(), &route.name));
-    let mut answer = dispatch(gw.dispatch_context(), &route, upstream, deadline).await;
-    if let Some(picked) = picked {
-        let picked = picked.answered_by(answer.backend.as_ref());
-        answer.result = answer.result.map(|up| picked.after(up));
-    }
-    answer
+    let answer = dispatch(gw.dispatch_context(), &route, upstream, deadline).await;
+    let picked = picked.map(|p| p.answered_by(answer.backend.as_ref()));
+    (answer, picked)
 }
 
 /// The stored answer `entry`, stored `age` ago, as if its backend had
@@ -228,59 +253,5 @@ fn hit(route: &Route, entry: &Entry, age: Duration) -> CoreResponse {
         upstream_time: Duration::ZERO,
         waited: Duration::ZERO,
         cache: Some(CacheOutcome::Hit { age }),
-    }
-}
-
-/// `up`, stored under `key` in `cache` (by worker `worker`) when it may
-/// be: at once when it is whole, else once its body or its stream has
-/// passed whole.
-fn keep(
-    cache: Arc<RouteCache>,
-    key: Key,
-    worker: usize,
-    up: UpstreamResponse,
-    backend: Option<String>,
-) -> UpstreamResponse {
-    if !up.status.is_success() || !cache.may_store(&up.headers) {
-        return up;
-    }
-    let UpstreamResponse {
-        status,
-        headers,
-        body,
-    } = up;
-    let limit = cache.entry_limit();
-    let head = headers.clone();
-    let body = match body {
-        UpstreamBody::Full(bytes) => {
-            let entry = Entry::new(status, head, Stored::Full(bytes.clone()), backend);
-            cache.insert(key, entry, worker);
-            UpstreamBody::Full(bytes)
-        }
-        UpstreamBody::Stream(body) => {
-            let done: record::Done = Box::new(move |bytes| {
-                let entry = Entry::new(status, head, Stored::Full(bytes), backend);
-                cache.insert(key, entry, worker);
-            });
-            UpstreamBody::Stream(Recording::new(body, limit, done).boxed_unsync())
-        }
-        UpstreamBody::Events { first, events } => {
-            let copy = first.clone();
-            let done: TapDone = Box::new(move |rest, json_lines| {
-                let body = Stored::Events {
-                    first: Bytes::copy_from_slice(&copy),
-                    rest: crate::cache::compact(rest),
-                    json_lines,
-                };
-                cache.insert(key, Entry::new(status, head, body, backend), worker);
-            });
-            let events = events.tapped(limit.saturating_sub(first.len()), done);
-            UpstreamBody::Events { first, events }
-        }
-    };
-    UpstreamResponse {
-        status,
-        headers,
-        body,
     }
 }

@@ -4,15 +4,16 @@
 //!
 //! The core ([`crate::core`]) samples each request per shadow
 //! ([`RouteShadows::sample`]) before it dispatches, keeping a copy of the
-//! [`UpstreamRequest`] when one was picked; once the primary answered
-//! with success it hands the answer to [`RouteShadows::after`], which
-//! starts the shadow calls when the client has the primary's body whole
-//! (at once for a body the core holds whole, else when a passed-through
-//! body's last byte went by). A shadow call is one [`Backend::call`] with
+//! [`UpstreamRequest`] when one was picked ([`Picked`]); once the primary
+//! answered with success the shadow calls start when the client has the
+//! primary's body whole ([`Picked::start`]: at once for a body the core
+//! holds whole, else when a passed-through body's last byte went by,
+//! [`Picked::consumer`], sharing the copy the response cache takes). A shadow call is one [`Backend::call`] with
 //! the route's timeout, no retry, on the worker's upstream client: it does
 //! not touch the route's retry budget, its rate limits, the client's
 //! metrics or any backend's health, and the client never waits on it.
-//! A token stream's calls start once its last event passed ([`stream`]);
+//! A token stream's calls start once its last event passed
+//! ([`Picked::tap`], [`stream`]);
 //! SageMaker session requests, primary failures (a stream cut or ended by
 //! an error too) and cache hits are not shadowed.
 
@@ -32,8 +33,9 @@ use http_body_util::BodyExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use crate::backend::{Backend, UpstreamBody, UpstreamRequest, UpstreamResponse};
-use crate::cache::record::{Done, Recording};
+use crate::backend::events::Events;
+use crate::backend::{Backend, UpstreamBody, UpstreamRequest};
+use crate::cache::record::Consumer;
 use crate::metrics::ShadowSeries;
 use crate::upstream::Client;
 
@@ -57,7 +59,6 @@ pub struct RouteShadows {
     pub targets: Vec<Arc<Shadow>>,
     /// Shadow calls in flight, every shadow of the route together.
     in_flight: Arc<Semaphore>,
-    pub max_in_flight: u32,
     /// Embeddings agree at or above it.
     threshold: f64,
     /// Each shadow call's deadline: the route's timeout.
@@ -164,7 +165,6 @@ impl RouteShadows {
         Self {
             targets,
             in_flight: Arc::new(Semaphore::new(permits)),
-            max_in_flight,
             threshold,
             timeout,
         }
@@ -205,39 +205,25 @@ impl RouteShadows {
 }
 
 impl Picked {
-    /// The primary's answer `up`, as the client gets it: the shadow calls
-    /// start once its body is whole (now, for a body held whole), or its
-    /// token stream ended well.
-    pub fn after(self, up: UpstreamResponse) -> UpstreamResponse {
-        let UpstreamResponse {
-            status,
-            headers,
-            body,
-        } = up;
-        let body = match body {
-            UpstreamBody::Full(bytes) => {
-                self.start(status, bytes.clone());
-                UpstreamBody::Full(bytes)
-            }
-            UpstreamBody::Stream(body) => {
-                let done: Done = Box::new(move |bytes| self.start(status, bytes));
-                UpstreamBody::Stream(Recording::new(body, BODY_LIMIT, done).boxed_unsync())
-            }
-            UpstreamBody::Events { first, events } => {
-                let events = stream::tap(self, status, &first, events);
-                UpstreamBody::Events { first, events }
-            }
-        };
-        UpstreamResponse {
-            status,
-            headers,
-            body,
+    /// What the shadows want of a passed-through body: the whole of it, up
+    /// to [`BODY_LIMIT`], to start their calls with.
+    pub fn consumer(self, status: StatusCode) -> Consumer {
+        Consumer {
+            limit: BODY_LIMIT,
+            done: Box::new(move |bytes| self.start(status, bytes)),
         }
     }
 
-    /// Spawns one call per picked shadow, or counts it dropped when the
-    /// route's shadow calls are at their limit.
-    fn start(self, status: StatusCode, primary: Bytes) {
+    /// `events`, the primary's token stream, tapped for the shadows: their
+    /// calls start once it ended well ([`stream`]).
+    pub fn tap(self, status: StatusCode, first: &Bytes, events: Events) -> Events {
+        stream::tap(self, status, first, events)
+    }
+
+    /// Spawns one call per picked shadow with `primary`, the primary's
+    /// whole answer, or counts it dropped when the route's shadow calls are
+    /// at their limit.
+    pub fn start(self, status: StatusCode, primary: Bytes) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };

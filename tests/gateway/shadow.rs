@@ -15,8 +15,9 @@ use crate::common::{Harness, Setup, BODY, CONFIG};
 
 /// Routes `shadowed` (every request copied to `hf`), `narrow` (the same,
 /// one shadow call at a time), `down` (copied to `gone`, a refusing port)
-/// `never` (percent 0) and `brief` (a 300 ms route timeout, which bounds its
-/// shadow calls too), all served by `sm`; and `gone`, served by the
+/// `never` (percent 0), `brief` (a 300 ms route timeout, which bounds its
+/// shadow calls too) and `kept` (with a response cache), all served by
+/// `sm`; and `gone`, served by the
 /// refusing port.
 fn config() -> String {
     format!(
@@ -48,6 +49,11 @@ shadow = [{{ backend = "hf", percent = 0 }}]
 [routes.brief]
 backends = ["sm"]
 timeout = "300ms"
+shadow = [{{ backend = "hf", percent = 100 }}]
+
+[routes.kept]
+backends = ["sm"]
+cache = {{ ttl = "10m" }}
 shadow = [{{ backend = "hf", percent = 100 }}]
 "#
     )
@@ -279,4 +285,21 @@ async fn a_shadow_that_refuses_the_input_differs_and_one_that_fails_is_an_error(
         (&json!(0), &json!(1), &json!(1)),
         "{s}"
     );
+}
+
+#[tokio::test]
+async fn a_miss_is_stored_and_shadowed_from_one_copy_and_a_hit_is_not_shadowed() {
+    let (h, _socket) = harness().await;
+    let first = h.predict("kept", BODY).await;
+    assert_eq!(first.headers()["x-infergate-cache"], "miss");
+    let first = first.text().await.unwrap();
+    wait_settled(&h, "kept", 1).await;
+    let second = h.predict("kept", BODY).await;
+    assert_eq!(second.headers()["x-infergate-cache"], "hit");
+    assert_eq!(second.text().await.unwrap(), first);
+    // The shadow compared the miss with the same bytes the cache kept.
+    let s = shadow_view(&h, "kept").await;
+    assert_eq!((&s["match"], &s["differ"]), (&json!(1), &json!(0)), "{s}");
+    assert_eq!(h.sm.counters().requests(), 1);
+    assert_eq!(h.hf.counters().requests(), 1, "a hit is not shadowed");
 }
