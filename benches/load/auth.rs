@@ -122,7 +122,7 @@ impl AuthGateways {
         workers: Option<usize>,
         log: Option<&str>,
     ) -> Self {
-        let base = gateway_config(sm, hf, slow, workers);
+        let base = gateway_config(sm, hf, slow, hf, workers);
         let local = start_named(&config(&base, "store = \"memory\""), log, "auth-local");
         let (redis, note) = match RedisProcess::start() {
             Ok(r) => {

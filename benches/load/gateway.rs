@@ -62,7 +62,15 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
 }
 
-pub fn gateway_config(sm: &str, hf: &str, slow: &str, workers: Option<usize>) -> String {
+/// The bench's gateway config: routes over the emulators at `sm`, `hf`
+/// and `slow`, and `hf-shadowed`'s shadow at `candidate`.
+pub fn gateway_config(
+    sm: &str,
+    hf: &str,
+    slow: &str,
+    candidate: &str,
+    workers: Option<usize>,
+) -> String {
     let workers = workers.map_or(String::new(), |n| format!("workers = {n}\n"));
     format!(
         r#"# Written by benches/load.rs.
@@ -96,11 +104,11 @@ backends = ["sm"]
 [routes.slow]
 backends = ["slow"]
 
-# `--only shadow`: every request also sent to the same emulator as another
-# backend, and the same request served from the cache.
+# `--only shadow`: every request also sent to a candidate, and the same
+# request served from the cache.
 [backends.hf-candidate]
 kind = "huggingface"
-url = "{hf}"
+url = "{candidate}"
 token = "${{HF_TOKEN}}"
 
 [routes.hf-shadowed]

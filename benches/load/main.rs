@@ -127,7 +127,11 @@ fn main() {
 
     // The gateway, as its own process.
     let (sm_url, hf_url, slow_url) = (sm.url(), hf.url(), slow.url());
-    let config = gateway_config(&sm_url, &hf_url, &slow_url, opts.workers);
+    // The shadow's candidate, an emulator process of its own (`--only
+    // shadow` keeps it and the gateway off the load generator's core).
+    let candidate = opts.runs("shadow").then(shadow::Candidate::start);
+    let candidate_url = candidate.as_ref().map_or(hf_url.clone(), |c| c.url.clone());
+    let config = gateway_config(&sm_url, &hf_url, &slow_url, &candidate_url, opts.workers);
     let mut gw = start_gateway(&config, opts.log_level.as_deref());
     let client = reqwest::Client::builder()
         .no_proxy()
@@ -230,7 +234,7 @@ fn main() {
         Value::Null
     };
     let shadow = if opts.runs("shadow") {
-        shadow::shadow_cost(&mut bench)
+        shadow::shadow_cost(&mut bench, candidate.as_ref())
     } else {
         Value::Null
     };

@@ -7,19 +7,120 @@
 //! Reported: each one's latency and the gateway's CPU per request, and the
 //! latency each adds to plain at the mean, p50 and p99. The shadow should
 //! add none (its call starts once the client has the answer); its CPU is a
-//! second upstream call and a comparison, on the same two cores. Unary and
-//! streamed.
+//! second upstream call and a comparison. The candidate is an emulator
+//! process of its own, and while the scenario runs the gateway and it are
+//! pinned to CPU 0 and the load generator to the others ([`pin_apart`]):
+//! on two CPUs shared by everything, the shadow's work would otherwise
+//! delay the client reading its answer, which is the machine's contention
+//! and not the request path. Unary and streamed.
+
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use crate::bench::{Bench, Via};
+use crate::gateway::gateway_bin;
+use crate::net::free_port;
 use crate::results::{fmt_added, fmt_us, q_us};
 
 const VIAS: [Via; 3] = [Via::Gateway, Via::Shadowed, Via::Cached];
 
+/// The shadow's candidate: an HF emulator process of its own
+/// (`infergate emulate huggingface`), so that its work can be kept off the
+/// load generator's core.
+pub struct Candidate {
+    child: Child,
+    pub url: String,
+}
+
+impl Drop for Candidate {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Candidate {
+    pub fn start() -> Self {
+        let port = free_port();
+        let child = Command::new(gateway_bin())
+            .args(["emulate", "huggingface", "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the candidate emulator starts");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "the candidate emulator listens");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+/// `taskset` for every thread of `pid`; whether it took.
+fn pin(pid: &str, cpus: &str) -> bool {
+    Command::new("taskset")
+        .args(["-a", "-cp", cpus, pid])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The gateway and the candidate on CPU 0, this process (load generator
+/// and primary emulator) on the others, when there are two CPUs or more
+/// and `taskset` is there: then the shadow's work (the gateway's second
+/// call, the candidate's answer) cannot take the CPU the client needs to
+/// read its answer, and only what the shadow adds to the request's path
+/// shows. Gives what was done, for the report.
+fn pin_apart(gw: &str, candidate: Option<&Candidate>) -> Option<String> {
+    let n = std::thread::available_parallelism().map_or(1, usize::from);
+    let own = std::process::id().to_string();
+    let rest = format!("1-{}", n - 1);
+    let candidate = candidate.map(|c| c.child.id().to_string());
+    let pinned = n >= 2
+        && pin(gw, "0")
+        && candidate.as_deref().is_none_or(|c| pin(c, "0"))
+        && pin(&own, &rest);
+    pinned.then(|| {
+        format!(
+            "gateway and candidate on CPU 0, load generator and primary emulator on CPUs {rest}"
+        )
+    })
+}
+
+/// Every CPU again for the pinned processes.
+fn unpin(gw: &str, candidate: Option<&Candidate>) {
+    let n = std::thread::available_parallelism().map_or(1, usize::from);
+    let all = format!("0-{}", n - 1);
+    for pid in [
+        Some(gw.to_string()),
+        Some(std::process::id().to_string()),
+        candidate.map(|c| c.child.id().to_string()),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        pin(&pid, &all);
+    }
+}
+
 /// The scenario's report, as JSON: one part per kind of request.
-pub fn shadow_cost(bench: &mut Bench) -> Value {
-    let mut v = json!({});
+pub fn shadow_cost(bench: &mut Bench, candidate: Option<&Candidate>) -> Value {
+    let gw = bench.gw.pid.clone();
+    let pinned = pin_apart(&gw, candidate);
+    let mut v = json!({
+        "candidate": if candidate.is_some() { "an emulator process of its own" } else { "the primary's emulator" },
+        "pinning": pinned.clone().unwrap_or_else(|| "none (one CPU, or no taskset): the shadow's work shares the client's CPU".into()),
+    });
     for stream in [false, true] {
         let (rate, secs) = if stream {
             (bench.opts.stream_rate, bench.opts.stream_secs)
@@ -52,6 +153,9 @@ pub fn shadow_cost(bench: &mut Bench) -> Value {
             part[via.name()] = side;
         }
         v[kind(stream)] = part;
+    }
+    if pinned.is_some() {
+        unpin(&gw, candidate);
     }
     v
 }
@@ -108,9 +212,12 @@ pub fn shadow_table(v: &Value) -> String {
             ));
         }
     }
-    out.push_str(
+    out.push_str(&format!(
         "\n- The shadowed route's CPU includes its shadow call and the comparison; \
-         its latency should match plain's (the shadow call starts once the client has the answer).\n",
-    );
+         its latency should match plain's (the shadow call starts once the client has the answer).\n\
+         - Candidate: {}; pinning: {}.\n",
+        v["candidate"].as_str().unwrap_or(""),
+        v["pinning"].as_str().unwrap_or(""),
+    ));
     out
 }

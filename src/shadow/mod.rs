@@ -264,6 +264,11 @@ struct Call {
 
 impl Call {
     async fn run(self) {
+        // The call is spawned as the primary's last byte passes, before the
+        // connection has written it: yielding once lets the worker's
+        // runtime poll its I/O (and so send the client's answer) before
+        // the shadow's request is built and sent.
+        tokio::task::yield_now().await;
         let started = Instant::now();
         let answer = tokio::time::timeout(self.shadows.timeout, self.answer()).await;
         let took = started.elapsed();
