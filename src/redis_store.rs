@@ -2,8 +2,9 @@
 //! (`redis_url` or `redis_urls`, `redis_mode`, `timeout`, `key_prefix`).
 //! The shared rate limits ([`crate::limits`]) and the response caches with
 //! `store = "redis"` ([`crate::cache`]) both reach it through a
-//! [`RedisStore`]: the one gateway holds one, so both share its
-//! connections and its knowledge that Redis is down.
+//! [`RedisStore`] of their own, each with its connections (a large
+//! answer read or written by a cache never holds a limit decision up
+//! behind it on one connection) and its own knowledge that Redis is down.
 //!
 //! Each worker has its own connection (the redis crate's tokio connection
 //! manager, or its cluster connection; both reconnect by themselves), made
@@ -12,8 +13,7 @@
 //! connecting included. Each user keeps its own [`Outage`]: a failure
 //! takes the store to be down for a second for that user, which meanwhile
 //! decides without asking it, as `rate_limits.on_store_error` says, rather
-//! than have every request wait out the timeout (and one user's slow
-//! commands, a large cached answer, say, do not stop the other's). Nothing
+//! than have every request wait out the timeout. Nothing
 //! here ever shows a URL: they may hold a password; messages name the
 //! hosts and ports alone (`RedisStoreConfig::shown`).
 

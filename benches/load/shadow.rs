@@ -154,9 +154,8 @@ pub fn shadow_cost(bench: &mut Bench, candidate: Option<&Candidate>) -> Value {
         }
         v[kind(stream)] = part;
     }
-    if pinned.is_some() {
-        unpin(&gw, candidate);
-    }
+    // Whatever was pinned, even when a later pin failed.
+    unpin(&gw, candidate);
     v
 }
 

@@ -99,11 +99,10 @@ pub fn set_headers(headers: &mut HeaderMap, wire: &Wire, json_lines: bool) {
             headers.insert(header::CONTENT_TYPE, EVENT_STREAM)
         }
     };
-    // A backend's own refusal to be stored (the one `Cache-Control` the
-    // upstream headers may hold) stands; else a stream is not to be cached.
-    if !headers.contains_key(header::CACHE_CONTROL) {
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    }
+    // A stream is not to be cached; a backend's own refusal to be stored
+    // (the one `Cache-Control` the upstream headers may hold) stands
+    // beside it.
+    headers.append(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     // Ask buffering proxies (nginx) to pass events through at once.
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
 }

@@ -88,7 +88,7 @@ pub(crate) async fn exchange(
     // The headers passed on hold no `Cache-Control`, but a backend's
     // refusal to have its answer stored must reach the response cache (and
     // the client's own caches): it is kept when it says so.
-    let refusal = crate::cache::refuses_storing(&parts.headers).then(|| {
+    let refusal = crate::cache::refuses_storing(&parts.headers, req.stream).then(|| {
         parts
             .headers
             .get_all(http::header::CACHE_CONTROL)

@@ -29,8 +29,10 @@
 //! lookup in Redis that fails or is late is [`Lookup::Unavailable`]: the
 //! core then does as `rate_limits.on_store_error` says. The cache lives in
 //! the route's state ([`crate::route::Route`]), so a reload that keeps the
-//! route keeps its entries (in memory; Redis keeps them anyway), and a
-//! changed route starts empty.
+//! route keeps its entries, and a changed route starts empty in memory;
+//! Redis keeps its entries by route name, so a route whose backends changed
+//! meets the answers stored before until their ttl runs out (change
+//! `rate_limits.key_prefix` to start afresh).
 
 mod encode;
 mod memory;
@@ -235,9 +237,11 @@ impl RouteCache {
         }
     }
 
-    /// Whether answers with `headers` may be kept here ([`may_store`]).
-    pub fn may_store(&self, headers: &HeaderMap) -> bool {
-        may_store(headers, self.config.shared)
+    /// Whether an answer with `headers` (a `stream`'s or a whole one) may
+    /// be kept for `caller` ([`may_store`]): anonymous callers share their
+    /// entries, as a `shared` route's clients do.
+    pub fn may_store(&self, headers: &HeaderMap, stream: bool, caller: Option<&str>) -> bool {
+        may_store(headers, stream, self.config.shared || caller.is_none())
     }
 
     /// The most bytes one answer may take to be stored.
@@ -369,32 +373,55 @@ pub fn compact(events: Vec<Bytes>) -> Vec<Bytes> {
 }
 
 /// Whether a request's headers ask not to be served from (or stored in) a
-/// cache: `Cache-Control: no-cache` or `no-store`, or `Pragma: no-cache`.
+/// cache: `Cache-Control: no-cache`, `no-store` or `max-age=0` (what a
+/// browser's reload sends), or `Pragma: no-cache`.
 pub fn bypass_requested(headers: &HeaderMap) -> bool {
     has_directive(headers, header::CACHE_CONTROL, &["no-cache", "no-store"])
+        || has_value(headers, "max-age", "0")
         || has_directive(headers, header::PRAGMA, &["no-cache"])
 }
 
 /// Whether an answer's headers restrict storing it: `Cache-Control:
-/// no-store` (never) or `private` (for its one client only).
-pub fn refuses_storing(headers: &HeaderMap) -> bool {
+/// no-store` (never), `private` (for its one client only), or, on a whole
+/// answer (not a `stream`, whose `no-cache` is the event stream's own
+/// convention), `no-cache`, `max-age=0` or `s-maxage=0` (not to be served
+/// again without asking the backend, which a gateway cache does not do).
+pub fn refuses_storing(headers: &HeaderMap, stream: bool) -> bool {
     has_directive(headers, header::CACHE_CONTROL, &["no-store", "private"])
+        || (!stream && must_revalidate(headers))
 }
 
-/// Whether an answer with `headers` may be kept in a cache that is
-/// `shared` between clients or not: never with `Cache-Control: no-store`,
-/// and with `private` only in a client's own entries. (A `Set-Cookie` does
-/// not forbid it: the cookie is the gateway's, never passed on.)
-pub fn may_store(headers: &HeaderMap, shared: bool) -> bool {
-    if !refuses_storing(headers) {
+/// `no-cache`, `max-age=0` or `s-maxage=0`.
+fn must_revalidate(headers: &HeaderMap) -> bool {
+    has_directive(headers, header::CACHE_CONTROL, &["no-cache"])
+        || has_value(headers, "max-age", "0")
+        || has_value(headers, "s-maxage", "0")
+}
+
+/// Whether an answer with `headers` (a stream's, or a whole one) may be
+/// kept in a cache whose entries are `shared` between callers or not:
+/// never when it [`refuses_storing`], but for `private`, which only a
+/// caller's own entries may keep. (A `Set-Cookie` does not forbid it: the
+/// cookie is the gateway's, never passed on.)
+pub fn may_store(headers: &HeaderMap, stream: bool, shared: bool) -> bool {
+    if !refuses_storing(headers, stream) {
         return true;
     }
-    let forbidden: &[&str] = if shared {
-        &["no-store", "private"]
-    } else {
-        &["no-store"]
-    };
-    !has_directive(headers, header::CACHE_CONTROL, forbidden)
+    let never = has_directive(headers, header::CACHE_CONTROL, &["no-store"])
+        || (!stream && must_revalidate(headers));
+    let private = has_directive(headers, header::CACHE_CONTROL, &["private"]);
+    !(never || (shared && private))
+}
+
+/// Whether `Cache-Control` carries `name=value` (the value unquoted).
+fn has_value(headers: &HeaderMap, name: &str, value: &str) -> bool {
+    headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|d| d.split_once('='))
+        .any(|(n, v)| n.trim().eq_ignore_ascii_case(name) && v.trim().trim_matches('"') == value)
 }
 
 /// Whether a comma-separated header carries one of `directives` (by name,
@@ -490,8 +517,8 @@ mod tests {
         assert_eq!(cache.series.evictions.get(), 10 - held);
     }
 
-    #[test]
-    fn no_answer_over_32_mib_is_kept_whatever_max_bytes_allows() {
+    #[tokio::test]
+    async fn no_answer_over_32_mib_is_kept_whatever_max_bytes_allows() {
         let config = CacheConfig {
             ttl: Duration::from_secs(60),
             store: CacheStore::Memory,
@@ -503,6 +530,14 @@ mod tests {
         let cache = RouteCache::new("r", &config, metrics.cache_series("r"), None);
         assert_eq!(cache.entry_limit(), MAX_ENTRY_BYTES);
         assert_eq!(MAX_ENTRY_BYTES, 32 << 20);
+        let big = Bytes::from(vec![b'x'; MAX_ENTRY_BYTES]);
+        let over = Entry::new(StatusCode::OK, HeaderMap::new(), Stored::Full(big), None);
+        cache.insert(KEY, over, 0);
+        assert!(matches!(cache.get(&KEY, 0).await, Lookup::Miss));
+        let small = Bytes::from(vec![b'x'; 1 << 20]);
+        let within = Entry::new(StatusCode::OK, HeaderMap::new(), Stored::Full(small), None);
+        cache.insert(KEY, within, 0);
+        assert!(matches!(cache.get(&KEY, 0).await, Lookup::Hit { .. }));
     }
 
     /// Nothing listens on port 1: each lookup is unavailable, a bypass and
@@ -536,7 +571,14 @@ mod tests {
     fn compacted_events_are_the_same_events() {
         let chunk = Bytes::from_static(b"abcdefgh");
         let events = vec![chunk.slice(0..3), Bytes::new(), chunk.slice(5..8)];
-        assert_eq!(compact(events.clone()), events);
+        let compacted = compact(events.clone());
+        assert_eq!(compacted, events);
+        // One buffer of their own: none points into the chunk, and each
+        // starts where the one before ended.
+        let inside = chunk.as_ptr_range();
+        assert!(compacted.iter().all(|e| !inside.contains(&e.as_ptr())));
+        let ends = |e: &Bytes| e.as_ptr_range().end;
+        assert_eq!(ends(&compacted[0]), compacted[2].as_ptr());
     }
 
     #[test]
@@ -547,6 +589,10 @@ mod tests {
             "max-age=0, No-Store"
         )])));
         assert!(bypass_requested(&headers(&[("pragma", "no-cache")])));
+        assert!(bypass_requested(&headers(&[(
+            "cache-control",
+            "max-age=0"
+        )])));
         assert!(!bypass_requested(&headers(&[(
             "cache-control",
             "max-age=60"
@@ -561,21 +607,47 @@ mod tests {
             ("cache-control", "no-store"),
         ]);
         let private = headers(&[("cache-control", "private=\"x\", max-age=5")]);
-        assert!(refuses_storing(&no_store) && refuses_storing(&private));
-        for shared in [false, true] {
-            assert!(!may_store(&no_store, shared));
-            assert!(may_store(
-                &headers(&[("cache-control", "no-cache")]),
-                shared
-            ));
-            assert!(may_store(&headers(&[("set-cookie", "AWSALB=x")]), shared));
-            assert!(may_store(&HeaderMap::new(), shared));
+        for stream in [false, true] {
+            assert!(refuses_storing(&no_store, stream) && refuses_storing(&private, stream));
+            for shared in [false, true] {
+                assert!(!may_store(&no_store, stream, shared));
+                assert!(may_store(
+                    &headers(&[("set-cookie", "AWSALB=x")]),
+                    stream,
+                    shared
+                ));
+                assert!(may_store(&HeaderMap::new(), stream, shared));
+            }
+            assert!(may_store(&private, stream, false));
+            assert!(!may_store(&private, stream, true));
         }
-        assert!(may_store(&private, false));
-        assert!(!may_store(&private, true));
-        assert!(!refuses_storing(&headers(&[(
-            "cache-control",
-            "public, max-age=60"
-        )])));
+        let public = headers(&[("cache-control", "public, max-age=60")]);
+        assert!(!refuses_storing(&public, false));
+    }
+
+    #[test]
+    fn a_private_answer_is_kept_for_a_client_never_for_anonymous_callers() {
+        let (cache, _metrics) = cache(CacheStore::Memory, None);
+        let private = headers(&[("cache-control", "private")]);
+        assert!(cache.may_store(&private, false, Some("web")));
+        assert!(!cache.may_store(&private, false, None));
+        assert!(cache.may_store(&HeaderMap::new(), false, None));
+    }
+
+    #[test]
+    fn a_whole_answer_to_revalidate_is_not_kept_but_an_event_streams_no_cache_is() {
+        for value in ["no-cache", "max-age=0", "public, s-maxage=\"0\""] {
+            let h = headers(&[("cache-control", value)]);
+            assert!(refuses_storing(&h, false), "{value}");
+            assert!(!may_store(&h, false, false), "{value}");
+        }
+        let sse = headers(&[("cache-control", "no-cache")]);
+        assert!(!refuses_storing(&sse, true));
+        assert!(may_store(&sse, true, true));
+        assert!(may_store(
+            &headers(&[("cache-control", "max-age=60")]),
+            false,
+            true
+        ));
     }
 }

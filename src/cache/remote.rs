@@ -92,8 +92,13 @@ impl Remote {
             return Lookup::Miss;
         };
         // PTTL is -1 for a key without an expiry, which this store never
-        // sets: taken as its last moment.
-        let left = Duration::from_millis(u64::try_from(left).unwrap_or(0));
+        // sets, and -2 for one gone since the GET; more than the ttl left,
+        // it was stored under a longer ttl than the route has now: none of
+        // these is served.
+        let left = match u64::try_from(left) {
+            Ok(ms) if Duration::from_millis(ms) <= self.ttl => Duration::from_millis(ms),
+            _ => return Lookup::Miss,
+        };
         Lookup::Hit {
             entry: Arc::new(entry),
             age: self.ttl.saturating_sub(left),
@@ -103,7 +108,16 @@ impl Remote {
     /// Stores `entry` under `key` by a task of its own on the calling
     /// runtime, with worker `worker`'s connection.
     pub(super) fn insert(self: &Arc<Self>, key: Key, entry: Entry, worker: usize) {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        // Not while Redis is taken to be down: the value would only wait
+        // for its timeout.
+        let runtime = tokio::runtime::Handle::try_current();
+        let Ok(runtime) = runtime
+            .map_err(drop)
+            .and_then(|r| match self.outage.is_down() {
+                true => Err(()),
+                false => Ok(r),
+            })
+        else {
             self.errors.set.inc();
             return;
         };

@@ -24,6 +24,8 @@ pub(super) struct Keep {
     pub(super) worker: usize,
     /// The config name of the backend that answered.
     pub(super) backend: Option<String>,
+    /// The client's config name; `None` for an anonymous caller.
+    pub(super) caller: Option<Arc<str>>,
 }
 
 impl Keep {
@@ -40,7 +42,10 @@ pub(super) fn copied(
     picked: Option<Picked>,
 ) -> UpstreamResponse {
     // Only a success the backend lets be stored is kept.
-    let keep = keep.filter(|k| up.status.is_success() && k.cache.may_store(&up.headers));
+    let stream = matches!(up.body, UpstreamBody::Events { .. });
+    let keep = keep.filter(|k| {
+        up.status.is_success() && k.cache.may_store(&up.headers, stream, k.caller.as_deref())
+    });
     if keep.is_none() && picked.is_none() {
         return up;
     }

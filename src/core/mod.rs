@@ -163,6 +163,7 @@ async fn look_up(gw: &Gateway, cache: Arc<RouteCache>, req: &CoreRequest) -> Loo
             key,
             worker,
             backend: None,
+            caller: req.caller.as_ref().map(|c| Arc::clone(&c.name)),
         }),
         // Redis failed or was late: as if the route had no cache, or 503.
         Lookup::Unavailable => match gw.config.rate_limits.on_store_error {

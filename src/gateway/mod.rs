@@ -222,8 +222,15 @@ impl Gateway {
             backends.push(backend);
             states.push(state);
         }
-        let redis = limits.redis();
-        let routes = build_routes(&config, &backends, &states, &metrics, redis, previous);
+        let redis = caches_redis(&config, upstream.clients.len());
+        let routes = build_routes(
+            &config,
+            &backends,
+            &states,
+            &metrics,
+            redis.as_ref(),
+            previous,
+        );
         link_siblings(&states, &routes);
         let gateway = Arc::new(Self {
             callers: Clients::new(config.server.auth, &config.clients),
@@ -465,6 +472,27 @@ fn new_route(
         doors: r.doors.clone(),
         cache: route_cache(r, metrics, redis),
         shadow: route_shadows(r, index, backends, metrics, config),
+    }
+}
+
+/// The response caches' own connections to the Redis of `[rate_limits]`,
+/// when a route keeps its cache there: apart from the limits', so that a
+/// large answer read or written never holds a limit decision up behind it.
+/// A route kept by a reload keeps the connections it has.
+fn caches_redis(config: &Config, workers: usize) -> Option<Arc<RedisStore>> {
+    let redis = config
+        .routes
+        .iter()
+        .find_map(|r| match &r.cache.as_ref()?.store {
+            CacheStore::Redis(redis) => Some(redis),
+            CacheStore::Memory => None,
+        })?;
+    match RedisStore::new(redis, workers) {
+        Ok(store) => Some(Arc::new(store)),
+        Err(e) => {
+            tracing::error!(error = %e, "response caches: no connection to Redis");
+            None
+        }
     }
 }
 

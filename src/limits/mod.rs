@@ -341,12 +341,6 @@ impl Limits {
         })
     }
 
-    /// The Redis the buckets live in, with `rate_limits.store = "redis"`:
-    /// the gateway's one Redis, which the response caches use too.
-    pub fn redis(&self) -> Option<&Arc<RedisStore>> {
-        self.shared.as_ref().map(|s| s.redis())
-    }
-
     /// Every bucket a request of `client` to `route` meets, in order.
     fn buckets<'a>(
         &'a self,

@@ -141,11 +141,6 @@ impl Shared {
         }
     }
 
-    /// The connections the buckets live behind.
-    pub fn redis(&self) -> &Arc<RedisStore> {
-        &self.redis
-    }
-
     /// The key of bucket `rest` of group `tag` (`c:web-app`, `r:flan`):
     /// `infergate:{c:web-app}:rate`. A group's keys share their hash tag,
     /// so they live in one slot and one script call takes them all.

@@ -147,7 +147,10 @@ impl Shadow {
 #[derive(Debug)]
 pub struct Picked {
     shadows: Arc<RouteShadows>,
-    targets: Vec<Arc<Shadow>>,
+    /// Each with its place among the route's shadow calls in flight, taken
+    /// when it was picked: so the limit bounds the copies of answers held
+    /// for them too.
+    targets: Vec<(Arc<Shadow>, OwnedSemaphorePermit)>,
     request: UpstreamRequest,
     client: Client,
     /// What the diff log's lines need, when there is one.
@@ -179,14 +182,27 @@ impl RouteShadows {
             .collect()
     }
 
-    /// Keeps `request` (a copy, before it was sent) for `targets`; `None`
-    /// when none was picked.
+    /// Keeps `request` (a copy, before it was sent) for `targets`, each
+    /// that has a place among the route's shadow calls in flight (the
+    /// others counted dropped); `None` when none has.
     pub fn pick(
         self: &Arc<Self>,
         targets: Vec<Arc<Shadow>>,
         request: &UpstreamRequest,
         client: &Client,
     ) -> Option<Picked> {
+        let targets: Vec<_> = targets
+            .into_iter()
+            .filter_map(
+                |shadow| match Arc::clone(&self.in_flight).try_acquire_owned() {
+                    Ok(permit) => Some((shadow, permit)),
+                    Err(_) => {
+                        shadow.record(Outcome::Dropped);
+                        None
+                    }
+                },
+            )
+            .collect();
         if targets.is_empty() {
             return None;
         }
@@ -221,8 +237,7 @@ impl Picked {
     }
 
     /// Spawns one call per picked shadow with `primary`, the primary's
-    /// whole answer, or counts it dropped when the route's shadow calls are
-    /// at their limit.
+    /// whole answer.
     pub fn start(self, status: StatusCode, primary: Bytes) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
@@ -232,11 +247,7 @@ impl Picked {
         let log = self
             .log
             .map(|p| Arc::new(p.primary_done(threshold, timeout)));
-        for shadow in self.targets {
-            let Ok(permit) = Arc::clone(&self.shadows.in_flight).try_acquire_owned() else {
-                shadow.record(Outcome::Dropped);
-                continue;
-            };
+        for (shadow, permit) in self.targets {
             let call = Call {
                 shadows: Arc::clone(&self.shadows),
                 request: stream::request_for(&shadow.backend, &self.request),

@@ -51,10 +51,15 @@ fn write_skipped(out: &mut String, skipped: &Skipped) -> std::fmt::Result {
 }
 
 fn write_group(out: &mut String, g: &GroupReport<'_>) -> std::fmt::Result {
-    write!(out, "route {}, shadow {}", g.route, g.shadow)?;
+    // Names come from the file too: escaped, as the answers are.
+    let name = |n: &str| shown(n, 200);
+    write!(out, "route {}, shadow {}", name(g.route), name(g.shadow))?;
     match g.primaries.as_slice() {
         [] => writeln!(out)?,
-        primaries => writeln!(out, " (primary {})", primaries.join(", "))?,
+        primaries => {
+            let primaries: Vec<String> = primaries.iter().map(|p| name(p)).collect();
+            writeln!(out, " (primary {})", primaries.join(", "))?
+        }
     }
     writeln!(
         out,
