@@ -151,9 +151,10 @@ impl Writer {
         let writer = Self::new(path, file, lines, series);
         let target = Arc::clone(&writer.file);
         let shown = writer.path.display().to_string();
+        let lost = writer.series.dropped.clone();
         let thread = std::thread::Builder::new()
             .name("infergate-diff-log".into())
-            .spawn(move || write_batches(&queued, &target, &shown))?;
+            .spawn(move || write_batches(&queued, &target, &shown, &lost))?;
         let mut threads = THREADS.lock().unwrap_or_else(|p| p.into_inner());
         threads.retain(|t| !t.is_finished());
         threads.push(thread);
@@ -202,8 +203,14 @@ impl Writer {
 }
 
 /// The writer thread: batches of lines, each written whole, until every
-/// sender is gone and the queue is empty.
-fn write_batches(queued: &Receiver<Vec<u8>>, file: &Mutex<File>, shown: &str) {
+/// sender is gone and the queue is empty; the lines of a batch that could
+/// not be written are counted in `lost` (`infergate_shadow_log_dropped_total`).
+fn write_batches(
+    queued: &Receiver<Vec<u8>>,
+    file: &Mutex<File>,
+    shown: &str,
+    lost: &prometheus::IntCounter,
+) {
     let mut batch = Vec::with_capacity(FLUSH_AT);
     let mut failed_at: Option<Instant> = None;
     while let Ok(first) = queued.recv() {
@@ -222,6 +229,8 @@ fn write_batches(queued: &Receiver<Vec<u8>>, file: &Mutex<File>, shown: &str) {
             .unwrap_or_else(|p| p.into_inner())
             .write_all(&batch);
         if let Err(e) = written {
+            let lines = batch.iter().filter(|b| **b == b'\n').count();
+            lost.inc_by(u64::try_from(lines).unwrap_or(u64::MAX));
             if failed_at.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
                 tracing::error!(file = shown, error = %e, "shadow diff log: a write failed; its lines are lost");
                 failed_at = Some(Instant::now());

@@ -29,7 +29,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::StatusCode;
-use http_body_util::BodyExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
@@ -350,26 +349,16 @@ impl Call {
         };
         let whole = match up.body {
             UpstreamBody::Full(bytes) => Some(bytes),
-            UpstreamBody::Stream(body) => read_whole(body).await,
+            UpstreamBody::Stream(body) => {
+                let name = &self.shadow.backend.name;
+                crate::backend::exchange::read_limited(body, BODY_LIMIT, name)
+                    .await
+                    .ok()
+            }
             UpstreamBody::Events { first, events } => stream::read(first, events).await,
         };
         whole.map(|body| (up.status, body)).ok_or(None)
     }
-}
-
-/// A passed-through body, whole: `None` when it broke or passed
-/// [`BODY_LIMIT`].
-async fn read_whole(mut body: crate::body::ResBody) -> Option<Bytes> {
-    let mut whole = bytes::BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        if let Ok(data) = frame.ok()?.into_data() {
-            whole.extend_from_slice(&data);
-            if whole.len() > BODY_LIMIT {
-                return None;
-            }
-        }
-    }
-    Some(whole.freeze())
 }
 
 #[cfg(test)]
