@@ -85,8 +85,14 @@ impl DiffLog {
         let file = open_file(&config.path).await.map_err(fail)?;
         let writer = match previous.filter(|p| p.writer.path == config.path) {
             Some(p) => {
-                p.writer.replace_file(file);
-                Arc::clone(&p.writer)
+                // On a thread for blocking work: the writer may be in a
+                // slow write(2) holding the file, and the old one closes.
+                let writer = Arc::clone(&p.writer);
+                let same = Arc::clone(&writer);
+                tokio::task::spawn_blocking(move || same.replace_file(file))
+                    .await
+                    .map_err(|e| fail(std::io::Error::other(e)))?;
+                writer
             }
             None => Arc::new(Writer::start(config.path.clone(), file, series).map_err(fail)?),
         };
