@@ -169,6 +169,31 @@ impl RedisStore {
         }
     }
 
+    /// A call on one server's connection, made by `call`, within the
+    /// timeout; once more (within the same time) when it failed for want
+    /// of a connection: a connection that broke while Redis was away
+    /// answers its first command after with that old error, though its
+    /// manager reconnects meanwhile, and the command never reached the
+    /// Redis that is back.
+    pub async fn bounded_single<T, Fut>(&self, mut call: impl FnMut() -> Fut) -> Result<T, String>
+    where
+        Fut: std::future::Future<Output = RedisResult<T>>,
+    {
+        self.bounded(async {
+            match call().await {
+                Err(e)
+                    if e.is_connection_refusal()
+                        || e.is_connection_dropped()
+                        || e.is_io_error() =>
+                {
+                    call().await
+                }
+                answered => answered,
+            }
+        })
+        .await
+    }
+
     /// `pipe` on worker `worker`'s connection, within the timeout. On a
     /// Cluster every command of `pipe` must be on keys of one slot.
     pub async fn query<T: FromRedisValue>(
@@ -177,7 +202,13 @@ impl RedisStore {
         pipe: &Pipeline,
     ) -> Result<T, StoreError> {
         let answer = match self.connection(worker)? {
-            Conn::Single(mut conn) => self.bounded(pipe.query_async(&mut conn)).await,
+            Conn::Single(conn) => {
+                let call = || {
+                    let mut conn = conn.clone();
+                    async move { pipe.query_async(&mut conn).await }
+                };
+                self.bounded_single(call).await
+            }
             Conn::Cluster(mut conn) => self.bounded(pipe.query_async(&mut conn)).await,
         };
         answer.map_err(|e| self.fail(e))

@@ -477,6 +477,12 @@ impl Lines {
     }
 
     fn line(&mut self, line: &[u8], out: &mut VecDeque<StreamItem>) {
+        // However the bytes came (a whole line in one read included), no
+        // event is longer than the bound.
+        if line.len() + self.data.len() > MAX_EVENT_BYTES {
+            self.fail(out, "the backend sent an event that is too large");
+            return;
+        }
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.is_empty() {
             // The end of an SSE event.
@@ -544,6 +550,8 @@ impl Lines {
     fn fail(&mut self, out: &mut VecDeque<StreamItem>, message: &str) {
         self.failed = true;
         self.partial.clear();
+        self.data.clear();
+        self.has_data = false;
         out.push_back(StreamItem::Error(StreamError::new(
             StreamErrorKind::Protocol,
             message,
@@ -670,6 +678,25 @@ mod tests {
         let big = vec![b'x'; MAX_EVENT_BYTES + 1];
         let got = run(&[&big]);
         assert!(matches!(&got[..], [StreamItem::Error(e)] if e.kind == StreamErrorKind::Protocol));
+        // Whole in one read, as an SSE event, or as its data lines.
+        let mut line = b"data:".to_vec();
+        line.extend_from_slice(&big);
+        line.extend_from_slice(b"\n\n");
+        let half = vec![b'x'; MAX_EVENT_BYTES / 2 + 1];
+        let mut lines = Vec::new();
+        for _ in 0..2 {
+            lines.extend_from_slice(b"data:");
+            lines.extend_from_slice(&half);
+            lines.push(b'\n');
+        }
+        lines.push(b'\n');
+        for body in [line, lines] {
+            let got = run(&[&body]);
+            assert!(
+                matches!(&got[..], [StreamItem::Error(e)] if e.message.contains("too large")),
+                "{got:?}"
+            );
+        }
     }
 
     #[test]

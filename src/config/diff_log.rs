@@ -58,22 +58,37 @@ pub(super) fn shadow_settings(raw: RawShadowSettings, diag: &mut Diagnostics) ->
     }
 }
 
-/// The path, if it can name the log: not empty, and not something other
-/// than a regular file (a directory, or a FIFO that would block the open).
+/// The path, if it can name the log: not empty, not something other than
+/// a regular file (a directory, or a FIFO that would block the open), and
+/// in a directory that exists (the log is created there, the directory
+/// not).
 fn diff_log_path(text: String, diag: &mut Diagnostics) -> Option<PathBuf> {
     if text.trim().is_empty() {
         diag.error(PATH, "must not be empty");
         return None;
     }
     let path = PathBuf::from(text);
+    let shown =
+        |diag: &mut Diagnostics, p: &std::path::Path| diag.show(PATH, &p.display().to_string());
     match std::fs::metadata(&path) {
         Ok(meta) if !meta.is_file() => {
-            let shown = diag.show(PATH, &path.display().to_string());
+            let shown = shown(diag, &path);
             diag.error(PATH, format!("{shown} is not a regular file"));
-            None
+            return None;
         }
-        _ => Some(path),
+        Ok(_) => return Some(path),
+        Err(_) => {}
     }
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => std::path::Path::new("."),
+    };
+    if !std::fs::metadata(dir).is_ok_and(|m| m.is_dir()) {
+        let shown = shown(diag, dir);
+        diag.error(PATH, format!("its directory {shown} does not exist"));
+        return None;
+    }
+    Some(path)
 }
 
 /// A diff log with no shadow to write it is worth a word.

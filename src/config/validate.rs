@@ -167,9 +167,13 @@ pub(super) fn load(text: &str, env: Env<'_>) -> Result<Config, ConfigErrors> {
         return Err(ConfigErrors(diag.into_parts().0));
     }
 
+    // A backend a route only shadows to is used too.
     let used: BTreeSet<&str> = routes
         .iter()
-        .flat_map(|r: &RouteConfig| r.backends.iter().map(|b| b.backend.as_str()))
+        .flat_map(|r: &RouteConfig| {
+            let serving = r.backends.iter().map(|b| b.backend.as_str());
+            serving.chain(r.shadow.iter().map(|s| s.backend.as_str()))
+        })
         .collect();
     for backend in &backends {
         if !used.contains(backend.name.as_str()) {

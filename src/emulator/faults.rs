@@ -70,8 +70,10 @@ pub struct FaultConfig {
     /// token replaced by `altered` (a model that answers some inputs
     /// otherwise, for shadow tests).
     pub alter_inputs_containing: Option<String>,
-    /// Every answer (a stream's too) carries `Cache-Control` with this
-    /// value: an endpoint that says whether its answers may be stored.
+    /// Every answer (a stream's too) of the Hugging Face emulator carries
+    /// `Cache-Control` with this value: an endpoint that says whether its
+    /// answers may be stored. The SageMaker emulator ignores it, as the
+    /// SageMaker runtime passes no container's `Cache-Control` on.
     pub cache_control: Option<String>,
 }
 

@@ -190,9 +190,13 @@ impl Shared {
     ) -> Result<Vec<Vec<Decision>>, StoreError> {
         let redis = &self.redis;
         let answers = match redis.connection(worker)? {
-            Conn::Single(mut conn) => {
+            Conn::Single(conn) => {
                 let all = groups.iter().flat_map(|g| g.iter());
-                let answer = redis.bounded(self.run(&mut conn, mode, all)).await;
+                let call = || {
+                    let (mut conn, all) = (conn.clone(), all.clone());
+                    async move { self.run(&mut conn, mode, all).await }
+                };
+                let answer = redis.bounded_single(call).await;
                 answer.map(|a| split(&a, groups))
             }
             Conn::Cluster(conn) => {

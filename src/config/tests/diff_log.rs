@@ -1,8 +1,6 @@
 //! `[shadow]`: the diff log's keys, their defaults, every refusal at its
 //! key path, the warnings, and the `check` summary line.
 
-use std::path::PathBuf;
-
 use super::*;
 use crate::config::{DiffLogConfig, ShadowSettings};
 
@@ -16,13 +14,15 @@ fn with_shadow(lines: &str) -> String {
 #[test]
 fn the_diff_log_is_read_with_its_defaults() {
     assert_eq!(parse(&minimal("")).shadow, ShadowSettings::default());
-    let config = parse(&with_shadow(
-        r#"diff_log = "/var/log/infergate/shadow.jsonl""#,
-    ));
+    let path = std::env::temp_dir().join("shadow.jsonl");
+    let config = parse(&with_shadow(&format!(
+        "diff_log = {:?}",
+        path.display().to_string()
+    )));
     assert_eq!(
         config.shadow.diff_log,
         Some(DiffLogConfig {
-            path: PathBuf::from("/var/log/infergate/shadow.jsonl"),
+            path,
             percent: 100.0,
             answer_bytes: 2048,
         })
@@ -65,6 +65,17 @@ fn diff_log_mistakes_are_named_by_key_path() {
         [format!(
             "shadow.diff_log: {:?} is not a regular file",
             dir.display().to_string()
+        )]
+    );
+    let missing = dir.join("infergate-no-such-dir-4f1a");
+    assert_eq!(
+        errors(&with_shadow(&format!(
+            "diff_log = {:?}",
+            missing.join("s.jsonl").display().to_string()
+        ))),
+        [format!(
+            "shadow.diff_log: its directory {:?} does not exist",
+            missing.display().to_string()
         )]
     );
     assert_eq!(

@@ -176,6 +176,11 @@ pub(super) fn uncommented_example() -> String {
         .replace("/etc/infergate/tls.crt", &cert)
         .replace("/etc/infergate/tls.key", &key)
         .replace("/etc/infergate/clients-ca.crt", &cert)
+        // The diff log's directory is looked for at check time too.
+        .replace(
+            "/var/log/infergate/",
+            &format!("{}/", std::env::temp_dir().display()),
+        )
         .lines()
         .map(|line| match line.strip_prefix("# ") {
             // Optional tables too, so their keys land in them.

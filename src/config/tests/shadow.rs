@@ -34,6 +34,13 @@ fn shadows_are_read_with_their_defaults() {
     );
     assert_eq!(route.shadow_max_in_flight, 16);
     assert_eq!(route.shadow_cosine_threshold, 0.99);
+    // A backend only shadowed to is in use.
+    assert_eq!(config.warnings, Vec::<String>::new());
+    let config = parse(&shadowed(""));
+    assert_eq!(
+        config.warnings,
+        ["backends.hf-candidate: not used by any route"]
+    );
     let config = parse(&shadowed(
         "shadow_max_in_flight = 1\nshadow_cosine_threshold = 1",
     ));
