@@ -15,12 +15,9 @@ fn line(id: &str, outcome: &str, similarity: &str) -> String {
     )
 }
 
-#[test]
-fn serve_refuses_a_diff_log_it_cannot_open() {
-    // A directory of its own, without the one the log would be in.
-    let own = write_temp("placeholder", "");
-    let missing = own.with_file_name("no-such-dir").join("shadow.jsonl");
-    let config = format!(
+/// A config with a diff log at `path`.
+fn logged_to(path: &std::path::Path) -> String {
+    format!(
         r#"
 [server]
 listen = "127.0.0.1:0"
@@ -33,14 +30,40 @@ shadow = [{{ backend = "hf", percent = 1 }}]
 [shadow]
 diff_log = "{}"
 "#,
-        missing.display()
+        path.display()
+    )
+}
+
+#[test]
+fn check_and_serve_refuse_a_diff_log_in_a_directory_that_does_not_exist() {
+    // A directory of its own, without the one the log would be in.
+    let own = write_temp("placeholder", "");
+    let missing = own.with_file_name("no-such-dir").join("shadow.jsonl");
+    let path = write_temp("infergate.toml", &logged_to(&missing));
+    let expected = format!(
+        "shadow.diff_log: its directory {:?} does not exist",
+        missing.parent().unwrap().display().to_string()
     );
-    let path = write_temp("infergate.toml", &config);
+    for command in ["check", "serve"] {
+        let (code, _, stderr) = run(&[command, "--config", path.to_str().unwrap()], &[]);
+        assert_eq!(code, 1, "{command}: {stderr}");
+        assert!(stderr.contains(&expected), "{command}: {stderr}");
+    }
+}
+
+#[test]
+fn serve_refuses_a_diff_log_it_cannot_open() {
+    // A link to a file in a directory that does not exist: the config
+    // check finds the link's own directory, the open follows the link.
+    let own = write_temp("placeholder", "");
+    let link = own.with_file_name("shadow.jsonl");
+    std::os::unix::fs::symlink(own.with_file_name("gone").join("s.jsonl"), &link).unwrap();
+    let path = write_temp("infergate.toml", &logged_to(&link));
     let (code, _, stderr) = run(&["serve", "--config", path.to_str().unwrap()], &[]);
     assert_eq!(code, 1, "{stderr}");
     let expected = format!(
         "infergate: shadow.diff_log: cannot open {}: No such file or directory",
-        missing.display()
+        link.display()
     );
     assert!(stderr.contains(&expected), "{stderr}");
 }
