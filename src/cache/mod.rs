@@ -34,6 +34,7 @@
 //! meets the answers stored before until their ttl runs out (change
 //! `rate_limits.key_prefix` to start afresh).
 
+mod control;
 mod encode;
 mod memory;
 pub mod record;
@@ -45,7 +46,7 @@ use std::time::Duration;
 
 use aws_lc_rs::digest::{Context, SHA256};
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use crate::config::{CacheConfig, CacheStore};
 use crate::metrics::{CacheSeries, CacheStoreErrors};
@@ -53,6 +54,7 @@ use crate::redis_store::RedisStore;
 use memory::Memory;
 use remote::Remote;
 
+pub use control::{bypass_requested, may_store, refuses_storing};
 pub use sampling::is_sampling;
 
 /// The largest answer kept, whatever `max_bytes` allows: a body is copied
@@ -370,70 +372,6 @@ pub fn compact(events: Vec<Bytes>) -> Vec<Bytes> {
             part
         })
         .collect()
-}
-
-/// Whether a request's headers ask not to be served from (or stored in) a
-/// cache: `Cache-Control: no-cache`, `no-store` or `max-age=0` (what a
-/// browser's reload sends), or `Pragma: no-cache`.
-pub fn bypass_requested(headers: &HeaderMap) -> bool {
-    has_directive(headers, header::CACHE_CONTROL, &["no-cache", "no-store"])
-        || has_value(headers, "max-age", "0")
-        || has_directive(headers, header::PRAGMA, &["no-cache"])
-}
-
-/// Whether an answer's headers restrict storing it: `Cache-Control:
-/// no-store` (never), `private` (for its one client only), or, on a whole
-/// answer (not a `stream`, whose `no-cache` is the event stream's own
-/// convention), `no-cache`, `max-age=0` or `s-maxage=0` (not to be served
-/// again without asking the backend, which a gateway cache does not do).
-pub fn refuses_storing(headers: &HeaderMap, stream: bool) -> bool {
-    has_directive(headers, header::CACHE_CONTROL, &["no-store", "private"])
-        || (!stream && must_revalidate(headers))
-}
-
-/// `no-cache`, `max-age=0` or `s-maxage=0`.
-fn must_revalidate(headers: &HeaderMap) -> bool {
-    has_directive(headers, header::CACHE_CONTROL, &["no-cache"])
-        || has_value(headers, "max-age", "0")
-        || has_value(headers, "s-maxage", "0")
-}
-
-/// Whether an answer with `headers` (a stream's, or a whole one) may be
-/// kept in a cache whose entries are `shared` between callers or not:
-/// never when it [`refuses_storing`], but for `private`, which only a
-/// caller's own entries may keep. (A `Set-Cookie` does not forbid it: the
-/// cookie is the gateway's, never passed on.)
-pub fn may_store(headers: &HeaderMap, stream: bool, shared: bool) -> bool {
-    if !refuses_storing(headers, stream) {
-        return true;
-    }
-    let never = has_directive(headers, header::CACHE_CONTROL, &["no-store"])
-        || (!stream && must_revalidate(headers));
-    let private = has_directive(headers, header::CACHE_CONTROL, &["private"]);
-    !(never || (shared && private))
-}
-
-/// Whether `Cache-Control` carries `name=value` (the value unquoted).
-fn has_value(headers: &HeaderMap, name: &str, value: &str) -> bool {
-    headers
-        .get_all(header::CACHE_CONTROL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|d| d.split_once('='))
-        .any(|(n, v)| n.trim().eq_ignore_ascii_case(name) && v.trim().trim_matches('"') == value)
-}
-
-/// Whether a comma-separated header carries one of `directives` (by name,
-/// any case, with or without a value: `private="x"` counts).
-fn has_directive(headers: &HeaderMap, name: HeaderName, directives: &[&str]) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|d| d.split('=').next().unwrap_or("").trim())
-        .any(|d| directives.iter().any(|want| d.eq_ignore_ascii_case(want)))
 }
 
 #[cfg(test)]

@@ -168,7 +168,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_declared_length_past_a_limit_leaves_that_consumer_out_at_once() {
+    async fn a_declared_length_past_the_limit_gives_the_consumer_nothing() {
         let (c, got) = consumer(3);
         let body = Full::new(Bytes::from_static(b"abcd"))
             .map_err(|never| match never {})

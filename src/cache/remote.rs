@@ -110,14 +110,11 @@ impl Remote {
     pub(super) fn insert(self: &Arc<Self>, key: Key, entry: Entry, worker: usize) {
         // Not while Redis is taken to be down: the value would only wait
         // for its timeout.
-        let runtime = tokio::runtime::Handle::try_current();
-        let Ok(runtime) = runtime
-            .map_err(drop)
-            .and_then(|r| match self.outage.is_down() {
-                true => Err(()),
-                false => Ok(r),
-            })
-        else {
+        let runtime = match self.outage.is_down() {
+            true => None,
+            false => tokio::runtime::Handle::try_current().ok(),
+        };
+        let Some(runtime) = runtime else {
             self.errors.set.inc();
             return;
         };

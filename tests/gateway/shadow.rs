@@ -288,7 +288,7 @@ async fn a_shadow_that_refuses_the_input_differs_and_one_that_fails_is_an_error(
 }
 
 #[tokio::test]
-async fn a_miss_is_stored_and_shadowed_from_one_copy_and_a_hit_is_not_shadowed() {
+async fn a_miss_is_stored_and_shadowed_and_a_hit_is_not_shadowed() {
     let (h, _socket) = harness().await;
     let first = h.predict("kept", BODY).await;
     assert_eq!(first.headers()["x-infergate-cache"], "miss");

@@ -194,7 +194,7 @@ async fn a_shadow_down_or_cut_is_a_shadow_error_and_the_client_stream_is_unchang
 }
 
 #[tokio::test]
-async fn the_cache_and_the_shadow_share_the_streams_tap() {
+async fn a_streamed_miss_is_stored_and_shadowed_and_the_hit_replays_it() {
     let (h, _socket) = harness().await;
     let path = "/v1/predict/cached/stream";
     let miss = h.client.post(h.url(path)).body(BODY).send().await.unwrap();
