@@ -6,7 +6,9 @@
 
 use std::time::Duration;
 
+mod limit_store;
 mod shadow_log;
+pub use limit_store::LimitStoreSeries;
 pub use shadow_log::ShadowLogSeries;
 
 use prometheus::{
@@ -76,7 +78,7 @@ pub struct Metrics {
     connections: IntCounterVec,
     client_requests: IntCounterVec,
     rate_limited: IntCounterVec,
-    store_errors: IntCounterVec,
+    limit_store: LimitStoreSeries,
     config_reloads: IntCounterVec,
     config_info: IntGaugeVec,
     cache_requests: IntCounterVec,
@@ -407,11 +409,6 @@ impl Metrics {
             "Requests refused with 429 by one of the gateway's own limits, by route and limit (client_rate, client_tokens, client_in_flight, client_route_rate, client_route_tokens, route_rate, route_tokens).",
             &["route", "limit"],
         )?;
-        let store_errors = counter(
-            "infergate_ratelimit_store_errors_total",
-            "Rate limit store (Redis) operations that failed or were skipped while it was down, by operation: decide (rate_limits.on_store_error decided the request), charge (tokens not charged), refund (an admission not given back).",
-            &["operation"],
-        )?;
         let config_reloads = counter(
             "infergate_config_reloads_total",
             "Config reloads (SIGHUP, a change of the file, infergate reload), by result: applied, or rejected (the running config kept serving).",
@@ -481,7 +478,6 @@ impl Metrics {
         registry.register(Box::new(connections.clone()))?;
         registry.register(Box::new(client_requests.clone()))?;
         registry.register(Box::new(rate_limited.clone()))?;
-        registry.register(Box::new(store_errors.clone()))?;
         registry.register(Box::new(config_reloads.clone()))?;
         registry.register(Box::new(config_info.clone()))?;
         registry.register(Box::new(cache_bytes.clone()))?;
@@ -513,6 +509,7 @@ impl Metrics {
         registry.register(Box::new(shadow_similarity.clone()))?;
         registry.register(Box::new(shadow_duration.clone()))?;
         let shadow_log = ShadowLogSeries::register(&registry)?;
+        let limit_store = LimitStoreSeries::register(&registry)?;
         Ok(Self {
             registry,
             requests,
@@ -535,7 +532,7 @@ impl Metrics {
             connections,
             client_requests,
             rate_limited,
-            store_errors,
+            limit_store,
             config_reloads,
             config_info,
             cache_requests,
@@ -570,7 +567,7 @@ impl Metrics {
         ];
         requests("unknown", "none", &[("4xx", Outcome::ClientError)]);
         for operation in ["decide", "charge", "refund"] {
-            self.store_errors.with_label_values(&[operation]);
+            self.limit_store.errors.with_label_values(&[operation]);
         }
         for route in &known.routes {
             let name = route.name;
@@ -628,9 +625,9 @@ impl Metrics {
         }
     }
 
-    /// The count of the rate limit store's failures, for [`crate::limits`].
-    pub fn store_errors(&self) -> IntCounterVec {
-        self.store_errors.clone()
+    /// The rate limit store's series, for [`crate::limits`].
+    pub fn limit_store(&self) -> LimitStoreSeries {
+        self.limit_store.clone()
     }
 
     /// The diff log's series.

@@ -177,6 +177,98 @@ async fn three_gateways_admit_120(config: &str, route: &str, store: &str) {
     }
 }
 
+/// Far from its limit a request goes ahead without waiting for Redis,
+/// which takes its cost just after; within `rate_limits.headroom` of the
+/// limit each request waits for Redis. Either way three gateways in turn
+/// admit exactly the burst of 100 (the refill, one request in 100 s, adds
+/// none during the test); with `headroom = 1` no request goes ahead.
+#[tokio::test]
+async fn far_from_the_limit_requests_go_ahead_and_redis_still_counts_each() {
+    let redis = RedisServer::start();
+    let hf = hf_emulator().await;
+    let limit = "rate_limit = { requests_per_second = 0.01, burst = 100 }";
+    for (headroom, prefix) in [(None, "ahead"), (Some("1"), "waits")] {
+        let mut store = format!("{}\nkey_prefix = \"{prefix}\"", redis.store());
+        if let Some(h) = headroom {
+            store.push_str(&format!("\nheadroom = {h}"));
+        }
+        let config = config(&hf.url(), &store, limit, "allow");
+        let gateways: Vec<ChildGateway> =
+            (0..3).map(|_| ChildGateway::start(&config, &[])).collect();
+        let client = client();
+        let mut admitted = 0;
+        let mut remaining = Vec::new();
+        for i in 0..150 {
+            let res = predict(&client, &gateways[i % 3].base).await;
+            match res.status().as_u16() {
+                200 => {
+                    admitted += 1;
+                    let left = res.headers()["x-ratelimit-remaining"].to_str().unwrap();
+                    remaining.push(left.parse::<u32>().unwrap());
+                }
+                429 => {}
+                other => panic!("status {other}"),
+            }
+        }
+        assert_eq!(admitted, 100, "headroom {headroom:?}: {remaining:?}");
+        let (mut ahead, mut waited) = (0.0, 0.0);
+        for g in &gateways {
+            ahead += metric(&client, &g.base, &decisions("ahead")).await;
+            waited += metric(&client, &g.base, &decisions("waited")).await;
+        }
+        eprintln!("headroom {headroom:?}: {ahead} went ahead, {waited} waited");
+        match headroom {
+            // Each gateway waits for its first answer, and from about
+            // half the burst on.
+            None => assert!(
+                (30.0..=50.0).contains(&ahead),
+                "{ahead} went ahead, {waited} waited"
+            ),
+            Some(_) => assert_eq!(ahead, 0.0, "{waited} waited"),
+        }
+        // Redis holds every admission: its bucket is spent to the last.
+        let key = format!("{prefix}:{{c:web}}:rate");
+        assert!(redis.integer(&format!("PTTL {key}")).unwrap() > 0, "{key}");
+    }
+}
+
+/// Redis stopped while requests go ahead: the first one's charge fails,
+/// which is counted and takes the store to be down, so that with
+/// `on_store_error = "deny"` the requests after it are refused.
+#[tokio::test]
+async fn a_charge_after_going_ahead_that_fails_takes_the_store_to_be_down() {
+    let mut redis = RedisServer::start();
+    let hf = hf_emulator().await;
+    let limit = "rate_limit = { requests_per_second = 1000, burst = 1000 }";
+    let deny = ChildGateway::start(&config(&hf.url(), &redis.store(), limit, "deny"), &[]);
+    let client = client();
+    assert_eq!(statuses(&client, &deny.base).await, [200; 6]);
+    let waited = metric(&client, &deny.base, &decisions("waited")).await;
+    let ahead = metric(&client, &deny.base, &decisions("ahead")).await;
+    assert_eq!((waited, ahead), (1.0, 5.0));
+
+    redis.stop();
+    // Went ahead on the note it has: not taken back.
+    assert_eq!(predict(&client, &deny.base).await.status(), 200);
+    wait_until("the failed charge to be counted", || async {
+        let errors = metric(
+            &client,
+            &deny.base,
+            r#"infergate_ratelimit_store_errors_total{operation="decide"}"#,
+        )
+        .await;
+        errors >= 1.0
+    })
+    .await;
+    assert_eq!(statuses(&client, &deny.base).await, [503; 6]);
+}
+
+/// The series of `infergate_ratelimit_decisions_total` on `path`.
+#[cfg(test)]
+fn decisions(path: &str) -> String {
+    format!(r#"infergate_ratelimit_decisions_total{{path="{path}"}}"#)
+}
+
 /// Once Redis refused a client, its next requests within the wait are
 /// refused by the gateway itself, without a Redis call; an admitted answer
 /// says how much is left.

@@ -2,12 +2,15 @@
 //! request through three gateway processes in one run, slices alternated:
 //! the bench's usual gateway (no client, no limit), one that checks a
 //! client's key and takes a token from a local rate limit (the client's and
-//! the route's, `rate_limits.store = "memory"`), and one that asks a real
-//! redis-server for both (`store = "redis"`). Reported: each one's CPU per
+//! the route's, `rate_limits.store = "memory"`), and two that keep both in
+//! a real redis-server (`store = "redis"`): with the default
+//! `rate_limits.headroom`, so that a request far from its limits goes ahead
+//! and Redis takes its cost just after, and with `headroom = 1`, every
+//! request waiting for Redis's decision. Reported: each one's CPU per
 //! request and latency, the added CPU of key + local limit (target ≤ 2 µs),
-//! and the added p50 of the Redis decision against a loopback round trip
-//! to the same Redis measured all along the same run, under the same load
-//! (a PING a millisecond on one connection; target ≤ 1 RTT).
+//! and the added p50 of each Redis side against a loopback round trip to
+//! the same Redis measured all along the same run, under the same load (a
+//! PING a millisecond on one connection; target ≤ 1 RTT).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -24,11 +27,22 @@ use crate::results::{fmt_added, fmt_us, q_us};
 /// The bench client's key.
 pub const KEY: &str = "ig-bench-client-key-0123456789abcdef";
 
-/// The two gateways with keys, and the Redis of the second.
+/// The gateways with keys: local limits, and Redis limits if a
+/// redis-server could be started.
 pub struct AuthGateways {
     pub local: GatewayProcess,
-    pub redis: Option<(GatewayProcess, RedisProcess)>,
+    pub redis: Option<RedisSides>,
     pub note: String,
+}
+
+/// The two gateways keeping their limits in one Redis (each under a key
+/// prefix of its own), and that Redis.
+pub struct RedisSides {
+    /// Default `headroom`: far from the limits a request goes ahead.
+    pub ahead: GatewayProcess,
+    /// `headroom = 1`: every request waits for Redis.
+    pub wait: GatewayProcess,
+    pub server: RedisProcess,
 }
 
 /// A redis-server of the bench's own, on a free port.
@@ -125,14 +139,24 @@ impl AuthGateways {
         let base = gateway_config(sm, hf, slow, hf, workers);
         let local = start_named(&config(&base, "store = \"memory\""), log, "auth-local");
         let (redis, note) = match RedisProcess::start() {
-            Ok(r) => {
-                let store = format!(
-                    "store = \"redis\"\nredis_url = \"redis://127.0.0.1:{}\"\ntimeout = \"100ms\"",
-                    r.port
-                );
-                let gw = start_named(&config(&base, &store), log, "auth-redis");
+            Ok(server) => {
+                let store = |extra: &str| {
+                    let url = format!("redis://127.0.0.1:{}", server.port);
+                    let store = format!(
+                        "store = \"redis\"\nredis_url = \"{url}\"\ntimeout = \"100ms\"\n{extra}"
+                    );
+                    config(&base, &store)
+                };
+                let ahead = start_named(&store("key_prefix = \"ahead\""), log, "auth-redis");
+                let wait = store("key_prefix = \"wait\"\nheadroom = 1.0");
+                let wait = start_named(&wait, log, "auth-redis-wait");
+                let sides = RedisSides {
+                    ahead,
+                    wait,
+                    server,
+                };
                 (
-                    Some((gw, r)),
+                    Some(sides),
                     "a redis-server of its own on loopback".to_string(),
                 )
             }
@@ -150,14 +174,14 @@ pub fn auth_cost(bench: &mut Bench) -> Value {
     };
     let mut vias = vec![Via::Gateway, Via::Auth];
     if auth.redis.is_some() {
-        vias.push(Via::AuthRedis);
+        vias.extend([Via::AuthRedis, Via::AuthRedisWait]);
     }
     let note = auth.note.clone();
     let has_redis = auth.redis.is_some();
     eprintln!("load bench: auth and limits at {rate}/s, {secs} s per side");
     // Round trips to the same Redis all along the run, under the same load
     // as the decisions (a PING a millisecond on one connection).
-    let port = auth.redis.as_ref().map(|(_, r)| r.port);
+    let port = auth.redis.as_ref().map(|r| r.server.port);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let pinger = port.map(|port| {
         let stop = std::sync::Arc::clone(&stop);
@@ -182,17 +206,21 @@ pub fn auth_cost(bench: &mut Bench) -> Value {
         "added_p50_us_auth_local": q_us(&local, "latency", "p50") - q_us(&plain, "latency", "p50"),
         "redis": note,
     });
-    if let (true, Some(redis)) = (has_redis, json_of(Via::AuthRedis)) {
-        rtts.sort_unstable();
-        let rtt_p50 = rtts
-            .get(rtts.len() / 2)
-            .map_or(f64::NAN, |n| *n as f64 / 1e3);
-        v["added_p50_us_redis_vs_local"] =
+    if !has_redis {
+        return v;
+    }
+    rtts.sort_unstable();
+    let rtt_p50 = rtts
+        .get(rtts.len() / 2)
+        .map_or(f64::NAN, |n| *n as f64 / 1e3);
+    v["redis_ping_rtt_p50_us"] = json!(rtt_p50);
+    v["redis_pings"] = json!(rtts.len());
+    for (via, suffix) in [(Via::AuthRedis, ""), (Via::AuthRedisWait, "_wait")] {
+        let Some(redis) = json_of(via) else { continue };
+        v[format!("added_p50_us_redis{suffix}_vs_local")] =
             json!(q_us(&redis, "latency", "p50") - q_us(&local, "latency", "p50"));
-        v["added_cpu_us_redis"] = json!(cpu(&redis) - cpu(&plain));
-        v["redis_ping_rtt_p50_us"] = json!(rtt_p50);
-        v["redis_pings"] = json!(rtts.len());
-        v["auth_redis"] = redis;
+        v[format!("added_cpu_us_redis{suffix}")] = json!(cpu(&redis) - cpu(&plain));
+        v[via.name()] = redis;
     }
     v
 }
@@ -206,7 +234,14 @@ pub fn auth_table(v: &Value) -> String {
     for (key, name) in [
         ("plain", "no client, no limit"),
         ("auth_local", "key + local limits (client, route)"),
-        ("auth_redis", "key + Redis limits (client, route)"),
+        (
+            "auth_redis",
+            "key + Redis limits, far from them (default headroom)",
+        ),
+        (
+            "auth_redis_wait",
+            "key + Redis limits, every request waiting (headroom = 1)",
+        ),
     ] {
         let s = &v[key];
         if s.is_null() {
@@ -227,8 +262,13 @@ pub fn auth_table(v: &Value) -> String {
     ));
     if v.get("auth_redis").is_some() {
         out.push_str(&format!(
-            "- Redis decision: p50 {} over the local one; a PING round trip to the same Redis during the run: p50 {} (target: ≤ 1 round trip)\n",
+            "- Redis decision, far from the limits: p50 {} over the local one, CPU {}; \
+             waiting for Redis every time: p50 {}, CPU {}; a PING round trip to the same Redis \
+             during the run: p50 {} (target: ≤ 1 round trip)\n",
             fmt_added(f("added_p50_us_redis_vs_local")),
+            fmt_added(f("added_cpu_us_redis")),
+            fmt_added(f("added_p50_us_redis_wait_vs_local")),
+            fmt_added(f("added_cpu_us_redis_wait")),
             fmt_us(f("redis_ping_rtt_p50_us")),
         ));
     } else {

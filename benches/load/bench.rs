@@ -36,8 +36,11 @@ pub enum Via {
     Gateway,
     /// The gateway with a client's key and local limits (`--only auth`).
     Auth,
-    /// The same with the limits in Redis.
+    /// The same with the limits in Redis, far from them (requests go
+    /// ahead, Redis charged just after: `rate_limits.headroom` 0.5).
     AuthRedis,
+    /// The same with every request waiting for Redis (`headroom = 1`).
+    AuthRedisWait,
     /// The bench's gateway, on a route whose every request is also sent
     /// to a shadow backend (`--only shadow`).
     Shadowed,
@@ -54,6 +57,7 @@ impl Via {
             Via::Gateway => "through",
             Via::Auth => "auth_local",
             Via::AuthRedis => "auth_redis",
+            Via::AuthRedisWait => "auth_redis_wait",
             Via::Shadowed => "shadowed",
             Via::Cached => "cached",
         }
@@ -123,7 +127,8 @@ impl Bench {
         let auth = self.auth.as_ref()?;
         match via {
             Via::Auth => Some(&auth.local),
-            Via::AuthRedis => auth.redis.as_ref().map(|(gw, _)| gw),
+            Via::AuthRedis => auth.redis.as_ref().map(|r| &r.ahead),
+            Via::AuthRedisWait => auth.redis.as_ref().map(|r| &r.wait),
             _ => None,
         }
     }
@@ -145,7 +150,9 @@ impl Bench {
             Via::Direct => self.hf_direct(stream),
             Via::Nginx => self.nginx_target(stream),
             // Without their gateway (not started): the plain one.
-            Via::Gateway | Via::Auth | Via::AuthRedis => self.through(route, stream),
+            Via::Gateway | Via::Auth | Via::AuthRedis | Via::AuthRedisWait => {
+                self.through(route, stream)
+            }
             Via::Shadowed => self.through(&format!("{route}-shadowed"), stream),
             Via::Cached => self.through(&format!("{route}-cached"), stream),
         }

@@ -64,11 +64,17 @@ pub struct ClientAwsKey {
 
 /// `[rate_limits]`: where the buckets of every `rate_limit` and
 /// `tokens_per_minute` are kept.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `PartialEq` only: `headroom` is an `f64`.
+#[derive(Debug, Clone, PartialEq)]
 pub struct RateLimitsConfig {
     pub store: LimitStore,
     /// What a decision does when the Redis store fails or is late.
     pub on_store_error: OnStoreError,
+    /// `rate_limits.headroom`, 0 to 1: the share of every bucket's burst
+    /// that Redis's last answer must leave, after a request, for the
+    /// request to go ahead without waiting for Redis (which takes its cost
+    /// just after). 1: every request waits for Redis's decision.
+    pub headroom: f64,
 }
 
 impl Default for RateLimitsConfig {
@@ -76,9 +82,14 @@ impl Default for RateLimitsConfig {
         Self {
             store: LimitStore::Memory,
             on_store_error: OnStoreError::Allow,
+            headroom: DEFAULT_HEADROOM,
         }
     }
 }
+
+/// `rate_limits.headroom` when not set: a request goes ahead at once while
+/// at least half of each of its buckets' bursts would remain.
+pub const DEFAULT_HEADROOM: f64 = 0.5;
 
 /// `rate_limits.store`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,7 +7,8 @@ use super::bounds::{self, duration, integer};
 use super::diag::{key_path, Diagnostics};
 use super::raw::{RawRateLimit, RawRateLimits, RawRouteLimits};
 use super::{
-    LimitStore, OnStoreError, RateLimit, RateLimitsConfig, RedisMode, RedisStoreConfig, SpendLimits,
+    LimitStore, OnStoreError, RateLimit, RateLimitsConfig, RedisMode, RedisStoreConfig,
+    SpendLimits, DEFAULT_HEADROOM,
 };
 use crate::secret::Secret;
 
@@ -16,7 +17,8 @@ const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_millis(50);
 const DEFAULT_KEY_PREFIX: &str = "infergate";
 
 /// `[rate_limits]`: `store` ("memory" or "redis", which needs `redis_url`
-/// or `redis_urls`, and takes `redis_mode`), `on_store_error` ("allow" or "deny"), `timeout` and `key_prefix`.
+/// or `redis_urls`, and takes `redis_mode`), `on_store_error` ("allow" or
+/// "deny"), `timeout`, `key_prefix` and `headroom` (0 to 1).
 pub(super) fn rate_limits(raw: RawRateLimits, diag: &mut Diagnostics) -> RateLimitsConfig {
     let p = |key: &str| key_path("rate_limits", key);
     let on_store_error = match raw.on_store_error.as_deref().map(str::trim) {
@@ -51,12 +53,25 @@ pub(super) fn rate_limits(raw: RawRateLimits, diag: &mut Diagnostics) -> RateLim
             r#"1 to 64 letters, digits, ".", "_", "-" or ":""#,
         );
     }
+    let headroom = match raw.headroom {
+        None => DEFAULT_HEADROOM,
+        // NaN fails the range too.
+        Some(h) if (0.0..=1.0).contains(&h) => h,
+        Some(_) => {
+            diag.error(
+                &p("headroom"),
+                "must be between 0.0 and 1.0 (1: every request waits for Redis)",
+            );
+            DEFAULT_HEADROOM
+        }
+    };
     let store = match raw.store.as_deref().map(str::trim) {
         None | Some("memory") => {
             for (key, set) in [
                 ("redis_url", raw.redis_url.is_some()),
                 ("redis_urls", raw.redis_urls.is_some()),
                 ("redis_mode", raw.redis_mode.is_some()),
+                ("headroom", raw.headroom.is_some()),
             ] {
                 if set {
                     diag.warn(&p(key), r#"not used unless store = "redis""#);
@@ -90,6 +105,7 @@ pub(super) fn rate_limits(raw: RawRateLimits, diag: &mut Diagnostics) -> RateLim
     RateLimitsConfig {
         store,
         on_store_error,
+        headroom,
     }
 }
 

@@ -53,7 +53,7 @@ mod validate;
 pub use crate::protocol::container::{Container, Operation};
 pub use callers::{
     route_matches, ClientAwsKey, ClientConfig, KeyHash, LimitStore, OnStoreError, RateLimit,
-    RateLimitsConfig, RedisMode, RedisStoreConfig, SpendLimits,
+    RateLimitsConfig, RedisMode, RedisStoreConfig, SpendLimits, DEFAULT_HEADROOM,
 };
 pub use clients::key_hash;
 pub use doors::{Door, DoorKind, DoorsConfig, SageMakerDoorConfig};

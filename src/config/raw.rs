@@ -103,6 +103,7 @@ pub(super) struct RawRateLimits {
     #[serde(deserialize_with = "duration")]
     pub(super) timeout: Option<Duration>,
     pub(super) key_prefix: Option<String>,
+    pub(super) headroom: Option<f64>,
 }
 
 /// `[telemetry]`

@@ -111,9 +111,10 @@ fn write_settings(out: &mut String, config: &Config) -> std::fmt::Result {
         };
         writeln!(
             out,
-            "rate limits: shared through {through} {}, timeout {}, on store error {on_error}",
+            "rate limits: shared through {through} {}, timeout {}, on store error {on_error}, headroom {}",
             redis.shown,
             human(redis.timeout),
+            config.rate_limits.headroom,
         )?;
     }
     let t = &config.telemetry;

@@ -379,7 +379,7 @@ fn new_limits(
     Limits::new(
         config,
         workers,
-        metrics.store_errors(),
+        metrics.limit_store(),
         previous.map(|p| &**p),
     )
     .map(Arc::new)

@@ -1,8 +1,9 @@
 //! One limit's bucket, wherever it is kept: its local GCRA (the memory
-//! store) and its Redis key (the Redis store), and until when Redis last
-//! called it over.
+//! store) and its Redis key (the Redis store), until when Redis last
+//! called it over, and what Redis's last answer left in it (for
+//! `rate_limits.headroom`).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::local::{Debt, Limiter};
@@ -26,7 +27,15 @@ pub(super) struct Bucket {
     /// Nanoseconds after the limits' epoch until which Redis said it is
     /// over; 0: not known to be.
     over_until: AtomicU64,
+    /// Units Redis's last answer left in it; [`NO_NOTE`] before one.
+    noted: AtomicU32,
+    /// Units taken by requests that went ahead on that note and whose
+    /// charge Redis has not answered yet.
+    pending: AtomicU32,
 }
+
+/// No answer from Redis is noted yet: a request waits for one.
+const NO_NOTE: u32 = u32::MAX;
 
 impl std::fmt::Debug for Bucket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -49,6 +58,8 @@ impl Bucket {
             local,
             key,
             over_until: AtomicU64::new(0),
+            noted: AtomicU32::new(NO_NOTE),
+            pending: AtomicU32::new(0),
         }
     }
 
@@ -111,16 +122,56 @@ impl Bucket {
         }
     }
 
+    /// What an admission takes: a request, or nothing (tokens are only
+    /// checked, and charged after the answer).
+    fn admit_cost(&self) -> u32 {
+        u32::from(!self.counts_tokens())
+    }
+
     /// Its part of a Redis call: admission (a request, or a check of the
     /// tokens), or `cost` units to charge or refund.
     pub(super) fn ask(&self, cost: Option<u64>) -> Ask<'_> {
-        let admit_cost = u64::from(!self.counts_tokens());
         Ask {
             key: &self.key,
             interval_us: 1e6 / self.per_second(),
             burst: self.burst(),
-            cost: cost.unwrap_or(admit_cost),
+            cost: cost.unwrap_or(u64::from(self.admit_cost())),
         }
+    }
+
+    /// Notes what Redis's answer left in it.
+    pub(super) fn note(&self, remaining: u32) {
+        self.noted
+            .store(remaining.min(NO_NOTE - 1), Ordering::Relaxed);
+    }
+
+    /// The units an admission would leave by Redis's last answer, less
+    /// what requests gone ahead on it have taken, if that is at least
+    /// `headroom` of the burst: the request may then go ahead without
+    /// waiting for Redis.
+    pub(super) fn room(&self, headroom: f64) -> Option<u32> {
+        let noted = self.noted.load(Ordering::Relaxed);
+        if noted == NO_NOTE {
+            return None;
+        }
+        let taken = self.pending.load(Ordering::Relaxed) + self.admit_cost();
+        let left = noted.checked_sub(taken)?;
+        (f64::from(left) >= headroom * f64::from(self.burst())).then_some(left)
+    }
+
+    /// A request went ahead: its cost is pending until Redis answers.
+    pub(super) fn go_ahead(&self) {
+        self.pending.fetch_add(self.admit_cost(), Ordering::Relaxed);
+    }
+
+    /// Redis answered (or failed) the charge of a request that went ahead.
+    pub(super) fn settled(&self) {
+        let cost = self.admit_cost();
+        let _ = self
+            .pending
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
+                Some(p.saturating_sub(cost))
+            });
     }
 
     /// Refused by the gateway itself, Redis having said so until later.

@@ -24,6 +24,15 @@
 //! decides (allow, the default, or deny with 503), each failure is counted
 //! in `infergate_ratelimit_store_errors_total` and logged at most once a
 //! second. Requests in flight are always counted in this process.
+//!
+//! Far from its limits a request need not wait for Redis: when Redis's
+//! last answers left every one of its buckets at least
+//! `rate_limits.headroom` of its burst after this request (less what
+//! requests gone ahead since have taken), the request goes on at once and
+//! Redis takes its cost just after, into debt if the other gateways spent
+//! the rest meanwhile (the later requests then wait out the debt, so over
+//! time the buckets admit exactly their rate). Nearer the limit every
+//! request waits for Redis's decision, which is then exact.
 
 mod bucket;
 mod local;
@@ -35,6 +44,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, LimitStore, OnStoreError, SpendLimits};
+use crate::metrics::LimitStoreSeries;
 use crate::redis_store::{Outage, RedisStore, StoreError};
 use bucket::{Bucket, Buckets};
 pub use local::{Debt, Limiter};
@@ -215,8 +225,9 @@ pub struct Limits {
     /// it was keeps the store) and what a decision does when it fails.
     store: crate::config::RateLimitsConfig,
     epoch: Instant,
-    /// `infergate_ratelimit_store_errors_total`, by operation.
-    store_errors: prometheus::IntCounterVec,
+    /// `infergate_ratelimit_store_errors_total`, by operation, and
+    /// `infergate_ratelimit_decisions_total`.
+    series: LimitStoreSeries,
     /// Whether the store failed a moment ago: decisions do not wait for
     /// it meanwhile.
     outage: Outage,
@@ -261,15 +272,15 @@ struct RouteLimits {
 }
 
 impl Limits {
-    /// The limits of `config` for `workers` workers; `store_errors` counts
-    /// the store's failures by operation (`decide`, `charge`). With the
+    /// The limits of `config` for `workers` workers; `series` counts the
+    /// store's failures by operation and its decisions. With the
     /// limits a reload replaces as `previous`, the store (when
     /// `[rate_limits]` kept it) and each client's and route's buckets and
     /// count in flight (when its limits are as they were) carry over.
     pub fn new(
         config: &Config,
         workers: usize,
-        store_errors: prometheus::IntCounterVec,
+        series: LimitStoreSeries,
         previous: Option<&Limits>,
     ) -> Result<Self, StoreError> {
         let previous = previous.filter(|p| p.store.store == config.rate_limits.store);
@@ -278,7 +289,7 @@ impl Limits {
             (LimitStore::Redis(_), Some(p)) => p.shared.clone(),
             (LimitStore::Redis(redis), None) => Some(Arc::new(Shared::new(
                 Arc::new(RedisStore::new(redis, workers)?),
-                store_errors.with_label_values(&["refund"]),
+                series.errors.with_label_values(&["refund"]),
             ))),
         };
         let key = |tag: &str, rest: &str| match &shared {
@@ -336,7 +347,7 @@ impl Limits {
             store: config.rate_limits.clone(),
             // Buckets kept keep the clock their notes are counted on.
             epoch: previous.map_or_else(Instant::now, |p| p.epoch),
-            store_errors,
+            series,
             outage: Outage::default(),
         })
     }
@@ -395,7 +406,10 @@ impl Limits {
         }
         admitted.rate = match &self.shared {
             None => decide_locally(&buckets)?,
-            Some(shared) => self.decide_shared(shared, &buckets, worker).await?,
+            Some(shared) => {
+                let who = (client, route, worker);
+                self.decide_shared(shared, &buckets, who).await?
+            }
         };
         if buckets.iter().flatten().any(|b| b.counts_tokens()) {
             admitted.charge = Some(Charge {
@@ -412,14 +426,17 @@ impl Limits {
         u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
-    /// One round trip to Redis for the request's two groups of buckets
-    /// (the client's, the route's), unless one of them is known to be over
-    /// still. A request refused takes nothing (see [`Shared::decide`]).
+    /// The decision for the request's two groups of buckets (the
+    /// client's, the route's) of `client` on `route`, made on `worker`:
+    /// refused here when one of them is known to be over still; at once
+    /// when every bucket has its headroom, Redis taking the cost after;
+    /// else one round trip to Redis. A request refused takes nothing (see
+    /// [`Shared::decide`]).
     async fn decide_shared(
-        &self,
+        self: &Arc<Self>,
         shared: &Shared,
         buckets: &[Option<&Bucket>; MOST_BUCKETS],
-        worker: usize,
+        (client, route, worker): (Option<&str>, &str, usize),
     ) -> Result<Option<RateState>, Refused> {
         let now = self.nanos();
         if let Some(refused) = buckets.iter().flatten().find_map(|b| b.known_over(now)) {
@@ -429,6 +446,11 @@ impl Limits {
             return self.undecided("decide", None);
         }
         let groups = groups(buckets, |_| true);
+        if let Some(ahead) = self.ahead(&groups) {
+            self.charge_ahead(client, route, worker);
+            return Ok(ahead);
+        }
+        self.series.waited.inc();
         let decisions = match call(shared, worker, Mode::Admit, &groups, None).await {
             Ok(decisions) => decisions,
             Err(e) => return self.undecided("decide", Some(&e)),
@@ -436,6 +458,7 @@ impl Limits {
         let mut tightest = None;
         let mut refused = None;
         for (b, d) in groups.iter().flatten().zip(decisions.iter().flatten()) {
+            b.note(d.remaining);
             if !d.allowed {
                 b.over_for(now, d.wait);
                 refused = refused.or(Some(b.refusal(d.wait)));
@@ -447,6 +470,44 @@ impl Limits {
         refused.map_or(Ok(tightest), Err)
     }
 
+    /// Admits the request at once when every one of its buckets has
+    /// `rate_limits.headroom` by Redis's last answers (1: never), its cost
+    /// then pending in each; the tightest bucket's state after it.
+    fn ahead(&self, groups: &Groups<'_>) -> Option<Option<RateState>> {
+        if self.store.headroom >= 1.0 {
+            return None;
+        }
+        let mut tightest = None;
+        for b in groups.iter().flatten() {
+            let left = b.room(self.store.headroom)?;
+            tightest = tighter(tightest, b.state(left));
+        }
+        groups.iter().flatten().for_each(|b| b.go_ahead());
+        self.series.ahead.inc();
+        Some(tightest)
+    }
+
+    /// Has Redis take the cost of a request of `client` to `route` that
+    /// went ahead, by a task of its own: charged whatever the state (the
+    /// request is on its way), each answer noted, a bucket the charge put
+    /// in debt known to be over here until it is out of it.
+    fn charge_ahead(self: &Arc<Self>, client: Option<&str>, route: &str, worker: usize) {
+        let limits = Arc::clone(self);
+        let (client, route) = (client.map(str::to_owned), route.to_owned());
+        tokio::spawn(async move {
+            let Some(shared) = &limits.shared else { return };
+            let owner = client.as_deref().and_then(|c| limits.clients.get(c));
+            let groups = groups(&limits.buckets(owner.map(|c| &**c), &route), |_| true);
+            let now = limits.nanos();
+            let answer = call(shared, worker, Mode::Charge, &groups, None).await;
+            groups.iter().flatten().for_each(|b| b.settled());
+            match answer {
+                Ok(decisions) => settle(&groups, &decisions, now),
+                Err(e) => limits.store_failed("decide", &e),
+            }
+        });
+    }
+
     /// A decision the store did not give: as `on_store_error` says.
     fn undecided(
         &self,
@@ -455,7 +516,7 @@ impl Limits {
     ) -> Result<Option<RateState>, Refused> {
         match e {
             Some(e) => self.store_failed(operation, e),
-            None => self.store_errors.with_label_values(&[operation]).inc(),
+            None => self.series.errors.with_label_values(&[operation]).inc(),
         }
         match self.store.on_store_error {
             OnStoreError::Allow => Ok(None),
@@ -468,19 +529,13 @@ impl Limits {
     async fn charge_shared(&self, client: Option<&str>, route: &str, tokens: u64, worker: usize) {
         let Some(shared) = &self.shared else { return };
         if self.outage.is_down() {
-            self.store_errors.with_label_values(&["charge"]).inc();
+            self.series.errors.with_label_values(&["charge"]).inc();
             return;
         }
         let groups = self.token_groups(client, route);
         let now = self.nanos();
         match call(shared, worker, Mode::Charge, &groups, Some(tokens)).await {
-            Ok(decisions) => {
-                for (b, d) in groups.iter().flatten().zip(decisions.iter().flatten()) {
-                    if !d.wait.is_zero() {
-                        b.over_for(now, d.wait);
-                    }
-                }
-            }
+            Ok(decisions) => settle(&groups, &decisions, now),
             Err(e) => self.store_failed("charge", &e),
         }
     }
@@ -488,7 +543,7 @@ impl Limits {
     /// Counts a store failure, takes the store to be down for a moment,
     /// and logs it unless one was logged this second.
     fn store_failed(&self, operation: &str, e: &StoreError) {
-        self.store_errors.with_label_values(&[operation]).inc();
+        self.series.errors.with_label_values(&[operation]).inc();
         self.outage.mark_down();
         if self.outage.log_due() {
             let allow = self.store.on_store_error == OnStoreError::Allow;
@@ -542,6 +597,17 @@ async fn call(
     }))
 }
 
+/// What Redis answered a charge made at `now`: each bucket's remaining
+/// noted, and one the charge put in debt known to be over until it is out.
+fn settle(groups: &Groups<'_>, decisions: &[Vec<Decision>; 2], now: u64) {
+    for (b, d) in groups.iter().flatten().zip(decisions.iter().flatten()) {
+        b.note(d.remaining);
+        if !d.wait.is_zero() {
+            b.over_for(now, d.wait);
+        }
+    }
+}
+
 /// Every bucket in this process, in order; the first that is over refuses.
 fn decide_locally(buckets: &[Option<&Bucket>; MOST_BUCKETS]) -> Result<Option<RateState>, Refused> {
     let mut tightest = None;
@@ -577,12 +643,8 @@ mod tests {
             &|_| None,
         )
         .unwrap();
-        let errors = prometheus::IntCounterVec::new(
-            prometheus::Opts::new("errors", "errors"),
-            &["operation"],
-        )
-        .unwrap();
-        Arc::new(Limits::new(&config, 1, errors, previous).unwrap())
+        let series = LimitStoreSeries::unregistered();
+        Arc::new(Limits::new(&config, 1, series, previous).unwrap())
     }
 
     /// A reload keeps what each client and route has spent while their
@@ -650,7 +712,7 @@ mod tests {
         let store = "[rate_limits]\nstore = \"redis\"\nredis_url = \"redis://127.0.0.1:1\"\ntimeout = \"200ms\"\n";
         let allow = limits(store);
         assert!(allow.admit(Some("c"), "r", 0).await.is_ok());
-        assert_eq!(allow.store_errors.with_label_values(&["decide"]).get(), 1);
+        assert_eq!(allow.series.errors.with_label_values(&["decide"]).get(), 1);
         let deny = limits(&format!("{store}on_store_error = \"deny\"\n"));
         assert_eq!(
             deny.admit(Some("c"), "r", 0).await.unwrap_err(),
@@ -658,6 +720,6 @@ mod tests {
         );
         // Without a bucket, no store call and no error.
         assert!(deny.admit(None, "other", 0).await.is_ok());
-        assert_eq!(deny.store_errors.with_label_values(&["decide"]).get(), 1);
+        assert_eq!(deny.series.errors.with_label_values(&["decide"]).get(), 1);
     }
 }

@@ -125,6 +125,7 @@ const FAMILIES: &[(&str, &str, &[&str])] = &[
         "counter",
         &["operation"],
     ),
+    ("infergate_ratelimit_decisions_total", "counter", &["path"]),
     ("infergate_config_reloads_total", "counter", &["result"]),
     ("infergate_config_info", "gauge", &["hash"]),
     (

@@ -286,7 +286,7 @@ fn rate_limits_choose_a_store_and_name_every_mistake() {
     let summary = config.summary();
     assert!(
         summary.contains(
-            "rate limits: shared through Redis at 10.0.0.5:6380, timeout 20ms, on store error deny"
+            "rate limits: shared through Redis at 10.0.0.5:6380, timeout 20ms, on store error deny, headroom 0.5"
         ),
         "{summary}"
     );
