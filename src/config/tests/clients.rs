@@ -291,6 +291,15 @@ fn rate_limits_choose_a_store_and_name_every_mistake() {
         "{summary}"
     );
     assert!(!summary.contains("pw-canary"));
+    let with_headroom = |h: &str| {
+        let extra = format!(
+            "[rate_limits]\nstore = \"redis\"\nredis_url = \"redis://h\"\nheadroom = {h}\n"
+        );
+        parse(&minimal(&extra)).rate_limits.headroom
+    };
+    assert_eq!(with_headroom("0"), 0.0);
+    assert_eq!(with_headroom("1"), 1.0);
+    assert_eq!(with_headroom("0.25"), 0.25);
 
     for (section, expected) in [
         (
@@ -314,6 +323,18 @@ fn rate_limits_choose_a_store_and_name_every_mistake() {
             "rate_limits.on_store_error: unknown value",
         ),
         ("key_prefix = \"a b\"", "rate_limits.key_prefix: 1 to 64"),
+        (
+            "store = \"redis\"\nredis_url = \"redis://h\"\nheadroom = 1.5",
+            "rate_limits.headroom: must be between 0.0 and 1.0",
+        ),
+        (
+            "store = \"redis\"\nredis_url = \"redis://h\"\nheadroom = -0.1",
+            "rate_limits.headroom: must be between 0.0 and 1.0",
+        ),
+        (
+            "store = \"redis\"\nredis_url = \"redis://h\"\nheadroom = nan",
+            "rate_limits.headroom: must be between 0.0 and 1.0",
+        ),
         (
             "store = \"redis\"\nredis_url = \"redis://h\"\nredis_urls = [\"redis://h\"]",
             "rate_limits.redis_urls: give redis_url or redis_urls, not both",
