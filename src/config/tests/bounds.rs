@@ -110,6 +110,7 @@ impl At {
 }
 
 const POSITIVE: &str = "must be greater than 0";
+const HEADROOM: &str = "must be between 0.0 and 1.0 (1: every request waits for Redis)";
 
 /// A `rate_limit` inline table with `key = value`, and a rate when the key
 /// is another.
@@ -133,7 +134,8 @@ fn cache_table(key: &str, value: &str) -> String {
 
 /// The float keys, checked where they are read rather than by a bound of
 /// `bounds.rs`'s tables.
-const FLOAT_KEYS: [&str; 7] = [
+const FLOAT_KEYS: [&str; 8] = [
+    "rate_limits.headroom",
     "shadow.diff_log_percent",
     "routes.*.retry_budget_ratio",
     "routes.*.shadow[*].percent",
@@ -175,7 +177,7 @@ const NEGATIVE: Option<(&str, &str)> = Some(("-1", "must not be negative"));
 const NOTHING: Option<(&str, &str)> = Some(("0", POSITIVE));
 
 #[rustfmt::skip]
-const CASES: [Case; 51] = [
+const CASES: [Case; 52] = [
     case(At::Server, "max_body_bytes", ["1073741824", "1073741825", "must be at most 1073741824 (1 GiB)"], NOTHING),
     case(At::Server, "request_timeout", ["\"2h\"", "\"2h 1ns\"", "must be at most 2h"], ZERO),
     case(At::Server, "shutdown_grace", ["\"1h\"", "\"1h 1ns\"", "must be at most 1h"], None),
@@ -190,6 +192,8 @@ const CASES: [Case; 51] = [
     case(At::Upstream, "pool_max_idle_per_host", ["1000000", "1000001", "must be at most 1000000"], NEGATIVE),
     case(At::Telemetry, "otlp_timeout", ["\"5m\"", "\"5m 1ns\"", "must be at most 5m"], ZERO),
     case(At::RateLimits, "timeout", ["\"10s\"", "\"10s 1ns\"", "must be at most 10s"], ZERO),
+    case(At::RateLimits, "headroom", ["1.0", "1.0000001", HEADROOM],
+        Some(("-0.0000001", HEADROOM))),
     case(At::Sm, "timeout", ["\"2h\"", "\"2h 1ns\"", "must be at most 2h"], ZERO),
     case(At::Sm, "max_in_flight", ["1000000", "1000001", "must be at most 1000000"], NOTHING),
     case(At::Sm, "eject_after", ["1000", "1001", "must be at most 1000"], NEGATIVE),
