@@ -261,6 +261,26 @@ async fn a_charge_after_going_ahead_that_fails_takes_the_store_to_be_down() {
     })
     .await;
     assert_eq!(statuses(&client, &deny.base).await, [503; 6]);
+    // Past the second the store is taken to be down, the notes from before
+    // the failure still let nothing go ahead: each request waits, and is
+    // denied.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(statuses(&client, &deny.base).await, [503; 6]);
+    let ahead_after = metric(&client, &deny.base, &decisions("ahead")).await;
+    assert_eq!(ahead_after, ahead + 1.0, "went ahead during the outage");
+
+    // Back: one request waits for Redis, and the next go ahead again.
+    let _redis = RedisServer::start_on(redis.port);
+    wait_until("the gateway to reach Redis again", || async {
+        predict(&client, &deny.base).await.status() == 200
+    })
+    .await;
+    assert_eq!(statuses(&client, &deny.base).await, [200; 6]);
+    let ahead_back = metric(&client, &deny.base, &decisions("ahead")).await;
+    assert!(
+        ahead_back > ahead_after,
+        "none went ahead once Redis was back"
+    );
 }
 
 /// The series of `infergate_ratelimit_decisions_total` on `path`.

@@ -27,15 +27,13 @@ pub(super) struct Bucket {
     /// Nanoseconds after the limits' epoch until which Redis said it is
     /// over; 0: not known to be.
     over_until: AtomicU64,
-    /// Units Redis's last answer left in it; [`NO_NOTE`] before one.
-    noted: AtomicU32,
+    /// Units Redis's last answer left in it (the low 32 bits) and the
+    /// store generation of the call (the high 32; 0: no answer yet).
+    noted: AtomicU64,
     /// Units taken by requests that went ahead on that note and whose
     /// charge Redis has not answered yet.
     pending: AtomicU32,
 }
-
-/// No answer from Redis is noted yet: a request waits for one.
-const NO_NOTE: u32 = u32::MAX;
 
 impl std::fmt::Debug for Bucket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -58,7 +56,7 @@ impl Bucket {
             local,
             key,
             over_until: AtomicU64::new(0),
-            noted: AtomicU32::new(NO_NOTE),
+            noted: AtomicU64::new(0),
             pending: AtomicU32::new(0),
         }
     }
@@ -139,29 +137,35 @@ impl Bucket {
         }
     }
 
-    /// Notes what Redis's answer left in it.
-    pub(super) fn note(&self, remaining: u32) {
-        self.noted
-            .store(remaining.min(NO_NOTE - 1), Ordering::Relaxed);
+    /// Notes what Redis's answer to a call sent in store generation `era`
+    /// (see [`super::Limits`]'s failures) left in it.
+    pub(super) fn note(&self, era: u32, remaining: u32) {
+        let note = (u64::from(era) << 32) | u64::from(remaining);
+        self.noted.store(note, Ordering::Relaxed);
     }
 
-    /// The units an admission would leave by Redis's last answer, less
-    /// what requests gone ahead on it have taken, if that is at least
-    /// `headroom` of the burst: the request may then go ahead without
-    /// waiting for Redis.
-    pub(super) fn room(&self, headroom: f64) -> Option<u32> {
-        let noted = self.noted.load(Ordering::Relaxed);
-        if noted == NO_NOTE {
+    /// Takes an admission's cost from what Redis's last answer, in store
+    /// generation `era`, left in it, less what requests gone ahead on it
+    /// took, if at least `headroom` of the burst remains after it (and, for
+    /// tokens, any at all): the request may go ahead without waiting for
+    /// Redis, its cost pending until [`Self::settled`]; the units left.
+    /// A note from an earlier generation (the store failed since) is none.
+    pub(super) fn take_room(&self, era: u32, headroom: f64) -> Option<u32> {
+        let note = self.noted.load(Ordering::Relaxed);
+        if note >> 32 != u64::from(era) {
             return None;
         }
-        let taken = self.pending.load(Ordering::Relaxed) + self.admit_cost();
-        let left = noted.checked_sub(taken)?;
-        (f64::from(left) >= headroom * f64::from(self.burst())).then_some(left)
-    }
-
-    /// A request went ahead: its cost is pending until Redis answers.
-    pub(super) fn go_ahead(&self) {
-        self.pending.fetch_add(self.admit_cost(), Ordering::Relaxed);
+        let noted = note as u32;
+        let cost = self.admit_cost();
+        let taken = self.pending.fetch_add(cost, Ordering::Relaxed) + cost;
+        let floor = (headroom * f64::from(self.burst())).max(f64::from(1 - cost));
+        match noted.checked_sub(taken) {
+            Some(left) if f64::from(left) >= floor => Some(left),
+            _ => {
+                self.settled();
+                None
+            }
+        }
     }
 
     /// Redis answered (or failed) the charge of a request that went ahead.
@@ -214,5 +218,63 @@ impl Buckets {
                 .tokens_per_minute
                 .map(|t| Bucket::tokens(scopes.1, t, key(tag, &format!("{prefix}tokens")))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RateLimit;
+
+    fn requests(burst: u32) -> Bucket {
+        let limit = RateLimit {
+            per_second: 1.0,
+            burst,
+        };
+        Bucket::requests(Scope::ClientRate, limit, "k".into())
+    }
+
+    /// Room is taken while the note leaves the headroom after it, and
+    /// what a request took is given back when Redis answers its charge.
+    #[test]
+    fn room_is_taken_down_to_the_headroom_and_given_back_when_settled() {
+        let b = requests(10);
+        assert_eq!(b.take_room(1, 0.5), None, "no answer noted yet");
+        b.note(1, 8);
+        assert_eq!(b.take_room(1, 0.5), Some(7));
+        assert_eq!(b.take_room(1, 0.5), Some(6));
+        assert_eq!(b.take_room(1, 0.5), Some(5));
+        // 4 would be left: under half the burst, so it waits, taking nothing.
+        assert_eq!(b.take_room(1, 0.5), None);
+        assert_eq!(b.pending.load(Ordering::Relaxed), 3);
+        b.settled();
+        assert_eq!(b.take_room(1, 0.5), Some(5));
+        // Headroom 0: down to the last request.
+        b.note(1, 1);
+        (0..4).for_each(|_| b.settled());
+        assert_eq!(b.take_room(1, 0.0), Some(0));
+        assert_eq!(b.take_room(1, 0.0), None);
+    }
+
+    /// A note from before a store failure lets nothing go ahead.
+    #[test]
+    fn a_note_from_an_earlier_generation_is_none() {
+        let b = requests(10);
+        b.note(3, 10);
+        assert_eq!(b.take_room(4, 0.0), None);
+        assert_eq!(b.pending.load(Ordering::Relaxed), 0);
+        assert_eq!(b.take_room(3, 0.0), Some(9));
+    }
+
+    /// Tokens cost nothing at admission, but an empty (or indebted)
+    /// bucket, noted as 0 left, has no room even at headroom 0.
+    #[test]
+    fn an_empty_token_bucket_has_no_room() {
+        let b = Bucket::tokens(Scope::ClientTokens, 600, "t".into());
+        b.note(1, 0);
+        assert_eq!(b.take_room(1, 0.0), None);
+        b.note(1, 1);
+        assert_eq!(b.take_room(1, 0.0), Some(1));
+        assert_eq!(b.take_room(1, 0.5), None, "1 of 600 is under half");
     }
 }

@@ -31,15 +31,16 @@
 //! requests gone ahead since have taken), the request goes on at once and
 //! Redis takes its cost just after, into debt if the other gateways spent
 //! the rest meanwhile (the later requests then wait out the debt, so over
-//! time the buckets admit exactly their rate). Nearer the limit every
-//! request waits for Redis's decision, which is then exact.
+//! time the buckets admit their rate). Nearer the limit every request
+//! waits for Redis's decision, which is then exact; after a store failure,
+//! every request waits until Redis has answered again.
 
 mod bucket;
 mod local;
 mod shared;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -231,6 +232,9 @@ pub struct Limits {
     /// Whether the store failed a moment ago: decisions do not wait for
     /// it meanwhile.
     outage: Outage,
+    /// The store's generation, one more at each failure: what Redis
+    /// answered before the last failure lets no request go ahead.
+    era: AtomicU32,
 }
 
 impl ClientLimits {
@@ -349,6 +353,8 @@ impl Limits {
             epoch: previous.map_or_else(Instant::now, |p| p.epoch),
             series,
             outage: Outage::default(),
+            // And so do their notes, counted in this generation.
+            era: AtomicU32::new(previous.map_or(1, |p| p.era.load(Ordering::Relaxed))),
         })
     }
 
@@ -446,19 +452,20 @@ impl Limits {
             return self.undecided("decide", None);
         }
         let groups = groups(buckets, |_| true);
-        if let Some(ahead) = self.ahead(&groups) {
+        let era = self.era.load(Ordering::Relaxed);
+        if let Some(ahead) = self.ahead(&groups, era) {
             self.charge_ahead(client, route, worker);
             return Ok(ahead);
         }
-        self.series.waited.inc();
         let decisions = match call(shared, worker, Mode::Admit, &groups, None).await {
             Ok(decisions) => decisions,
             Err(e) => return self.undecided("decide", Some(&e)),
         };
+        self.series.waited.inc();
         let mut tightest = None;
         let mut refused = None;
         for (b, d) in groups.iter().flatten().zip(decisions.iter().flatten()) {
-            b.note(d.remaining);
+            b.note(era, d.remaining);
             if !d.allowed {
                 b.over_for(now, d.wait);
                 refused = refused.or(Some(b.refusal(d.wait)));
@@ -471,18 +478,22 @@ impl Limits {
     }
 
     /// Admits the request at once when every one of its buckets has
-    /// `rate_limits.headroom` by Redis's last answers (1: never), its cost
-    /// then pending in each; the tightest bucket's state after it.
-    fn ahead(&self, groups: &Groups<'_>) -> Option<Option<RateState>> {
+    /// `rate_limits.headroom` by Redis's answers in store generation `era`
+    /// (1: never), its cost then pending in each; the tightest bucket's
+    /// state after it.
+    fn ahead(&self, groups: &Groups<'_>, era: u32) -> Option<Option<RateState>> {
         if self.store.headroom >= 1.0 {
             return None;
         }
         let mut tightest = None;
-        for b in groups.iter().flatten() {
-            let left = b.room(self.store.headroom)?;
+        for (i, b) in groups.iter().flatten().enumerate() {
+            let Some(left) = b.take_room(era, self.store.headroom) else {
+                // What the buckets before it took is theirs again.
+                groups.iter().flatten().take(i).for_each(|b| b.settled());
+                return None;
+            };
             tightest = tighter(tightest, b.state(left));
         }
-        groups.iter().flatten().for_each(|b| b.go_ahead());
         self.series.ahead.inc();
         Some(tightest)
     }
@@ -498,13 +509,15 @@ impl Limits {
             let Some(shared) = &limits.shared else { return };
             let owner = client.as_deref().and_then(|c| limits.clients.get(c));
             let groups = groups(&limits.buckets(owner.map(|c| &**c), &route), |_| true);
-            let now = limits.nanos();
+            let (now, era) = (limits.nanos(), limits.era.load(Ordering::Relaxed));
             let answer = call(shared, worker, Mode::Charge, &groups, None).await;
-            groups.iter().flatten().for_each(|b| b.settled());
             match answer {
-                Ok(decisions) => settle(&groups, &decisions, now),
+                // Noted before it is no longer pending: counted twice a
+                // moment rather than not at all.
+                Ok(decisions) => settle(&groups, &decisions, (now, era)),
                 Err(e) => limits.store_failed("decide", &e),
             }
+            groups.iter().flatten().for_each(|b| b.settled());
         });
     }
 
@@ -533,9 +546,9 @@ impl Limits {
             return;
         }
         let groups = self.token_groups(client, route);
-        let now = self.nanos();
+        let (now, era) = (self.nanos(), self.era.load(Ordering::Relaxed));
         match call(shared, worker, Mode::Charge, &groups, Some(tokens)).await {
-            Ok(decisions) => settle(&groups, &decisions, now),
+            Ok(decisions) => settle(&groups, &decisions, (now, era)),
             Err(e) => self.store_failed("charge", &e),
         }
     }
@@ -544,6 +557,7 @@ impl Limits {
     /// and logs it unless one was logged this second.
     fn store_failed(&self, operation: &str, e: &StoreError) {
         self.series.errors.with_label_values(&[operation]).inc();
+        self.era.fetch_add(1, Ordering::Relaxed);
         self.outage.mark_down();
         if self.outage.log_due() {
             let allow = self.store.on_store_error == OnStoreError::Allow;
@@ -597,11 +611,12 @@ async fn call(
     }))
 }
 
-/// What Redis answered a charge made at `now`: each bucket's remaining
-/// noted, and one the charge put in debt known to be over until it is out.
-fn settle(groups: &Groups<'_>, decisions: &[Vec<Decision>; 2], now: u64) {
+/// What Redis answered a charge sent at `now` in store generation `era`:
+/// each bucket's remaining noted, and one the charge put in debt known to
+/// be over until it is out.
+fn settle(groups: &Groups<'_>, decisions: &[Vec<Decision>; 2], (now, era): (u64, u32)) {
     for (b, d) in groups.iter().flatten().zip(decisions.iter().flatten()) {
-        b.note(d.remaining);
+        b.note(era, d.remaining);
         if !d.wait.is_zero() {
             b.over_for(now, d.wait);
         }

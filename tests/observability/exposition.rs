@@ -427,6 +427,7 @@ async fn the_whole_exposition_parses_and_every_label_value_is_bounded() {
                     ["get", "set"].contains(&v)
                 }
                 "operation" => ["decide", "charge", "refund"].contains(&v),
+                "path" => ["waited", "ahead"].contains(&v),
                 "client" => h.gateway.config.clients.iter().any(|c| c.name == v),
                 "worker" => v
                     .parse::<usize>()
