@@ -346,7 +346,10 @@ pub fn error_headers(headers: &mut http::HeaderMap, err: &ApiError) {
     }
     if let Some(after) = err.retry_after() {
         let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
-        headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        headers.insert(
+            header::RETRY_AFTER,
+            crate::header_numbers::number(secs.max(1)),
+        );
         if let ApiError::RateLimited(r) = err {
             let state = RateState {
                 limit: r.limit,
@@ -381,9 +384,11 @@ pub fn rate_limit_headers(headers: &mut http::HeaderMap, state: RateState) {
     const REMAINING: http::HeaderName = http::HeaderName::from_static("x-ratelimit-remaining");
     const RESET: http::HeaderName = http::HeaderName::from_static("x-ratelimit-reset");
     let reset = state.reset.as_secs() + u64::from(state.reset.subsec_nanos() > 0);
-    headers.insert(LIMIT, HeaderValue::from(state.limit));
-    headers.insert(REMAINING, HeaderValue::from(state.remaining));
-    headers.insert(RESET, HeaderValue::from(reset));
+    let [limit, remaining, reset] =
+        crate::header_numbers::numbers([u64::from(state.limit), u64::from(state.remaining), reset]);
+    headers.insert(LIMIT, limit);
+    headers.insert(REMAINING, remaining);
+    headers.insert(RESET, reset);
 }
 
 /// [`error_response`] with the gateway's body type.

@@ -37,6 +37,7 @@ pub mod dispatch;
 pub mod emulator;
 pub mod error;
 pub mod gateway;
+pub mod header_numbers;
 pub mod layers;
 pub mod limits;
 pub mod metrics;

@@ -175,7 +175,7 @@ impl HuggingFace {
             let secs = wait.as_secs().max(1);
             headers.insert(
                 const { HeaderName::from_static("x-scale-up-timeout") },
-                HeaderValue::from(secs),
+                crate::header_numbers::number(secs),
             );
         }
         let outgoing = Outgoing {

@@ -73,7 +73,10 @@ impl SmError {
         }
         if let Some(after) = self.retry_after {
             let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
-            h.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            h.insert(
+                header::RETRY_AFTER,
+                crate::header_numbers::number(secs.max(1)),
+            );
         }
         res
     }
