@@ -12,7 +12,13 @@
 //!   public [`Events`] API, in bytes/s; the same bytes as raw SSE (the HF
 //!   path); and the frame decoder alone, to split the cost;
 //! - `format/jumpstart_{request,response}`: the JumpStart payload adapters;
-//! - `config/from_toml`: the whole example config, parsed and validated.
+//! - `config/from_toml`: the whole example config, parsed and validated;
+//! - `auth/…`: what a client's key and limits add to a request, in-process:
+//!   the key found by its SHA-256, the request admitted by the client's and
+//!   the route's local buckets (`rate_limits.store = "memory"`), the
+//!   `x-ratelimit-*` fields set on a response, and all of them with the
+//!   client's request counted (`auth/request`). The load bench measures
+//!   the same beside the unauthenticated path, in a gateway's process.
 // A benchmark panics on a failed setup step, as start-up code does.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -27,11 +33,16 @@ use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use http::{HeaderMap, HeaderValue};
 
+use futures_util::FutureExt;
 use infergate::backend::events::{Events, StreamItem};
 use infergate::backend::format::{jumpstart_request, jumpstart_response};
 use infergate::backend::sigv4::{sign_request, Signer};
 use infergate::backend::Backend;
+use infergate::clients::{Clients, Identity};
 use infergate::config::{Balance, Config, OutlierConfig};
+use infergate::error::rate_limit_headers;
+use infergate::limits::Limits;
+use infergate::metrics::{Metrics, Outcome};
 use infergate::route::balancer::{pick, Pick};
 use infergate::route::health::BackendState;
 use infergate::route::PoolMember;
@@ -293,5 +304,74 @@ fn config(c: &mut Criterion) {
     });
 }
 
-criterion_group!(hot, sigv4, balancer, events, format, config);
+// === auth and local limits ===
+
+/// A gateway config with one client whose key is `KEY`, a rate limit of
+/// its own and one on the route, both far from reached.
+const AUTH_CONFIG: &str = r#"
+[backends.hf]
+kind = "huggingface"
+url = "http://127.0.0.1:1"
+
+[routes.hf]
+backends = ["hf"]
+rate_limit = { requests_per_second = 1000000, burst = 1000000 }
+
+[clients.bench]
+api_key = "ig-bench-client-key-0123456789abcdef"
+rate_limit = { requests_per_second = 1000000, burst = 1000000 }
+"#;
+
+fn auth(c: &mut Criterion) {
+    let config = Config::from_toml(AUTH_CONFIG, &|_| None).unwrap_or_else(|e| panic!("{e}"));
+    let clients = Clients::new(config.server.auth, &config.clients);
+    let metrics = Metrics::new().unwrap();
+    let limits = Arc::new(Limits::new(&config, 1, metrics.limit_store(), None).unwrap());
+    let mut headers = HeaderMap::new();
+    let bearer = "Bearer ig-bench-client-key-0123456789abcdef";
+    headers.insert(
+        http::header::AUTHORIZATION,
+        HeaderValue::from_static(bearer),
+    );
+    let identify = |headers: &HeaderMap| match clients.identify(headers) {
+        Identity::Client(client) => client,
+        _ => panic!("the bench client's key is not known"),
+    };
+    let admit = |client: &str| {
+        let admitted = limits.admit(Some(client), "hf", 0).now_or_never();
+        admitted
+            .expect("a local decision waits for nothing")
+            .ok()
+            .unwrap()
+    };
+    let mut group = c.benchmark_group("auth");
+    group.bench_function("identify", |b| b.iter(|| identify(black_box(&headers))));
+    let client = identify(&headers);
+    group.bench_function("admit_local", |b| b.iter(|| admit(black_box(&client.name))));
+    let state = admit(&client.name).rate.unwrap();
+    group.bench_function("rate_limit_headers", |b| {
+        b.iter_batched_ref(
+            || HeaderMap::with_capacity(12),
+            |h| rate_limit_headers(h, black_box(state)),
+            BatchSize::SmallInput,
+        )
+    });
+    group.bench_function("request", |b| {
+        b.iter_batched_ref(
+            || HeaderMap::with_capacity(12),
+            |response| {
+                let client = identify(black_box(&headers));
+                let admitted = admit(&client.name);
+                if let Some(state) = admitted.rate {
+                    rate_limit_headers(response, state);
+                }
+                metrics.client_request(&client.name, "hf", Outcome::Success);
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(hot, sigv4, balancer, events, format, config, auth);
 criterion_main!(hot);

@@ -95,7 +95,6 @@ pub struct Bench {
     pub nginx: Option<NginxProcess>,
     pub sm: EmulatorHandle,
     pub hf: EmulatorHandle,
-    pub tck: u64,
     pub prompt: String,
     /// The gateways with keys, for `--only auth`.
     pub auth: Option<crate::auth::AuthGateways>,
@@ -139,10 +138,8 @@ impl Bench {
             let mut target = self.through(route, stream);
             let path = predict_path(route, stream);
             target.url = reqwest::Url::parse(&format!("{}{path}", gw.base)).unwrap();
-            let bearer = format!("Bearer {}", crate::auth::KEY);
-            target
-                .headers
-                .insert("authorization", HeaderValue::from_str(&bearer).unwrap());
+            let bearer = HeaderValue::from_static(crate::auth::BEARER);
+            target.headers.insert("authorization", bearer);
             return target;
         }
         match via {
@@ -350,12 +347,12 @@ impl Bench {
             "scenario": name,
             "route": route,
             "stream": stream,
-            "direct": d.json(self.tck),
-            "through": t.json(self.tck),
+            "direct": d.json(),
+            "through": t.json(),
             "added": diffs(d, t, stream),
         });
         if let Some(n) = side(Via::Nginx) {
-            v["nginx"] = n.json(self.tck);
+            v["nginx"] = n.json();
             v["nginx_added"] = diffs(d, n, stream);
             let cpu = |v: &Value, who: &str| v[who]["cpu_us_per_request"].as_f64();
             v["vs_nginx"] = diffs(n, t, stream);
@@ -410,17 +407,16 @@ impl Bench {
                 let pass = p99 <= nanos(SUSTAINED_P99)
                     && err_share <= SUSTAINED_ERRORS
                     && !side.rec.latency.lock().unwrap().is_empty();
-                let mut step = side.json(self.tck);
+                let mut step = side.json();
                 step["attempt"] = json!(attempt);
                 // The proxy's: the gateway's, or nginx's on the nginx side.
                 step["gateway_cpu_share"] = json!(
-                    side.rec.proxy_ticks.load(Ordering::Relaxed) as f64
-                        / self.tck as f64
+                    side.rec.proxy_cpu_ns.load(Ordering::Relaxed) as f64
+                        / 1e9
                         / side.rec.elapsed.lock().unwrap().as_secs_f64()
                 );
-                step["gateway_cpu_us_per_request"] = json!(
-                    side.cpu_us_per_req(side.rec.proxy_ticks.load(Ordering::Relaxed), self.tck)
-                );
+                step["gateway_cpu_us_per_request"] =
+                    json!(side.cpu_us_per_req(side.rec.proxy_cpu_ns.load(Ordering::Relaxed)));
                 step["error_share"] = json!(err_share);
                 step["pass"] = json!(pass);
                 steps.push(step);
@@ -499,7 +495,7 @@ impl Bench {
                 gateway: None,
                 nginx: false,
             }
-            .json(self.tck)
+            .json()
         };
         let (a, b) = (w(&without, "without_scraper"), w(&with, "with_scraper"));
         let ratio = |q: &str| q_us(&b, "latency", q) / q_us(&a, "latency", q);

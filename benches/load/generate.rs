@@ -10,7 +10,7 @@ use hdrhistogram::Histogram;
 use http::HeaderMap;
 use tokio::runtime::Handle;
 
-use crate::procfs::{cpu_ticks, cpu_ticks_all};
+use crate::procfs::CpuSample;
 
 // === load generation ===
 
@@ -64,10 +64,13 @@ pub struct Recorder {
     pub sent: AtomicU64,
     /// Wall time of the slices (due span or last completion, the later).
     pub elapsed: Mutex<Duration>,
-    /// The proxy's CPU ticks (the gateway's, or nginx's on an nginx side)
-    /// and this process's during the slices.
-    pub proxy_ticks: AtomicU64,
-    pub own_ticks: AtomicU64,
+    /// The proxy's CPU time (the gateway's, or nginx's on an nginx side)
+    /// and this process's during the slices, in ns.
+    pub proxy_cpu_ns: AtomicU64,
+    pub own_cpu_ns: AtomicU64,
+    /// The proxy's CPU per request sent, in µs, slice by slice: what a
+    /// comparison of sides alternated in rounds pairs up.
+    pub slice_cpu_us: Mutex<Vec<f64>>,
 }
 
 impl Recorder {
@@ -86,8 +89,9 @@ impl Recorder {
             first_error: Mutex::new(None),
             sent: AtomicU64::new(0),
             elapsed: Mutex::new(Duration::ZERO),
-            proxy_ticks: AtomicU64::new(0),
-            own_ticks: AtomicU64::new(0),
+            proxy_cpu_ns: AtomicU64::new(0),
+            own_cpu_ns: AtomicU64::new(0),
+            slice_cpu_us: Mutex::new(Vec::new()),
         })
     }
 
@@ -216,8 +220,8 @@ impl Load<'_> {
         } else {
             Duration::ZERO
         };
-        let proxy0 = cpu_ticks_all(&self.proxy);
-        let own0 = cpu_ticks("self");
+        let own = ["self".to_string()];
+        let (proxy0, own0) = (CpuSample::of(&self.proxy), CpuSample::of(&own));
         let t0 = Instant::now() + Duration::from_millis(2);
         for i in 0..n {
             let due = t0 + period.mul_f64(i as f64);
@@ -245,11 +249,11 @@ impl Load<'_> {
         }
         let end = Instant::now().max(span);
         *rec.elapsed.lock().unwrap() += end - t0;
-        rec.proxy_ticks.fetch_add(
-            cpu_ticks_all(&self.proxy).saturating_sub(proxy0),
-            Ordering::Relaxed,
-        );
-        rec.own_ticks
-            .fetch_add(cpu_ticks("self").saturating_sub(own0), Ordering::Relaxed);
+        let proxy_ns = CpuSample::of(&self.proxy).since(&proxy0);
+        rec.proxy_cpu_ns.fetch_add(proxy_ns, Ordering::Relaxed);
+        let per_request = proxy_ns as f64 / 1e3 / n as f64;
+        rec.slice_cpu_us.lock().unwrap().push(per_request);
+        let own_ns = CpuSample::of(&own).since(&own0);
+        rec.own_cpu_ns.fetch_add(own_ns, Ordering::Relaxed);
     }
 }

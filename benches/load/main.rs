@@ -79,7 +79,7 @@ use crate::bench::{Bench, Via};
 use crate::gateway::{gateway_bin, gateway_config, start_gateway, target_dir};
 use crate::nginx::{nginx_bin, NginxProcess};
 use crate::opts::Opts;
-use crate::procfs::{clock_ticks, command_output, locked_versions, read_first, status_value};
+use crate::procfs::{command_output, locked_versions, read_first, status_value};
 use crate::report::{
     cpu_bound, header, max_table, memory_table, metrics_table, nginx_targets, stream_table,
     targets, unary_table, vs_nginx_max,
@@ -92,7 +92,6 @@ fn main() {
     let slack = std::fs::write("/proc/self/timerslack_ns", "1000").is_ok();
     let run_started = Instant::now();
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-    let tck = clock_ticks();
     let loadavg_start = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -200,7 +199,6 @@ fn main() {
         nginx,
         sm,
         hf,
-        tck,
         prompt: (1..=PROMPT_WORDS)
             .map(|i| format!("word{i}"))
             .collect::<Vec<_>>()
@@ -340,7 +338,7 @@ fn main() {
             opts.rate, opts.stream_rate, opts.secs, opts.stream_secs, opts.rounds, opts.warmup.as_millis()
         ),
         "requests": format!("POST {{\"inputs\": <{PROMPT_WORDS} words>, \"parameters\": {{\"max_new_tokens\": {PROMPT_WORDS}}}}}: HF direct to `/` (stream `/generate_stream`), SageMaker direct to `/endpoints/{ENDPOINT}/invocations` (stream `invocations-response-stream`, with \"stream\": true), signed once per slice by the load generator; through infergate to `/v1/predict/<route>` and `/v1/predict/<route>/stream`"),
-        "gateway CPU and RSS": format!("utime+stime from /proc/<pid>/stat (clock tick {} ms) over the through slices, divided by requests sent; peak RSS = VmHWM of /proc/<pid>/status, reset through /proc/<pid>/clear_refs before each scenario", 1000 / tck.max(1)),
+        "gateway CPU and RSS": "time on a CPU of every thread of the proxy (/proc/<pid>/task/<tid>/schedstat, in ns) over the through slices, divided by requests sent; peak RSS = VmHWM of /proc/<pid>/status, reset through /proc/<pid>/clear_refs before each scenario",
     });
     let mut results = json!({
         "meta": meta,

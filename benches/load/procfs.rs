@@ -1,34 +1,49 @@
 //! What `/proc` tells of a process, and of this machine.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 
 // === /proc readings ===
 
-pub fn clock_ticks() -> u64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100)
+/// The CPU time of every thread of some processes, in ns, by thread:
+/// `/proc/<pid>/task/<tid>/schedstat`'s first field, the scheduler's own
+/// count of time on a CPU. utime + stime of `/proc/<pid>/stat` are in
+/// clock ticks (10 ms), as coarse as the difference a slice measures.
+pub struct CpuSample(HashMap<(String, String), u64>);
+
+impl CpuSample {
+    /// The threads of `pids` now (`"self"` for this process).
+    pub fn of(pids: &[String]) -> Self {
+        let mut threads = HashMap::new();
+        for pid in pids {
+            let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+                continue;
+            };
+            for task in tasks.flatten() {
+                let tid = task.file_name().to_string_lossy().into_owned();
+                if let Some(ns) = thread_ns(&task.path()) {
+                    threads.insert((pid.clone(), tid), ns);
+                }
+            }
+        }
+        Self(threads)
+    }
+
+    /// The CPU time the same processes spent since `before`: every thread
+    /// alive now, less what it had then. A thread that ended since counts
+    /// no more.
+    pub fn since(&self, before: &Self) -> u64 {
+        self.0
+            .iter()
+            .map(|(thread, &ns)| ns.saturating_sub(before.0.get(thread).copied().unwrap_or(0)))
+            .sum()
+    }
 }
 
-/// utime + stime of a process, in clock ticks (all its threads).
-pub fn cpu_ticks(pid: &str) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let Some((_, rest)) = stat.rsplit_once(") ") else {
-        return 0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let field = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok());
-    field(11).unwrap_or(0) + field(12).unwrap_or(0)
-}
-
-/// utime + stime summed over several processes (nginx's master and workers).
-pub fn cpu_ticks_all(pids: &[String]) -> u64 {
-    pids.iter().map(|p| cpu_ticks(p)).sum()
+fn thread_ns(task: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(task.join("schedstat")).ok()?;
+    text.split_whitespace().next()?.parse().ok()
 }
 
 /// The processes whose parent is `pid` (field 4 of `/proc/<pid>/stat`).

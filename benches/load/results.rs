@@ -59,21 +59,21 @@ impl Side {
         }
     }
 
-    pub fn cpu_us_per_req(&self, ticks: u64, tck: u64) -> f64 {
+    pub fn cpu_us_per_req(&self, cpu_ns: u64) -> f64 {
         let sent = self.rec.sent.load(Ordering::Relaxed).max(1);
-        ticks as f64 * 1e6 / tck as f64 / sent as f64
+        cpu_ns as f64 / 1e3 / sent as f64
     }
 
     /// [`Side::json`] with the proxy's CPU per request at the top, for a
     /// comparison of gateways or routes.
-    pub fn json_with_cpu(&self, tck: u64) -> Value {
-        let mut v = self.json(tck);
-        let ticks = self.rec.proxy_ticks.load(Ordering::Relaxed);
-        v["cpu_us_per_request"] = json!(self.cpu_us_per_req(ticks, tck));
+    pub fn json_with_cpu(&self) -> Value {
+        let mut v = self.json();
+        let cpu_ns = self.rec.proxy_cpu_ns.load(Ordering::Relaxed);
+        v["cpu_us_per_request"] = json!(self.cpu_us_per_req(cpu_ns));
         v
     }
 
-    pub fn json(&self, tck: u64) -> Value {
+    pub fn json(&self) -> Value {
         let r = &self.rec;
         let mut v = json!({
             "side": self.name,
@@ -90,7 +90,7 @@ impl Side {
             },
             "latency": quantiles(&r.latency.lock().unwrap()),
             "pacer_lateness": quantiles(&r.lateness.lock().unwrap()),
-            "bench_process_cpu_us_per_request": self.cpu_us_per_req(r.own_ticks.load(Ordering::Relaxed), tck),
+            "bench_process_cpu_us_per_request": self.cpu_us_per_req(r.own_cpu_ns.load(Ordering::Relaxed)),
         });
         if !r.ttfb.lock().unwrap().is_empty() {
             v["ttfb"] = quantiles(&r.ttfb.lock().unwrap());
@@ -99,12 +99,12 @@ impl Side {
         }
         if self.nginx {
             v["nginx"] = json!({
-                "cpu_us_per_request": self.cpu_us_per_req(r.proxy_ticks.load(Ordering::Relaxed), tck),
+                "cpu_us_per_request": self.cpu_us_per_req(r.proxy_cpu_ns.load(Ordering::Relaxed)),
             });
         }
         if let Some(g) = self.gateway {
             v["gateway"] = json!({
-                "cpu_us_per_request": self.cpu_us_per_req(r.proxy_ticks.load(Ordering::Relaxed), tck),
+                "cpu_us_per_request": self.cpu_us_per_req(r.proxy_cpu_ns.load(Ordering::Relaxed)),
                 "peak_rss_kb": g.peak_rss_kb,
                 "peak_rss_reset_before": g.peak_reset,
                 "reported_overhead_mean_us": g.overhead_mean_us,
@@ -137,6 +137,33 @@ pub fn fmt_us(us: f64) -> String {
     } else {
         format!("{us:.1} µs")
     }
+}
+
+/// What `other` costs over `base` in proxy CPU per request, from their
+/// slices paired round by round (alternated, so each pair shared the
+/// machine's state of the moment): the mean difference, the half-width of
+/// its 95% interval (Student's t), and the number of pairs.
+pub fn paired_cpu(base: &Side, other: &Side) -> (f64, f64, usize) {
+    let a = base.rec.slice_cpu_us.lock().unwrap().clone();
+    let b = other.rec.slice_cpu_us.lock().unwrap().clone();
+    let diffs: Vec<f64> = a.iter().zip(&b).map(|(a, b)| b - a).collect();
+    let n = diffs.len();
+    if n < 2 {
+        return (diffs.first().copied().unwrap_or(f64::NAN), f64::NAN, n);
+    }
+    let mean = diffs.iter().sum::<f64>() / n as f64;
+    let var = diffs.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    (mean, t95(n - 1) * (var / n as f64).sqrt(), n)
+}
+
+/// Student's t for a two-sided 95% interval with `df` degrees of freedom.
+fn t95(df: usize) -> f64 {
+    const T: [f64; 30] = [
+        12.71, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
+    ];
+    T.get(df.saturating_sub(1)).copied().unwrap_or(1.96)
 }
 
 pub fn fmt_added(us: f64) -> String {

@@ -133,10 +133,9 @@ pub fn shadow_cost(bench: &mut Bench, candidate: Option<&Candidate>) -> Value {
         );
         let make = move |b: &Bench, via: Via| b.target(via, "hf", stream);
         let sides = bench.alternated("hf", rate, secs, &VIAS, &make);
-        let tck = bench.tck;
         let json_of = |via: Via| {
             let side = sides.iter().find(|s| s.name == via.name())?;
-            Some(side.json_with_cpu(tck))
+            Some(side.json_with_cpu())
         };
         let plain = json_of(Via::Gateway).unwrap_or(Value::Null);
         let mut part = json!({ "rate": rate, "plain": plain });
