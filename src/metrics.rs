@@ -40,6 +40,8 @@ pub struct Known<'a> {
     pub failure_kinds: &'a [&'a str],
     /// Every `kind` of a stream that fails after it began.
     pub stream_error_kinds: &'a [&'a str],
+    /// Every `limit` a request can be refused by.
+    pub limit_scopes: &'a [&'a str],
     pub workers: usize,
     /// Each client, with the routes it may use.
     pub clients: Vec<(&'a str, Vec<&'a str>)>,
@@ -577,8 +579,8 @@ impl Metrics {
             for c in [&self.budget_exhausted, &self.hedges, &self.shed] {
                 c.with_label_values(&[name]);
             }
-            for limit in crate::limits::Scope::ALL {
-                self.rate_limited.with_label_values(&[name, limit.as_str()]);
+            for limit in known.limit_scopes {
+                self.rate_limited.with_label_values(&[name, limit]);
             }
             for reason in known.failure_kinds {
                 self.retries.with_label_values(&[name, reason]);
@@ -636,10 +638,8 @@ impl Metrics {
     }
 
     /// Counts a request a limit of the gateway refused.
-    pub fn rate_limited(&self, route: &str, limit: crate::limits::Scope) {
-        self.rate_limited
-            .with_label_values(&[route, limit.as_str()])
-            .inc();
+    pub fn rate_limited(&self, route: &str, limit: &str) {
+        self.rate_limited.with_label_values(&[route, limit]).inc();
     }
 
     /// Counts one request of a configured client.

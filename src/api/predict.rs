@@ -157,7 +157,7 @@ pub(super) async fn admit(
             Ok((admitted.rate, admitted.charge))
         }
         Err(Refused::Over(refusal)) => {
-            gw.metrics.rate_limited(&route.name, refusal.scope);
+            gw.metrics.rate_limited(&route.name, refusal.scope.as_str());
             Err(ApiError::RateLimited(refusal))
         }
         Err(Refused::StoreDown) => Err(ApiError::LimitStoreDown),

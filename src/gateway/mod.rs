@@ -295,6 +295,7 @@ impl Gateway {
         use crate::backend::{BackendKind, FailureKind};
         use crate::metrics::{Known, KnownRoute};
         let failure_kinds = FailureKind::ALL.map(FailureKind::as_str);
+        let limit_scopes = crate::limits::Scope::ALL.map(crate::limits::Scope::as_str);
         let mut stream_error_kinds = StreamErrorKind::ALL.map(StreamErrorKind::as_str).to_vec();
         stream_error_kinds.sort_unstable();
         stream_error_kinds.dedup();
@@ -321,6 +322,7 @@ impl Gateway {
                 .map(|b| b.name.as_str())
                 .collect(),
             failure_kinds: &failure_kinds,
+            limit_scopes: &limit_scopes,
             stream_error_kinds: &stream_error_kinds,
             workers: self.clients().len(),
             clients: self
