@@ -306,7 +306,7 @@ fn config(c: &mut Criterion) {
 
 // === auth and local limits ===
 
-/// A gateway config with one client whose key is `KEY`, a rate limit of
+/// A gateway config with one client (the key the bench sends), a rate limit of
 /// its own and one on the route, both far from reached.
 const AUTH_CONFIG: &str = r#"
 [backends.hf]
