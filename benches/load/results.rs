@@ -144,9 +144,9 @@ pub fn fmt_us(us: f64) -> String {
 /// machine's state of the moment): the mean difference, the half-width of
 /// its 95% interval (Student's t), and the number of pairs.
 pub fn paired_cpu(base: &Side, other: &Side) -> (f64, f64, usize) {
-    let a = base.rec.slice_cpu_us.lock().unwrap().clone();
-    let b = other.rec.slice_cpu_us.lock().unwrap().clone();
-    let diffs: Vec<f64> = a.iter().zip(&b).map(|(a, b)| b - a).collect();
+    let a = base.rec.slice_cpu_us.lock().unwrap();
+    let b = other.rec.slice_cpu_us.lock().unwrap();
+    let diffs: Vec<f64> = a.iter().zip(b.iter()).map(|(a, b)| b - a).collect();
     let n = diffs.len();
     if n < 2 {
         return (diffs.first().copied().unwrap_or(f64::NAN), f64::NAN, n);
