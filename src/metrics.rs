@@ -7,8 +7,10 @@
 use std::time::Duration;
 
 mod limit_store;
+mod outcome;
 mod shadow_log;
 pub use limit_store::LimitStoreSeries;
+pub use outcome::{ClientSeries, Outcome};
 pub use shadow_log::ShadowLogSeries;
 
 use prometheus::{
@@ -99,33 +101,6 @@ pub const BACKEND_STATES: &[&str] = &["available", "ejected", "cold", "saturated
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Metrics")
-    }
-}
-
-/// How a request ended, for the `outcome` label.
-#[derive(Debug, Clone, Copy)]
-pub enum Outcome {
-    Success,
-    ClientError,
-    UpstreamError,
-    GatewayError,
-}
-
-impl Outcome {
-    const ALL: [Outcome; 4] = [
-        Outcome::Success,
-        Outcome::ClientError,
-        Outcome::UpstreamError,
-        Outcome::GatewayError,
-    ];
-
-    fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Success => "success",
-            Outcome::ClientError => "client_error",
-            Outcome::UpstreamError => "upstream_error",
-            Outcome::GatewayError => "gateway_error",
-        }
     }
 }
 
@@ -640,6 +615,15 @@ impl Metrics {
     /// Counts a request a limit of the gateway refused.
     pub fn rate_limited(&self, route: &str, limit: &str) {
         self.rate_limited.with_label_values(&[route, limit]).inc();
+    }
+
+    /// The handles of `infergate_client_requests_total` for `client` on
+    /// `route`, one per outcome, to count with no label lookup.
+    pub fn client_series(&self, client: &str, route: &str) -> ClientSeries {
+        ClientSeries(Outcome::ALL.map(|o| {
+            self.client_requests
+                .with_label_values(&[client, route, o.as_str()])
+        }))
     }
 
     /// Counts one request of a configured client.

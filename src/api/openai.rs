@@ -108,7 +108,7 @@ where
         Call::Models | Call::Model(_) => {
             // In the access log: a client's listing is its traffic too.
             let (_, _, mut access) = begin(gw, &req, Door::OpenAi(Operation::Predict));
-            access.client = caller.as_ref().map(|c| Arc::clone(&c.name));
+            access.client = caller.clone();
             let response = match &call {
                 Call::Model(name) => model(gw, caller.as_deref(), name),
                 _ => models(gw, caller.as_deref()),
@@ -179,7 +179,7 @@ where
     C: Service<CoreRequest, Response = CoreResponse, Error = Infallible>,
 {
     let (started, trace, mut access) = begin(gw, &req, Door::OpenAi(op));
-    access.client = caller.as_ref().map(|c| Arc::clone(&c.name));
+    access.client = caller.clone();
     let (parts, body) = req.into_parts();
     let deadline = started + gw.config.server.request_timeout;
     let raw = match read_within(gw, body, deadline, &mut access).await {

@@ -61,7 +61,7 @@ where
     };
     access.route = Some(Arc::clone(&route));
     if let Some(client) = &caller {
-        access.client = Some(Arc::clone(&client.name));
+        access.client = Some(Arc::clone(client));
         if !client.may_use(&route.name) {
             let err = ApiError::Forbidden(route.name.clone());
             return refused(err, Some(&route.name), access);
@@ -149,7 +149,11 @@ pub(super) async fn admit(
 ) -> Result<(Option<RateState>, Option<Charge>), ApiError> {
     let admitted = gw
         .limits
-        .admit(access.client.as_deref(), &route.name, current_worker())
+        .admit(
+            access.client.as_ref().map(|c| &*c.name),
+            &route.name,
+            current_worker(),
+        )
         .await;
     match admitted {
         Ok(admitted) => {
@@ -262,7 +266,9 @@ pub(super) fn core_request(
         stream: access.stream,
         started,
         budget,
-        caller: access.client.clone().map(|name| Caller { name }),
+        caller: access.client.as_ref().map(|c| Caller {
+            name: Arc::clone(&c.name),
+        }),
         // Read only where a cache could answer.
         no_cache: route.cache.is_some() && crate::cache::bypass_requested(&parts.headers),
     })

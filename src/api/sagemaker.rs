@@ -140,7 +140,7 @@ where
     };
     access.route = Some(Arc::clone(&route));
     if let Some(client) = &caller {
-        access.client = Some(Arc::clone(&client.name));
+        access.client = Some(Arc::clone(client));
         if !client.may_use(&route.name) {
             return refused(errors::access_denied(&client.name, endpoint), access);
         }

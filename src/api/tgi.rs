@@ -92,7 +92,7 @@ where
     };
     if caller.as_ref().is_some_and(|c| !c.may_use(&found.name)) {
         let (_, _, mut access) = begin(gw, &req, Door::Tgi(call.unwrap_or(TgiRoute::Root)));
-        access.client = caller.as_ref().map(|c| Arc::clone(&c.name));
+        access.client = caller.clone();
         access.route = Some(Arc::clone(&found));
         return refused(
             of_api_error(&ApiError::Forbidden(found.name.clone())),
@@ -119,7 +119,7 @@ where
     match call {
         TgiRoute::Info | TgiRoute::Health => {
             let (_, _, mut access) = begin(gw, &req, Door::Tgi(call));
-            access.client = caller.as_ref().map(|c| Arc::clone(&c.name));
+            access.client = caller.clone();
             access.route = Some(Arc::clone(&found));
             let response = match call {
                 TgiRoute::Info => json_response(&info(&found)),
@@ -233,7 +233,7 @@ where
 {
     let (op, forced) = operation_of(call, route);
     let (started, trace, mut access) = begin(gw, &req, Door::Tgi(call));
-    access.client = caller.as_ref().map(|c| Arc::clone(&c.name));
+    access.client = caller.clone();
     access.route = Some(Arc::clone(route));
     let (rate, charge) = match admit(gw, route, &mut access).await {
         Ok(admitted) => admitted,

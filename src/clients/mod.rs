@@ -12,11 +12,12 @@
 //! the route is known.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use http::{header, HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::{key_hash, route_matches, AuthMode, ClientAwsKey, ClientConfig, KeyHash};
+use crate::metrics::ClientSeries;
 
 /// The header a client may send its key in instead of `Authorization`.
 pub const API_KEY_HEADER: HeaderName = HeaderName::from_static("x-api-key");
@@ -33,6 +34,9 @@ pub struct Client {
     routes: Option<Vec<String>>,
     /// Whether its key also reads the operator paths on the main listener.
     pub admin: bool,
+    /// Its requests' counters on each route it may use, by route name: set
+    /// once the gateway's metrics know the routes.
+    series: OnceLock<HashMap<String, ClientSeries>>,
 }
 
 impl Client {
@@ -42,6 +46,16 @@ impl Client {
             None => true,
             Some(patterns) => patterns.iter().any(|p| route_matches(p, route)),
         }
+    }
+
+    /// Its counters on `route`, if they were set.
+    pub fn series(&self, route: &str) -> Option<&ClientSeries> {
+        self.series.get()?.get(route)
+    }
+
+    /// Sets its counters on each route it may use, once.
+    pub fn set_series(&self, series: HashMap<String, ClientSeries>) {
+        let _ = self.series.set(series);
     }
 }
 
@@ -60,7 +74,7 @@ pub enum Identity {
 #[derive(Debug, Default)]
 pub struct Clients {
     required: bool,
-    by_key: HashMap<KeyHash, Arc<Client>>,
+    by_key: HashMap<KeyHash, Arc<Client>, BuildDigestHasher>,
     by_access_key: HashMap<String, (Arc<Client>, ClientAwsKey)>,
     all: Vec<Arc<Client>>,
 }
@@ -68,7 +82,7 @@ pub struct Clients {
 impl Clients {
     /// The clients of the config and whether keys are required.
     pub fn new(auth: AuthMode, clients: &[ClientConfig]) -> Self {
-        let mut by_key = HashMap::new();
+        let mut by_key = HashMap::default();
         let mut by_access_key = HashMap::new();
         let mut all = Vec::with_capacity(clients.len());
         for c in clients {
@@ -76,6 +90,7 @@ impl Clients {
                 name: Arc::from(c.name.as_str()),
                 routes: c.routes.clone(),
                 admin: c.admin,
+                series: OnceLock::new(),
             });
             for key in &c.keys {
                 by_key.insert(*key, Arc::clone(&client));
@@ -121,6 +136,29 @@ impl Clients {
             Some(client) => Identity::Client(Arc::clone(client)),
             None => Identity::Unknown,
         }
+    }
+}
+
+/// The map of keys' SHA-256s hashes each by its own bytes, folded into 64
+/// bits: a digest is as uniform as a hash gets, so SipHash over it again on
+/// every request buys nothing. Only configured keys are ever in the map,
+/// so a caller's choice of key can crowd no bucket.
+type BuildDigestHasher = std::hash::BuildHasherDefault<DigestHasher>;
+
+#[derive(Default)]
+struct DigestHasher(u64);
+
+impl std::hash::Hasher for DigestHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(29) ^ u64::from_le_bytes(word);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 

@@ -336,6 +336,13 @@ impl Gateway {
                 .collect(),
         };
         self.metrics.preset(&known);
+        for (client, (name, routes)) in self.callers.all().iter().zip(&known.clients) {
+            let series = routes
+                .iter()
+                .map(|r| ((*r).to_owned(), self.metrics.client_series(name, r)))
+                .collect();
+            client.set_series(series);
+        }
     }
 }
 

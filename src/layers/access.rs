@@ -27,6 +27,7 @@ use tower::{Layer, Service};
 
 use crate::backend::Backend;
 use crate::body::{BoxError, ResBody};
+use crate::clients::Client;
 use crate::gateway::Gateway;
 use crate::metrics::Outcome;
 use crate::route::Route;
@@ -38,8 +39,9 @@ use crate::trace::TraceContext;
 #[derive(Debug, Default)]
 pub struct Access {
     pub request_id: String,
-    /// The calling client's name, when keys are required and it had one.
-    pub client: Option<Arc<str>>,
+    /// The calling client, when keys are required and it had one: its
+    /// name (never its key) is what the log, the span and the metrics show.
+    pub client: Option<Arc<Client>>,
     /// The request's place among its client's requests in flight, let go
     /// with this record when the answer's body ends.
     pub held: crate::limits::Held,
@@ -176,7 +178,10 @@ fn finish(
     };
     let not_ours = access.upstream + access.waited;
     if let Some(client) = &access.client {
-        gw.metrics.client_request(client, route, outcome);
+        match client.series(route) {
+            Some(series) => series.count(outcome),
+            None => gw.metrics.client_request(&client.name, route, outcome),
+        }
     }
     match pair_series(&access) {
         Some(series) if status.is_success() => series.served(head, not_ours),
@@ -234,7 +239,7 @@ impl Line {
         let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         access_log::write(&access_log::Record {
             request_id: &a.request_id,
-            client: a.client.as_deref(),
+            client: a.client.as_ref().map(|c| &*c.name),
             trace_id: a.trace.as_ref().map(|t| &t.trace_id),
             route: a.route.as_ref().map_or("unknown", |r| r.name.as_str()),
             backend: a.backend.as_ref().map(|b| b.name.as_str()),
@@ -250,7 +255,7 @@ impl Line {
         });
         if let (Some(sink), Some(trace)) = (&self.spans, &a.trace) {
             sink.finished(&RequestSpan {
-                client: a.client.as_deref(),
+                client: a.client.as_ref().map(|c| &*c.name),
                 trace,
                 door: a.door,
                 route: a.route.as_ref().map_or("unknown", |r| r.name.as_str()),

@@ -97,10 +97,13 @@ impl Bucket {
         }
         let limit = self.burst();
         let missing = f64::from(limit.saturating_sub(remaining));
+        // At most a burst's refill: 10^6 requests at 0.0001/s, 10^19 ns,
+        // within a u64.
+        let reset_ns = (missing * 1e9 / self.per_second()) as u64;
         Some(RateState {
             limit,
             remaining,
-            reset: Duration::from_secs_f64(missing / self.per_second()),
+            reset: Duration::from_nanos(reset_ns),
         })
     }
 
