@@ -1,5 +1,7 @@
 //! What client keys and limits add (`--only auth`): the same unary HF
-//! request through four gateway processes in one run, slices alternated:
+//! request through four gateway processes in one run, all at once (each at
+//! the bench's rate, their requests interleaved one by one, so that every
+//! side meets the same machine at the same moments):
 //! the bench's usual gateway (no client, no limit), one that checks a
 //! client's key and takes a token from a local rate limit (the client's and
 //! the route's, `rate_limits.store = "memory"`), and two that keep both in
@@ -21,10 +23,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::bench::{Bench, Via};
+use crate::bench::{Bench, Schedule, Via};
 use crate::gateway::{gateway_config, start_named, GatewayProcess};
 use crate::net::free_port;
-use crate::results::{fmt_added, fmt_us, paired_cpu, q_us};
+use crate::results::{fmt_added, fmt_us, paired_cpu, q_us, Side};
 
 macro_rules! bench_key {
     () => {
@@ -177,82 +179,94 @@ impl AuthGateways {
     }
 }
 
-/// The scenario's report, as JSON.
+/// The scenario's report, as JSON: the plain gateway and the one with
+/// local limits at once (the added CPU), then the local one and the two
+/// Redis ones at once (the added latency), with the Redis round trip
+/// measured all along that part.
 pub fn auth_cost(bench: &mut Bench) -> Value {
     let (rate, secs) = (bench.opts.rate, bench.opts.secs);
     let Some(auth) = &bench.auth else {
         return Value::Null;
     };
-    let mut vias = vec![Via::Gateway, Via::Auth];
-    if auth.redis.is_some() {
-        vias.extend([Via::AuthRedis, Via::AuthRedisWait]);
-    }
     let note = auth.note.clone();
-    let has_redis = auth.redis.is_some();
-    eprintln!("load bench: auth and limits at {rate}/s, {secs} s per side");
-    // Round trips to the same Redis all along the run, under the same load
-    // as the decisions (a PING a millisecond on one connection).
     let port = auth.redis.as_ref().map(|r| r.server.port);
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let pinger = port.map(|port| {
-        let stop = std::sync::Arc::clone(&stop);
-        std::thread::spawn(move || ping_until(port, &stop))
-    });
-    // The same request on every side, key included (the plain gateway
-    // ignores it): what differs is what a gateway does with it.
-    let bearer = reqwest::header::HeaderValue::from_static(BEARER);
-    let make = |b: &Bench, via: Via| {
-        let mut target = b.target(via, "hf", false);
-        target.headers.insert("authorization", bearer.clone());
-        target
+    eprintln!(
+        "load bench: auth and limits at {rate}/s per side, sides at once, {secs} s each part"
+    );
+    let sides = interleaved(bench, &[Via::Gateway, Via::Auth]);
+    let json_of = |sides: &[Side], via: Via| {
+        let side = sides.iter().find(|s| s.name == via.name());
+        side.map_or(Value::Null, Side::json_with_cpu)
     };
-    // Short slices, many rounds: the added CPU is read from slices paired
-    // round by round, with its 95% interval.
-    let rounds = bench.opts.rounds;
-    bench.opts.rounds = rounds.max(AUTH_ROUNDS);
-    let sides = bench.alternated("hf", rate, secs, &vias, &make);
-    bench.opts.rounds = rounds;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut rtts = pinger.and_then(|p| p.join().ok()).unwrap_or_default();
-    let side = |via: Via| sides.iter().find(|s| s.name == via.name());
-    let json_of = |via: Via| side(via).map(|s| s.json_with_cpu());
-    let added = |via: Via| match (side(Via::Gateway), side(via)) {
-        (Some(plain), Some(other)) => {
-            let (mean, half, pairs) = paired_cpu(plain, other);
-            json!({"mean_us": mean, "ci95_half_width_us": half, "pairs": pairs})
-        }
-        _ => Value::Null,
-    };
-    let plain = json_of(Via::Gateway).unwrap_or(Value::Null);
-    let local = json_of(Via::Auth).unwrap_or(Value::Null);
-    let cpu = |v: &Value| v["cpu_us_per_request"].as_f64().unwrap_or(f64::NAN);
+    let (plain, local) = (json_of(&sides, Via::Gateway), json_of(&sides, Via::Auth));
     let mut v = json!({
         "rate": rate,
         "plain": plain,
         "auth_local": local,
-        "added_cpu_us_auth_local": cpu(&local) - cpu(&plain),
-        "added_cpu_paired_auth_local": added(Via::Auth),
+        "added_cpu_paired_auth_local": added_cpu(&sides, Via::Gateway, Via::Auth),
         "added_p50_us_auth_local": q_us(&local, "latency", "p50") - q_us(&plain, "latency", "p50"),
         "redis": note,
     });
-    if !has_redis {
+    let Some(port) = port else {
         return v;
-    }
+    };
+    // Round trips to the same Redis all along, under the same load as the
+    // decisions (a PING a millisecond on one connection).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pinger = {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || ping_until(port, &stop))
+    };
+    let sides = interleaved(bench, &[Via::Auth, Via::AuthRedis, Via::AuthRedisWait]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut rtts = pinger.join().unwrap_or_default();
     rtts.sort_unstable();
     let rtt_p50 = rtts
         .get(rtts.len() / 2)
         .map_or(f64::NAN, |n| *n as f64 / 1e3);
     v["redis_ping_rtt_p50_us"] = json!(rtt_p50);
     v["redis_pings"] = json!(rtts.len());
+    let local = json_of(&sides, Via::Auth);
     for (via, suffix) in [(Via::AuthRedis, ""), (Via::AuthRedisWait, "_wait")] {
-        let Some(redis) = json_of(via) else { continue };
+        let redis = json_of(&sides, via);
         v[format!("added_p50_us_redis{suffix}_vs_local")] =
             json!(q_us(&redis, "latency", "p50") - q_us(&local, "latency", "p50"));
-        v[format!("added_cpu_us_redis{suffix}")] = json!(cpu(&redis) - cpu(&plain));
-        v[format!("added_cpu_paired_redis{suffix}")] = added(via);
+        v[format!("added_cpu_paired_redis{suffix}_vs_local")] = added_cpu(&sides, Via::Auth, via);
         v[via.name()] = redis;
     }
+    v["auth_local_beside_redis"] = local;
     v
+}
+
+/// `vias` at once at the bench's rate each, their requests interleaved,
+/// in many short slices; the same request on every side, key included
+/// (the plain gateway ignores it), so that what differs is what a gateway
+/// does with it.
+fn interleaved(bench: &mut Bench, vias: &[Via]) -> Vec<Side> {
+    let (rate, secs) = (bench.opts.rate, bench.opts.secs);
+    let bearer = reqwest::header::HeaderValue::from_static(BEARER);
+    let make = |b: &Bench, via: Via| {
+        let mut target = b.target(via, "hf", false);
+        target.headers.insert("authorization", bearer.clone());
+        target
+    };
+    let rounds = bench.opts.rounds;
+    bench.opts.rounds = rounds.max(AUTH_ROUNDS);
+    let sides = bench.alternated("hf", rate, secs, vias, &make, Schedule::Interleaved);
+    bench.opts.rounds = rounds;
+    sides
+}
+
+/// What `other` adds to `base` in CPU per request: the mean of their
+/// slices paired one by one (each pair over the same moments of the
+/// machine), with its 95% interval.
+fn added_cpu(sides: &[Side], base: Via, other: Via) -> Value {
+    let side = |via: Via| sides.iter().find(|s| s.name == via.name());
+    let Some((base, other)) = side(base).zip(side(other)) else {
+        return Value::Null;
+    };
+    let (mean, half, pairs) = paired_cpu(base, other);
+    json!({"mean_us": mean, "ci95_half_width_us": half, "pairs": pairs})
 }
 
 /// Rounds of the scenario at least (`--rounds` may ask for more): the
@@ -275,18 +289,21 @@ fn verdict(mean: f64, half: f64, limit: f64) -> &'static str {
 /// The scenario as a markdown table.
 pub fn auth_table(v: &Value) -> String {
     let mut out = String::from(
-        "\n### Client keys and limits (same run, alternated)\n\n\
-         | gateway | CPU per request | p50 | p99 |\n|---|---|---|---|\n",
+        "\n### Client keys and limits (same run; the sides of each part at once, requests \
+         interleaved)\n\n| part | gateway | CPU per request | p50 | p99 |\n|---|---|---|---|---|\n",
     );
-    for (key, name) in [
-        ("plain", "no client, no limit"),
-        ("auth_local", "key + local limits (client, route)"),
+    for (key, part, name) in [
+        ("plain", "CPU", "no client, no limit"),
+        ("auth_local", "CPU", "key + local limits (client, route)"),
+        ("auth_local_beside_redis", "Redis", "key + local limits"),
         (
             "auth_redis",
+            "Redis",
             "key + Redis limits, far from them (default headroom)",
         ),
         (
             "auth_redis_wait",
+            "Redis",
             "key + Redis limits, every request waiting (headroom = 1)",
         ),
     ] {
@@ -295,40 +312,44 @@ pub fn auth_table(v: &Value) -> String {
             continue;
         }
         out.push_str(&format!(
-            "| {name} | {} | {} | {} |\n",
+            "| {part} | {name} | {} | {} | {} |\n",
             fmt_us(s["cpu_us_per_request"].as_f64().unwrap_or(f64::NAN)),
             fmt_us(q_us(s, "latency", "p50")),
             fmt_us(q_us(s, "latency", "p99")),
         ));
     }
     let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
-    let paired = &v["added_cpu_paired_auth_local"];
-    let (mean, half) = (
-        paired["mean_us"].as_f64().unwrap_or(f64::NAN),
-        paired["ci95_half_width_us"].as_f64().unwrap_or(f64::NAN),
-    );
+    let paired = |k: &str| {
+        let p = &v[k];
+        let g = |f: &str| p[f].as_f64().unwrap_or(f64::NAN);
+        (g("mean_us"), g("ci95_half_width_us"), p["pairs"].clone())
+    };
+    let (mean, half, pairs) = paired("added_cpu_paired_auth_local");
     out.push_str(&format!(
-        "\n- key + local limit: CPU {} ± {:.1} µs per request (mean of {} slices paired round by \
-         round, 95% interval; target ≤ 2 µs: {}), p50 {}\n",
+        "\n- key + local limit: CPU {} ± {:.1} µs per request (mean of {pairs} slices paired one \
+         by one, 95% interval; target ≤ 2 µs: {}), p50 {}\n",
         fmt_added(mean),
         half,
-        paired["pairs"],
         verdict(mean, half, 2.0),
         fmt_added(f("added_p50_us_auth_local")),
     ));
-    if v.get("auth_redis").is_some() {
-        out.push_str(&format!(
-            "- Redis decision, far from the limits: p50 {} over the local one, CPU {}; \
-             waiting for Redis every time: p50 {}, CPU {}; a PING round trip to the same Redis \
-             during the run: p50 {} (target: ≤ 1 round trip)\n",
-            fmt_added(f("added_p50_us_redis_vs_local")),
-            fmt_added(f("added_cpu_us_redis")),
-            fmt_added(f("added_p50_us_redis_wait_vs_local")),
-            fmt_added(f("added_cpu_us_redis_wait")),
-            fmt_us(f("redis_ping_rtt_p50_us")),
-        ));
-    } else {
+    if v.get("auth_redis").is_none() {
         out.push_str(&format!("- Redis: {}\n", v["redis"].as_str().unwrap_or("")));
+        return out;
     }
+    let cpu = |k: &str| {
+        let (mean, half, _) = paired(k);
+        format!("{} ± {half:.1} µs", fmt_added(mean))
+    };
+    out.push_str(&format!(
+        "- Redis decision, far from the limits: p50 {} over the local one, CPU {}; waiting for \
+         Redis every time: p50 {}, CPU {}; a PING round trip to the same Redis during that part: \
+         p50 {} (target: ≤ 1 round trip)\n",
+        fmt_added(f("added_p50_us_redis_vs_local")),
+        cpu("added_cpu_paired_redis_vs_local"),
+        fmt_added(f("added_p50_us_redis_wait_vs_local")),
+        cpu("added_cpu_paired_redis_wait_vs_local"),
+        fmt_us(f("redis_ping_rtt_p50_us")),
+    ));
     out
 }

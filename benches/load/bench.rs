@@ -16,7 +16,7 @@ use infergate::backend::sigv4::{sign_request, Signer};
 use infergate::emulator::EmulatorHandle;
 
 use crate::gateway::GatewayProcess;
-use crate::generate::{hist, nanos, Load, Recorder, Target};
+use crate::generate::{hist, nanos, Lane, Load, Recorder, Target};
 use crate::nginx::NginxProcess;
 use crate::opts::Opts;
 use crate::procfs::{open_fds, reset_peak, status_value};
@@ -62,6 +62,15 @@ impl Via {
             Via::Cached => "cached",
         }
     }
+}
+
+/// How the paths of a scenario share its time.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Schedule {
+    /// One path's slice after the other's, round after round.
+    Alternated,
+    /// Every path at once, their requests interleaved one by one.
+    Interleaved,
 }
 
 /// The gateway's path for a route (nginx serves the HF route at the same).
@@ -273,8 +282,9 @@ impl Bench {
         v
     }
 
-    /// The paths' slices alternated in `rounds` rounds after a warm-up of
-    /// each; one side per path, in `vias`' order.
+    /// The paths' slices in `rounds` rounds after a warm-up of each, one
+    /// path after the other or, [`Schedule::Interleaved`], all at once;
+    /// one side per path, in `vias`' order.
     pub fn alternated(
         &mut self,
         route: &str,
@@ -282,25 +292,18 @@ impl Bench {
         secs: f64,
         vias: &[Via],
         make: &dyn Fn(&Bench, Via) -> Target,
+        schedule: Schedule,
     ) -> Vec<Side> {
-        let cap = 1024;
         let recs: Vec<_> = vias.iter().map(|_| Recorder::new()).collect();
-        for &via in vias {
-            let target = Arc::new(make(self, via));
-            self.load_for(via)
-                .slice(&target, rate, self.opts.warmup, cap, &Recorder::new());
-        }
+        let warmups: Vec<_> = vias.iter().map(|_| Recorder::new()).collect();
+        self.round(vias, &warmups, rate, self.opts.warmup, make, schedule);
         let before = self
             .rt
             .block_on(overhead(&self.client, &self.gw.base, route));
         let peak_reset = reset_peak(&self.gw.pid);
         let slice = Duration::from_secs_f64(secs / self.opts.rounds as f64);
         for _ in 0..self.opts.rounds {
-            for (&via, rec) in vias.iter().zip(&recs) {
-                // Re-made per round: a SageMaker request is signed when made.
-                let target = Arc::new(make(self, via));
-                self.load_for(via).slice(&target, rate, slice, cap, rec);
-            }
+            self.round(vias, &recs, rate, slice, make, schedule);
         }
         self.check_gateway();
         let after = self
@@ -327,6 +330,38 @@ impl Bench {
             .collect()
     }
 
+    /// One slice of `dur` of every path, each recorded in its `recs`.
+    fn round(
+        &self,
+        vias: &[Via],
+        recs: &[Arc<Recorder>],
+        rate: f64,
+        dur: Duration,
+        make: &dyn Fn(&Bench, Via) -> Target,
+        schedule: Schedule,
+    ) {
+        const CAP: usize = 1024;
+        // Re-made per round: a SageMaker request is signed when made.
+        let targets: Vec<_> = vias.iter().map(|&via| Arc::new(make(self, via))).collect();
+        match schedule {
+            Schedule::Alternated => {
+                for ((&via, rec), target) in vias.iter().zip(recs).zip(&targets) {
+                    self.load_for(via).slice(target, rate, dur, CAP, rec);
+                }
+            }
+            Schedule::Interleaved => {
+                let proxies: Vec<_> = vias.iter().map(|&v| self.load_for(v).proxy).collect();
+                let lanes: Vec<_> = targets
+                    .into_iter()
+                    .zip(&proxies)
+                    .zip(recs)
+                    .map(|((target, proxy), rec)| Lane { target, proxy, rec })
+                    .collect();
+                self.load().lanes(&lanes, rate, dur, CAP);
+            }
+        }
+    }
+
     pub fn scenario(&mut self, name: &str, route: &str, stream: bool) -> Value {
         let (rate, secs) = if stream {
             (self.opts.stream_rate, self.opts.stream_secs)
@@ -340,7 +375,7 @@ impl Bench {
         );
         let route_owned = route.to_string();
         let make = move |b: &Bench, via: Via| b.target(via, &route_owned, stream);
-        let sides = self.alternated(route, rate, secs, &vias, &make);
+        let sides = self.alternated(route, rate, secs, &vias, &make, Schedule::Alternated);
         let side = |via: Via| sides.iter().find(|s| s.name == via.name());
         let (d, t) = (side(Via::Direct).unwrap(), side(Via::Gateway).unwrap());
         let mut v = json!({

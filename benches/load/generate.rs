@@ -199,6 +199,14 @@ pub struct Load<'a> {
     pub proxy: Vec<String>,
 }
 
+/// One kind of request of an interleaved slice ([`Load::lanes`]), the
+/// proxy whose CPU time it is charged, and its recorder.
+pub struct Lane<'a> {
+    pub target: Arc<Target>,
+    pub proxy: &'a [String],
+    pub rec: &'a Arc<Recorder>,
+}
+
 impl Load<'_> {
     /// One open-loop slice: `rate` requests/s for `dur`, paced from this
     /// (non-runtime) thread; waits for the stragglers.
@@ -210,21 +218,41 @@ impl Load<'_> {
         cap: usize,
         rec: &Arc<Recorder>,
     ) {
+        let lane = Lane {
+            target: Arc::clone(target),
+            proxy: &self.proxy,
+            rec,
+        };
+        self.lanes(&[lane], rate, dur, cap);
+    }
+
+    /// One open-loop slice of several lanes at once, `rate` requests/s
+    /// each for `dur`, their requests interleaved one by one (lane 0, 1,
+    /// …, 0, 1, …): every lane meets the same machine at the same moment,
+    /// so what differs between their CPU times is what their proxies do.
+    /// Each lane's slice records its proxy's CPU time, and its share of
+    /// this process's.
+    pub fn lanes(&self, lanes: &[Lane<'_>], rate: f64, dur: Duration, cap: usize) {
+        let k = lanes.len().max(1);
         let n = (rate * dur.as_secs_f64()).round().max(1.0) as u64;
-        let period = Duration::from_secs_f64(1.0 / rate);
+        let total_rate = rate * k as f64;
+        let period = Duration::from_secs_f64(1.0 / total_rate);
         // Below ~2,000/s, yield-spin the last 50 µs so the schedule is kept to
         // a few µs; above, sleeping alone (and sending what is due in a batch)
         // keeps the pacer from taking a core.
-        let spin = if rate <= 2000.0 {
+        let spin = if total_rate <= 2000.0 {
             Duration::from_micros(50)
         } else {
             Duration::ZERO
         };
         let own = ["self".to_string()];
-        let (proxy0, own0) = (CpuSample::of(&self.proxy), CpuSample::of(&own));
+        let own0 = CpuSample::of(&own);
+        let proxy0: Vec<_> = lanes.iter().map(|l| CpuSample::of(l.proxy)).collect();
         let t0 = Instant::now() + Duration::from_millis(2);
-        for i in 0..n {
+        for i in 0..n * k as u64 {
             let due = t0 + period.mul_f64(i as f64);
+            let lane = &lanes[(i % k as u64) as usize];
+            let rec = lane.rec;
             wait_until(due, spin);
             let _ = rec.lateness.lock().unwrap().record(nanos(due.elapsed()));
             rec.sent.fetch_add(1, Ordering::Relaxed);
@@ -234,7 +262,7 @@ impl Load<'_> {
             }
             rec.in_flight.fetch_add(1, Ordering::Relaxed);
             let client = self.client.clone();
-            let target = Arc::clone(target);
+            let target = Arc::clone(&lane.target);
             let rec = Arc::clone(rec);
             self.rt.spawn(async move {
                 let result = send(&client, &target).await;
@@ -242,18 +270,27 @@ impl Load<'_> {
                 rec.in_flight.fetch_sub(1, Ordering::Relaxed);
             });
         }
-        let span = t0 + period.mul_f64(n as f64);
-        let limit = Instant::now() + target.timeout + Duration::from_secs(1);
-        while rec.in_flight.load(Ordering::Relaxed) > 0 && Instant::now() < limit {
+        let span = t0 + period.mul_f64((n * k as u64) as f64);
+        let timeout = lanes.iter().map(|l| l.target.timeout).max();
+        let limit = Instant::now() + timeout.unwrap_or_default() + Duration::from_secs(1);
+        let busy = || {
+            lanes
+                .iter()
+                .any(|l| l.rec.in_flight.load(Ordering::Relaxed) > 0)
+        };
+        while busy() && Instant::now() < limit {
             std::thread::sleep(Duration::from_micros(500));
         }
         let end = Instant::now().max(span);
-        *rec.elapsed.lock().unwrap() += end - t0;
-        let proxy_ns = CpuSample::of(&self.proxy).since(&proxy0);
-        rec.proxy_cpu_ns.fetch_add(proxy_ns, Ordering::Relaxed);
-        let per_request = proxy_ns as f64 / 1e3 / n as f64;
-        rec.slice_cpu_us.lock().unwrap().push(per_request);
-        let own_ns = CpuSample::of(&own).since(&own0);
-        rec.own_cpu_ns.fetch_add(own_ns, Ordering::Relaxed);
+        let own_ns = CpuSample::of(&own).since(&own0) / k as u64;
+        for (lane, before) in lanes.iter().zip(&proxy0) {
+            let rec = lane.rec;
+            *rec.elapsed.lock().unwrap() += end - t0;
+            let proxy_ns = CpuSample::of(lane.proxy).since(before);
+            rec.proxy_cpu_ns.fetch_add(proxy_ns, Ordering::Relaxed);
+            let per_request = proxy_ns as f64 / 1e3 / n as f64;
+            rec.slice_cpu_us.lock().unwrap().push(per_request);
+            rec.own_cpu_ns.fetch_add(own_ns, Ordering::Relaxed);
+        }
     }
 }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::bench::{Bench, Via};
+use crate::bench::{Bench, Schedule, Via};
 use crate::gateway::gateway_bin;
 use crate::net::free_port;
 use crate::results::{fmt_added, fmt_us, q_us};
@@ -132,7 +132,7 @@ pub fn shadow_cost(bench: &mut Bench, candidate: Option<&Candidate>) -> Value {
             kind(stream)
         );
         let make = move |b: &Bench, via: Via| b.target(via, "hf", stream);
-        let sides = bench.alternated("hf", rate, secs, &VIAS, &make);
+        let sides = bench.alternated("hf", rate, secs, &VIAS, &make, Schedule::Alternated);
         let json_of = |via: Via| {
             let side = sides.iter().find(|s| s.name == via.name())?;
             Some(side.json_with_cpu())
