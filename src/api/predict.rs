@@ -149,11 +149,7 @@ pub(super) async fn admit(
 ) -> Result<(Option<RateState>, Option<Charge>), ApiError> {
     let admitted = gw
         .limits
-        .admit(
-            access.client.as_ref().map(|c| &*c.name),
-            &route.name,
-            current_worker(),
-        )
+        .admit(access.client_name(), &route.name, current_worker())
         .await;
     match admitted {
         Ok(admitted) => {

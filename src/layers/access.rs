@@ -100,6 +100,13 @@ impl<S> Layer<S> for AccessLayer {
     }
 }
 
+impl Access {
+    /// The calling client's name, if a client called.
+    pub fn client_name(&self) -> Option<&str> {
+        self.client.as_ref().map(|c| &*c.name)
+    }
+}
+
 /// The service of [`AccessLayer`].
 #[derive(Debug, Clone)]
 pub struct AccessLog<S> {
@@ -239,7 +246,7 @@ impl Line {
         let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         access_log::write(&access_log::Record {
             request_id: &a.request_id,
-            client: a.client.as_ref().map(|c| &*c.name),
+            client: a.client_name(),
             trace_id: a.trace.as_ref().map(|t| &t.trace_id),
             route: a.route.as_ref().map_or("unknown", |r| r.name.as_str()),
             backend: a.backend.as_ref().map(|b| b.name.as_str()),
@@ -255,7 +262,7 @@ impl Line {
         });
         if let (Some(sink), Some(trace)) = (&self.spans, &a.trace) {
             sink.finished(&RequestSpan {
-                client: a.client.as_ref().map(|c| &*c.name),
+                client: a.client_name(),
                 trace,
                 door: a.door,
                 route: a.route.as_ref().map_or("unknown", |r| r.name.as_str()),
