@@ -41,6 +41,7 @@ pub mod header_numbers;
 pub mod layers;
 pub mod limits;
 pub mod metrics;
+pub mod name_hash;
 pub mod protocol;
 pub mod redis_store;
 pub mod reload;

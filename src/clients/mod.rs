@@ -18,6 +18,7 @@ use http::{header, HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::{key_hash, route_matches, AuthMode, ClientAwsKey, ClientConfig, KeyHash};
 use crate::metrics::ClientSeries;
+use crate::name_hash::{DigestMap, NameMap};
 
 /// The header a client may send its key in instead of `Authorization`.
 pub const API_KEY_HEADER: HeaderName = HeaderName::from_static("x-api-key");
@@ -36,7 +37,7 @@ pub struct Client {
     pub admin: bool,
     /// Its requests' counters on each route it may use, by route name: set
     /// once the gateway's metrics know the routes.
-    series: OnceLock<HashMap<String, ClientSeries>>,
+    series: OnceLock<NameMap<ClientSeries>>,
 }
 
 impl Client {
@@ -54,7 +55,7 @@ impl Client {
     }
 
     /// Sets its counters on each route it may use, once.
-    pub fn set_series(&self, series: HashMap<String, ClientSeries>) {
+    pub fn set_series(&self, series: NameMap<ClientSeries>) {
         let _ = self.series.set(series);
     }
 }
@@ -74,7 +75,7 @@ pub enum Identity {
 #[derive(Debug, Default)]
 pub struct Clients {
     required: bool,
-    by_key: HashMap<KeyHash, Arc<Client>, BuildDigestHasher>,
+    by_key: DigestMap<KeyHash, Arc<Client>>,
     by_access_key: HashMap<String, (Arc<Client>, ClientAwsKey)>,
     all: Vec<Arc<Client>>,
 }
@@ -136,29 +137,6 @@ impl Clients {
             Some(client) => Identity::Client(Arc::clone(client)),
             None => Identity::Unknown,
         }
-    }
-}
-
-/// The map of keys' SHA-256s hashes each by its own bytes, folded into 64
-/// bits: a digest is as uniform as a hash gets, so SipHash over it again on
-/// every request buys nothing. Only configured keys are ever in the map,
-/// so a caller's choice of key can crowd no bucket.
-type BuildDigestHasher = std::hash::BuildHasherDefault<DigestHasher>;
-
-#[derive(Default)]
-struct DigestHasher(u64);
-
-impl std::hash::Hasher for DigestHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = self.0.rotate_left(29) ^ u64::from_le_bytes(word);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
     }
 }
 

@@ -39,13 +39,13 @@ mod bucket;
 mod local;
 mod shared;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, LimitStore, OnStoreError, SpendLimits};
 use crate::metrics::LimitStoreSeries;
+use crate::name_hash::NameMap;
 use crate::redis_store::{Outage, RedisStore, StoreError};
 use bucket::{Bucket, Buckets};
 pub use local::{Debt, Limiter};
@@ -187,7 +187,7 @@ struct ClientLimits {
     own: Buckets,
     in_flight: Option<InFlightLimit>,
     /// Its limits on single routes, by route name.
-    on_route: HashMap<String, Buckets>,
+    on_route: NameMap<Buckets>,
 }
 
 /// The most buckets one request meets: a rate and a token bucket for the
@@ -219,8 +219,8 @@ struct ClientLimitsConfig {
 /// Every configured limit, and the store of their buckets.
 #[derive(Debug)]
 pub struct Limits {
-    clients: HashMap<String, Arc<ClientLimits>>,
-    routes: HashMap<String, Arc<RouteLimits>>,
+    clients: NameMap<Arc<ClientLimits>>,
+    routes: NameMap<Arc<RouteLimits>>,
     shared: Option<Arc<Shared>>,
     /// `[rate_limits]`: where the buckets are (a reload that leaves it as
     /// it was keeps the store) and what a decision does when it fails.
@@ -300,7 +300,7 @@ impl Limits {
             Some(s) => s.key(tag, rest),
             None => format!("{tag}:{rest}"),
         };
-        let mut clients = HashMap::new();
+        let mut clients = NameMap::default();
         for c in &config.clients {
             let wanted = ClientLimitsConfig {
                 own: SpendLimits {
@@ -322,7 +322,7 @@ impl Limits {
             };
             clients.insert(c.name.clone(), limits);
         }
-        let mut routes = HashMap::new();
+        let mut routes = NameMap::default();
         for r in &config.routes {
             let wanted = SpendLimits {
                 rate_limit: r.rate_limit,
