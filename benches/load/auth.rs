@@ -252,7 +252,7 @@ fn interleaved(bench: &mut Bench, vias: &[Via]) -> Vec<Side> {
     };
     let rounds = bench.opts.rounds;
     bench.opts.rounds = rounds.max(AUTH_ROUNDS);
-    let sides = bench.alternated("hf", rate, secs, vias, &make, Schedule::Interleaved);
+    let sides = bench.compare("hf", rate, secs, vias, &make, Schedule::Interleaved);
     bench.opts.rounds = rounds;
     sides
 }

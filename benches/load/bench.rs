@@ -285,7 +285,7 @@ impl Bench {
     /// The paths' slices in `rounds` rounds after a warm-up of each, one
     /// path after the other or, [`Schedule::Interleaved`], all at once;
     /// one side per path, in `vias`' order.
-    pub fn alternated(
+    pub fn compare(
         &mut self,
         route: &str,
         rate: f64,
@@ -375,7 +375,7 @@ impl Bench {
         );
         let route_owned = route.to_string();
         let make = move |b: &Bench, via: Via| b.target(via, &route_owned, stream);
-        let sides = self.alternated(route, rate, secs, &vias, &make, Schedule::Alternated);
+        let sides = self.compare(route, rate, secs, &vias, &make, Schedule::Alternated);
         let side = |via: Via| sides.iter().find(|s| s.name == via.name());
         let (d, t) = (side(Via::Direct).unwrap(), side(Via::Gateway).unwrap());
         let mut v = json!({

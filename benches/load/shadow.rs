@@ -132,7 +132,7 @@ pub fn shadow_cost(bench: &mut Bench, candidate: Option<&Candidate>) -> Value {
             kind(stream)
         );
         let make = move |b: &Bench, via: Via| b.target(via, "hf", stream);
-        let sides = bench.alternated("hf", rate, secs, &VIAS, &make, Schedule::Alternated);
+        let sides = bench.compare("hf", rate, secs, &VIAS, &make, Schedule::Alternated);
         let json_of = |via: Via| {
             let side = sides.iter().find(|s| s.name == via.name())?;
             Some(side.json_with_cpu())
