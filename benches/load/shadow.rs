@@ -9,7 +9,7 @@
 //! add none (its call starts once the client has the answer); its CPU is a
 //! second upstream call and a comparison. The candidate is an emulator
 //! process of its own, and while the scenario runs the gateway and it are
-//! pinned to CPU 0 and the load generator to the others ([`pin_apart`]):
+//! pinned to one CPU and the load generator to the others ([`Pinning`]):
 //! on two CPUs shared by everything, the shadow's work would otherwise
 //! delay the client reading its answer, which is the machine's contention
 //! and not the request path. Unary and streamed.
@@ -75,51 +75,95 @@ fn pin(pid: &str, cpus: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// The gateway and the candidate on CPU 0, this process (load generator
-/// and primary emulator) on the others, when there are two CPUs or more
-/// and `taskset` is there: then the shadow's work (the gateway's second
-/// call, the candidate's answer) cannot take the CPU the client needs to
-/// read its answer, and only what the shadow adds to the request's path
-/// shows. Gives what was done, for the report.
-fn pin_apart(gw: &str, candidate: Option<&Candidate>) -> Option<String> {
-    let n = std::thread::available_parallelism().map_or(1, usize::from);
-    let own = std::process::id().to_string();
-    let rest = format!("1-{}", n - 1);
-    let candidate = candidate.map(|c| c.child.id().to_string());
-    let pinned = n >= 2
-        && pin(gw, "0")
-        && candidate.as_deref().is_none_or(|c| pin(c, "0"))
-        && pin(&own, &rest);
-    pinned.then(|| {
-        format!(
-            "gateway and candidate on CPU 0, load generator and primary emulator on CPUs {rest}"
-        )
-    })
+/// The CPUs `pid` may run on, as the kernel lists them (`0-1`, `0,2-3`).
+fn allowed_cpus(pid: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .map(|list| list.trim().to_string())
 }
 
-/// Every CPU again for the pinned processes.
-fn unpin(gw: &str, candidate: Option<&Candidate>) {
-    let n = std::thread::available_parallelism().map_or(1, usize::from);
-    let all = format!("0-{}", n - 1);
-    for pid in [
-        Some(gw.to_string()),
-        Some(std::process::id().to_string()),
-        candidate.map(|c| c.child.id().to_string()),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        pin(&pid, &all);
+/// The CPU numbers of a kernel CPU list.
+fn cpu_numbers(list: &str) -> Vec<usize> {
+    let range = |part: &str| -> Vec<usize> {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        match (a.trim().parse::<usize>(), b.trim().parse::<usize>()) {
+            (Ok(a), Ok(b)) => (a..=b).collect(),
+            _ => Vec::new(),
+        }
+    };
+    list.split(',').flat_map(range).collect()
+}
+
+/// The processes pinned for the scenario, each with the CPUs it had
+/// before: dropped, it gives each those CPUs back (read before pinning,
+/// since once pinned a process's own view of the machine is the pinned
+/// one: `available_parallelism` then counts one CPU).
+struct Pinning {
+    saved: Vec<(String, String)>,
+    /// What was done, for the report.
+    note: Option<String>,
+}
+
+impl Pinning {
+    /// The gateway and the candidate on the first CPU this process may use,
+    /// this process (load generator and primary emulator) on the rest,
+    /// when there are two or more and `taskset` is there: then the
+    /// shadow's work (the gateway's second call, the candidate's answer)
+    /// cannot take the CPU the client needs to read its answer, and only
+    /// what the shadow adds to the request's path shows.
+    fn apart(gw: &str, candidate: Option<&Candidate>) -> Self {
+        let own = std::process::id().to_string();
+        let mut pids = vec![gw.to_string(), own.clone()];
+        pids.extend(candidate.map(|c| c.child.id().to_string()));
+        let saved: Vec<_> = pids
+            .iter()
+            .filter_map(|pid| Some((pid.clone(), allowed_cpus(pid)?)))
+            .collect();
+        let mut pinning = Self { saved, note: None };
+        let cpus = allowed_cpus(&own).map_or_else(Vec::new, |l| cpu_numbers(&l));
+        let [first, rest @ ..] = cpus.as_slice() else {
+            return pinning;
+        };
+        if rest.is_empty() || pinning.saved.len() != pids.len() {
+            return pinning;
+        }
+        let first = first.to_string();
+        let rest = rest
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let pinned = pin(gw, &first)
+            && candidate.is_none_or(|c| pin(&c.child.id().to_string(), &first))
+            && pin(&own, &rest);
+        pinning.note = pinned.then(|| {
+            format!(
+                "gateway and candidate on CPU {first}, load generator and primary emulator on CPUs {rest}"
+            )
+        });
+        pinning
+    }
+}
+
+impl Drop for Pinning {
+    /// Every pinned process back on the CPUs it had, even when a later
+    /// pin failed.
+    fn drop(&mut self) {
+        for (pid, cpus) in &self.saved {
+            pin(pid, cpus);
+        }
     }
 }
 
 /// The scenario's report, as JSON: one part per kind of request.
 pub fn shadow_cost(bench: &mut Bench, candidate: Option<&Candidate>) -> Value {
     let gw = bench.gw.pid.clone();
-    let pinned = pin_apart(&gw, candidate);
+    let pinning = Pinning::apart(&gw, candidate);
     let mut v = json!({
         "candidate": if candidate.is_some() { "an emulator process of its own" } else { "the primary's emulator" },
-        "pinning": pinned.clone().unwrap_or_else(|| "none (one CPU, or no taskset): the shadow's work shares the client's CPU".into()),
+        "pinning": pinning.note.clone().unwrap_or_else(|| "none (one CPU, or no taskset): the shadow's work shares the client's CPU".into()),
     });
     for stream in [false, true] {
         let (rate, secs) = if stream {
@@ -153,8 +197,7 @@ pub fn shadow_cost(bench: &mut Bench, candidate: Option<&Candidate>) -> Value {
         }
         v[kind(stream)] = part;
     }
-    // Whatever was pinned, even when a later pin failed.
-    unpin(&gw, candidate);
+    drop(pinning);
     v
 }
 
