@@ -27,8 +27,9 @@
 //!    ([`crate::backend`]).
 //!
 //! Every layer's future is a named type, so the stack is statically typed;
-//! the door's future, which holds the whole request's state, is boxed once
-//! so that the layers around it stay small to move.
+//! each door's future, which holds the whole request's state, is boxed
+//! where [`api::doors`] makes it ([`crate::boxed`]), so that the future
+//! the layers move stays a few hundred bytes, whichever doors there are.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -40,6 +41,7 @@ use tower::{Service, ServiceBuilder};
 
 use crate::api;
 use crate::body::{BoxError, ResBody};
+use crate::boxed::boxed;
 use crate::core;
 use crate::gateway::Gateway;
 use crate::layers::{AccessLayer, BodyLimitLayer, HeadLimitLayer, RequestIdLayer};
@@ -74,15 +76,14 @@ where
         tower::service_fn(move |req| {
             let gw = Arc::clone(&gw);
             let core = core.clone();
-            // Boxed once here, so the layers around it move a pointer, not
-            // the door's whole state (measured: the moves cost more than
-            // the allocation).
-            Box::pin(async move {
+            // Small: each door's own future is boxed where it is made
+            // (`api::doors`), so the layers around this move a few words.
+            async move {
                 Ok::<_, Infallible>(match listener {
                     Listener::Main => api::doors(&gw, core, req).await,
-                    Listener::Admin => api::admin_door(&gw, req).await,
+                    Listener::Admin => boxed(|| api::admin_door(&gw, req)).await,
                 })
-            })
+            }
         })
     };
     ServiceBuilder::new()
@@ -91,4 +92,35 @@ where
         .layer(AccessLayer::new(Arc::clone(&gw)))
         .layer(BodyLimitLayer::new(gw.config.server.max_body_bytes))
         .service(doors)
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::Full;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::gateway::BuildOptions;
+
+    /// What every layer moves is the stack's own future: it stays small
+    /// (each door's state is boxed where it is made), however many doors
+    /// there are and however large each one's state grows.
+    #[tokio::test]
+    async fn the_future_the_layers_move_stays_small() {
+        let text = "[backends.hf]\nkind = \"huggingface\"\nurl = \"http://127.0.0.1:9\"\n\
+                    [routes.hf]\nbackends = [\"hf\"]\n";
+        let config = Config::from_toml(text, &|_| None).unwrap();
+        let gw = Gateway::build(config, BuildOptions::default())
+            .await
+            .unwrap();
+        for listener in [Listener::Main, Listener::Admin] {
+            let mut app = service::<Full<Bytes>>(Arc::clone(&gw), listener);
+            let req = Request::post("/v1/predict/hf")
+                .body(Full::new(Bytes::from_static(b"{}")))
+                .unwrap();
+            let future = app.call(req);
+            let size = std::mem::size_of_val(&future);
+            assert!(size <= 2048, "{listener:?}: {size} bytes");
+        }
+    }
 }

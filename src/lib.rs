@@ -27,6 +27,7 @@ pub mod api;
 pub mod app;
 pub mod backend;
 pub mod body;
+pub mod boxed;
 pub mod cache;
 pub mod clients;
 pub mod commands;

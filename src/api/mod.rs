@@ -33,6 +33,7 @@ use http::{HeaderValue, Method, Request, Response};
 use tower::Service;
 
 use crate::body::{BoxError, ResBody};
+use crate::boxed::boxed;
 use crate::clients::Identity;
 use crate::core::{CoreRequest, CoreResponse};
 use crate::error::{reply, ApiError, ErrorContext};
@@ -66,21 +67,21 @@ where
             Some(r) => (r, true),
             None => (route, false),
         };
-        return predict::predict(gw, core, route, req, stream, caller).await;
+        return boxed(|| predict::predict(gw, core, route, req, stream, caller)).await;
     }
     if gw.config.doors.tgi {
         if let Some((route, call)) = tgi::parse_path(path) {
-            return tgi::serve(gw, core, route, call, req).await;
+            return boxed(|| tgi::serve(gw, core, route, call, req)).await;
         }
     }
     if gw.config.doors.openai {
         if let Some(call) = openai::parse_path(path) {
-            return openai::serve(gw, core, call, req).await;
+            return boxed(|| openai::serve(gw, core, call, req)).await;
         }
     }
     if gw.config.doors.sagemaker.enabled {
         if let Some((endpoint, op)) = sagemaker::parse_path(path) {
-            return sagemaker::invoke(gw, core, &endpoint, op, req).await;
+            return boxed(|| sagemaker::invoke(gw, core, &endpoint, op, req)).await;
         }
     }
     let response = match path {

@@ -234,15 +234,17 @@ impl<'r> Attempts<'r> {
             Some(after) => {
                 // Boxed: a hedge holds two attempts, and inline it would
                 // make every request's future (hedged or not) that big.
-                let hedged = Box::pin(hedge::hedge(
-                    env,
-                    picker,
-                    req,
-                    &mut self.tried,
-                    first,
-                    after,
-                    self.deadline,
-                ));
+                let hedged = crate::boxed::boxed(|| {
+                    hedge::hedge(
+                        env,
+                        picker,
+                        req,
+                        &mut self.tried,
+                        first,
+                        after,
+                        self.deadline,
+                    )
+                });
                 tokio::time::timeout(left, hedged)
                     .await
                     .ok()

@@ -254,7 +254,7 @@ impl Client {
         let mut req = Request::new(Full::new(body));
         *req.method_mut() = method;
         *req.headers_mut() = headers;
-        Box::pin(self.pool.send(target, req))
+        crate::boxed::boxed(|| self.pool.send(target, req))
     }
 }
 
