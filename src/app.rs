@@ -29,7 +29,7 @@
 //! Every layer's future is a named type, so the stack is statically typed;
 //! each door's future, which holds the whole request's state, is boxed
 //! where [`api::doors`] makes it ([`crate::boxed`]), so that the future
-//! the layers move stays a few hundred bytes, whichever doors there are.
+//! the layers move stays about 1.4 KiB, whichever doors there are.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -77,7 +77,8 @@ where
             let gw = Arc::clone(&gw);
             let core = core.clone();
             // Small: each door's own future is boxed where it is made
-            // (`api::doors`), so the layers around this move a few words.
+            // (`api::doors`), so what the layers around this move is small
+            // (about 1.4 KiB).
             async move {
                 Ok::<_, Infallible>(match listener {
                     Listener::Main => api::doors(&gw, core, req).await,

@@ -93,5 +93,16 @@ mod tests {
         assert_eq!(digests.len(), 500);
         let b = BuildHasherDefault::<DigestHasher>::default();
         assert_ne!(b.hash_one([1u8; 32]), b.hash_one([2u8; 32]));
+        // A map finds its keys with any hasher; what makes it fast is
+        // that they spread: no two of these 500 share a hash.
+        let spread = |hashes: Vec<u64>| {
+            hashes
+                .iter()
+                .collect::<std::collections::HashSet<_>>()
+                .len()
+        };
+        let n = BuildHasherDefault::<NameHasher>::default();
+        assert_eq!(spread(names.keys().map(|k| n.hash_one(k)).collect()), 500);
+        assert_eq!(spread(digests.keys().map(|k| b.hash_one(k)).collect()), 500);
     }
 }

@@ -141,8 +141,9 @@ pub fn fmt_us(us: f64) -> String {
 
 /// What `other` costs over `base` in proxy CPU per request, from their
 /// slices paired round by round (one after the other or at once, so each
-/// pair shared the machine's state of the moment): the mean difference, the half-width of
-/// its 95% interval (Student's t), and the number of pairs.
+/// pair shared the machine's state of the moment): the mean difference,
+/// the half-width of its 95% interval (Student's t), and the number of
+/// pairs.
 pub fn paired_cpu(base: &Side, other: &Side) -> (f64, f64, usize) {
     let a = base.rec.slice_cpu_us.lock().unwrap();
     let b = other.rec.slice_cpu_us.lock().unwrap();

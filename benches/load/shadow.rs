@@ -135,9 +135,9 @@ impl Pinning {
             .map(usize::to_string)
             .collect::<Vec<_>>()
             .join(",");
-        let pinned = pin(gw, &first)
-            && candidate.is_none_or(|c| pin(&c.child.id().to_string(), &first))
-            && pin(&own, &rest);
+        let pinned = pids
+            .iter()
+            .all(|pid| pin(pid, if *pid == own { &rest } else { &first }));
         pinning.note = pinned.then(|| {
             format!(
                 "gateway and candidate on CPU {first}, load generator and primary emulator on CPUs {rest}"
